@@ -1,0 +1,156 @@
+"""``sla-plugin``: the single command line of the plugin (DESIGN.md 10.3).
+
+Entry points a newcomer looks for: ``serve`` (the web app, ``plugin.web:create_app``), ``worker`` (RQ workers
+and the deadline sweeper, ``plugin.worker``), ``dev`` (both, with embedded defaults), ``replay``, ``rules``.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import click
+
+from plugin.events import parse_time
+from plugin.rules.commands import rules
+
+
+@click.group()
+@click.version_option(package_name="sla-plugin")
+def main() -> None:
+    """SLA clocks, labels, miss notes and reports for Chatwoot-style helpdesks."""
+
+
+main.add_command(rules)
+
+
+@main.command()
+@click.argument("events_file", type=click.File("r", encoding="utf-8"))
+@click.option("--rules", "rules_dir", default=lambda: os.environ.get("SLA_RULES_DIR", "rules"),
+              show_default="$SLA_RULES_DIR or rules", type=click.Path(file_okay=False, exists=True),
+              help="Folder of rule files.")
+@click.option("--at", "at_text", default=None, metavar="ISO-8601",
+              help="Evaluate at this instant (default: the latest event time).")
+def replay(events_file, rules_dir: str, at_text: str | None) -> None:
+    """Replay webhook bodies (one JSON object per line) and print each conversation's SLA as JSON lines."""
+    import json
+
+    from connectors import get_connector
+    from plugin.replay import replay as run_replay
+    from plugin.rules import RulesError, load_rules
+
+    try:
+        at = parse_time(at_text) if at_text else None
+    except ValueError:
+        raise click.BadParameter(f"not an ISO-8601 time: {at_text!r}", param_hint="--at") from None
+    try:
+        rule_set = load_rules(rules_dir)
+    except RulesError as error:
+        for problem in error.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(1)
+    result = run_replay(events_file, get_connector("chatwoot", {}), rule_set.match, rule_set.content_hash, at)
+    for evaluation in result.evaluations:
+        click.echo(json.dumps(evaluation.to_replay_json(), ensure_ascii=False))
+    for error in result.errors:
+        click.echo(error, err=True)
+    if result.errors:
+        sys.exit(2)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes.")
+def serve(host: str, port: int, workers: int) -> None:
+    """Run the web app under gunicorn (production): webhooks, health, metrics, reports."""
+    os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}",
+                               "--workers", str(workers), "--access-logfile", "-", "plugin.web:create_app()"])
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty (tests, one-off catch-up).")
+@click.option("--sweeper/--no-sweeper", default=True, show_default=True,
+              help="Also take part in the election of the deadline sweeper.")
+def worker(burst: bool, sweeper: bool) -> None:
+    """Run an RQ worker for the events and write-back queues, and the deadline sweeper."""
+    from rq import Queue, SimpleWorker
+
+    from plugin.ingest import EVENTS_QUEUE, WRITEBACK_QUEUE
+    from plugin.logging import configure_logging
+    from plugin.runtime import current_runtime
+    from plugin.sweeper import Sweeper
+    from plugin.worker import utcnow
+
+    runtime = current_runtime()
+    configure_logging(runtime.settings.SLA_LOG_LEVEL, runtime.settings.secret_values())
+    stop = threading.Event()
+    if sweeper:
+        threading.Thread(target=Sweeper(runtime, utcnow).run, args=(stop,), daemon=True,
+                         name="sla-sweeper").start()
+    queues = [Queue(name, connection=runtime.redis) for name in (EVENTS_QUEUE, WRITEBACK_QUEUE)]
+    try:
+        # SimpleWorker runs jobs in this process: a fork per job would cap us near 55 jobs/s (DESIGN.md 8).
+        SimpleWorker(queues, connection=runtime.redis).work(burst=burst, logging_level="WARNING")
+    finally:
+        stop.set()
+
+
+@main.command()
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="Worker processes to start.")
+def dev(port: int, workers: int) -> None:
+    """Run web, worker and sweeper in one process group with the embedded defaults (SQLite, embedded Redis)."""
+    from plugin.services import redis_connection
+    from plugin.settings import Settings, load_dotenv_for_dev
+
+    load_dotenv_for_dev()
+    settings = Settings.from_env()
+    Path(settings.instance_path).mkdir(parents=True, exist_ok=True)
+    environment = dict(os.environ)
+    if not settings.REDIS_URL:
+        connection = redis_connection(settings)  # starts the embedded server and keeps it for our children
+        environment["REDIS_URL"] = _connection_url(connection)
+    command = [sys.executable, "-m", "plugin.cli"]
+    children = [subprocess.Popen([*command, "serve", "--port", str(port), "--workers", "1"], env=environment)]
+    children += [subprocess.Popen([*command, "worker"], env=environment) for _ in range(workers)]
+    click.echo(f"sla-plugin dev: web on http://127.0.0.1:{port}, {workers} worker(s), "
+               f"database {settings.DATABASE_URL.split('://')[0]}, redis {environment.get('REDIS_URL')}")
+    _supervise(children)
+
+
+def _connection_url(connection) -> str:
+    arguments = connection.connection_pool.connection_kwargs
+    if "path" in arguments:
+        return f"unix://{arguments['path']}"
+    return f"redis://{arguments.get('host', '127.0.0.1')}:{arguments.get('port', 6379)}/{arguments.get('db', 0)}"
+
+
+def _supervise(children: list[subprocess.Popen]) -> None:
+    """Wait until a child exits or we are interrupted, then stop them all."""
+    def stop_all(*_):
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+
+    signal.signal(signal.SIGTERM, stop_all)
+    try:
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_all()
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+if __name__ == "__main__":
+    main()

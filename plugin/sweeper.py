@@ -1,0 +1,87 @@
+"""The deadline sweeper: every second, the conversations whose due or at-risk instant has come get a tick.
+
+Any number of worker processes run a sweeper thread; a Redis lock elects one leader, and a leader that dies
+is replaced when its lock expires. A new leader rebuilds the deadline index from SQL first, and every
+minute it re-reads the checks that SQL says are due, so neither a Redis flush nor a lost ZADD can hide a
+deadline (DESIGN.md sections 2 and 8).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from datetime import datetime, timedelta
+from typing import Callable
+
+from plugin import deadlines, ingest
+from plugin.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+LEADER_KEY = "sla:sweeper:leader"
+LEADER_TTL_SECONDS = 5
+RECONCILE_EVERY = timedelta(seconds=60)
+
+# Renew the lock only while we still hold it (compare-and-set on the token).
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+
+class Sweeper:
+    """One process's sweeper; :meth:`step` does one second's work and is what tests drive."""
+
+    def __init__(self, runtime: Runtime, clock: Callable[[], datetime]):
+        self.runtime = runtime
+        self.clock = clock
+        self.token = uuid.uuid4().hex
+        self.leader = False
+        self._last_reconcile: datetime | None = None
+
+    def _hold_leadership(self) -> bool:
+        redis = self.runtime.redis
+        if self.leader and redis.eval(_RENEW, 1, LEADER_KEY, self.token, LEADER_TTL_SECONDS):
+            return True
+        self.leader = bool(redis.set(LEADER_KEY, self.token, nx=True, ex=LEADER_TTL_SECONDS))
+        if self.leader:
+            log.info("sweeper elected leader")
+            self._last_reconcile = None  # a new leader trusts nothing in Redis: rebuild from SQL
+        return self.leader
+
+    def rebuild(self) -> int:
+        """Re-create the deadline index from SQL; returns how many checks it holds."""
+        checks = list(self.runtime.store.all_checks())
+        for start in range(0, len(checks), 10_000):
+            deadlines.schedule(self.runtime.redis, checks[start:start + 10_000])
+        return len(checks)
+
+    def step(self) -> int:
+        """One sweep if this process leads: ticks for every due conversation; returns how many."""
+        if not self._hold_leadership():
+            return 0
+        now = self.clock()
+        if self._last_reconcile is None:
+            self.rebuild()
+            self._last_reconcile = now
+        elif now - self._last_reconcile >= RECONCILE_EVERY:
+            deadlines.schedule(self.runtime.redis, self.runtime.store.due_conversations(now))
+            self._last_reconcile = now
+        due = deadlines.pop_due(self.runtime.redis, now)
+        for account_id, conversation_id in due:
+            ingest.submit_tick(self.runtime.redis, account_id, conversation_id)
+        if self.runtime.settings.CHATWOOT_URL:
+            from plugin.writeback import requeue_stale_outbox
+
+            requeue_stale_outbox(self.runtime, now)
+        return len(due)
+
+    def run(self, stop: threading.Event, interval: float = 1.0) -> None:
+        """Sweep every ``interval`` seconds until ``stop`` is set; errors are logged and retried."""
+        while not stop.is_set():
+            try:
+                self.step()
+            except Exception:  # noqa: BLE001 - a sweeper must outlive a Redis or database outage
+                log.exception("sweep failed; retrying")
+                self.leader = False
+            stop.wait(interval)

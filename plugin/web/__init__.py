@@ -1,0 +1,64 @@
+"""The web app: webhook receiver, health and metrics (``gunicorn "plugin.web:create_app()"``).
+
+The receiver only verifies, deduplicates and hands webhook bodies to the workers through Redis
+(:mod:`plugin.ingest`); no SLA logic runs in a request (DESIGN.md section 2).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask
+from redis import Redis
+from sqlalchemy import Engine
+
+from connectors import get_connector
+from plugin.logging import configure_logging
+from plugin.rules import RulesHolder
+from plugin.services import redis_connection
+from plugin.settings import Settings
+from plugin.store import make_engine
+from plugin.web import health, webhooks
+
+
+@dataclass
+class SlaExtension:
+    """What the app's requests share, kept at ``app.extensions["sla"]``."""
+
+    settings: Settings
+    redis: Redis
+    rules: RulesHolder
+    _connectors: dict[str, Any] = field(default_factory=dict)
+    _database_engine: Engine | None = None
+
+    def connector(self, name: str) -> Any:
+        """The connector registered as *name*, built once; raises ``connectors.base.UnknownConnector``."""
+        if name not in self._connectors:
+            self._connectors[name] = get_connector(name, self.settings.as_mapping())
+        return self._connectors[name]
+
+    def database_engine(self) -> Engine:
+        """The store's SQLAlchemy engine, created on first use (only the health check needs it here)."""
+        if self._database_engine is None:
+            self._database_engine = make_engine(self.settings.DATABASE_URL)
+        return self._database_engine
+
+
+def create_app(settings: Settings | None = None, redis: Redis | None = None) -> Flask:
+    """Build the Flask app from *settings* (default: the environment) and a Redis client (default: the one
+    the settings name, or the embedded server)."""
+    settings = settings or Settings.from_env()
+    configure_logging(settings.SLA_LOG_LEVEL, settings.secret_values())
+    app = Flask(__name__, instance_path=os.path.abspath(settings.instance_path))
+    # Werkzeug then refuses a larger body while reading it, even one sent without a Content-Length.
+    app.config["MAX_CONTENT_LENGTH"] = settings.SLA_MAX_BODY_BYTES
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.extensions["sla"] = SlaExtension(
+        settings=settings,
+        redis=redis if redis is not None else redis_connection(settings),
+        rules=RulesHolder(settings.SLA_RULES_DIR),
+    )
+    app.register_blueprint(webhooks.blueprint)
+    app.register_blueprint(health.blueprint)
+    return app

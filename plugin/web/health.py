@@ -1,0 +1,87 @@
+"""``GET /healthz`` (is every part usable?) and ``GET /metrics`` (Prometheus text format)."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue
+from sqlalchemy import text
+
+from plugin import metrics
+from plugin.ingest import EVENTS_QUEUE
+from plugin.settings import MASK
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint("health", __name__)
+
+
+@blueprint.get("/healthz")
+def healthz() -> tuple[Response, int]:
+    """Redis, the database and the rules in force, plus the event queue's backlog: 200 when every check
+    passes, else 503 with ``"status": "degraded"`` and the failing check's error."""
+    sla = current_app.extensions["sla"]
+    checks = {
+        "redis": _check(lambda: _redis_state(sla.redis)),
+        "database": _check(lambda: _database_state(sla.database_engine())),
+        "rules": _check(sla.rules.status),
+    }
+    healthy = all(check.get("ok") for check in checks.values())
+    body = {"status": "ok" if healthy else "degraded", **checks, "queue": _queue_state(sla.redis)}
+    return jsonify(body), 200 if healthy else 503
+
+
+@blueprint.get("/metrics")
+def metrics_text() -> Response:
+    """Every counter, histogram and gauge, as Prometheus scrapes them."""
+    redis = current_app.extensions["sla"].redis
+    try:
+        text_body = metrics.render(redis)
+    except RedisError as error:
+        log.error("metrics unavailable: redis unreachable", extra={"error": type(error).__name__})
+        return Response("# redis unavailable\n", status=503, mimetype="text/plain")
+    return Response(text_body, mimetype="text/plain; version=0.0.4")
+
+
+def _check(probe) -> dict[str, Any]:
+    """Run one probe; any failure becomes ``{"ok": false, "error": ...}``, never an error page."""
+    try:
+        return probe()
+    except Exception as error:  # a health check reports every failure instead of raising it
+        return {"ok": False, "error": _describe(error)}
+
+
+def _redis_state(redis: Redis) -> dict[str, Any]:
+    started = time.perf_counter()
+    redis.ping()
+    return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+def _database_state(engine) -> dict[str, Any]:
+    started = time.perf_counter()
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+    return {"ok": True, "backend": engine.dialect.name,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+def _queue_state(redis: Redis) -> dict[str, Any]:
+    try:
+        stream_length, pending = metrics.event_stream_state(redis)
+        return {EVENTS_QUEUE: Queue(EVENTS_QUEUE, connection=redis).count,
+                "stream_length": stream_length, "pending": pending}
+    except RedisError:
+        return {EVENTS_QUEUE: None, "stream_length": None, "pending": None}
+
+
+def _describe(error: Exception) -> str:
+    """The error's type and first line, masked: drivers put connection details in their messages."""
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    description = f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
+    for secret in current_app.extensions["sla"].settings.secret_values():
+        description = description.replace(secret, MASK)
+    return description

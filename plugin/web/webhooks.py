@@ -1,0 +1,121 @@
+"""``POST /webhooks/<connector>``: accept a helpdesk's webhook and hand it to the workers.
+
+Checks run in this order, each answering as soon as it decides: unknown connector 404, body too large 413,
+bad credential 401 (the connector's verdict), not a JSON object 400, another account 202 "ignored",
+already-seen delivery 202 "duplicate", else queued 202 "queued". Redis unreachable: 503, and the delivery is
+not remembered, so the helpdesk's retry is accepted. The request parses the body once and runs no SLA logic;
+unknown event names are queued too (the worker ignores them).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+
+from flask import Blueprint, Response, current_app, request
+from redis.exceptions import RedisError
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from connectors.base import UnknownConnector, WebhookRejected
+from plugin import metrics
+from plugin.ingest import forget_delivery, remember_delivery, submit
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint("webhooks", __name__)
+
+RECEIVED_METRIC = "sla_webhooks_received_total"
+
+
+@blueprint.post("/webhooks/<connector_name>")
+def receive(connector_name: str) -> Response:
+    """Verify one webhook delivery and queue its raw body (see the module's docstring for the answers)."""
+    sla = current_app.extensions["sla"]
+    try:
+        connector = sla.connector(connector_name)
+    except UnknownConnector:
+        # Not counted: the name comes from the URL, and a metric label per made-up name would grow unbounded.
+        return _answer(404, "unknown_connector")
+    name = connector.name
+
+    limit = sla.settings.SLA_MAX_BODY_BYTES
+    if request.content_length is not None and request.content_length > limit:
+        return _refuse_too_large(sla.redis, name, request.content_length)
+    try:
+        body = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        return _refuse_too_large(sla.redis, name, None)
+    if len(body) > limit:
+        return _refuse_too_large(sla.redis, name, len(body))
+
+    received_at = datetime.now(timezone.utc)
+    try:
+        connector.verify(request.headers, body, request.args, received_at)
+    except WebhookRejected as rejection:
+        log.warning("webhook rejected: %s", rejection.reason,
+                    extra={"connector": name, "status": rejection.status, "remote_addr": request.remote_addr})
+        return _counted(sla.redis, name, rejection.status, "rejected")
+
+    try:
+        payload = json.loads(body)
+    except ValueError:  # includes a body that is not UTF-8
+        log.warning("webhook body is not JSON", extra={"connector": name, "size": len(body)})
+        return _counted(sla.redis, name, 400, "invalid")
+    if not isinstance(payload, dict):
+        log.warning("webhook body is JSON but not an object",
+                    extra={"connector": name, "json_type": type(payload).__name__})
+        return _counted(sla.redis, name, 400, "invalid")
+
+    account_id = connector.account_of(payload)
+    expected_account = sla.settings.CHATWOOT_ACCOUNT_ID
+    delivery_key = connector.delivery_key(request.headers, body)
+    if expected_account is not None and account_id is not None and account_id != expected_account:
+        log.info("webhook of another account ignored", extra={
+            "connector": name, "account_id": account_id, "delivery_id": delivery_key,
+            "event": payload.get("event")})
+        return _counted(sla.redis, name, 202, "ignored")
+
+    try:
+        if not remember_delivery(sla.redis, name, delivery_key):
+            log.info("duplicate webhook delivery dropped", extra={"connector": name, "delivery_id": delivery_key})
+            return _counted(sla.redis, name, 202, "duplicate")
+        _submit_or_forget(sla.redis, name, body, received_at, delivery_key)
+    except RedisError as error:
+        # Nothing is lost: the delivery is not remembered, so the helpdesk's retry will be queued.
+        log.error("redis unavailable, webhook not queued", extra={
+            "connector": name, "delivery_id": delivery_key, "error": type(error).__name__})
+        # Not counted: the counters live in the Redis that just failed, and a second timeout would outlast
+        # the helpdesk's patience.
+        return _answer(503, "unavailable")
+
+    log.debug("webhook queued", extra={"connector": name, "delivery_id": delivery_key, "account_id": account_id})
+    return _counted(sla.redis, name, 202, "queued")
+
+
+def _submit_or_forget(redis, connector: str, body: bytes, received_at: datetime, delivery_key: str) -> None:
+    try:
+        submit(redis, connector, body, received_at=received_at, delivery_id=delivery_key)
+    except RedisError:
+        try:
+            forget_delivery(redis, connector, delivery_key)
+        except RedisError:
+            # Redis went away between remembering and queueing: a retry within the dedupe key's lifetime
+            # would be dropped as a duplicate, so say so where an operator will look.
+            log.error("delivery remembered but not queued; a retry may be dropped as a duplicate",
+                      extra={"connector": connector, "delivery_id": delivery_key})
+        raise
+
+
+def _refuse_too_large(redis, connector: str, size: int | None) -> Response:
+    log.warning("webhook body too large", extra={"connector": connector, "size": size})
+    return _counted(redis, connector, 413, "too_large")
+
+
+def _counted(redis, connector: str, status: int, outcome: str) -> Response:
+    metrics.incr(redis, RECEIVED_METRIC, {"connector": connector, "outcome": outcome})
+    return _answer(status, outcome)
+
+
+def _answer(status: int, outcome: str) -> Response:
+    # A fixed small body built by hand: jsonify's machinery is measurable at thousands of requests a second.
+    return Response(f'{{"status":"{outcome}"}}', status=status, mimetype="application/json")

@@ -1,0 +1,132 @@
+"""Shared fixtures: private Redis and PostgreSQL servers, settings, Chatwoot payloads, hypothesis profiles.
+
+Tests never touch the machine's shared Redis (6379) or its existing PostgreSQL databases: Redis is a private
+``redis-server`` on a unix socket in a temporary folder, and PostgreSQL tests get a database created for
+the session and dropped afterwards. A missing service fails the run (it is never skipped): ``bin/test``
+installs or starts what is missing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import psycopg
+import pytest
+from hypothesis import settings as hypothesis_settings
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+from plugin.services import EmbeddedRedis
+from plugin.settings import Settings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+LOCAL_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+hypothesis_settings.register_profile("dev", deadline=None)
+hypothesis_settings.load_profile("ci" if IN_CI else "dev")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory):
+    """A private redis-server on a unix socket for the whole session (``.url``, ``.connection()``)."""
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def redis(redis_server: EmbeddedRedis):
+    """A client of the private Redis, emptied before the test."""
+    connection = redis_server.connection()
+    connection.flushall()
+    yield connection
+    connection.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A SQLAlchemy URL of a fresh PostgreSQL database, created for this session and dropped after it.
+
+    The server is ``SLA_TEST_POSTGRES_URL`` (``bin/test`` sets it, starting a private server if needed),
+    else the local one on 127.0.0.1:5432.
+    """
+    server_url = os.environ.get("SLA_TEST_POSTGRES_URL") or LOCAL_POSTGRES_URL
+    try:
+        admin = psycopg.connect(server_url, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as error:
+        pytest.fail(f"No PostgreSQL server at {make_url(server_url).render_as_string(hide_password=True)} "
+                    f"({error}). Run the tests with bin/test, which starts one, or set SLA_TEST_POSTGRES_URL.",
+                    pytrace=False)
+    name = f"sla_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            yield make_url(server_url).set(drivername="postgresql+psycopg", database=name) \
+                .render_as_string(hide_password=False)
+        finally:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path):
+    """The URL of an empty database, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'sla.sqlite3'}"
+        return
+    url = request.getfixturevalue("postgres_url")
+    yield url
+    # The session's database is shared by the tests: give the next one an empty schema.
+    connection_url = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(connection_url, autocommit=True) as connection:
+        connection.execute("DROP SCHEMA public CASCADE")
+        connection.execute("CREATE SCHEMA public")
+
+
+@pytest.fixture
+def settings_factory(tmp_path: Path, redis_server: EmbeddedRedis) -> Callable[..., Settings]:
+    """Build :class:`Settings` for a test from environment-style values: ``settings_factory(
+    CHATWOOT_WEBHOOK_SECRET="s3cret")``; a value of None leaves the variable unset.
+
+    Defaults: the private Redis, a SQLite file in the test's folder, the project's rules, no secrets.
+    """
+    def build(**overrides: Any) -> Settings:
+        environ = {
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'sla.sqlite3'}",
+            "REDIS_URL": redis_server.url,
+            "SLA_RULES_DIR": str(PROJECT_ROOT / "rules"),
+            "CHATWOOT_URL": "http://chatwoot.test",
+        }
+        environ.update({name: str(value) for name, value in overrides.items() if value is not None})
+        for name in [name for name, value in overrides.items() if value is None]:
+            environ.pop(name, None)
+        return Settings.from_env(environ, instance_path=tmp_path / "instance")
+
+    return build
+
+
+@pytest.fixture
+def fixture_payload() -> Callable[[str], dict]:
+    """Load ``tests/fixtures/chatwoot/<name>.json``, a real Chatwoot webhook body."""
+    def load(name: str) -> dict:
+        return json.loads((FIXTURES / "chatwoot" / f"{name}.json").read_text())
+
+    return load
+
+
+@pytest.fixture
+def make_app(settings_factory, redis):
+    """Build the web app with ``settings_factory(**overrides)`` against the private Redis (emptied first)."""
+    # Imported here, not at the top: a broken web app must fail the web tests, not every test of the suite.
+    from plugin.web import create_app
+
+    def build(**overrides: Any):
+        app = create_app(settings_factory(**overrides))
+        app.testing = True
+        return app
+
+    return build
