@@ -78,9 +78,10 @@ class Connector(Protocol):
     def account_of(self, payload: Mapping) -> int | None:
         """The helpdesk account a payload belongs to, without validating the rest (None when unknown)."""
 
-    def normalize(self, payload: Mapping, received_at: datetime) -> Event | None:
+    def normalize(self, payload: Mapping, received_at: datetime | None) -> Event | None:
         """The event a webhook body describes, or None for a webhook the plugin does not use.
 
-        Raises :class:`PayloadError` when the body is a webhook the plugin uses but fields it needs are
-        missing or of the wrong type.
+        ``received_at`` is when the receiver got the body (None when unknown, as in a replayed line); it is
+        the event's time only when the payload states none. Raises :class:`PayloadError` when the body is a
+        webhook the plugin uses but fields it needs are missing or of the wrong type.
         """

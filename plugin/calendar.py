@@ -319,7 +319,7 @@ class Calendar:
                     overlap = min(pauses[scan][1], piece_end) - max(pauses[scan][0], piece_start)
                     if overlap > 0:
                         total -= overlap
-                    scan += 2
+                    scan += 1
 
     def is_open(self, instant: datetime) -> bool:
         """Whether the calendar counts working time at ``instant`` (a closing time itself is closed)."""

@@ -152,5 +152,62 @@ def _supervise(children: list[subprocess.Popen]) -> None:
                 child.kill()
 
 
+def _helpdesk_options(command):
+    for option in reversed([
+        click.option("--url", envvar="CHATWOOT_URL", required=True, help="Helpdesk base URL ($CHATWOOT_URL)."),
+        click.option("--account", envvar="CHATWOOT_ACCOUNT_ID", required=True, type=int,
+                     help="Account id ($CHATWOOT_ACCOUNT_ID)."),
+        click.option("--token", envvar="CHATWOOT_API_TOKEN", required=True,
+                     help="Administrator access token ($CHATWOOT_API_TOKEN)."),
+        click.option("--public-url", required=True, help="Where the helpdesk reaches this plugin."),
+    ]):
+        command = option(command)
+    return command
+
+
+def _label_specs(rules_dir: str):
+    from plugin.rules import RulesError, load_rules
+
+    try:
+        return {key: {"title": spec.title, "color": spec.color, "description": spec.description}
+                for key, spec in load_rules(rules_dir).labels.items()}
+    except RulesError:
+        return None  # the manifest's defaults
+
+
+@main.command()
+@_helpdesk_options
+@click.option("--dashboard-app/--no-dashboard-app", default=False, help="Also register the sidebar app.")
+@click.option("--secret-file", default=".env", show_default=True, type=click.Path(dir_okay=False),
+              help="Env file the webhook's signing secret is saved to (never printed).")
+def install(url: str, account: int, token: str, public_url: str, dashboard_app: bool, secret_file: str) -> None:
+    """Create the labels, register the webhook (and the Dashboard App) from manifest.json. Idempotent."""
+    from connectors.chatwoot.client import ChatwootClient
+    from plugin.install import install as run_install, load_manifest, save_secret
+
+    report = run_install(ChatwootClient(url, account, token), load_manifest(), public_url,
+                         labels=_label_specs(os.environ.get("SLA_RULES_DIR", "rules")),
+                         webhook_token=os.environ.get("SLA_WEBHOOK_TOKEN"),
+                         sidebar_token=os.environ.get("SLA_SIDEBAR_TOKEN"), dashboard_app=dashboard_app)
+    for line in report.lines:
+        click.echo(line)
+    if report.webhook_secret:
+        save_secret(report.webhook_secret, Path(secret_file))
+        click.echo(f"webhook signing secret saved to {secret_file} as CHATWOOT_WEBHOOK_SECRET")
+
+
+@main.command()
+@_helpdesk_options
+def uninstall(url: str, account: int, token: str, public_url: str) -> None:
+    """Remove what install created (webhook, Dashboard App, status labels). Idempotent."""
+    from connectors.chatwoot.client import ChatwootClient
+    from plugin.install import load_manifest, uninstall as run_uninstall
+
+    report = run_uninstall(ChatwootClient(url, account, token), load_manifest(), public_url,
+                           labels=_label_specs(os.environ.get("SLA_RULES_DIR", "rules")))
+    for line in report.lines:
+        click.echo(line)
+
+
 if __name__ == "__main__":
     main()

@@ -323,6 +323,24 @@ def test_the_token_is_never_shown(api, client, caplog):
     assert caplog.records and all(TOKEN not in record.getMessage() for record in caplog.records)
 
 
+def test_from_settings(api):
+    client = ChatwootClient.from_settings({"CHATWOOT_URL": BASE, "CHATWOOT_ACCOUNT_ID": " 1 ",
+                                           "CHATWOOT_API_TOKEN": TOKEN})
+    api.get(f"{ACCOUNT}/labels", json={"payload": []}, match=[AUTH])
+    assert client.list_account_labels() == []
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"CHATWOOT_URL": BASE}, "missing setting(s): CHATWOOT_ACCOUNT_ID, CHATWOOT_API_TOKEN"),
+    ({"CHATWOOT_URL": BASE, "CHATWOOT_ACCOUNT_ID": "acme", "CHATWOOT_API_TOKEN": TOKEN},
+     "CHATWOOT_ACCOUNT_ID must be a whole number"),
+])
+def test_from_settings_names_the_bad_setting(settings, message):
+    with pytest.raises(ValueError) as raised:
+        ChatwootClient.from_settings(settings)
+    assert message in str(raised.value) and TOKEN not in str(raised.value)
+
+
 def test_an_injected_session_is_used(sleep):
     session = requests.Session()
     client = ChatwootClient(BASE, 1, TOKEN, session=session, sleep=sleep)

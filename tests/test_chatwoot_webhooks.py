@@ -289,6 +289,20 @@ def test_missing_event_time_falls_back_to_received_at(connector):
     assert connector.normalize(message, RECEIVED_AT).occurred_at == RECEIVED_AT
 
 
+def test_without_a_received_time_a_missing_event_time_is_a_payload_error(connector):
+    assert connector.normalize(fixture("message_created-incoming"), None).occurred_at == at("2026-01-14T09:00:01")
+    conversation = fixture("conversation_updated-labels")
+    del conversation["updated_at"]
+    with pytest.raises(PayloadError) as raised:
+        connector.normalize(conversation, None)
+    assert raised.value.fields == ("updated_at",)
+    message = fixture("message_created-incoming")
+    del message["created_at"]
+    with pytest.raises(PayloadError) as raised:
+        connector.normalize(message, None)
+    assert raised.value.fields == ("created_at",)
+
+
 # -- ignored events ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", [
@@ -401,9 +415,9 @@ FIELD_NAMES = st.sampled_from([
 ]) | st.text(max_size=12)
 
 
-def _assert_event_none_or_payload_error(connector, payload):
+def _assert_event_none_or_payload_error(connector, payload, received_at=RECEIVED_AT):
     try:
-        result = connector.normalize(payload, RECEIVED_AT)
+        result = connector.normalize(payload, received_at)
     except PayloadError:
         return
     assert result is None or isinstance(result, Event)
@@ -412,9 +426,11 @@ def _assert_event_none_or_payload_error(connector, payload):
 
 
 @settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-@given(event=EVENT_NAMES, body=st.dictionaries(FIELD_NAMES, JSON_VALUES, max_size=10))
-def test_arbitrary_json_only_gives_events_none_or_payload_errors(event, body):
-    _assert_event_none_or_payload_error(ChatwootConnector(plugin_user_id=PLUGIN_USER_ID), {**body, "event": event})
+@given(event=EVENT_NAMES, body=st.dictionaries(FIELD_NAMES, JSON_VALUES, max_size=10),
+       received_at=st.sampled_from([RECEIVED_AT, None]))
+def test_arbitrary_json_only_gives_events_none_or_payload_errors(event, body, received_at):
+    _assert_event_none_or_payload_error(ChatwootConnector(plugin_user_id=PLUGIN_USER_ID), {**body, "event": event},
+                                        received_at)
 
 
 def _paths(value, prefix=()):
@@ -441,7 +457,8 @@ def test_mutated_real_payloads_only_give_events_none_or_payload_errors(data):
             parent[path[-1]] = data.draw(JSON_VALUES)
         elif isinstance(parent, dict):
             del parent[path[-1]]
-    _assert_event_none_or_payload_error(ChatwootConnector(plugin_user_id=PLUGIN_USER_ID), payload)
+    received_at = data.draw(st.sampled_from([RECEIVED_AT, None]))
+    _assert_event_none_or_payload_error(ChatwootConnector(plugin_user_id=PLUGIN_USER_ID), payload, received_at)
 
 
 # -- account, delivery key -----------------------------------------------------------------------------

@@ -217,8 +217,7 @@ def test_database_url_fixture_covers_both_backends(database_url):
 def test_redis_fixture_is_private_and_empty(redis, redis_server):
     assert redis.dbsize() == 0
     assert redis_server.url.startswith("unix://")
-    assert redis.connection_pool.connection_kwargs.get("port") in (None, 6379) and \
-        "path" in redis.connection_pool.connection_kwargs
+    assert redis.connection_pool.connection_kwargs["path"] == str(redis_server.socket_path)
 
 
 def test_hypothesis_profile_follows_ci():

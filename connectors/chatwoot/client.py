@@ -99,6 +99,23 @@ class ChatwootClient:
         self._backoff_seconds = backoff_seconds
         self._backoff_cap_seconds = backoff_cap_seconds
 
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, str], **options: Any) -> "ChatwootClient":
+        """Build from ``CHATWOOT_URL``, ``CHATWOOT_ACCOUNT_ID`` and ``CHATWOOT_API_TOKEN``.
+
+        ``options`` are passed on (``session``, ``timeout``, ``max_attempts``...). Raises ValueError naming
+        the setting that is missing or unusable (never showing the token).
+        """
+        missing = [name for name in ("CHATWOOT_URL", "CHATWOOT_ACCOUNT_ID", "CHATWOOT_API_TOKEN")
+                   if not (settings.get(name) or "").strip()]
+        if missing:
+            raise ValueError(f"missing setting(s): {', '.join(missing)}")
+        account_text = settings["CHATWOOT_ACCOUNT_ID"].strip()
+        if not account_text.isdigit():
+            raise ValueError(f"CHATWOOT_ACCOUNT_ID must be a whole number, got {account_text!r}")
+        return cls(settings["CHATWOOT_URL"].strip(), int(account_text), settings["CHATWOOT_API_TOKEN"].strip(),
+                   **options)
+
     def __repr__(self) -> str:
         return f"ChatwootClient(base_url={self.base_url!r}, account_id={self.account_id})"
 
@@ -238,12 +255,12 @@ class ChatwootClient:
                                              headers=self._headers, timeout=self._timeout,
                                              allow_redirects=False)
         except requests.Timeout as exc:
-            raise TransportError(f"{method} {path}: {type(exc).__name__}",
-                                 connect_failed=isinstance(exc, requests.ConnectTimeout)) from None
+            raise TransportError(_failure(method, path, exc),
+                                 connect_failed=isinstance(exc, requests.ConnectTimeout)) from exc
         except requests.ConnectionError as exc:
-            raise TransportError(f"{method} {path}: {type(exc).__name__}") from None
+            raise TransportError(_failure(method, path, exc)) from exc
         except requests.RequestException as exc:
-            raise ChatwootError(f"{method} {path}: {type(exc).__name__}") from None
+            raise ChatwootError(_failure(method, path, exc)) from exc
         if response.status_code >= 300:
             raise _error_for(method, path, response)
         return self._decode(method, path, response)
@@ -278,6 +295,11 @@ def _may_retry(error: ChatwootError, creates: bool) -> bool:
         return True
     # A 429 is refused by the rate limiter before the request reaches the application.
     return isinstance(error, RateLimited) or (isinstance(error, TransportError) and error.connect_failed)
+
+
+def _failure(method: str, path: str, exc: Exception) -> str:
+    """What went wrong without a response (requests' messages name the host, never the headers)."""
+    return f"{method} {path}: {type(exc).__name__}: {str(exc)[:ERROR_TEXT_LIMIT]}"
 
 
 def _error_for(method: str, path: str, response: requests.Response) -> ChatwootError:

@@ -47,7 +47,7 @@ class ChatwootConnector:
     """The Chatwoot connector (webhook side).
 
     Authentication, in order: when ``webhook_secret`` is set every request must carry a valid HMAC
-    signature (Chatwoot 4.13 and later sign with the webhook's secret); otherwise, when ``webhook_token``
+    signature (newer Chatwoot versions sign with the webhook's secret); otherwise, when ``webhook_token``
     is set, the URL must carry ``?token=<it>`` (older, unsigned installs); with neither, every request is
     accepted (development only).
 
@@ -65,7 +65,7 @@ class ChatwootConnector:
         self._webhook_secret = (webhook_secret or "").encode()
         self._webhook_token = (webhook_token or "").encode()
         self.plugin_user_id = plugin_user_id
-        self._handlers: dict[str, Callable[[Mapping[str, Any], str, datetime], Event]] = {
+        self._handlers: dict[str, Callable[[Mapping[str, Any], str, datetime | None], Event | None]] = {
             "conversation_created": self._conversation_created,
             "conversation_updated": self._conversation_updated,
             "conversation_status_changed": self._conversation_status_changed,
@@ -80,15 +80,15 @@ class ChatwootConnector:
 
         Empty values count as unset. Raises ValueError when ``CHATWOOT_PLUGIN_USER_ID`` is not a user id.
         """
-        user_id_text = (settings.get("CHATWOOT_PLUGIN_USER_ID") or "").strip()
+        user_id_text = str(settings.get("CHATWOOT_PLUGIN_USER_ID") or "").strip()
         plugin_user_id = None
         if user_id_text:
             if not user_id_text.isdigit() or int(user_id_text) < 1:
                 raise ValueError(f"CHATWOOT_PLUGIN_USER_ID must be a Chatwoot user id (a whole number), "
                                  f"got {user_id_text!r}")
             plugin_user_id = int(user_id_text)
-        return cls(webhook_secret=(settings.get("CHATWOOT_WEBHOOK_SECRET") or "").strip(),
-                   webhook_token=(settings.get("SLA_WEBHOOK_TOKEN") or "").strip(),
+        return cls(webhook_secret=str(settings.get("CHATWOOT_WEBHOOK_SECRET") or "").strip(),
+                   webhook_token=str(settings.get("SLA_WEBHOOK_TOKEN") or "").strip(),
                    plugin_user_id=plugin_user_id)
 
     def __repr__(self) -> str:
@@ -148,12 +148,13 @@ class ChatwootConnector:
 
     # -- normalisation --------------------------------------------------------------------------------
 
-    def normalize(self, payload: Mapping, received_at: datetime) -> Event | None:
+    def normalize(self, payload: Mapping, received_at: datetime | None) -> Event | None:
         """The plugin event for one webhook body, None for events the plugin ignores.
 
         Times are floored to whole seconds. An event time missing from the payload (a conversation
-        event's ``updated_at``, a message's ``created_at``) falls back to ``received_at`` (DESIGN.md 10.2).
-        Raises :class:`PayloadError` naming the fields that are missing or of the wrong type.
+        event's ``updated_at``, a message's ``created_at``) falls back to ``received_at`` (DESIGN.md 10.2);
+        without either the payload is unusable. Raises :class:`PayloadError` naming the fields that are
+        missing or of the wrong type.
         """
         if not isinstance(payload, Mapping):
             raise PayloadError("payload: expected a JSON object", ("payload",))
@@ -163,16 +164,18 @@ class ChatwootConnector:
         handler = self._handlers.get(event_name)
         if handler is None:
             return None
-        return handler(payload, event_name, utc(received_at))
+        return handler(payload, event_name, None if received_at is None else utc(received_at))
 
-    def _conversation_created(self, payload: Mapping[str, Any], event_name: str, received_at: datetime) -> Event:
+    def _conversation_created(self, payload: Mapping[str, Any], event_name: str,
+                              received_at: datetime | None) -> Event:
         data = _load(schemas.CONVERSATION_EVENT, payload, event_name)
         conversation = _conversation(data, data["account"]["id"])
         return Event(kind=CONVERSATION_CREATED, key=f"{event_name}:{conversation.conversation_id}",
                      account_id=conversation.account_id, conversation_id=conversation.conversation_id,
                      occurred_at=conversation.created_at, conversation=conversation, connector=self.name)
 
-    def _conversation_updated(self, payload: Mapping[str, Any], event_name: str, received_at: datetime) -> Event:
+    def _conversation_updated(self, payload: Mapping[str, Any], event_name: str,
+                              received_at: datetime | None) -> Event:
         data = _load(schemas.CONVERSATION_EVENT, payload, event_name)
         new_status = _status_change(data["changed_attributes"], event_name, required=False)
         if new_status is None:
@@ -180,31 +183,31 @@ class ChatwootConnector:
         return self._conversation_event(STATUS_CHANGED, payload, data, event_name, received_at, new_status)
 
     def _conversation_status_changed(self, payload: Mapping[str, Any], event_name: str,
-                                     received_at: datetime) -> Event:
+                                     received_at: datetime | None) -> Event:
         data = _load(schemas.CONVERSATION_EVENT, payload, event_name)
         new_status = _status_change(data["changed_attributes"], event_name, required=True)
         return self._conversation_event(STATUS_CHANGED, payload, data, event_name, received_at, new_status)
 
     def _deprecated_status_event(self, payload: Mapping[str, Any], event_name: str,
-                                 received_at: datetime) -> Event:
+                                 received_at: datetime | None) -> Event:
         data = _load(schemas.CONVERSATION_EVENT, payload, event_name)
         new_status = OPEN if event_name == "conversation_opened" else RESOLVED
         return self._conversation_event(STATUS_CHANGED, payload, data, event_name, received_at, new_status)
 
     def _conversation_event(self, kind: str, payload: Mapping[str, Any], data: dict[str, Any], event_name: str,
-                            received_at: datetime, new_status: str | None = None) -> Event:
+                            received_at: datetime | None, new_status: str | None = None) -> Event:
         conversation = _conversation(data, data["account"]["id"])
-        occurred_at = data["updated_at"] or received_at
+        occurred_at = _event_time(data["updated_at"], received_at, event_name, "updated_at")
         # The key keeps updated_at exactly as Chatwoot sent it: a float's full precision tells two
         # updates within one second apart, while duplicate deliveries of one update still match.
-        given_time = payload.get("updated_at")
-        key_time = format_time(received_at) if data["updated_at"] is None else str(given_time)
+        key_time = format_time(occurred_at) if data["updated_at"] is None else str(payload["updated_at"])
         return Event(kind=kind, key=f"{event_name}:{conversation.conversation_id}:{key_time}",
                      account_id=conversation.account_id, conversation_id=conversation.conversation_id,
                      occurred_at=occurred_at, conversation=conversation, new_status=new_status,
                      connector=self.name)
 
-    def _message_created(self, payload: Mapping[str, Any], event_name: str, received_at: datetime) -> Event | None:
+    def _message_created(self, payload: Mapping[str, Any], event_name: str,
+                         received_at: datetime | None) -> Event | None:
         data = _load(schemas.MESSAGE_EVENT, payload, event_name)
         direction = MESSAGE_DIRECTIONS[data["message_type"]]
         if direction is None:
@@ -215,7 +218,7 @@ class ChatwootConnector:
         sender_id = sender.get("id") if sender.get("id") is not None else data["sender_id"]
         message = Message(
             id=data["id"],
-            created_at=data["created_at"] or received_at,
+            created_at=_event_time(data["created_at"], received_at, event_name, "created_at"),
             direction=direction,
             sender_kind=self._sender_kind(direction, sender, sender_id, data),
             private=data["private"],
@@ -269,6 +272,15 @@ def _flatten_errors(messages: Any, prefix: str = "") -> Iterator[tuple[str, str]
             yield from _flatten_errors(message, prefix)
     else:
         yield prefix or "payload", str(messages)
+
+
+def _event_time(stated: datetime | None, received_at: datetime | None, event_name: str, field: str) -> datetime:
+    """The time the payload states, else the time it was received (DESIGN.md 10.2)."""
+    if stated is not None:
+        return stated
+    if received_at is None:
+        raise _payload_error(event_name, {field: ["Missing data for required field (and no received time)."]})
+    return received_at
 
 
 def _status_change(changes: list[dict[str, Any]] | None, event_name: str, *, required: bool) -> str | None:

@@ -596,35 +596,39 @@ class ConditionCompiler:
 
     Every (field, form) pair the compiled conditions read gets a slot; :meth:`facts` computes all slots for
     a context once, so a field read by a hundred rules is read (and case-folded) once per event.
-    Problems are collected in :attr:`problems`; ``skip(pointer)`` names subtrees already reported
-    elsewhere (by the JSON Schema), which are then not checked again.
+    Problems are collected in :attr:`problems`.
     """
 
-    def __init__(self, environment: Environment, skip: Callable[[str], bool] = lambda pointer: False) -> None:
+    def __init__(self, environment: Environment) -> None:
         self.environment = environment
-        self.skip = skip
         self.problems: list[ConditionError] = []
         self._slots: dict[tuple[str, str], int] = {}
         self._readers: list[Callable[[MatchContext], Any]] = []
 
-    def compile(self, node: Any, pointer: str) -> CompiledCondition | None:
-        """The compiled condition, or None when it (or a part of it) has a problem."""
+    def compile(self, node: Any, pointer: str,
+                skip: Callable[[str], bool] = lambda pointer: False) -> CompiledCondition | None:
+        """The compiled condition, or None when it (or a part of it) has a problem.
+
+        ``skip(pointer)`` is true for subtrees whose problems were already reported (by the JSON Schema);
+        they are not checked again.
+        """
         kind = condition_kind(node)
         if kind == LEAF:
-            return self._leaf(node, pointer)
+            return self._leaf(node, pointer, skip)
         if kind == NOT:
-            child = self.compile(node[NOT], f"{pointer}/{NOT}")
+            child = self.compile(node[NOT], f"{pointer}/{NOT}", skip)
             if child is None:
                 return None
             child_test = child.test
             return CompiledCondition(NOT, pointer, lambda facts: not child_test(facts), (child,), NOT)
         members = node[kind]
         if not isinstance(members, list):
-            if not self.skip(pointer):
+            if not skip(pointer):
                 self.problems.append(ConditionError(f"{pointer}/{kind}", f"expected a list of conditions, "
                                                                          f"got {_show(members)}"))
             return None
-        children = [self.compile(member, f"{pointer}/{kind}/{index}") for index, member in enumerate(members)]
+        children = [self.compile(member, f"{pointer}/{kind}/{index}", skip)
+                    for index, member in enumerate(members)]
         if any(child is None for child in children):
             return None
         tests = [child.test for child in children]
@@ -635,8 +639,8 @@ class ConditionCompiler:
         """Every slot's value for *context*, in slot order."""
         return [read(context) for read in self._readers]
 
-    def _leaf(self, node: Any, pointer: str) -> CompiledCondition | None:
-        if self.skip(pointer):
+    def _leaf(self, node: Any, pointer: str, skip: Callable[[str], bool]) -> CompiledCondition | None:
+        if skip(pointer):
             return None
         if not isinstance(node, Mapping):
             self.problems.append(ConditionError(pointer, f"expected a condition object, got {_show(node)}"))

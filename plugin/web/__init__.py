@@ -51,8 +51,9 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     settings = settings or Settings.from_env()
     configure_logging(settings.SLA_LOG_LEVEL, settings.secret_values())
     app = Flask(__name__, instance_path=os.path.abspath(settings.instance_path))
-    # Werkzeug then refuses a larger body while reading it, even one sent without a Content-Length.
-    app.config["MAX_CONTENT_LENGTH"] = settings.SLA_MAX_BODY_BYTES
+    # Werkzeug caps every body read at this (one sent without a Content-Length too) but silently stops at
+    # the cap, so one byte more than the limit is let through for the receiver to see the excess and 413.
+    app.config["MAX_CONTENT_LENGTH"] = settings.SLA_MAX_BODY_BYTES + 1
     os.makedirs(app.instance_path, exist_ok=True)
     app.extensions["sla"] = SlaExtension(
         settings=settings,

@@ -1,0 +1,192 @@
+"""Write-back on real parts: real Redis, real RQ workers, a real database; `responses` stands in for
+Chatwoot's REST API. Fixtures are re-timed relative to now, because the workers use the real clock."""
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import responses
+from rq import Queue, SimpleWorker
+
+from connectors.chatwoot.client import ChatwootClient
+from plugin import ingest, writeback
+from plugin.ingest import EVENTS_QUEUE, WRITEBACK_QUEUE
+from plugin.runtime import current_runtime
+
+BASE = "http://chatwoot.test"
+CONVERSATION = f"{BASE}/api/v1/accounts/1/conversations/87"
+RULES = {"policies": {"quick": {"name": "Quick", "first_response": "1h", "resolution": "8h", "warn_before": "10m"}},
+         "rules": [{"name": "Everything", "when": {"all": []}, "apply": "quick"}],
+         "labels": {"on_track": {"title": "sla-on-track", "color": "#2E7D32"},
+                    "at_risk": {"title": "sla-at-risk", "color": "#F9A825"},
+                    "missed": {"title": "sla-missed", "color": "#C62828"}}}
+
+
+class FakeHelpdesk:
+    """Chatwoot's label and message endpoints over in-memory state, registered on `responses`."""
+
+    def __init__(self, mock: responses.RequestsMock, labels=("billing",), failures: int = 0):
+        self.labels = list(labels)
+        self.notes: list[str] = []
+        self.failures = failures
+        self.label_writes = 0
+        mock.add_callback(responses.GET, f"{CONVERSATION}/labels", callback=self._get_labels)
+        mock.add_callback(responses.POST, f"{CONVERSATION}/labels", callback=self._set_labels)
+        mock.add_callback(responses.POST, f"{CONVERSATION}/messages", callback=self._create_note)
+        mock.add_callback(responses.GET, re.compile(f"{CONVERSATION}/messages.*"), callback=self._messages)
+
+    def _failing(self):
+        if self.failures:
+            self.failures -= 1
+            return (500, {}, json.dumps({"error": "boom"}))
+        return None
+
+    def _get_labels(self, request):
+        return self._failing() or (200, {}, json.dumps({"payload": self.labels}))
+
+    def _set_labels(self, request):
+        failed = self._failing()
+        if failed:
+            return failed
+        self.labels = json.loads(request.body)["labels"]
+        self.label_writes += 1
+        return (200, {}, json.dumps({"payload": self.labels}))
+
+    def _create_note(self, request):
+        failed = self._failing()
+        if failed:
+            return failed
+        body = json.loads(request.body)
+        assert body["private"] is True and body["message_type"] == "outgoing"
+        self.notes.append(body["content"])
+        return (200, {}, json.dumps({"id": 5000 + len(self.notes), "content": body["content"], "private": True}))
+
+    def _messages(self, request):
+        return (200, {}, json.dumps({"payload": [{"id": 5000 + n, "content": c, "private": True}
+                                                 for n, c in enumerate(self.notes, start=1)]}))
+
+
+@pytest.fixture
+def runtime(monkeypatch, tmp_path, redis_server, redis, database_url):
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "rules.json").write_text(json.dumps(RULES))
+    for name, value in {"DATABASE_URL": database_url, "REDIS_URL": redis_server.url,
+                        "SLA_RULES_DIR": str(rules_dir), "CHATWOOT_URL": BASE, "CHATWOOT_ACCOUNT_ID": "1",
+                        "CHATWOOT_API_TOKEN": "secret-token-123"}.items():
+        monkeypatch.setenv(name, value)
+    # The client's backoff must not sleep in tests; everything else is the production path.
+    monkeypatch.setattr(writeback, "client_for", lambda runtime: ChatwootClient(
+        BASE, 1, "secret-token-123", sleep=lambda seconds: None))
+    current_runtime.cache_clear()
+    yield current_runtime()
+    current_runtime.cache_clear()
+
+
+def retimed(fixture_payload, name: str, at: datetime) -> bytes:
+    """A fixture payload moved to ``at`` (its conversation created two hours before ``now``)."""
+    payload = fixture_payload(name)
+    if payload.get("event") == "message_created":
+        payload["created_at"] = at.isoformat().replace("+00:00", "Z")
+        payload["conversation"]["created_at"] = int(at.timestamp())
+    else:
+        payload["created_at"] = int(at.timestamp())
+        payload["updated_at"] = at.timestamp()
+    return json.dumps(payload).encode()
+
+
+def work(redis) -> None:
+    """Real RQ workers drain the events and write-back queues until both are empty."""
+    queues = [Queue(EVENTS_QUEUE, connection=redis), Queue(WRITEBACK_QUEUE, connection=redis)]
+    SimpleWorker(queues, connection=redis).work(burst=True)
+
+
+def deliver(redis, bodies) -> None:
+    for body in bodies:
+        ingest.submit(redis, "chatwoot", body, received_at=datetime.now(timezone.utc))
+
+
+def test_a_miss_gets_the_missed_label_and_exactly_one_note_keeping_agent_labels(runtime, fixture_payload):
+    now = datetime.now(timezone.utc)
+    created = now - timedelta(hours=2)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        helpdesk = FakeHelpdesk(mock, labels=["billing", "vip"])
+        bodies = [retimed(fixture_payload, "conversation_created", created),
+                  retimed(fixture_payload, "message_created-incoming", created)]
+        deliver(runtime.redis, bodies)
+        work(runtime.redis)
+        deliver(runtime.redis, bodies)  # a duplicate delivery of the same events
+        work(runtime.redis)
+    assert helpdesk.labels == ["billing", "vip", "sla-missed"]
+    assert len(helpdesk.notes) == 1
+    assert "first response" in helpdesk.notes[0] and "Quick" in helpdesk.notes[0]
+    assert "secret-token-123" not in helpdesk.notes[0]
+
+
+def test_host_failing_three_times_then_recovering_ends_right(runtime, fixture_payload):
+    now = datetime.now(timezone.utc)
+    created = now - timedelta(hours=2)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        helpdesk = FakeHelpdesk(mock, failures=3)
+        deliver(runtime.redis, [retimed(fixture_payload, "conversation_created", created)])
+        work(runtime.redis)
+    assert helpdesk.labels == ["billing", "sla-missed"]
+    assert len(helpdesk.notes) == 1
+
+
+def test_a_late_reply_corrects_the_miss_with_one_correction_note(runtime, fixture_payload):
+    now = datetime.now(timezone.utc)
+    created = now - timedelta(hours=2)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        helpdesk = FakeHelpdesk(mock)
+        deliver(runtime.redis, [retimed(fixture_payload, "conversation_created", created)])
+        work(runtime.redis)
+        assert helpdesk.labels == ["billing", "sla-missed"]
+        # The agent had replied 30 minutes after creation; that webhook arrives only now.
+        deliver(runtime.redis, [retimed(fixture_payload, "message_created-outgoing", created + timedelta(minutes=30))])
+        work(runtime.redis)
+        deliver(runtime.redis, [retimed(fixture_payload, "message_created-outgoing", created + timedelta(minutes=30))])
+        work(runtime.redis)
+    assert helpdesk.labels == ["billing", "sla-on-track"]
+    assert len(helpdesk.notes) == 2
+    assert helpdesk.notes[1].startswith("SLA correction")
+
+
+def test_a_note_posted_before_a_crash_is_not_posted_again(runtime, fixture_payload):
+    now = datetime.now(timezone.utc)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        helpdesk = FakeHelpdesk(mock)
+        deliver(runtime.redis, [retimed(fixture_payload, "conversation_created", now - timedelta(hours=2))])
+        # Process events only: the write-back job waits in its queue.
+        SimpleWorker([Queue(EVENTS_QUEUE, connection=runtime.redis)], connection=runtime.redis).work(burst=True)
+        writer = writeback.Writer(runtime, writeback.client_for(runtime))
+        original = writer._finish
+
+        def crash_after_post(row, state, **values):
+            if state == "done" and row.key.startswith("note:"):
+                raise SystemExit("worker killed after the note was posted")
+            return original(row, state, **values)
+
+        writer._finish = crash_after_post
+        with pytest.raises(SystemExit):
+            writer.deliver(1, 87)
+        assert len(helpdesk.notes) == 1
+        work(runtime.redis)  # the queued job runs after the "crash" and finds the row still "sending"
+    assert len(helpdesk.notes) == 1
+    assert helpdesk.labels == ["billing", "sla-missed"]
+
+
+def test_shadow_policy_writes_nothing(runtime, fixture_payload, tmp_path):
+    shadow = dict(RULES, policies={"quick": {**RULES["policies"]["quick"], "mode": "shadow"}})
+    (tmp_path / "rules" / "rules.json").write_text(json.dumps(shadow))
+    current_runtime.cache_clear()
+    runtime = current_runtime()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        helpdesk = FakeHelpdesk(mock)
+        deliver(runtime.redis, [retimed(fixture_payload, "conversation_created",
+                                        datetime.now(timezone.utc) - timedelta(hours=2))])
+        work(runtime.redis)
+    assert helpdesk.notes == [] and helpdesk.labels == ["billing"]
+    assert runtime.store.summary((1, 87))["status"] == "missed"  # tracked and reported all the same
