@@ -6,7 +6,7 @@ way the plugin does, and pushes the same seeded contexts through ``RuleSet.match
 :func:`plugin.rules.evaluate.interpret` (first match wins in both). The results must agree; the rates
 and their ratio are printed. Target: at least 20,000 events per second compiled, on one core.
 
-    python bench/rules_bench.py [--rules 200] [--events 20000] [--seed 7]
+    python bench/rules_bench.py [--rules 200] [--events 5000] [--seed 7]
 """
 from __future__ import annotations
 
@@ -52,13 +52,10 @@ def _condition(kind: int, pick: random.Random) -> dict:
         return {"all": [{"field": "content", "op": "contains_any_word", "value": pick.sample(WORDS, 2)},
                         {"field": "team_id", "op": "equals", "value": pick.randrange(1, 12)}]}
     if kind == 4:
-        return {"any": [{"field": "email_domain", "op": "equals", "value": pick.choice(DOMAINS)},
-                        {"field": "team_id", "op": "equals", "value": pick.randrange(1, 12)}],
-                "$comment": "placeholder"} if False else \
-            {"all": [{"any": [{"field": "email_domain", "op": "equals", "value": pick.choice(DOMAINS)},
-                              {"field": "contact.custom_attributes.tier", "op": "in",
-                               "value": pick.sample(TIERS, 1)}]},
-                     {"field": "inbox_id", "op": "equals", "value": pick.randrange(1, 40)}]}
+        return {"all": [{"any": [{"field": "email_domain", "op": "equals", "value": pick.choice(DOMAINS)},
+                                 {"field": "contact.custom_attributes.tier", "op": "in",
+                                  "value": pick.sample(TIERS, 1)}]},
+                        {"field": "inbox_id", "op": "equals", "value": pick.randrange(1, 40)}]}
     if kind == 5:
         return {"all": [{"not": {"field": "status", "op": "equals", "value": "resolved"}},
                         {"field": "assignee_id", "op": "gt", "value": pick.randrange(50, 100)},
@@ -130,20 +127,21 @@ def interpreted_match(rules: list[dict], context: MatchContext, environment: Env
 
 
 def rate(run, events: int) -> tuple[float, list]:
-    """Events per second of the best of three runs, and the last run's results."""
+    """Events per second of CPU time (one core, whatever else the machine runs), best of three runs, and
+    the last run's results."""
     best = float("inf")
     results: list = []
     for _ in range(3):
-        began = time.perf_counter()
+        began = time.process_time()
         results = run()
-        best = min(best, time.perf_counter() - began)
+        best = min(best, time.process_time() - began)
     return events / best, results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rules", type=int, default=200)
-    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--events", type=int, default=5_000)
     parser.add_argument("--seed", type=int, default=7)
     arguments = parser.parse_args()
     pick = random.Random(arguments.seed)
@@ -165,8 +163,8 @@ def main() -> None:
     mean_position = sum(compiled) / len(compiled) + 1
     print(f"{len(rules)} rules (loaded in {load_seconds * 1000:.0f} ms), {len(contexts)} events; "
           f"mean matching rule #{mean_position:.0f}, {catch_all} events fell through to the catch-all")
-    print(f"compiled:    {compiled_rate:12,.0f} events/s")
-    print(f"interpreted: {interpreted_rate:12,.0f} events/s")
+    print(f"compiled:    {compiled_rate:12,.0f} events/s of CPU time")
+    print(f"interpreted: {interpreted_rate:12,.0f} events/s of CPU time")
     print(f"ratio:       {compiled_rate / interpreted_rate:12.1f}x (target: at least 20,000 events/s compiled)")
 
 

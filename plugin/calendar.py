@@ -403,7 +403,7 @@ class Calendar:
         window_end = self._local_to_epoch(ordinal + 1, 0)
         intervals: list[tuple[int, int]] = []
         for start, end in local_intervals:
-            start_epoch = window_end if start == DAY_SECONDS else self._local_to_epoch(ordinal, start)
+            start_epoch = self._local_to_epoch(ordinal, start)
             end_epoch = window_end if end == DAY_SECONDS else self._local_to_epoch(ordinal, end)
             if end_epoch <= start_epoch:
                 continue  # wholly inside a spring-forward gap

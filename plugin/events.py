@@ -130,7 +130,7 @@ class Event:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict from which :func:`event_from_json` rebuilds an equal event."""
-        return _encode(dataclasses.asdict(self))
+        return _encode(self)
 
 
 def event_from_json(data: Mapping[str, Any]) -> Event:
@@ -156,13 +156,23 @@ def _maybe_time(value: str | None) -> datetime | None:
     return None if value is None else parse_time(value)
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def _encode(value: Any) -> Any:
+    # Hand-rolled rather than dataclasses.asdict, which deep-copies every value: the worker encodes often.
+    if isinstance(value, _PLAIN):
+        return value
     if isinstance(value, datetime):
         return format_time(value)
-    if isinstance(value, Mapping):
+    if dataclasses.is_dataclass(value):
+        return {key: _encode(item) for key, item in vars(value).items()}
+    if isinstance(value, dict):
         return {key: _encode(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_encode(item) for item in value]
+    if isinstance(value, Mapping):
+        return {key: _encode(item) for key, item in value.items()}
     return value
 
 

@@ -58,6 +58,19 @@ class JsonFormatter(logging.Formatter):
         return text
 
 
+class _StandardErrorHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not when the handler was made (a
+    test runner or a process manager may swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass  # StreamHandler.__init__ assigns it; the property always answers the current sys.stderr
+
+
 def configure_logging(level: str | int = "INFO", secrets: Iterable[str] = ()) -> logging.Handler:
     """Send every log record at *level* or above to standard error as JSON, masking *secrets*.
 
@@ -68,7 +81,7 @@ def configure_logging(level: str | int = "INFO", secrets: Iterable[str] = ()) ->
     for handler in list(root.handlers):
         if handler.get_name() == _HANDLER_NAME:
             root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StandardErrorHandler()
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(JsonFormatter(secrets))
     root.addHandler(handler)

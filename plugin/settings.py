@@ -7,7 +7,6 @@ The names of DESIGN.md section 10.3 are pinned; the others are additions.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,10 +138,6 @@ class Settings:
                 value = mask_url_password(value)
             shown.append(f"{spec.name}={value!r}")
         return f"Settings({', '.join(shown)})"
-
-    def replace(self, **changes: Any) -> "Settings":
-        """A copy with some attributes changed (tests and the dev command use it)."""
-        return dataclasses.replace(self, **changes)
 
 
 def mask_url_password(url: str) -> str:

@@ -124,9 +124,15 @@ def make_app(settings_factory, redis):
     # Imported here, not at the top: a broken web app must fail the web tests, not every test of the suite.
     from plugin.web import create_app
 
+    apps = []
+
     def build(**overrides: Any):
         app = create_app(settings_factory(**overrides))
         app.testing = True
+        apps.append(app)
         return app
 
-    return build
+    yield build
+    # A later test's Redis must not receive this test's buffered counters.
+    for app in apps:
+        app.extensions["sla"].counters.close()

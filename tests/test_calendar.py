@@ -252,10 +252,13 @@ def test_segments_show_open_closed_and_named_holidays():
 
 
 def test_country_holidays_load_for_any_year():
-    calendar = parse_calendar(office(holidays={"country": "US"}))
-    for year in (1999, 2026, 2061):
-        christmas = datetime(year, 12, 25, 12, 0, tzinfo=BERLIN)
-        assert not calendar.is_open(christmas) or christmas.weekday() >= 5
+    calendar = parse_calendar(office("America/New_York", holidays={"country": "US"}))
+    for year in (1999, 2026, 2061):  # Thanksgiving, the fourth Thursday of November, is never a weekend
+        thanksgiving = [day for day in range(1, 31) if date(year, 11, day).weekday() == 3][3]
+        noon = local(NEW_YORK, year, 11, thanksgiving, 12, 0)
+        assert not calendar.is_open(noon)
+        assert calendar.is_open(noon - timedelta(days=1))
+        assert calendar.segments(noon, noon + timedelta(hours=1))[0][2] == "holiday: Thanksgiving Day"
 
 
 # --- the wall clock -------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg
@@ -132,9 +133,70 @@ def test_metrics_never_raise_when_redis_is_down(tmp_path, caplog):
     metrics.incr(dead, "sla_events_processed_total")
     metrics.observe(dead, "sla_event_lag_seconds", 1.0)
 
-    assert [record.getMessage() for record in caplog.records] == ["metric not recorded"] * 2
+    warnings = [record.getMessage() for record in caplog.records if record.name == "plugin.metrics"]
+    assert warnings == ["metric not recorded"] * 2
     with pytest.raises(RedisConnectionError):
         metrics.render(dead)
+
+
+@pytest.fixture
+def counter_buffer(redis):
+    buffers = []
+
+    def build(connection=redis, interval=3600.0):
+        buffers.append(metrics.CounterBuffer(connection, interval))
+        return buffers[-1]
+
+    yield build
+    for buffer in buffers:
+        buffer.close()
+
+
+def test_counter_buffer_writes_on_flush(redis, counter_buffer):
+    buffer = counter_buffer()
+    for _ in range(3):
+        buffer.incr("sla_webhooks_received_total", {"connector": "chatwoot", "outcome": "queued"})
+
+    assert redis.hgetall("sla:metrics:sla_webhooks_received_total") == {}
+    buffer.flush()
+    assert redis.hgetall("sla:metrics:sla_webhooks_received_total") == {
+        b'{connector="chatwoot",outcome="queued"}': b"3"}
+
+
+def test_counter_buffer_flushes_in_the_background(redis, counter_buffer):
+    buffer = counter_buffer(interval=0.05)
+
+    buffer.incr("sla_events_processed_total", amount=2)
+
+    deadline = time.monotonic() + 5
+    while redis.hget("sla:metrics:sla_events_processed_total", "") is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert redis.hget("sla:metrics:sla_events_processed_total", "") == b"2"
+
+
+def test_counter_buffer_keeps_counts_while_redis_is_down(redis, tmp_path, caplog, counter_buffer):
+    buffer = counter_buffer(EmbeddedRedis(tmp_path).connection())
+    buffer.incr("sla_events_processed_total")
+    buffer.flush()
+    assert "metrics not flushed" in caplog.text
+
+    buffer.redis = redis
+    buffer.incr("sla_events_processed_total")
+    buffer.flush()
+
+    assert redis.hget("sla:metrics:sla_events_processed_total", "") == b"2"
+
+
+def test_closing_a_counter_buffer_writes_what_is_pending_and_stops_flushing(redis, counter_buffer):
+    buffer = counter_buffer(interval=0.05)
+    buffer.incr("sla_events_processed_total")
+
+    buffer.close()
+    assert redis.hget("sla:metrics:sla_events_processed_total", "") == b"1"
+    buffer.incr("sla_events_processed_total")
+    time.sleep(0.3)
+
+    assert redis.hget("sla:metrics:sla_events_processed_total", "") == b"1"
 
 
 # --- logs ---------------------------------------------------------------------------------------------------

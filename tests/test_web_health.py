@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -49,7 +50,8 @@ def test_healthz_is_degraded_when_redis_is_down(make_app, tmp_path):
     assert body["queue"] == {"events": None, "stream_length": None, "pending": None}
 
 
-def test_healthz_is_degraded_when_the_database_is_unreachable(make_app, redis):
+def test_healthz_is_degraded_when_the_database_is_unreachable(make_app, redis, caplog):
+    caplog.set_level(logging.DEBUG)
     password = "db-password-not-to-be-shown"
     client = make_app(DATABASE_URL=f"postgresql://sla:{password}@127.0.0.1:{pick_free_port()}/sla").test_client()
 
@@ -60,6 +62,7 @@ def test_healthz_is_degraded_when_the_database_is_unreachable(make_app, redis):
     assert body["database"]["ok"] is False
     assert body["redis"]["ok"] is True
     assert password not in response.get_data(as_text=True)
+    assert password not in caplog.text
 
 
 def test_healthz_is_degraded_when_the_rules_are_broken(make_app, redis, tmp_path):

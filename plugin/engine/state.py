@@ -37,6 +37,12 @@ class TimelineEntry:
 
     arrival: int
     event: Event
+    # The event's stored JSON, kept from loading so saving a long timeline does not re-encode it.
+    stored: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+
+    def to_json(self) -> list:
+        """``[arrival, event JSON]``."""
+        return [self.arrival, self.stored if self.stored is not None else self.event.to_json()]
 
     @property
     def order(self) -> tuple:
@@ -64,7 +70,7 @@ class ConversationState:
         return {
             "account_id": self.account_id,
             "conversation_id": self.conversation_id,
-            "timeline": [[entry.arrival, entry.event.to_json()] for entry in self.timeline],
+            "timeline": [entry.to_json() for entry in self.timeline],
             "decisions": {key: decision.to_json() for key, decision in self.decisions.items()},
             "pins": {key: dict(value) for key, value in self.pins.items()},
         }
@@ -75,7 +81,7 @@ def state_from_json(data: Mapping[str, Any]) -> ConversationState:
     return ConversationState(
         account_id=data["account_id"],
         conversation_id=data["conversation_id"],
-        timeline=tuple(TimelineEntry(arrival, event_from_json(event)) for arrival, event in data["timeline"]),
+        timeline=tuple(TimelineEntry(arrival, event_from_json(event), event) for arrival, event in data["timeline"]),
         decisions={key: Decision(**value) for key, value in data.get("decisions", {}).items()},
         pins=dict(data.get("pins", {})),
     )

@@ -21,11 +21,11 @@ Pure: no I/O, nothing here reads a file or a clock.
 from __future__ import annotations
 
 import json
+import operator as operator_module
 import re
-import sys
 import unicodedata
 from dataclasses import dataclass, replace
-from functools import cache
+from functools import cache, lru_cache
 from re import _constants as regex_constants  # the stdlib's own parse tree, to find nested repetition
 from re import _parser as regex_parser
 from typing import Any, Callable, Mapping, Sequence
@@ -39,8 +39,26 @@ MATCH_TEXT_LIMIT = 10_000
 PRIORITIES = ("low", "medium", "high", "urgent")
 MESSAGE_TYPES = (INCOMING, OUTGOING)
 
-Facts = Sequence[Any]
-"""The values one context gives a rule set's fields, computed once per context (see ConditionCompiler)."""
+
+
+class Facts(dict):
+    """One context's field values, and the results of costly leaves, each computed on first use.
+
+    Keys are slots handed out by :class:`ConditionCompiler`. A field read by a hundred rules is read and
+    case-folded once per event, and a field no rule reaches before the first match is never read.
+    """
+
+    __slots__ = ("context", "_computations")
+
+    def __init__(self, context: MatchContext, computations: Sequence[Callable[[Facts], Any]]) -> None:
+        super().__init__()
+        self.context = context
+        self._computations = computations
+
+    def __missing__(self, slot: int) -> Any:
+        value = self[slot] = self._computations[slot](self)
+        return value
+
 
 Test = Callable[[Facts], bool]
 
@@ -70,7 +88,7 @@ class Environment:
 
 @dataclass(frozen=True)
 class FieldKind:
-    """What kind of value a field holds, which operators apply to it, and how ``equals`` values look."""
+    """What kind of value a field holds and which operators apply to it."""
 
     name: str
     operators: tuple[str, ...]
@@ -120,7 +138,7 @@ def _contact(attribute: str) -> Reader:
 
 def _visible_labels(context: MatchContext, environment: Environment) -> tuple[str, ...]:
     owned = environment.owned_label_titles
-    return tuple(label for label in context.conversation.labels if label.casefold() not in owned)
+    return tuple(label for label in context.conversation.labels if fold(label) not in owned)
 
 
 def _customer_texts(context: MatchContext, environment: Environment) -> tuple[str, ...] | None:
@@ -136,10 +154,6 @@ def _email_domain(context: MatchContext, environment: Environment) -> str | None
     if not isinstance(email, str) or "@" not in email:
         return None
     return email.rpartition("@")[2].lower() or None
-
-
-def _created_at(context: MatchContext, environment: Environment) -> Any:
-    return context.conversation.created_at
 
 
 _FIXED_FIELDS = (
@@ -162,7 +176,7 @@ _FIXED_FIELDS = (
     Field("company", TEXT, _contact("company")),
     Field("channel", TEXT, _conversation("channel")),
     Field("email_domain", TEXT, _email_domain),
-    Field("created_at", TIME, _created_at),
+    Field("created_at", TIME, _conversation("created_at")),
 )
 FIELDS: Mapping[str, Field] = {field.name: field for field in _FIXED_FIELDS}
 CONVERSATION_ATTRIBUTE_PREFIX = "custom_attributes."
@@ -205,34 +219,45 @@ def fold(value: Any) -> Any:
 @cache
 def _word_pattern() -> re.Pattern[str]:
     # A word is a run of letters, digits, underscores and combining marks: Python's \w alone would cut
-    # Devanagari or decomposed Latin words at every vowel sign or accent. Built once per process (~0.2 s).
-    marks = [code for code in range(sys.maxunicode + 1) if unicodedata.category(chr(code)).startswith("M")]
-    ranges = []
-    for code in marks:
-        if ranges and ranges[-1][1] == code - 1:
-            ranges[-1][1] = code
-        else:
-            ranges.append([code, code])
+    # Devanagari or decomposed Latin words at every vowel sign or accent. Only the Basic Multilingual
+    # Plane's marks are added: the regular-expression engine tests a class of those with a bitmap, while
+    # the few marks beyond it (historic scripts) would make every character a linear search.
+    ranges: list[list[int]] = []
+    for code in range(0x10000):
+        if unicodedata.category(chr(code)).startswith("M"):
+            if ranges and ranges[-1][1] == code - 1:
+                ranges[-1][1] = code
+            else:
+                ranges.append([code, code])
     mark_class = "".join(f"{re.escape(chr(low))}-{re.escape(chr(high))}" for low, high in ranges)
     return re.compile(rf"[\w{mark_class}]+")
 
 
+@lru_cache(maxsize=4096)
+def _text_words(text: str) -> frozenset[str]:
+    # Cached: every event of a conversation tests all its customer messages so far, mostly the same texts.
+    return frozenset(_word_pattern().findall(fold(text)))
+
+
 def words(value: Any) -> frozenset[str]:
     """The case-folded words of a text (Unicode word boundaries); no words for a value that is not text."""
-    if isinstance(value, str):
-        return frozenset(_word_pattern().findall(fold(value)))
-    return frozenset()
+    return _text_words(value) if isinstance(value, str) else frozenset()
 
 
 _FORMS: Mapping[str, Callable[[Any], Any]] = {FOLDED: fold, WORDS: words}
 
 
-def in_form(value: Any, form: str, multiple: bool) -> Any:
-    """*value* as an operator of *form* reads it (each value of a several-valued field); None stays None."""
-    if value is None or form == RAW:
-        return value
+def field_value(field: Field, form: str, environment: Environment) -> Callable[[Facts], Any]:
+    """Reads *field* from ``facts.context`` in the *form* an operator compares in (each value of a
+    several-valued field converted; None, a missing value, stays None)."""
+    read = field.read
+    if form == RAW:
+        return lambda facts: read(facts.context, environment)
     convert = _FORMS[form]
-    return tuple(map(convert, value)) if multiple else convert(value)
+    if field.kind.multiple:
+        return lambda facts: None if (values := read(facts.context, environment)) is None \
+            else tuple(map(convert, values))
+    return lambda facts: None if (value := read(facts.context, environment)) is None else convert(value)
 
 
 # --- operators ----------------------------------------------------------------------------------------
@@ -379,69 +404,59 @@ def _subpatterns(operation: Any, argument: Any) -> list:
     return []
 
 
-def _equals(value: Any, prepared: tuple[frozenset[type], Any]) -> bool:
+# Each operator's predicate factory: from the prepared rule value to a test of one value (in the
+# operator's form). Tests are made once per leaf at load, so nothing is unpacked or looked up per event.
+
+def _equals(prepared: tuple[frozenset[type], Any]) -> Callable[[Any], bool]:
     types, expected = prepared
-    return type(value) in types and value == expected
+    return lambda value: type(value) in types and value == expected
 
 
-def _in(value: Any, prepared: tuple[frozenset[type], frozenset]) -> bool:
+def _in(prepared: tuple[frozenset[type], frozenset]) -> Callable[[Any], bool]:
     types, expected = prepared
-    return type(value) in types and value in expected
+    return lambda value: type(value) in types and value in expected
 
 
-def _contains(value: Any, expected: str) -> bool:
-    return isinstance(value, str) and expected in value
+def _contains(expected: str) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, str) and expected in value
 
 
-def _starts_with(value: Any, expected: str) -> bool:
-    return isinstance(value, str) and value.startswith(expected)
+def _starts_with(expected: str) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, str) and value.startswith(expected)
 
 
-def _any_word(value: frozenset[str], expected: frozenset[str]) -> bool:
-    return not expected.isdisjoint(value)
+def _any_word(expected: frozenset[str]) -> Callable[[frozenset[str]], bool]:
+    return lambda value: not expected.isdisjoint(value)
 
 
-def _matches(value: Any, pattern: re.Pattern[str]) -> bool:
-    return isinstance(value, str) and pattern.search(value, 0, MATCH_TEXT_LIMIT) is not None
+def _matches(pattern: re.Pattern[str]) -> Callable[[Any], bool]:
+    search = pattern.search
+    return lambda value: isinstance(value, str) and search(value, 0, MATCH_TEXT_LIMIT) is not None
 
 
-def _greater(value: Any, limit: float) -> bool:
-    return type(value) in _NUMBER_TYPES and value > limit
+def _comparison(compare: Callable[[Any, Any], bool]) -> Callable[[float], Callable[[Any], bool]]:
+    return lambda limit: lambda value: type(value) in _NUMBER_TYPES and compare(value, limit)
 
 
-def _greater_or_equal(value: Any, limit: float) -> bool:
-    return type(value) in _NUMBER_TYPES and value >= limit
-
-
-def _less(value: Any, limit: float) -> bool:
-    return type(value) in _NUMBER_TYPES and value < limit
-
-
-def _less_or_equal(value: Any, limit: float) -> bool:
-    return type(value) in _NUMBER_TYPES and value <= limit
-
-
-def _within_hours(value: Any, calendar: Calendar) -> bool:
-    return calendar.is_open(value)
+def _within_hours(calendar: Calendar) -> Callable[[Any], bool]:
+    return calendar.is_open
 
 
 @dataclass(frozen=True)
 class Operator:
     """One operator: the form it reads values in, how it prepares the rule's value, its test of one value.
 
-    ``test`` is None for ``exists`` / ``not_exists``, which look only at whether there is a value.
-    ``negated`` operators hold when the value is present and the test fails for every value.
+    ``predicate(prepared)`` makes the test of one value; it is None for ``exists`` / ``not_exists``, which
+    look only at whether there is a value. ``negated`` operators hold when the value is present and the
+    test fails for every value.
     """
 
     name: str
     form: str
     prepare: Callable[[Any, Field, Environment], Any] | None
-    test: Callable[[Any, Any], bool] | None
+    predicate: Callable[[Any], Callable[[Any], bool]] | None
     negated: bool = False
-
-    @property
-    def takes_value(self) -> bool:
-        return self.prepare is not None
+    costly: bool = False  # tested last within an all / any, and its result kept for the rest of the event
 
 
 def _negation(name: str, positive: Operator) -> Operator:
@@ -452,15 +467,15 @@ _POSITIVE = (
     Operator("equals", FOLDED, _prepare_equals, _equals),
     Operator("in", FOLDED, _prepare_in, _in),
     Operator("contains", FOLDED, _prepare_text, _contains),
-    Operator("contains_any_word", WORDS, _prepare_words, _any_word),
+    Operator("contains_any_word", WORDS, _prepare_words, _any_word, costly=True),
     Operator("starts_with", FOLDED, _prepare_text, _starts_with),
-    Operator("matches", RAW, _prepare_pattern, _matches),
+    Operator("matches", RAW, _prepare_pattern, _matches, costly=True),
     Operator("exists", RAW, None, None),
-    Operator("gt", RAW, _prepare_number, _greater),
-    Operator("gte", RAW, _prepare_number, _greater_or_equal),
-    Operator("lt", RAW, _prepare_number, _less),
-    Operator("lte", RAW, _prepare_number, _less_or_equal),
-    Operator("within_hours", RAW, _prepare_calendar, _within_hours),
+    Operator("gt", RAW, _prepare_number, _comparison(operator_module.gt)),
+    Operator("gte", RAW, _prepare_number, _comparison(operator_module.ge)),
+    Operator("lt", RAW, _prepare_number, _comparison(operator_module.lt)),
+    Operator("lte", RAW, _prepare_number, _comparison(operator_module.le)),
+    Operator("within_hours", RAW, _prepare_calendar, _within_hours, costly=True),
 )
 _BY_NAME = {operator.name: operator for operator in _POSITIVE}
 OPERATORS: Mapping[str, Operator] = {
@@ -474,28 +489,31 @@ OPERATOR_NAMES = ("equals", "not_equals", "in", "not_in", "contains", "not_conta
                   "starts_with", "matches", "exists", "not_exists", "gt", "gte", "lt", "lte", "within_hours")
 
 
-def _present(value: Any, multiple: bool) -> bool:
-    return value is not None and (not multiple or len(value) > 0)
-
-
-def leaf_test(operator: Operator, prepared: Any, multiple: bool) -> Callable[[Any], bool]:
-    """The test of one leaf on its field's value in the operator's form.
+def leaf_test(operator: Operator, prepared: Any, multiple: bool, slot: Any = 0) -> Test:
+    """The test of one leaf, reading its field's value (in the operator's form) at ``facts[slot]``.
 
     The one place that decides missing values (false for all but ``not_exists``), negation, and fields
     with several values (any value for a positive operator, none for a negated one).
     """
-    test = operator.test
-    if test is None:
-        if operator.negated:
-            return lambda value: not _present(value, multiple)
-        return lambda value: _present(value, multiple)
+    negated = operator.negated
+    if operator.predicate is None:
+        if multiple:
+            return lambda facts: ((values := facts[slot]) is not None and len(values) > 0) != negated
+        return lambda facts: (facts[slot] is not None) != negated
+    holds = operator.predicate(prepared)
     if multiple:
-        if operator.negated:
-            return lambda values: values is not None and not any(test(value, prepared) for value in values)
-        return lambda values: values is not None and any(test(value, prepared) for value in values)
-    if operator.negated:
-        return lambda value: value is not None and not test(value, prepared)
-    return lambda value: value is not None and test(value, prepared)
+        def some_value_holds(facts: Facts) -> bool:
+            values = facts[slot]
+            if values is None:
+                return False
+            for value in values:
+                if holds(value):
+                    return not negated
+            return negated
+        return some_value_holds
+    if negated:
+        return lambda facts: (value := facts[slot]) is not None and not holds(value)
+    return lambda facts: (value := facts[slot]) is not None and holds(value)
 
 
 def parse_leaf(node: Mapping[str, Any], pointer: str,
@@ -513,7 +531,7 @@ def parse_leaf(node: Mapping[str, Any], pointer: str,
         raise ConditionError(f"{pointer}/op", f"operator {_show(name)} does not apply to {field.name}; "
                                               f"expected one of {', '.join(field.kind.operators)}")
     operator = OPERATORS[field.kind.resolve(name)]
-    if not operator.takes_value:
+    if operator.prepare is None:
         if "value" in node:
             raise ConditionError(f"{pointer}/value", f"{name} takes no value; remove \"value\"")
         return field, operator, None
@@ -537,8 +555,35 @@ ALL, ANY, NOT, LEAF = "all", "any", "not", "leaf"
 
 
 @dataclass(frozen=True)
+class Guard:
+    """A necessary condition of a compiled condition: the value at ``facts[slot]`` (one of the values, when
+    the field has several) is in ``values``. :class:`FirstMatch` uses guards to skip rules by a dictionary
+    lookup instead of evaluating them."""
+
+    slot: int
+    multiple: bool
+    values: frozenset
+
+
+def _guard_of(kind: str, children: list[CompiledCondition]) -> Guard | None:
+    """An all has its most selective member's guard; an any has a guard only when every member guards the
+    same field (then the union of their values)."""
+    guards = [child.guard for child in children]
+    if kind == ALL:
+        return min((guard for guard in guards if guard is not None), key=lambda guard: len(guard.values),
+                   default=None)
+    if guards and all(guard is not None and guard.slot == guards[0].slot for guard in guards):
+        return Guard(guards[0].slot, guards[0].multiple, frozenset().union(*(guard.values for guard in guards)))
+    return None
+
+
+@dataclass(frozen=True)
 class CompiledCondition:
-    """One node of a compiled condition: its closure, and what :func:`explain` needs to show it."""
+    """One node of a compiled condition: its closure, and what :func:`explain` needs to show it.
+
+    ``cost`` is a rough relative price of evaluating the node; an all / any tests its cheaper members
+    first (tests are pure, so the order changes only the time taken, never the result).
+    """
 
     kind: str
     pointer: str
@@ -546,6 +591,8 @@ class CompiledCondition:
     children: tuple[CompiledCondition, ...] = ()
     text: str = ""
     read: Callable[[MatchContext], Any] | None = None  # a leaf's field value as the context has it
+    cost: int = 1
+    guard: Guard | None = None
 
 
 def _all_of(tests: list[Test]) -> Test:
@@ -592,18 +639,20 @@ def condition_kind(node: Any) -> str:
 
 
 class ConditionCompiler:
-    """Compiles conditions into closures that read one shared list of facts.
+    """Compiles conditions into closures over :class:`Facts`.
 
-    Every (field, form) pair the compiled conditions read gets a slot; :meth:`facts` computes all slots for
-    a context once, so a field read by a hundred rules is read (and case-folded) once per event.
+    Each (field, form) a condition reads gets a slot in the facts; identical leaves (same field, operator
+    and value, in any rule) share one closure, and a costly leaf's result gets a slot of its own, so
+    twenty rules testing "created within office hours" consult the calendar once per event.
     Problems are collected in :attr:`problems`.
     """
 
     def __init__(self, environment: Environment) -> None:
         self.environment = environment
         self.problems: list[ConditionError] = []
-        self._slots: dict[tuple[str, str], int] = {}
-        self._readers: list[Callable[[MatchContext], Any]] = []
+        self._slots: dict[tuple, int] = {}
+        self._computations: list[Callable[[Facts], Any]] = []
+        self._leaf_tests: dict[tuple, Test] = {}
 
     def compile(self, node: Any, pointer: str,
                 skip: Callable[[str], bool] = lambda pointer: False) -> CompiledCondition | None:
@@ -620,7 +669,8 @@ class ConditionCompiler:
             if child is None:
                 return None
             child_test = child.test
-            return CompiledCondition(NOT, pointer, lambda facts: not child_test(facts), (child,), NOT)
+            return CompiledCondition(NOT, pointer, lambda facts: not child_test(facts), (child,), NOT,
+                                     cost=child.cost)
         members = node[kind]
         if not isinstance(members, list):
             if not skip(pointer):
@@ -631,13 +681,14 @@ class ConditionCompiler:
                     for index, member in enumerate(members)]
         if any(child is None for child in children):
             return None
-        tests = [child.test for child in children]
+        tests = [child.test for child in sorted(children, key=lambda child: child.cost)]
         test = _all_of(tests) if kind == ALL else _any_of(tests)
-        return CompiledCondition(kind, pointer, test, tuple(children), kind)
+        return CompiledCondition(kind, pointer, test, tuple(children), kind,
+                                 cost=sum(child.cost for child in children), guard=_guard_of(kind, children))
 
-    def facts(self, context: MatchContext) -> list[Any]:
-        """Every slot's value for *context*, in slot order."""
-        return [read(context) for read in self._readers]
+    def facts(self, context: MatchContext) -> Facts:
+        """Fresh facts for one context; values are computed as the compiled conditions ask for them."""
+        return Facts(context, self._computations)
 
     def _leaf(self, node: Any, pointer: str, skip: Callable[[str], bool]) -> CompiledCondition | None:
         if skip(pointer):
@@ -650,19 +701,72 @@ class ConditionCompiler:
         except ConditionError as error:
             self.problems.append(error)
             return None
-        slot = self._slot(field, operator.form)
-        test = leaf_test(operator, prepared, field.kind.multiple)
-        environment = self.environment
-        return CompiledCondition(LEAF, pointer, lambda facts: test(facts[slot]), text=describe_leaf(node),
-                                 read=lambda context: field.read(context, environment))
+        environment, multiple = self.environment, field.kind.multiple
+        value_slot = self._slot(("field", field.name, operator.form),
+                                field_value(field, operator.form, environment))
+        guard = None
+        if operator.name in ("equals", "in"):
+            expected = prepared[1]
+            guard = Guard(value_slot, multiple, expected if operator.name == "in" else frozenset({expected}))
+        return CompiledCondition(LEAF, pointer, self._leaf_closure(field, operator, prepared, node.get("value"),
+                                                                   value_slot),
+                                 text=describe_leaf(node), read=lambda context: field.read(context, environment),
+                                 cost=(8 if operator.costly else 1) * (2 if multiple else 1), guard=guard)
 
-    def _slot(self, field: Field, form: str) -> int:
-        key = (field.name, form)
+    def _leaf_closure(self, field: Field, operator: Operator, prepared: Any, value: Any, value_slot: int) -> Test:
+        key = ("leaf", field.name, operator.name, json.dumps(value, sort_keys=True))
+        if key in self._leaf_tests:
+            return self._leaf_tests[key]
+        test = leaf_test(operator, prepared, field.kind.multiple, value_slot)
+        if operator.costly:
+            result_slot = self._slot(key, test)
+            test = lambda facts: facts[result_slot]  # noqa: E731
+        self._leaf_tests[key] = test
+        return test
+
+    def _slot(self, key: tuple, computation: Callable[[Facts], Any]) -> int:
         if key not in self._slots:
-            environment, read, multiple = self.environment, field.read, field.kind.multiple
-            self._slots[key] = len(self._readers)
-            self._readers.append(lambda context: in_form(read(context, environment), form, multiple))
+            self._slots[key] = len(self._computations)
+            self._computations.append(computation)
         return self._slots[key]
+
+
+class FirstMatch:
+    """The first of an ordered list of compiled conditions that holds on some facts.
+
+    Conditions with a :class:`Guard` are indexed by the values their guard accepts: for each event only
+    the unguarded conditions and those whose guard value occurs are evaluated, still in list order, so
+    the answer is the sequential first match's (guards are necessary conditions).
+    """
+
+    def __init__(self, conditions: Sequence[CompiledCondition]) -> None:
+        self._tests = [condition.test for condition in conditions]
+        self._unguarded: list[int] = []
+        self._tables: dict[int, tuple[bool, dict[Any, list[int]]]] = {}
+        for position, condition in enumerate(conditions):
+            guard = condition.guard
+            if guard is None:
+                self._unguarded.append(position)
+                continue
+            table = self._tables.setdefault(guard.slot, (guard.multiple, {}))[1]
+            for value in guard.values:
+                table.setdefault(value, []).append(position)
+
+    def first(self, facts: Facts) -> int | None:
+        """The position of the first condition that holds, or None."""
+        candidates = set(self._unguarded)
+        for slot, (multiple, table) in self._tables.items():
+            value = facts[slot]
+            if value is None:
+                continue
+            # A dictionary lookup finds every key equal to the value, so it never misses a candidate.
+            for item in (value if multiple else (value,)):
+                candidates.update(table.get(item, ()))
+        tests = self._tests
+        for position in sorted(candidates):
+            if tests[position](facts):
+                return position
+        return None
 
 
 def constant_result(condition: CompiledCondition) -> bool | None:
@@ -692,9 +796,8 @@ def interpret(node: Any, context: MatchContext, environment: Environment) -> boo
     if kind == NOT:
         return not interpret(node[NOT], context, environment)
     field, operator, prepared = parse_leaf(node, "", environment)
-    multiple = field.kind.multiple
-    return leaf_test(operator, prepared, multiple)(in_form(field.read(context, environment), operator.form,
-                                                           multiple))
+    facts = Facts(context, [field_value(field, operator.form, environment)])
+    return leaf_test(operator, prepared, field.kind.multiple)(facts)
 
 
 # --- explanations -------------------------------------------------------------------------------------
@@ -743,14 +846,14 @@ class ConditionResult:
         return "\n".join(self.lines())
 
 
-def explain(condition: CompiledCondition, facts: Facts, context: MatchContext) -> ConditionResult:
-    """Evaluate *condition* node by node on a context (and its :meth:`ConditionCompiler.facts`)."""
+def explain(condition: CompiledCondition, facts: Facts) -> ConditionResult:
+    """Evaluate *condition* node by node, in the order written, on one context's facts."""
     if condition.kind == LEAF:
         return ConditionResult(LEAF, condition.pointer, condition.test(facts), condition.text,
-                               condition.read(context))
+                               condition.read(facts.context))
     results = []
     for child in condition.children:
-        results.append(explain(child, facts, context))
+        results.append(explain(child, facts))
         if results[-1].matched == (condition.kind == ANY):  # the member that decides an all or an any
             break
     return ConditionResult(condition.kind, condition.pointer, condition.test(facts), condition.text,

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Mapping
 
 from plugin.calendar import Calendar, CalendarError, parse_calendar
@@ -70,11 +71,11 @@ def content_hash(sources: list[RuleSource]) -> str:
 
 
 @cache
-def default_labels() -> dict[str, LabelSpec]:
-    """The status labels manifest.json declares, used where no rule file overrides them."""
+def default_labels() -> Mapping[str, LabelSpec]:
+    """The status labels manifest.json declares, used where no rule file overrides them (read-only)."""
     manifest = json.loads(MANIFEST_PATH.read_text(encoding="utf-8"))
-    return {status: LabelSpec(spec["title"], spec["color"], spec.get("description", ""))
-            for status, spec in manifest["labels"].items()}
+    return MappingProxyType({status: LabelSpec(spec["title"], spec["color"], spec.get("description", ""))
+                             for status, spec in manifest["labels"].items()})
 
 
 def load_rules(directory: str | Path) -> RuleSet:

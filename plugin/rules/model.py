@@ -5,12 +5,12 @@ Pure: a :class:`RuleSet` is built by :mod:`plugin.rules.load` and never touches 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 from plugin.calendar import Calendar
 from plugin.events import MatchContext
 from plugin.policy import Policy
-from plugin.rules.evaluate import CompiledCondition, ConditionResult, explain
+from plugin.rules.evaluate import CompiledCondition, ConditionResult, Facts, FirstMatch, explain
 
 ERROR, WARNING = "error", "warning"
 
@@ -107,7 +107,7 @@ class RuleSet:
 
     def __init__(self, *, rules: list[Rule], policies: Mapping[str, Policy], calendars: Mapping[str, Calendar],
                  labels: Mapping[str, LabelSpec], owned_label_titles: frozenset[str], content_hash: str,
-                 facts: Callable[[MatchContext], list[Any]], files: tuple[str, ...] = (),
+                 facts: Callable[[MatchContext], Facts], files: tuple[str, ...] = (),
                  warnings: tuple[RuleProblem, ...] = ()) -> None:
         self.rules = tuple(rules)
         self.policies = dict(policies)
@@ -118,23 +118,20 @@ class RuleSet:
         self.files = files
         self.warnings = warnings
         self._facts = facts
-        # Built once: the match loop then does no attribute lookups or allocations per rule.
-        self._tests = tuple((rule.condition.test, rule.match) for rule in self.rules)
+        self._first_match = FirstMatch([rule.condition for rule in self.rules])
+        self._matches = tuple(rule.match for rule in self.rules)
 
     def match(self, context: MatchContext) -> RuleMatch | None:
         """The first rule whose condition holds (files by name, then position), or None."""
-        facts = self._facts(context)
-        for test, found in self._tests:
-            if test(facts):
-                return found
-        return None
+        position = self._first_match.first(self._facts(context))
+        return None if position is None else self._matches[position]
 
     def explain(self, context: MatchContext) -> list[RuleExplanation]:
         """Every rule up to and including the first match, each with how its condition came out."""
         facts = self._facts(context)
         explanations = []
         for rule in self.rules:
-            result = explain(rule.condition, facts, context)
+            result = explain(rule.condition, facts)
             explanations.append(RuleExplanation(rule.index, rule.name, rule.file, rule.line, rule.policy, result))
             if result.matched:
                 break

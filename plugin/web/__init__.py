@@ -15,11 +15,12 @@ from sqlalchemy import Engine
 
 from connectors import get_connector
 from plugin.logging import configure_logging
+from plugin.metrics import CounterBuffer
 from plugin.rules import RulesHolder
 from plugin.services import redis_connection
 from plugin.settings import Settings
 from plugin.store import make_engine
-from plugin.web import health, webhooks
+from plugin.web import health, reports, sidebar, webhooks
 
 
 @dataclass
@@ -29,6 +30,7 @@ class SlaExtension:
     settings: Settings
     redis: Redis
     rules: RulesHolder
+    counters: CounterBuffer
     _connectors: dict[str, Any] = field(default_factory=dict)
     _database_engine: Engine | None = None
 
@@ -39,7 +41,7 @@ class SlaExtension:
         return self._connectors[name]
 
     def database_engine(self) -> Engine:
-        """The store's SQLAlchemy engine, created on first use (only the health check needs it here)."""
+        """The store's SQLAlchemy engine, created on first use (the webhook receiver never needs it)."""
         if self._database_engine is None:
             self._database_engine = make_engine(self.settings.DATABASE_URL)
         return self._database_engine
@@ -55,11 +57,11 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     # the cap, so one byte more than the limit is let through for the receiver to see the excess and 413.
     app.config["MAX_CONTENT_LENGTH"] = settings.SLA_MAX_BODY_BYTES + 1
     os.makedirs(app.instance_path, exist_ok=True)
-    app.extensions["sla"] = SlaExtension(
-        settings=settings,
-        redis=redis if redis is not None else redis_connection(settings),
-        rules=RulesHolder(settings.SLA_RULES_DIR),
-    )
+    redis = redis if redis is not None else redis_connection(settings)
+    app.extensions["sla"] = SlaExtension(settings=settings, redis=redis, rules=RulesHolder(settings.SLA_RULES_DIR),
+                                         counters=CounterBuffer(redis))
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(health.blueprint)
+    app.register_blueprint(reports.blueprint)
+    app.register_blueprint(sidebar.blueprint)
     return app

@@ -38,9 +38,10 @@ def healthz() -> tuple[Response, int]:
 @blueprint.get("/metrics")
 def metrics_text() -> Response:
     """Every counter, histogram and gauge, as Prometheus scrapes them."""
-    redis = current_app.extensions["sla"].redis
+    sla = current_app.extensions["sla"]
+    sla.counters.flush()  # this process's latest counts; other processes' are at most a second old
     try:
-        text_body = metrics.render(redis)
+        text_body = metrics.render(sla.redis)
     except RedisError as error:
         log.error("metrics unavailable: redis unreachable", extra={"error": type(error).__name__})
         return Response("# redis unavailable\n", status=503, mimetype="text/plain")

@@ -16,8 +16,8 @@ from flask import Blueprint, Response, current_app, request
 from redis.exceptions import RedisError
 
 from connectors.base import UnknownConnector, WebhookRejected
-from plugin import metrics
 from plugin.ingest import forget_delivery, remember_delivery, submit
+from plugin.metrics import CounterBuffer
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,10 @@ def receive(connector_name: str) -> Response:
 
     limit = sla.settings.SLA_MAX_BODY_BYTES
     if request.content_length is not None and request.content_length > limit:
-        return _refuse_too_large(sla.redis, name, request.content_length)
+        return _refuse_too_large(sla.counters, name, request.content_length)
     body = request.get_data(cache=False)  # capped at limit + 1 bytes by the app's MAX_CONTENT_LENGTH
     if len(body) > limit:
-        return _refuse_too_large(sla.redis, name, len(body))
+        return _refuse_too_large(sla.counters, name, len(body))
 
     received_at = datetime.now(timezone.utc)
     try:
@@ -50,17 +50,17 @@ def receive(connector_name: str) -> Response:
     except WebhookRejected as rejection:
         log.warning("webhook rejected: %s", rejection.reason,
                     extra={"connector": name, "status": rejection.status, "remote_addr": request.remote_addr})
-        return _counted(sla.redis, name, rejection.status, "rejected")
+        return _counted(sla.counters, name, rejection.status, "rejected")
 
     try:
         payload = json.loads(body)
     except ValueError:  # includes a body that is not UTF-8
         log.warning("webhook body is not JSON", extra={"connector": name, "size": len(body)})
-        return _counted(sla.redis, name, 400, "invalid")
+        return _counted(sla.counters, name, 400, "invalid")
     if not isinstance(payload, dict):
         log.warning("webhook body is JSON but not an object",
                     extra={"connector": name, "json_type": type(payload).__name__})
-        return _counted(sla.redis, name, 400, "invalid")
+        return _counted(sla.counters, name, 400, "invalid")
 
     account_id = connector.account_of(payload)
     expected_account = sla.settings.CHATWOOT_ACCOUNT_ID
@@ -69,23 +69,21 @@ def receive(connector_name: str) -> Response:
         log.info("webhook of another account ignored", extra={
             "connector": name, "account_id": account_id, "delivery_id": delivery_key,
             "event": payload.get("event")})
-        return _counted(sla.redis, name, 202, "ignored")
+        return _counted(sla.counters, name, 202, "ignored")
 
     try:
         if not remember_delivery(sla.redis, name, delivery_key):
             log.info("duplicate webhook delivery dropped", extra={"connector": name, "delivery_id": delivery_key})
-            return _counted(sla.redis, name, 202, "duplicate")
+            return _counted(sla.counters, name, 202, "duplicate")
         _submit_or_forget(sla.redis, name, body, received_at, delivery_key)
     except RedisError as error:
         # Nothing is lost: the delivery is not remembered, so the helpdesk's retry will be queued.
         log.error("redis unavailable, webhook not queued", extra={
             "connector": name, "delivery_id": delivery_key, "error": type(error).__name__})
-        # Not counted: the counters live in the Redis that just failed, and a second timeout would outlast
-        # the helpdesk's patience.
-        return _answer(503, "unavailable")
+        return _counted(sla.counters, name, 503, "unavailable")
 
     log.debug("webhook queued", extra={"connector": name, "delivery_id": delivery_key, "account_id": account_id})
-    return _counted(sla.redis, name, 202, "queued")
+    return _counted(sla.counters, name, 202, "queued")
 
 
 def _submit_or_forget(redis, connector: str, body: bytes, received_at: datetime, delivery_key: str) -> None:
@@ -102,13 +100,13 @@ def _submit_or_forget(redis, connector: str, body: bytes, received_at: datetime,
         raise
 
 
-def _refuse_too_large(redis, connector: str, size: int) -> Response:
+def _refuse_too_large(counters: CounterBuffer, connector: str, size: int) -> Response:
     log.warning("webhook body too large", extra={"connector": connector, "size": size})
-    return _counted(redis, connector, 413, "too_large")
+    return _counted(counters, connector, 413, "too_large")
 
 
-def _counted(redis, connector: str, status: int, outcome: str) -> Response:
-    metrics.incr(redis, RECEIVED_METRIC, {"connector": connector, "outcome": outcome})
+def _counted(counters: CounterBuffer, connector: str, status: int, outcome: str) -> Response:
+    counters.incr(RECEIVED_METRIC, {"connector": connector, "outcome": outcome})
     return _answer(status, outcome)
 
 

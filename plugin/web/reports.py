@@ -1,0 +1,154 @@
+"""Reports over HTTP: ``GET /api/reports/...`` (JSON, or CSV with ``.csv`` / ``?format=csv``) and the
+``GET /reports`` page. Thin: every figure comes from :class:`plugin.reports.Reports`.
+
+JSON endpoints (filters as query parameters, see :meth:`plugin.reports.Filters.from_params`):
+``summary``, ``series?bucket=hour|day``, ``grid``, ``breakdown?by=inbox|team|agent|policy|channel|priority|label``,
+``conversations?page=&per_page=&missed=true`` and ``conversations/<account>/<id>`` (one conversation with
+its misses and SLA event log). All need the admin token (:mod:`plugin.web.auth`).
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request, stream_with_context
+
+from plugin.csv_export import csv_lines
+from plugin.reports import (
+    CONVERSATION_COLUMNS, DIMENSIONS, METRIC_PREFIXES, Filters, ReportError, Reports, parse_page, percent,
+    row_values, table,
+)
+from plugin.web.auth import admin_page, admin_required
+
+blueprint = Blueprint("reports", __name__, template_folder="../templates", static_folder="../static",
+                      static_url_path="/static/sla")
+
+REPORT_KINDS = ("summary", "series", "grid", "breakdown", "conversations")
+
+
+def reports() -> Reports:
+    """The report queries on the app's database."""
+    sla = current_app.extensions["sla"]
+    return Reports(sla.database_engine(), sla.settings.CHATWOOT_URL)
+
+
+def _params() -> dict[str, list[str]]:
+    return request.args.to_dict(flat=False)
+
+
+def build(kind: str, params: dict[str, list[str]]) -> dict[str, Any]:
+    """The report called ``kind`` for request parameters (raises ReportError on a bad value)."""
+    filters = Filters.from_params(params)
+    source = reports()
+    if kind == "summary":
+        return source.summary(filters)
+    if kind == "series":
+        return source.series(filters, (params.get("bucket") or ["day"])[0])
+    if kind == "grid":
+        return source.grid(filters)
+    if kind == "breakdown":
+        return source.breakdown(filters, (params.get("by") or ["inbox"])[0])
+    page, per_page, only_missed = parse_page(params)
+    return source.conversations(filters, page, per_page, only_missed)
+
+
+@blueprint.errorhandler(ReportError)
+def _bad_request(error: ReportError) -> tuple[Response, int]:
+    return jsonify({"error": str(error)}), 400
+
+
+@blueprint.get("/api/reports/<name>")
+@admin_required
+def report(name: str) -> Response:
+    """One report as JSON, or as CSV for ``<kind>.csv`` or ``?format=csv``."""
+    kind, _, extension = name.partition(".")
+    if kind not in REPORT_KINDS or extension not in ("", "csv"):
+        abort(404)
+    params = _params()
+    if extension == "csv" or request.args.get("format") == "csv":
+        return _csv(kind, params)
+    return jsonify(build(kind, params))
+
+
+def _csv(kind: str, params: dict[str, list[str]]) -> Response:
+    filters = Filters.from_params(params)
+    if kind == "conversations":
+        # Every conversation of the cohort, not one page: streamed in chunks.
+        only_missed = parse_page(params)[2]
+        rows = (row_values(item, CONVERSATION_COLUMNS)
+                for item in reports().iter_conversations(filters, only_missed))
+        columns = CONVERSATION_COLUMNS
+    else:
+        columns, rows = table(kind, build(kind, params))
+    name = f"sla-{kind}-{filters.since:%Y%m%d}-{filters.until:%Y%m%d}.csv" if filters.since and filters.until \
+        else f"sla-{kind}.csv"
+    return Response(stream_with_context(csv_lines(columns, rows)), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@blueprint.get("/api/reports/conversations/<int:account_id>/<int:conversation_id>")
+@admin_required
+def conversation(account_id: int, conversation_id: int) -> tuple[Response, int] | Response:
+    """One conversation's applied SLA, every miss (corrected ones marked) and its SLA event log."""
+    data = reports().conversation(account_id, conversation_id)
+    if data is None:
+        return jsonify({"error": "no SLA was applied to this conversation"}), 404
+    return jsonify(data)
+
+
+@blueprint.get("/reports")
+@admin_page
+def page() -> str:
+    """The reports page: figures, charts (drawn by static/reports.js from the embedded data), breakdowns
+    and the drill-down, for the filters in the query string."""
+    params = _params()
+    if "missed" not in params:
+        params["missed"] = ["true"]  # the page lists the conversations that missed, like Chatwoot's
+    try:
+        filters = Filters.from_params(params)
+        page_number, per_page, only_missed = parse_page(params)
+        source = reports()
+        data = {
+            "summary": source.summary(filters),
+            "daily": source.series(filters, "day"),
+            "hourly": source.series(filters, "hour"),
+            "grid": source.grid(filters),
+            "breakdowns": {by: source.breakdown(filters, by) for by in DIMENSIONS if by != "policy"},
+            "conversations": source.conversations(filters, page_number, per_page, only_missed),
+        }
+    except ReportError as error:
+        return render_template("reports_error.html", error=str(error)), 400
+    token = request.args.get("token")
+    link_params = {**filters.to_params(), **({"token": [token]} if token else {})}
+
+    def link(path: str, **extra: Any) -> str:
+        """``path`` with the page's filters (and token), plus ``extra`` parameters."""
+        query = {**link_params, **{name: [str(value)] for name, value in extra.items()}}
+        return f"{path}?{urlencode(query, doseq=True)}"
+
+    return render_template(
+        "reports.html", data=data, filters=filters.describe(), link=link, percent=percent,
+        metric_prefixes=METRIC_PREFIXES, only_missed=only_missed, token=token,
+        generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+
+
+@blueprint.get("/reports/conversations/<int:account_id>/<int:conversation_id>")
+@admin_page
+def conversation_page(account_id: int, conversation_id: int) -> tuple[str, int] | str:
+    """One conversation's SLA, misses and event log, as a page linked from the drill-down."""
+    data = reports().conversation(account_id, conversation_id)
+    if data is None:
+        return render_template("reports_error.html", error="No SLA was applied to this conversation."), 404
+    token = request.args.get("token")
+    back = "/reports" + (f"?{urlencode({'token': token})}" if token else "")
+    return render_template("conversation.html", item=data, back=back, metric_prefixes=METRIC_PREFIXES)
+
+
+@blueprint.after_request
+def _no_framing_no_referrer(response: Response) -> Response:
+    # Admin pages are not framed by anyone, and a page URL holding ?token= never leaks through Referer.
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
