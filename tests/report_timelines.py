@@ -161,7 +161,7 @@ def synthetic_rows(count: int, missed: int, *, policy="urgent-email", target=0.8
             "account_id": 1, "conversation_id": first_id + number, "policy_id": policy, "policy_name": policy,
             "policy_version": "v1", "policy_snapshot": "{}", "mode": mode, "target": target,
             "applied_at": moment, "conversation_created_at": moment, "status": "missed" if miss else "hit",
-            "resolved": True, "inbox_id": 1, "channel": "Channel::Email", "priority": "urgent",
+            "resolved": True, "inbox_id": 1, "channel": "Channel::Email", "priority": "urgent", "labels": None,
             "frt_status": "missed" if miss else "hit", "frt_due_at": moment + timedelta(hours=1),
             "frt_misses": int(miss), "nrt_misses": 0, "rt_misses": 0, "nrt_misses_per_message": 0,
             "any_miss": miss, "evaluated_at": moment})
