@@ -105,7 +105,7 @@ def worker(burst: bool, sweeper: bool) -> None:
 @click.option("--workers", default=1, show_default=True, type=int, help="Worker processes to start.")
 def dev(port: int, workers: int) -> None:
     """Run web, worker and sweeper in one process group with the embedded defaults (SQLite, embedded Redis)."""
-    from plugin.services import redis_connection
+    from plugin.services import embedded_redis
     from plugin.settings import Settings, load_dotenv_for_dev
 
     load_dotenv_for_dev()
@@ -113,21 +113,14 @@ def dev(port: int, workers: int) -> None:
     Path(settings.instance_path).mkdir(parents=True, exist_ok=True)
     environment = dict(os.environ)
     if not settings.REDIS_URL:
-        connection = redis_connection(settings)  # starts the embedded server and keeps it for our children
-        environment["REDIS_URL"] = _connection_url(connection)
+        # Started here and kept for the children, which all share it.
+        environment["REDIS_URL"] = embedded_redis(settings.instance_path).url
     command = [sys.executable, "-m", "plugin.cli"]
     children = [subprocess.Popen([*command, "serve", "--port", str(port), "--workers", "1"], env=environment)]
     children += [subprocess.Popen([*command, "worker"], env=environment) for _ in range(workers)]
     click.echo(f"sla-plugin dev: web on http://127.0.0.1:{port}, {workers} worker(s), "
                f"database {settings.DATABASE_URL.split('://')[0]}, redis {environment.get('REDIS_URL')}")
     _supervise(children)
-
-
-def _connection_url(connection) -> str:
-    arguments = connection.connection_pool.connection_kwargs
-    if "path" in arguments:
-        return f"unix://{arguments['path']}"
-    return f"redis://{arguments.get('host', '127.0.0.1')}:{arguments.get('port', 6379)}/{arguments.get('db', 0)}"
 
 
 def _supervise(children: list[subprocess.Popen]) -> None:

@@ -39,13 +39,18 @@ def submit(redis: Redis, connector: str, body: bytes, *, received_at: datetime,
 
     Returns the stream entry id.
     """
-    entry_id = redis.xadd(STREAM, {
+    # One round trip for the append and the pending marker: this is the receiver's hot path.
+    pipeline = redis.pipeline(transaction=False)
+    pipeline.xadd(STREAM, {
         "connector": connector,
         "body": body,
         "received_at": received_at.isoformat(),
         "delivery_id": delivery_id or "",
     })
-    ensure_drain(redis)
+    pipeline.set(DRAIN_PENDING, 1, nx=True, ex=DRAIN_MARKER_TTL_SECONDS)
+    entry_id, marked = pipeline.execute()
+    if marked:
+        _enqueue_drain(redis)
     return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
 
 
@@ -58,7 +63,11 @@ def submit_tick(redis: Redis, account_id: int, conversation_id: int, connector: 
 def ensure_drain(redis: Redis) -> None:
     """Enqueue a drain job unless one is already pending (the marker expires after a crash)."""
     if redis.set(DRAIN_PENDING, 1, nx=True, ex=DRAIN_MARKER_TTL_SECONDS):
-        from rq import Queue  # imported here so the receiver's hot path pays for it once, lazily
+        _enqueue_drain(redis)
 
-        Queue(EVENTS_QUEUE, connection=redis).enqueue(
-            "plugin.worker.drain", job_timeout=120, result_ttl=0, failure_ttl=7 * 24 * 3600)
+
+def _enqueue_drain(redis: Redis) -> None:
+    from rq import Queue  # imported here so a process that only reads the stream never loads RQ
+
+    Queue(EVENTS_QUEUE, connection=redis).enqueue(
+        "plugin.worker.drain", job_timeout=120, result_ttl=0, failure_ttl=7 * 24 * 3600)

@@ -64,6 +64,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("CHATWOOT_PLUGIN_USER_ID", None,
                 "Id of the helpdesk user the plugin writes as, so its own notes and label changes that come "
                 "back as webhooks are recognised and ignored.", kind="integer"),
+    SettingSpec("SLA_CLAIM_IDLE_SECONDS", 60,
+                "How long a batch read by a worker may stay unacknowledged before another worker takes it over "
+                "(a worker killed mid-batch); longer than any batch takes.", kind="integer"),
     SettingSpec("SLA_LOG_LEVEL", "INFO", "Level of the JSON logs written to standard error: "
                 "`DEBUG`, `INFO`, `WARNING` or `ERROR`."),
 )
@@ -93,6 +96,7 @@ class Settings:
     SLA_SIDEBAR_TOKEN: str | None
     SLA_MAX_BODY_BYTES: int
     CHATWOOT_PLUGIN_USER_ID: int | None
+    SLA_CLAIM_IDLE_SECONDS: int
     SLA_LOG_LEVEL: str
 
     @classmethod

@@ -13,8 +13,11 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Callable
 
+from rq import Queue
+
 from plugin import deadlines, ingest
 from plugin.runtime import Runtime
+from plugin.worker import backlog
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,7 @@ class Sweeper:
         elif now - self._last_reconcile >= RECONCILE_EVERY:
             deadlines.schedule(self.runtime.redis, self.runtime.store.due_conversations(now))
             self._last_reconcile = now
+        self._restart_stalled_drain()
         due = deadlines.pop_due(self.runtime.redis, now)
         for account_id, conversation_id in due:
             ingest.submit_tick(self.runtime.redis, account_id, conversation_id)
@@ -75,6 +79,17 @@ class Sweeper:
 
             requeue_stale_outbox(self.runtime, now)
         return len(due)
+
+    def _restart_stalled_drain(self) -> None:
+        """Queue a drain when entries wait and no drain job is queued.
+
+        A worker killed mid-drain leaves its pending marker behind (for up to its TTL) and its entries
+        unacknowledged; without this, they would wait for the next webhook.
+        """
+        redis = self.runtime.redis
+        if Queue(ingest.EVENTS_QUEUE, connection=redis).count == 0 and backlog(redis) > 0:
+            redis.delete(ingest.DRAIN_PENDING)
+            ingest.ensure_drain(redis)
 
     def run(self, stop: threading.Event, interval: float = 1.0) -> None:
         """Sweep every ``interval`` seconds until ``stop`` is set; errors are logged and retried."""

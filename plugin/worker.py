@@ -28,8 +28,6 @@ from plugin.runtime import Runtime, current_runtime
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
-# An entry read by a worker that died is taken over after this long (longer than any batch takes).
-CLAIM_IDLE_MILLISECONDS = 60_000
 # A clock may be a little ahead of ours; an event stamped further in the future is not trusted as "now".
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 DEAD_LETTERS = "sla:events:dead"
@@ -64,6 +62,18 @@ def drain(batches: int = 20) -> int:
     return total
 
 
+def backlog(redis: Redis) -> int:
+    """Entries in the stream not yet acknowledged (read by nobody, or by a worker that may have died)."""
+    try:
+        groups = redis.xinfo_groups(ingest.STREAM)
+    except ResponseError:
+        return 0  # no stream yet
+    group = next((group for group in groups if group["name"] in (ingest.GROUP, ingest.GROUP.encode())), None)
+    if group is None:
+        return int(redis.xlen(ingest.STREAM))
+    return int(group.get("pending") or 0) + int(group.get("lag") or 0)
+
+
 def ensure_group(redis: Redis) -> None:
     """Create the stream's consumer group (and the stream) if they do not exist."""
     try:
@@ -77,8 +87,9 @@ def process_stream(runtime: Runtime, clock: Clock, consumer: str, batch_size: in
     """Read one batch (entries abandoned by dead workers first), process it, acknowledge it."""
     redis = runtime.redis
     ensure_group(redis)
-    claimed = redis.xautoclaim(ingest.STREAM, ingest.GROUP, consumer, CLAIM_IDLE_MILLISECONDS,
-                               start_id="0-0", count=batch_size)
+    # Entries read by a worker that died are taken over once they have been idle this long.
+    claimed = redis.xautoclaim(ingest.STREAM, ingest.GROUP, consumer,
+                               runtime.settings.SLA_CLAIM_IDLE_SECONDS * 1000, start_id="0-0", count=batch_size)
     entries = [entry for entry in claimed[1] if entry[1]]
     if len(entries) < batch_size:
         for _stream, fresh in redis.xreadgroup(ingest.GROUP, consumer, {ingest.STREAM: ">"},

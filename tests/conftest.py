@@ -83,6 +83,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path):
     # The session's database is shared by the tests: give the next one an empty schema.
     connection_url = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(connection_url, autocommit=True) as connection:
+        # A test that left a transaction open would make the DROP wait forever: fail loudly instead.
+        connection.execute("SET lock_timeout = '20s'")
         connection.execute("DROP SCHEMA public CASCADE")
         connection.execute("CREATE SCHEMA public")
 

@@ -16,6 +16,7 @@ import pytest
 from rq import Queue, SimpleWorker
 
 from plugin import ingest
+from plugin.calendar import WEEKDAYS
 from plugin.ingest import EVENTS_QUEUE
 from plugin.runtime import current_runtime
 
@@ -41,7 +42,8 @@ RULES = {
     ],
 }
 
-CHANNELS = {1: "Channel::Email", 2: "Channel::WebWidget", 4: "Channel::Email", 9: "Channel::Api"}
+CHANNELS = {1: "Channel::Email", 2: "Channel::WebWidget", 4: "Channel::Email", 5: "Channel::WebWidget",
+            9: "Channel::Api"}
 
 
 def at(day: int, clock: str) -> datetime:
@@ -168,10 +170,22 @@ def synthetic_rows(count: int, missed: int, *, policy="urgent-email", target=0.8
     return rows
 
 
-def write_rules(folder) -> None:
-    """The scenario's rule file in ``folder``."""
-    folder.mkdir(exist_ok=True)
-    (folder / "rules.json").write_text(json.dumps(RULES))
+def closed_now_rules(now: datetime) -> dict:
+    """The scenario's rules plus a policy for inbox 5 whose calendar opens only three days from now."""
+    rules = copy.deepcopy(RULES)
+    later = WEEKDAYS[(now + timedelta(days=3)).weekday()]
+    rules["calendars"]["later"] = {"timezone": "UTC", "hours": {later: ["00:00-24:00"]}}
+    rules["policies"]["later"] = {"name": "Later", "first_response": "1h", "resolution": "8h",
+                                  "calendar": "later", "target": 0.8}
+    rules["rules"].insert(0, {"name": "Inbox 5", "when": {"field": "inbox_id", "op": "equals", "value": 5},
+                              "apply": "later"})
+    return rules
+
+
+@pytest.fixture
+def report_rules() -> dict:
+    """The rules :func:`report_runtime` runs on (a test module may override this fixture)."""
+    return RULES
 
 
 def deliver_and_work(redis, bodies: list[dict]) -> None:
@@ -179,6 +193,19 @@ def deliver_and_work(redis, bodies: list[dict]) -> None:
     for body in bodies:
         ingest.submit(redis, "chatwoot", json.dumps(body).encode(), received_at=datetime.now(UTC))
     SimpleWorker([Queue(EVENTS_QUEUE, connection=redis)], connection=redis).work(burst=True)
+
+
+def load_running(redis, fixture_payload: Callable[[str], dict]) -> datetime:
+    """Three conversations waiting for a first reply since ten minutes ago (re-timed to now, as the
+    workers run on the real clock): 60 under the wall-clock standard policy, 40 under the office calendar,
+    50 under :func:`closed_now_rules`' calendar, closed now. Returns their creation time."""
+    created = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    bodies = []
+    for conversation_id, inbox in ((60, 1), (40, 4), (50, 5)):
+        timeline = Timeline(fixture_payload, conversation_id, created, inbox=inbox, assignee=7)
+        bodies += [timeline.created_body(), timeline.customer(created)]
+    deliver_and_work(redis, bodies)
+    return created
 
 
 def load_scenario(redis, fixture_payload: Callable[[str], dict]) -> None:
@@ -189,9 +216,11 @@ def load_scenario(redis, fixture_payload: Callable[[str], dict]) -> None:
 
 
 @pytest.fixture
-def report_runtime(monkeypatch, tmp_path, redis_server, redis, database_url):
-    """The workers' runtime on the scenario's rules and the test's database (import it into a test module)."""
-    write_rules(tmp_path / "rules")
+def report_runtime(monkeypatch, tmp_path, redis_server, redis, database_url, report_rules):
+    """The workers' runtime on ``report_rules`` and the test's database (import both fixtures into a test
+    module)."""
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "rules.json").write_text(json.dumps(report_rules))
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("REDIS_URL", redis_server.url)
     monkeypatch.setenv("SLA_RULES_DIR", str(tmp_path / "rules"))

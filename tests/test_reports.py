@@ -15,14 +15,14 @@ from plugin.reports import (
     Filters, ReportError, Reports, hit_rate_text, misses_allowed, table, target_figures,
 )
 from plugin.store import Store, applied
-from report_timelines import load_scenario, report_runtime, synthetic_rows  # noqa: F401 (a fixture)
+from report_timelines import load_scenario, report_rules, report_runtime, synthetic_rows  # noqa: F401 (a fixture)
 
 UTC = timezone.utc
 WEEK = {"since": "2026-03-02", "until": "2026-03-08"}
 
 
 @pytest.fixture
-def reports(report_runtime, fixture_payload) -> Reports:
+def reports(report_rules, report_runtime, fixture_payload) -> Reports:
     load_scenario(report_runtime.redis, fixture_payload)
     return Reports(report_runtime.store.engine, chatwoot_url="https://chat.example.com")
 

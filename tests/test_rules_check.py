@@ -102,3 +102,26 @@ def test_a_calendar_error_points_at_the_key_its_message_names(tmp_path: Path) ->
     problems = check_rules(tmp_path)
     assert [(problem.line, problem.pointer) for problem in problems] == [(2, "/calendars/c/hours/mon")]
     assert "overlap" in problems[0].message
+
+
+def test_a_condition_of_the_wrong_type_is_reported_once_saying_what_a_condition_is(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text(json.dumps({
+        "policies": {"p": {"first_response": "1h"}},
+        "rules": [{"name": "r", "apply": "p", "when": "always"},
+                  {"name": "s", "apply": "p", "when": {"not": []}}]}))
+    problems = check_rules(tmp_path)
+    assert [problem.pointer for problem in problems] == ["/rules/0/when", "/rules/1/when/not"]
+    assert all(problem.message.startswith('expected a condition: {"all": [...]}') for problem in problems)
+
+
+def test_schema_messages_say_what_was_expected(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text(json.dumps({
+        "calendars": {"c": {"timezone": "UTC", "hours": {"monday": ["09:00-17:00"]}}},
+        "policies": {"p": {"first_response": "1h", "pause_when": ["open"]}},
+        "labels": {"missed": {"title": "late", "color": "red"}}}, indent=2))
+    messages = {problem.pointer: problem.message for problem in check_rules(tmp_path)}
+    assert messages == {
+        "/calendars/c/hours/monday": 'unknown key "monday"; expected one of mon, tue, wed, thu, fri, sat, sun',
+        "/policies/p/pause_when/0": "'open' is not one of ['pending', 'snoozed']",
+        "/labels/missed/color": "expected a colour '#RRGGBB' such as '#C62828'",
+    }

@@ -34,10 +34,16 @@ def _validator() -> Draft202012Validator:
 def schema_problems(document: Any) -> Iterator[tuple[str, str]]:
     """``(JSON pointer, message)`` for every place *document* breaks the schema.
 
-    An unexpected key is reported at the key itself, with the keys that are allowed there.
+    An unexpected key is reported at the key itself, with the keys that are allowed there; a value of
+    the wrong type is reported once, however many branches of the schema expected another type.
     """
+    mistyped: set[str] = set()
     for error in _validator().iter_errors(document):
         pointer = pointer_of(error.absolute_path)
+        if error.validator == "type":
+            if pointer in mistyped:
+                continue
+            mistyped.add(pointer)
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             yield from _unexpected_keys(error, pointer)
             continue

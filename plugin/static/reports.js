@@ -40,14 +40,24 @@
     return function (index) { return LEFT + step * (index + 0.5); };
   }
 
-  function yAxis(svg, maximum, format, height) {
-    var bottom = (height || HEIGHT) - BOTTOM, plotHeight = bottom - TOP;
-    [0, 0.25, 0.5, 0.75, 1].forEach(function (share) {
-      var y = bottom - plotHeight * share;
+  // Gridlines at round values: quarters for rates, whole steps of 1, 2 or 5 x 10^n for counts.
+  function ticksFor(maximum) {
+    var rough = Math.max(maximum, 1) / 4, power = Math.pow(10, Math.floor(Math.log10(rough)));
+    var step = [1, 2, 5, 10].map(function (m) { return m * power; }).filter(function (s) { return s >= rough; })[0];
+    step = Math.max(1, Math.round(step));
+    var ticks = [0];
+    while (ticks[ticks.length - 1] < maximum) { ticks.push(ticks[ticks.length - 1] + step); }
+    return ticks.length > 1 ? ticks : [0, step];
+  }
+
+  function yAxis(svg, ticks, format, height) {
+    var bottom = (height || HEIGHT) - BOTTOM, plotHeight = bottom - TOP, maximum = ticks[ticks.length - 1];
+    ticks.forEach(function (tick) {
+      var y = bottom - plotHeight * tick / maximum;
       node("line", {x1: LEFT, x2: WIDTH - RIGHT, y1: y, y2: y, stroke: "#e3e8ee"}, svg);
-      text(svg, LEFT - 4, y + 3, format(maximum * share), "end");
+      text(svg, LEFT - 4, y + 3, format(tick), "end");
     });
-    return function (value) { return bottom - plotHeight * (maximum ? value / maximum : 0); };
+    return function (value) { return bottom - plotHeight * value / maximum; };
   }
 
   function dayLabel(start) { return start.slice(5, 10); }
@@ -59,7 +69,7 @@
     var points = data.daily, svg = canvas("chart-hit-rate");
     if (!points.some(function (p) { return p.applied > 0; })) { return empty(svg, "No SLA applied in this range"); }
     var x = xAxis(svg, points.map(function (p) { return dayLabel(p.start); }));
-    var y = yAxis(svg, 1, percent);
+    var y = yAxis(svg, [0, 0.25, 0.5, 0.75, 1], percent);
     var target = "", actual = "", pen = "M";
     points.forEach(function (p, index) {
       if (p.target !== null) { target += (target ? "L" : "M") + x(index) + "," + y(p.target); }
@@ -90,7 +100,7 @@
     var svg = canvas(id), total = 0, maximum = 0;
     series.forEach(function (s) { s.values.forEach(function (v) { total += v; maximum = Math.max(maximum, v); }); });
     if (!total) { return empty(svg, emptyMessage); }
-    var x = xAxis(svg, labels), y = yAxis(svg, maximum, count);
+    var x = xAxis(svg, labels), y = yAxis(svg, ticksFor(maximum), count);
     var slot = (WIDTH - LEFT - RIGHT) / labels.length, width = Math.max(1, slot * 0.8 / series.length);
     series.forEach(function (s, position) {
       s.values.forEach(function (value, index) {

@@ -78,10 +78,10 @@
   function formatter(zone) {
     try {
       return new Intl.DateTimeFormat(undefined, {timeZone: zone, weekday: "short", day: "numeric", month: "short",
-                                                 hour: "2-digit", minute: "2-digit"});
+                                                 hour: "2-digit", minute: "2-digit", hourCycle: "h23"});
     } catch (error) {
       return new Intl.DateTimeFormat(undefined, {timeZone: "UTC", weekday: "short", day: "numeric", month: "short",
-                                                 hour: "2-digit", minute: "2-digit"});
+                                                 hour: "2-digit", minute: "2-digit", hourCycle: "h23"});
     }
   }
 

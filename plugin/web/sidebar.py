@@ -103,5 +103,7 @@ def sidebar_view(item: dict[str, Any] | None, account_id: int, conversation_id: 
                    "timezone": calendar.timezone, "pause_when": sorted(policy.pause_when)},
         "metrics": metrics,
         "misses": [miss for miss in item["misses"] if miss["corrected_at"] is None],
-        "timeline": item["log"],
+        # In the order things happened (the log is in the order they were recorded; a late event's
+        # entries are recorded after later ones). The sort is stable: equal times keep their order.
+        "timeline": sorted(item["log"], key=lambda entry: entry["at"]),
     }
