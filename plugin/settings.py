@@ -67,6 +67,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("SLA_CLAIM_IDLE_SECONDS", 60,
                 "How long a batch read by a worker may stay unacknowledged before another worker takes it over "
                 "(a worker killed mid-batch); longer than any batch takes.", kind="integer"),
+    SettingSpec("SLA_RECONCILE_SECONDS", 300,
+                "How often the reconciler polls the helpdesk's open conversations for what webhooks lost "
+                "(0: never).", kind="integer"),
     SettingSpec("SLA_LOG_LEVEL", "INFO", "Level of the JSON logs written to standard error: "
                 "`DEBUG`, `INFO`, `WARNING` or `ERROR`."),
 )
@@ -97,6 +100,7 @@ class Settings:
     SLA_MAX_BODY_BYTES: int
     CHATWOOT_PLUGIN_USER_ID: int | None
     SLA_CLAIM_IDLE_SECONDS: int
+    SLA_RECONCILE_SECONDS: int
     SLA_LOG_LEVEL: str
 
     @classmethod

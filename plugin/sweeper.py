@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 LEADER_KEY = "sla:sweeper:leader"
 LEADER_TTL_SECONDS = 5
-RECONCILE_EVERY = timedelta(seconds=60)
+INDEX_REFRESH_EVERY = timedelta(seconds=60)
 
 # Renew the lock only while we still hold it (compare-and-set on the token).
 _RENEW = """
@@ -40,7 +40,8 @@ class Sweeper:
         self.clock = clock
         self.token = uuid.uuid4().hex
         self.leader = False
-        self._last_reconcile: datetime | None = None
+        self._last_index_refresh: datetime | None = None
+        self._last_reconciler: datetime | None = None
 
     def _hold_leadership(self) -> bool:
         redis = self.runtime.redis
@@ -49,7 +50,7 @@ class Sweeper:
         self.leader = bool(redis.set(LEADER_KEY, self.token, nx=True, ex=LEADER_TTL_SECONDS))
         if self.leader:
             log.info("sweeper elected leader")
-            self._last_reconcile = None  # a new leader trusts nothing in Redis: rebuild from SQL
+            self._last_index_refresh = None  # a new leader trusts nothing in Redis: rebuild from SQL
         return self.leader
 
     def rebuild(self) -> int:
@@ -64,12 +65,12 @@ class Sweeper:
         if not self._hold_leadership():
             return 0
         now = self.clock()
-        if self._last_reconcile is None:
+        if self._last_index_refresh is None:
             self.rebuild()
-            self._last_reconcile = now
-        elif now - self._last_reconcile >= RECONCILE_EVERY:
+            self._last_index_refresh = now
+        elif now - self._last_index_refresh >= INDEX_REFRESH_EVERY:
             deadlines.schedule(self.runtime.redis, self.runtime.store.due_conversations(now))
-            self._last_reconcile = now
+            self._last_index_refresh = now
         self._restart_stalled_drain()
         due = deadlines.pop_due(self.runtime.redis, now)
         for account_id, conversation_id in due:
@@ -78,7 +79,18 @@ class Sweeper:
             from plugin.writeback import requeue_stale_outbox
 
             requeue_stale_outbox(self.runtime, now)
+            self._schedule_reconciler(now)
         return len(due)
+
+    def _schedule_reconciler(self, now: datetime) -> None:
+        every = self.runtime.settings.SLA_RECONCILE_SECONDS
+        if every <= 0 or (self._last_reconciler is not None and (now - self._last_reconciler).total_seconds() < every):
+            return
+        self._last_reconciler = now
+        # On the write-back queue: it calls the helpdesk's API, like the write-back, not the engine.
+        Queue(ingest.WRITEBACK_QUEUE, connection=self.runtime.redis).enqueue(
+            "plugin.reconciler.run", job_id="sla-reconciler", job_timeout=600, result_ttl=0,
+            failure_ttl=24 * 3600)
 
     def _restart_stalled_drain(self) -> None:
         """Queue a drain when entries wait and no drain job is queued.

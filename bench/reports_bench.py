@@ -1,0 +1,222 @@
+"""Report queries on 1,000,000 applied SLAs, SQLite and PostgreSQL, beside a full scan in the same run.
+
+    .venv/bin/python bench/reports_bench.py [--rows 1000000] [--repeat 5] [--postgres URL]
+
+Builds the same synthetic data in both databases: ``--rows`` applied SLAs spread over 90 days (20 inboxes,
+8 teams, 50 agents, 5 policies, a shadow one among them, labels, per-metric outcomes), with their misses
+in sla_misses. SQLite gets a file in /tmp; PostgreSQL a fresh database (created on the server of
+``--postgres``, default ``$SLA_BENCH_POSTGRES_URL`` or 127.0.0.1:5432, and dropped afterwards). The schema is
+the store's own (``Store.migrate``, report indexes included); rows are loaded with executemany (SQLite) and
+COPY (PostgreSQL), then PostgreSQL is ANALYZEd as its autovacuum would. SQLite runs without ANALYZE, as a
+default install does.
+
+Timed (median of ``--repeat`` runs after one warm-up), each through :class:`plugin.reports.Reports`:
+the daily and hourly series for the last 30 days with one filter (an inbox), the summary and the
+hour x weekday grid with the same filter, the daily series for 30 days without a filter, and, as the
+baseline, the daily series over the whole table (every row read). Target: under 500 ms for the filtered
+daily and hourly reports on both databases.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+
+import psycopg  # noqa: E402
+from psycopg import sql  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from plugin.reports import Filters, Reports  # noqa: E402
+from plugin.store import Store, applied, misses  # noqa: E402
+
+UTC = timezone.utc
+END = datetime(2026, 11, 1, tzinfo=UTC)
+DAYS = 90
+CHUNK = 50_000
+TARGET_MS = 500
+POLICIES = [("standard", "Standard", 0.9, "live"), ("urgent", "Urgent", 0.8, "live"),
+            ("vip", "VIP", 0.95, "live"), ("email", "Email", 0.85, "live"), ("trial", "Trial", 0.5, "shadow")]
+CHANNELS = ["Channel::Email", "Channel::WebWidget", "Channel::Api", "Channel::Whatsapp", "Channel::Telegram"]
+PRIORITIES = [None, "low", "medium", "high", "urgent"]
+LABELS = [None, ",billing,", ",vip,", ",billing,vip,", ",bug,", ",refund,billing,"]
+APPLIED_COLUMNS = [column.name for column in applied.c]
+MISS_COLUMNS = [column.name for column in misses.c]
+
+
+def synthetic(rows: int) -> Iterator[tuple[list[tuple], list[tuple]]]:
+    """Chunks of (sla_applied rows, sla_misses rows) as tuples in table column order; the same data for
+    every call (seeded per chunk)."""
+    start = END - timedelta(days=DAYS)
+    span = DAYS * 86400
+    for first in range(0, rows, CHUNK):
+        rng = random.Random(first)
+        applied_rows, miss_rows = [], []
+        for number in range(first, min(first + CHUNK, rows)):
+            moment = start + timedelta(seconds=rng.randrange(span))
+            policy_id, name, target, mode = POLICIES[rng.randrange(len(POLICIES))]
+            frt_missed, rt_missed = rng.random() < 0.12, rng.random() < 0.08
+            nrt_misses = 2 if rng.random() < 0.03 else 1 if rng.random() < 0.1 else 0
+            resolved = rng.random() < 0.9
+            frt_due, rt_due = moment + timedelta(hours=1), moment + timedelta(hours=24)
+            nrt_due = moment + timedelta(hours=3)
+            row = {
+                "account_id": 1, "conversation_id": number + 1, "policy_id": policy_id, "policy_name": name,
+                "policy_version": "0" * 64, "policy_snapshot": "{}", "rule": "bench", "mode": mode,
+                "target": target, "applied_at": moment, "conversation_created_at": moment,
+                "status": "missed" if (frt_missed or rt_missed or nrt_misses) else "hit" if resolved else "on_track",
+                "resolved": resolved, "inbox_id": rng.randrange(1, 21), "team_id": rng.choice([None, *range(1, 9)]),
+                "assignee_id": rng.choice([None, *range(1, 51)]), "channel": rng.choice(CHANNELS),
+                "priority": rng.choice(PRIORITIES), "labels": rng.choice(LABELS),
+                "frt_status": "missed" if frt_missed else "hit", "frt_due_at": frt_due,
+                "frt_stopped_at": moment + timedelta(minutes=rng.randrange(1, 120)),
+                "frt_missed_at": frt_due if frt_missed else None, "frt_misses": int(frt_missed),
+                "nrt_status": "missed" if nrt_misses else "hit", "nrt_due_at": None, "nrt_stopped_at": None,
+                "nrt_missed_at": nrt_due if nrt_misses else None, "nrt_misses": nrt_misses,
+                "rt_status": "missed" if rt_missed else "hit" if resolved else "running", "rt_due_at": rt_due,
+                "rt_stopped_at": moment + timedelta(hours=rng.randrange(1, 48)) if resolved else None,
+                "rt_missed_at": rt_due if rt_missed else None, "rt_misses": int(rt_missed),
+                "nrt_misses_per_message": nrt_misses + (rng.randrange(3) if nrt_misses else 0),
+                "any_miss": bool(frt_missed or rt_missed or nrt_misses), "evaluated_at": moment,
+            }
+            applied_rows.append(tuple(row[column] for column in APPLIED_COLUMNS))
+            for metric, due, count in (("first_response", frt_due, int(frt_missed)),
+                                       ("next_response", nrt_due, nrt_misses), ("resolution", rt_due, int(rt_missed))):
+                for index in range(count):
+                    miss = {"account_id": 1, "conversation_id": number + 1, "miss": f"{metric}#{index}",
+                            "metric": metric, "due_at": due + timedelta(hours=index), "policy_id": policy_id,
+                            "policy_version": "0" * 64, "recorded_at": due, "corrected_at": None}
+                    miss_rows.append(tuple(miss[column] for column in MISS_COLUMNS))
+        yield applied_rows, miss_rows
+
+
+def sqlite_value(value):
+    # The text SQLAlchemy's SQLite dialect stores for a datetime (UTC, no offset) and 0/1 for booleans.
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def load_sqlite(store: Store, rows: int) -> None:
+    raw = store.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("PRAGMA synchronous=OFF")
+        insert_applied = f"INSERT INTO sla_applied ({', '.join(APPLIED_COLUMNS)}) VALUES ({', '.join('?' * len(APPLIED_COLUMNS))})"
+        insert_misses = f"INSERT INTO sla_misses ({', '.join(MISS_COLUMNS)}) VALUES ({', '.join('?' * len(MISS_COLUMNS))})"
+        for applied_rows, miss_rows in synthetic(rows):
+            cursor.execute("BEGIN")
+            cursor.executemany(insert_applied, [tuple(map(sqlite_value, row)) for row in applied_rows])
+            cursor.executemany(insert_misses, [tuple(map(sqlite_value, row)) for row in miss_rows])
+            cursor.execute("COMMIT")
+    finally:
+        raw.close()
+
+
+def load_postgres(url: str, rows: int) -> None:
+    with psycopg.connect(url) as connection:
+        with connection.cursor() as cursor:
+            for table, columns, index in (("sla_applied", APPLIED_COLUMNS, 0), ("sla_misses", MISS_COLUMNS, 1)):
+                with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(
+                        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))) as copy:
+                    for chunk in synthetic(rows):
+                        for row in chunk[index]:
+                            copy.write_row(row)
+        connection.commit()
+        connection.autocommit = True
+        connection.execute("VACUUM ANALYZE sla_applied")
+        connection.execute("VACUUM ANALYZE sla_misses")
+
+
+def timed(function: Callable[[], object], repeat: int) -> float:
+    """Median milliseconds of ``repeat`` calls after one warm-up."""
+    function()
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        function()
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
+def measure(store: Store, repeat: int) -> dict[str, float]:
+    reports = Reports(store.engine)
+    month = {"since": (END - timedelta(days=30)).isoformat(), "until": END.isoformat()}
+    inbox = Filters.from_params({**month, "inbox": "7"})
+    unfiltered = Filters.from_params(month)
+    everything = Filters.from_params({"since": "2000-01-01", "until": "2100-01-01"})
+    with store.engine.connect() as connection:
+        in_range = connection.execute(applied.select().with_only_columns(applied.c.account_id)
+                                      .where(*inbox.conditions()).subquery().select()).all()
+    print(f"    rows in the filtered 30 days: {len(in_range):,}")
+    return {
+        "daily, 30 days, inbox filter": timed(lambda: reports.series(inbox, "day"), repeat),
+        "hourly, 30 days, inbox filter": timed(lambda: reports.series(inbox, "hour"), repeat),
+        "summary, 30 days, inbox filter": timed(lambda: reports.summary(inbox), repeat),
+        "grid, 30 days, inbox filter": timed(lambda: reports.grid(inbox), repeat),
+        "daily, 30 days, no filter": timed(lambda: reports.series(unfiltered, "day"), repeat),
+        "full scan: daily over all rows": timed(lambda: reports.series(everything, "day"), repeat),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--postgres", default=os.environ.get("SLA_BENCH_POSTGRES_URL")
+                        or "postgresql://postgres@127.0.0.1:5432/postgres")
+    arguments = parser.parse_args()
+    results: dict[str, dict[str, float]] = {}
+
+    with tempfile.TemporaryDirectory(prefix="sla-reports-bench-", dir="/tmp") as folder:
+        store = Store.from_url(f"sqlite:///{folder}/bench.sqlite3")
+        store.migrate()
+        started = time.perf_counter()
+        load_sqlite(store, arguments.rows)
+        print(f"SQLite: loaded {arguments.rows:,} applied SLAs in {time.perf_counter() - started:.0f} s")
+        results["sqlite"] = measure(store, arguments.repeat)
+        store.engine.dispose()
+
+    name = f"sla_bench_{uuid.uuid4().hex[:10]}"
+    server = make_url(arguments.postgres).set(drivername="postgresql")
+    admin = psycopg.connect(server.render_as_string(hide_password=False), autocommit=True)
+    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        url = server.set(database=name).render_as_string(hide_password=False)
+        store = Store.from_url(url)
+        store.migrate()
+        started = time.perf_counter()
+        load_postgres(url, arguments.rows)
+        print(f"PostgreSQL: loaded {arguments.rows:,} applied SLAs in {time.perf_counter() - started:.0f} s")
+        results["postgresql"] = measure(store, arguments.repeat)
+        store.engine.dispose()
+    finally:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.close()
+
+    print(f"\nmedian of {arguments.repeat} runs, milliseconds ({arguments.rows:,} applied SLAs over {DAYS} days)")
+    print(f"{'query':34} {'SQLite':>10} {'PostgreSQL':>12}")
+    for query in results["sqlite"]:
+        print(f"{query:34} {results['sqlite'][query]:10.1f} {results['postgresql'][query]:12.1f}")
+    scan = "full scan: daily over all rows"
+    for database, figures in results.items():
+        for query in ("daily, 30 days, inbox filter", "hourly, 30 days, inbox filter"):
+            verdict = "ok" if figures[query] < TARGET_MS else "OVER TARGET"
+            print(f"{database}: {query}: {figures[query]:.1f} ms (target < {TARGET_MS} ms: {verdict}); "
+                  f"{figures[scan] / figures[query]:.0f}x faster than the full scan")
+
+
+if __name__ == "__main__":
+    main()
