@@ -35,11 +35,15 @@ main.add_command(rules)
               help="Folder of rule files.")
 @click.option("--at", "at_text", default=None, metavar="ISO-8601",
               help="Evaluate at this instant (default: the latest event time).")
-def replay(events_file, rules_dir: str, at_text: str | None) -> None:
+@click.option("--timeline", is_flag=True,
+              help="Add each clock's timeline (running, paused and why, outside hours, holiday) in the "
+                   "calendar's zone, as a \"timeline\" key.")
+def replay(events_file, rules_dir: str, at_text: str | None, timeline: bool) -> None:
     """Replay webhook bodies (one JSON object per line) and print each conversation's SLA as JSON lines."""
     import json
 
     from connectors import get_connector
+    from plugin.engine.timeline import timelines_json
     from plugin.replay import replay as run_replay
     from plugin.rules import RulesError, load_rules
 
@@ -55,7 +59,10 @@ def replay(events_file, rules_dir: str, at_text: str | None) -> None:
         sys.exit(1)
     result = run_replay(events_file, get_connector("chatwoot", {}), rule_set.match, rule_set.content_hash, at)
     for evaluation in result.evaluations:
-        click.echo(json.dumps(evaluation.to_replay_json(), ensure_ascii=False))
+        output = evaluation.to_replay_json()
+        if timeline:
+            output["timeline"] = timelines_json(evaluation)
+        click.echo(json.dumps(output, ensure_ascii=False))
     for error in result.errors:
         click.echo(error, err=True)
     if result.errors:

@@ -258,3 +258,24 @@ def test_out_of_order_and_duplicate_deliveries_end_in_the_in_order_state(order, 
     _, evaluation = evaluate(state, always(_PAUSING), "rules-v1", t(at))
     assert evaluation.to_replay_json() == in_order.to_replay_json()
     assert evaluation.misses == in_order.misses
+
+
+def test_a_clock_timeline_shows_running_outside_hours_holiday_and_pauses_in_the_calendar_zone():
+    from zoneinfo import ZoneInfo
+
+    from plugin.engine.timeline import clock_timeline, timelines_json
+
+    calendar = dict(OFFICE, holidays={"dates": ["2026-01-19"]})
+    policy = make_policy(first_response="4h", calendar=calendar, pause_when=["pending"])
+    # Friday 2026-01-16 15:00 Berlin (14:00 UTC); pending 16:00-16:30; the Monday is a holiday.
+    timeline = (Timeline(created="2026-01-16T14:00:00Z").customer("2026-01-16T14:00:00Z")
+                .status("2026-01-16T15:00:00Z", PENDING).status("2026-01-16T15:30:00Z", "open"))
+    evaluation = timeline.evaluate("2026-01-20T09:00:00Z", always(policy))
+    states = [(piece.state, piece.start.astimezone(ZoneInfo("Europe/Berlin")).strftime("%a %H:%M"))
+              for piece in clock_timeline(evaluation, "first_response")]
+    assert states == [("running", "Fri 15:00"), ("paused (pending)", "Fri 16:00"), ("running", "Fri 16:30"),
+                      ("outside hours", "Fri 17:00"), ("holiday: listed in holidays.dates", "Mon 00:00"),
+                      ("outside hours", "Tue 00:00"), ("running", "Tue 09:00")]
+    # 1.5h on Friday + 2.5h on Tuesday: due Tuesday 11:30 Berlin.
+    assert metric(evaluation, "first_response")["due_at"] == "2026-01-20T10:30:00Z"
+    assert timelines_json(evaluation)["first_response"][0]["from"] == "2026-01-16T15:00:00+01:00"

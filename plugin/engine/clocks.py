@@ -72,15 +72,15 @@ class MetricResult:
     next_change_at: datetime | None = None
 
 
-def pause_breaks(policy: Policy, facts: Facts, now: datetime) -> list[Interval]:
-    """The intervals in which ``policy``'s clocks are paused by a ``pause_when`` status.
+def pause_spans(policy: Policy, facts: Facts, now: datetime) -> list[tuple[datetime, datetime, str]]:
+    """The intervals in which ``policy``'s clocks are paused, each with the status that paused them.
 
-    A pause lasts from the change into the status to the next change or ``snoozed_until``, whichever comes
-    first; one still going on is counted up to ``now``.
+    A pause lasts from the change into a ``pause_when`` status to the next change or ``snoozed_until``,
+    whichever comes first; one still going on is counted up to ``now``.
     """
     if not policy.pause_when:
         return []
-    breaks: list[Interval] = []
+    paused: list[tuple[datetime, datetime, str]] = []
     spans = facts.spans
     for position, span in enumerate(spans):
         if span.status not in policy.pause_when:
@@ -89,8 +89,13 @@ def pause_breaks(policy: Policy, facts: Facts, now: datetime) -> list[Interval]:
         if span.status == SNOOZED and span.snoozed_until is not None:
             end = min(end, span.snoozed_until)
         if end > span.start:
-            breaks.append((span.start, end))
-    return breaks
+            paused.append((span.start, end, span.status))
+    return paused
+
+
+def pause_breaks(policy: Policy, facts: Facts, now: datetime) -> list[Interval]:
+    """The pause intervals as calendar breaks."""
+    return [(start, end) for start, end, _ in pause_spans(policy, facts, now)]
 
 
 def is_paused(policy: Policy, facts: Facts, now: datetime) -> bool:
