@@ -125,6 +125,7 @@ class Event:
     conversation: Conversation | None = None
     message: Message | None = None
     new_status: str | None = None  # only on STATUS_CHANGED: the status changed into
+    previous_labels: tuple[str, ...] | None = None  # when the event changed the labels: the list before
     connector: str = "chatwoot"
     delivery_id: str | None = None
 
@@ -148,8 +149,9 @@ def event_from_json(data: Mapping[str, Any]) -> Event:
     message = data.get("message")
     if message is not None:
         message = Message(**{**message, "created_at": parse_time(message["created_at"])})
-    return Event(**{**data, "occurred_at": parse_time(data["occurred_at"]),
-                    "conversation": conversation, "message": message})
+    previous_labels = data.get("previous_labels")
+    return Event(**{**data, "occurred_at": parse_time(data["occurred_at"]), "conversation": conversation,
+                    "message": message, "previous_labels": None if previous_labels is None else tuple(previous_labels)})
 
 
 def _maybe_time(value: str | None) -> datetime | None:

@@ -46,6 +46,7 @@ METRIC_PREFIXES = {FIRST_RESPONSE: "frt", NEXT_RESPONSE: "nrt", RESOLUTION: "rt"
 PREFIX_METRICS = {prefix: metric for metric, prefix in METRIC_PREFIXES.items()}
 MODES = ("live", "shadow")
 BUCKETS = ("hour", "day")
+MAX_BUCKETS = 10_000  # a series longer than this (over a year of hours) is refused, not built
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 # Breakdown dimensions: URL name -> sla_applied column. "label" is a list column, expanded in Python.
@@ -590,6 +591,9 @@ def _bucket_starts(bucket: str, filters: Filters, found: Mapping[str, Any]) -> l
         parse_time(existing[-1]) if existing else None)
     if first is None or last is None:
         return existing
+    if (last - first) / step >= MAX_BUCKETS:
+        raise ReportError(f"{bucket}ly series are limited to {MAX_BUCKETS:,} points: choose a shorter range"
+                          + (" or bucket=day" if bucket == "hour" else ""))
     starts = []
     moment = first
     while moment <= last:

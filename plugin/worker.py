@@ -142,10 +142,11 @@ def process_entries(runtime: Runtime, entries: Sequence[tuple[bytes, dict]], clo
         batch.flush()
     deadlines.schedule(runtime.redis, checks)
     metrics.incr(runtime.redis, "sla_events_processed_total", amount=sum(map(len, by_conversation.values())))
-    if outbox:
-        from plugin.writeback import enqueue_writebacks
+    if runtime.settings.CHATWOOT_URL:
+        from plugin.writeback import enqueue_writebacks, repair_dropped_labels
 
         enqueue_writebacks(runtime.redis, outbox)
+        repair_dropped_labels(runtime, (event for events in by_conversation.values() for event in events))
 
 
 def _read_entry(runtime: Runtime, entry_id: bytes, fields: dict) -> Event | tuple[int, int] | None:

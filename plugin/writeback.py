@@ -21,7 +21,7 @@ from redis import Redis
 from connectors.chatwoot.client import AuthError, ChatwootClient, NotFound
 from plugin import metrics
 from plugin.engine.effects import LABELS_KEY
-from plugin.events import parse_time
+from plugin.events import Event, parse_time
 from plugin.ingest import WRITEBACK_QUEUE
 from plugin.runtime import Runtime, current_runtime
 from plugin.store import outbox
@@ -32,6 +32,8 @@ CONCURRENCY_PER_ACCOUNT = 4
 SEMAPHORE_TTL_SECONDS = 60
 RETRY_INTERVALS = (2, 5, 15, 60, 120, 300)
 STALE_AFTER = timedelta(minutes=2)
+# How long the labels we wrote are remembered: the echo webhook arrives within seconds.
+WRITTEN_LABELS_TTL_SECONDS = 900
 METRIC_NAMES = {"first_response": "first response", "next_response": "next response", "resolution": "resolution"}
 
 # Take one of N slots of an account's semaphore (slots expire, so a killed worker's slot comes back).
@@ -67,6 +69,42 @@ def deliver(account_id: int, conversation_id: int) -> int:
     """RQ job: perform a conversation's pending write-back; returns how many intents were done."""
     runtime = current_runtime()
     return Writer(runtime, client_for(runtime)).deliver(account_id, conversation_id)
+
+
+def restore_labels(account_id: int, conversation_id: int, labels: list[str]) -> None:
+    """RQ job: put back agent labels that our label write dropped."""
+    runtime = current_runtime()
+    Writer(runtime, client_for(runtime)).restore_labels(conversation_id, labels)
+
+
+def repair_dropped_labels(runtime: Runtime, events: Iterable[Event]) -> int:
+    """Queue a repair for each echo webhook showing that our label write dropped an agent's label.
+
+    The labels endpoint replaces the whole list, so an agent label added between our read and our write is
+    lost. The echo of our write says so: its list is exactly what we wrote, and the list before it held a
+    label that is neither ours nor in what we wrote. Returns how many repairs were queued.
+    """
+    from rq import Queue, Retry
+
+    owned = runtime.rules.current().owned_label_titles
+    queued = 0
+    for event in events:
+        if event.previous_labels is None or event.conversation is None:
+            continue
+        written = runtime.redis.get(_written_key(event.account_id, event.conversation_id))
+        if written is None or list(event.conversation.labels) != json.loads(written):
+            continue
+        dropped = sorted(set(event.previous_labels) - set(event.conversation.labels) - owned)
+        if dropped:
+            Queue(WRITEBACK_QUEUE, connection=runtime.redis).enqueue(
+                "plugin.writeback.restore_labels", event.account_id, event.conversation_id, dropped,
+                retry=Retry(max=len(RETRY_INTERVALS), interval=list(RETRY_INTERVALS)), job_timeout=120)
+            queued += 1
+    return queued
+
+
+def _written_key(account_id: int, conversation_id: int) -> str:
+    return f"sla:labels-written:{account_id}:{conversation_id}"
 
 
 def client_for(runtime: Runtime) -> ChatwootClient:
@@ -201,7 +239,22 @@ class Writer:
             return
         merged = [title for title in current if title not in owned] + ([wanted] if wanted else [])
         if merged != current:
-            self.client.set_conversation_labels(conversation_id, merged)
+            self._set_labels(conversation_id, merged)
+
+    def _set_labels(self, conversation_id: int, labels: list[str]) -> None:
+        """Replace the labels, remembering what we wrote so the echo webhook can tell our write from an agent's."""
+        self.client.set_conversation_labels(conversation_id, labels)
+        self.runtime.redis.set(_written_key(self.client.account_id, conversation_id), json.dumps(labels),
+                               ex=WRITTEN_LABELS_TTL_SECONDS)
+
+    def restore_labels(self, conversation_id: int, labels: list[str]) -> None:
+        """Add back agent labels our own read-merge-write dropped (an agent added them in between)."""
+        current = self.client.conversation_labels(conversation_id)
+        missing = [title for title in labels if title not in current]
+        if missing:
+            self._set_labels(conversation_id, current + missing)
+            log.info("restored agent labels lost to a concurrent edit",
+                     extra={"conversation_id": conversation_id, "labels": missing})
 
     def _write_note(self, row, payload: Mapping[str, Any]) -> None:
         marker = note_marker(row.account_id, row.conversation_id, row.key)

@@ -29,6 +29,8 @@ class FakeHelpdesk:
 
     def __init__(self, mock: responses.RequestsMock, labels=("billing",), failures: int = 0):
         self.labels = list(labels)
+        self.echoes: list[tuple[list[str], list[str]]] = []  # (before, after) of each label write
+        self.agent_edit_after_next_read: str | None = None
         self.notes: list[str] = []
         self.failures = failures
         self.label_writes = 0
@@ -44,13 +46,22 @@ class FakeHelpdesk:
         return None
 
     def _get_labels(self, request):
-        return self._failing() or (200, {}, json.dumps({"payload": self.labels}))
+        failed = self._failing()
+        if failed:
+            return failed
+        answer = (200, {}, json.dumps({"payload": self.labels}))
+        if self.agent_edit_after_next_read:
+            # An agent adds a label between the plugin's read and its write.
+            self.labels = self.labels + [self.agent_edit_after_next_read]
+            self.agent_edit_after_next_read = None
+        return answer
 
     def _set_labels(self, request):
         failed = self._failing()
         if failed:
             return failed
-        self.labels = json.loads(request.body)["labels"]
+        before, self.labels = self.labels, json.loads(request.body)["labels"]
+        self.echoes.append((before, self.labels))
         self.label_writes += 1
         return (200, {}, json.dumps({"payload": self.labels}))
 
@@ -190,3 +201,37 @@ def test_shadow_policy_writes_nothing(runtime, fixture_payload, tmp_path):
         work(runtime.redis)
     assert helpdesk.notes == [] and helpdesk.labels == ["billing"]
     assert runtime.store.summary((1, 87))["status"] == "missed"  # tracked and reported all the same
+
+
+def test_an_agent_label_added_between_our_read_and_write_is_restored_from_the_echo(runtime, fixture_payload):
+    now = datetime.now(timezone.utc)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        helpdesk = FakeHelpdesk(mock)
+        helpdesk.agent_edit_after_next_read = "vip"
+        deliver(runtime.redis, [retimed(fixture_payload, "conversation_created", now - timedelta(hours=2))])
+        work(runtime.redis)
+        assert helpdesk.labels == ["billing", "sla-missed"]  # the replace-all write dropped "vip"
+        # Chatwoot echoes our write as conversation_updated with the label list before and after it.
+        before, after = helpdesk.echoes[-1]
+        echo = fixture_payload("conversation_updated-labels")
+        echo.update(labels=after, updated_at=now.timestamp(),
+                    changed_attributes=[{"label_list": {"previous_value": before, "current_value": after}}])
+        deliver(runtime.redis, [json.dumps(echo).encode()])
+        work(runtime.redis)
+    assert helpdesk.labels == ["billing", "sla-missed", "vip"]
+    assert len(helpdesk.notes) == 1
+
+
+def test_an_agent_removing_a_label_is_not_undone(runtime, fixture_payload):
+    now = datetime.now(timezone.utc)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        helpdesk = FakeHelpdesk(mock, labels=["billing", "vip"])
+        deliver(runtime.redis, [retimed(fixture_payload, "conversation_created", now - timedelta(hours=2))])
+        work(runtime.redis)
+        helpdesk.labels = ["billing", "sla-missed"]  # the agent removed "vip" in Chatwoot
+        echo = fixture_payload("conversation_updated-labels")
+        echo.update(labels=helpdesk.labels, updated_at=now.timestamp(), changed_attributes=[
+            {"label_list": {"previous_value": ["billing", "vip", "sla-missed"], "current_value": helpdesk.labels}}])
+        deliver(runtime.redis, [json.dumps(echo).encode()])
+        work(runtime.redis)
+    assert helpdesk.labels == ["billing", "sla-missed"]

@@ -204,7 +204,7 @@ class ChatwootConnector:
         return Event(kind=kind, key=f"{event_name}:{conversation.conversation_id}:{key_time}",
                      account_id=conversation.account_id, conversation_id=conversation.conversation_id,
                      occurred_at=occurred_at, conversation=conversation, new_status=new_status,
-                     connector=self.name)
+                     previous_labels=_previous_labels(data["changed_attributes"]), connector=self.name)
 
     def _message_created(self, payload: Mapping[str, Any], event_name: str,
                          received_at: datetime | None) -> Event | None:
@@ -295,6 +295,15 @@ def _status_change(changes: list[dict[str, Any]] | None, event_name: str, *, req
         return schemas.STATUS_CHANGE.load(change)["current_value"]
     except ValidationError as error:
         raise _payload_error(event_name, error.messages, "changed_attributes.status") from None
+
+
+def _previous_labels(changes: list[dict[str, Any]] | None) -> tuple[str, ...] | None:
+    """The label list before a label change (lets the plugin see a label its own write dropped)."""
+    change = next((item["label_list"] for item in changes or () if "label_list" in item), None)
+    previous = change.get("previous_value") if isinstance(change, Mapping) else None
+    if not isinstance(previous, list):
+        return None
+    return tuple(label for label in previous if isinstance(label, str))
 
 
 def _conversation(data: Mapping[str, Any], account_id: int) -> Conversation:
