@@ -83,11 +83,12 @@ def serve(host: str, port: int, workers: int) -> None:
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty (tests, one-off catch-up).")
 @click.option("--sweeper/--no-sweeper", default=True, show_default=True,
               help="Also take part in the election of the deadline sweeper.")
-def worker(burst: bool, sweeper: bool) -> None:
+@click.option("--queue", "queue_names", multiple=True, default=("events", "writeback"), show_default=True,
+              help="Queues to work on, in priority order (repeat the option).")
+def worker(burst: bool, sweeper: bool, queue_names: tuple[str, ...]) -> None:
     """Run an RQ worker for the events and write-back queues, and the deadline sweeper."""
     from rq import Queue, SimpleWorker
 
-    from plugin.ingest import EVENTS_QUEUE, WRITEBACK_QUEUE
     from plugin.logging import configure_logging
     from plugin.runtime import current_runtime
     from plugin.sweeper import Sweeper
@@ -99,10 +100,12 @@ def worker(burst: bool, sweeper: bool) -> None:
     if sweeper:
         threading.Thread(target=Sweeper(runtime, utcnow).run, args=(stop,), daemon=True,
                          name="sla-sweeper").start()
-    queues = [Queue(name, connection=runtime.redis) for name in (EVENTS_QUEUE, WRITEBACK_QUEUE)]
+    queues = [Queue(name, connection=runtime.redis) for name in queue_names]
     try:
         # SimpleWorker runs jobs in this process: a fork per job would cap us near 55 jobs/s (DESIGN.md 8).
-        SimpleWorker(queues, connection=runtime.redis).work(burst=burst, logging_level="WARNING")
+        # The scheduler moves retries (RQ Retry with intervals) back onto their queue when they are due.
+        SimpleWorker(queues, connection=runtime.redis).work(burst=burst, logging_level="WARNING",
+                                                            with_scheduler=True)
     finally:
         stop.set()
 

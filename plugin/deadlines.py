@@ -49,6 +49,12 @@ def pop_due(redis: Redis, now: datetime, limit: int = 5000) -> list[tuple[int, i
     return [parse_member(value) for value in redis.eval(_POP_DUE, 1, DEADLINES, now.timestamp(), limit)]
 
 
+def earliest(redis: Redis) -> float | None:
+    """The Unix time of the earliest pending check, if any."""
+    first = redis.zrange(DEADLINES, 0, 0, withscores=True)
+    return first[0][1] if first else None
+
+
 def pending(redis: Redis) -> int:
     """How many conversations have a pending check."""
     return int(redis.zcard(DEADLINES))

@@ -21,6 +21,7 @@ conversation's several labels) without a second query.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, field, fields
@@ -371,6 +372,14 @@ def target_figures(target: float | None, applied_count: int, missed_count: int,
 
 # --- the reports -------------------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=8)
+def _sqlite_reader(url: str) -> Engine:
+    """A plain engine on a SQLite file: the store's engine starts every transaction with BEGIN IMMEDIATE
+    (the write lock, which writers need), and a report holding it would stall the workers; in WAL mode a
+    plain reader reads beside them."""
+    return sa.create_engine(url, connect_args={"timeout": 30})
+
+
 @dataclass
 class Reports:
     """The report queries over one store's database (SQLite or PostgreSQL)."""
@@ -380,6 +389,8 @@ class Reports:
     _store: Store = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.engine.dialect.name == "sqlite":
+            self.engine = _sqlite_reader(self.engine.url.render_as_string(hide_password=False))
         self._store = Store(self.engine)
 
     def _grouped(self, filters: Filters, keys: Sequence[sa.ColumnElement]) -> list[tuple[tuple, Totals]]:

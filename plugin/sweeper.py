@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 LEADER_KEY = "sla:sweeper:leader"
 LEADER_TTL_SECONDS = 5
 INDEX_REFRESH_EVERY = timedelta(seconds=60)
+MINIMUM_WAIT_SECONDS = 0.02
 
 # Renew the lock only while we still hold it (compare-and-set on the token).
 _RENEW = """
@@ -104,11 +105,21 @@ class Sweeper:
             ingest.ensure_drain(redis)
 
     def run(self, stop: threading.Event, interval: float = 1.0) -> None:
-        """Sweep every ``interval`` seconds until ``stop`` is set; errors are logged and retried."""
+        """Sweep until ``stop`` is set: at least every ``interval`` seconds, and at the earliest deadline
+        when it comes sooner (a miss is noticed the instant it happens, not at the next period)."""
         while not stop.is_set():
+            wait = interval
             try:
                 self.step()
+                if self.leader:
+                    wait = self._until_next_deadline(interval)
             except Exception:  # noqa: BLE001 - a sweeper must outlive a Redis or database outage
                 log.exception("sweep failed; retrying")
                 self.leader = False
-            stop.wait(interval)
+            stop.wait(wait)
+
+    def _until_next_deadline(self, interval: float) -> float:
+        earliest = deadlines.earliest(self.runtime.redis)
+        if earliest is None:
+            return interval
+        return min(interval, max(MINIMUM_WAIT_SECONDS, earliest - self.clock().timestamp()))

@@ -15,14 +15,14 @@ from plugin.reports import (
     Filters, ReportError, Reports, hit_rate_text, misses_allowed, table, target_figures,
 )
 from plugin.store import Store, applied
-from report_timelines import load_scenario, report_rules, report_runtime, synthetic_rows  # noqa: F401 (a fixture)
+from report_timelines import load_scenario, report_rules, report_runtime, synthetic_rows  # noqa: F401 (fixtures)
 
 UTC = timezone.utc
 WEEK = {"since": "2026-03-02", "until": "2026-03-08"}
 
 
 @pytest.fixture
-def reports(report_rules, report_runtime, fixture_payload) -> Reports:
+def reports(report_runtime, fixture_payload) -> Reports:
     load_scenario(report_runtime.redis, fixture_payload)
     return Reports(report_runtime.store.engine, chatwoot_url="https://chat.example.com")
 
@@ -247,7 +247,7 @@ def test_sqlite_and_postgresql_use_an_index_for_a_filtered_range(store):
     reports = Reports(store.engine)
     query_text = []
 
-    @sa.event.listens_for(store.engine, "before_cursor_execute")
+    @sa.event.listens_for(reports.engine, "before_cursor_execute")
     def capture(conn, cursor, statement, parameters, context, executemany):
         query_text.append((statement, parameters))
 

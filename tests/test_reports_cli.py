@@ -8,7 +8,7 @@ import json
 from click.testing import CliRunner
 
 from plugin.report_command import report
-from report_timelines import load_scenario, report_rules, report_runtime  # noqa: F401 (a fixture)
+from report_timelines import load_scenario, report_rules, report_runtime  # noqa: F401 (fixtures)
 
 WEEK = ["--since", "2026-03-02", "--until", "2026-03-08"]
 
@@ -19,7 +19,7 @@ def run(*arguments: str) -> str:
     return result.output
 
 
-def test_report_command_prints_the_api_figures(report_rules, report_runtime, fixture_payload):
+def test_report_command_prints_the_api_figures(report_runtime, fixture_payload):
     load_scenario(report_runtime.redis, fixture_payload)
 
     text = run()

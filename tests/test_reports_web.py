@@ -10,7 +10,7 @@ import pytest
 
 from plugin.csv_export import neutralise, to_csv
 from plugin.store import Store, applied
-from report_timelines import load_scenario, report_rules, report_runtime, synthetic_rows  # noqa: F401 (a fixture)
+from report_timelines import load_scenario, report_rules, report_runtime, synthetic_rows  # noqa: F401 (fixtures)
 
 ADMIN = "admin-token-0123456789"
 SIDEBAR = "sidebar-token-9876543210"
@@ -19,7 +19,7 @@ BEARER = {"Authorization": f"Bearer {ADMIN}"}
 
 
 @pytest.fixture
-def client(report_rules, report_runtime, fixture_payload, make_app, database_url):
+def client(report_runtime, fixture_payload, make_app, database_url):
     load_scenario(report_runtime.redis, fixture_payload)
     app = make_app(DATABASE_URL=database_url, SLA_ADMIN_TOKEN=ADMIN, SLA_SIDEBAR_TOKEN=SIDEBAR,
                    CHATWOOT_URL="https://chat.example.com")
@@ -51,8 +51,8 @@ def test_the_json_api_takes_the_token_only_as_a_header(client):
 
 @pytest.mark.parametrize("path", ["/api/reports/summary", "/reports", "/sidebar",
                                   "/api/sidebar/conversations/1/2"])
-def test_nothing_is_open_when_the_tokens_are_not_configured(report_rules, report_runtime, make_app, database_url, path):
-    client = make_app(DATABASE_URL=database_url).test_client()
+def test_nothing_is_open_when_the_tokens_are_not_configured(make_app, path):
+    client = make_app().test_client()
     response = client.get(path, headers={"Authorization": "Bearer anything"})
     assert response.status_code == 403
     assert "SLA_ADMIN_TOKEN" in response.get_json()["error"] or "SLA_SIDEBAR_TOKEN" in response.get_json()["error"]
