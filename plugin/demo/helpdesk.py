@@ -1,0 +1,743 @@
+"""A small in-memory helpdesk that speaks the subset of Chatwoot's REST API the plugin uses, and sends
+Chatwoot-shaped, signed webhooks (``reference/chatwoot-notes.md`` sections 2 and 3).
+
+What it serves under ``/api/v1/accounts/<account>/`` (header ``api_access_token`` required, 401 without):
+account labels (list, create, delete), a conversation's labels (get, and set, which REPLACES the whole list
+as Chatwoot's does), messages (list, create: the plugin's private notes), conversations (list by status,
+get), custom attributes (replace the whole object), webhooks (list, create with a generated ``secret``,
+delete) and dashboard apps (list, create, delete).
+
+What it sends: ``conversation_created``, ``message_created`` (incoming from a contact, outgoing from a user,
+private notes too), ``conversation_status_changed`` and ``conversation_updated`` (status, waiting time,
+first reply, labels, custom attributes), with the payload shapes of ``tests/fixtures/chatwoot/``. Every
+change is sent, including the plugin's own label writes and notes, because Chatwoot echoes them too. A
+delivery is signed like Chatwoot's (``X-Chatwoot-Signature: sha256=HMAC(secret, "<timestamp>.<body>")``,
+``X-Chatwoot-Timestamp``, ``X-Chatwoot-Delivery``) and POSTed once (Chatwoot does not retry account
+webhooks either).
+
+The scripted conversations call :class:`DemoHelpdesk`'s methods (what customers and agents do in the
+Chatwoot UI); the plugin calls the REST API. Times are real: an action happens now unless the script
+gives an explicit time (the weekend conversation is played with past timestamps).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import queue
+import re
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterator
+
+import requests
+from flask import Flask, Response, abort, jsonify, request
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+DEMO_API_TOKEN = "demo-api-token"
+ACCOUNT_ID = 1
+ACCOUNT_NAME = "Acme Support (demo)"
+# The plugin's own user: notes it posts come back as message_created webhooks from this sender.
+PLUGIN_USER_ID = 12
+WEBHOOK_EVENTS = ("conversation_status_changed", "conversation_updated", "conversation_created",
+                  "contact_created", "contact_updated", "message_created", "message_updated",
+                  "webwidget_triggered", "inbox_created", "inbox_updated", "conversation_typing_on",
+                  "conversation_typing_off")
+# The keys whose change makes Chatwoot send conversation_updated (Conversation#allowed_keys?).
+UPDATE_KEYS = ("team_id", "assignee_id", "status", "snoozed_until", "custom_attributes", "label_list",
+               "waiting_since", "first_reply_created_at", "priority")
+# lib/regex_helper.rb: letters and digits first, then letters, digits, "_" or "-"; two characters at least.
+LABEL_TITLE = re.compile(r"[^\W_][\w-]+")
+# Chatwoot waits about 5 s for a webhook receiver.
+WEBHOOK_TIMEOUT_SECONDS = 5
+PAGE_SIZE = 25
+MESSAGES_PAGE_SIZE = 20
+MESSAGE_TYPES = {"incoming": 0, "outgoing": 1, "activity": 2, "template": 3}
+
+
+@dataclass
+class Person:
+    """A contact (customer) or a user (agent); ``kind`` is ``"contact"`` or ``"user"``."""
+
+    id: int
+    name: str
+    email: str
+    kind: str
+    phone_number: str | None = None
+    additional_attributes: dict[str, Any] = field(default_factory=dict)
+    custom_attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Inbox:
+    """An inbox and its channel type (``Channel::WebWidget``, ``Channel::Email``...)."""
+
+    id: int
+    name: str
+    channel: str
+
+
+@dataclass
+class Message:
+    """One message of a conversation; ``created_at`` in Unix seconds (with a fraction)."""
+
+    id: int
+    message_type: str
+    content: str
+    private: bool
+    sender: Person
+    created_at: float
+
+
+@dataclass
+class Conversation:
+    """One conversation's state, as Chatwoot's columns hold it (times in Unix seconds)."""
+
+    id: int
+    inbox: Inbox
+    contact: Person
+    created_at: float
+    updated_at: float
+    status: str = "open"
+    assignee: Person | None = None
+    priority: str | None = None
+    labels: list[str] = field(default_factory=list)
+    custom_attributes: dict[str, Any] = field(default_factory=dict)
+    additional_attributes: dict[str, Any] = field(default_factory=dict)
+    waiting_since: float | None = None
+    first_reply_created_at: float | None = None
+    messages: list[Message] = field(default_factory=list)
+    source_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+@dataclass
+class Webhook:
+    """A registered account webhook."""
+
+    id: int
+    url: str
+    name: str | None
+    subscriptions: list[str]
+    secret: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "url": self.url, "name": self.name, "subscriptions": self.subscriptions,
+                "account_id": ACCOUNT_ID, "secret": self.secret}
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One webhook request to send: the body is fixed; the signature is made when it is sent."""
+
+    url: str
+    secret: str | None
+    event: str
+    body: bytes
+    delivery_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def headers(self, sent_at: float | None = None) -> dict[str, str]:
+        """Chatwoot's request headers, signed at *sent_at* (default: now)."""
+        headers = {"Content-Type": "application/json", "Accept": "application/json",
+                   "X-Chatwoot-Delivery": self.delivery_id}
+        if self.secret:
+            timestamp = str(int(time.time() if sent_at is None else sent_at))
+            headers["X-Chatwoot-Timestamp"] = timestamp
+            headers["X-Chatwoot-Signature"] = "sha256=" + sign(self.secret, timestamp, self.body)
+        return headers
+
+    def post(self, session: requests.Session | None = None) -> int:
+        """Send it once; returns the HTTP status (raises ``requests.RequestException`` on no answer)."""
+        sender = session or requests
+        return sender.post(self.url, data=self.body, headers=self.headers(),
+                           timeout=WEBHOOK_TIMEOUT_SECONDS).status_code
+
+    def again(self) -> "Delivery":
+        """The same body as a new delivery (a new ``X-Chatwoot-Delivery``), as a re-sent event would be."""
+        return Delivery(self.url, self.secret, self.event, self.body)
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The hex HMAC-SHA256 of ``"<timestamp>.<body>"`` with the webhook's secret (lib/webhooks/trigger.rb)."""
+    return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+class DemoHelpdesk:
+    """The helpdesk's state and what people do in it; thread-safe (the REST API, the script and the webhook
+    sender run in different threads).
+
+    ``announce`` receives one readable line for every label change and message the REST API receives (what
+    the plugin writes), so a terminal can show them as they happen.
+    """
+
+    def __init__(self, api_token: str = DEMO_API_TOKEN, announce: Callable[[str], None] | None = None,
+                 first_conversation_id: int = 101) -> None:
+        self.api_token = api_token
+        self.announce = announce or (lambda line: None)
+        self.plugin_user = Person(PLUGIN_USER_ID, "SLA Monitor", "sla-monitor@acme.example", "user")
+        self.conversations: dict[int, Conversation] = {}
+        self.account_labels: dict[int, dict[str, Any]] = {}
+        self.webhooks: dict[int, Webhook] = {}
+        self.dashboard_apps: dict[int, dict[str, Any]] = {}
+        self.last_api_write_at = time.monotonic()
+        self._next_conversation_id = first_conversation_id
+        self._next_message_id = 9001
+        self._next_id = 1
+        self._lock = threading.RLock()
+        self._captured: list[Delivery] | None = None
+        self._outbox: queue.Queue[Delivery | None] = queue.Queue()
+        self._sender: threading.Thread | None = None
+
+    # -- what customers and agents do (the script calls these) ----------------------------------------
+
+    def open_conversation(self, contact: Person, inbox: Inbox, content: str, *, at: datetime | None = None,
+                          assignee: Person | None = None, priority: str | None = None,
+                          additional_attributes: dict[str, Any] | None = None) -> int:
+        """A customer starts a conversation with a first message; returns its display id."""
+        moment = _seconds(at)
+        with self._lock:
+            conversation = Conversation(
+                id=self._next_conversation_id, inbox=inbox, contact=contact, created_at=moment,
+                updated_at=moment, assignee=assignee, priority=priority, waiting_since=moment,
+                additional_attributes=additional_attributes or _default_attributes(inbox))
+            self._next_conversation_id += 1
+            self.conversations[conversation.id] = conversation
+            self._emit("conversation_created", self._conversation_webhook(conversation))
+            self._add_message(conversation, "incoming", content, contact, moment, private=False)
+            return conversation.id
+
+    def customer_writes(self, conversation_id: int, content: str, *, at: datetime | None = None) -> None:
+        """A customer message; it reopens a resolved or snoozed conversation, as Chatwoot's does."""
+        with self._lock:
+            conversation = self._conversation(conversation_id)
+            self._add_message(conversation, "incoming", content, conversation.contact, _seconds(at), private=False)
+
+    def agent_replies(self, conversation_id: int, agent: Person, content: str, *, at: datetime | None = None) -> None:
+        """A public reply by an agent (a human: it stops the response clocks)."""
+        with self._lock:
+            conversation = self._conversation(conversation_id)
+            self._add_message(conversation, "outgoing", content, agent, _seconds(at), private=False)
+
+    def set_status(self, conversation_id: int, status: str, *, at: datetime | None = None) -> None:
+        """An agent resolves, reopens, or sets a conversation pending."""
+        with self._lock:
+            conversation = self._conversation(conversation_id)
+            self._change_status(conversation, status, _seconds(at))
+
+    def agent_labels(self, conversation_id: int, labels: list[str], *, at: datetime | None = None) -> None:
+        """An agent edits the labels in the UI (the whole list, like the API)."""
+        with self._lock:
+            self._replace_labels(self._conversation(conversation_id), labels, _seconds(at))
+
+    # -- webhooks -------------------------------------------------------------------------------------
+
+    def start_sending(self) -> None:
+        """Start the thread that POSTs webhooks, one at a time, in the order the changes happened."""
+        with self._lock:
+            if self._sender is None:
+                self._sender = threading.Thread(target=self._send_until_stopped, name="demo-webhooks",
+                                                daemon=True)
+                self._sender.start()
+
+    def stop_sending(self, timeout: float = 10.0) -> None:
+        """Send what is queued, then stop the sender thread."""
+        if self._sender is not None:
+            self._outbox.put(None)
+            self._sender.join(timeout)
+            self._sender = None
+
+    @contextlib.contextmanager
+    def capturing(self) -> Iterator[list[Delivery]]:
+        """Collect the deliveries made inside the block instead of sending them (a test posts them itself)."""
+        with self._lock:
+            self._captured = captured = []
+        try:
+            yield captured
+        finally:
+            with self._lock:
+                self._captured = None
+
+    def _emit(self, event: str, payload: dict[str, Any]) -> None:
+        body = json.dumps({**payload, "event": event}, separators=(",", ":"), ensure_ascii=False).encode()
+        for hook in self.webhooks.values():
+            if event in hook.subscriptions:
+                delivery = Delivery(hook.url, hook.secret, event, body)
+                if self._captured is not None:
+                    self._captured.append(delivery)
+                else:
+                    self._outbox.put(delivery)
+
+    def _send_until_stopped(self) -> None:
+        with requests.Session() as session:
+            while (delivery := self._outbox.get()) is not None:
+                try:
+                    status = delivery.post(session)
+                except requests.RequestException as error:
+                    self.announce(f"webhook {delivery.event} not delivered: {type(error).__name__}")
+                    continue
+                if status >= 300:
+                    self.announce(f"webhook {delivery.event} answered HTTP {status}")
+
+    # -- changes, with the webhooks Chatwoot sends for them -------------------------------------------
+
+    def _add_message(self, conversation: Conversation, message_type: str, content: str, sender: Person,
+                     moment: float, *, private: bool) -> Message:
+        message = Message(self._next_message_id, message_type, content, private, sender, moment)
+        self._next_message_id += 1
+        conversation.messages.append(message)
+        before = _tracked(conversation)
+        if message_type == "incoming":
+            if conversation.status in ("resolved", "snoozed"):
+                conversation.status = "open"
+            if conversation.waiting_since is None:
+                conversation.waiting_since = moment
+        elif _human_reply(message):
+            if conversation.first_reply_created_at is None:
+                conversation.first_reply_created_at = moment
+            conversation.waiting_since = None
+        self._emit("message_created", self._message_webhook(conversation, message))
+        self._updated(conversation, before, moment)
+        return message
+
+    def _change_status(self, conversation: Conversation, status: str, moment: float) -> None:
+        if status == conversation.status:
+            return
+        before = _tracked(conversation)
+        conversation.status = status
+        if status == "resolved":
+            conversation.waiting_since = None
+        self._updated(conversation, before, moment)
+
+    def _replace_labels(self, conversation: Conversation, labels: list[str], moment: float) -> list[str]:
+        # acts-as-taggable-on lower-cases titles and keeps each once.
+        wanted = list(dict.fromkeys(str(label).strip().lower() for label in labels if str(label).strip()))
+        if wanted != conversation.labels:
+            before = _tracked(conversation)
+            conversation.labels = wanted
+            self._updated(conversation, before, moment)
+        return conversation.labels
+
+    def _updated(self, conversation: Conversation, before: dict[str, Any], moment: float) -> None:
+        """Send conversation_updated (and conversation_status_changed) for what changed since *before*."""
+        after = _tracked(conversation)
+        changed = [key for key in UPDATE_KEYS if before.get(key) != after.get(key)]
+        if not changed:
+            return
+        previous_updated_at = conversation.updated_at
+        conversation.updated_at = max(moment, conversation.updated_at)
+        changes = [{key: {"previous_value": before.get(key), "current_value": after.get(key)}} for key in changed]
+        if "label_list" in changed:
+            changes.append({"cached_label_list": {"previous_value": ", ".join(before["label_list"]),
+                                                  "current_value": ", ".join(after["label_list"])}})
+        changes.append({"updated_at": {"previous_value": _iso(previous_updated_at),
+                                       "current_value": _iso(conversation.updated_at)}})
+        self._emit("conversation_updated", {**self._conversation_webhook(conversation), "changed_attributes": changes})
+        if "status" in changed:
+            status_change = [{"status": {"previous_value": before["status"], "current_value": after["status"]}}]
+            self._emit("conversation_status_changed",
+                       {**self._conversation_webhook(conversation), "changed_attributes": status_change})
+
+    def _conversation(self, conversation_id: int) -> Conversation:
+        try:
+            return self.conversations[conversation_id]
+        except KeyError:
+            raise LookupError(f"no conversation {conversation_id}") from None
+
+    # -- payloads (Conversations::EventDataPresenter, Message#webhook_data) ---------------------------
+
+    def _conversation_webhook(self, conversation: Conversation) -> dict[str, Any]:
+        return {**self.conversation_json(conversation), "account": {"id": ACCOUNT_ID, "name": ACCOUNT_NAME}}
+
+    def conversation_json(self, conversation: Conversation) -> dict[str, Any]:
+        """A conversation as Chatwoot renders it in webhooks and the API (``push_data``)."""
+        public = [message for message in conversation.messages if not message.private]
+        last_activity = int(conversation.messages[-1].created_at if conversation.messages else conversation.created_at)
+        incoming_since_reply = 0
+        for message in reversed(public):
+            if message.message_type != "incoming":
+                break
+            incoming_since_reply += 1
+        return {
+            "additional_attributes": conversation.additional_attributes,
+            "can_reply": True,
+            "channel": conversation.inbox.channel,
+            "contact_inbox": {"id": 600 + conversation.id, "contact_id": conversation.contact.id,
+                              "inbox_id": conversation.inbox.id, "source_id": conversation.source_id,
+                              "created_at": _iso(conversation.created_at), "updated_at": _iso(conversation.created_at),
+                              "hmac_verified": False, "pubsub_token": conversation.source_id.replace("-", "")[:24]},
+            "id": conversation.id,
+            "inbox_id": conversation.inbox.id,
+            "messages": [self._push_message(conversation, public[-1])] if public else [],
+            "labels": list(conversation.labels),
+            "meta": {"sender": _contact_push(conversation.contact),
+                     "assignee": _user_push(conversation.assignee) if conversation.assignee else None,
+                     "assignee_type": "User" if conversation.assignee else None,
+                     "team": None, "hmac_verified": False},
+            "status": conversation.status,
+            "custom_attributes": dict(conversation.custom_attributes),
+            "snoozed_until": None,
+            "unread_count": incoming_since_reply,
+            "first_reply_created_at": _iso(conversation.first_reply_created_at),
+            "priority": conversation.priority,
+            "waiting_since": int(conversation.waiting_since or 0),
+            "agent_last_seen_at": 0,
+            "contact_last_seen_at": 0,
+            "last_activity_at": last_activity,
+            "timestamp": last_activity,
+            "created_at": int(conversation.created_at),
+            "updated_at": round(conversation.updated_at, 4),
+        }
+
+    def _push_message(self, conversation: Conversation, message: Message) -> dict[str, Any]:
+        """A message in push format (inside ``messages[]`` and in the messages API)."""
+        is_contact = message.sender.kind == "contact"
+        return {
+            "id": message.id, "content": message.content, "account_id": ACCOUNT_ID,
+            "inbox_id": conversation.inbox.id, "conversation_id": conversation.id,
+            "message_type": MESSAGE_TYPES[message.message_type], "created_at": int(message.created_at),
+            "updated_at": _iso(message.created_at), "private": message.private, "status": "sent",
+            "source_id": None, "content_type": "text", "content_attributes": {},
+            "sender_type": "Contact" if is_contact else "User", "sender_id": message.sender.id,
+            "external_source_ids": {}, "additional_attributes": {},
+            "processed_message_content": message.content, "sentiment": {},
+            "conversation": {"assignee_id": conversation.assignee.id if conversation.assignee else None,
+                             "unread_count": 0, "last_activity_at": int(message.created_at),
+                             "contact_inbox": {"source_id": conversation.source_id}},
+            "sender": _contact_push(message.sender) if is_contact else _user_push(message.sender),
+        }
+
+    def _message_webhook(self, conversation: Conversation, message: Message) -> dict[str, Any]:
+        if message.sender.kind == "contact":
+            sender = {"account": {"id": ACCOUNT_ID, "name": ACCOUNT_NAME}, "additional_attributes": {},
+                      "avatar": "", "custom_attributes": {}, "email": message.sender.email,
+                      "id": message.sender.id, "identifier": None, "name": message.sender.name,
+                      "phone_number": message.sender.phone_number, "thumbnail": ""}
+        else:
+            sender = {"id": message.sender.id, "name": message.sender.name, "email": message.sender.email,
+                      "type": "user"}
+        return {
+            "account": {"id": ACCOUNT_ID, "name": ACCOUNT_NAME}, "additional_attributes": {},
+            "content_attributes": {}, "content_type": "text", "content": message.content,
+            "conversation": self._conversation_webhook(conversation),
+            "created_at": _iso(message.created_at), "id": message.id,
+            "inbox": {"id": conversation.inbox.id, "name": conversation.inbox.name},
+            "message_type": message.message_type, "private": message.private, "sender": sender,
+            "source_id": None,
+        }
+
+    # -- the REST API's operations (called by create_api) ---------------------------------------------
+
+    def api_set_labels(self, conversation_id: int, labels: list[str]) -> list[str]:
+        """``POST .../labels``: replace the whole list; announce what changed."""
+        with self._lock:
+            conversation = self._conversation(conversation_id)
+            before = list(conversation.labels)
+            after = self._replace_labels(conversation, labels, time.time())
+            self.last_api_write_at = time.monotonic()
+        if after != before:
+            removed = [label for label in before if label not in after]
+            added = [label for label in after if label not in before]
+            change = " ".join([f"-{label}" for label in removed] + [f"+{label}" for label in added])
+            self.announce(f"{_describe(conversation)} labels {change}   (now: {', '.join(after) or 'none'})")
+        return after
+
+    def api_create_message(self, conversation_id: int, content: str, message_type: str, private: bool) -> dict:
+        """``POST .../messages`` by the token's user: a private note, or a public message."""
+        with self._lock:
+            conversation = self._conversation(conversation_id)
+            message = self._add_message(conversation, message_type, content, self.plugin_user, time.time(),
+                                        private=private)
+            self.last_api_write_at = time.monotonic()
+            result = self._push_message(conversation, message)
+        kind = "private note" if private else f"{message_type} message"
+        self.announce(f"{_describe(conversation)} {kind}: {_one_line(content)}")
+        return result
+
+    def api_set_custom_attributes(self, conversation_id: int, attributes: dict[str, Any]) -> dict[str, Any]:
+        """``POST .../custom_attributes``: replace the whole object."""
+        with self._lock:
+            conversation = self._conversation(conversation_id)
+            before = _tracked(conversation)
+            conversation.custom_attributes = dict(attributes)
+            self._updated(conversation, before, time.time())
+            self.last_api_write_at = time.monotonic()
+            return dict(conversation.custom_attributes)
+
+    def api_create_label(self, title: str, description: str, color: str, show_on_sidebar: bool) -> dict:
+        """``POST /labels``; raises ValueError with Chatwoot's message for a bad or taken title."""
+        title = title.strip().lower()
+        with self._lock:
+            if not LABEL_TITLE.fullmatch(title):
+                raise ValueError("Title is invalid")
+            if any(label["title"] == title for label in self.account_labels.values()):
+                raise ValueError("Title has already been taken")
+            label = {"id": self._new_id(), "title": title, "description": description, "color": color,
+                     "show_on_sidebar": show_on_sidebar}
+            self.account_labels[label["id"]] = label
+            return label
+
+    def api_delete_label(self, label_id: int) -> None:
+        """``DELETE /labels/<id>``: the label disappears from every conversation too."""
+        with self._lock:
+            label = self.account_labels.pop(label_id)
+            for conversation in self.conversations.values():
+                if label["title"] in conversation.labels:
+                    conversation.labels.remove(label["title"])
+
+    def api_create_webhook(self, url: str, subscriptions: list[str], name: str | None) -> Webhook:
+        """``POST /webhooks``: Chatwoot generates the signing secret itself."""
+        with self._lock:
+            hook = Webhook(self._new_id(), url, name, list(subscriptions), secrets.token_urlsafe(24))
+            self.webhooks[hook.id] = hook
+            return hook
+
+    def api_create_dashboard_app(self, title: str, content: list[dict[str, Any]]) -> dict[str, Any]:
+        """``POST /dashboard_apps``."""
+        with self._lock:
+            app = {"id": self._new_id(), "title": title, "content": content, "created_at": _iso(time.time())}
+            self.dashboard_apps[app["id"]] = app
+            return app
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+
+def create_api(helpdesk: DemoHelpdesk) -> Flask:
+    """The Flask app serving *helpdesk*'s REST API (Chatwoot's paths, bodies and error shapes)."""
+    app = Flask(__name__)
+    prefix = "/api/v1/accounts/<int:account_id>"
+
+    @app.before_request
+    def authenticate() -> Response | None:
+        token = request.headers.get("api_access_token") or ""
+        if not hmac.compare_digest(token.encode(), helpdesk.api_token.encode()):
+            return _error(401, "Invalid Access Token")
+        if (request.view_args or {}).get("account_id", ACCOUNT_ID) != ACCOUNT_ID:
+            return _error(401, "You are not authorized to do this action")
+        return None
+
+    @app.errorhandler(404)
+    def not_found(_error) -> Response:
+        return _error(404, "Resource could not be found")
+
+    @app.errorhandler(LookupError)
+    def unknown(_error) -> Response:
+        return _error(404, "Resource could not be found")
+
+    @app.get(f"{prefix}/labels")
+    def list_labels(account_id: int) -> Response:
+        return jsonify({"payload": list(helpdesk.account_labels.values())})
+
+    @app.post(f"{prefix}/labels")
+    def create_label(account_id: int) -> Response:
+        label = _body().get("label") or _body()
+        try:
+            created = helpdesk.api_create_label(str(label.get("title", "")), label.get("description") or "",
+                                                label.get("color") or "#1f93ff", bool(label.get("show_on_sidebar")))
+        except ValueError as error:
+            return jsonify({"message": str(error), "attributes": ["title"]}), 422
+        return jsonify(created)
+
+    @app.delete(f"{prefix}/labels/<int:label_id>")
+    def delete_label(account_id: int, label_id: int) -> Response:
+        helpdesk.api_delete_label(label_id)  # an unknown id raises KeyError, a LookupError: 404
+        return Response(status=200)
+
+    @app.get(f"{prefix}/conversations")
+    def list_conversations(account_id: int) -> Response:
+        status = request.args.get("status", "open")
+        page = max(1, request.args.get("page", 1, type=int))
+        with helpdesk._lock:
+            chosen = [conversation for conversation in helpdesk.conversations.values()
+                      if status == "all" or conversation.status == status]
+            payload = [helpdesk.conversation_json(conversation)
+                       for conversation in chosen[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]]
+        return jsonify({"data": {"meta": {"all_count": len(chosen)}, "payload": payload}})
+
+    @app.get(f"{prefix}/conversations/<int:conversation_id>")
+    def get_conversation(account_id: int, conversation_id: int) -> Response:
+        with helpdesk._lock:
+            conversation = helpdesk._conversation(conversation_id)
+            return jsonify({**helpdesk.conversation_json(conversation), "account_id": ACCOUNT_ID})
+
+    @app.get(f"{prefix}/conversations/<int:conversation_id>/labels")
+    def get_labels(account_id: int, conversation_id: int) -> Response:
+        return jsonify({"payload": list(helpdesk._conversation(conversation_id).labels)})
+
+    @app.post(f"{prefix}/conversations/<int:conversation_id>/labels")
+    def set_labels(account_id: int, conversation_id: int) -> Response:
+        labels = _body().get("labels")
+        if not isinstance(labels, list):
+            return _error(422, "labels must be a list of titles")
+        return jsonify({"payload": helpdesk.api_set_labels(conversation_id, labels)})
+
+    @app.get(f"{prefix}/conversations/<int:conversation_id>/messages")
+    def list_messages(account_id: int, conversation_id: int) -> Response:
+        before = request.args.get("before", type=int)
+        with helpdesk._lock:
+            conversation = helpdesk._conversation(conversation_id)
+            messages = [message for message in conversation.messages if before is None or message.id < before]
+            payload = [helpdesk._push_message(conversation, message) for message in messages[-MESSAGES_PAGE_SIZE:]]
+        return jsonify({"meta": {"labels": list(conversation.labels)}, "payload": payload})
+
+    @app.post(f"{prefix}/conversations/<int:conversation_id>/messages")
+    def create_message(account_id: int, conversation_id: int) -> Response:
+        body = _body()
+        message_type = body.get("message_type") or "outgoing"
+        if message_type not in ("outgoing", "template") or not isinstance(body.get("content"), str):
+            return _error(422, "content and an outgoing message_type are required")
+        return jsonify(helpdesk.api_create_message(conversation_id, body["content"], message_type,
+                                                   body.get("private") is True))
+
+    @app.post(f"{prefix}/conversations/<int:conversation_id>/custom_attributes")
+    def set_custom_attributes(account_id: int, conversation_id: int) -> Response:
+        attributes = _body().get("custom_attributes")
+        if not isinstance(attributes, dict):
+            return _error(422, "custom_attributes must be an object")
+        return jsonify({"custom_attributes": helpdesk.api_set_custom_attributes(conversation_id, attributes)})
+
+    @app.get(f"{prefix}/webhooks")
+    def list_webhooks(account_id: int) -> Response:
+        return jsonify({"payload": {"webhooks": [hook.to_json() for hook in helpdesk.webhooks.values()]}})
+
+    @app.post(f"{prefix}/webhooks")
+    def create_webhook(account_id: int) -> Response:
+        webhook = _body().get("webhook") or {}
+        url, subscriptions = webhook.get("url"), webhook.get("subscriptions") or []
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            return jsonify({"message": "Url is invalid", "attributes": ["url"]}), 422
+        if not isinstance(subscriptions, list) or not set(subscriptions) <= set(WEBHOOK_EVENTS):
+            return jsonify({"message": "Subscriptions Invalid events", "attributes": ["subscriptions"]}), 422
+        hook = helpdesk.api_create_webhook(url, subscriptions, webhook.get("name"))
+        return jsonify({"payload": {"webhook": hook.to_json()}})
+
+    @app.delete(f"{prefix}/webhooks/<int:webhook_id>")
+    def delete_webhook(account_id: int, webhook_id: int) -> Response:
+        with helpdesk._lock:
+            if helpdesk.webhooks.pop(webhook_id, None) is None:
+                abort(404)
+        return Response(status=200)
+
+    @app.get(f"{prefix}/dashboard_apps")
+    def list_dashboard_apps(account_id: int) -> Response:
+        return jsonify(list(helpdesk.dashboard_apps.values()))
+
+    @app.post(f"{prefix}/dashboard_apps")
+    def create_dashboard_app(account_id: int) -> Response:
+        app_data = _body().get("dashboard_app") or {}
+        if not app_data.get("title") or not isinstance(app_data.get("content"), list):
+            return _error(422, "title and content are required")
+        return jsonify(helpdesk.api_create_dashboard_app(app_data["title"], app_data["content"]))
+
+    @app.delete(f"{prefix}/dashboard_apps/<int:app_id>")
+    def delete_dashboard_app(account_id: int, app_id: int) -> Response:
+        with helpdesk._lock:
+            if helpdesk.dashboard_apps.pop(app_id, None) is None:
+                abort(404)
+        return Response(status=200)
+
+    return app
+
+
+class _QuietRequestHandler(WSGIRequestHandler):
+    """No access log line per request: the terminal shows what the helpdesk announces instead."""
+
+    def log_request(self, *args, **kwargs) -> None:
+        pass
+
+
+class HelpdeskServer:
+    """The helpdesk's HTTP server in a background thread of this process, on 127.0.0.1."""
+
+    def __init__(self, helpdesk: DemoHelpdesk, port: int = 0, host: str = "127.0.0.1") -> None:
+        self.helpdesk = helpdesk
+        self._server = make_server(host, port, create_api(helpdesk), threaded=True,
+                                   request_handler=_QuietRequestHandler)
+        self.url = f"http://{host}:{self._server.server_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="demo-helpdesk", daemon=True)
+
+    def start(self) -> "HelpdeskServer":
+        """Serve requests and send webhooks."""
+        self._thread.start()
+        self.helpdesk.start_sending()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and sending."""
+        self._server.shutdown()
+        self._server.server_close()
+        self.helpdesk.stop_sending(timeout=2)
+
+    def __enter__(self) -> "HelpdeskServer":
+        return self.start()
+
+    def __exit__(self, *exception_info) -> None:
+        self.stop()
+
+
+def _body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    return body if isinstance(body, dict) else {}
+
+
+def _error(status: int, message: str) -> Response:
+    response = jsonify({"error": message})
+    response.status_code = status
+    return response
+
+
+def _seconds(at: datetime | None) -> float:
+    return time.time() if at is None else at.timestamp()
+
+
+def _iso(seconds: float | None) -> str | None:
+    """Rails' JSON time format: ISO-8601 in UTC with milliseconds and a ``Z``."""
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _tracked(conversation: Conversation) -> dict[str, Any]:
+    """The columns whose change Chatwoot reports, as ``changed_attributes`` shows them."""
+    return {"team_id": None, "assignee_id": conversation.assignee.id if conversation.assignee else None,
+            "status": conversation.status, "snoozed_until": None,
+            "custom_attributes": dict(conversation.custom_attributes), "label_list": list(conversation.labels),
+            "waiting_since": _iso(conversation.waiting_since),
+            "first_reply_created_at": _iso(conversation.first_reply_created_at), "priority": conversation.priority}
+
+
+def _human_reply(message: Message) -> bool:
+    """Chatwoot's ``human_response?``: a public outgoing message from a user."""
+    return message.message_type == "outgoing" and message.sender.kind == "user" and not message.private
+
+
+def _default_attributes(inbox: Inbox) -> dict[str, Any]:
+    if inbox.channel == "Channel::Email":
+        return {"source": "email", "mail_subject": None}
+    return {"browser": {"browser_name": "Firefox", "platform_name": "Linux"}, "browser_language": "en",
+            "referer": "https://shop.example.com/help"}
+
+
+def _contact_push(contact: Person) -> dict[str, Any]:
+    return {"additional_attributes": contact.additional_attributes, "custom_attributes": contact.custom_attributes,
+            "email": contact.email, "id": contact.id, "identifier": None, "name": contact.name,
+            "phone_number": contact.phone_number, "thumbnail": "", "type": "contact"}
+
+
+def _user_push(user: Person) -> dict[str, Any]:
+    return {"id": user.id, "name": user.name, "available_name": user.name, "avatar_url": "", "type": "user",
+            "availability_status": "online", "thumbnail": ""}
+
+
+def _describe(conversation: Conversation) -> str:
+    return f"#{conversation.id} {conversation.contact.name.split()[0]:<6}"
+
+
+def _one_line(text: str, limit: int = 150) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
