@@ -228,10 +228,11 @@ class DemoHelpdesk:
             conversation = self._conversation(conversation_id)
             self._change_status(conversation, status, _seconds(at))
 
-    def agent_labels(self, conversation_id: int, labels: list[str], *, at: datetime | None = None) -> None:
-        """An agent edits the labels in the UI (the whole list, like the API)."""
+    def agent_adds_label(self, conversation_id: int, title: str, *, at: datetime | None = None) -> None:
+        """An agent adds a label in the UI (the other labels stay)."""
         with self._lock:
-            self._replace_labels(self._conversation(conversation_id), labels, _seconds(at))
+            conversation = self._conversation(conversation_id)
+            self._replace_labels(conversation, [*conversation.labels, title], _seconds(at))
 
     # -- webhooks -------------------------------------------------------------------------------------
 
