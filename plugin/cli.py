@@ -113,12 +113,23 @@ def worker(burst: bool, sweeper: bool, queue_names: tuple[str, ...]) -> None:
 @main.command()
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int, help="Worker processes to start.")
-def dev(port: int, workers: int) -> None:
+@click.option("--demo/--no-demo", default=None,
+              help="Start the demo helpdesk, install into it and play its scripted morning "
+                   "[default: when CHATWOOT_URL is not set].")
+def dev(port: int, workers: int, demo: bool | None) -> None:
     """Run web, worker and sweeper in one process group with the embedded defaults (SQLite, embedded Redis)."""
     from plugin.services import embedded_redis
     from plugin.settings import Settings, load_dotenv_for_dev
 
     load_dotenv_for_dev()
+    if demo is None:
+        demo = not os.environ.get("CHATWOOT_URL")
+    session = None
+    if demo:
+        from plugin.demo.run import DemoSession  # the product never imports the demo; only dev starts it
+
+        session = DemoSession(port)
+        os.environ.update(session.prepare(os.environ, Settings.from_env().instance_path))
     settings = Settings.from_env()
     Path(settings.instance_path).mkdir(parents=True, exist_ok=True)
     environment = dict(os.environ)
@@ -126,11 +137,20 @@ def dev(port: int, workers: int) -> None:
         # Started here and kept for the children, which all share it.
         environment["REDIS_URL"] = embedded_redis(settings.instance_path).url
     command = [sys.executable, "-m", "plugin.cli"]
-    children = [subprocess.Popen([*command, "serve", "--port", str(port), "--workers", "1"], env=environment)]
+    # In the demo, the access log (a line per webhook) goes to a file: the terminal tells the demo's story.
+    access_log = open(Path(settings.instance_path) / "access.log", "ab") if session else None
+    children = [subprocess.Popen([*command, "serve", "--port", str(port), "--workers", "1"], env=environment,
+                                 stdout=access_log)]
     children += [subprocess.Popen([*command, "worker"], env=environment) for _ in range(workers)]
     click.echo(f"sla-plugin dev: web on http://127.0.0.1:{port}, {workers} worker(s), "
                f"database {settings.DATABASE_URL.split('://')[0]}, redis {environment.get('REDIS_URL')}")
-    _supervise(children)
+    if session:
+        session.play_in_background()
+    try:
+        _supervise(children)
+    finally:
+        if session:
+            session.stop()
 
 
 def _supervise(children: list[subprocess.Popen]) -> None:

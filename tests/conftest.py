@@ -138,3 +138,25 @@ def make_app(settings_factory, redis):
     # A later test's Redis must not receive this test's buffered counters.
     for app in apps:
         app.extensions["sla"].counters.close()
+
+
+@pytest.fixture
+def runtime_factory(monkeypatch, tmp_path: Path, redis_server: EmbeddedRedis, redis, database_url: str):
+    """Build the process runtime workers use (``plugin.runtime.current_runtime``) from a rule set and
+    environment overrides, on the private Redis and on each database (SQLite and PostgreSQL)."""
+    from plugin.runtime import current_runtime
+
+    def build(rules: dict, **environment: str):
+        rules_dir = tmp_path / "rules"
+        rules_dir.mkdir(exist_ok=True)
+        (rules_dir / "rules.json").write_text(json.dumps(rules))
+        monkeypatch.delenv("CHATWOOT_URL", raising=False)
+        values = {"DATABASE_URL": database_url, "REDIS_URL": redis_server.url, "SLA_RULES_DIR": str(rules_dir),
+                  **environment}
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+        current_runtime.cache_clear()
+        return current_runtime()
+
+    yield build
+    current_runtime.cache_clear()

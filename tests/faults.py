@@ -275,20 +275,6 @@ class HelpdeskState:
         for method in (responses.GET, responses.POST):
             mock.add_callback(method, re.compile(prefix + r"/api/v1/.*"), callback=callback)
 
-    def wsgi(self, environ, start_response):
-        """The same endpoints as a WSGI app (for :class:`HelpdeskServer`)."""
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length else b""
-        path = environ.get("PATH_INFO", "")
-        if environ.get("QUERY_STRING"):
-            path += "?" + environ["QUERY_STRING"]
-        answer = self.handle(environ["REQUEST_METHOD"], path, environ.get("HTTP_API_ACCESS_TOKEN"), body)
-        if isinstance(answer, Exception):  # a real server can only drop the connection: answer 503 instead
-            answer = (503, {}, json.dumps({"error": str(answer)}))
-        status, headers, text = answer
-        start_response(f"{status} X", [("Content-Type", "application/json"), *headers.items()])
-        return [text.encode()]
-
     # -- what was written ------------------------------------------------------------------------------
 
     def markers(self, conversation: int) -> Counter:
@@ -305,19 +291,49 @@ class HelpdeskState:
 
 
 class HelpdeskServer:
-    """A :class:`HelpdeskState` served over real HTTP on a loopback port (for worker subprocesses)."""
+    """A :class:`HelpdeskState` served over real HTTP on a loopback port (for worker subprocesses).
+
+    Built on ``http.server``: Werkzeug's development server drops headers with underscores, and Chatwoot's
+    token header is ``api_access_token``. A connection fault answers 503 (a real server cannot raise).
+    """
 
     def __init__(self, state: HelpdeskState | None = None) -> None:
-        from werkzeug.serving import make_server
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-        self.state = state or HelpdeskState()
-        self.server = make_server("127.0.0.1", 0, self.state.wsgi, threaded=True)
+        self.state = state = state or HelpdeskState()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                answer = state.handle(self.command, self.path, self.headers.get("api_access_token"), body)
+                if isinstance(answer, Exception):
+                    answer = (503, {}, json.dumps({"error": str(answer)}))
+                status, headers, text = answer
+                data = text.encode()
+                self.send_response(status)
+                for name, value in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _serve
+
+            def log_message(self, *_args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self._thread = threading.Thread(target=self.server.serve_forever, name="fake-helpdesk", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
         self.server.shutdown()
+        self.server.server_close()
         self._thread.join(timeout=5)
 
     def __enter__(self) -> "HelpdeskServer":
@@ -531,7 +547,8 @@ def child_environment(**values: str) -> dict[str, str]:
     environment = {name: value for name, value in os.environ.items()
                    if not name.startswith(("SLA_", "CHATWOOT_")) and name not in ("DATABASE_URL", "REDIS_URL")}
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
-    environment.update(SLA_LOG_LEVEL="INFO", **values)
+    # The reconciler polls the helpdesk's conversation list, which the fake helpdesk does not keep.
+    environment.update(SLA_LOG_LEVEL="INFO", SLA_RECONCILE_SECONDS="0", **values)
     return environment
 
 

@@ -49,7 +49,7 @@ def plant(monkeypatch, tmp_path, redis_server, redis):
     rules_dir = write_rules(tmp_path / "rules")
     for name, value in {"DATABASE_URL": f"sqlite:///{tmp_path / 'sla.sqlite3'}", "REDIS_URL": redis_server.url,
                         "SLA_RULES_DIR": str(rules_dir), "CHATWOOT_URL": BASE_URL, "CHATWOOT_ACCOUNT_ID": "1",
-                        "CHATWOOT_API_TOKEN": API_TOKEN}.items():
+                        "CHATWOOT_API_TOKEN": API_TOKEN, "SLA_RECONCILE_SECONDS": "0"}.items():
         monkeypatch.setenv(name, value)
     sleeps: list[float] = []
     token = {"value": API_TOKEN}

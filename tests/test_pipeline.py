@@ -17,7 +17,6 @@ from plugin import deadlines, ingest
 from plugin.ingest import EVENTS_QUEUE
 from plugin.replay import replay
 from plugin.rules import load_rules
-from plugin.runtime import current_runtime
 
 TIMELINE = ["conversation_created", "message_created-incoming", "message_created-private_note",
             "message_created-outgoing", "conversation_updated-labels", "conversation_updated-custom_attributes",
@@ -30,17 +29,8 @@ RULES = {"policies": {"standard": {"name": "Standard", "first_response": "1h", "
 
 
 @pytest.fixture
-def runtime(monkeypatch, tmp_path, redis_server, redis, database_url):
-    rules_dir = tmp_path / "rules"
-    rules_dir.mkdir()
-    (rules_dir / "rules.json").write_text(json.dumps(RULES))
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("REDIS_URL", redis_server.url)
-    monkeypatch.setenv("SLA_RULES_DIR", str(rules_dir))
-    monkeypatch.delenv("CHATWOOT_URL", raising=False)
-    current_runtime.cache_clear()
-    yield current_runtime()
-    current_runtime.cache_clear()
+def runtime(runtime_factory):
+    return runtime_factory(RULES)
 
 
 def run_worker(redis) -> None:

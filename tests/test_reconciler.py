@@ -12,7 +12,6 @@ from connectors.chatwoot.client import ChatwootClient
 from plugin import ingest
 from plugin.ingest import EVENTS_QUEUE
 from plugin.reconciler import reconcile
-from plugin.runtime import current_runtime
 
 BASE = "http://chatwoot.test"
 API = f"{BASE}/api/v1/accounts/1"
@@ -21,17 +20,8 @@ RULES = {"policies": {"standard": {"name": "Standard", "first_response": "1h", "
 
 
 @pytest.fixture
-def runtime(monkeypatch, tmp_path, redis_server, redis, database_url):
-    rules_dir = tmp_path / "rules"
-    rules_dir.mkdir()
-    (rules_dir / "rules.json").write_text(json.dumps(RULES))
-    for name, value in {"DATABASE_URL": database_url, "REDIS_URL": redis_server.url,
-                        "SLA_RULES_DIR": str(rules_dir), "CHATWOOT_URL": BASE, "CHATWOOT_ACCOUNT_ID": "1",
-                        "CHATWOOT_API_TOKEN": "token"}.items():
-        monkeypatch.setenv(name, value)
-    current_runtime.cache_clear()
-    yield current_runtime()
-    current_runtime.cache_clear()
+def runtime(runtime_factory):
+    return runtime_factory(RULES, CHATWOOT_URL=BASE, CHATWOOT_ACCOUNT_ID="1", CHATWOOT_API_TOKEN="token")
 
 
 def process_events(redis) -> None:

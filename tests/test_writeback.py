@@ -13,10 +13,10 @@ from rq import Queue, SimpleWorker
 from connectors.chatwoot.client import ChatwootClient
 from plugin import ingest, writeback
 from plugin.ingest import EVENTS_QUEUE, WRITEBACK_QUEUE
-from plugin.runtime import current_runtime
 
 BASE = "http://chatwoot.test"
 CONVERSATION = f"{BASE}/api/v1/accounts/1/conversations/87"
+HELPDESK = {"CHATWOOT_URL": BASE, "CHATWOOT_ACCOUNT_ID": "1", "CHATWOOT_API_TOKEN": "secret-token-123"}
 RULES = {"policies": {"quick": {"name": "Quick", "first_response": "1h", "resolution": "8h", "warn_before": "10m"}},
          "rules": [{"name": "Everything", "when": {"all": []}, "apply": "quick"}],
          "labels": {"on_track": {"title": "sla-on-track", "color": "#2E7D32"},
@@ -80,20 +80,11 @@ class FakeHelpdesk:
 
 
 @pytest.fixture
-def runtime(monkeypatch, tmp_path, redis_server, redis, database_url):
-    rules_dir = tmp_path / "rules"
-    rules_dir.mkdir()
-    (rules_dir / "rules.json").write_text(json.dumps(RULES))
-    for name, value in {"DATABASE_URL": database_url, "REDIS_URL": redis_server.url,
-                        "SLA_RULES_DIR": str(rules_dir), "CHATWOOT_URL": BASE, "CHATWOOT_ACCOUNT_ID": "1",
-                        "CHATWOOT_API_TOKEN": "secret-token-123"}.items():
-        monkeypatch.setenv(name, value)
+def runtime(runtime_factory, monkeypatch):
     # The client's backoff must not sleep in tests; everything else is the production path.
     monkeypatch.setattr(writeback, "client_for", lambda runtime: ChatwootClient(
         BASE, 1, "secret-token-123", sleep=lambda seconds: None))
-    current_runtime.cache_clear()
-    yield current_runtime()
-    current_runtime.cache_clear()
+    return runtime_factory(RULES, **HELPDESK)
 
 
 def retimed(fixture_payload, name: str, at: datetime) -> bytes:
@@ -189,11 +180,9 @@ def test_a_note_posted_before_a_crash_is_not_posted_again(runtime, fixture_paylo
     assert helpdesk.labels == ["billing", "sla-missed"]
 
 
-def test_shadow_policy_writes_nothing(runtime, fixture_payload, tmp_path):
+def test_shadow_policy_writes_nothing(runtime, runtime_factory, fixture_payload):
     shadow = dict(RULES, policies={"quick": {**RULES["policies"]["quick"], "mode": "shadow"}})
-    (tmp_path / "rules" / "rules.json").write_text(json.dumps(shadow))
-    current_runtime.cache_clear()
-    runtime = current_runtime()
+    runtime = runtime_factory(shadow, **HELPDESK)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         helpdesk = FakeHelpdesk(mock)
         deliver(runtime.redis, [retimed(fixture_payload, "conversation_created",

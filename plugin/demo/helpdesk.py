@@ -645,8 +645,18 @@ def create_api(helpdesk: DemoHelpdesk) -> Flask:
     return app
 
 
-class _QuietRequestHandler(WSGIRequestHandler):
-    """No access log line per request: the terminal shows what the helpdesk announces instead."""
+class _RequestHandler(WSGIRequestHandler):
+    """Werkzeug's handler, with Chatwoot's token header and without an access log line per request (the
+    terminal shows what the helpdesk announces instead)."""
+
+    def make_environ(self):
+        environ = super().make_environ()
+        # Werkzeug drops header names with "_" (a proxy could not tell them from "-"); Chatwoot's server,
+        # Puma, keeps them, and api_access_token is one.
+        token = self.headers.get("api_access_token")
+        if token is not None:
+            environ["HTTP_API_ACCESS_TOKEN"] = token
+        return environ
 
     def log_request(self, *args, **kwargs) -> None:
         pass
@@ -658,7 +668,7 @@ class HelpdeskServer:
     def __init__(self, helpdesk: DemoHelpdesk, port: int = 0, host: str = "127.0.0.1") -> None:
         self.helpdesk = helpdesk
         self._server = make_server(host, port, create_api(helpdesk), threaded=True,
-                                   request_handler=_QuietRequestHandler)
+                                   request_handler=_RequestHandler)
         self.url = f"http://{host}:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="demo-helpdesk", daemon=True)
 
