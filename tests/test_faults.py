@@ -361,7 +361,7 @@ def test_worker_killed_mid_batch_a_second_worker_finishes_exactly_once(tmp_path,
     rules_dir = write_rules(tmp_path / "rules")
     database_url = f"sqlite:///{tmp_path / 'sla.sqlite3'}"
     environment = worker_environment(redis_server.url, database_url, rules_dir, helpdesk_server.url)
-    conversations = Traffic().conversations(300)
+    conversations = Traffic().conversations(120)
     bodies = [body for bodies in conversations for body in bodies]
     submit(redis, bodies)
     first = start_worker(environment, tmp_path / "worker-1.log")

@@ -523,11 +523,11 @@ def create_api(helpdesk: DemoHelpdesk) -> Flask:
         return None
 
     @app.errorhandler(404)
-    def not_found(_error) -> Response:
+    def not_found(_exception) -> Response:
         return _error(404, "Resource could not be found")
 
     @app.errorhandler(LookupError)
-    def unknown(_error) -> Response:
+    def unknown(_exception) -> Response:
         return _error(404, "Resource could not be found")
 
     @app.get(f"{prefix}/labels")
@@ -670,7 +670,9 @@ class HelpdeskServer:
         self._server = make_server(host, port, create_api(helpdesk), threaded=True,
                                    request_handler=_RequestHandler)
         self.url = f"http://{host}:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="demo-helpdesk", daemon=True)
+        # A short poll interval: stop() waits for the loop to notice (the default is half a second).
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="demo-helpdesk", daemon=True)
 
     def start(self) -> "HelpdeskServer":
         """Serve requests and send webhooks."""

@@ -27,7 +27,7 @@ DEMO_RULES = Path(__file__).resolve().parents[2] / "demo" / "rules"
 DEMO_DATABASE = "demo.sqlite3"
 READY_TIMEOUT_SECONDS = 60
 # The summary waits until the plugin has written nothing for this long (its last label or note is in).
-QUIET_SECONDS = 5
+QUIET_SECONDS = 3
 QUIET_TIMEOUT_SECONDS = 30
 
 
@@ -122,9 +122,11 @@ class DemoSession:
         return False
 
     def _wait_for_quiet(self) -> None:
-        deadline = time.monotonic() + QUIET_TIMEOUT_SECONDS
+        """Until the plugin has written nothing for a while since the script's last step (bounded)."""
+        script_end = time.monotonic()
+        deadline = script_end + QUIET_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
-            if time.monotonic() - self.helpdesk.last_api_write_at >= QUIET_SECONDS:
+            if time.monotonic() - max(script_end, self.helpdesk.last_api_write_at) >= QUIET_SECONDS:
                 return
             if self._stop.wait(0.5):
                 raise script.Stopped

@@ -1,7 +1,8 @@
 """``POST /webhooks/<connector>``: accept a helpdesk's webhook and hand it to the workers.
 
 Checks run in this order, each answering as soon as it decides: unknown connector 404, body too large 413,
-bad credential 401 (the connector's verdict), not a JSON object 400, another account 202 "ignored",
+bad credential 401 (the connector's verdict), not a JSON object (or one nested deeper than
+MAX_JSON_DEPTH) 400, another account 202 "ignored",
 already-seen delivery 202 "duplicate", else queued 202 "queued". Redis unreachable: 503, and the delivery is
 not remembered, so the helpdesk's retry is accepted. The request parses the body once and runs no SLA logic;
 unknown event names are queued too (the worker ignores them).
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("webhooks", __name__)
 
 RECEIVED_METRIC = "sla_webhooks_received_total"
+# Chatwoot's payloads nest about 6 levels (custom attributes may add a few); the workers handle far more.
+MAX_JSON_DEPTH = 64
 
 
 @blueprint.post("/webhooks/<connector_name>")
@@ -54,12 +57,17 @@ def receive(connector_name: str) -> Response:
 
     try:
         payload = json.loads(body)
-    except ValueError:  # includes a body that is not UTF-8
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested past the parser's recursion limit
         log.warning("webhook body is not JSON", extra={"connector": name, "size": len(body)})
         return _counted(sla.counters, name, 400, "invalid")
     if not isinstance(payload, dict):
         log.warning("webhook body is JSON but not an object",
                     extra={"connector": name, "json_type": type(payload).__name__})
+        return _counted(sla.counters, name, 400, "invalid")
+    if _nested_deeper_than(payload, MAX_JSON_DEPTH):
+        # Real payloads are a few levels deep; a deeply nested one would exhaust the workers' recursion
+        # (encoding the event, storing the state) and fail the whole batch it is read in.
+        log.warning("webhook body nested too deeply", extra={"connector": name, "size": len(body)})
         return _counted(sla.counters, name, 400, "invalid")
 
     account_id = connector.account_of(payload)
@@ -84,6 +92,21 @@ def receive(connector_name: str) -> Response:
 
     log.debug("webhook queued", extra={"connector": name, "delivery_id": delivery_key, "account_id": account_id})
     return _counted(sla.counters, name, 202, "queued")
+
+
+def _nested_deeper_than(value, limit: int) -> bool:
+    """Whether a parsed JSON value has arrays or objects nested more than ``limit`` levels (iterative: the
+    check itself must not recurse)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def _submit_or_forget(redis, connector: str, body: bytes, received_at: datetime, delivery_key: str) -> None:
