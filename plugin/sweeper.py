@@ -25,6 +25,7 @@ LEADER_KEY = "sla:sweeper:leader"
 LEADER_TTL_SECONDS = 5
 INDEX_REFRESH_EVERY = timedelta(seconds=60)
 MINIMUM_WAIT_SECONDS = 0.02
+OUTBOX_REQUEUE_EVERY = timedelta(seconds=30)
 
 # Renew the lock only while we still hold it (compare-and-set on the token).
 _RENEW = """
@@ -43,6 +44,7 @@ class Sweeper:
         self.leader = False
         self._last_index_refresh: datetime | None = None
         self._last_reconciler: datetime | None = None
+        self._last_outbox_requeue: datetime | None = None
 
     def _hold_leadership(self) -> bool:
         redis = self.runtime.redis
@@ -77,11 +79,16 @@ class Sweeper:
         for account_id, conversation_id in due:
             ingest.submit_tick(self.runtime.redis, account_id, conversation_id)
         if self.runtime.settings.CHATWOOT_URL:
-            from plugin.writeback import requeue_stale_outbox
-
-            requeue_stale_outbox(self.runtime, now)
+            self._requeue_outbox(now)
             self._schedule_reconciler(now)
         return len(due)
+
+    def _requeue_outbox(self, now: datetime) -> None:
+        from plugin.writeback import requeue_stale_outbox
+
+        if self._last_outbox_requeue is None or now - self._last_outbox_requeue >= OUTBOX_REQUEUE_EVERY:
+            self._last_outbox_requeue = now
+            requeue_stale_outbox(self.runtime, now)
 
     def _schedule_reconciler(self, now: datetime) -> None:
         every = self.runtime.settings.SLA_RECONCILE_SECONDS

@@ -32,6 +32,8 @@ CONCURRENCY_PER_ACCOUNT = 4
 SEMAPHORE_TTL_SECONDS = 60
 RETRY_INTERVALS = (2, 5, 15, 60, 120, 300)
 STALE_AFTER = timedelta(minutes=2)
+# After a refused token, one attempt per this period until an operator fixes it.
+AUTH_BACKOFF_SECONDS = 300
 # How long the labels we wrote are remembered: the echo webhook arrives within seconds.
 WRITTEN_LABELS_TTL_SECONDS = 900
 METRIC_NAMES = {"first_response": "first response", "next_response": "next response", "resolution": "resolution"}
@@ -103,6 +105,10 @@ def repair_dropped_labels(runtime: Runtime, events: Iterable[Event]) -> int:
     return queued
 
 
+def _auth_failed_key(account_id: int) -> str:
+    return f"sla:writeback:auth-failed:{account_id}"
+
+
 def _written_key(account_id: int, conversation_id: int) -> str:
     return f"sla:labels-written:{account_id}:{conversation_id}"
 
@@ -115,6 +121,8 @@ def client_for(runtime: Runtime) -> ChatwootClient:
 
 def requeue_stale_outbox(runtime: Runtime, now: datetime) -> int:
     """Queue jobs for intents left pending (a job lost with Redis, a host that came back)."""
+    if runtime.redis.exists(_auth_failed_key(runtime.settings.CHATWOOT_ACCOUNT_ID)):
+        return 0
     with runtime.store.engine.connect() as connection:
         rows = connection.execute(
             sa.select(outbox.c.account_id, outbox.c.conversation_id).distinct()
@@ -163,6 +171,8 @@ class Writer:
 
     def deliver(self, account_id: int, conversation_id: int) -> int:
         """Write every pending intent of the conversation; raises (for RQ to retry) on a host failure."""
+        if self.runtime.redis.exists(_auth_failed_key(account_id)):
+            return 0  # the token was refused recently: the intents wait, nobody hammers the host
         slot_key = f"sla:writeback:slots:{account_id}"
         token = f"{account_id}:{conversation_id}:{self.clock().timestamp()}"
         slot = self.runtime.redis.eval(_ACQUIRE, 1, slot_key, CONCURRENCY_PER_ACCOUNT, token,
@@ -173,6 +183,7 @@ class Writer:
             return self._deliver(account_id, conversation_id)
         except AuthError:
             # A revoked token will not heal by retrying: alert, and keep the intents for when it is fixed.
+            self.runtime.redis.set(_auth_failed_key(account_id), 1, ex=AUTH_BACKOFF_SECONDS)
             metrics.incr(self.runtime.redis, "sla_writeback_failures_total", {"reason": "auth"})
             log.error("helpdesk refused the API token; write-back paused until it is fixed",
                       extra={"account_id": account_id, "conversation_id": conversation_id})

@@ -224,3 +224,22 @@ def test_an_agent_removing_a_label_is_not_undone(runtime, fixture_payload):
         deliver(runtime.redis, [json.dumps(echo).encode()])
         work(runtime.redis)
     assert helpdesk.labels == ["billing", "sla-missed"]
+
+
+def test_a_revoked_token_stops_write_back_without_hammering_and_resumes_when_fixed(runtime, fixture_payload):
+    now = datetime.now(timezone.utc)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        refused = mock.add(responses.GET, f"{CONVERSATION}/labels", status=401,
+                           json={"error": "Invalid Access Token"})
+        deliver(runtime.redis, [retimed(fixture_payload, "conversation_created", now - timedelta(hours=2))])
+        work(runtime.redis)
+        for _ in range(3):  # the sweeper's re-queue, several times: no call reaches the host
+            writeback.requeue_stale_outbox(runtime, now + timedelta(minutes=10))
+            work(runtime.redis)
+        assert refused.call_count == 1
+    runtime.redis.delete("sla:writeback:auth-failed:1")  # the back-off period is over; token fixed
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        helpdesk = FakeHelpdesk(mock)
+        writeback.requeue_stale_outbox(runtime, now + timedelta(minutes=10))
+        work(runtime.redis)
+    assert helpdesk.labels == ["billing", "sla-missed"] and len(helpdesk.notes) == 1
