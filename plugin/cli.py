@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from plugin.events import parse_time
+from plugin.report_command import report
 from plugin.rules.commands import rules
 
 
@@ -26,6 +27,7 @@ def main() -> None:
 
 
 main.add_command(rules)
+main.add_command(report)
 
 
 @main.command()
@@ -75,8 +77,11 @@ def replay(events_file, rules_dir: str, at_text: str | None, timeline: bool) -> 
 @click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes.")
 def serve(host: str, port: int, workers: int) -> None:
     """Run the web app under gunicorn (production): webhooks, health, metrics, reports."""
+    # The access log shows the path without its query string: links to reports may carry ?token=.
     os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}",
-                               "--workers", str(workers), "--access-logfile", "-", "plugin.web:create_app()"])
+                               "--workers", str(workers), "--access-logfile", "-",
+                               "--access-logformat", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss',
+                               "plugin.web:create_app()"])
 
 
 @main.command()

@@ -56,11 +56,13 @@ def changes(previous: Mapping[str, Any] | None, current: Evaluation) -> list[Cha
     now = current.at
     found: list[Change] = []
     if current.policy is not None:
+        # Logged at the instant it happened in the conversation's timeline, not when it was computed.
         if previous.get("policy") is None:
-            found.append(Change("applied", now, detail={"policy": current.policy.id, "rule": current.rule,
-                                                         "version": current.policy.version}))
+            found.append(Change("applied", current.applied_at or now, detail={
+                "policy": current.policy.id, "rule": current.rule, "version": current.policy.version}))
         elif (previous.get("policy"), previous.get("policy_version")) != (current.policy.id, current.policy.version):
-            found.append(Change("policy_changed", now, detail={
+            switched_at = current.segments[-1].start if current.segments else now
+            found.append(Change("policy_changed", switched_at, detail={
                 "from": previous.get("policy"), "to": current.policy.id, "version": current.policy.version}))
     before_metrics = previous.get("metrics") or {}
     for metric, result in current.metrics.items():
