@@ -289,6 +289,12 @@ class Batch:
             conversations.c.account_id.in_(accounts),
             conversations.c.conversation_id.in_({conversation for _, conversation in self.keys}))
         if self.connection.dialect.name == "postgresql":
+            # Row locks cover only conversations that have a row: two workers whose batches hold events of
+            # one new conversation would both insert it. A transaction-scoped advisory lock per key, taken
+            # in one global order (no deadlocks), serialises those too.
+            self.connection.execute(sa.text(
+                "SELECT pg_advisory_xact_lock(lock_id) FROM unnest(CAST(:ids AS BIGINT[])) AS lock_id"),
+                {"ids": sorted({_lock_id(key) for key in self.keys})})
             query = query.order_by(conversations.c.account_id, conversations.c.conversation_id).with_for_update()
         for row in self.connection.execute(query):
             key = (row.account_id, row.conversation_id)
@@ -364,6 +370,13 @@ class Batch:
         self._conversation_rows, self._applied_rows, self._miss_rows = [], [], []
         self._corrections, self._log_rows, self._outbox_rows = [], [], []
         self._new_keys.clear()
+
+
+def _lock_id(key: ConversationKey) -> int:
+    """A conversation's advisory-lock id: account and conversation id in one signed 64-bit number (ids
+    beyond 32 bits may share a lock, which only serialises two conversations that need not be)."""
+    value = ((key[0] & 0xFFFFFFFF) << 32) | (key[1] & 0xFFFFFFFF)
+    return value - (1 << 64) if value >= 1 << 63 else value
 
 
 def _applied_row(evaluation: Evaluation, now: datetime) -> dict[str, Any]:

@@ -79,8 +79,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path):
         yield f"sqlite:///{tmp_path / 'sla.sqlite3'}"
         return
     url = request.getfixturevalue("postgres_url")
+    # The session's database is shared by every test (some use postgres_url directly): start empty.
+    _empty_public_schema(url)
     yield url
-    # The session's database is shared by the tests: give the next one an empty schema.
+    _empty_public_schema(url)
+
+
+def _empty_public_schema(url: str) -> None:
     connection_url = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(connection_url, autocommit=True) as connection:
         # A test that left a transaction open would make the DROP wait forever: fail loudly instead.

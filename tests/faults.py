@@ -36,8 +36,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import requests
+import sqlalchemy as sa
+from rq import Queue
 
+from plugin.ingest import EVENTS_QUEUE, WRITEBACK_QUEUE
 from plugin.services import EmbeddedRedis, pick_free_port
+from plugin.worker import backlog
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "chatwoot"
@@ -540,6 +544,23 @@ def duplicated_log_entries(store, keys: Iterable[tuple[int, int]]) -> list[str]:
     return found
 
 
+def all_processed(store: Any, bodies, helpdesk: HelpdeskState | None = None) -> bool:
+    """Every conversation of *bodies* is stored, and (with a helpdesk) has its status label."""
+    keys = {conversation_id_of(body) for body in bodies} - {None}
+    try:
+        if any(store.summary((1, key)) is None for key in keys):
+            return False
+    except sa.exc.OperationalError:
+        return False
+    return helpdesk is None or all(len(helpdesk.labels.get(key, ())) == 2 for key in keys)
+
+
+def settled(redis) -> bool:
+    """No event waits in the stream and no job in either queue."""
+    return backlog(redis) == 0 and all(Queue(name, connection=redis).count == 0
+                                       for name in (EVENTS_QUEUE, WRITEBACK_QUEUE))
+
+
 # -- processes --------------------------------------------------------------------------------------------
 
 def child_environment(**values: str) -> dict[str, str]:
@@ -548,7 +569,7 @@ def child_environment(**values: str) -> dict[str, str]:
                    if not name.startswith(("SLA_", "CHATWOOT_")) and name not in ("DATABASE_URL", "REDIS_URL")}
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
     # The reconciler polls the helpdesk's conversation list, which the fake helpdesk does not keep.
-    environment.update(SLA_LOG_LEVEL="INFO", SLA_RECONCILE_SECONDS="0", **values)
+    environment.update({"SLA_LOG_LEVEL": "INFO", "SLA_RECONCILE_SECONDS": "0", **values})
     return environment
 
 

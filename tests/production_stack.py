@@ -40,8 +40,9 @@ class ProductionStack:
     PostgreSQL + the demo helpdesk. Use as a context manager."""
 
     def __init__(self, folder: Path, database_url: str, rules: dict[str, Any], web_processes: int = 2,
-                 worker_processes: int = 2) -> None:
+                 worker_processes: int = 2, settings: dict[str, str] | None = None) -> None:
         self.folder = folder
+        self.settings = settings or {}
         self.database_url = database_url
         self.web_processes = web_processes
         self.worker_processes = worker_processes
@@ -82,7 +83,7 @@ class ProductionStack:
             "SLA_RULES_DIR": str(self.rules_dir), "CHATWOOT_URL": self.helpdesk_server.url,
             "CHATWOOT_ACCOUNT_ID": "1", "CHATWOOT_API_TOKEN": DEMO_API_TOKEN,
             "CHATWOOT_PLUGIN_USER_ID": str(PLUGIN_USER_ID), "SLA_ADMIN_TOKEN": ADMIN_TOKEN,
-            "SLA_LOG_LEVEL": "DEBUG",
+            "SLA_LOG_LEVEL": "DEBUG", **self.settings,
         }
         self.secret = self._install()
         self.environment["CHATWOOT_WEBHOOK_SECRET"] = self.secret
@@ -153,9 +154,25 @@ class ProductionStack:
             assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}\n{self.logs()}"
             time.sleep(0.2)
 
+    def settled(self, calm_seconds: float = 1.5) -> Callable[[], bool]:
+        """A condition for :meth:`wait_for`: :meth:`quiet` held on every poll for *calm_seconds* (an echo
+        of the plugin's last write may be on its way while every queue looks empty)."""
+        calm_since: list[float] = []
+
+        def condition() -> bool:
+            if not self.quiet():
+                calm_since.clear()
+                return False
+            calm_since[:] = calm_since or [time.monotonic()]
+            return time.monotonic() - calm_since[0] >= calm_seconds
+
+        return condition
+
     def quiet(self) -> bool:
-        """Nothing left to do: the event stream read and acknowledged, both queues empty, no job running,
-        every write-back intent done."""
+        """Nothing left to do: no webhook on its way, the event stream read and acknowledged, both queues
+        empty, no job running, every write-back intent done."""
+        if self.helpdesk.webhooks_pending():
+            return False
         redis = self.redis()
         if redis.exists(STREAM):
             if redis.xlen(STREAM) or redis.xpending(STREAM, GROUP)["pending"]:

@@ -9,7 +9,6 @@ a timing.
 """
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import threading
@@ -33,10 +32,11 @@ from plugin.ingest import EVENTS_QUEUE, WRITEBACK_QUEUE
 from plugin.runtime import current_runtime
 from plugin.store import Store, outbox
 from plugin.sweeper import Sweeper
-from plugin.worker import backlog, utcnow
+from plugin.worker import utcnow
 from faults import (
-    API_TOKEN, BASE_URL, HelpdeskServer, HelpdeskState, RestartableRedis, TcpProxy, Traffic, child_environment,
-    duplicated_log_entries, start_gunicorn, start_worker, stop_process, verify, wait_until, write_rules,
+    API_TOKEN, BASE_URL, HelpdeskServer, HelpdeskState, RestartableRedis, TcpProxy, Traffic, all_processed,
+    child_environment, duplicated_log_entries, settled, start_gunicorn, start_worker, stop_process, verify,
+    wait_until, write_rules,
 )
 
 # -- in-process: real Redis, real RQ SimpleWorker, SQLite, `responses` for the helpdesk -----------------------
@@ -184,8 +184,10 @@ def test_revoked_token_stops_write_back_without_hammering_until_it_is_fixed(plan
         assert helpdesk.call_count() == refused
         print(f"token revoked: {refused} calls refused for {conversations} conversations, then none")
 
-        # The operator sets the new token; the sweeper's periodic requeue delivers what waited.
+        # The operator sets the new token; once the pause after a refusal is over (simulated: its key
+        # expires), the sweeper's periodic requeue delivers what waited.
         plant.token["value"] = helpdesk.valid_token
+        plant.runtime.redis.delete(writeback._auth_failed_key(1))
         later = datetime.now(timezone.utc) + writeback.STALE_AFTER + timedelta(seconds=1)
         assert writeback.requeue_stale_outbox(plant.runtime, later) > 0
         work_all(plant.runtime.redis)
@@ -268,25 +270,6 @@ def submit_retrying(redis, bodies, deadline_seconds: float = 30) -> int:
                 assert time.monotonic() < deadline, "Redis did not come back"
                 time.sleep(0.05)
     return failures
-
-
-def all_processed(store: Store, bodies, helpdesk: HelpdeskState | None = None) -> bool:
-    """Every conversation of *bodies* is stored, and (with a helpdesk) has its status label."""
-    from faults import conversation_id_of
-
-    keys = {conversation_id_of(body) for body in bodies} - {None}
-    try:
-        if any(store.summary((1, key)) is None for key in keys):
-            return False
-    except sa.exc.OperationalError:
-        return False
-    return helpdesk is None or all(len(helpdesk.labels.get(key, ())) == 2 for key in keys)
-
-
-def settled(redis) -> bool:
-    """No event waits in the stream and no job in either queue."""
-    return backlog(redis) == 0 and all(Queue(name, connection=redis).count == 0
-                                       for name in (EVENTS_QUEUE, WRITEBACK_QUEUE))
 
 
 def test_redis_restarted_mid_load_the_worker_reconnects(tmp_path, helpdesk_server):

@@ -285,6 +285,11 @@ def test_catastrophic_regular_expressions_are_refused_by_rules_check(tmp_path, p
     ('{"policies": {"p": {"first_response": "1h"}}, "rules": [{"name": 5, "apply": "p", "when": {"all": []}}]}',
      "name"),
     ('{"policies": {"p": {"first_response": "1h"}}, "surprise": true}', "surprise"),
+    # Found by the fuzzing below: an "apply" that is a list or an object crashed the check (unhashable).
+    ('{"policies": {"p": {"first_response": "1h"}}, "rules": [{"name": "r", "apply": [], "when": {"all": []}}]}',
+     "is not of type 'string'"),
+    ('{"policies": {"p": {"first_response": "1h"}}, "rules": [{"name": "r", "apply": {}, "when": {"all": []}}]}',
+     "is not of type 'string'"),
     ("[" * 5000 + "]" * 5000, "nested too deeply"),
 ])
 def test_malformed_and_schema_violating_rule_files_are_clear_errors(tmp_path, content, expected):

@@ -251,6 +251,10 @@ class DemoHelpdesk:
             self._sender.join(timeout)
             self._sender = None
 
+    def webhooks_pending(self) -> int:
+        """Webhooks queued or being sent."""
+        return self._outbox.unfinished_tasks
+
     @contextlib.contextmanager
     def capturing(self) -> Iterator[list[Delivery]]:
         """Collect the deliveries made inside the block instead of sending them (a test posts them itself)."""
@@ -277,11 +281,12 @@ class DemoHelpdesk:
             while (delivery := self._outbox.get()) is not None:
                 try:
                     status = delivery.post(session)
+                    if status >= 300:
+                        self.announce(f"webhook {delivery.event} answered HTTP {status}")
                 except requests.RequestException as error:
                     self.announce(f"webhook {delivery.event} not delivered: {type(error).__name__}")
-                    continue
-                if status >= 300:
-                    self.announce(f"webhook {delivery.event} answered HTTP {status}")
+                finally:
+                    self._outbox.task_done()
 
     # -- changes, with the webhooks Chatwoot sends for them -------------------------------------------
 

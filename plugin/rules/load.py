@@ -303,7 +303,7 @@ class _Builder:
                     continue
                 name = raw.get("name")
                 compiled.append(_CompiledRule(file, pointer, name, condition))
-                if policy_id in policies and not file.schema_rejected(pointer):
+                if isinstance(policy_id, str) and policy_id in policies and not file.schema_rejected(pointer):
                     rules.append(Rule(rule_index, name, file.source.path, file.line_of(pointer), pointer,
                                       policies[policy_id], raw.get("sticky", False), condition))
         self.reachability(compiled)
