@@ -211,6 +211,7 @@ class Sustained:
     first_sent: dict[int, float] = field(default_factory=dict)
     statuses: dict[int, int] = field(default_factory=dict)
     sent: int = 0
+    progress: dict[int, int] = field(default_factory=dict)  # requests sent so far, per thread (live)
 
     def run(self, on_second=None) -> None:
         traffic = Traffic(first_conversation=self.first_conversation)
@@ -251,6 +252,7 @@ class Sustained:
                     ack.append(time.perf_counter() - begun)
                     statuses[status] = statuses.get(status, 0) + 1
                     count += 1
+                    self.progress[number] = count
                     if step == 0 and status == 202:
                         first[cid] = sent_at
                 conversation += self.threads

@@ -43,6 +43,7 @@ UTC = timezone.utc
 DEFAULT_DAYS = 30
 DEFAULT_PER_PAGE = 25  # Chatwoot's page size for applied SLAs
 MAX_PER_PAGE = 500
+MAX_ID = 2**63 - 1  # ids are stored in BIGINT columns
 METRIC_PREFIXES = {FIRST_RESPONSE: "frt", NEXT_RESPONSE: "nrt", RESOLUTION: "rt"}
 PREFIX_METRICS = {prefix: metric for metric, prefix in METRIC_PREFIXES.items()}
 MODES = ("live", "shadow")
@@ -181,9 +182,12 @@ class Filters:
 
         def integers(name: str) -> tuple[int, ...]:
             try:
-                return tuple(int(value) for value in values(name))
+                found = tuple(int(value) for value in values(name))
             except ValueError:
                 raise ReportError(f"{name} must be a whole number (an id), got {values(name)!r}") from None
+            if any(abs(value) > MAX_ID for value in found):  # ids are BIGINT: a larger one matches nothing
+                raise ReportError(f"{name} is out of range for an id, got {values(name)!r}")
+            return found
 
         since = _parse_bound(values("since"), "since", end_of_day=False)
         until = _parse_bound(values("until"), "until", end_of_day=True)
@@ -567,6 +571,8 @@ class Reports:
     def conversation(self, account_id: int, conversation_id: int) -> dict[str, Any] | None:
         """One conversation's applied SLA with every miss (corrected ones marked) and its SLA event log;
         None when no SLA was ever applied to it."""
+        if not (0 <= account_id <= MAX_ID and 0 <= conversation_id <= MAX_ID):
+            return None  # beyond the BIGINT columns: no such conversation (and no overflow in the driver)
         with self.engine.connect() as connection:
             row = connection.execute(sa.select(applied).where(
                 applied.c.account_id == account_id, applied.c.conversation_id == conversation_id)).first()

@@ -268,7 +268,6 @@ class Batch:
     def __init__(self, connection: Connection, keys: Sequence[ConversationKey]):
         self.connection = connection
         self.keys = keys
-        self.now = _utcnow()
         self._states: dict[ConversationKey, tuple[ConversationState, dict | None]] = {}
         self._conversation_rows: list[dict] = []
         self._new_keys: set[ConversationKey] = set()
@@ -278,6 +277,9 @@ class Batch:
         self._log_rows: list[dict] = []
         self._outbox_rows: list[dict] = []
         self._load()
+        # Read once the locks are held: a batch that waited for another's locks must not stamp its rows
+        # (outbox rows are delivered in created_at order) earlier than the batch it waited for.
+        self.now = _utcnow()
 
     def _load(self) -> None:
         if not self.keys:

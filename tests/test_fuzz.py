@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import time
 from pathlib import Path
 
@@ -323,3 +324,66 @@ def test_random_and_mutated_rule_files_never_crash_the_check(tmp_path_factory, d
     problems = check_rules(directory)  # never raises
     for problem in problems:
         assert problem.message and str(problem).startswith(str(directory)), str(problem)
+
+
+# -- the project's OpenAPI description, and the read endpoints fuzzed from it ------------------------------
+
+OPENAPI = Path(__file__).parent.parent / "docs" / "openapi.yaml"
+ADMIN = "admin-token-fuzz-4r5t6y"
+
+
+def openapi() -> dict:
+    import yaml  # a dependency of `responses`, so always there when the tests run
+
+    return yaml.safe_load(OPENAPI.read_text())
+
+
+def test_openapi_description_lists_exactly_the_apps_routes(make_app):
+    app = make_app()
+    documented = set(openapi()["paths"])
+    served = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.endswith("static"):
+            continue
+        path = rule.rule.replace("<connector_name>", "{connector}").replace("<name>", "{report}")
+        served.add(re.sub(r"<(?:int:)?([^>]+)>", r"{\1}", path))
+    assert documented == served
+
+
+def _parameter_values(parameter: dict):
+    schema = parameter.get("schema", {})
+    if schema.get("enum"):
+        return st.sampled_from(schema["enum"]) | st.text(max_size=10)
+    if schema.get("type") == "integer" or schema.get("items", {}).get("type") == "integer":
+        return st.integers(-5, 10**20).map(str) | st.text(max_size=10)
+    return st.text(max_size=30)
+
+
+def test_read_endpoints_fuzzed_from_the_openapi_description_never_5xx(make_app):
+    from plugin.runtime import current_runtime
+
+    current_runtime()  # the schema exists, as once a worker has started
+    client = make_app(SLA_ADMIN_TOKEN=ADMIN, SLA_SIDEBAR_TOKEN="sidebar-fuzz").test_client()
+    document = openapi()
+    operations = []
+    for path, item in document["paths"].items():
+        if "get" in item:
+            parameters = [document["components"]["parameters"][p["$ref"].rsplit("/", 1)[1]] if "$ref" in p else p
+                          for p in item["get"].get("parameters", [])]
+            operations.append((path, parameters))
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(data=st.data())
+    def check(data):
+        path, parameters = data.draw(st.sampled_from(operations))
+        query = {}
+        for parameter in parameters:
+            value = data.draw(_parameter_values(parameter))
+            if parameter["in"] == "path":
+                path = path.replace("{" + parameter["name"] + "}", value if value.isdigit() else "1")
+            elif parameter["name"] != "token" and data.draw(st.booleans()):
+                query[parameter["name"]] = value
+        response = client.get(path, query_string=query, headers={"Authorization": f"Bearer {ADMIN}"})
+        assert response.status_code < 500, (path, query, response.get_data(as_text=True)[:300])
+
+    check()
