@@ -24,7 +24,6 @@ import argparse
 import hashlib
 import hmac
 import http.client
-import json
 import os
 import shutil
 import statistics
