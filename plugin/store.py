@@ -151,13 +151,18 @@ MIGRATIONS: tuple = (
 )
 
 
+MIGRATION_LOCK_KEY = 0x534C41  # "SLA": the PostgreSQL advisory lock that serialises migrations
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` transactions so
     several worker processes can write one file safely."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_pre_ping=True, future=True)
+        # A database that does not answer must fail fast, not hang a web or worker process at start.
+        connect_args = {"connect_timeout": 10} if url.startswith("postgresql") else {}
+        return sa.create_engine(url, pool_pre_ping=True, future=True, connect_args=connect_args)
     engine = sa.create_engine(url, connect_args={"timeout": 30, "isolation_level": None}, future=True)
 
     @sa_event.listens_for(engine, "connect")
@@ -201,6 +206,9 @@ class Store:
     def migrate(self) -> int:
         """Apply pending schema migrations; returns the schema version."""
         with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Web and worker processes start together; one migrates, the others wait and find it done.
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             schema_version.create(connection, checkfirst=True)
             current = connection.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
             for version, step in enumerate(MIGRATIONS, start=1):

@@ -107,13 +107,16 @@ def process_stream(runtime: Runtime, clock: Clock, consumer: str, batch_size: in
 def process_entries(runtime: Runtime, entries: Sequence[tuple[bytes, dict]], clock: Clock) -> None:
     """Normalise the entries and fold each conversation's new events in one transaction."""
     by_conversation: dict[tuple[int, int], list[Event]] = defaultdict(list)
+    entries_of: dict[tuple[int, int], list[tuple[bytes, dict]]] = defaultdict(list)
     account = runtime.settings.CHATWOOT_ACCOUNT_ID
     for entry_id, fields in entries:
         event = _read_entry(runtime, entry_id, fields)
         if isinstance(event, tuple):  # a tick: re-evaluate the conversation, no new event
             by_conversation.setdefault(event, [])
         elif event is not None and (account is None or event.account_id == account):
-            by_conversation[(event.account_id, event.conversation_id)].append(event)
+            key = (event.account_id, event.conversation_id)
+            by_conversation[key].append(event)
+            entries_of[key].append((entry_id, fields))
     if not by_conversation:
         return
     rules = runtime.rules.current()
@@ -128,11 +131,15 @@ def process_entries(runtime: Runtime, entries: Sequence[tuple[bytes, dict]], clo
                 continue  # a tick for a conversation the store no longer knows
             newest = max((event.occurred_at for event in added), default=now)
             at = max(now, min(newest, now + MAX_CLOCK_SKEW))
-            state, evaluation = evaluate(state, rules.match, rules.content_hash, at)
-            current = summary(evaluation)
-            found = changes(previous, evaluation)
-            intents = writeback_intents(previous, current, found)
-            batch.save(state, evaluation, current, found, intents)
+            try:
+                state, evaluation = evaluate(state, rules.match, rules.content_hash, at)
+                current = summary(evaluation)
+                found = changes(previous, evaluation)
+                intents = writeback_intents(previous, current, found)
+                batch.save(state, evaluation, current, found, intents)
+            except Exception as error:  # noqa: BLE001 - one bad conversation must not hold the batch back
+                _set_aside(runtime, key, entries_of.get(key, ()), error)
+                continue
             checks.append((key, evaluation.next_check_at))
             if intents:
                 outbox.append(key)
@@ -147,6 +154,19 @@ def process_entries(runtime: Runtime, entries: Sequence[tuple[bytes, dict]], clo
 
         enqueue_writebacks(runtime.redis, outbox)
         repair_dropped_labels(runtime, (event for events in by_conversation.values() for event in events))
+
+
+def _set_aside(runtime: Runtime, key: tuple[int, int], entries, error: Exception) -> None:
+    """Keep a conversation's new entries in the dead-letter stream when folding them failed.
+
+    Its stored state is left as it was; the rest of the batch goes on. Without this, the batch would be
+    claimed and fail again forever, and every event read with it would wait.
+    """
+    log.error("conversation could not be evaluated; its new events are kept aside: %r", error,
+              extra={"account_id": key[0], "conversation_id": key[1]})
+    metrics.incr(runtime.redis, "sla_events_unreadable_total", amount=max(len(entries), 1))
+    for _entry_id, fields in entries:
+        runtime.redis.xadd(DEAD_LETTERS, {**fields, "error": repr(error)[:1000]}, maxlen=100_000, approximate=True)
 
 
 def _read_entry(runtime: Runtime, entry_id: bytes, fields: dict) -> Event | tuple[int, int] | None:

@@ -32,6 +32,7 @@ CONCURRENCY_PER_ACCOUNT = 4
 SEMAPHORE_TTL_SECONDS = 60
 RETRY_INTERVALS = (2, 5, 15, 60, 120, 300)
 STALE_AFTER = timedelta(minutes=2)
+MAX_ROUNDS = 5  # a conversation whose intents keep changing is finished by the next job
 # After a refused token, one attempt per this period until an operator fixes it.
 AUTH_BACKOFF_SECONDS = 300
 # How long the labels we wrote are remembered: the echo webhook arrives within seconds.
@@ -47,8 +48,8 @@ return 0
 """
 
 
-class AccountBusy(RuntimeError):
-    """Every write-back slot of the account is taken; RQ retries the job later."""
+class WritebackBusy(RuntimeError):
+    """Another job writes this conversation, or every slot of the account is taken; RQ retries later."""
 
 
 def enqueue_writebacks(redis: Redis, keys: Iterable[tuple[int, int]]) -> None:
@@ -173,12 +174,18 @@ class Writer:
         """Write every pending intent of the conversation; raises (for RQ to retry) on a host failure."""
         if self.runtime.redis.exists(_auth_failed_key(account_id)):
             return 0  # the token was refused recently: the intents wait, nobody hammers the host
-        slot_key = f"sla:writeback:slots:{account_id}"
+        redis = self.runtime.redis
         token = f"{account_id}:{conversation_id}:{self.clock().timestamp()}"
-        slot = self.runtime.redis.eval(_ACQUIRE, 1, slot_key, CONCURRENCY_PER_ACCOUNT, token,
-                                       SEMAPHORE_TTL_SECONDS)
+        # One writer per conversation: two jobs interleaving their read-merge-write would let a stale
+        # label land last.
+        conversation_lock = f"sla:writeback:conversation:{account_id}:{conversation_id}"
+        if not redis.set(conversation_lock, token, nx=True, ex=SEMAPHORE_TTL_SECONDS):
+            raise WritebackBusy(f"conversation {account_id}/{conversation_id} is being written by another job")
+        slot_key = f"sla:writeback:slots:{account_id}"
+        slot = redis.eval(_ACQUIRE, 1, slot_key, CONCURRENCY_PER_ACCOUNT, token, SEMAPHORE_TTL_SECONDS)
         if not slot:
-            raise AccountBusy(f"all {CONCURRENCY_PER_ACCOUNT} write-back slots of account {account_id} are busy")
+            redis.delete(conversation_lock)
+            raise WritebackBusy(f"all {CONCURRENCY_PER_ACCOUNT} write-back slots of account {account_id} are busy")
         try:
             return self._deliver(account_id, conversation_id)
         except AuthError:
@@ -192,16 +199,26 @@ class Writer:
             metrics.incr(self.runtime.redis, "sla_writeback_failures_total", {"reason": "host"})
             raise
         finally:
-            self.runtime.redis.delete(f"{slot_key}:{slot}")
+            redis.delete(f"{slot_key}:{slot}")
+            redis.delete(conversation_lock)
 
     def _deliver(self, account_id: int, conversation_id: int) -> int:
-        rows = self._pending(account_id, conversation_id)
+        """Deliver until nothing is pending: an intent recorded while we wrote is delivered in the next round."""
+        done = 0
+        for _ in range(MAX_ROUNDS):
+            rows = self._pending(account_id, conversation_id)
+            if not rows:
+                break
+            done += self._deliver_rows(account_id, conversation_id, rows)
+        return done
+
+    def _deliver_rows(self, account_id: int, conversation_id: int, rows) -> int:
         done = 0
         for row in rows:
             payload = json.loads(row.payload)
             if row.key == LABELS_KEY:
                 self._write_labels(conversation_id, payload.get("label"))
-                self._finish(row, "done")
+                self._finish_labels(row)
             elif payload["kind"] == "correction":
                 done_miss = self._state_of(account_id, conversation_id, f"note:{payload['miss']}")
                 if done_miss == "done":
@@ -235,6 +252,14 @@ class Writer:
 
     def _finish(self, row, state: str, **values) -> None:
         self._set_state(row.account_id, row.conversation_id, row.key, state, **values)
+
+    def _finish_labels(self, row) -> None:
+        """Mark the label intent done only if it is still the one we wrote; a newer one stays pending."""
+        with self.runtime.store.engine.begin() as connection:
+            connection.execute(outbox.update().where(
+                outbox.c.account_id == row.account_id, outbox.c.conversation_id == row.conversation_id,
+                outbox.c.key == row.key, outbox.c.payload == row.payload).values(
+                state="done", updated_at=self.clock()))
 
     def _cancel(self, account_id: int, conversation_id: int, key: str) -> None:
         self._set_state(account_id, conversation_id, key, "cancelled")

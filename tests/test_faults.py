@@ -19,6 +19,7 @@ from types import SimpleNamespace
 
 import pytest
 import requests
+import responses
 import sqlalchemy as sa
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
@@ -421,3 +422,28 @@ def test_web_process_restarted_under_load_loses_no_accepted_delivery(tmp_path, r
     print(f"web restarted: {refused[0]} requests failed at the client during the restart and were retried")
     verdict = verify(store, bodies, rules_dir, helpdesk_server.state, "web restarted")
     assert verdict.lost == 0, verdict.problems
+
+
+def test_a_label_intent_that_changes_during_a_write_back_is_not_lost(plant):
+    """The intent moves from missed to on track while a job is writing: the newer one is written."""
+    runtime = plant.runtime
+    bodies = Traffic().conversation(1, "hit")
+    events = Queue(EVENTS_QUEUE, connection=runtime.redis)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        helpdesk = HelpdeskState()
+        helpdesk.register(mock)
+        submit(runtime.redis, bodies[:1])
+        SimpleWorker([events], connection=runtime.redis).work(burst=True)
+        client = writeback.client_for(runtime)
+        original = client.conversation_labels
+
+        def read_while_the_rest_arrives(conversation_id):
+            submit(runtime.redis, bodies[1:])
+            SimpleWorker([events], connection=runtime.redis).work(burst=True)
+            return original(conversation_id)
+
+        client.conversation_labels = read_while_the_rest_arrives
+        writeback.Writer(runtime, client).deliver(1, 1001)
+        client.conversation_labels = original
+        work_all(runtime.redis)
+    assert helpdesk.labels[1001] == ["billing", "sla-on-track"]

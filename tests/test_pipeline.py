@@ -107,3 +107,17 @@ def test_running_clocks_are_indexed_for_the_sweeper(runtime, fixture_payload):
     scheduled = runtime.redis.zscore(deadlines.DEADLINES, deadlines.member(1, 87))
     # The next check is the first response's at-risk instant: created + 1h - 15m.
     assert scheduled == now - 60 + 45 * 60
+
+
+def test_a_conversation_that_cannot_be_evaluated_is_set_aside_and_the_batch_goes_on(runtime, fixture_payload):
+    poisoned = fixture_payload("conversation_created")
+    nested: list = []
+    for _ in range(900):  # deep enough to break JSON encoding of the stored state
+        nested = [nested]
+    poisoned.update(id=500, custom_attributes={"x": nested})
+    submit(runtime.redis, [json.dumps(poisoned).encode(), json.dumps(fixture_payload("conversation_created")).encode()])
+    run_worker(runtime.redis)
+    assert runtime.store.summary((1, 87))["policy"] == "standard"
+    assert runtime.store.summary((1, 500)) is None
+    assert runtime.redis.xlen("sla:events:dead") == 1
+    assert runtime.redis.xlen(ingest.STREAM) == 0  # nothing left to be claimed again

@@ -144,3 +144,11 @@ def test_metrics_is_503_when_redis_is_down(make_app, tmp_path):
     response = make_app(REDIS_URL=f"unix://{tmp_path}/dead.sock").test_client().get("/metrics")
 
     assert response.status_code == 503
+
+
+def test_reports_answer_on_a_fresh_database_before_any_worker_ran(make_app):
+    app = make_app(SLA_ADMIN_TOKEN="admin-token-for-reports")
+    response = app.test_client().get("/api/reports/summary",
+                                     headers={"Authorization": "Bearer admin-token-for-reports"})
+    assert response.status_code == 200
+    assert response.get_json()["overall"]["applied"] == 0

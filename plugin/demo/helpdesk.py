@@ -257,24 +257,30 @@ class DemoHelpdesk:
 
     @contextlib.contextmanager
     def capturing(self) -> Iterator[list[Delivery]]:
-        """Collect the deliveries made inside the block instead of sending them (a test posts them itself)."""
+        """Collect the deliveries made inside the block instead of sending them (to send them in another
+        order with :meth:`send`, or for a test to post them itself). Blocks may nest."""
         with self._lock:
-            self._captured = captured = []
+            outer, self._captured = self._captured, []
+            captured = self._captured
         try:
             yield captured
         finally:
             with self._lock:
-                self._captured = None
+                self._captured = outer
 
-    def _emit(self, event: str, payload: dict[str, Any]) -> None:
-        body = json.dumps({**payload, "event": event}, separators=(",", ":"), ensure_ascii=False).encode()
-        for hook in self.webhooks.values():
-            if event in hook.subscriptions:
-                delivery = Delivery(hook.url, hook.secret, event, body)
+    def send(self, deliveries: list[Delivery]) -> None:
+        """Send *deliveries* in this order, after what is already queued (or collect them, when capturing)."""
+        with self._lock:
+            for delivery in deliveries:
                 if self._captured is not None:
                     self._captured.append(delivery)
                 else:
                     self._outbox.put(delivery)
+
+    def _emit(self, event: str, payload: dict[str, Any]) -> None:
+        body = json.dumps({**payload, "event": event}, separators=(",", ":"), ensure_ascii=False).encode()
+        self.send([Delivery(hook.url, hook.secret, event, body) for hook in self.webhooks.values()
+                   if event in hook.subscriptions])
 
     def _send_until_stopped(self) -> None:
         with requests.Session() as session:

@@ -5,6 +5,7 @@ The receiver only verifies, deduplicates and hands webhook bodies to the workers
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 from flask import Flask
 from redis import Redis
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from connectors import get_connector
 from plugin.logging import configure_logging
@@ -19,7 +21,7 @@ from plugin.metrics import CounterBuffer
 from plugin.rules import RulesHolder
 from plugin.services import redis_connection
 from plugin.settings import Settings
-from plugin.store import make_engine
+from plugin.store import Store, make_engine
 from plugin.web import health, reports, sidebar, webhooks
 
 
@@ -60,8 +62,18 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     redis = redis if redis is not None else redis_connection(settings)
     app.extensions["sla"] = SlaExtension(settings=settings, redis=redis, rules=RulesHolder(settings.SLA_RULES_DIR),
                                          counters=CounterBuffer(redis))
+    _migrate(settings)
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(reports.blueprint)
     app.register_blueprint(sidebar.blueprint)
     return app
+
+
+def _migrate(settings: Settings) -> None:
+    """Bring the schema up to date so reports work before any worker ran; the receiver never needs the
+    database, so an unreachable one is logged (and shown by /healthz), not fatal."""
+    try:
+        Store.from_url(settings.DATABASE_URL).migrate()
+    except SQLAlchemyError as error:
+        logging.getLogger(__name__).warning("database not migrated at start: %s", error.__class__.__name__)
