@@ -89,11 +89,8 @@ class ProductionStack:
         self.environment["CHATWOOT_WEBHOOK_SECRET"] = self.secret
         command = [sys.executable, "-m", "plugin.cli"]
         self._spawn("web", [*command, "serve", "--port", str(self.port), "--workers", str(self.web_processes)])
-        # The first worker migrates the empty database before the others start: two workers creating the
-        # schema of an empty PostgreSQL database at the same instant collide (Store.migrate takes no lock).
-        self._spawn("worker-1", [*command, "worker"])
-        self.wait_for(lambda: len(Worker.all(connection=self.redis())) == 1, 60, "the first RQ worker")
-        for number in range(2, self.worker_processes + 1):
+        # All at once, as a process manager starts them: they migrate the empty database together.
+        for number in range(1, self.worker_processes + 1):
             self._spawn(f"worker-{number}", [*command, "worker"])
         self.wait_for(lambda: self._healthy(), 60, "the web app to answer /healthz")
         self.wait_for(lambda: len(Worker.all(connection=self.redis())) == self.worker_processes, 60,

@@ -249,7 +249,7 @@ def test_signatures_stale_replayed_or_garbage_are_401_never_5xx(make_app, redis)
 # -- rule files ---------------------------------------------------------------------------------------------
 
 CATASTROPHIC = ["(a+)+$", "(.*)*x", "^(\\w+\\s?)+$", "(a*)*b", "([a-z]+)*@", "(?:x+y*)+z", "(a|b+)*c",
-                "((ab)*)+$", "(\\d+\\.?)+$"]
+                "((ab)*)+$", "(\\d+\\.?)+$", "(a|a)*$", "(a|aa)+$", "(a+){10}$", "(x|xy)*z"]
 
 
 def rules_file(directory: Path, content: str) -> Path:

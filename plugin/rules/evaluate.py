@@ -368,29 +368,43 @@ _UNBOUNDED_REPEATS = (regex_constants.MAX_REPEAT, regex_constants.MIN_REPEAT)
 _NO_BACKTRACK = (regex_constants.POSSESSIVE_REPEAT, regex_constants.ATOMIC_GROUP)
 
 
-def _nested_repetition(items: Any, inside_unbounded: bool = False) -> str:
-    """Describe an unbounded repetition inside another (``(a+)+``, ``(.*)*``), or ``""`` when there is none.
+def _nested_repetition(items: Any, inside_unbounded: bool = False, inside_repeat: bool = False) -> str:
+    """Describe a pattern shape that backtracks exponentially, or ``""`` when there is none.
 
-    A star height above one is what makes backtracking exponential; overlapping alternatives such as
-    ``(a|a)*`` are not detected, which is why matching also bounds the text's length.
+    Refused: an unbounded repetition inside another (``(a+)+``, ``(.*)*``); an unbounded repetition inside a
+    repeated group (``(a+){10}``); alternatives inside a repetition that can start alike (``(a|a)*``,
+    ``(a|aa)+``: the stdlib's parser factors out common prefixes, leaving alternatives that are empty or do
+    not start with distinct literal characters). Matching also bounds the text's length.
     """
     for operation, argument in items:
         if operation in _UNBOUNDED_REPEATS:
             _, maximum, body = argument
             unbounded = maximum == regex_constants.MAXREPEAT
-            if unbounded and inside_unbounded:
-                return "an unbounded quantifier inside a group repeated without bound"
-            found = _nested_repetition(body, inside_unbounded or unbounded)
+            if unbounded and (inside_unbounded or inside_repeat):
+                return "an unbounded quantifier inside a repeated group"
+            found = _nested_repetition(body, inside_unbounded or unbounded, inside_repeat or maximum > 1)
         elif operation in _NO_BACKTRACK:
             body = argument[2] if operation == regex_constants.POSSESSIVE_REPEAT else argument
             found = _nested_repetition(body)
+        elif operation == regex_constants.BRANCH and inside_repeat and _alternatives_overlap(argument[1]):
+            found = "alternatives that can match the same text inside a repeated group"
         else:
             found = ""
             for part in _subpatterns(operation, argument):
-                found = found or _nested_repetition(part, inside_unbounded)
+                found = found or _nested_repetition(part, inside_unbounded, inside_repeat)
         if found:
             return found
     return ""
+
+
+def _alternatives_overlap(alternatives: list) -> bool:
+    """Whether two alternatives may start with the same character (empty ones always may)."""
+    first_characters = []
+    for alternative in alternatives:
+        if not alternative or alternative[0][0] != regex_constants.LITERAL:
+            return True
+        first_characters.append(alternative[0][1])
+    return len(set(first_characters)) != len(first_characters)
 
 
 def _subpatterns(operation: Any, argument: Any) -> list:
