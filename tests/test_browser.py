@@ -26,7 +26,7 @@ from report_timelines import (  # noqa: F401 (report_runtime is a fixture)
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-APP_CONTEXT = Path(__file__).resolve().parent / "fixtures" / "chatwoot" / "dashboard-app-appContext-example.json"
+APP_CONTEXT = Path(__file__).resolve().parent / "fixtures" / "dashboard-app-appContext-example.json"
 ADMIN = "admin-token-0123456789"
 SIDEBAR = "sidebar-token-9876543210"
 WEEK = "since=2026-03-02&until=2026-03-08"

@@ -197,6 +197,10 @@ def test_the_scripted_morning_tells_the_story_under_the_demo_rules(helpdesk, sec
                             "max": "hit", "kim": "at_risk"}
     assert statuses(60) == {"jane": "hit", "omar": "missed", "lee": "missed", "ana": "hit",
                             "max": "hit", "kim": "hit"}
+    # The weekend email's webhooks come Monday's reply first (see script.play_weekend).
+    email_bodies = [json.loads(body) for body in bodies
+                    if ids["max"] in (json.loads(body).get("id"), json.loads(body).get("conversation", {}).get("id"))]
+    assert (email_bodies[0]["event"], email_bodies[0]["message_type"]) == ("message_created", "outgoing")
     weekend = replay(bodies, ChatwootConnector(), rules.match, rules.content_hash).evaluations
     email = next(evaluation for evaluation in weekend if evaluation.conversation_id == ids["max"]).to_replay_json()
     assert email["policy"] == "email-office-hours"
