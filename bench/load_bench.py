@@ -121,42 +121,15 @@ def run_wrk_mixed(port: int, bodies: list[bytes], duration: int, connections: in
 
 
 def run_threads_mixed(port: int, bodies: list[bytes], duration: int, connections: int):
-    latencies: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
-    stop_at = time.monotonic() + duration
+    """The webhook bench's client, each connection cycling through the mixed bodies, signed."""
+    timestamp = int(time.time())
 
-    def client(number: int) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        mine, failed, sent = [], 0, 0
-        timestamp = int(time.time())
-        while time.monotonic() < stop_at and sent < 200_000:
-            body = bodies[(sent * connections + number) % len(bodies)]
-            sent += 1
-            started = time.perf_counter()
-            try:
-                connection.request("POST", PATH, body=body, headers={
-                    "Content-Type": "application/json", "X-Chatwoot-Timestamp": str(timestamp),
-                    "X-Chatwoot-Signature": signature(body, timestamp), "X-Chatwoot-Delivery": f"t-{number}-{sent}"})
-                response = connection.getresponse()
-                response.read()
-                failed += response.status != 202
-            except (OSError, http.client.HTTPException):
-                failed += 1
-                connection.close()
-            mine.append(time.perf_counter() - started)
-        with lock:
-            latencies.extend(mine)
-            errors[0] += failed
+    def request_for(number: int, sent: int) -> tuple[bytes, dict[str, str]]:
+        body = bodies[(sent * connections + number) % len(bodies)]
+        return body, {"Content-Type": "application/json", "X-Chatwoot-Timestamp": str(timestamp),
+                      "X-Chatwoot-Signature": signature(body, timestamp), "X-Chatwoot-Delivery": f"t-{number}-{sent}"}
 
-    started = time.monotonic()
-    threads = [threading.Thread(target=client, args=(number,)) for number in range(connections)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return webhook_bench.Result(len(latencies), time.monotonic() - started, quantile(latencies, 50) * 1000,
-                                quantile(latencies, 99) * 1000, errors[0])
+    return webhook_bench.run_python_client(port, request_for, duration, connections)
 
 
 def saturation(redis_server: EmbeddedRedis, workdir: Path, arguments) -> None:

@@ -28,6 +28,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
@@ -153,9 +154,12 @@ def _wrk_latency_ms(output: str, percentile: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_python_client(port: int, body: bytes, headers: dict[str, str], duration: int, connections: int,
-                      max_requests: int = 200_000) -> Result:
-    """Threads posting over keep-alive connections until *duration* seconds or *max_requests* requests."""
+def run_python_client(port: int, request_for: Callable[[int, int], tuple[bytes, dict[str, str]]], duration: int,
+                      connections: int, max_requests: int = 200_000) -> Result:
+    """Threads posting over keep-alive connections until *duration* seconds or *max_requests* requests.
+
+    ``request_for(connection number, request number)`` gives each request's body and headers.
+    """
     latencies: list[float] = []
     errors = [0]
     lock = threading.Lock()
@@ -165,11 +169,11 @@ def run_python_client(port: int, body: bytes, headers: dict[str, str], duration:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         mine, failed, sent = [], 0, 0
         while time.monotonic() < stop_at and len(latencies) + len(mine) < max_requests:
+            body, headers = request_for(number, sent)
             sent += 1
             started = time.perf_counter()
             try:
-                connection.request("POST", "/webhooks/chatwoot", body=body,
-                                   headers={**headers, "X-Chatwoot-Delivery": f"bench-{number}-{sent}"})
+                connection.request("POST", "/webhooks/chatwoot", body=body, headers=headers)
                 response = connection.getresponse()
                 response.read()
                 if response.status != 202:
@@ -234,8 +238,10 @@ def main() -> None:
                         result = run_wrk(server.port, body_file, headers, arguments.duration,
                                          arguments.connections, workdir)
                     else:
-                        result = run_python_client(server.port, body, headers, arguments.duration,
-                                                   arguments.connections)
+                        result = run_python_client(
+                            server.port,
+                            lambda number, sent: (body, {**headers, "X-Chatwoot-Delivery": f"bench-{number}-{sent}"}),
+                            arguments.duration, arguments.connections)
                     results[name].append(result)
                     # flushall ran before the round, so only this app's hand-over holds anything
                     queued = connection.xlen("sla:events") + connection.llen("rq:queue:baseline")

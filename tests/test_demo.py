@@ -224,3 +224,30 @@ def test_the_weekend_conversation_uses_the_latest_weekend_that_is_over(now, frid
     assert weekend.resolved <= datetime.fromisoformat(now)
     assert weekend.written.astimezone(script.OFFICE_ZONE).strftime("%a %H:%M") == "Fri 16:55"
     assert weekend.answered.astimezone(script.OFFICE_ZONE).strftime("%a %H:%M") == "Mon 09:20"
+
+
+def test_the_dev_session_installs_into_its_helpdesk_and_summarises_from_the_store(tmp_path):
+    from plugin.demo.run import DemoSession
+    from plugin.store import Store
+
+    lines: list[str] = []
+    session = DemoSession(8123, echo=lines.append)
+    try:
+        settings = session.prepare({"SLA_ADMIN_TOKEN": "the operator's own"}, tmp_path)
+        (hook,) = session.helpdesk.webhooks.values()
+        assert hook.url == "http://127.0.0.1:8123/webhooks/chatwoot"
+        assert settings["CHATWOOT_WEBHOOK_SECRET"] == hook.secret
+        assert settings["CHATWOOT_URL"] == session.server.url and settings["CHATWOOT_ACCOUNT_ID"] == "1"
+        assert Path(settings["SLA_RULES_DIR"]) == DEMO_RULES
+        assert settings["DATABASE_URL"] == f"sqlite:///{tmp_path / 'demo.sqlite3'}"
+        assert "SLA_ADMIN_TOKEN" not in settings  # what the environment sets wins
+        assert any("label sla-missed: created" in line for line in lines)
+        assert len(session.helpdesk.dashboard_apps) == 1
+
+        Store.from_url(settings["DATABASE_URL"]).migrate()
+        session.plugin_url = "http://127.0.0.1:1"  # nothing listens: the summary falls back to the store
+        summary = session.summary_lines()
+        assert summary[0].startswith("(reports API unavailable")
+        assert summary[1] == "hit rate n/a: 0 of 0 conversations under an SLA kept it, 0 missed"
+    finally:
+        session.stop()

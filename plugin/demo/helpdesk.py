@@ -251,6 +251,11 @@ class DemoHelpdesk:
             self._sender.join(timeout)
             self._sender = None
 
+    def all_conversations(self) -> list[Conversation]:
+        """The conversations, oldest first (a copy of the list: the objects are live)."""
+        with self._lock:
+            return list(self.conversations.values())
+
     def webhooks_pending(self) -> int:
         """Webhooks queued or being sent."""
         return self._outbox.unfinished_tasks

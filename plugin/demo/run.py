@@ -138,8 +138,7 @@ class DemoSession:
         except (requests.RequestException, KeyError, TypeError, ValueError) as error:
             lines = [f"(reports API unavailable: {error}; figures read from the store)",
                      *_store_lines(self.settings.get("DATABASE_URL") or "")]
-        with self.helpdesk._lock:
-            conversations = list(self.helpdesk.conversations.values())
+        conversations = self.helpdesk.all_conversations()
         labels = ", ".join(f"#{conversation.id} {'+'.join(conversation.labels) or '-'}"
                            for conversation in conversations)
         notes = sum(1 for conversation in conversations for message in conversation.messages
