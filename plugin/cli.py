@@ -96,6 +96,7 @@ def worker(burst: bool, sweeper: bool, queue_names: tuple[str, ...]) -> None:
 
     from plugin.logging import configure_logging
     from plugin.runtime import current_runtime
+    from plugin.services import redis_connection
     from plugin.sweeper import Sweeper
     from plugin.worker import utcnow
 
@@ -105,12 +106,14 @@ def worker(burst: bool, sweeper: bool, queue_names: tuple[str, ...]) -> None:
     if sweeper:
         threading.Thread(target=Sweeper(runtime, utcnow).run, args=(stop,), daemon=True,
                          name="sla-sweeper").start()
-    queues = [Queue(name, connection=runtime.redis) for name in queue_names]
+    # RQ blocks on the queues for minutes at a time: its client has no socket timeout.
+    connection = redis_connection(runtime.settings, blocking=True)
+    queues = [Queue(name, connection=connection) for name in queue_names]
     try:
         # SimpleWorker runs jobs in this process: a fork per job would cap us near 55 jobs/s (DESIGN.md 8).
         # The scheduler moves retries (RQ Retry with intervals) back onto their queue when they are due.
-        SimpleWorker(queues, connection=runtime.redis).work(burst=burst, logging_level="WARNING",
-                                                            with_scheduler=True)
+        SimpleWorker(queues, connection=connection).work(burst=burst, logging_level="WARNING",
+                                                         with_scheduler=True)
     finally:
         stop.set()
 

@@ -37,6 +37,7 @@ RECORDED: dict[str, tuple[str, str]] = {
     "sla_events_processed_total": (COUNTER, "Events the workers applied to a conversation."),
     "sla_writeback_failures_total": (COUNTER, "Calls to the helpdesk API that failed."),
     "sla_event_lag_seconds": (HISTOGRAM, "Seconds from a webhook's receipt to its event being applied."),
+    "sla_events_unreadable_total": (COUNTER, "Events set aside in the dead-letter stream (sla:events:dead)."),
 }
 
 # Upper bounds of the histogram buckets, in seconds (an event applied within 1 s is the normal case).

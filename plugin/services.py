@@ -38,13 +38,16 @@ class RedisUnavailable(RuntimeError):
     """No Redis server can be used or started; the message says how to install one."""
 
 
-def redis_connection(settings: Settings) -> Redis:
+def redis_connection(settings: Settings, blocking: bool = False) -> Redis:
     """A client for the configured Redis, or for the embedded server when ``REDIS_URL`` is not set.
 
     Responses stay bytes (``decode_responses=False``): RQ stores pickled job data and needs them raw.
+    A request path fails fast (a socket timeout); a ``blocking`` client, for an RQ worker waiting on its
+    queues for minutes, has none.
     """
     url = settings.REDIS_URL or embedded_redis(settings.instance_path).url
-    return Redis.from_url(url, decode_responses=False, socket_timeout=SOCKET_TIMEOUT_SECONDS,
+    return Redis.from_url(url, decode_responses=False,
+                          socket_timeout=None if blocking else SOCKET_TIMEOUT_SECONDS,
                           socket_connect_timeout=SOCKET_TIMEOUT_SECONDS, health_check_interval=30)
 
 
@@ -160,8 +163,9 @@ class EmbeddedRedis:
             "--save", "", "--appendonly", "no", "--dir", str(self.directory),
             "--logfile", str(log_path), "--daemonize", "no",
         ]
+        # Its own session: a Ctrl-C in the terminal must not kill it before the workers have stopped.
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.STDOUT)
+                                        stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -143,9 +143,16 @@ def process_entries(runtime: Runtime, entries: Sequence[tuple[bytes, dict]], clo
             checks.append((key, evaluation.next_check_at))
             if intents:
                 outbox.append(key)
-            if added:
+            received = [_received_at(fields) for _, fields in entries_of.get(key, ())]
+            received = [moment for moment in received if moment is not None]
+            if added and received:
                 metrics.observe(runtime.redis, "sla_event_lag_seconds",
-                                max(0.0, (now - min(event.occurred_at for event in added)).total_seconds()))
+                                max(0.0, (now - min(received)).total_seconds()))
+            if found:
+                log.info("SLA %s", ", ".join(f"{change.kind} {change.metric}" if change.metric else change.kind
+                                             for change in found),
+                         extra={"account_id": key[0], "conversation_id": key[1],
+                                "status": evaluation.status, "policy": current["policy"]})
         batch.flush()
     deadlines.schedule(runtime.redis, checks)
     metrics.incr(runtime.redis, "sla_events_processed_total", amount=sum(map(len, by_conversation.values())))
@@ -154,6 +161,15 @@ def process_entries(runtime: Runtime, entries: Sequence[tuple[bytes, dict]], clo
 
         enqueue_writebacks(runtime.redis, outbox)
         repair_dropped_labels(runtime, (event for events in by_conversation.values() for event in events))
+
+
+def _received_at(fields: dict) -> datetime | None:
+    """When the receiver accepted an entry (reconciled bodies and ticks carry their own times or none)."""
+    raw = fields.get(b"received_at")
+    try:
+        return datetime.fromisoformat(raw.decode()) if raw else None
+    except ValueError:
+        return None
 
 
 def _set_aside(runtime: Runtime, key: tuple[int, int], entries, error: Exception) -> None:
