@@ -19,6 +19,7 @@ from hypothesis import settings as hypothesis_settings
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from databases import empty_public_schema
 from plugin.services import EmbeddedRedis
 from plugin.settings import Settings
 
@@ -80,18 +81,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path):
         return
     url = request.getfixturevalue("postgres_url")
     # The session's database is shared by every test (some use postgres_url directly): start empty.
-    _empty_public_schema(url)
+    empty_public_schema(url)
     yield url
-    _empty_public_schema(url)
+    empty_public_schema(url)
 
-
-def _empty_public_schema(url: str) -> None:
-    connection_url = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(connection_url, autocommit=True) as connection:
-        # A test that left a transaction open would make the DROP wait forever: fail loudly instead.
-        connection.execute("SET lock_timeout = '20s'")
-        connection.execute("DROP SCHEMA public CASCADE")
-        connection.execute("CREATE SCHEMA public")
 
 
 @pytest.fixture

@@ -18,13 +18,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import psycopg
 import requests
 import sqlalchemy as sa
 from redis import Redis
 from rq import Queue, Worker
-from sqlalchemy.engine import make_url
 
+from databases import empty_public_schema
 from plugin.demo.helpdesk import DEMO_API_TOKEN, PLUGIN_USER_ID, DemoHelpdesk, HelpdeskServer
 from plugin.ingest import EVENTS_QUEUE, GROUP, STREAM, WRITEBACK_QUEUE
 from plugin.services import EmbeddedRedis, pick_free_port
@@ -73,7 +72,7 @@ class ProductionStack:
 
     def start(self) -> None:
         """Empty the database, start Redis and the helpdesk, install, start web and workers, wait for them."""
-        _empty_database(self.database_url)
+        empty_public_schema(self.database_url)
         self.redis_server.start()
         self.helpdesk_server.start()
         self.environment = {
@@ -214,11 +213,3 @@ class ProductionStack:
         except requests.RequestException:
             return False
 
-
-def _empty_database(database_url: str) -> None:
-    """A fresh schema: the session's database may hold another test's tables."""
-    url = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute("SET lock_timeout = '20s'")
-        connection.execute("DROP SCHEMA public CASCADE")
-        connection.execute("CREATE SCHEMA public")
