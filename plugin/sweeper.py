@@ -26,6 +26,9 @@ LEADER_TTL_SECONDS = 5
 INDEX_REFRESH_EVERY = timedelta(seconds=60)
 MINIMUM_WAIT_SECONDS = 0.02
 OUTBOX_REQUEUE_EVERY = timedelta(seconds=30)
+# A drain left stalled by a killed worker can only be taken over after the claim idle time anyway; checking
+# on every wake (up to 50 a second with dense deadlines) would only queue empty drains beside a running one.
+STALLED_DRAIN_CHECK_EVERY = timedelta(seconds=2)
 
 # Renew the lock only while we still hold it (compare-and-set on the token).
 _RENEW = """
@@ -42,9 +45,7 @@ class Sweeper:
         self.clock = clock
         self.token = uuid.uuid4().hex
         self.leader = False
-        self._last_index_refresh: datetime | None = None
-        self._last_reconciler: datetime | None = None
-        self._last_outbox_requeue: datetime | None = None
+        self._last_run: dict[str, datetime] = {}  # periodic duty -> when it last ran
 
     def _hold_leadership(self) -> bool:
         redis = self.runtime.redis
@@ -53,7 +54,7 @@ class Sweeper:
         self.leader = bool(redis.set(LEADER_KEY, self.token, nx=True, ex=LEADER_TTL_SECONDS))
         if self.leader:
             log.info("sweeper elected leader")
-            self._last_index_refresh = None  # a new leader trusts nothing in Redis: rebuild from SQL
+            self._last_run.clear()  # a new leader trusts nothing in Redis: rebuild from SQL first
         return self.leader
 
     def rebuild(self) -> int:
@@ -68,37 +69,36 @@ class Sweeper:
         if not self._hold_leadership():
             return 0
         now = self.clock()
-        if self._last_index_refresh is None:
+        if "index" not in self._last_run:
             self.rebuild()
-            self._last_index_refresh = now
-        elif now - self._last_index_refresh >= INDEX_REFRESH_EVERY:
+            self._last_run["index"] = now
+        elif self._every("index", INDEX_REFRESH_EVERY, now):
             deadlines.schedule(self.runtime.redis, self.runtime.store.due_conversations(now))
-            self._last_index_refresh = now
-        self._restart_stalled_drain()
+        if self._every("stalled drain", STALLED_DRAIN_CHECK_EVERY, now):
+            self._restart_stalled_drain()
         due = deadlines.pop_due(self.runtime.redis, now)
         for account_id, conversation_id in due:
             ingest.submit_tick(self.runtime.redis, account_id, conversation_id)
         if self.runtime.settings.CHATWOOT_URL:
-            self._requeue_outbox(now)
-            self._schedule_reconciler(now)
+            if self._every("outbox", OUTBOX_REQUEUE_EVERY, now):
+                from plugin.writeback import requeue_stale_outbox
+
+                requeue_stale_outbox(self.runtime, now)
+            reconcile_every = self.runtime.settings.SLA_RECONCILE_SECONDS
+            if reconcile_every > 0 and self._every("reconciler", timedelta(seconds=reconcile_every), now):
+                # On the write-back queue: it calls the helpdesk's API, like the write-back, not the engine.
+                Queue(ingest.WRITEBACK_QUEUE, connection=self.runtime.redis).enqueue(
+                    "plugin.reconciler.run", job_id="sla-reconciler", job_timeout=600, result_ttl=0,
+                    failure_ttl=24 * 3600)
         return len(due)
 
-    def _requeue_outbox(self, now: datetime) -> None:
-        from plugin.writeback import requeue_stale_outbox
-
-        if self._last_outbox_requeue is None or now - self._last_outbox_requeue >= OUTBOX_REQUEUE_EVERY:
-            self._last_outbox_requeue = now
-            requeue_stale_outbox(self.runtime, now)
-
-    def _schedule_reconciler(self, now: datetime) -> None:
-        every = self.runtime.settings.SLA_RECONCILE_SECONDS
-        if every <= 0 or (self._last_reconciler is not None and (now - self._last_reconciler).total_seconds() < every):
-            return
-        self._last_reconciler = now
-        # On the write-back queue: it calls the helpdesk's API, like the write-back, not the engine.
-        Queue(ingest.WRITEBACK_QUEUE, connection=self.runtime.redis).enqueue(
-            "plugin.reconciler.run", job_id="sla-reconciler", job_timeout=600, result_ttl=0,
-            failure_ttl=24 * 3600)
+    def _every(self, duty: str, period: timedelta, now: datetime) -> bool:
+        """Whether a periodic duty is due (never run, or ``period`` since it last ran); marks it run."""
+        last = self._last_run.get(duty)
+        if last is not None and now - last < period:
+            return False
+        self._last_run[duty] = now
+        return True
 
     def _restart_stalled_drain(self) -> None:
         """Queue a drain when entries wait and no drain job is queued.
