@@ -6,12 +6,11 @@ job (opening a database engine or parsing the rule files per job would cost more
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from redis import Redis
 
-from connectors import get_connector
-from connectors.base import Connector
+from connectors import Connectors
 from plugin.rules import RulesHolder
 from plugin.services import redis_connection
 from plugin.settings import Settings
@@ -26,7 +25,7 @@ class Runtime:
     redis: Redis
     store: Store
     rules: RulesHolder
-    _connectors: dict[str, Connector] = field(default_factory=dict)
+    connectors: Connectors
 
     @classmethod
     def from_settings(cls, settings: Settings, redis: Redis | None = None) -> "Runtime":
@@ -34,13 +33,7 @@ class Runtime:
         store = Store.from_url(settings.DATABASE_URL)
         store.migrate()
         return cls(settings=settings, redis=redis or redis_connection(settings), store=store,
-                   rules=RulesHolder(settings.SLA_RULES_DIR))
-
-    def connector(self, name: str) -> Connector:
-        """The connector registered under ``name``, configured from the settings."""
-        if name not in self._connectors:
-            self._connectors[name] = get_connector(name, self.settings.as_mapping())
-        return self._connectors[name]
+                   rules=RulesHolder(settings.SLA_RULES_DIR), connectors=Connectors(settings.as_mapping()))
 
 
 @functools.lru_cache(maxsize=1)

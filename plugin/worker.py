@@ -191,7 +191,7 @@ def _read_entry(runtime: Runtime, entry_id: bytes, fields: dict) -> Event | tupl
         return deadlines.parse_member(fields[b"tick"])
     delivery_id = fields.get(b"delivery_id", b"").decode() or None
     try:
-        connector = runtime.connector(fields[b"connector"].decode())
+        connector = runtime.connectors.get(fields[b"connector"].decode())
         payload = json.loads(fields[b"body"])
         received_at = parse_time(fields[b"received_at"].decode()) if fields.get(b"received_at") else None
         return connector.normalize(payload, received_at)

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from flask import Flask
 from redis import Redis
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from connectors import get_connector
+from connectors import Connectors
 from plugin.logging import configure_logging
 from plugin.metrics import CounterBuffer
 from plugin.rules import RulesHolder
@@ -33,14 +32,8 @@ class SlaExtension:
     redis: Redis
     rules: RulesHolder
     counters: CounterBuffer
-    _connectors: dict[str, Any] = field(default_factory=dict)
+    connectors: Connectors
     _database_engine: Engine | None = None
-
-    def connector(self, name: str) -> Any:
-        """The connector registered as *name*, built once; raises ``connectors.base.UnknownConnector``."""
-        if name not in self._connectors:
-            self._connectors[name] = get_connector(name, self.settings.as_mapping())
-        return self._connectors[name]
 
     def database_engine(self) -> Engine:
         """The store's SQLAlchemy engine, created on first use (the webhook receiver never needs it)."""
@@ -61,7 +54,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     os.makedirs(app.instance_path, exist_ok=True)
     redis = redis if redis is not None else redis_connection(settings)
     app.extensions["sla"] = SlaExtension(settings=settings, redis=redis, rules=RulesHolder(settings.SLA_RULES_DIR),
-                                         counters=CounterBuffer(redis))
+                                         counters=CounterBuffer(redis), connectors=Connectors(settings.as_mapping()))
     _migrate(settings)
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(health.blueprint)

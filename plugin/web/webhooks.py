@@ -34,7 +34,7 @@ def receive(connector_name: str) -> Response:
     """Verify one webhook delivery and queue its raw body (see the module's docstring for the answers)."""
     sla = current_app.extensions["sla"]
     try:
-        connector = sla.connector(connector_name)
+        connector = sla.connectors.get(connector_name)
     except UnknownConnector:
         # Not counted: the name comes from the URL, and a metric label per made-up name would grow unbounded.
         return _answer(404, "unknown_connector")
