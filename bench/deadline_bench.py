@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from plugin.engine import ConversationState, add_events, evaluate  # noqa: E402
 from plugin.engine.effects import changes, summary, writeback_intents  # noqa: E402
 from plugin.events import CONVERSATION_CREATED, Conversation, Event  # noqa: E402
 from plugin.services import EmbeddedRedis  # noqa: E402
-from plugin.store import misses, outbox  # noqa: E402
+from plugin.store import as_utc, misses, outbox  # noqa: E402
 
 TARGET = timedelta(minutes=10)
 CHATWOOT_CRON_SECONDS = 300
@@ -120,7 +119,7 @@ def main() -> None:
                     misses.join(outbox, sa.and_(misses.c.account_id == outbox.c.account_id,
                                                 misses.c.conversation_id == outbox.c.conversation_id,
                                                 outbox.c.key == "note:" + misses.c.miss)))).all()
-        lags = sorted((_aware(created) - _aware(due)).total_seconds() for due, created in rows)
+        lags = sorted((as_utc(created) - as_utc(due)).total_seconds() for due, created in rows)
         if not lags:
             print("no miss was recorded: the workers did not keep up or did not start")
             sys.exit(1)
@@ -137,10 +136,6 @@ def main() -> None:
               f"{CHATWOOT_CRON_SECONDS / p99:.0f}x sooner")
         print(f"Redis memory per tracked deadline: {per_deadline:.0f} bytes "
               f"(sorted set alone: {zset_bytes / max(tracked, 1):.0f} bytes)")
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 if __name__ == "__main__":

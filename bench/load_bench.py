@@ -21,8 +21,6 @@ Two phases, on a private redis-server and a SQLite file in a temporary folder:
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import http.client
 import os
 import shutil
@@ -55,10 +53,6 @@ def quantile(values: list[float], q: int) -> float:
     if len(values) < 2:
         return values[0] if values else float("nan")
     return statistics.quantiles(values, n=100)[q - 1]
-
-
-def signature(body: bytes, timestamp: int) -> str:
-    return "sha256=" + hmac.new(SECRET.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
 
 
 def mixed_bodies(count: int) -> list[bytes]:
@@ -104,7 +98,7 @@ def run_wrk_mixed(port: int, bodies: list[bytes], duration: int, connections: in
     script = workdir / "mixed.lua"
     script.write_text(WRK_SCRIPT % {
         "bodies": ",\n".join(f"[==[{body.decode()}]==]" for body in bodies),
-        "signatures": ",".join(f'"{signature(body, timestamp)}"' for body in bodies),
+        "signatures": ",".join(f'"{webhook_bench.signature(body, timestamp)}"' for body in bodies),
         "timestamp": timestamp, "path": PATH})
     output = subprocess.run(
         ["wrk", "--threads", "2", "--connections", str(connections), "--duration", f"{duration}s", "--timeout", "5s",
@@ -127,7 +121,7 @@ def run_threads_mixed(port: int, bodies: list[bytes], duration: int, connections
     def request_for(number: int, sent: int) -> tuple[bytes, dict[str, str]]:
         body = bodies[(sent * connections + number) % len(bodies)]
         return body, {"Content-Type": "application/json", "X-Chatwoot-Timestamp": str(timestamp),
-                      "X-Chatwoot-Signature": signature(body, timestamp), "X-Chatwoot-Delivery": f"t-{number}-{sent}"}
+                      "X-Chatwoot-Signature": webhook_bench.signature(body, timestamp), "X-Chatwoot-Delivery": f"t-{number}-{sent}"}
 
     return webhook_bench.run_python_client(port, request_for, duration, connections)
 
@@ -213,7 +207,7 @@ class Sustained:
                     try:
                         connection.request("POST", PATH, body=body, headers={
                             "Content-Type": "application/json", "X-Chatwoot-Timestamp": str(timestamp),
-                            "X-Chatwoot-Signature": signature(body, timestamp),
+                            "X-Chatwoot-Signature": webhook_bench.signature(body, timestamp),
                             "X-Chatwoot-Delivery": f"s-{cid}-{step}"})
                         response = connection.getresponse()
                         response.read()

@@ -104,9 +104,14 @@ class Server:
             self.process.wait()
 
 
+def signature(body: bytes, timestamp: int) -> str:
+    """The ``X-Chatwoot-Signature`` Chatwoot sends for *body* at *timestamp*, with the bench's secret."""
+    return "sha256=" + hmac.new(SECRET.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
 def signed_headers(body: bytes, timestamp: int) -> dict[str, str]:
-    digest = hmac.new(SECRET.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return {"Content-Type": "application/json", "X-Chatwoot-Signature": f"sha256={digest}",
+    """Headers of one signed delivery (the delivery id is added per request)."""
+    return {"Content-Type": "application/json", "X-Chatwoot-Signature": signature(body, timestamp),
             "X-Chatwoot-Timestamp": str(timestamp)}
 
 

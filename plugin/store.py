@@ -185,11 +185,16 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite returns naive datetimes; every stored time is UTC.
+def as_utc(value: datetime | None) -> datetime | None:
+    """A stored time as aware UTC (SQLite returns naive datetimes; every stored time is UTC)."""
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
     return value
+
+
+def _decode(row) -> tuple[ConversationState, dict | None]:
+    """A ``sla_conversations`` row's state and last summary."""
+    return state_from_json(json.loads(row.state)), json.loads(row.summary) if row.summary else None
 
 
 class Store:
@@ -236,7 +241,7 @@ class Store:
                 conversations.c.account_id == key[0], conversations.c.conversation_id == key[1])).first()
         if row is None:
             return ConversationState(*key), None
-        return state_from_json(json.loads(row.state)), json.loads(row.summary) if row.summary else None
+        return _decode(row)
 
     def summary(self, key: ConversationKey) -> dict | None:
         """A conversation's last evaluation summary."""
@@ -250,7 +255,7 @@ class Store:
                           conversations.c.next_check_at)
                 .where(conversations.c.next_check_at.is_not(None), conversations.c.next_check_at <= until)
                 .order_by(conversations.c.next_check_at).limit(limit)).all()
-        return [((row.account_id, row.conversation_id), _aware(row.next_check_at)) for row in rows]
+        return [((row.account_id, row.conversation_id), as_utc(row.next_check_at)) for row in rows]
 
     def all_checks(self) -> Iterator[tuple[ConversationKey, datetime]]:
         """Every conversation with a pending check (the deadline index's source of truth)."""
@@ -259,14 +264,14 @@ class Store:
                 sa.select(conversations.c.account_id, conversations.c.conversation_id,
                           conversations.c.next_check_at).where(conversations.c.next_check_at.is_not(None)))
             for row in result:
-                yield (row.account_id, row.conversation_id), _aware(row.next_check_at)
+                yield (row.account_id, row.conversation_id), as_utc(row.next_check_at)
 
     def log_entries(self, key: ConversationKey) -> list[dict[str, Any]]:
         """A conversation's SLA log, oldest first."""
         with self.engine.connect() as connection:
             rows = connection.execute(sa.select(log).where(
                 log.c.account_id == key[0], log.c.conversation_id == key[1]).order_by(log.c.id)).all()
-        return [{"kind": row.kind, "metric": row.metric, "at": format_time(_aware(row.at)),
+        return [{"kind": row.kind, "metric": row.metric, "at": format_time(as_utc(row.at)),
                  "detail": json.loads(row.detail) if row.detail else None} for row in rows]
 
 
@@ -309,8 +314,7 @@ class Batch:
         for row in self.connection.execute(query):
             key = (row.account_id, row.conversation_id)
             if key in wanted:
-                self._states[key] = (state_from_json(json.loads(row.state)),
-                                     json.loads(row.summary) if row.summary else None)
+                self._states[key] = _decode(row)
         for key in wanted - self._states.keys():
             self._states[key] = (ConversationState(*key), None)
             self._new_keys.add(key)
