@@ -10,9 +10,10 @@ Jobs run on the RQ queue ``writeback``, one conversation per job, at most a few 
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 import logging
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -174,10 +175,29 @@ class Writer:
         """Write every pending intent of the conversation; raises (for RQ to retry) on a host failure."""
         if self.runtime.redis.exists(_auth_failed_key(account_id)):
             return 0  # the token was refused recently: the intents wait, nobody hammers the host
+        with self._exclusive(account_id, conversation_id):
+            try:
+                return self._deliver(account_id, conversation_id)
+            except AuthError:
+                # A revoked token will not heal by retrying: alert, and keep the intents for when it is fixed.
+                self.runtime.redis.set(_auth_failed_key(account_id), 1, ex=AUTH_BACKOFF_SECONDS)
+                metrics.incr(self.runtime.redis, "sla_writeback_failures_total", {"reason": "auth"})
+                log.error("helpdesk refused the API token; write-back paused until it is fixed",
+                          extra={"account_id": account_id, "conversation_id": conversation_id})
+                return 0
+            except Exception:
+                metrics.incr(self.runtime.redis, "sla_writeback_failures_total", {"reason": "host"})
+                raise
+
+    @contextmanager
+    def _exclusive(self, account_id: int, conversation_id: int) -> Iterator[None]:
+        """Hold the conversation's write lock and one of the account's slots, or raise WritebackBusy.
+
+        One writer per conversation: two label read-merge-writes interleaving would let a stale list land
+        last. The slots bound the calls in flight against the host's rate limit.
+        """
         redis = self.runtime.redis
         token = f"{account_id}:{conversation_id}:{self.clock().timestamp()}"
-        # One writer per conversation: two jobs interleaving their read-merge-write would let a stale
-        # label land last.
         conversation_lock = f"sla:writeback:conversation:{account_id}:{conversation_id}"
         if not redis.set(conversation_lock, token, nx=True, ex=SEMAPHORE_TTL_SECONDS):
             raise WritebackBusy(f"conversation {account_id}/{conversation_id} is being written by another job")
@@ -187,17 +207,7 @@ class Writer:
             redis.delete(conversation_lock)
             raise WritebackBusy(f"all {CONCURRENCY_PER_ACCOUNT} write-back slots of account {account_id} are busy")
         try:
-            return self._deliver(account_id, conversation_id)
-        except AuthError:
-            # A revoked token will not heal by retrying: alert, and keep the intents for when it is fixed.
-            self.runtime.redis.set(_auth_failed_key(account_id), 1, ex=AUTH_BACKOFF_SECONDS)
-            metrics.incr(self.runtime.redis, "sla_writeback_failures_total", {"reason": "auth"})
-            log.error("helpdesk refused the API token; write-back paused until it is fixed",
-                      extra={"account_id": account_id, "conversation_id": conversation_id})
-            return 0
-        except Exception:
-            metrics.incr(self.runtime.redis, "sla_writeback_failures_total", {"reason": "host"})
-            raise
+            yield
         finally:
             redis.delete(f"{slot_key}:{slot}")
             redis.delete(conversation_lock)
@@ -285,10 +295,11 @@ class Writer:
 
     def restore_labels(self, conversation_id: int, labels: list[str]) -> None:
         """Add back agent labels our own read-merge-write dropped (an agent added them in between)."""
-        current = self.client.conversation_labels(conversation_id)
-        missing = [title for title in labels if title not in current]
-        if missing:
-            self._set_labels(conversation_id, current + missing)
+        with self._exclusive(self.client.account_id, conversation_id):
+            current = self.client.conversation_labels(conversation_id)
+            missing = [title for title in labels if title not in current]
+            if missing:
+                self._set_labels(conversation_id, current + missing)
             log.info("restored agent labels lost to a concurrent edit",
                      extra={"conversation_id": conversation_id, "labels": missing})
 
