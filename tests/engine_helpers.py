@@ -6,7 +6,7 @@ from datetime import datetime
 
 from plugin.engine import ConversationState, add_events, evaluate
 from plugin.events import (
-    CONTACT, CONVERSATION_CREATED, HUMAN, INCOMING, MESSAGE_CREATED, OPEN, OUTGOING, STATUS_CHANGED,
+    CONTACT, CONVERSATION_CREATED, HUMAN, INCOMING, MESSAGE_CREATED, OUTGOING, STATUS_CHANGED,
     Conversation, Event, Message, parse_time,
 )
 from plugin.policy import Policy, policy_from_snapshot, policy_snapshot

@@ -18,7 +18,6 @@ from rq import Queue, SimpleWorker
 from plugin import ingest
 from plugin.calendar import WEEKDAYS
 from plugin.ingest import EVENTS_QUEUE
-from plugin.runtime import current_runtime
 
 UTC = timezone.utc
 MONDAY = datetime(2026, 3, 2, tzinfo=UTC)
@@ -216,15 +215,7 @@ def load_scenario(redis, fixture_payload: Callable[[str], dict]) -> None:
 
 
 @pytest.fixture
-def report_runtime(monkeypatch, tmp_path, redis_server, redis, database_url, report_rules):
+def report_runtime(runtime_factory, report_rules):
     """The workers' runtime on ``report_rules`` and the test's database (import both fixtures into a test
     module)."""
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "rules.json").write_text(json.dumps(report_rules))
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("REDIS_URL", redis_server.url)
-    monkeypatch.setenv("SLA_RULES_DIR", str(tmp_path / "rules"))
-    monkeypatch.delenv("CHATWOOT_URL", raising=False)
-    current_runtime.cache_clear()
-    yield current_runtime()
-    current_runtime.cache_clear()
+    return runtime_factory(report_rules)
