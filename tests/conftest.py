@@ -139,22 +139,35 @@ def make_app(settings_factory, redis):
 
 
 @pytest.fixture
-def runtime_factory(monkeypatch, tmp_path: Path, redis_server: EmbeddedRedis, redis, database_url: str):
-    """Build the process runtime workers use (``plugin.runtime.current_runtime``) from a rule set and
-    environment overrides, on the private Redis and on each database (SQLite and PostgreSQL)."""
+def runtime_environment(monkeypatch):
+    """Point the runtime workers build from the environment (``plugin.runtime.current_runtime``) at new
+    values: ``runtime_environment(DATABASE_URL=..., CHATWOOT_URL=None)``; None unsets a variable."""
+    from plugin.runtime import current_runtime
+
+    def apply(**values: str | None) -> None:
+        for name, value in values.items():
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+        current_runtime.cache_clear()
+
+    yield apply
+    current_runtime.cache_clear()
+
+
+@pytest.fixture
+def runtime_factory(tmp_path: Path, redis_server: EmbeddedRedis, redis, database_url: str, runtime_environment):
+    """Build the process runtime workers use from a rule set and environment overrides, on the private Redis
+    and on each database (SQLite and PostgreSQL)."""
     from plugin.runtime import current_runtime
 
     def build(rules: dict, **environment: str):
         rules_dir = tmp_path / "rules"
         rules_dir.mkdir(exist_ok=True)
         (rules_dir / "rules.json").write_text(json.dumps(rules))
-        monkeypatch.delenv("CHATWOOT_URL", raising=False)
-        values = {"DATABASE_URL": database_url, "REDIS_URL": redis_server.url, "SLA_RULES_DIR": str(rules_dir),
-                  **environment}
-        for name, value in values.items():
-            monkeypatch.setenv(name, value)
-        current_runtime.cache_clear()
+        runtime_environment(**{"CHATWOOT_URL": None, "DATABASE_URL": database_url, "REDIS_URL": redis_server.url,
+                               "SLA_RULES_DIR": str(rules_dir), **environment})
         return current_runtime()
 
-    yield build
-    current_runtime.cache_clear()
+    return build

@@ -44,21 +44,18 @@ from faults import (
 
 
 @pytest.fixture
-def plant(monkeypatch, tmp_path, redis_server, redis):
+def plant(monkeypatch, tmp_path, redis_server, redis, runtime_environment):
     """A runtime on the private Redis and a SQLite file; write-back through a client whose backoff sleeps are
     recorded instead of slept, with the token held in ``plant.token`` (so a test can rotate it)."""
     rules_dir = write_rules(tmp_path / "rules")
-    for name, value in {"DATABASE_URL": f"sqlite:///{tmp_path / 'sla.sqlite3'}", "REDIS_URL": redis_server.url,
-                        "SLA_RULES_DIR": str(rules_dir), "CHATWOOT_URL": BASE_URL, "CHATWOOT_ACCOUNT_ID": "1",
-                        "CHATWOOT_API_TOKEN": API_TOKEN, "SLA_RECONCILE_SECONDS": "0"}.items():
-        monkeypatch.setenv(name, value)
+    runtime_environment(DATABASE_URL=f"sqlite:///{tmp_path / 'sla.sqlite3'}", REDIS_URL=redis_server.url,
+                        SLA_RULES_DIR=str(rules_dir), CHATWOOT_URL=BASE_URL, CHATWOOT_ACCOUNT_ID="1",
+                        CHATWOOT_API_TOKEN=API_TOKEN, SLA_RECONCILE_SECONDS="0")
     sleeps: list[float] = []
     token = {"value": API_TOKEN}
     monkeypatch.setattr(writeback, "client_for", lambda runtime: ChatwootClient(
         BASE_URL, 1, token["value"], sleep=sleeps.append))
-    current_runtime.cache_clear()
-    yield SimpleNamespace(runtime=current_runtime(), rules_dir=rules_dir, sleeps=sleeps, token=token)
-    current_runtime.cache_clear()
+    return SimpleNamespace(runtime=current_runtime(), rules_dir=rules_dir, sleeps=sleeps, token=token)
 
 
 def submit(redis, bodies) -> None:

@@ -90,18 +90,11 @@ def run_worker_over_accepted(redis) -> dict:
 
 
 @pytest.fixture(autouse=True)
-def worker_environment(monkeypatch, tmp_path, redis_server):
+def worker_environment(tmp_path, redis_server, runtime_environment):
     """The in-process worker's runtime reads the environment: the same Redis and database as the app."""
-    from plugin.runtime import current_runtime
-
-    for name, value in {"DATABASE_URL": f"sqlite:///{tmp_path / 'sla.sqlite3'}", "REDIS_URL": redis_server.url,
-                        "SLA_RULES_DIR": str(Path(__file__).parent.parent / "rules")}.items():
-        monkeypatch.setenv(name, value)
-    for name in ("CHATWOOT_URL", "CHATWOOT_ACCOUNT_ID", "CHATWOOT_WEBHOOK_SECRET"):
-        monkeypatch.delenv(name, raising=False)
-    current_runtime.cache_clear()
-    yield
-    current_runtime.cache_clear()
+    runtime_environment(DATABASE_URL=f"sqlite:///{tmp_path / 'sla.sqlite3'}", REDIS_URL=redis_server.url,
+                        SLA_RULES_DIR=str(Path(__file__).parent.parent / "rules"), CHATWOOT_URL=None,
+                        CHATWOOT_ACCOUNT_ID=None, CHATWOOT_WEBHOOK_SECRET=None)
 
 
 @pytest.fixture
@@ -360,9 +353,6 @@ def _parameter_values(parameter: dict):
 
 
 def test_read_endpoints_fuzzed_from_the_openapi_description_never_5xx(make_app):
-    from plugin.runtime import current_runtime
-
-    current_runtime()  # the schema exists, as once a worker has started
     client = make_app(SLA_ADMIN_TOKEN=ADMIN, SLA_SIDEBAR_TOKEN="sidebar-fuzz").test_client()
     document = openapi()
     operations = []

@@ -52,25 +52,21 @@ def signed(body: bytes, timestamp: int | None = None, secret: str = SECRET, deli
 
 
 @pytest.fixture
-def environment(monkeypatch, tmp_path, redis_server):
+def environment(monkeypatch, tmp_path, redis_server, runtime_environment):
     """The worker side reads the environment: same Redis, database and rules as the app under test."""
     rules_dir = write_rules(tmp_path / "rules")
     values = {"DATABASE_URL": f"sqlite:///{tmp_path / 'sla.sqlite3'}", "REDIS_URL": redis_server.url,
               "SLA_RULES_DIR": str(rules_dir), "CHATWOOT_URL": BASE, "CHATWOOT_ACCOUNT_ID": "1",
               "CHATWOOT_API_TOKEN": API_TOKEN, "CHATWOOT_WEBHOOK_SECRET": SECRET, "SLA_ADMIN_TOKEN": ADMIN_TOKEN,
               "SLA_SIDEBAR_TOKEN": SIDEBAR_TOKEN, "SLA_RECONCILE_SECONDS": "0"}
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
+    runtime_environment(**values)
     monkeypatch.setattr(writeback, "client_for", lambda runtime: ChatwootClient(
         BASE, 1, API_TOKEN, sleep=lambda seconds: None))
-    current_runtime.cache_clear()
-    yield values
-    current_runtime.cache_clear()
+    return values
 
 
 @pytest.fixture
 def app(make_app, environment):
-    current_runtime()  # a worker has started once: the schema exists (the web app never migrates it)
     return make_app(**{name: value for name, value in environment.items() if name != "SLA_RECONCILE_SECONDS"})
 
 
