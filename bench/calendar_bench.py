@@ -1,4 +1,4 @@
-"""Due-time computations per second: plugin.calendar against businesstimedelta, same inputs, same run.
+"""Due-time computations per second: plugin.core.calendar against businesstimedelta, same inputs, same run.
 
     python bench/calendar_bench.py [--inputs 2000] [--seed 7] [--repeats 3]
 
@@ -25,7 +25,7 @@ except ImportError:
     sys.exit(2)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from plugin.calendar import Calendar, parse_calendar  # noqa: E402  (needs the repository on the path)
+from plugin.core.calendar import Calendar, parse_calendar  # noqa: E402  (needs the repository on the path)
 
 import holidays  # noqa: E402
 
@@ -145,7 +145,7 @@ def main() -> int:
     print(f"calendar: {ZONE}, Mon-Fri 09:00-12:30 + 13:30-17:00, {len(closed)} holidays over {YEAR}-{YEAR + 1}; "
           f"target 40 working hours; {len(inputs)} starts over {YEAR}, "
           f"{sum(1 for _, pauses in inputs if pauses)} with 1-3 breaks")
-    print(f"plugin.calendar      {our_rate:12,.0f} due times/s (first pass, empty day cache: {cold_rate:,.0f}/s)")
+    print(f"plugin.core.calendar      {our_rate:12,.0f} due times/s (first pass, empty day cache: {cold_rate:,.0f}/s)")
     print(f"businesstimedelta    {their_rate:12,.0f} due times/s")
     print(f"ratio                {our_rate / their_rate:12,.1f}x  (goal: at least 50x)")
 

@@ -28,11 +28,11 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa  # noqa: E402
 
 from plugin import deadlines  # noqa: E402
-from plugin.engine import ConversationState, add_events, evaluate  # noqa: E402
-from plugin.engine.effects import changes, summary, writeback_intents  # noqa: E402
-from plugin.events import CONVERSATION_CREATED, Conversation, Event  # noqa: E402
-from plugin.services import EmbeddedRedis  # noqa: E402
-from plugin.store import as_utc, misses, outbox  # noqa: E402
+from plugin.core.engine import ConversationState, add_events, evaluate  # noqa: E402
+from plugin.core.engine.effects import changes, summary, writeback_intents  # noqa: E402
+from plugin.core.events import CONVERSATION_CREATED, Conversation, Event  # noqa: E402
+from plugin.adapters.services import EmbeddedRedis  # noqa: E402
+from plugin.adapters.store import as_utc, misses, outbox  # noqa: E402
 
 TARGET = timedelta(minutes=10)
 CHATWOOT_CRON_SECONDS = 300
@@ -77,9 +77,9 @@ def main() -> None:
                            SLA_RULES_DIR=str(rules_dir), SLA_LOG_LEVEL="WARNING")
         environment.pop("CHATWOOT_URL", None)
         os.environ.update(environment)
-        from plugin.runtime import current_runtime
-        from plugin.sweeper import Sweeper
-        from plugin.worker import utcnow
+        from plugin.jobs.runtime import current_runtime
+        from plugin.jobs.sweeper import Sweeper
+        from plugin.jobs.drain import utcnow
 
         runtime = current_runtime()
         redis = runtime.redis

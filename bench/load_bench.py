@@ -41,8 +41,8 @@ import webhook_bench  # noqa: E402  (the baseline app, gunicorn settings and ser
 from faults import (  # noqa: E402
     API_TOKEN, HelpdeskServer, Traffic, child_environment, start_worker, stop_process, write_rules,
 )
-from plugin.services import EmbeddedRedis  # noqa: E402
-from plugin.worker import backlog  # noqa: E402
+from plugin.adapters.services import EmbeddedRedis  # noqa: E402
+from plugin.jobs.drain import backlog  # noqa: E402
 
 SECRET = webhook_bench.SECRET
 PATH = "/webhooks/chatwoot"

@@ -3,7 +3,7 @@
 Writes 200 rules of mixed conditions (equality, lists, labels, words, regular expressions, custom
 attributes, number comparisons, business hours, nesting) into a temporary rules directory, loads it the
 way the plugin does, and pushes the same seeded contexts through ``RuleSet.match`` and through
-:func:`plugin.rules.evaluate.interpret` (first match wins in both). The results must agree; the rates
+:func:`plugin.core.rules.fields.interpret` (first match wins in both). The results must agree; the rates
 and their ratio are printed. Target: at least 20,000 events per second compiled, on one core.
 
     python bench/rules_bench.py [--rules 200] [--events 5000] [--seed 7]
@@ -21,9 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from plugin.events import CONTACT, HUMAN, INCOMING, OUTGOING, Contact, Conversation, MatchContext, Message  # noqa: E402
-from plugin.rules import RuleSet, load_rules  # noqa: E402
-from plugin.rules.evaluate import Environment, fold, interpret  # noqa: E402
+from plugin.core.events import CONTACT, HUMAN, INCOMING, OUTGOING, Contact, Conversation, MatchContext, Message  # noqa: E402
+from plugin.core.rules import RuleSet  # noqa: E402
+from plugin.adapters.rule_files import load_rules
+from plugin.core.rules.fields import Environment, fold  # noqa: E402
+from plugin.core.rules.conditions import interpret  # noqa: E402
 
 PRODUCTS = ["Orange", "Apple", "Pear", "Plum", "Kiwi", "Mango"]
 CHANNELS = ["Channel::Email", "Channel::WebWidget", "Channel::Whatsapp", "Channel::Api", "Channel::Telegram"]

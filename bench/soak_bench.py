@@ -9,7 +9,7 @@ paced load of realistic webhooks, and samples every ``--sample`` seconds the res
 and Redis' used memory. Prints the samples and, per process group, the growth per minute: the least-squares
 slope over the samples after the first fifth of the run (warm-up: imports, caches and pools filling).
 
-Redis grows by design while the load runs: each delivery's dedupe key lives 7 days (``plugin.ingest``), and
+Redis grows by design while the load runs: each delivery's dedupe key lives 7 days (``plugin.adapters.streams``), and
 conversations' deadlines stay indexed; processes should not.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ sys.path[:0] = [str(BENCH.parent), str(BENCH), str(BENCH.parent / "tests")]
 
 from faults import children_of, rss_kib  # noqa: E402
 from load_bench import Plant, Sustained, quantile  # noqa: E402
-from plugin.services import EmbeddedRedis  # noqa: E402
+from plugin.adapters.services import EmbeddedRedis  # noqa: E402
 
 
 def tree_rss(pid: int) -> int:

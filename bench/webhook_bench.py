@@ -33,7 +33,7 @@ from typing import Callable
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from plugin.services import EmbeddedRedis, pick_free_port  # noqa: E402  (needs the path above)
+from plugin.adapters.services import EmbeddedRedis, pick_free_port  # noqa: E402  (needs the path above)
 
 PAYLOAD = PROJECT_ROOT / "tests" / "fixtures" / "chatwoot" / "message_created-incoming.json"
 SECRET = "bench-webhook-secret"

@@ -3,7 +3,7 @@
     python bench/worker_bench.py [--conversations 2000] [--events-per-conversation 10]
 
 A private redis-server and a SQLite file in a temporary folder; realistic Chatwoot payloads (the shared
-fixtures with new ids and times) go through ``plugin.ingest.submit`` exactly as the web receiver hands them
+fixtures with new ids and times) go through ``plugin.adapters.streams.submit`` exactly as the web receiver hands them
 over; a real RQ SimpleWorker drains them. The baseline is the same worker running no-op RQ jobs, one per
 event, which is what a one-job-per-webhook design would cost at best (DESIGN.md section 8).
 """
@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from rq import Queue, SimpleWorker  # noqa: E402
 
 from plugin import ingest  # noqa: E402
-from plugin.services import EmbeddedRedis  # noqa: E402
+from plugin.adapters.services import EmbeddedRedis  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "chatwoot"
 
@@ -61,7 +61,7 @@ def main() -> None:
         os.environ.update(REDIS_URL=server.url, DATABASE_URL=f"sqlite:///{folder}/bench.sqlite3",
                           SLA_RULES_DIR=str(ROOT / "rules"))
         os.environ.pop("CHATWOOT_URL", None)
-        from plugin.runtime import current_runtime
+        from plugin.jobs.runtime import current_runtime
 
         redis = current_runtime().redis
         bodies = payloads(arguments.conversations, arguments.events_per_conversation)

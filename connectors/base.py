@@ -1,7 +1,7 @@
 """What every helpdesk connector provides, and the errors it raises.
 
 A connector knows one helpdesk: it authenticates that helpdesk's webhook requests, tells deliveries apart,
-and turns a webhook body into a helpdesk-neutral :class:`plugin.events.Event`. The web receiver and the
+and turns a webhook body into a helpdesk-neutral :class:`plugin.core.events.Event`. The web receiver and the
 workers only talk to this interface, so adding a helpdesk means adding a connector and registering it in
 :mod:`connectors`, never touching the engine.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Mapping, Protocol, runtime_checkable
 
-from plugin.events import Event
+from plugin.core.events import Event
 
 
 class WebhookRejected(Exception):

@@ -20,8 +20,8 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from databases import empty_public_schema
-from plugin.services import EmbeddedRedis
-from plugin.settings import Settings
+from plugin.adapters.services import EmbeddedRedis
+from plugin.adapters.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -31,6 +31,17 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
 hypothesis_settings.register_profile("dev", deadline=None)
 hypothesis_settings.load_profile("ci" if IN_CI else "dev")
+
+TIERS = ("unit", "integration", "system")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier, the folder it lives in (tests/unit, tests/integration, tests/system), so
+    ``-m unit`` and ``bin/test --fast`` select by tier without a decorator on every test."""
+    for item in items:
+        tier = Path(str(item.fspath)).resolve().relative_to(Path(__file__).resolve().parent).parts[0]
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
 
 
 @pytest.fixture(scope="session")
@@ -140,9 +151,9 @@ def make_app(settings_factory, redis):
 
 @pytest.fixture
 def runtime_environment(monkeypatch):
-    """Point the runtime workers build from the environment (``plugin.runtime.current_runtime``) at new
+    """Point the runtime workers build from the environment (``plugin.jobs.runtime.current_runtime``) at new
     values: ``runtime_environment(DATABASE_URL=..., CHATWOOT_URL=None)``; None unsets a variable."""
-    from plugin.runtime import current_runtime
+    from plugin.jobs.runtime import current_runtime
 
     def apply(**values: str | None) -> None:
         for name, value in values.items():
@@ -160,7 +171,7 @@ def runtime_environment(monkeypatch):
 def runtime_factory(tmp_path: Path, redis_server: EmbeddedRedis, redis, database_url: str, runtime_environment):
     """Build the process runtime workers use from a rule set and environment overrides, on the private Redis
     and on each database (SQLite and PostgreSQL)."""
-    from plugin.runtime import current_runtime
+    from plugin.jobs.runtime import current_runtime
 
     def build(rules: dict, **environment: str):
         rules_dir = tmp_path / "rules"

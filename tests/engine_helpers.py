@@ -4,12 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from plugin.engine import ConversationState, add_events, evaluate
-from plugin.events import (
+from plugin.core.engine import ConversationState, add_events, evaluate
+from plugin.core.events import (
     CONTACT, CONVERSATION_CREATED, HUMAN, INCOMING, MESSAGE_CREATED, OUTGOING, STATUS_CHANGED,
     Conversation, Event, Message, parse_time,
 )
-from plugin.policy import Policy, policy_from_snapshot, policy_snapshot
+from plugin.core.policy import Policy, policy_from_snapshot, policy_snapshot
 
 CREATED = "2026-01-14T09:00:00Z"
 

@@ -11,7 +11,7 @@ that tell whether anything was lost.
   (:class:`HelpdeskServer`) for worker subprocesses.
 - :class:`Traffic`: realistic Chatwoot webhook bodies (the shared fixtures with new ids, re-timed relative to
   now so that every due and at-risk instant stays far from the test's own duration).
-- :func:`verify`: the store's summaries against ``plugin.replay`` on the same bodies, every label, one note
+- :func:`verify`: the store's summaries against ``plugin.cli.replay`` on the same bodies, every label, one note
   per miss; returns a :class:`Verdict` whose ``lost`` must be zero.
 - subprocess helpers for ``sla-plugin worker`` and gunicorn, and :func:`wait_until` (tests poll with
   deadlines, they never assert timings).
@@ -39,9 +39,9 @@ import requests
 import sqlalchemy as sa
 from rq import Queue
 
-from plugin.ingest import EVENTS_QUEUE, WRITEBACK_QUEUE
-from plugin.services import EmbeddedRedis, pick_free_port
-from plugin.worker import backlog
+from plugin.adapters.streams import EVENTS_QUEUE, WRITEBACK_QUEUE
+from plugin.adapters.services import EmbeddedRedis, pick_free_port
+from plugin.jobs.drain import backlog
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "chatwoot"
@@ -481,10 +481,10 @@ class Verdict:
 
 
 def expected_evaluations(bodies: Iterable[bytes], rules_dir: Path | str, at: datetime | None = None) -> dict:
-    """``plugin.replay`` on *bodies*: each conversation's evaluation, at ``at`` (default now)."""
+    """``plugin.cli.replay`` on *bodies*: each conversation's evaluation, at ``at`` (default now)."""
     from connectors import get_connector
-    from plugin.replay import replay
-    from plugin.rules import load_rules
+    from plugin.cli.replay import replay
+    from plugin.adapters.rule_files import load_rules
 
     rule_set = load_rules(rules_dir)
     at = at or datetime.now(timezone.utc)
@@ -496,7 +496,7 @@ def expected_evaluations(bodies: Iterable[bytes], rules_dir: Path | str, at: dat
 def verify(store, bodies: list[bytes], rules_dir: Path | str, helpdesk: HelpdeskState | None = None,
            name: str = "faults", at: datetime | None = None) -> Verdict:
     """Compare the store (and the helpdesk, when given) with a clean replay of *bodies*; print the count."""
-    from plugin.engine.effects import summary as summary_of
+    from plugin.core.engine.effects import summary as summary_of
 
     expected = expected_evaluations(bodies, rules_dir, at)
     verdict = Verdict(conversations=len(expected), events=len(bodies))

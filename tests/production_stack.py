@@ -25,9 +25,9 @@ from rq import Queue, Worker
 
 from databases import empty_public_schema
 from plugin.demo.helpdesk import DEMO_API_TOKEN, PLUGIN_USER_ID, DemoHelpdesk, HelpdeskServer
-from plugin.ingest import EVENTS_QUEUE, GROUP, STREAM, WRITEBACK_QUEUE
-from plugin.services import EmbeddedRedis, pick_free_port
-from plugin.store import Store, outbox
+from plugin.adapters.streams import EVENTS_QUEUE, GROUP, STREAM, WRITEBACK_QUEUE
+from plugin.adapters.services import EmbeddedRedis, pick_free_port
+from plugin.adapters.store import Store, outbox
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "admin-token-for-tests"

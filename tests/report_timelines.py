@@ -15,9 +15,9 @@ from typing import Any, Callable
 import pytest
 from rq import Queue, SimpleWorker
 
-from plugin import ingest
-from plugin.calendar import WEEKDAYS
-from plugin.ingest import EVENTS_QUEUE
+from plugin.adapters import streams as ingest
+from plugin.core.calendar import WEEKDAYS
+from plugin.adapters.streams import EVENTS_QUEUE
 
 UTC = timezone.utc
 MONDAY = datetime(2026, 3, 2, tzinfo=UTC)

@@ -16,7 +16,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
-from plugin.events import STATUSES, from_timestamp, parse_time
+from plugin.core.events import STATUSES, from_timestamp, parse_time
 
 # 9999-12-31T23:59:59Z: the last second a datetime can hold.
 MAX_UNIX_SECONDS = 253_402_300_799

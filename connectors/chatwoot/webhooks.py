@@ -1,4 +1,4 @@
-"""Chatwoot webhooks: authenticate a delivery and turn its body into a :class:`plugin.events.Event`.
+"""Chatwoot webhooks: authenticate a delivery and turn its body into a :class:`plugin.core.events.Event`.
 
 Which Chatwoot event becomes which plugin event (DESIGN.md 10.4, ``reference/chatwoot-notes.md`` 2):
 
@@ -24,7 +24,7 @@ from marshmallow import Schema, ValidationError
 
 from connectors.base import PayloadError, WebhookRejected
 from connectors.chatwoot import schemas
-from plugin.events import (
+from plugin.core.events import (
     AUTOMATION, BOT, CAMPAIGN, CONTACT, CONVERSATION_CREATED, CONVERSATION_UPDATED, HUMAN, INCOMING,
     MESSAGE_CREATED, OPEN, OUTGOING, RESOLVED, STATUS_CHANGED, Contact, Conversation, Event, Message,
     format_time, utc,

@@ -21,7 +21,7 @@ import requests
 from connectors.chatwoot.client import ChatwootClient
 from plugin.demo import script
 from plugin.demo.helpdesk import ACCOUNT_ID, DEMO_API_TOKEN, PLUGIN_USER_ID, DemoHelpdesk, HelpdeskServer
-from plugin.install import install, load_manifest
+from plugin.cli.install import install, load_manifest
 
 DEMO_RULES = Path(__file__).resolve().parents[2] / "demo" / "rules"
 DEMO_DATABASE = "demo.sqlite3"
@@ -165,7 +165,7 @@ def _store_lines(database_url: str) -> list[str]:
     """The hit rate straight from ``sla_applied`` (Chatwoot's formula: applied minus conversations with a miss)."""
     import sqlalchemy as sa
 
-    from plugin.store import applied, make_engine
+    from plugin.adapters.store import applied, make_engine
 
     with make_engine(database_url).connect() as connection:
         count, missed = connection.execute(sa.select(
@@ -177,7 +177,8 @@ def _store_lines(database_url: str) -> list[str]:
 
 def _label_specs(rules_dir: str) -> dict[str, dict[str, Any]] | None:
     """The status labels the rules name (install creates them), or None for the manifest's."""
-    from plugin.rules import RulesError, load_rules
+    from plugin.adapters.rule_files import load_rules
+    from plugin.core.rules import RulesError
 
     try:
         return {key: {"title": spec.title, "color": spec.color, "description": spec.description}

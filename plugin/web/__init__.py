@@ -1,7 +1,7 @@
 """The web app: webhook receiver, health and metrics (``gunicorn "plugin.web:create_app()"``).
 
 The receiver only verifies, deduplicates and hands webhook bodies to the workers through Redis
-(:mod:`plugin.ingest`); no SLA logic runs in a request (DESIGN.md section 2).
+(:mod:`plugin.adapters.streams`); no SLA logic runs in a request (DESIGN.md section 2).
 """
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from connectors import Connectors
-from plugin.logging import configure_logging
-from plugin.metrics import CounterBuffer
-from plugin.rules import RulesHolder
-from plugin.services import redis_connection
-from plugin.settings import Settings
-from plugin.store import Store, make_engine
+from plugin.adapters.logging import configure_logging
+from plugin.adapters.metrics import CounterBuffer
+from plugin.adapters.rule_files import RulesHolder
+from plugin.adapters.services import redis_connection
+from plugin.adapters.settings import Settings
+from plugin.adapters.store import Store, make_engine
 from plugin.web import health, reports, sidebar, webhooks
 
 

@@ -11,9 +11,9 @@ from redis.exceptions import RedisError
 from rq import Queue
 from sqlalchemy import text
 
-from plugin import metrics
-from plugin.ingest import EVENTS_QUEUE
-from plugin.settings import MASK
+from plugin.adapters import metrics
+from plugin.adapters.streams import EVENTS_QUEUE
+from plugin.adapters.settings import MASK
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Reports over HTTP: ``GET /api/reports/...`` (JSON, or CSV with ``.csv`` / ``?format=csv``) and the
-``GET /reports`` page. Thin: every figure comes from :class:`plugin.reports.Reports`.
+``GET /reports`` page. Thin: every figure comes from :class:`plugin.adapters.report_queries.Reports`.
 
-JSON endpoints (filters as query parameters, see :meth:`plugin.reports.Filters.from_params`):
+JSON endpoints (filters as query parameters, see :meth:`plugin.adapters.report_queries.Filters.from_params`):
 ``summary``, ``series?bucket=hour|day``, ``grid``, ``breakdown?by=inbox|team|agent|policy|channel|priority|label``,
 ``conversations?page=&per_page=&missed=true`` and ``conversations/<account>/<id>`` (one conversation with
 its misses and SLA event log). All need the admin token (:mod:`plugin.web.auth`).
@@ -14,11 +14,10 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request, stream_with_context
 
-from plugin.csv_export import csv_lines
-from plugin.reports import (
-    CONVERSATION_COLUMNS, DIMENSIONS, METRIC_PREFIXES, Filters, ReportError, Reports, parse_page, percent,
-    row_values, table,
-)
+from plugin.core.reports.csv_export import csv_lines
+from plugin.core.reports.figures import CONVERSATION_COLUMNS, METRIC_PREFIXES, ReportError, parse_page, percent, row_values, table
+from plugin.adapters.report_queries import DIMENSIONS, Reports
+from plugin.core.reports.filters import Filters
 from plugin.web.auth import admin_page, admin_required
 
 blueprint = Blueprint("reports", __name__, template_folder="../templates", static_folder="../static",

@@ -15,10 +15,10 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, jsonify, render_template
 
-from plugin.engine.clocks import AT_RISK, RUNNING
-from plugin.events import format_time, parse_time
-from plugin.policy import METRICS, policy_from_snapshot
-from plugin.reports import METRIC_PREFIXES
+from plugin.core.engine.clocks import AT_RISK, RUNNING
+from plugin.core.events import format_time, parse_time
+from plugin.core.policy import METRICS, policy_from_snapshot
+from plugin.core.reports.figures import METRIC_PREFIXES
 from plugin.web.auth import sidebar_required
 from plugin.web.reports import reports
 

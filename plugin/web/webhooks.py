@@ -17,8 +17,8 @@ from flask import Blueprint, Response, current_app, request
 from redis.exceptions import RedisError
 
 from connectors.base import UnknownConnector, WebhookRejected
-from plugin.ingest import forget_delivery, remember_delivery, submit
-from plugin.metrics import CounterBuffer
+from plugin.adapters.streams import forget_delivery, remember_delivery, submit
+from plugin.adapters.metrics import CounterBuffer
 
 log = logging.getLogger(__name__)
 

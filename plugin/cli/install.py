@@ -1,0 +1,119 @@
+"""``sla-plugin install`` / ``uninstall``: set the helpdesk up from manifest.json, idempotently.
+
+Install creates the plugin's status labels (existing titles are left alone), registers the webhook with the
+events the manifest lists, reads back the signing secret the helpdesk generated (Chatwoot makes its own),
+and optionally registers the Dashboard App. Uninstall removes what install created. Both print each step.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+from urllib.parse import urlencode
+
+from connectors.chatwoot.client import ChatwootClient
+
+MANIFEST = Path(__file__).resolve().parents[2] / "manifest.json"
+DASHBOARD_APP_TITLE = "SLA"
+
+
+def load_manifest(path: Path = MANIFEST) -> dict[str, Any]:
+    """The plugin's manifest."""
+    return json.loads(path.read_text())
+
+
+@dataclass
+class InstallReport:
+    """What install or uninstall did, one line per step."""
+
+    lines: list[str] = field(default_factory=list)
+    webhook_secret: str | None = None
+
+    def say(self, line: str) -> None:
+        self.lines.append(line)
+
+
+def install(client: ChatwootClient, manifest: Mapping[str, Any], public_url: str,
+            labels: Mapping[str, Mapping[str, str]] | None = None, webhook_token: str | None = None,
+            sidebar_token: str | None = None, dashboard_app: bool = False) -> InstallReport:
+    """Create labels, the webhook and (optionally) the Dashboard App; skip what already exists."""
+    report = InstallReport()
+    labels = labels or manifest["labels"]
+    existing = {label["title"] for label in client.list_account_labels()}
+    for spec in labels.values():
+        if spec["title"] in existing:
+            report.say(f"label {spec['title']}: exists, kept")
+        else:
+            client.create_account_label(spec["title"], spec.get("description", ""), spec["color"])
+            report.say(f"label {spec['title']}: created ({spec['color']})")
+
+    webhook_url = public_url.rstrip("/") + manifest["webhook"]["path"]
+    if webhook_token:
+        webhook_url += "?" + urlencode({"token": webhook_token})
+    ours = [hook for hook in client.list_webhooks() if _same_endpoint(hook.get("url", ""), webhook_url)]
+    if ours:
+        report.say(f"webhook {_without_query(webhook_url)}: exists (id {ours[0].get('id')}), kept")
+        report.webhook_secret = ours[0].get("secret")
+    else:
+        created = client.create_webhook(webhook_url, manifest["webhook"]["events"], name=manifest.get("title"))
+        report.webhook_secret = created.get("secret")
+        report.say(f"webhook {_without_query(webhook_url)}: registered (id {created.get('id')}) for "
+                   f"{', '.join(manifest['webhook']['events'])}")
+    if report.webhook_secret is None:
+        report.say("the helpdesk returned no signing secret: use SLA_WEBHOOK_TOKEN (unsigned install)")
+
+    if dashboard_app:
+        app_url = public_url.rstrip("/") + manifest["endpoints"]["dashboard_app"]
+        if sidebar_token:
+            app_url += "?" + urlencode({"token": sidebar_token})
+        apps = [app for app in client.list_dashboard_apps() if app.get("title") == DASHBOARD_APP_TITLE]
+        if apps:
+            report.say(f"dashboard app {DASHBOARD_APP_TITLE!r}: exists (id {apps[0].get('id')}), kept")
+        else:
+            created = client.create_dashboard_app(DASHBOARD_APP_TITLE, app_url)
+            report.say(f"dashboard app {DASHBOARD_APP_TITLE!r}: registered (id {created.get('id')})")
+    return report
+
+
+def uninstall(client: ChatwootClient, manifest: Mapping[str, Any], public_url: str,
+              labels: Mapping[str, Mapping[str, str]] | None = None) -> InstallReport:
+    """Remove the webhook, the Dashboard App and the status labels that install created."""
+    report = InstallReport()
+    webhook_url = public_url.rstrip("/") + manifest["webhook"]["path"]
+    for hook in client.list_webhooks():
+        if _same_endpoint(hook.get("url", ""), webhook_url):
+            client.delete_webhook(hook["id"])
+            report.say(f"webhook {_without_query(hook['url'])}: removed (id {hook['id']})")
+    for app in client.list_dashboard_apps():
+        if app.get("title") == DASHBOARD_APP_TITLE:
+            client.delete_dashboard_app(app["id"])
+            report.say(f"dashboard app {DASHBOARD_APP_TITLE!r}: removed (id {app['id']})")
+    titles = {spec["title"] for spec in (labels or manifest["labels"]).values()}
+    for label in client.list_account_labels():
+        if label["title"] in titles:
+            client.delete_account_label(label["id"])
+            report.say(f"label {label['title']}: removed")
+    if not report.lines:
+        report.say("nothing to remove")
+    return report
+
+
+def save_secret(secret: str, path: Path, opener: Callable = os.open) -> None:
+    """Write ``CHATWOOT_WEBHOOK_SECRET`` into an env file readable only by its owner (never printed)."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    lines = [line for line in lines if not line.startswith("CHATWOOT_WEBHOOK_SECRET=")]
+    lines.append(f"CHATWOOT_WEBHOOK_SECRET={secret}")
+    descriptor = opener(str(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write("\n".join(lines) + "\n")
+
+
+def _without_query(url: str) -> str:
+    # The URL token is a secret: never print it.
+    return url.split("?", 1)[0]
+
+
+def _same_endpoint(url: str, ours: str) -> bool:
+    return _without_query(url).rstrip("/") == _without_query(ours).rstrip("/")

@@ -1,0 +1,116 @@
+"""What changed between two evaluations of one conversation: SLA log entries and write-back intents.
+
+Pure: the store records these, the write-back workers act on them. A miss is identified by its metric and
+instance (``first_response#0``, ``next_response#2``), so a retried or duplicated evaluation yields no new
+miss, and a miss that a late event disproves yields one correction (DESIGN.md section 6).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Mapping, Sequence
+
+from plugin.core.engine.clocks import AT_RISK, HIT, MISSED, ON_TRACK, PAUSED
+from plugin.core.engine.evaluate import Evaluation
+from plugin.core.events import format_time
+
+# The status label a conversation status asks for; a resolved conversation that kept its SLA keeps the
+# on-track label (there is no fourth status label, and removing it would hide a kept SLA from filters).
+LABEL_FOR_STATUS = {ON_TRACK: "on_track", AT_RISK: "at_risk", MISSED: "missed", HIT: "on_track"}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the append-only SLA log."""
+
+    kind: str  # applied, policy_changed, paused, resumed, at_risk, hit, missed, miss_corrected
+    at: datetime
+    metric: str | None = None
+    detail: Mapping[str, Any] | None = None
+
+
+def miss_key(metric: str, index: int) -> str:
+    """The identity of one miss of one clock instance."""
+    return f"{metric}#{index}"
+
+
+def summary(evaluation: Evaluation) -> dict[str, Any]:
+    """The stored form of an evaluation: the replay contract's object plus misses and label intent."""
+    data = evaluation.to_replay_json()
+    data["evaluated_at"] = format_time(evaluation.at)
+    data["resolved"] = evaluation.resolved
+    data["live"] = bool(evaluation.policy and evaluation.policy.live)
+    data["label"] = LABEL_FOR_STATUS.get(evaluation.status)
+    data["misses_detail"] = {
+        miss_key(miss.metric, miss.index): {
+            "metric": miss.metric, "due_at": format_time(miss.due_at), "policy": miss.policy_id,
+            "policy_name": miss.policy_name, "policy_version": miss.policy_version,
+            "timezone": miss.calendar_timezone}
+        for miss in evaluation.misses}
+    return data
+
+
+def changes(previous: Mapping[str, Any] | None, current: Evaluation) -> list[Change]:
+    """The log entries that take a conversation from the ``previous`` summary to ``current``."""
+    previous = previous or {}
+    now = current.at
+    found: list[Change] = []
+    if current.policy is not None:
+        # Logged at the instant it happened in the conversation's timeline, not when it was computed.
+        if previous.get("policy") is None:
+            found.append(Change("applied", current.applied_at or now, detail={
+                "policy": current.policy.id, "rule": current.rule, "version": current.policy.version}))
+        elif (previous.get("policy"), previous.get("policy_version")) != (current.policy.id, current.policy.version):
+            switched_at = current.segments[-1].start if current.segments else now
+            found.append(Change("policy_changed", switched_at, detail={
+                "from": previous.get("policy"), "to": current.policy.id, "version": current.policy.version}))
+    before_metrics = previous.get("metrics") or {}
+    for metric, result in current.metrics.items():
+        before = (before_metrics.get(metric) or {}).get("status")
+        if before == result.status or result.status == MISSED:
+            continue  # misses are logged per instance below
+        if result.status in (PAUSED, AT_RISK, HIT):
+            at = result.stopped_at if result.status == HIT and result.stopped_at else now
+            found.append(Change(result.status, at, metric))
+        elif before == PAUSED:
+            found.append(Change("resumed", now, metric))
+    before_misses = previous.get("misses_detail") or {}
+    current_misses = {miss_key(miss.metric, miss.index): miss for miss in current.misses}
+    for key, miss in current_misses.items():
+        if key not in before_misses:
+            found.append(Change("missed", miss.due_at, miss.metric, {"miss": key, "policy": miss.policy_id}))
+    for key, detail in before_misses.items():
+        if key not in current_misses:
+            found.append(Change("miss_corrected", now, detail["metric"], {"miss": key}))
+    return found
+
+
+LABELS_KEY = "labels"
+
+
+def writeback_intents(previous: Mapping[str, Any] | None, current: Mapping[str, Any],
+                      found: Sequence[Change]) -> list[tuple[str, dict[str, Any]]]:
+    """The write-back work a change asks for, keyed so that recording it twice does nothing twice.
+
+    ``labels`` carries the status label wanted now (None: the plugin's labels removed, e.g. when a policy
+    goes to shadow mode); ``note:<miss>`` one miss note; ``correction:<miss>`` one correction note.
+    Shadow policies write nothing.
+    """
+    previous = previous or {}
+    intents: list[tuple[str, dict[str, Any]]] = []
+    wanted = current["label"] if current["live"] else None
+    had = previous.get("label") if previous.get("live") else None
+    if wanted != had or (wanted is not None and not previous):
+        intents.append((LABELS_KEY, {"label": wanted}))
+    if not current["live"]:
+        return intents
+    for change in found:
+        if change.kind == "missed":
+            key = change.detail["miss"]
+            intents.append((f"note:{key}", {"kind": "miss", "miss": key,
+                                            **current["misses_detail"][key]}))
+        elif change.kind == "miss_corrected":
+            key = change.detail["miss"]
+            intents.append((f"correction:{key}", {"kind": "correction", "miss": key,
+                                                  **previous["misses_detail"][key]}))
+    return intents

@@ -1,0 +1,108 @@
+"""Report filters: which applied SLAs a report covers, read from request-style parameters."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import date, datetime, time, timedelta
+from typing import Any, Mapping, Sequence
+
+
+from plugin.core.events import format_time, parse_time, utc
+from plugin.core.reports.figures import DEFAULT_DAYS, MAX_ID, MODES, ReportError, UTC
+
+_INTEGER_FILTERS = ("account", "inbox", "team", "agent")
+_TEXT_FILTERS = ("policy", "channel", "priority", "label")
+
+# --- filters ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Filters:
+    """Which applied SLAs a report covers. Several values of one filter mean any of them."""
+
+    since: datetime | None = None
+    until: datetime | None = None  # exclusive
+    account: tuple[int, ...] = ()
+    inbox: tuple[int, ...] = ()
+    team: tuple[int, ...] = ()
+    agent: tuple[int, ...] = ()
+    policy: tuple[str, ...] = ()
+    channel: tuple[str, ...] = ()
+    priority: tuple[str, ...] = ()
+    label: tuple[str, ...] = ()
+    mode: str | None = None  # "live", "shadow" or None for both
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Sequence[str] | str], now: datetime | None = None) -> "Filters":
+        """Filters from request-style parameters (name -> value or list of values, or comma-separated).
+
+        ``since`` and ``until`` take ISO-8601 times or dates; a date as ``until`` means the end of that
+        day. Without either, the last :data:`DEFAULT_DAYS` days up to ``now``. Empty values are ignored.
+        Raises :class:`ReportError` on a value that cannot be read.
+        """
+        def values(name: str) -> list[str]:
+            raw = params.get(name, ())
+            raw = [raw] if isinstance(raw, str) else list(raw)
+            # "1,2" is the same as two values (the page's form sends one text field per filter).
+            parts = [part for value in raw if value is not None for part in value.split(",")]
+            return [part.strip() for part in parts if part.strip()]
+
+        def integers(name: str) -> tuple[int, ...]:
+            try:
+                found = tuple(int(value) for value in values(name))
+            except ValueError:
+                raise ReportError(f"{name} must be a whole number (an id), got {values(name)!r}") from None
+            if any(abs(value) > MAX_ID for value in found):  # ids are BIGINT: a larger one matches nothing
+                raise ReportError(f"{name} is out of range for an id, got {values(name)!r}")
+            return found
+
+        since = _parse_bound(values("since"), "since", end_of_day=False)
+        until = _parse_bound(values("until"), "until", end_of_day=True)
+        if since is None and until is None:
+            until = utc(now or datetime.now(UTC))
+            since = until - timedelta(days=DEFAULT_DAYS)
+        if since is not None and until is not None and since >= until:
+            raise ReportError(f"since ({format_time(since)}) must be before until ({format_time(until)})")
+        modes = values("mode")
+        if len(modes) > 1 or (modes and modes[0] not in (*MODES, "all")):
+            raise ReportError(f"mode must be one of live, shadow, all; got {modes!r}")
+        mode = modes[0] if modes and modes[0] != "all" else None
+        return cls(since=since, until=until, mode=mode,
+                   **{name: integers(name) for name in _INTEGER_FILTERS},
+                   **{name: tuple(values(name)) for name in _TEXT_FILTERS if name != "label"},
+                   label=tuple(value.lower() for value in values("label")))
+
+    def to_params(self) -> dict[str, list[str]]:
+        """The filters as request parameters (for links and for echoing them in answers)."""
+        params: dict[str, list[str]] = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, datetime):
+                params[item.name] = [format_time(value)]
+            elif isinstance(value, tuple) and value:
+                params[item.name] = [str(part) for part in value]
+            elif isinstance(value, str):
+                params[item.name] = [value]
+        return params
+
+    def describe(self) -> dict[str, Any]:
+        """The filters as JSON: times in ISO-8601, lists for the multi-valued ones."""
+        return {item.name: (format_time(value) if isinstance(value, datetime)
+                            else list(value) if isinstance(value, tuple) else value)
+                for item in fields(self) for value in [getattr(self, item.name)]}
+
+
+def _parse_bound(values: list[str], name: str, end_of_day: bool) -> datetime | None:
+    if not values:
+        return None
+    if len(values) > 1:
+        raise ReportError(f"{name} takes one value, got {values!r}")
+    text = values[0]
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return datetime.combine(day + timedelta(days=1) if end_of_day else day, time(), UTC)
+        return parse_time(text)
+    except ValueError:
+        raise ReportError(f"{name} must be an ISO-8601 date or time such as 2026-03-02 or "
+                          f"2026-03-02T09:00:00Z, got {text!r}") from None
+
+

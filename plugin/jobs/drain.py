@@ -1,0 +1,206 @@
+"""The event worker: stream entries -> connector events -> engine -> store, in batches.
+
+Runs as an RQ job (``drain``) on the ``events`` queue. A batch is read from the Redis stream with a
+consumer group, every conversation in it is folded once under a database row lock, and the entries are
+acknowledged only after the transaction commits: a worker killed mid-batch leaves its entries pending, and
+the next drain claims them (the engine drops the duplicates by event key).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Sequence
+
+from redis import Redis
+from redis.exceptions import ResponseError
+
+from connectors.base import PayloadError
+from plugin.adapters import deadlines
+from plugin.adapters import streams as ingest
+from plugin.adapters import metrics
+from plugin.core.engine import add_events, evaluate
+from plugin.core.engine.effects import changes, summary, writeback_intents
+from plugin.core.events import Event, parse_time
+from plugin.jobs.runtime import Runtime, current_runtime
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+# A clock may be a little ahead of ours; an event stamped further in the future is not trusted as "now".
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+DEAD_LETTERS = "sla:events:dead"
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    """The wall clock, in UTC (the only place the workers read it)."""
+    return datetime.now(timezone.utc)
+
+
+def consumer_name() -> str:
+    """This process's name in the stream's consumer group."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def drain(batches: int = 20) -> int:
+    """RQ job: process up to ``batches`` batches of the event stream; returns how many entries it took.
+
+    The pending marker is cleared first, so an event added while this job runs queues another drain.
+    """
+    runtime = current_runtime()
+    runtime.redis.delete(ingest.DRAIN_PENDING)
+    total = 0
+    for _ in range(batches):
+        taken = process_stream(runtime, utcnow, consumer_name())
+        total += taken
+        if taken == 0:
+            return total
+    ingest.ensure_drain(runtime.redis)  # more may be waiting: hand over rather than hold the worker
+    return total
+
+
+def backlog(redis: Redis) -> int:
+    """Entries in the stream not yet acknowledged (read by nobody, or by a worker that may have died)."""
+    try:
+        groups = redis.xinfo_groups(ingest.STREAM)
+    except ResponseError:
+        return 0  # no stream yet
+    group = next((group for group in groups if group["name"] in (ingest.GROUP, ingest.GROUP.encode())), None)
+    if group is None:
+        return int(redis.xlen(ingest.STREAM))
+    return int(group.get("pending") or 0) + int(group.get("lag") or 0)
+
+
+def ensure_group(redis: Redis) -> None:
+    """Create the stream's consumer group (and the stream) if they do not exist."""
+    try:
+        redis.xgroup_create(ingest.STREAM, ingest.GROUP, id="0", mkstream=True)
+    except ResponseError as error:
+        if "BUSYGROUP" not in str(error):
+            raise
+
+
+def process_stream(runtime: Runtime, clock: Clock, consumer: str, batch_size: int = BATCH_SIZE) -> int:
+    """Read one batch (entries abandoned by dead workers first), process it, acknowledge it."""
+    redis = runtime.redis
+    ensure_group(redis)
+    # Entries read by a worker that died are taken over once they have been idle this long.
+    claimed = redis.xautoclaim(ingest.STREAM, ingest.GROUP, consumer,
+                               runtime.settings.SLA_CLAIM_IDLE_SECONDS * 1000, start_id="0-0", count=batch_size)
+    entries = [entry for entry in claimed[1] if entry[1]]
+    if len(entries) < batch_size:
+        for _stream, fresh in redis.xreadgroup(ingest.GROUP, consumer, {ingest.STREAM: ">"},
+                                               count=batch_size - len(entries)) or []:
+            entries.extend(fresh)
+    if not entries:
+        return 0
+    process_entries(runtime, entries, clock)
+    ids = [entry_id for entry_id, _ in entries]
+    redis.xack(ingest.STREAM, ingest.GROUP, *ids)
+    redis.xdel(ingest.STREAM, *ids)
+    return len(entries)
+
+
+def process_entries(runtime: Runtime, entries: Sequence[tuple[bytes, dict]], clock: Clock) -> None:
+    """Normalise the entries and fold each conversation's new events in one transaction."""
+    by_conversation: dict[tuple[int, int], list[Event]] = defaultdict(list)
+    entries_of: dict[tuple[int, int], list[tuple[bytes, dict]]] = defaultdict(list)
+    account = runtime.settings.CHATWOOT_ACCOUNT_ID
+    for entry_id, fields in entries:
+        event = _read_entry(runtime, entry_id, fields)
+        if isinstance(event, tuple):  # a tick: re-evaluate the conversation, no new event
+            by_conversation.setdefault(event, [])
+        elif event is not None and (account is None or event.account_id == account):
+            key = (event.account_id, event.conversation_id)
+            by_conversation[key].append(event)
+            entries_of[key].append((entry_id, fields))
+    if not by_conversation:
+        return
+    rules = runtime.rules.current()
+    checks = []
+    outbox = []
+    with runtime.store.batch(by_conversation) as batch:
+        now = clock()
+        for key, events in by_conversation.items():
+            state, previous = batch.state(key)
+            state, added = add_events(state, events)
+            if not state.timeline:
+                continue  # a tick for a conversation the store no longer knows
+            newest = max((event.occurred_at for event in added), default=now)
+            at = max(now, min(newest, now + MAX_CLOCK_SKEW))
+            try:
+                state, evaluation = evaluate(state, rules.match, rules.content_hash, at)
+                current = summary(evaluation)
+                found = changes(previous, evaluation)
+                intents = writeback_intents(previous, current, found)
+                batch.save(state, evaluation, current, found, intents)
+            except Exception as error:  # noqa: BLE001 - one bad conversation must not hold the batch back
+                _set_aside(runtime, key, entries_of.get(key, ()), error)
+                continue
+            checks.append((key, evaluation.next_check_at))
+            if intents:
+                outbox.append(key)
+            received = [_received_at(fields) for _, fields in entries_of.get(key, ())]
+            received = [moment for moment in received if moment is not None]
+            if added and received:
+                metrics.observe(runtime.redis, "sla_event_lag_seconds",
+                                max(0.0, (now - min(received)).total_seconds()))
+            if found:
+                log.info("SLA %s", ", ".join(f"{change.kind} {change.metric}" if change.metric else change.kind
+                                             for change in found),
+                         extra={"account_id": key[0], "conversation_id": key[1],
+                                "status": evaluation.status, "policy": current["policy"]})
+        batch.flush()
+    deadlines.schedule(runtime.redis, checks)
+    metrics.incr(runtime.redis, "sla_events_processed_total", amount=sum(map(len, by_conversation.values())))
+    if runtime.settings.CHATWOOT_URL:
+        from plugin.jobs.writeback import enqueue_writebacks, repair_dropped_labels
+
+        enqueue_writebacks(runtime.redis, outbox)
+        repair_dropped_labels(runtime, (event for events in by_conversation.values() for event in events))
+
+
+def _received_at(fields: dict) -> datetime | None:
+    """When the receiver accepted an entry (reconciled bodies and ticks carry their own times or none)."""
+    raw = fields.get(b"received_at")
+    try:
+        return datetime.fromisoformat(raw.decode()) if raw else None
+    except ValueError:
+        return None
+
+
+def _set_aside(runtime: Runtime, key: tuple[int, int], entries, error: Exception) -> None:
+    """Keep a conversation's new entries in the dead-letter stream when folding them failed.
+
+    Its stored state is left as it was; the rest of the batch goes on. Without this, the batch would be
+    claimed and fail again forever, and every event read with it would wait.
+    """
+    log.error("conversation could not be evaluated; its new events are kept aside: %r", error,
+              extra={"account_id": key[0], "conversation_id": key[1]})
+    metrics.incr(runtime.redis, "sla_events_unreadable_total", amount=max(len(entries), 1))
+    for _entry_id, fields in entries:
+        runtime.redis.xadd(DEAD_LETTERS, {**fields, "error": repr(error)[:1000]}, maxlen=100_000, approximate=True)
+
+
+def _read_entry(runtime: Runtime, entry_id: bytes, fields: dict) -> Event | tuple[int, int] | None:
+    """One stream entry -> an event, a tick's conversation key, or None (ignored or unreadable)."""
+    if b"tick" in fields:
+        return deadlines.parse_member(fields[b"tick"])
+    delivery_id = fields.get(b"delivery_id", b"").decode() or None
+    try:
+        connector = runtime.connectors.get(fields[b"connector"].decode())
+        payload = json.loads(fields[b"body"])
+        received_at = parse_time(fields[b"received_at"].decode()) if fields.get(b"received_at") else None
+        return connector.normalize(payload, received_at)
+    except (PayloadError, ValueError, KeyError) as error:
+        # Kept, not dropped: an operator can inspect and re-submit what a connector could not read.
+        runtime.redis.xadd(DEAD_LETTERS, {**fields, "error": str(error)[:1000]}, maxlen=100_000, approximate=True)
+        log.warning("unreadable webhook payload skipped: %s", error,
+                    extra={"delivery_id": delivery_id, "entry_id": entry_id.decode()})
+        metrics.incr(runtime.redis, "sla_events_unreadable_total")
+        return None

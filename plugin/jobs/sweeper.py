@@ -1,0 +1,133 @@
+"""The deadline sweeper: every second, the conversations whose due or at-risk instant has come get a tick.
+
+Any number of worker processes run a sweeper thread; a Redis lock elects one leader, and a leader that dies
+is replaced when its lock expires. A new leader rebuilds the deadline index from SQL first, and every
+minute it re-reads the checks that SQL says are due, so neither a Redis flush nor a lost ZADD can hide a
+deadline (DESIGN.md sections 2 and 8).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from datetime import datetime, timedelta
+from typing import Callable
+
+from rq import Queue
+
+from plugin.adapters import deadlines
+from plugin.adapters import streams as ingest
+from plugin.jobs.runtime import Runtime
+from plugin.jobs.drain import backlog
+
+log = logging.getLogger(__name__)
+
+LEADER_KEY = "sla:sweeper:leader"
+LEADER_TTL_SECONDS = 5
+INDEX_REFRESH_EVERY = timedelta(seconds=60)
+MINIMUM_WAIT_SECONDS = 0.02
+OUTBOX_REQUEUE_EVERY = timedelta(seconds=30)
+# A drain left stalled by a killed worker can only be taken over after the claim idle time anyway; checking
+# on every wake (up to 50 a second with dense deadlines) would only queue empty drains beside a running one.
+STALLED_DRAIN_CHECK_EVERY = timedelta(seconds=2)
+
+# Renew the lock only while we still hold it (compare-and-set on the token).
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+
+class Sweeper:
+    """One process's sweeper; :meth:`step` does one second's work and is what tests drive."""
+
+    def __init__(self, runtime: Runtime, clock: Callable[[], datetime]):
+        self.runtime = runtime
+        self.clock = clock
+        self.token = uuid.uuid4().hex
+        self.leader = False
+        self._last_run: dict[str, datetime] = {}  # periodic duty -> when it last ran
+
+    def _hold_leadership(self) -> bool:
+        redis = self.runtime.redis
+        if self.leader and redis.eval(_RENEW, 1, LEADER_KEY, self.token, LEADER_TTL_SECONDS):
+            return True
+        self.leader = bool(redis.set(LEADER_KEY, self.token, nx=True, ex=LEADER_TTL_SECONDS))
+        if self.leader:
+            log.info("sweeper elected leader")
+            self._last_run.clear()  # a new leader trusts nothing in Redis: rebuild from SQL first
+        return self.leader
+
+    def rebuild(self) -> int:
+        """Re-create the deadline index from SQL; returns how many checks it holds."""
+        checks = list(self.runtime.store.all_checks())
+        for start in range(0, len(checks), 10_000):
+            deadlines.schedule(self.runtime.redis, checks[start:start + 10_000])
+        return len(checks)
+
+    def step(self) -> int:
+        """One sweep if this process leads: ticks for every due conversation; returns how many."""
+        if not self._hold_leadership():
+            return 0
+        now = self.clock()
+        if "index" not in self._last_run:
+            self.rebuild()
+            self._last_run["index"] = now
+        elif self._every("index", INDEX_REFRESH_EVERY, now):
+            deadlines.schedule(self.runtime.redis, self.runtime.store.due_conversations(now))
+        if self._every("stalled drain", STALLED_DRAIN_CHECK_EVERY, now):
+            self._restart_stalled_drain()
+        due = deadlines.pop_due(self.runtime.redis, now)
+        for account_id, conversation_id in due:
+            ingest.submit_tick(self.runtime.redis, account_id, conversation_id)
+        if self.runtime.settings.CHATWOOT_URL:
+            if self._every("outbox", OUTBOX_REQUEUE_EVERY, now):
+                from plugin.jobs.writeback import requeue_stale_outbox
+
+                requeue_stale_outbox(self.runtime, now)
+            reconcile_every = self.runtime.settings.SLA_RECONCILE_SECONDS
+            if reconcile_every > 0 and self._every("reconciler", timedelta(seconds=reconcile_every), now):
+                # On the write-back queue: it calls the helpdesk's API, like the write-back, not the engine.
+                Queue(ingest.WRITEBACK_QUEUE, connection=self.runtime.redis).enqueue(
+                    "plugin.jobs.reconciler.run", job_id="sla-reconciler", job_timeout=600, result_ttl=0,
+                    failure_ttl=24 * 3600)
+        return len(due)
+
+    def _every(self, duty: str, period: timedelta, now: datetime) -> bool:
+        """Whether a periodic duty is due (never run, or ``period`` since it last ran); marks it run."""
+        last = self._last_run.get(duty)
+        if last is not None and now - last < period:
+            return False
+        self._last_run[duty] = now
+        return True
+
+    def _restart_stalled_drain(self) -> None:
+        """Queue a drain when entries wait and no drain job is queued.
+
+        A worker killed mid-drain leaves its pending marker behind (for up to its TTL) and its entries
+        unacknowledged; without this, they would wait for the next webhook.
+        """
+        redis = self.runtime.redis
+        if Queue(ingest.EVENTS_QUEUE, connection=redis).count == 0 and backlog(redis) > 0:
+            redis.delete(ingest.DRAIN_PENDING)
+            ingest.ensure_drain(redis)
+
+    def run(self, stop: threading.Event, interval: float = 1.0) -> None:
+        """Sweep until ``stop`` is set: at least every ``interval`` seconds, and at the earliest deadline
+        when it comes sooner (a miss is noticed the instant it happens, not at the next period)."""
+        while not stop.is_set():
+            wait = interval
+            try:
+                self.step()
+                if self.leader:
+                    wait = self._until_next_deadline(interval)
+            except Exception:  # noqa: BLE001 - a sweeper must outlive a Redis or database outage
+                log.exception("sweep failed; retrying")
+                self.leader = False
+            stop.wait(wait)
+
+    def _until_next_deadline(self, interval: float) -> float:
+        earliest = deadlines.earliest(self.runtime.redis)
+        if earliest is None:
+            return interval
+        return min(interval, max(MINIMUM_WAIT_SECONDS, earliest - self.clock().timestamp()))

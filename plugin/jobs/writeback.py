@@ -1,0 +1,322 @@
+"""Write-back: the outbox's intents -> the helpdesk's labels and private notes (DESIGN.md section 6).
+
+Jobs run on the RQ queue ``writeback``, one conversation per job, at most a few at once per helpdesk account
+(a Redis semaphore) so a backlog cannot exceed the host's rate limit. Everything is idempotent:
+- labels are read, merged (only the plugin's own titles are touched) and written; a retry recomputes;
+- a note's outbox row is marked ``sending`` before the call; a retry of a row found ``sending`` first looks
+  for the note's marker among the conversation's messages, so a crash between the call and the commit never
+  yields a second note.
+"""
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable, Iterator, Mapping
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from redis import Redis
+
+from connectors.chatwoot.client import AuthError, ChatwootClient, NotFound
+from plugin.adapters import metrics
+from plugin.core.engine.effects import LABELS_KEY
+from plugin.core.events import Event, parse_time
+from plugin.adapters.streams import WRITEBACK_QUEUE
+from plugin.jobs.runtime import Runtime, current_runtime
+from plugin.adapters.store import outbox
+
+log = logging.getLogger(__name__)
+
+CONCURRENCY_PER_ACCOUNT = 4
+SEMAPHORE_TTL_SECONDS = 60
+RETRY_INTERVALS = (2, 5, 15, 60, 120, 300)
+STALE_AFTER = timedelta(minutes=2)
+MAX_ROUNDS = 5  # a conversation whose intents keep changing is finished by the next job
+# After a refused token, one attempt per this period until an operator fixes it.
+AUTH_BACKOFF_SECONDS = 300
+# How long the labels we wrote are remembered: the echo webhook arrives within seconds.
+WRITTEN_LABELS_TTL_SECONDS = 900
+METRIC_NAMES = {"first_response": "first response", "next_response": "next response", "resolution": "resolution"}
+
+# Take one of N slots of an account's semaphore (slots expire, so a killed worker's slot comes back).
+_ACQUIRE = """
+for slot = 1, tonumber(ARGV[1]) do
+  if redis.call('SET', KEYS[1] .. ':' .. slot, ARGV[2], 'NX', 'EX', ARGV[3]) then return slot end
+end
+return 0
+"""
+
+
+class WritebackBusy(RuntimeError):
+    """Another job writes this conversation, or every slot of the account is taken; RQ retries later."""
+
+
+def enqueue_writebacks(redis: Redis, keys: Iterable[tuple[int, int]]) -> None:
+    """Queue one write-back job per conversation (a job already queued for it is enough)."""
+    from rq import Queue, Retry
+
+    queue = Queue(WRITEBACK_QUEUE, connection=redis)
+    for account_id, conversation_id in keys:
+        # A job id per conversation: RQ keeps one queued job per id, so a burst of changes makes one call.
+        job_id = f"writeback-{account_id}-{conversation_id}"
+        existing = queue.fetch_job(job_id)
+        if existing is not None and existing.get_status(refresh=False) in ("queued", "deferred", "scheduled"):
+            continue
+        queue.enqueue("plugin.jobs.writeback.deliver", account_id, conversation_id, job_id=job_id,
+                      retry=Retry(max=len(RETRY_INTERVALS), interval=list(RETRY_INTERVALS)),
+                      job_timeout=120, result_ttl=60, failure_ttl=7 * 24 * 3600)
+
+
+def deliver(account_id: int, conversation_id: int) -> int:
+    """RQ job: perform a conversation's pending write-back; returns how many intents were done."""
+    runtime = current_runtime()
+    return Writer(runtime, client_for(runtime)).deliver(account_id, conversation_id)
+
+
+def restore_labels(account_id: int, conversation_id: int, labels: list[str]) -> None:
+    """RQ job: put back agent labels that our label write dropped."""
+    runtime = current_runtime()
+    Writer(runtime, client_for(runtime)).restore_labels(conversation_id, labels)
+
+
+def repair_dropped_labels(runtime: Runtime, events: Iterable[Event]) -> int:
+    """Queue a repair for each echo webhook showing that our label write dropped an agent's label.
+
+    The labels endpoint replaces the whole list, so an agent label added between our read and our write is
+    lost. The echo of our write says so: its list is exactly what we wrote, and the list before it held a
+    label that is neither ours nor in what we wrote. Returns how many repairs were queued.
+    """
+    from rq import Queue, Retry
+
+    owned = runtime.rules.current().owned_label_titles
+    queued = 0
+    for event in events:
+        if event.previous_labels is None or event.conversation is None:
+            continue
+        written = runtime.redis.get(_written_key(event.account_id, event.conversation_id))
+        if written is None or list(event.conversation.labels) != json.loads(written):
+            continue
+        dropped = sorted(set(event.previous_labels) - set(event.conversation.labels) - owned)
+        if dropped:
+            Queue(WRITEBACK_QUEUE, connection=runtime.redis).enqueue(
+                "plugin.jobs.writeback.restore_labels", event.account_id, event.conversation_id, dropped,
+                retry=Retry(max=len(RETRY_INTERVALS), interval=list(RETRY_INTERVALS)), job_timeout=120)
+            queued += 1
+    return queued
+
+
+def _auth_failed_key(account_id: int) -> str:
+    return f"sla:writeback:auth-failed:{account_id}"
+
+
+def _written_key(account_id: int, conversation_id: int) -> str:
+    return f"sla:labels-written:{account_id}:{conversation_id}"
+
+
+def client_for(runtime: Runtime) -> ChatwootClient:
+    """The helpdesk client configured by the settings."""
+    settings = runtime.settings
+    return ChatwootClient(settings.CHATWOOT_URL, settings.CHATWOOT_ACCOUNT_ID, settings.CHATWOOT_API_TOKEN)
+
+
+def requeue_stale_outbox(runtime: Runtime, now: datetime) -> int:
+    """Queue jobs for intents left pending (a job lost with Redis, a host that came back)."""
+    if runtime.redis.exists(_auth_failed_key(runtime.settings.CHATWOOT_ACCOUNT_ID)):
+        return 0
+    with runtime.store.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(outbox.c.account_id, outbox.c.conversation_id).distinct()
+            .where(outbox.c.state.in_(("pending", "sending")), outbox.c.updated_at < now - STALE_AFTER)
+            .limit(1000)).all()
+    enqueue_writebacks(runtime.redis, [(row.account_id, row.conversation_id) for row in rows])
+    return len(rows)
+
+
+def note_marker(account_id: int, conversation_id: int, key: str) -> str:
+    """The text that identifies one note of the plugin (and lets a retry find it)."""
+    return f"[sla-plugin {account_id}/{conversation_id} {key}]"
+
+
+def note_text(payload: Mapping[str, Any], now: datetime, marker: str) -> str:
+    """A miss note or its correction, with times in the calendar's zone."""
+    zone = ZoneInfo(payload.get("timezone") or "UTC")
+    due = parse_time(payload["due_at"])
+    metric = METRIC_NAMES.get(payload["metric"], payload["metric"])
+    version = (payload.get("policy_version") or "")[:8]
+    local_due = due.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+    if payload["kind"] == "correction":
+        return (f"SLA correction: the {metric} miss noted earlier did not happen. A reply or status change "
+                f"that arrived late shows the clock stopped in time (due {local_due}, policy "
+                f"{payload['policy_name']} v{version}). {marker}")
+    late = _duration_text(max(now - due, timedelta(0)))
+    return (f"SLA missed: {metric} was due {local_due} ({zone.key}); {late} late as of "
+            f"{now.astimezone(zone).strftime('%H:%M %Z')}. Policy {payload['policy_name']} v{version}. {marker}")
+
+
+def _duration_text(duration: timedelta) -> str:
+    minutes = int(duration.total_seconds() // 60)
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    parts = [f"{days}d"] * bool(days) + [f"{hours}h"] * bool(hours) + [f"{minutes}m"]
+    return " ".join(parts)
+
+
+class Writer:
+    """Applies one conversation's outbox rows through a helpdesk client."""
+
+    def __init__(self, runtime: Runtime, client: ChatwootClient, clock=lambda: datetime.now(timezone.utc)):
+        self.runtime = runtime
+        self.client = client
+        self.clock = clock
+
+    def deliver(self, account_id: int, conversation_id: int) -> int:
+        """Write every pending intent of the conversation; raises (for RQ to retry) on a host failure."""
+        if self.runtime.redis.exists(_auth_failed_key(account_id)):
+            return 0  # the token was refused recently: the intents wait, nobody hammers the host
+        with self._exclusive(account_id, conversation_id):
+            try:
+                return self._deliver(account_id, conversation_id)
+            except AuthError:
+                # A revoked token will not heal by retrying: alert, and keep the intents for when it is fixed.
+                self.runtime.redis.set(_auth_failed_key(account_id), 1, ex=AUTH_BACKOFF_SECONDS)
+                metrics.incr(self.runtime.redis, "sla_writeback_failures_total", {"reason": "auth"})
+                log.error("helpdesk refused the API token; write-back paused until it is fixed",
+                          extra={"account_id": account_id, "conversation_id": conversation_id})
+                return 0
+            except Exception:
+                metrics.incr(self.runtime.redis, "sla_writeback_failures_total", {"reason": "host"})
+                raise
+
+    @contextmanager
+    def _exclusive(self, account_id: int, conversation_id: int) -> Iterator[None]:
+        """Hold the conversation's write lock and one of the account's slots, or raise WritebackBusy.
+
+        One writer per conversation: two label read-merge-writes interleaving would let a stale list land
+        last. The slots bound the calls in flight against the host's rate limit.
+        """
+        redis = self.runtime.redis
+        token = f"{account_id}:{conversation_id}:{self.clock().timestamp()}"
+        conversation_lock = f"sla:writeback:conversation:{account_id}:{conversation_id}"
+        if not redis.set(conversation_lock, token, nx=True, ex=SEMAPHORE_TTL_SECONDS):
+            raise WritebackBusy(f"conversation {account_id}/{conversation_id} is being written by another job")
+        slot_key = f"sla:writeback:slots:{account_id}"
+        slot = redis.eval(_ACQUIRE, 1, slot_key, CONCURRENCY_PER_ACCOUNT, token, SEMAPHORE_TTL_SECONDS)
+        if not slot:
+            redis.delete(conversation_lock)
+            raise WritebackBusy(f"all {CONCURRENCY_PER_ACCOUNT} write-back slots of account {account_id} are busy")
+        try:
+            yield
+        finally:
+            redis.delete(f"{slot_key}:{slot}")
+            redis.delete(conversation_lock)
+
+    def _deliver(self, account_id: int, conversation_id: int) -> int:
+        """Deliver until nothing is pending: an intent recorded while we wrote is delivered in the next round."""
+        done = 0
+        for _ in range(MAX_ROUNDS):
+            rows = self._pending(account_id, conversation_id)
+            if not rows:
+                break
+            done += self._deliver_rows(account_id, conversation_id, rows)
+        return done
+
+    def _deliver_rows(self, account_id: int, conversation_id: int, rows) -> int:
+        done = 0
+        for row in rows:
+            payload = json.loads(row.payload)
+            if row.key == LABELS_KEY:
+                self._write_labels(conversation_id, payload.get("label"))
+                self._finish_labels(row)
+            elif payload["kind"] == "correction":
+                done_miss = self._state_of(account_id, conversation_id, f"note:{payload['miss']}")
+                if done_miss == "done":
+                    self._write_note(row, payload)
+                else:
+                    # The miss note was never posted: neither note is owed.
+                    self._finish(row, "cancelled")
+                    self._cancel(account_id, conversation_id, f"note:{payload['miss']}")
+            else:
+                self._write_note(row, payload)
+            done += 1
+        return done
+
+    def _pending(self, account_id: int, conversation_id: int):
+        with self.runtime.store.engine.connect() as connection:
+            return connection.execute(sa.select(outbox).where(
+                outbox.c.account_id == account_id, outbox.c.conversation_id == conversation_id,
+                outbox.c.state.in_(("pending", "sending"))).order_by(outbox.c.created_at, outbox.c.key)).all()
+
+    def _state_of(self, account_id: int, conversation_id: int, key: str) -> str | None:
+        with self.runtime.store.engine.connect() as connection:
+            return connection.execute(sa.select(outbox.c.state).where(
+                outbox.c.account_id == account_id, outbox.c.conversation_id == conversation_id,
+                outbox.c.key == key)).scalar()
+
+    def _set_state(self, account_id: int, conversation_id: int, key: str, state: str, **values) -> None:
+        with self.runtime.store.engine.begin() as connection:
+            connection.execute(outbox.update().where(
+                outbox.c.account_id == account_id, outbox.c.conversation_id == conversation_id,
+                outbox.c.key == key).values(state=state, updated_at=self.clock(), **values))
+
+    def _finish(self, row, state: str, **values) -> None:
+        self._set_state(row.account_id, row.conversation_id, row.key, state, **values)
+
+    def _finish_labels(self, row) -> None:
+        """Mark the label intent done only if it is still the one we wrote; a newer one stays pending."""
+        with self.runtime.store.engine.begin() as connection:
+            connection.execute(outbox.update().where(
+                outbox.c.account_id == row.account_id, outbox.c.conversation_id == row.conversation_id,
+                outbox.c.key == row.key, outbox.c.payload == row.payload).values(
+                state="done", updated_at=self.clock()))
+
+    def _cancel(self, account_id: int, conversation_id: int, key: str) -> None:
+        self._set_state(account_id, conversation_id, key, "cancelled")
+
+    def _write_labels(self, conversation_id: int, label_key: str | None) -> None:
+        rules = self.runtime.rules.current()
+        owned = rules.owned_label_titles
+        wanted = rules.labels[label_key].title if label_key else None
+        try:
+            current = self.client.conversation_labels(conversation_id)
+        except NotFound:
+            log.warning("conversation gone; labels not written", extra={"conversation_id": conversation_id})
+            return
+        merged = [title for title in current if title not in owned] + ([wanted] if wanted else [])
+        if merged != current:
+            self._set_labels(conversation_id, merged)
+
+    def _set_labels(self, conversation_id: int, labels: list[str]) -> None:
+        """Replace the labels, remembering what we wrote so the echo webhook can tell our write from an agent's."""
+        self.client.set_conversation_labels(conversation_id, labels)
+        self.runtime.redis.set(_written_key(self.client.account_id, conversation_id), json.dumps(labels),
+                               ex=WRITTEN_LABELS_TTL_SECONDS)
+
+    def restore_labels(self, conversation_id: int, labels: list[str]) -> None:
+        """Add back agent labels our own read-merge-write dropped (an agent added them in between)."""
+        with self._exclusive(self.client.account_id, conversation_id):
+            current = self.client.conversation_labels(conversation_id)
+            missing = [title for title in labels if title not in current]
+            if missing:
+                self._set_labels(conversation_id, current + missing)
+            log.info("restored agent labels lost to a concurrent edit",
+                     extra={"conversation_id": conversation_id, "labels": missing})
+
+    def _write_note(self, row, payload: Mapping[str, Any]) -> None:
+        marker = note_marker(row.account_id, row.conversation_id, row.key)
+        if row.state == "sending":
+            # A previous attempt may have posted the note and died before recording it.
+            found = self._find_note(row.conversation_id, marker)
+            if found is not None:
+                self._finish(row, "done", remote_id=str(found))
+                return
+        self._finish(row, "sending", attempts=row.attempts + 1)
+        message_id = self.client.create_private_note(row.conversation_id, note_text(payload, self.clock(), marker))
+        self._finish(row, "done", remote_id=str(message_id))
+
+    def _find_note(self, conversation_id: int, marker: str) -> int | None:
+        for message in self.client.list_messages(conversation_id):
+            if message.get("private") and marker in (message.get("content") or ""):
+                return message.get("id")
+        return None

@@ -1,0 +1,265 @@
+"""Report figures against hand-computed expectations, on SQLite and PostgreSQL.
+
+The data comes from real Chatwoot payloads pushed through a real RQ worker (``report_timelines.py`` has the
+eight timelines and why each ends as it does); the seed example of the target budget uses synthetic rows.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from plugin.core.reports.filters import Filters
+from plugin.core.reports.figures import ReportError, hit_rate_text, misses_allowed, table, target_figures
+from plugin.adapters.report_queries import Reports
+from plugin.adapters.store import Store, applied
+from report_timelines import load_scenario, report_rules, report_runtime, synthetic_rows  # noqa: F401 (fixtures)
+
+UTC = timezone.utc
+WEEK = {"since": "2026-03-02", "until": "2026-03-08"}
+
+
+@pytest.fixture
+def reports(report_runtime, fixture_payload) -> Reports:
+    load_scenario(report_runtime.redis, fixture_payload)
+    return Reports(report_runtime.store.engine, chatwoot_url="https://chat.example.com")
+
+
+def week(**more) -> Filters:
+    return Filters.from_params({**WEEK, **more})
+
+
+def test_summary_figures_match_the_hand_computed_outcomes(reports):
+    summary = reports.summary(week())
+    overall = summary["overall"]
+    # 8 applied; misses on 2 (FRT), 3 (NRT), 4 (RT), 7 (FRT, shadow), 8 (NRT x2); 6's miss was corrected.
+    assert overall["applied"] == 8
+    assert overall["conversations_missed"] == 5
+    assert overall["conversations_on_time"] == 3
+    assert overall["hit_rate"] == pytest.approx(3 / 8)
+    assert overall["hit_rate_text"] == "37.5%"
+    assert (overall["frt_tracked"], overall["frt_hit"], overall["frt_missed"], overall["frt_misses"]) == (8, 6, 2, 2)
+    assert (overall["nrt_tracked"], overall["nrt_hit"], overall["nrt_missed"], overall["nrt_misses"]) == (7, 5, 2, 3)
+    assert overall["nrt_misses_per_message"] == 6  # 3 (conversation 3) + 1 + 2 (conversation 8)
+    assert (overall["rt_tracked"], overall["rt_hit"], overall["rt_missed"], overall["rt_misses"]) == (7, 6, 1, 1)
+    assert overall["misses"] == 6
+    assert overall["frt_open"] == overall["nrt_open"] == overall["rt_open"] == 0
+
+
+def test_each_policy_has_its_target_budget_and_shadow_policies_are_marked(reports):
+    policies = {row["policy"]: row for row in reports.summary(week())["policies"]}
+    assert set(policies) == {"standard", "urgent", "trial"}
+    standard = policies["standard"]
+    assert (standard["applied"], standard["conversations_missed"], standard["target"]) == (5, 3, 0.9)
+    # 90 % of 5 needs all 5 on time: no miss allowed, so all 3 are against the target.
+    assert (standard["budget"], standard["over_budget"]) == (0, 3)
+    assert standard["target_text"] == "answered 2 of 5 on time against a target of 90 %: 3 missed against target"
+    assert (policies["urgent"]["applied"], policies["urgent"]["conversations_missed"]) == (2, 1)
+    assert policies["trial"]["mode"] == "shadow" and policies["standard"]["mode"] == "live"
+    assert policies["trial"]["name"] == "Trial chat"
+
+
+def test_mode_filter_chooses_live_or_shadow_policies(reports):
+    live = reports.summary(week(mode="live"))["overall"]
+    shadow = reports.summary(week(mode="shadow"))["overall"]
+    assert (live["applied"], live["conversations_missed"]) == (7, 4)
+    assert (shadow["applied"], shadow["conversations_missed"]) == (1, 1)
+    assert reports.summary(week(mode="all"))["overall"]["applied"] == 8
+
+
+@pytest.mark.parametrize("params, applied_count, missed", [
+    ({"inbox": "1"}, 4, 2),                    # 1, 2, 4, 6
+    ({"inbox": ["1", "9"]}, 5, 3),             # several values: any of them
+    ({"team": "10"}, 3, 2),                    # 1, 2, 3
+    ({"agent": "8"}, 3, 2),                    # 3, 5, 8
+    ({"policy": "urgent"}, 2, 1),
+    ({"channel": "Channel::WebWidget"}, 3, 2),  # 3, 5, 8
+    ({"priority": "urgent"}, 2, 1),
+    ({"label": "vip"}, 1, 1),
+    ({"label": "billing"}, 2, 1),
+    ({"label": "VIP"}, 1, 1),                  # Chatwoot labels are lower case
+    ({"label": "bill"}, 0, 0),                 # a whole label, not a part of one
+    ({"since": "2026-03-03", "until": "2026-03-03"}, 3, 1),  # a date as until: the end of that day
+    ({"since": "2026-03-03T08:00:00Z", "until": "2026-03-03T09:00:00Z"}, 2, 1),  # until is exclusive
+])
+def test_filters(reports, params, applied_count, missed):
+    overall = reports.summary(Filters.from_params({**WEEK, **params}))["overall"]
+    assert (overall["applied"], overall["conversations_missed"]) == (applied_count, missed)
+
+
+def test_breakdowns(reports):
+    def rows(by):
+        return {row["key"]: (row["applied"], row["conversations_missed"])
+                for row in reports.breakdown(week(), by)["rows"]}
+
+    assert rows("inbox") == {1: (4, 2), 2: (3, 2), 9: (1, 1)}
+    assert rows("team") == {10: (3, 2), 20: (2, 1), None: (3, 2)}
+    assert rows("agent") == {7: (3, 2), 8: (3, 2), None: (2, 1)}
+    assert rows("channel") == {"Channel::Email": (4, 2), "Channel::WebWidget": (3, 2), "Channel::Api": (1, 1)}
+    assert rows("priority") == {"urgent": (2, 1), None: (6, 4)}
+    assert rows("label") == {"billing": (2, 1), "vip": (1, 1), None: (6, 4)}
+    assert rows("policy") == {"standard": (5, 3), "urgent": (2, 1), "trial": (1, 1)}
+    by_agent = {row["key"]: row for row in reports.breakdown(week(), "agent")["rows"]}
+    assert (by_agent[8]["nrt_misses"], by_agent[8]["nrt_misses_per_message"]) == (3, 6)
+    with pytest.raises(ReportError):
+        reports.breakdown(week(), "weather")
+
+
+def test_daily_and_hourly_series_in_utc(reports):
+    daily = reports.series(week(), "day")["points"]
+    assert [point["start"] for point in daily] == [f"2026-03-0{day}T00:00:00Z" for day in range(2, 9)]
+    assert [(p["applied"], p["conversations_missed"]) for p in daily] == [
+        (3, 2), (3, 1), (2, 2), (0, 0), (0, 0), (0, 0), (0, 0)]
+    assert daily[1]["hit_rate"] == pytest.approx(2 / 3) and daily[1]["hit_rate_text"] == "66.67%"
+    assert daily[3]["hit_rate"] is None
+    # The target line of a day mixes its policies' targets by applied SLAs: Tuesday 0.8, 0.8, 0.9.
+    assert daily[1]["target"] == pytest.approx((0.8 + 0.8 + 0.9) / 3)
+    hourly = reports.series(week(since="2026-03-02T00:00:00Z", until="2026-03-03T00:00:00Z"), "hour")["points"]
+    assert len(hourly) == 24
+    by_start = {p["start"]: (p["applied"], p["conversations_missed"], p["misses"]) for p in hourly if p["applied"]}
+    assert by_start == {"2026-03-02T09:00:00Z": (2, 1, 1), "2026-03-02T10:00:00Z": (1, 1, 1)}
+
+
+def test_hour_by_weekday_grid_counts_misses_at_their_due_time(reports):
+    grid = reports.grid(week())
+    cells = {(grid["weekdays"][day], hour): count for day, row in enumerate(grid["cells"])
+             for hour, count in enumerate(row) if count}
+    # Due times: 2 FRT Mon 11:00, 3 NRT Mon 12:20, 4 RT Tue 16:00, 7 FRT Wed 09:30, 8 NRT Wed 11:20 and
+    # 14:00; 6's corrected FRT miss (Tue 11:00) is left out.
+    assert cells == {("mon", 11): 1, ("mon", 12): 1, ("tue", 16): 1, ("wed", 9): 1, ("wed", 11): 1,
+                     ("wed", 14): 1}
+    assert grid["total"] == 6 and grid["by_hour"][11] == 2 and grid["by_weekday"][2] == 3
+    assert reports.grid(week(inbox="1"))["total"] == 2
+
+
+def test_drill_down_lists_conversations_with_the_time_of_each_miss(reports):
+    page = reports.conversations(week(), page=1, per_page=3)
+    assert (page["total"], page["pages"]) == (8, 3)
+    # Newest SLA first, then by conversation id.
+    assert [item["conversation_id"] for item in page["items"]] == [7, 8, 6]
+    eight = page["items"][1]
+    assert eight["misses"] == [{"miss": "next_response#0", "metric": "next_response", "due_at": "2026-03-04T11:20:00Z"},
+                               {"miss": "next_response#1", "metric": "next_response", "due_at": "2026-03-04T14:00:00Z"}]
+    assert eight["missed_metrics"] == ["nrt"] and eight["link"] == \
+        "https://chat.example.com/app/accounts/1/conversations/8"
+    missed = reports.conversations(week(), only_missed=True, per_page=25)
+    assert sorted(item["conversation_id"] for item in missed["items"]) == [2, 3, 4, 7, 8]
+    assert [item["conversation_id"] for item in reports.iter_conversations(week(), chunk=3)] == \
+        [7, 8, 6, 4, 5, 3, 1, 2]
+    with pytest.raises(ReportError):
+        reports.conversations(week(), per_page=501)
+
+
+def test_one_conversation_shows_corrected_misses_and_its_event_log(reports):
+    six = reports.conversation(1, 6)
+    assert six["misses"][0]["miss"] == "first_response#0"
+    assert six["misses"][0]["corrected_at"] is not None
+    assert six["frt_status"] == "hit" and six["any_miss"] is False
+    kinds = [entry["kind"] for entry in six["log"]]
+    assert kinds[0] == "applied" and "missed" in kinds and "miss_corrected" in kinds
+    assert six["policy_snapshot"]["id"] == "standard"
+    assert reports.conversation(1, 999) is None
+
+
+def test_tables_flatten_every_report_for_csv_and_the_terminal(reports):
+    columns, rows = table("summary", reports.summary(week()))
+    assert columns[0] == "scope" and rows[0][0] == "all" and len(rows) == 4
+    columns, rows = table("conversations", reports.conversations(week(), only_missed=True))
+    eight = next(row for row in rows if row[columns.index("conversation_id")] == 8)
+    assert eight[columns.index("misses")] == "next_response 2026-03-04T11:20:00Z; next_response 2026-03-04T14:00:00Z"
+    columns, rows = table("grid", reports.grid(week()))
+    assert rows[0][0] == "mon" and rows[0][-1] == 2
+
+
+def test_an_empty_range_has_no_hit_rate(reports):
+    overall = reports.summary(Filters.from_params({"since": "2025-01-01", "until": "2025-01-02"}))["overall"]
+    assert overall["applied"] == 0 and overall["hit_rate"] is None and overall["hit_rate_text"] == "n/a"
+    assert reports.summary(Filters.from_params({"since": "2025-01-01", "until": "2025-01-02"}))["policies"] == []
+
+
+# --- the target budget: the seed example on synthetic rows ---------------------------------------------------
+
+@pytest.fixture
+def store(database_url):
+    store = Store.from_url(database_url)
+    store.migrate()
+    yield store
+    store.engine.dispose()
+
+
+def test_seed_example_100_urgent_email_conversations_target_80_70_on_time(store):
+    with store.engine.begin() as connection:
+        connection.execute(applied.insert(), synthetic_rows(100, 30))
+    summary = Reports(store.engine).summary(week())
+    policy = summary["policies"][0]
+    assert (policy["applied"], policy["conversations_on_time"], policy["target"]) == (100, 70, 0.8)
+    assert (policy["budget"], policy["over_budget"]) == (20, 10)
+    assert policy["target_text"] == \
+        "answered 70 of 100 on time against a target of 80 %: 10 missed against target"
+    assert summary["overall"]["hit_rate_text"] == "70%"
+
+
+def test_a_policy_whose_target_changed_keeps_each_versions_budget(store):
+    with store.engine.begin() as connection:
+        connection.execute(applied.insert(), synthetic_rows(10, 2, target=0.8))   # allows 2
+        connection.execute(applied.insert(), synthetic_rows(10, 2, target=0.9, first_id=100))  # allows 1
+    policy = Reports(store.engine).summary(week())["policies"][0]
+    assert (policy["target"], policy["targets"], policy["budget"], policy["over_budget"]) == (None, [0.8, 0.9], 3, 1)
+    assert policy["target_text"] == "answered 16 of 20 on time against its targets: 1 missed against target"
+
+
+def test_budget_arithmetic_is_decimal():
+    assert misses_allowed(0.8, 100) == 20  # not 19 from 0.8 * 100 = 80.00000000000001
+    assert misses_allowed(0.9, 5) == 0
+    assert misses_allowed(0.95, 7) == 0
+    assert misses_allowed(0.5, 3) == 1
+    assert target_figures(0.8, 100, 15)["target_text"] == \
+        "answered 85 of 100 on time against a target of 80 %: within target (5 more misses allowed)"
+    assert target_figures(None, 10, 1) == {"budget": None, "over_budget": None, "target_text": None}
+
+
+def test_hit_rate_text_follows_chatwoot():
+    assert hit_rate_text(10, 0) == "100%"
+    assert hit_rate_text(3, 1) == "66.67%"
+    assert hit_rate_text(8, 5) == "37.5%"
+    assert hit_rate_text(0, 0) == "n/a"
+
+
+@pytest.mark.parametrize("params", [{"since": "yesterday"}, {"inbox": "three"}, {"mode": "dark"},
+                                    {"since": "2026-03-05", "until": "2026-03-01"}, {"since": ["2026-01-01", "2026-01-02"]}])
+def test_bad_filters_say_what_was_expected(params):
+    with pytest.raises(ReportError):
+        Filters.from_params(params)
+
+
+def test_default_range_is_the_last_30_days():
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    filters = Filters.from_params({}, now=now)
+    assert (filters.since, filters.until) == (now - timedelta(days=30), now)
+
+
+def test_sqlite_and_postgresql_use_an_index_for_a_filtered_range(store):
+    """The daily report with one filter reads through an index, not the whole table."""
+    with store.engine.begin() as connection:
+        connection.execute(applied.insert(), synthetic_rows(50, 5))
+    reports = Reports(store.engine)
+    query_text = []
+
+    @sa.event.listens_for(reports.engine, "before_cursor_execute")
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        query_text.append((statement, parameters))
+
+    reports.series(week(inbox="1"), "day")
+    statement, parameters = query_text[-1]
+    with store.engine.connect() as connection:
+        if store.engine.dialect.name == "sqlite":
+            plan = " ".join(str(row) for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement,
+                                                                           parameters))
+            assert "USING INDEX" in plan and "SCAN sla_applied" not in plan.replace("USING INDEX", "")
+        else:
+            connection.exec_driver_sql("SET enable_seqscan = off")  # a 50-row table is cheaper to scan
+            plan = " ".join(row[0] for row in connection.exec_driver_sql("EXPLAIN " + statement, parameters))
+            assert "Index" in plan and "Seq Scan" not in plan
+    json.dumps(reports.summary(week()))  # every answer is JSON-serialisable

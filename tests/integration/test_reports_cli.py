@@ -1,0 +1,51 @@
+"""``sla-plugin report``: the same figures as the API, in the terminal, as JSON and as CSV."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from click.testing import CliRunner
+
+from plugin.cli.report import report
+from report_timelines import load_scenario, report_rules, report_runtime  # noqa: F401 (fixtures)
+
+WEEK = ["--since", "2026-03-02", "--until", "2026-03-08"]
+
+
+def run(*arguments: str) -> str:
+    result = CliRunner().invoke(report, [*WEEK, *arguments], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_report_command_prints_the_api_figures(report_runtime, fixture_payload):
+    load_scenario(report_runtime.redis, fixture_payload)
+
+    text = run()
+    assert "applied 8, missed 5, hit rate 37.5%" in text
+    assert "Standard (standard): answered 2 of 5 on time against a target of 90 %: 3 missed against target" in text
+    assert "Trial chat (trial, shadow)" in text
+
+    summary = json.loads(run("--format", "json"))
+    assert summary["overall"]["nrt_misses_per_message"] == 6
+
+    live = json.loads(run("--format", "json", "--mode", "live", "--inbox", "1", "--inbox", "2"))
+    assert (live["overall"]["applied"], live["overall"]["conversations_missed"]) == (7, 4)
+
+    rows = list(csv.DictReader(io.StringIO(run("--format", "csv", "--report", "breakdown", "--by", "agent"))))
+    assert {row["agent"]: row["applied"] for row in rows} == {"7": "3", "8": "3", "": "2"}
+
+    daily = run("--report", "series", "--label", "billing")
+    assert daily.splitlines()[1].split()[:3] == ["2026-03-02T00:00:00Z", "2", "1"]
+
+    grid = run("--report", "grid", "--format", "csv")
+    assert grid.splitlines()[1].startswith("mon,")
+
+    missed = json.loads(run("--report", "conversations", "--missed", "--format", "json", "--per-page", "2"))
+    assert (missed["total"], len(missed["items"])) == (5, 2)
+
+
+def test_report_command_explains_a_bad_filter(report_runtime):
+    result = CliRunner().invoke(report, ["--since", "someday"])
+    assert result.exit_code == 2 and "since must be an ISO-8601 date or time" in result.output

@@ -1,0 +1,172 @@
+"""The reports over HTTP: tokens, JSON endpoints, spreadsheet-safe CSV, the server-rendered page."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+
+import pytest
+
+from plugin.core.reports.csv_export import neutralise, to_csv
+from plugin.adapters.store import Store, applied
+from report_timelines import load_scenario, report_rules, report_runtime, synthetic_rows  # noqa: F401 (fixtures)
+
+ADMIN = "admin-token-0123456789"
+SIDEBAR = "sidebar-token-9876543210"
+WEEK = "since=2026-03-02&until=2026-03-08"
+BEARER = {"Authorization": f"Bearer {ADMIN}"}
+
+
+@pytest.fixture
+def client(report_runtime, fixture_payload, make_app, database_url):
+    load_scenario(report_runtime.redis, fixture_payload)
+    app = make_app(DATABASE_URL=database_url, SLA_ADMIN_TOKEN=ADMIN, SLA_SIDEBAR_TOKEN=SIDEBAR,
+                   CHATWOOT_URL="https://chat.example.com")
+    return app.test_client()
+
+
+ENDPOINTS = ["/api/reports/summary", "/api/reports/series?bucket=day", "/api/reports/grid",
+             "/api/reports/breakdown?by=inbox", "/api/reports/conversations", "/api/reports/conversations/1/2",
+             "/api/reports/summary.csv", "/reports"]
+
+
+@pytest.mark.parametrize("path", ENDPOINTS)
+def test_reports_need_the_admin_token(client, path):
+    assert client.get(path).status_code == 401
+    assert client.get(path, headers={"Authorization": "Bearer nope"}).status_code == 401
+    # The sidebar's token opens one conversation's SLA and nothing else.
+    assert client.get(path, headers={"Authorization": f"Bearer {SIDEBAR}"}).status_code == 401
+    separator = "&" if "?" in path else "?"
+    assert client.get(f"{path}{separator}token={SIDEBAR}").status_code == 401
+    assert client.get(path, headers=BEARER).status_code == 200
+
+
+def test_the_json_api_takes_the_token_only_as_a_header(client):
+    assert client.get(f"/api/reports/summary?token={ADMIN}").status_code == 401
+    assert client.get(f"/api/reports/summary.csv?token={ADMIN}").status_code == 200
+    assert client.get(f"/api/reports/summary?format=csv&token={ADMIN}").status_code == 200
+    assert client.get(f"/reports?token={ADMIN}").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/api/reports/summary", "/reports", "/sidebar",
+                                  "/api/sidebar/conversations/1/2"])
+def test_nothing_is_open_when_the_tokens_are_not_configured(make_app, path):
+    client = make_app().test_client()
+    response = client.get(path, headers={"Authorization": "Bearer anything"})
+    assert response.status_code == 403
+    assert "SLA_ADMIN_TOKEN" in response.get_json()["error"] or "SLA_SIDEBAR_TOKEN" in response.get_json()["error"]
+
+
+def test_tokens_are_never_logged(client, caplog):
+    with caplog.at_level(logging.DEBUG):
+        client.get(f"/reports?token={ADMIN}")
+        client.get("/api/reports/summary", headers={"Authorization": "Bearer wrong-guess-123"})
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert ADMIN not in logged and "wrong-guess-123" not in logged
+
+
+def test_json_endpoints(client):
+    summary = client.get(f"/api/reports/summary?{WEEK}", headers=BEARER).get_json()
+    assert (summary["overall"]["applied"], summary["overall"]["hit_rate_text"]) == (8, "37.5%")
+    assert summary["filters"]["since"] == "2026-03-02T00:00:00Z"
+    series = client.get(f"/api/reports/series?{WEEK}&bucket=hour", headers=BEARER).get_json()
+    assert series["bucket"] == "hour" and len(series["points"]) == 7 * 24
+    grid = client.get(f"/api/reports/grid?{WEEK}&inbox=1", headers=BEARER).get_json()
+    assert grid["total"] == 2
+    by_label = client.get(f"/api/reports/breakdown?{WEEK}&by=label", headers=BEARER).get_json()
+    assert {row["key"]: row["applied"] for row in by_label["rows"]} == {"billing": 2, "vip": 1, None: 6}
+    page = client.get(f"/api/reports/conversations?{WEEK}&missed=true&per_page=2&page=2", headers=BEARER).get_json()
+    assert (page["total"], page["pages"], len(page["items"])) == (5, 3, 2)
+    detail = client.get("/api/reports/conversations/1/6", headers=BEARER).get_json()
+    assert [entry["kind"] for entry in detail["log"]][0] == "applied"
+    assert client.get("/api/reports/conversations/1/404", headers=BEARER).status_code == 404
+
+
+@pytest.mark.parametrize("query", ["since=tomorrow", "bucket=minute", "by=moon", "per_page=0", "mode=dark"])
+def test_bad_parameters_get_400_with_the_reason(client, query):
+    kind = "series" if "bucket" in query else "breakdown" if "by=" in query else \
+        "conversations" if "per_page" in query else "summary"
+    response = client.get(f"/api/reports/{kind}?{query}", headers=BEARER)
+    assert response.status_code == 400 and response.get_json()["error"]
+
+
+def test_unknown_report_is_404(client):
+    assert client.get("/api/reports/everything", headers=BEARER).status_code == 404
+    assert client.get("/api/reports/summary.xlsx", headers=BEARER).status_code == 404
+
+
+def read_csv(response) -> list[dict]:
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    assert "attachment" in response.headers["Content-Disposition"]
+    return list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+
+
+def test_csv_exports_of_summaries_and_drill_down(client):
+    summary = read_csv(client.get(f"/api/reports/summary.csv?{WEEK}", headers=BEARER))
+    assert summary[0]["scope"] == "all" and summary[0]["applied"] == "8" and summary[0]["hit_rate_text"] == "37.5%"
+    standard = next(row for row in summary if row["policy"] == "standard")
+    assert standard["over_budget"] == "3" and standard["target"] == "0.9"
+    daily = read_csv(client.get(f"/api/reports/series.csv?{WEEK}&bucket=day", headers=BEARER))
+    assert [row["applied"] for row in daily] == ["3", "3", "2", "0", "0", "0", "0"]
+    conversations = read_csv(client.get(f"/api/reports/conversations.csv?{WEEK}&missed=true", headers=BEARER))
+    assert sorted(int(row["conversation_id"]) for row in conversations) == [2, 3, 4, 7, 8]
+    three = next(row for row in conversations if row["conversation_id"] == "3")
+    assert three["misses"] == "next_response 2026-03-02T12:20:00Z"
+    assert three["link"] == "https://chat.example.com/app/accounts/1/conversations/3"
+    grid = read_csv(client.get(f"/api/reports/grid?{WEEK}&format=csv", headers=BEARER))
+    assert [row["weekday"] for row in grid] == ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    by_inbox = read_csv(client.get(f"/api/reports/breakdown.csv?{WEEK}&by=inbox", headers=BEARER))
+    assert {row["inbox"]: row["applied"] for row in by_inbox} == {"1": "4", "2": "3", "9": "1"}
+
+
+@pytest.mark.parametrize("text", ["=HYPERLINK(\"http://evil\")", "+1+2", "-2+3", "@SUM(A1)", "\tx", "\r=1"])
+def test_formula_cells_are_neutralised(text):
+    assert neutralise(text) == "'" + text
+    header, row = csv.reader(io.StringIO(to_csv(["a", "b"], [[text, 5]]), newline=""))
+    assert header == ["a", "b"] and row == ["'" + text, "5"]
+
+
+def test_plain_cells_stay_as_they_are():
+    assert [neutralise(value) for value in ("Standard", "a=b", 3, -2, 0.5, None, True)] == \
+        ["Standard", "a=b", 3, -2, 0.5, "", "true"]
+
+
+def test_csv_export_neutralises_formulas_from_the_store(database_url, make_app):
+    store = Store.from_url(database_url)
+    store.migrate()
+    rows = synthetic_rows(2, 1, policy="=cmd|' /C calc'!A0")
+    rows[0]["labels"] = ",@evil,"
+    rows[1]["channel"] = "+Channel"
+    with store.engine.begin() as connection:
+        connection.execute(applied.insert(), rows)
+    client = make_app(DATABASE_URL=database_url, SLA_ADMIN_TOKEN=ADMIN).test_client()
+    text = client.get("/api/reports/conversations.csv?since=2026-03-01", headers=BEARER).get_data(as_text=True)
+    cells = [cell for row in csv.reader(io.StringIO(text)) for cell in row]
+    assert "'=cmd|' /C calc'!A0" in cells and "'@evil" in cells
+    assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    summary = client.get("/api/reports/breakdown.csv?since=2026-03-01&by=channel", headers=BEARER).get_data(as_text=True)
+    assert "'+Channel" in summary
+    store.engine.dispose()
+
+
+def test_the_page_renders_figures_tables_and_chart_data(client):
+    response = client.get(f"/reports?{WEEK}&token={ADMIN}")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert 'id="hit-rate">37.5%<' in html
+    assert "answered 2 of 5 on time against a target of 90 %: 3 missed against target" in html
+    assert 'id="report-data"' in html and 'id="breakdown-label"' in html
+    data = json.loads(html.split('id="report-data">')[1].split("</script>")[0])
+    assert len(data["daily"]) == 7 and data["grid"]["total"] == 6
+    # The drill-down lists the conversations with a miss; links carry the filters and the token.
+    assert html.count('class="misses"') == 5
+    assert f"/api/reports/conversations.csv?since=2026-03-02T00%3A00%3A00Z&amp;until=2026-03-09T00%3A00%3A00Z&amp;token={ADMIN}" in html
+    detail = client.get(f"/reports/conversations/1/6?token={ADMIN}").get_data(as_text=True)
+    assert "miss corrected" in detail and 'class="corrected"' in detail
+
+
+def test_the_page_reports_a_bad_filter(client):
+    response = client.get(f"/reports?since=soon&token={ADMIN}")
+    assert response.status_code == 400 and "since must be" in response.get_data(as_text=True)

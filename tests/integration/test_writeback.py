@@ -1,0 +1,246 @@
+"""Write-back on real parts: real Redis, real RQ workers, a real database; `responses` stands in for
+Chatwoot's REST API. Fixtures are re-timed relative to now, because the workers use the real clock."""
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import responses
+from rq import Queue, SimpleWorker
+
+from connectors.chatwoot.client import ChatwootClient
+from plugin.adapters import streams as ingest
+from plugin.jobs import writeback
+from plugin.adapters.streams import EVENTS_QUEUE, WRITEBACK_QUEUE
+
+BASE = "http://chatwoot.test"
+CONVERSATION = f"{BASE}/api/v1/accounts/1/conversations/87"
+HELPDESK = {"CHATWOOT_URL": BASE, "CHATWOOT_ACCOUNT_ID": "1", "CHATWOOT_API_TOKEN": "secret-token-123"}
+RULES = {"policies": {"quick": {"name": "Quick", "first_response": "1h", "resolution": "8h", "warn_before": "10m"}},
+         "rules": [{"name": "Everything", "when": {"all": []}, "apply": "quick"}],
+         "labels": {"on_track": {"title": "sla-on-track", "color": "#2E7D32"},
+                    "at_risk": {"title": "sla-at-risk", "color": "#F9A825"},
+                    "missed": {"title": "sla-missed", "color": "#C62828"}}}
+
+
+class FakeHelpdesk:
+    """Chatwoot's label and message endpoints over in-memory state, registered on `responses`."""
+
+    def __init__(self, mock: responses.RequestsMock, labels=("billing",), failures: int = 0):
+        self.labels = list(labels)
+        self.echoes: list[tuple[list[str], list[str]]] = []  # (before, after) of each label write
+        self.agent_edit_after_next_read: str | None = None
+        self.notes: list[str] = []
+        self.failures = failures
+        self.label_writes = 0
+        mock.add_callback(responses.GET, f"{CONVERSATION}/labels", callback=self._get_labels)
+        mock.add_callback(responses.POST, f"{CONVERSATION}/labels", callback=self._set_labels)
+        mock.add_callback(responses.POST, f"{CONVERSATION}/messages", callback=self._create_note)
+        mock.add_callback(responses.GET, re.compile(f"{CONVERSATION}/messages.*"), callback=self._messages)
+
+    def _failing(self):
+        if self.failures:
+            self.failures -= 1
+            return (500, {}, json.dumps({"error": "boom"}))
+        return None
+
+    def _get_labels(self, request):
+        failed = self._failing()
+        if failed:
+            return failed
+        answer = (200, {}, json.dumps({"payload": self.labels}))
+        if self.agent_edit_after_next_read:
+            # An agent adds a label between the plugin's read and its write.
+            self.labels = self.labels + [self.agent_edit_after_next_read]
+            self.agent_edit_after_next_read = None
+        return answer
+
+    def _set_labels(self, request):
+        failed = self._failing()
+        if failed:
+            return failed
+        before, self.labels = self.labels, json.loads(request.body)["labels"]
+        self.echoes.append((before, self.labels))
+        self.label_writes += 1
+        return (200, {}, json.dumps({"payload": self.labels}))
+
+    def _create_note(self, request):
+        failed = self._failing()
+        if failed:
+            return failed
+        body = json.loads(request.body)
+        assert body["private"] is True and body["message_type"] == "outgoing"
+        self.notes.append(body["content"])
+        return (200, {}, json.dumps({"id": 5000 + len(self.notes), "content": body["content"], "private": True}))
+
+    def _messages(self, request):
+        return (200, {}, json.dumps({"payload": [{"id": 5000 + n, "content": c, "private": True}
+                                                 for n, c in enumerate(self.notes, start=1)]}))
+
+
+@pytest.fixture
+def runtime(runtime_factory, monkeypatch):
+    # The client's backoff must not sleep in tests; everything else is the production path.
+    monkeypatch.setattr(writeback, "client_for", lambda runtime: ChatwootClient(
+        BASE, 1, "secret-token-123", sleep=lambda seconds: None))
+    return runtime_factory(RULES, **HELPDESK)
+
+
+def retimed(fixture_payload, name: str, at: datetime) -> bytes:
+    """A fixture payload moved to ``at`` (its conversation created two hours before ``now``)."""
+    payload = fixture_payload(name)
+    if payload.get("event") == "message_created":
+        payload["created_at"] = at.isoformat().replace("+00:00", "Z")
+        payload["conversation"]["created_at"] = int(at.timestamp())
+    else:
+        payload["created_at"] = int(at.timestamp())
+        payload["updated_at"] = at.timestamp()
+    return json.dumps(payload).encode()
+
+
+def work(redis) -> None:
+    """Real RQ workers drain the events and write-back queues until both are empty."""
+    queues = [Queue(EVENTS_QUEUE, connection=redis), Queue(WRITEBACK_QUEUE, connection=redis)]
+    SimpleWorker(queues, connection=redis).work(burst=True)
+
+
+def deliver(redis, bodies) -> None:
+    for body in bodies:
+        ingest.submit(redis, "chatwoot", body, received_at=datetime.now(timezone.utc))
+
+
+def test_a_miss_gets_the_missed_label_and_exactly_one_note_keeping_agent_labels(runtime, fixture_payload):
+    now = datetime.now(timezone.utc)
+    created = now - timedelta(hours=2)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        helpdesk = FakeHelpdesk(mock, labels=["billing", "vip"])
+        bodies = [retimed(fixture_payload, "conversation_created", created),
+                  retimed(fixture_payload, "message_created-incoming", created)]
+        deliver(runtime.redis, bodies)
+        work(runtime.redis)
+        deliver(runtime.redis, bodies)  # a duplicate delivery of the same events
+        work(runtime.redis)
+    assert helpdesk.labels == ["billing", "vip", "sla-missed"]
+    assert len(helpdesk.notes) == 1
+    assert "first response" in helpdesk.notes[0] and "Quick" in helpdesk.notes[0]
+    assert "secret-token-123" not in helpdesk.notes[0]
+
+
+def test_host_failing_three_times_then_recovering_ends_right(runtime, fixture_payload):
+    now = datetime.now(timezone.utc)
+    created = now - timedelta(hours=2)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        helpdesk = FakeHelpdesk(mock, failures=3)
+        deliver(runtime.redis, [retimed(fixture_payload, "conversation_created", created)])
+        work(runtime.redis)
+    assert helpdesk.labels == ["billing", "sla-missed"]
+    assert len(helpdesk.notes) == 1
+
+
+def test_a_late_reply_corrects_the_miss_with_one_correction_note(runtime, fixture_payload):
+    now = datetime.now(timezone.utc)
+    created = now - timedelta(hours=2)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        helpdesk = FakeHelpdesk(mock)
+        deliver(runtime.redis, [retimed(fixture_payload, "conversation_created", created)])
+        work(runtime.redis)
+        assert helpdesk.labels == ["billing", "sla-missed"]
+        # The agent had replied 30 minutes after creation; that webhook arrives only now.
+        deliver(runtime.redis, [retimed(fixture_payload, "message_created-outgoing", created + timedelta(minutes=30))])
+        work(runtime.redis)
+        deliver(runtime.redis, [retimed(fixture_payload, "message_created-outgoing", created + timedelta(minutes=30))])
+        work(runtime.redis)
+    assert helpdesk.labels == ["billing", "sla-on-track"]
+    assert len(helpdesk.notes) == 2
+    assert helpdesk.notes[1].startswith("SLA correction")
+
+
+def test_a_note_posted_before_a_crash_is_not_posted_again(runtime, fixture_payload):
+    now = datetime.now(timezone.utc)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        helpdesk = FakeHelpdesk(mock)
+        deliver(runtime.redis, [retimed(fixture_payload, "conversation_created", now - timedelta(hours=2))])
+        # Process events only: the write-back job waits in its queue.
+        SimpleWorker([Queue(EVENTS_QUEUE, connection=runtime.redis)], connection=runtime.redis).work(burst=True)
+        writer = writeback.Writer(runtime, writeback.client_for(runtime))
+        original = writer._finish
+
+        def crash_after_post(row, state, **values):
+            if state == "done" and row.key.startswith("note:"):
+                raise SystemExit("worker killed after the note was posted")
+            return original(row, state, **values)
+
+        writer._finish = crash_after_post
+        with pytest.raises(SystemExit):
+            writer.deliver(1, 87)
+        assert len(helpdesk.notes) == 1
+        work(runtime.redis)  # the queued job runs after the "crash" and finds the row still "sending"
+    assert len(helpdesk.notes) == 1
+    assert helpdesk.labels == ["billing", "sla-missed"]
+
+
+def test_shadow_policy_writes_nothing(runtime, runtime_factory, fixture_payload):
+    shadow = dict(RULES, policies={"quick": {**RULES["policies"]["quick"], "mode": "shadow"}})
+    runtime = runtime_factory(shadow, **HELPDESK)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        helpdesk = FakeHelpdesk(mock)
+        deliver(runtime.redis, [retimed(fixture_payload, "conversation_created",
+                                        datetime.now(timezone.utc) - timedelta(hours=2))])
+        work(runtime.redis)
+    assert helpdesk.notes == [] and helpdesk.labels == ["billing"]
+    assert runtime.store.summary((1, 87))["status"] == "missed"  # tracked and reported all the same
+
+
+def test_an_agent_label_added_between_our_read_and_write_is_restored_from_the_echo(runtime, fixture_payload):
+    now = datetime.now(timezone.utc)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        helpdesk = FakeHelpdesk(mock)
+        helpdesk.agent_edit_after_next_read = "vip"
+        deliver(runtime.redis, [retimed(fixture_payload, "conversation_created", now - timedelta(hours=2))])
+        work(runtime.redis)
+        assert helpdesk.labels == ["billing", "sla-missed"]  # the replace-all write dropped "vip"
+        # Chatwoot echoes our write as conversation_updated with the label list before and after it.
+        before, after = helpdesk.echoes[-1]
+        echo = fixture_payload("conversation_updated-labels")
+        echo.update(labels=after, updated_at=now.timestamp(),
+                    changed_attributes=[{"label_list": {"previous_value": before, "current_value": after}}])
+        deliver(runtime.redis, [json.dumps(echo).encode()])
+        work(runtime.redis)
+    assert helpdesk.labels == ["billing", "sla-missed", "vip"]
+    assert len(helpdesk.notes) == 1
+
+
+def test_an_agent_removing_a_label_is_not_undone(runtime, fixture_payload):
+    now = datetime.now(timezone.utc)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        helpdesk = FakeHelpdesk(mock, labels=["billing", "vip"])
+        deliver(runtime.redis, [retimed(fixture_payload, "conversation_created", now - timedelta(hours=2))])
+        work(runtime.redis)
+        helpdesk.labels = ["billing", "sla-missed"]  # the agent removed "vip" in Chatwoot
+        echo = fixture_payload("conversation_updated-labels")
+        echo.update(labels=helpdesk.labels, updated_at=now.timestamp(), changed_attributes=[
+            {"label_list": {"previous_value": ["billing", "vip", "sla-missed"], "current_value": helpdesk.labels}}])
+        deliver(runtime.redis, [json.dumps(echo).encode()])
+        work(runtime.redis)
+    assert helpdesk.labels == ["billing", "sla-missed"]
+
+
+def test_a_revoked_token_stops_write_back_without_hammering_and_resumes_when_fixed(runtime, fixture_payload):
+    now = datetime.now(timezone.utc)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        refused = mock.add(responses.GET, f"{CONVERSATION}/labels", status=401,
+                           json={"error": "Invalid Access Token"})
+        deliver(runtime.redis, [retimed(fixture_payload, "conversation_created", now - timedelta(hours=2))])
+        work(runtime.redis)
+        for _ in range(3):  # the sweeper's re-queue, several times: no call reaches the host
+            writeback.requeue_stale_outbox(runtime, now + timedelta(minutes=10))
+            work(runtime.redis)
+        assert refused.call_count == 1
+    runtime.redis.delete("sla:writeback:auth-failed:1")  # the back-off period is over; token fixed
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        helpdesk = FakeHelpdesk(mock)
+        writeback.requeue_stale_outbox(runtime, now + timedelta(minutes=10))
+        work(runtime.redis)
+    assert helpdesk.labels == ["billing", "sla-missed"] and len(helpdesk.notes) == 1

@@ -1,0 +1,448 @@
+"""Fault injection on real parts: the helpdesk API down, slow, rate limiting or refusing the token; Redis
+flushed or restarted; the database unreachable; a worker killed with SIGKILL; the web process restarted.
+
+Every test ends with the same check (:func:`tests.faults.verify`): each conversation's stored SLA equals what
+``plugin.cli.replay`` computes from the same webhook bodies, every status label is right (the agent's own
+label kept), and every miss has exactly one note (a miss disproved later, exactly one correction). Each prints
+how many events it tried and how many it lost, which must be zero. Tests poll with deadlines; none asserts
+a timing.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import requests
+import responses
+import sqlalchemy as sa
+from redis.exceptions import RedisError
+from rq import Queue, SimpleWorker
+from rq.job import Job
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry
+from sqlalchemy.engine import make_url
+
+from connectors.chatwoot.client import ChatwootClient
+from plugin.adapters import deadlines
+from plugin.adapters import streams as ingest
+from plugin.jobs import writeback
+from plugin.adapters.streams import EVENTS_QUEUE, WRITEBACK_QUEUE
+from plugin.jobs.runtime import current_runtime
+from plugin.adapters.store import Store, outbox
+from plugin.jobs.sweeper import Sweeper
+from plugin.jobs.drain import utcnow
+from faults import (
+    API_TOKEN, BASE_URL, HelpdeskServer, HelpdeskState, RestartableRedis, TcpProxy, Traffic, all_processed,
+    child_environment, duplicated_log_entries, settled, start_gunicorn, start_worker, stop_process, verify,
+    wait_until, write_rules,
+)
+
+# -- in-process: real Redis, real RQ SimpleWorker, SQLite, `responses` for the helpdesk -----------------------
+
+
+@pytest.fixture
+def plant(monkeypatch, tmp_path, redis_server, redis, runtime_environment):
+    """A runtime on the private Redis and a SQLite file; write-back through a client whose backoff sleeps are
+    recorded instead of slept, with the token held in ``plant.token`` (so a test can rotate it)."""
+    rules_dir = write_rules(tmp_path / "rules")
+    runtime_environment(DATABASE_URL=f"sqlite:///{tmp_path / 'sla.sqlite3'}", REDIS_URL=redis_server.url,
+                        SLA_RULES_DIR=str(rules_dir), CHATWOOT_URL=BASE_URL, CHATWOOT_ACCOUNT_ID="1",
+                        CHATWOOT_API_TOKEN=API_TOKEN, SLA_RECONCILE_SECONDS="0")
+    sleeps: list[float] = []
+    token = {"value": API_TOKEN}
+    monkeypatch.setattr(writeback, "client_for", lambda runtime: ChatwootClient(
+        BASE_URL, 1, token["value"], sleep=sleeps.append))
+    return SimpleNamespace(runtime=current_runtime(), rules_dir=rules_dir, sleeps=sleeps, token=token)
+
+
+def submit(redis, bodies) -> None:
+    for body in bodies:
+        ingest.submit(redis, "chatwoot", body, received_at=datetime.now(timezone.utc))
+
+
+def enqueue_scheduled_now(redis) -> int:
+    """Do what RQ's scheduler does when a retry's time has come, without waiting for it: enqueue every
+    scheduled job now. Returns how many."""
+    moved = 0
+    for name in (EVENTS_QUEUE, WRITEBACK_QUEUE):
+        queue = Queue(name, connection=redis)
+        registry = ScheduledJobRegistry(queue=queue)
+        for job_id in registry.get_job_ids():
+            job = Job.fetch(job_id, connection=redis)
+            registry.remove(job)
+            queue.enqueue_job(job)
+            moved += 1
+    return moved
+
+
+def work_all(redis, rounds: int = 30) -> int:
+    """Real RQ workers drain both queues; scheduled retries are run as their time comes (immediately here).
+    Returns how many rounds it took."""
+    queues = [Queue(EVENTS_QUEUE, connection=redis), Queue(WRITEBACK_QUEUE, connection=redis)]
+    for number in range(1, rounds + 1):
+        SimpleWorker(queues, connection=redis).work(burst=True, logging_level="ERROR")
+        if not enqueue_scheduled_now(redis) and all(queue.count == 0 for queue in queues):
+            return number
+    raise AssertionError(f"the queues did not settle in {rounds} rounds")
+
+
+def pending_intents(runtime) -> int:
+    with runtime.store.engine.connect() as connection:
+        return connection.execute(sa.select(sa.func.count()).select_from(outbox).where(
+            outbox.c.state.in_(("pending", "sending")))).scalar()
+
+
+def traffic_bodies(count: int, **options) -> list[bytes]:
+    return [body for bodies in Traffic(**options).conversations(count) for body in bodies]
+
+
+@pytest.mark.parametrize("fault", ["500", "connection"])
+def test_helpdesk_down_for_a_while_then_back(plant, fault):
+    import responses
+
+    bodies = traffic_bodies(10)
+    helpdesk = HelpdeskState()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        helpdesk.register(mock)
+        helpdesk.fail_next(40, fault)  # more than a job's own attempts: RQ's retries must take over
+        submit(plant.runtime.redis, bodies)
+        rounds = work_all(plant.runtime.redis)
+    assert helpdesk.faults_left() == 0
+    failed = sum(1 for call in helpdesk.calls if call[2] == fault)
+    print(f"helpdesk down for {failed} calls ({fault}); settled after {rounds} worker rounds; "
+          f"{len(helpdesk.calls)} calls in all")
+    assert rounds > 1  # the outage outlasted a job's own attempts
+    assert pending_intents(plant.runtime) == 0
+    assert verify(plant.runtime.store, bodies, plant.rules_dir, helpdesk, f"helpdesk down ({fault})").lost == 0
+
+
+def test_helpdesk_slow_calls_time_out_and_nothing_is_doubled(plant):
+    import responses
+
+    bodies = traffic_bodies(10)
+    helpdesk = HelpdeskState()
+    original = helpdesk.handle
+    slow = {"left": 6}
+
+    def handle(method, path, token, body):
+        # A slow helpdesk: the call is applied, but the answer comes after the client gave up.
+        answer = original(method, path, token, body)
+        if slow["left"] and method == "POST":
+            slow["left"] -= 1
+            return requests.ReadTimeout("read timed out (injected, after the call was applied)")
+        return answer
+
+    helpdesk.handle = handle
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        helpdesk.register(mock)
+        helpdesk.fail_next(6, "timeout")  # and some that time out before reaching it
+        submit(plant.runtime.redis, bodies)
+        work_all(plant.runtime.redis)
+    assert slow["left"] == 0 and helpdesk.faults_left() == 0
+    assert verify(plant.runtime.store, bodies, plant.rules_dir, helpdesk, "helpdesk slow").lost == 0
+
+
+def test_helpdesk_rate_limit_retry_after_is_honoured(plant):
+    import responses
+
+    bodies = traffic_bodies(5)
+    helpdesk = HelpdeskState()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        helpdesk.register(mock)
+        helpdesk.fail_next(3, "429", retry_after=7)
+        submit(plant.runtime.redis, bodies)
+        work_all(plant.runtime.redis)
+    # The client waited what the helpdesk asked for (its sleep is injected and recorded).
+    assert plant.sleeps.count(7) == 3, plant.sleeps
+    assert verify(plant.runtime.store, bodies, plant.rules_dir, helpdesk, "helpdesk 429").lost == 0
+
+
+def test_revoked_token_stops_write_back_without_hammering_until_it_is_fixed(plant, caplog):
+    import responses
+
+    bodies = traffic_bodies(10)
+    conversations = 10
+    helpdesk = HelpdeskState()
+    helpdesk.valid_token = "a-new-token-the-plugin-does-not-have"
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        helpdesk.register(mock)
+        with caplog.at_level(logging.ERROR):
+            submit(plant.runtime.redis, bodies)
+            work_all(plant.runtime.redis)
+        refused = helpdesk.call_count()
+        # One refused call per conversation's job, then it stops: no retries, no hammering.
+        assert 0 < refused <= conversations, helpdesk.calls
+        assert all(call[2] == 401 for call in helpdesk.calls)
+        assert any("refused the API token" in record.getMessage() for record in caplog.records)
+        assert pending_intents(plant.runtime) > 0  # kept for when the token is fixed
+        work_all(plant.runtime.redis)  # nothing is retried on its own
+        assert helpdesk.call_count() == refused
+        print(f"token revoked: {refused} calls refused for {conversations} conversations, then none")
+
+        # The operator sets the new token; once the pause after a refusal is over (simulated: its key
+        # expires), the sweeper's periodic requeue delivers what waited.
+        plant.token["value"] = helpdesk.valid_token
+        plant.runtime.redis.delete(writeback._auth_failed_key(1))
+        later = datetime.now(timezone.utc) + writeback.STALE_AFTER + timedelta(seconds=1)
+        assert writeback.requeue_stale_outbox(plant.runtime, later) > 0
+        work_all(plant.runtime.redis)
+    assert pending_intents(plant.runtime) == 0
+    assert verify(plant.runtime.store, bodies, plant.rules_dir, helpdesk, "token revoked then fixed").lost == 0
+
+
+def test_redis_flush_loses_no_deadline_and_a_resent_delivery_is_processed(plant):
+    import responses
+
+    runtime = plant.runtime
+    redis = runtime.redis
+    traffic = Traffic()
+    bodies = [body for bodies in traffic.conversations(10) for body in bodies]
+    # One conversation whose at-risk instant comes a few seconds from now: the rebuilt index must fire it.
+    soon = Traffic(now=datetime.now(timezone.utc) - timedelta(minutes=50) + timedelta(seconds=4),
+                   first_conversation=5000)
+    soon_bodies = soon.conversation(0, "on_track")
+    soon_bodies = [soon_bodies[0]]  # created only: first response due in 1 h from its creation
+    helpdesk = HelpdeskState()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        helpdesk.register(mock)
+        submit(redis, bodies + soon_bodies)
+        work_all(redis)
+        index = sorted(redis.zrange(deadlines.DEADLINES, 0, -1, withscores=True))
+        assert index
+
+        # Events accepted but still in the stream when Redis is flushed are lost by design (DESIGN.md 8):
+        # the helpdesk re-sends them (or the reconciler finds them). Simulate one such delivery.
+        in_flight = traffic.conversation(10)
+        submit(redis, in_flight)
+        redis.flushall()
+        assert redis.zcard(deadlines.DEADLINES) == 0
+
+        sweeper = Sweeper(runtime, utcnow)  # a new leader: rebuilds the index from SQL
+        sweeper.step()
+        rebuilt = sorted(redis.zrange(deadlines.DEADLINES, 0, -1, withscores=True))
+        assert {member for member, _ in rebuilt} >= {member for member, score in index
+                                                    if score > time.time()}
+        submit(redis, in_flight)  # the helpdesk's re-send
+        work_all(redis)
+
+        def soon_at_risk():
+            sweeper.step()
+            work_all(redis)
+            return runtime.store.summary((1, 5000))["status"] == "at_risk"
+
+        wait_until(soon_at_risk, 30, "the rebuilt deadline index ticks the at-risk conversation", interval=0.5)
+    assert helpdesk.labels[5000] == ["billing", "sla-at-risk"]
+    verdict = verify(runtime.store, bodies + in_flight + soon_bodies, plant.rules_dir, helpdesk, "redis flushed")
+    assert verdict.lost == 0
+
+
+# -- subprocesses: `sla-plugin worker`, gunicorn, a real HTTP fake helpdesk --------------------------------
+
+
+@pytest.fixture
+def helpdesk_server():
+    with HelpdeskServer() as server:
+        yield server
+
+
+def worker_environment(redis_url: str, database_url: str, rules_dir: Path, helpdesk_url: str, **extra) -> dict:
+    return child_environment(REDIS_URL=redis_url, DATABASE_URL=database_url, SLA_RULES_DIR=str(rules_dir),
+                             CHATWOOT_URL=helpdesk_url, CHATWOOT_ACCOUNT_ID="1", CHATWOOT_API_TOKEN=API_TOKEN,
+                             SLA_CLAIM_IDLE_SECONDS="1", **extra)
+
+
+def submit_retrying(redis, bodies, deadline_seconds: float = 30) -> int:
+    """Submit like a helpdesk that retries on failure; returns how many submissions failed first."""
+    failures = 0
+    for body in bodies:
+        deadline = time.monotonic() + deadline_seconds
+        while True:
+            try:
+                ingest.submit(redis, "chatwoot", body, received_at=datetime.now(timezone.utc))
+                break
+            except RedisError:
+                failures += 1
+                assert time.monotonic() < deadline, "Redis did not come back"
+                time.sleep(0.05)
+    return failures
+
+
+def test_redis_restarted_mid_load_the_worker_reconnects(tmp_path, helpdesk_server):
+    rules_dir = write_rules(tmp_path / "rules")
+    database_url = f"sqlite:///{tmp_path / 'sla.sqlite3'}"
+    with RestartableRedis(tmp_path / "redis") as server:
+        redis = server.connection(socket_timeout=5)
+        worker = start_worker(worker_environment(server.url, database_url, rules_dir, helpdesk_server.url),
+                              tmp_path / "worker.log")
+        try:
+            store = Store.from_url(database_url)
+            traffic = Traffic()
+            before = [body for bodies in traffic.conversations(15) for body in bodies]
+            submit_retrying(redis, before)
+            wait_until(lambda: all_processed(store, before, helpdesk_server.state), 60,
+                       "the events before the restart are processed and written back")
+
+            server.restart(down_seconds=0.5)
+            after = [body for bodies in traffic.conversations(15, start=15) for body in bodies]
+            submit_retrying(redis, after)
+            wait_until(lambda: all_processed(store, after, helpdesk_server.state), 60,
+                       "the worker reconnects and processes the events sent after the restart")
+            assert worker.poll() is None, "the worker process died instead of reconnecting"
+            wait_until(lambda: settled(redis), 30, "queues drained")
+        finally:
+            stop_process(worker)
+        verdict = verify(store, before + after, rules_dir, helpdesk_server.state, "redis restarted")
+        assert verdict.lost == 0, verdict.problems
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_database_unreachable_for_a_while_then_back(tmp_path, redis_server, redis, database_url, helpdesk_server):
+    url = make_url(database_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    rules_dir = write_rules(tmp_path / "rules")
+    store = Store.from_url(database_url)  # the test's own view, not through the proxy
+    store.migrate()
+    worker = start_worker(worker_environment(redis_server.url, proxied, rules_dir, helpdesk_server.url),
+                          tmp_path / "worker.log")
+    try:
+        traffic = Traffic()
+        before = [body for bodies in traffic.conversations(10) for body in bodies]
+        submit(redis, before)
+        wait_until(lambda: all_processed(store, before, helpdesk_server.state), 60, "processed before the cut")
+
+        proxy.cut()
+        during = [body for bodies in traffic.conversations(10, start=10) for body in bodies]
+        submit(redis, during)
+        failed = FailedJobRegistry(EVENTS_QUEUE, connection=redis)
+        wait_until(lambda: failed.count > 0, 60, "a drain job fails while the database is unreachable")
+        pending = redis.xpending(ingest.STREAM, ingest.GROUP)["pending"]
+        assert pending > 0, "the entries read by the failed drain must stay pending (not acknowledged)"
+        assert not all_processed(store, during)
+        print(f"database cut: {failed.count} drain job(s) failed, {pending} entries pending, "
+              f"{proxy.refused} connections refused")
+
+        proxy.restore()
+        wait_until(lambda: all_processed(store, during, helpdesk_server.state), 90,
+                   "a later drain processes the pending entries once the database is back")
+        wait_until(lambda: settled(redis), 30, "queues drained")
+    finally:
+        stop_process(worker)
+        proxy.close()
+        store.engine.dispose()
+    verdict = verify(store, before + during, rules_dir, helpdesk_server.state, "database unreachable")
+    assert verdict.lost == 0, verdict.problems
+
+
+def test_worker_killed_mid_batch_a_second_worker_finishes_exactly_once(tmp_path, redis_server, redis,
+                                                                       helpdesk_server):
+    rules_dir = write_rules(tmp_path / "rules")
+    database_url = f"sqlite:///{tmp_path / 'sla.sqlite3'}"
+    environment = worker_environment(redis_server.url, database_url, rules_dir, helpdesk_server.url)
+    conversations = Traffic().conversations(120)
+    bodies = [body for bodies in conversations for body in bodies]
+    submit(redis, bodies)
+    first = start_worker(environment, tmp_path / "worker-1.log")
+    second = None
+    try:
+        # Kill it while a batch is read but not acknowledged.
+        wait_until(lambda: redis.xpending(ingest.STREAM, ingest.GROUP)["pending"] > 0
+                   if redis.exists(ingest.STREAM) and redis.xinfo_groups(ingest.STREAM) else False,
+                   60, "the first worker reads a batch", interval=0.01)
+        stop_process(first, signal.SIGKILL)
+        pending_at_kill = redis.xpending(ingest.STREAM, ingest.GROUP)["pending"]
+        print(f"worker SIGKILLed with {pending_at_kill} entries read and not acknowledged")
+        second = start_worker(environment, tmp_path / "worker-2.log")
+        store = Store.from_url(database_url)
+        wait_until(lambda: all_processed(store, bodies, helpdesk_server.state), 120,
+                   "the second worker processes every event")
+        wait_until(lambda: settled(redis), 30, "queues drained")
+    finally:
+        stop_process(first, signal.SIGKILL)
+        if second is not None:
+            stop_process(second)
+    verdict = verify(store, bodies, rules_dir, helpdesk_server.state, "worker SIGKILL")
+    assert verdict.lost == 0, verdict.problems
+    keys = {(1, Traffic().first_conversation + number) for number in range(len(conversations))}
+    assert duplicated_log_entries(store, keys) == []
+
+
+def test_web_process_restarted_under_load_loses_no_accepted_delivery(tmp_path, redis_server, redis, helpdesk_server):
+    rules_dir = write_rules(tmp_path / "rules")
+    database_url = f"sqlite:///{tmp_path / 'sla.sqlite3'}"
+    environment = worker_environment(redis_server.url, database_url, rules_dir, helpdesk_server.url)
+    worker = start_worker(environment, tmp_path / "worker.log")
+    web, port = start_gunicorn(environment, tmp_path / "web.log")
+    bodies = [body for bodies in Traffic().conversations(60) for body in bodies]
+    outcomes: dict[int, int] = {}
+    refused = [0]
+    done = threading.Event()
+
+    def client() -> None:
+        session = requests.Session()
+        for number, body in enumerate(bodies):
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    response = session.post(f"http://127.0.0.1:{port}/webhooks/chatwoot", data=body, timeout=5,
+                                            headers={"Content-Type": "application/json",
+                                                     "X-Chatwoot-Delivery": f"delivery-{number}"})
+                except requests.RequestException:
+                    refused[0] += 1  # the helpdesk retries a delivery that got no answer
+                    session = requests.Session()
+                    time.sleep(0.05)
+                    continue
+                outcomes[number] = response.status_code
+                if response.status_code < 500:
+                    break
+            time.sleep(0.002)
+        done.set()
+
+    sender = threading.Thread(target=client, daemon=True)
+    try:
+        sender.start()
+        wait_until(lambda: len(outcomes) > len(bodies) // 3, 60, "a third of the deliveries are sent")
+        stop_process(web, signal.SIGKILL)
+        web, _ = start_gunicorn(environment, tmp_path / "web.log", port=port)
+        assert done.wait(120), "the client finished"
+        assert sorted(outcomes) == list(range(len(bodies)))
+        assert set(outcomes.values()) == {202}, outcomes
+        store = Store.from_url(database_url)
+        wait_until(lambda: all_processed(store, bodies, helpdesk_server.state), 60, "every 202'd delivery processed")
+        wait_until(lambda: settled(redis), 30, "queues drained")
+    finally:
+        stop_process(web)
+        stop_process(worker)
+    print(f"web restarted: {refused[0]} requests failed at the client during the restart and were retried")
+    verdict = verify(store, bodies, rules_dir, helpdesk_server.state, "web restarted")
+    assert verdict.lost == 0, verdict.problems
+
+
+def test_a_label_intent_that_changes_during_a_write_back_is_not_lost(plant):
+    """The intent moves from missed to on track while a job is writing: the newer one is written."""
+    runtime = plant.runtime
+    bodies = Traffic().conversation(1, "hit")
+    events = Queue(EVENTS_QUEUE, connection=runtime.redis)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        helpdesk = HelpdeskState()
+        helpdesk.register(mock)
+        submit(runtime.redis, bodies[:1])
+        SimpleWorker([events], connection=runtime.redis).work(burst=True)
+        client = writeback.client_for(runtime)
+        original = client.conversation_labels
+
+        def read_while_the_rest_arrives(conversation_id):
+            submit(runtime.redis, bodies[1:])
+            SimpleWorker([events], connection=runtime.redis).work(burst=True)
+            return original(conversation_id)
+
+        client.conversation_labels = read_while_the_rest_arrives
+        writeback.Writer(runtime, client).deliver(1, 1001)
+        client.conversation_labels = original
+        work_all(runtime.redis)
+    assert helpdesk.labels[1001] == ["billing", "sla-on-track"]
