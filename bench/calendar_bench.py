@@ -7,32 +7,36 @@ a week-long target (40 working hours), starts spread over a year, a few pause br
 inputs. Prints both rates, their ratio (the goal is at least 50x), and every input on which the two
 libraries disagree, grouped by the reason.
 """
+
 from __future__ import annotations
 
 import argparse
 import random
 import sys
 import time
-from datetime import date, datetime, time as clock_time, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock_time
 from pathlib import Path
 
 try:
     import businesstimedelta
     import pytz
 except ImportError:
-    print("this benchmark compares against businesstimedelta, which is not installed:\n"
-          "    pip install businesstimedelta", file=sys.stderr)
+    print(
+        "this benchmark compares against businesstimedelta, which is not installed:\n    pip install businesstimedelta",
+        file=sys.stderr,
+    )
     sys.exit(2)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from plugin.core.calendar import Calendar, parse_calendar  # noqa: E402  (needs the repository on the path)
-
 import holidays  # noqa: E402
+
+from plugin.core.calendar import Calendar, parse_calendar  # noqa: E402  (needs the repository on the path)
 
 ZONE = "Europe/Berlin"
 TARGET_SECONDS = 40 * 3600
 YEAR = 2026
-UTC = timezone.utc
+UTC = UTC
 
 
 def holiday_dates() -> list[date]:
@@ -45,11 +49,13 @@ def holiday_dates() -> list[date]:
 
 
 def our_calendar(closed: list[date]) -> Calendar:
-    return parse_calendar({
-        "timezone": ZONE,
-        "hours": {day: ["09:00-12:30", "13:30-17:00"] for day in ("mon", "tue", "wed", "thu", "fri")},
-        "holidays": {"dates": [day.isoformat() for day in closed]},
-    })
+    return parse_calendar(
+        {
+            "timezone": ZONE,
+            "hours": {day: ["09:00-12:30", "13:30-17:00"] for day in ("mon", "tue", "wed", "thu", "fri")},
+            "holidays": {"dates": [day.isoformat() for day in closed]},
+        }
+    )
 
 
 class PauseRule(businesstimedelta.rules.Rule):
@@ -70,10 +76,12 @@ class PauseRule(businesstimedelta.rules.Rule):
 def their_rules(closed: list[date], pauses: list[tuple[datetime, datetime]]):
     zone = pytz.timezone(ZONE)
     rules = [
-        businesstimedelta.WorkDayRule(start_time=clock_time(9), end_time=clock_time(17),
-                                      working_days=[0, 1, 2, 3, 4], tz=zone),
-        businesstimedelta.LunchTimeRule(start_time=clock_time(12, 30), end_time=clock_time(13, 30),
-                                        working_days=[0, 1, 2, 3, 4], tz=zone),
+        businesstimedelta.WorkDayRule(
+            start_time=clock_time(9), end_time=clock_time(17), working_days=[0, 1, 2, 3, 4], tz=zone
+        ),
+        businesstimedelta.LunchTimeRule(
+            start_time=clock_time(12, 30), end_time=clock_time(13, 30), working_days=[0, 1, 2, 3, 4], tz=zone
+        ),
         businesstimedelta.HolidayRule(closed, tz=zone),
     ]
     if pauses:
@@ -110,9 +118,15 @@ def rate(run, repeats: int) -> tuple[float, list]:
 def disagreement_reason(calendar: Calendar, start: datetime, pauses: list[tuple[datetime, datetime]]) -> str:
     for begin, end in pauses:
         begin = max(begin, start)
-        if begin < end and calendar.is_open(begin) and calendar.working_between(begin, end) < (end - begin).total_seconds():
-            return ("a break runs past a closing time: businesstimedelta's Rules.next shortens a working period "
-                    "only for time off that also ends inside it, so the rest of that period still counts")
+        if (
+            begin < end
+            and calendar.is_open(begin)
+            and calendar.working_between(begin, end) < (end - begin).total_seconds()
+        ):
+            return (
+                "a break runs past a closing time: businesstimedelta's Rules.next shortens a working period "
+                "only for time off that also ends inside it, so the rest of that period still counts"
+            )
     return "unexplained"
 
 
@@ -127,46 +141,56 @@ def main() -> int:
     inputs = make_inputs(arguments.inputs, arguments.seed)
     their_inputs = [(start, their_rules(closed, pauses)) for start, pauses in inputs]
 
-    cold_calendar = Calendar(ZONE, [[(9 * 3600, 12 * 3600 + 1800), (13 * 3600 + 1800, 17 * 3600)]] * 5 + [[], []],
-                             holiday_dates=closed)
+    cold_calendar = Calendar(
+        ZONE, [[(9 * 3600, 12 * 3600 + 1800), (13 * 3600 + 1800, 17 * 3600)]] * 5 + [[], []], holiday_dates=closed
+    )
     began = time.perf_counter()
     for start, pauses in inputs:
         cold_calendar.add_working(start, TARGET_SECONDS, pauses)
     cold_rate = len(inputs) / (time.perf_counter() - began)
 
     calendar = our_calendar(closed)
-    our_rate, ours = rate(lambda: [calendar.add_working(start, TARGET_SECONDS, pauses) for start, pauses in inputs],
-                          arguments.repeats)
+    our_rate, ours = rate(
+        lambda: [calendar.add_working(start, TARGET_SECONDS, pauses) for start, pauses in inputs], arguments.repeats
+    )
     their_rate, theirs = rate(
-        lambda: [start + businesstimedelta.BusinessTimeDelta(rules, seconds=TARGET_SECONDS)
-                 for start, rules in their_inputs],
-        1)
+        lambda: [
+            start + businesstimedelta.BusinessTimeDelta(rules, seconds=TARGET_SECONDS) for start, rules in their_inputs
+        ],
+        1,
+    )
 
-    print(f"calendar: {ZONE}, Mon-Fri 09:00-12:30 + 13:30-17:00, {len(closed)} holidays over {YEAR}-{YEAR + 1}; "
-          f"target 40 working hours; {len(inputs)} starts over {YEAR}, "
-          f"{sum(1 for _, pauses in inputs if pauses)} with 1-3 breaks")
+    print(
+        f"calendar: {ZONE}, Mon-Fri 09:00-12:30 + 13:30-17:00, {len(closed)} holidays over {YEAR}-{YEAR + 1}; "
+        f"target 40 working hours; {len(inputs)} starts over {YEAR}, "
+        f"{sum(1 for _, pauses in inputs if pauses)} with 1-3 breaks"
+    )
     print(f"plugin.core.calendar      {our_rate:12,.0f} due times/s (first pass, empty day cache: {cold_rate:,.0f}/s)")
     print(f"businesstimedelta    {their_rate:12,.0f} due times/s")
     print(f"ratio                {our_rate / their_rate:12,.1f}x  (goal: at least 50x)")
 
     reasons: dict[str, list[int]] = {}
-    for index, ((start, pauses), our_due, their_due) in enumerate(zip(inputs, ours, theirs)):
+    for index, ((start, pauses), our_due, their_due) in enumerate(zip(inputs, ours, theirs, strict=False)):
         if our_due != their_due:
             reasons.setdefault(disagreement_reason(calendar, start, pauses), []).append(index)
     disagreements = sum(len(indexes) for indexes in reasons.values())
     with_breaks = sum(1 for indexes in reasons.values() for index in indexes if inputs[index][1])
-    print(f"disagreements        {disagreements} of {len(inputs)} ({with_breaks} of them on inputs with breaks; "
-          f"none expected without: both land on closing times and 09:00-17:00 never meets a clock change)")
+    print(
+        f"disagreements        {disagreements} of {len(inputs)} ({with_breaks} of them on inputs with breaks; "
+        f"none expected without: both land on closing times and 09:00-17:00 never meets a clock change)"
+    )
     for reason, indexes in reasons.items():
         print(f"  {len(indexes)}: {reason}")
         for index in indexes[:3]:
             start, pauses = inputs[index]
             their_due = theirs[index].astimezone(UTC)
-            print(f"     e.g. start {start:%Y-%m-%d %H:%M:%S}Z breaks "
-                  f"{[(f'{b:%m-%d %H:%M}', f'{e:%m-%d %H:%M}') for b, e in pauses]}: "
-                  f"ours {ours[index]:%Y-%m-%d %H:%M:%S}Z, theirs {their_due:%Y-%m-%d %H:%M:%S}Z "
-                  f"(theirs is {TARGET_SECONDS - calendar.working_between(start, their_due, pauses)} s "
-                  f"of working time early)")
+            print(
+                f"     e.g. start {start:%Y-%m-%d %H:%M:%S}Z breaks "
+                f"{[(f'{b:%m-%d %H:%M}', f'{e:%m-%d %H:%M}') for b, e in pauses]}: "
+                f"ours {ours[index]:%Y-%m-%d %H:%M:%S}Z, theirs {their_due:%Y-%m-%d %H:%M:%S}Z "
+                f"(theirs is {TARGET_SECONDS - calendar.working_between(start, their_due, pauses)} s "
+                f"of working time early)"
+            )
     return 0
 
 

@@ -18,6 +18,7 @@ Two phases, on a private redis-server and a SQLite file in a temporary folder:
    (from sending a conversation's first webhook to its first label arriving at the helpdesk), the queue lag
    (entries waiting in the stream, sampled every second) and how long the workers took to catch up.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,12 +38,19 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path[:0] = [str(ROOT), str(BENCH), str(ROOT / "tests")]
 
-import webhook_bench  # noqa: E402  (the baseline app, gunicorn settings and server wrapper)
-from faults import (  # noqa: E402
-    API_TOKEN, HelpdeskServer, Traffic, child_environment, start_worker, stop_process, write_rules,
-)
 from plugin.adapters.services import EmbeddedRedis  # noqa: E402
 from plugin.jobs.drain import backlog  # noqa: E402
+
+import webhook_bench  # noqa: E402  (the baseline app, gunicorn settings and server wrapper)
+from faults import (  # noqa: E402
+    API_TOKEN,
+    HelpdeskServer,
+    Traffic,
+    child_environment,
+    start_worker,
+    stop_process,
+    write_rules,
+)
 
 SECRET = webhook_bench.SECRET
 PATH = "/webhooks/chatwoot"
@@ -96,22 +104,47 @@ end
 def run_wrk_mixed(port: int, bodies: list[bytes], duration: int, connections: int, workdir: Path):
     timestamp = int(time.time())
     script = workdir / "mixed.lua"
-    script.write_text(WRK_SCRIPT % {
-        "bodies": ",\n".join(f"[==[{body.decode()}]==]" for body in bodies),
-        "signatures": ",".join(f'"{webhook_bench.signature(body, timestamp)}"' for body in bodies),
-        "timestamp": timestamp, "path": PATH})
+    script.write_text(
+        WRK_SCRIPT
+        % {
+            "bodies": ",\n".join(f"[==[{body.decode()}]==]" for body in bodies),
+            "signatures": ",".join(f'"{webhook_bench.signature(body, timestamp)}"' for body in bodies),
+            "timestamp": timestamp,
+            "path": PATH,
+        }
+    )
     output = subprocess.run(
-        ["wrk", "--threads", "2", "--connections", str(connections), "--duration", f"{duration}s", "--timeout", "5s",
-         "--latency", "--script", str(script), f"http://127.0.0.1:{port}{PATH}"],
-        capture_output=True, text=True, check=True).stdout
+        [
+            "wrk",
+            "--threads",
+            "2",
+            "--connections",
+            str(connections),
+            "--duration",
+            f"{duration}s",
+            "--timeout",
+            "5s",
+            "--latency",
+            "--script",
+            str(script),
+            f"http://127.0.0.1:{port}{PATH}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     import re
 
     requests_done, seconds, unit = re.search(r"(\d+) requests in ([\d.]+)(m?s)", output).group(1, 2, 3)
     errors = sum(int(count) for count in re.findall(r"Non-2xx or 3xx responses: (\d+)", output))
     errors += sum(int(count) for count in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
-    return webhook_bench.Result(int(requests_done), float(seconds) / (1000 if unit == "ms" else 1),
-                                webhook_bench._wrk_latency_ms(output, "50%"), webhook_bench._wrk_latency_ms(output, "99%"),
-                                errors)
+    return webhook_bench.Result(
+        int(requests_done),
+        float(seconds) / (1000 if unit == "ms" else 1),
+        webhook_bench._wrk_latency_ms(output, "50%"),
+        webhook_bench._wrk_latency_ms(output, "99%"),
+        errors,
+    )
 
 
 def run_threads_mixed(port: int, bodies: list[bytes], duration: int, connections: int):
@@ -120,8 +153,12 @@ def run_threads_mixed(port: int, bodies: list[bytes], duration: int, connections
 
     def request_for(number: int, sent: int) -> tuple[bytes, dict[str, str]]:
         body = bodies[(sent * connections + number) % len(bodies)]
-        return body, {"Content-Type": "application/json", "X-Chatwoot-Timestamp": str(timestamp),
-                      "X-Chatwoot-Signature": webhook_bench.signature(body, timestamp), "X-Chatwoot-Delivery": f"t-{number}-{sent}"}
+        return body, {
+            "Content-Type": "application/json",
+            "X-Chatwoot-Timestamp": str(timestamp),
+            "X-Chatwoot-Signature": webhook_bench.signature(body, timestamp),
+            "X-Chatwoot-Delivery": f"t-{number}-{sent}",
+        }
 
     return webhook_bench.run_python_client(port, request_for, duration, connections)
 
@@ -130,16 +167,25 @@ def saturation(redis_server: EmbeddedRedis, workdir: Path, arguments) -> None:
     bodies = mixed_bodies(200)
     use_wrk = shutil.which("wrk") is not None and not arguments.python_client
     common = {"REDIS_URL": redis_server.url, "SLA_LOG_LEVEL": "WARNING"}
-    plugin_environment = {**common, "CHATWOOT_WEBHOOK_SECRET": SECRET, "CHATWOOT_ACCOUNT_ID": "1",
-                          "DATABASE_URL": f"sqlite:///{workdir / 'saturation.sqlite3'}",
-                          "SLA_RULES_DIR": str(ROOT / "rules")}
-    apps = {"baseline": webhook_bench.Server("webhook_bench:create_baseline_app()", common, str(BENCH)),
-            "plugin": webhook_bench.Server("plugin.web:create_app()", plugin_environment, str(ROOT))}
+    plugin_environment = {
+        **common,
+        "CHATWOOT_WEBHOOK_SECRET": SECRET,
+        "CHATWOOT_ACCOUNT_ID": "1",
+        "DATABASE_URL": f"sqlite:///{workdir / 'saturation.sqlite3'}",
+        "SLA_RULES_DIR": str(ROOT / "rules"),
+    }
+    apps = {
+        "baseline": webhook_bench.Server("webhook_bench:create_baseline_app()", common, str(BENCH)),
+        "plugin": webhook_bench.Server("plugin.web:create_app()", plugin_environment, str(ROOT)),
+    }
     results: dict[str, list] = {name: [] for name in apps}
     connection = redis_server.connection()
-    print(f"phase 1, saturation: {'wrk' if use_wrk else 'Python threads'}, {arguments.connections} connections, "
-          f"{arguments.rounds} x {arguments.saturation} s per app, mixed traffic of {len(bodies)} signed bodies, "
-          f"gunicorn {' '.join(webhook_bench.GUNICORN_OPTIONS)}", flush=True)
+    print(
+        f"phase 1, saturation: {'wrk' if use_wrk else 'Python threads'}, {arguments.connections} connections, "
+        f"{arguments.rounds} x {arguments.saturation} s per app, mixed traffic of {len(bodies)} signed bodies, "
+        f"gunicorn {' '.join(webhook_bench.GUNICORN_OPTIONS)}",
+        flush=True,
+    )
     try:
         for _ in range(arguments.rounds):
             for name, server in apps.items():
@@ -148,21 +194,28 @@ def saturation(redis_server: EmbeddedRedis, workdir: Path, arguments) -> None:
                 extra = (workdir,) if use_wrk else ()
                 result = run(server.port, bodies, arguments.saturation, arguments.connections, *extra)
                 results[name].append(result)
-                print(f"  {name:8}: {result.per_second:7.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
-                      f"p99 {result.p99_ms:7.2f} ms  errors {result.errors}", flush=True)
+                print(
+                    f"  {name:8}: {result.per_second:7.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
+                    f"p99 {result.p99_ms:7.2f} ms  errors {result.errors}",
+                    flush=True,
+                )
     finally:
         for server in apps.values():
             server.stop()
         connection.close()
     baseline, plugin = results["baseline"], results["plugin"]
-    ratio = statistics.median(p.per_second / b.per_second for b, p in zip(baseline, plugin))
-    p50 = statistics.median(p.p50_ms / b.p50_ms for b, p in zip(baseline, plugin))
-    p99 = statistics.median(p.p99_ms / b.p99_ms for b, p in zip(baseline, plugin))
-    print(f"  throughput plugin / baseline: {ratio:.2f}; ack latency plugin / baseline: p50 {p50:.2f}, p99 {p99:.2f} "
-          f"(medians over rounds; latency ratios below 1 mean the plugin answers faster)", flush=True)
+    ratio = statistics.median(p.per_second / b.per_second for b, p in zip(baseline, plugin, strict=False))
+    p50 = statistics.median(p.p50_ms / b.p50_ms for b, p in zip(baseline, plugin, strict=False))
+    p99 = statistics.median(p.p99_ms / b.p99_ms for b, p in zip(baseline, plugin, strict=False))
+    print(
+        f"  throughput plugin / baseline: {ratio:.2f}; ack latency plugin / baseline: p50 {p50:.2f}, p99 {p99:.2f} "
+        f"(medians over rounds; latency ratios below 1 mean the plugin answers faster)",
+        flush=True,
+    )
 
 
 # -- phase 2: sustained, end to end ----------------------------------------------------------------------------
+
 
 @dataclass
 class Sustained:
@@ -205,10 +258,17 @@ class Sustained:
                     sent_at = time.time()
                     begun = time.perf_counter()
                     try:
-                        connection.request("POST", PATH, body=body, headers={
-                            "Content-Type": "application/json", "X-Chatwoot-Timestamp": str(timestamp),
-                            "X-Chatwoot-Signature": webhook_bench.signature(body, timestamp),
-                            "X-Chatwoot-Delivery": f"s-{cid}-{step}"})
+                        connection.request(
+                            "POST",
+                            PATH,
+                            body=body,
+                            headers={
+                                "Content-Type": "application/json",
+                                "X-Chatwoot-Timestamp": str(timestamp),
+                                "X-Chatwoot-Signature": webhook_bench.signature(body, timestamp),
+                                "X-Chatwoot-Delivery": f"s-{cid}-{step}",
+                            },
+                        )
                         response = connection.getresponse()
                         response.read()
                         status = response.status
@@ -249,9 +309,15 @@ class Plant:
         self.helpdesk = HelpdeskServer()
         rules_dir = write_rules(workdir / "rules")
         self.environment = child_environment(
-            REDIS_URL=redis_server.url, DATABASE_URL=f"sqlite:///{workdir / 'sla.sqlite3'}",
-            SLA_RULES_DIR=str(rules_dir), CHATWOOT_URL=self.helpdesk.url, CHATWOOT_ACCOUNT_ID="1",
-            CHATWOOT_API_TOKEN=API_TOKEN, CHATWOOT_WEBHOOK_SECRET=SECRET, SLA_LOG_LEVEL="WARNING")
+            REDIS_URL=redis_server.url,
+            DATABASE_URL=f"sqlite:///{workdir / 'sla.sqlite3'}",
+            SLA_RULES_DIR=str(rules_dir),
+            CHATWOOT_URL=self.helpdesk.url,
+            CHATWOOT_ACCOUNT_ID="1",
+            CHATWOOT_API_TOKEN=API_TOKEN,
+            CHATWOOT_WEBHOOK_SECRET=SECRET,
+            SLA_LOG_LEVEL="WARNING",
+        )
         self.workers = [start_worker(self.environment, workdir / f"worker-{number}.log") for number in range(workers)]
         self.web = webhook_bench.Server("plugin.web:create_app()", self.environment, str(ROOT))
 
@@ -274,15 +340,18 @@ def sustained(redis_server: EmbeddedRedis, workdir: Path, arguments) -> None:
     plant = Plant(workdir, redis_server, arguments.workers)
     lags: list[int] = []
     try:
-        print(f"phase 2, sustained end to end: {arguments.rate:.0f} webhooks/s for {arguments.duration} s, gunicorn "
-              f"(2 workers) + {arguments.workers} sla-plugin worker(s), SQLite, write-back to a fake helpdesk",
-              flush=True)
+        print(
+            f"phase 2, sustained end to end: {arguments.rate:.0f} webhooks/s for {arguments.duration} s, gunicorn "
+            f"(2 workers) + {arguments.workers} sla-plugin worker(s), SQLite, write-back to a fake helpdesk",
+            flush=True,
+        )
         load = Sustained(plant.port, arguments.rate, arguments.duration)
         load.run(on_second=lambda _elapsed: lags.append(plant.lag()))
         finished = time.monotonic()
         history = plant.helpdesk.state.label_history
         while time.monotonic() - finished < 300 and (
-                plant.lag() > 0 or any(not history.get(cid) for cid in list(load.first_sent))):
+            plant.lag() > 0 or any(not history.get(cid) for cid in list(load.first_sent))
+        ):
             time.sleep(0.2)
         catch_up = time.monotonic() - finished
     finally:
@@ -290,12 +359,19 @@ def sustained(redis_server: EmbeddedRedis, workdir: Path, arguments) -> None:
     history = plant.helpdesk.state.label_history
     e2e = [history[cid][0][0] - sent for cid, sent in load.first_sent.items() if history.get(cid)]
     missing = sum(1 for cid in load.first_sent if not history.get(cid))
-    print(f"  sent {load.sent} webhooks in {load.elapsed:.1f} s ({load.sent / load.elapsed:.0f}/s); answers {load.statuses}")
+    print(
+        f"  sent {load.sent} webhooks in {load.elapsed:.1f} s ({load.sent / load.elapsed:.0f}/s); "
+        f"answers {load.statuses}"
+    )
     print(f"  ack latency: p50 {quantile(load.ack, 50) * 1000:.1f} ms, p99 {quantile(load.ack, 99) * 1000:.1f} ms")
-    print(f"  webhook -> label written: p50 {quantile(e2e, 50) * 1000:.0f} ms, p99 {quantile(e2e, 99) * 1000:.0f} ms "
-          f"over {len(e2e)} conversations ({missing} without a label yet)")
-    print(f"  queue lag (entries waiting, sampled each second): median {statistics.median(lags or [0]):.0f}, "
-          f"max {max(lags or [0])}; every label written {catch_up:.1f} s after the load stopped")
+    print(
+        f"  webhook -> label written: p50 {quantile(e2e, 50) * 1000:.0f} ms, p99 {quantile(e2e, 99) * 1000:.0f} ms "
+        f"over {len(e2e)} conversations ({missing} without a label yet)"
+    )
+    print(
+        f"  queue lag (entries waiting, sampled each second): median {statistics.median(lags or [0]):.0f}, "
+        f"max {max(lags or [0])}; every label written {catch_up:.1f} s after the load stopped"
+    )
 
 
 def main() -> None:

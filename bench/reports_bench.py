@@ -16,6 +16,7 @@ hour x weekday grid with the same filter, the daily series for 30 days without a
 baseline, the daily series over all 90 days (every row read). Target: under 500 ms for the filtered
 daily and hourly reports on both databases.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,9 +27,9 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Callable
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
@@ -37,17 +38,22 @@ import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from plugin.core.reports.filters import Filters  # noqa: E402
 from plugin.adapters.report_queries import Reports, filter_conditions  # noqa: E402
 from plugin.adapters.store import Store, applied, misses  # noqa: E402
+from plugin.core.reports.filters import Filters  # noqa: E402
 
-UTC = timezone.utc
+UTC = UTC
 END = datetime(2026, 11, 1, tzinfo=UTC)
 DAYS = 90
 CHUNK = 50_000  # rows per SQLite transaction
 TARGET_MS = 500
-POLICIES = [("standard", "Standard", 0.9, "live"), ("urgent", "Urgent", 0.8, "live"),
-            ("vip", "VIP", 0.95, "live"), ("email", "Email", 0.85, "live"), ("trial", "Trial", 0.5, "shadow")]
+POLICIES = [
+    ("standard", "Standard", 0.9, "live"),
+    ("urgent", "Urgent", 0.8, "live"),
+    ("vip", "VIP", 0.95, "live"),
+    ("email", "Email", 0.85, "live"),
+    ("trial", "Trial", 0.5, "shadow"),
+]
 CHANNELS = ["Channel::Email", "Channel::WebWidget", "Channel::Api", "Channel::Whatsapp", "Channel::Telegram"]
 PRIORITIES = [None, "low", "medium", "high", "urgent"]
 LABELS = [None, ",billing,", ",vip,", ",billing,vip,", ",bug,", ",refund,billing,"]
@@ -85,30 +91,62 @@ def synthetic(rows: int) -> tuple[list[tuple], list[tuple]]:
         frt_due, nrt_due, rt_due = moment + 3600, moment + 3 * 3600, moment + 86400
         any_miss = frt_missed or rt_missed or nrt_misses > 0
         row = {
-            "account_id": 1, "conversation_id": number, "policy_id": policy_id, "policy_name": name,
-            "policy_version": "0" * 64, "policy_snapshot": "{}", "rule": "bench", "mode": mode, "target": target,
-            "applied_at": stamp(moment), "conversation_created_at": stamp(moment),
-            "status": "missed" if any_miss else "hit" if resolved else "on_track", "resolved": int(resolved),
-            "inbox_id": rng.randrange(1, 21), "team_id": rng.choice(teams), "assignee_id": rng.choice(agents),
-            "channel": rng.choice(CHANNELS), "priority": rng.choice(PRIORITIES), "labels": rng.choice(LABELS),
-            "frt_status": "missed" if frt_missed else "hit", "frt_due_at": stamp(frt_due),
+            "account_id": 1,
+            "conversation_id": number,
+            "policy_id": policy_id,
+            "policy_name": name,
+            "policy_version": "0" * 64,
+            "policy_snapshot": "{}",
+            "rule": "bench",
+            "mode": mode,
+            "target": target,
+            "applied_at": stamp(moment),
+            "conversation_created_at": stamp(moment),
+            "status": "missed" if any_miss else "hit" if resolved else "on_track",
+            "resolved": int(resolved),
+            "inbox_id": rng.randrange(1, 21),
+            "team_id": rng.choice(teams),
+            "assignee_id": rng.choice(agents),
+            "channel": rng.choice(CHANNELS),
+            "priority": rng.choice(PRIORITIES),
+            "labels": rng.choice(LABELS),
+            "frt_status": "missed" if frt_missed else "hit",
+            "frt_due_at": stamp(frt_due),
             "frt_stopped_at": stamp(moment + rng.randrange(60, 7200)),
-            "frt_missed_at": stamp(frt_due) if frt_missed else None, "frt_misses": int(frt_missed),
-            "nrt_status": "missed" if nrt_misses else "hit", "nrt_due_at": None, "nrt_stopped_at": None,
-            "nrt_missed_at": stamp(nrt_due) if nrt_misses else None, "nrt_misses": nrt_misses,
-            "rt_status": "missed" if rt_missed else "hit" if resolved else "running", "rt_due_at": stamp(rt_due),
+            "frt_missed_at": stamp(frt_due) if frt_missed else None,
+            "frt_misses": int(frt_missed),
+            "nrt_status": "missed" if nrt_misses else "hit",
+            "nrt_due_at": None,
+            "nrt_stopped_at": None,
+            "nrt_missed_at": stamp(nrt_due) if nrt_misses else None,
+            "nrt_misses": nrt_misses,
+            "rt_status": "missed" if rt_missed else "hit" if resolved else "running",
+            "rt_due_at": stamp(rt_due),
             "rt_stopped_at": stamp(moment + rng.randrange(3600, 48 * 3600)) if resolved else None,
-            "rt_missed_at": stamp(rt_due) if rt_missed else None, "rt_misses": int(rt_missed),
+            "rt_missed_at": stamp(rt_due) if rt_missed else None,
+            "rt_misses": int(rt_missed),
             "nrt_misses_per_message": nrt_misses + (rng.randrange(3) if nrt_misses else 0),
-            "any_miss": int(any_miss), "evaluated_at": stamp(moment),
+            "any_miss": int(any_miss),
+            "evaluated_at": stamp(moment),
         }
         applied_rows.append(tuple(row[column] for column in APPLIED_COLUMNS))
-        for metric, due, count in (("first_response", frt_due, int(frt_missed)),
-                                   ("next_response", nrt_due, nrt_misses), ("resolution", rt_due, int(rt_missed))):
+        for metric, due, count in (
+            ("first_response", frt_due, int(frt_missed)),
+            ("next_response", nrt_due, nrt_misses),
+            ("resolution", rt_due, int(rt_missed)),
+        ):
             for index in range(count):
-                miss = {"account_id": 1, "conversation_id": number, "miss": f"{metric}#{index}", "metric": metric,
-                        "due_at": stamp(due + 3600 * index), "policy_id": policy_id, "policy_version": "0" * 64,
-                        "recorded_at": stamp(due), "corrected_at": None}
+                miss = {
+                    "account_id": 1,
+                    "conversation_id": number,
+                    "miss": f"{metric}#{index}",
+                    "metric": metric,
+                    "due_at": stamp(due + 3600 * index),
+                    "policy_id": policy_id,
+                    "policy_version": "0" * 64,
+                    "recorded_at": stamp(due),
+                    "corrected_at": None,
+                }
                 miss_rows.append(tuple(miss[column] for column in MISS_COLUMNS))
     return applied_rows, miss_rows
 
@@ -122,7 +160,7 @@ def load_sqlite(store: Store, data: tuple[list[tuple], list[tuple]]) -> None:
             insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
             for first in range(0, len(rows), CHUNK):
                 cursor.execute("BEGIN")
-                cursor.executemany(insert, rows[first:first + CHUNK])
+                cursor.executemany(insert, rows[first : first + CHUNK])
                 cursor.execute("COMMIT")
     finally:
         raw.close()
@@ -132,9 +170,15 @@ def load_postgres(url: str, data: tuple[list[tuple], list[tuple]]) -> None:
     with psycopg.connect(url) as connection:
         connection.execute("SET TIME ZONE 'UTC'")  # the times are UTC text without an offset
         with connection.cursor() as cursor:
-            for table, columns, rows in (("sla_applied", APPLIED_COLUMNS, data[0]), ("sla_misses", MISS_COLUMNS, data[1])):
-                with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(
-                        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))) as copy:
+            for table, columns, rows in (
+                ("sla_applied", APPLIED_COLUMNS, data[0]),
+                ("sla_misses", MISS_COLUMNS, data[1]),
+            ):
+                with cursor.copy(
+                    sql.SQL("COPY {} ({}) FROM STDIN").format(
+                        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
+                    )
+                ) as copy:
                     for row in rows:
                         copy.write_row(row)
         connection.commit()
@@ -161,8 +205,13 @@ def measure(store: Store, repeat: int) -> dict[str, float]:
     unfiltered = Filters.from_params(month)
     everything = Filters.from_params({"since": (END - timedelta(days=DAYS)).isoformat(), "until": END.isoformat()})
     with store.engine.connect() as connection:
-        in_range = connection.execute(applied.select().with_only_columns(applied.c.account_id)
-                                      .where(*filter_conditions(inbox)).subquery().select()).all()
+        in_range = connection.execute(
+            applied.select()
+            .with_only_columns(applied.c.account_id)
+            .where(*filter_conditions(inbox))
+            .subquery()
+            .select()
+        ).all()
     print(f"    rows in the filtered 30 days: {len(in_range):,}")
     return {
         "daily, 30 days, inbox filter": timed(lambda: reports.series(inbox, "day"), repeat),
@@ -178,13 +227,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--postgres", default=os.environ.get("SLA_BENCH_POSTGRES_URL")
-                        or "postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("SLA_BENCH_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/postgres",
+    )
     arguments = parser.parse_args()
     results: dict[str, dict[str, float]] = {}
     started = time.perf_counter()
     data = synthetic(arguments.rows)
-    print(f"generated {len(data[0]):,} applied SLAs and {len(data[1]):,} misses in {time.perf_counter() - started:.0f} s")
+    print(
+        f"generated {len(data[0]):,} applied SLAs and {len(data[1]):,} misses in {time.perf_counter() - started:.0f} s"
+    )
 
     with tempfile.TemporaryDirectory(prefix="sla-reports-bench-", dir="/tmp") as folder:
         store = Store.from_url(f"sqlite:///{folder}/bench.sqlite3")
@@ -220,8 +273,10 @@ def main() -> None:
     for database, figures in results.items():
         for query in ("daily, 30 days, inbox filter", "hourly, 30 days, inbox filter"):
             verdict = "ok" if figures[query] < TARGET_MS else "OVER TARGET"
-            print(f"{database}: {query}: {figures[query]:.1f} ms (target < {TARGET_MS} ms: {verdict}); "
-                  f"{figures[scan] / figures[query]:.0f}x faster than the full scan")
+            print(
+                f"{database}: {query}: {figures[query]:.1f} ms (target < {TARGET_MS} ms: {verdict}); "
+                f"{figures[scan] / figures[query]:.0f}x faster than the full scan"
+            )
 
 
 if __name__ == "__main__":

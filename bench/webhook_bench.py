@@ -10,6 +10,7 @@ Each is driven by ``wrk`` when installed (``apt-get install wrk``), else by a mu
 with keep-alive, bounded in count and time. Rounds alternate between the two apps to spread the noise.
 Prints requests/s, p50 and p99 latency of each, and the ratio plugin / baseline (target >= 0.8).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,9 +27,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
@@ -80,8 +81,17 @@ class Server:
 
     def __init__(self, app_spec: str, environment: dict[str, str], python_path: str) -> None:
         self.port = pick_free_port()
-        command = [sys.executable, "-m", "gunicorn", *GUNICORN_OPTIONS, "--bind", f"127.0.0.1:{self.port}",
-                   "--pythonpath", python_path, app_spec]
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            *GUNICORN_OPTIONS,
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--pythonpath",
+            python_path,
+            app_spec,
+        ]
         self.process = subprocess.Popen(command, env={**os.environ, **environment}, cwd=PROJECT_ROOT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -111,8 +121,11 @@ def signature(body: bytes, timestamp: int) -> str:
 
 def signed_headers(body: bytes, timestamp: int) -> dict[str, str]:
     """Headers of one signed delivery (the delivery id is added per request)."""
-    return {"Content-Type": "application/json", "X-Chatwoot-Signature": signature(body, timestamp),
-            "X-Chatwoot-Timestamp": str(timestamp)}
+    return {
+        "Content-Type": "application/json",
+        "X-Chatwoot-Signature": signature(body, timestamp),
+        "X-Chatwoot-Timestamp": str(timestamp),
+    }
 
 
 WRK_SCRIPT = """
@@ -137,21 +150,43 @@ end
 """
 
 
-def run_wrk(port: int, body_file: Path, headers: dict[str, str], duration: int, connections: int,
-            workdir: Path) -> Result:
+def run_wrk(
+    port: int, body_file: Path, headers: dict[str, str], duration: int, connections: int, workdir: Path
+) -> Result:
     script = workdir / "post.lua"
     header_lines = "\n".join(f'wrk.headers["{name}"] = "{value}"' for name, value in headers.items())
     script.write_text(WRK_SCRIPT % {"headers": header_lines})
     output = subprocess.run(
-        ["wrk", "--threads", "2", "--connections", str(connections), "--duration", f"{duration}s",
-         "--timeout", "5s", "--latency", "--script", str(script), f"http://127.0.0.1:{port}/webhooks/chatwoot"],
-        env={**os.environ, "BENCH_BODY_FILE": str(body_file)}, capture_output=True, text=True, check=True,
+        [
+            "wrk",
+            "--threads",
+            "2",
+            "--connections",
+            str(connections),
+            "--duration",
+            f"{duration}s",
+            "--timeout",
+            "5s",
+            "--latency",
+            "--script",
+            str(script),
+            f"http://127.0.0.1:{port}/webhooks/chatwoot",
+        ],
+        env={**os.environ, "BENCH_BODY_FILE": str(body_file)},
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     requests, seconds, unit = re.search(r"(\d+) requests in ([\d.]+)(m?s)", output).group(1, 2, 3)
     errors = sum(int(count) for count in re.findall(r"Non-2xx or 3xx responses: (\d+)", output))
     errors += sum(int(count) for count in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
-    return Result(int(requests), float(seconds) / (1000 if unit == "ms" else 1),
-                  _wrk_latency_ms(output, "50%"), _wrk_latency_ms(output, "99%"), errors)
+    return Result(
+        int(requests),
+        float(seconds) / (1000 if unit == "ms" else 1),
+        _wrk_latency_ms(output, "50%"),
+        _wrk_latency_ms(output, "99%"),
+        errors,
+    )
 
 
 def _wrk_latency_ms(output: str, percentile: str) -> float:
@@ -159,8 +194,13 @@ def _wrk_latency_ms(output: str, percentile: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_python_client(port: int, request_for: Callable[[int, int], tuple[bytes, dict[str, str]]], duration: int,
-                      connections: int, max_requests: int = 200_000) -> Result:
+def run_python_client(
+    port: int,
+    request_for: Callable[[int, int], tuple[bytes, dict[str, str]]],
+    duration: int,
+    connections: int,
+    max_requests: int = 200_000,
+) -> Result:
     """Threads posting over keep-alive connections until *duration* seconds or *max_requests* requests.
 
     ``request_for(connection number, request number)`` gives each request's body and headers.
@@ -219,18 +259,25 @@ def main() -> None:
         body_file.write_bytes(body)
         (workdir / "rules").mkdir()
         common = {"REDIS_URL": redis_server.url, "SLA_LOG_LEVEL": "WARNING"}
-        plugin_environment = {**common, "CHATWOOT_WEBHOOK_SECRET": SECRET, "CHATWOOT_ACCOUNT_ID": "1",
-                              "DATABASE_URL": f"sqlite:///{workdir / 'sla.sqlite3'}",
-                              "SLA_RULES_DIR": str(PROJECT_ROOT / "rules")}
+        plugin_environment = {
+            **common,
+            "CHATWOOT_WEBHOOK_SECRET": SECRET,
+            "CHATWOOT_ACCOUNT_ID": "1",
+            "DATABASE_URL": f"sqlite:///{workdir / 'sla.sqlite3'}",
+            "SLA_RULES_DIR": str(PROJECT_ROOT / "rules"),
+        }
         apps = {
-            "baseline (bare Flask + RQ enqueue)": Server("webhook_bench:create_baseline_app()", common,
-                                                         str(Path(__file__).parent)),
-            "plugin (plugin.web:create_app)": Server("plugin.web:create_app()", plugin_environment,
-                                                     str(PROJECT_ROOT)),
+            "baseline (bare Flask + RQ enqueue)": Server(
+                "webhook_bench:create_baseline_app()", common, str(Path(__file__).parent)
+            ),
+            "plugin (plugin.web:create_app)": Server("plugin.web:create_app()", plugin_environment, str(PROJECT_ROOT)),
         }
         client = "wrk" if use_wrk else "Python threads"
-        print(f"load: {client}, {arguments.connections} connections, {arguments.rounds} x "
-              f"{arguments.duration} s per app, gunicorn {' '.join(GUNICORN_OPTIONS)}", flush=True)
+        print(
+            f"load: {client}, {arguments.connections} connections, {arguments.rounds} x "
+            f"{arguments.duration} s per app, gunicorn {' '.join(GUNICORN_OPTIONS)}",
+            flush=True,
+        )
         results: dict[str, list[Result]] = {name: [] for name in apps}
         connection = redis_server.connection()
         try:
@@ -240,34 +287,48 @@ def main() -> None:
                     # Signed once per round: the timestamp must stay within the receiver's 5-minute window.
                     headers = signed_headers(body, int(time.time()))
                     if use_wrk:
-                        result = run_wrk(server.port, body_file, headers, arguments.duration,
-                                         arguments.connections, workdir)
+                        result = run_wrk(
+                            server.port, body_file, headers, arguments.duration, arguments.connections, workdir
+                        )
                     else:
                         result = run_python_client(
                             server.port,
-                            lambda number, sent: (body, {**headers, "X-Chatwoot-Delivery": f"bench-{number}-{sent}"}),
-                            arguments.duration, arguments.connections)
+                            lambda number, sent, headers=headers: (
+                                body,
+                                {**headers, "X-Chatwoot-Delivery": f"bench-{number}-{sent}"},
+                            ),
+                            arguments.duration,
+                            arguments.connections,
+                        )
                     results[name].append(result)
                     # flushall ran before the round, so only this app's hand-over holds anything
                     queued = connection.xlen("sla:events") + connection.llen("rq:queue:baseline")
-                    print(f"  {name}: {result.per_second:8.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
-                          f"p99 {result.p99_ms:7.2f} ms  errors {result.errors}  queued {queued}", flush=True)
+                    print(
+                        f"  {name}: {result.per_second:8.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
+                        f"p99 {result.p99_ms:7.2f} ms  errors {result.errors}  queued {queued}",
+                        flush=True,
+                    )
         finally:
             for server in apps.values():
                 server.stop()
 
     print()
     for name, runs in results.items():
-        print(f"{name}: {statistics.median(run.per_second for run in runs):.0f} req/s (median of {len(runs)}), "
-              f"p50 {statistics.median(run.p50_ms for run in runs):.2f} ms, "
-              f"p99 {statistics.median(run.p99_ms for run in runs):.2f} ms")
+        print(
+            f"{name}: {statistics.median(run.per_second for run in runs):.0f} req/s (median of {len(runs)}), "
+            f"p50 {statistics.median(run.p50_ms for run in runs):.2f} ms, "
+            f"p99 {statistics.median(run.p99_ms for run in runs):.2f} ms"
+        )
     # Each round's two runs were back to back, so their ratio shares the machine's load of the moment.
     baseline_runs, plugin_runs = results.values()
-    ratios = [plugin.per_second / baseline.per_second
-              for baseline, plugin in zip(baseline_runs, plugin_runs, strict=True)]
+    ratios = [
+        plugin.per_second / baseline.per_second for baseline, plugin in zip(baseline_runs, plugin_runs, strict=True)
+    ]
     ratio = statistics.median(ratios)
-    print(f"ratio plugin / baseline: {ratio:.2f} (median of rounds {', '.join(f'{each:.2f}' for each in ratios)}; "
-          f"target >= {TARGET_RATIO}) {'OK' if ratio >= TARGET_RATIO else 'BELOW TARGET'}")
+    print(
+        f"ratio plugin / baseline: {ratio:.2f} (median of rounds {', '.join(f'{each:.2f}' for each in ratios)}; "
+        f"target >= {TARGET_RATIO}) {'OK' if ratio >= TARGET_RATIO else 'BELOW TARGET'}"
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ fixtures with new ids and times) go through ``plugin.adapters.streams.submit`` e
 over; a real RQ SimpleWorker drains them. The baseline is the same worker running no-op RQ jobs, one per
 event, which is what a one-job-per-webhook design would cost at best (DESIGN.md section 8).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,7 +16,7 @@ import os
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +35,7 @@ def payloads(conversations: int, per_conversation: int) -> list[bytes]:
     created = json.loads((FIXTURES / "conversation_created.json").read_text())
     incoming = json.loads((FIXTURES / "message_created-incoming.json").read_text())
     outgoing = json.loads((FIXTURES / "message_created-outgoing.json").read_text())
-    start = datetime.now(timezone.utc) - timedelta(hours=6)
+    start = datetime.now(UTC) - timedelta(hours=6)
     bodies = []
     message_id = 100_000
     for number in range(conversations):
@@ -47,8 +48,16 @@ def payloads(conversations: int, per_conversation: int) -> list[bytes]:
             template = incoming if step % 2 == 0 else outgoing
             moment = at + timedelta(minutes=7 * (step + 1))
             conversation = dict(template["conversation"], id=conversation_id, created_at=int(at.timestamp()))
-            bodies.append(json.dumps(dict(template, id=message_id, conversation=conversation,
-                                          created_at=moment.isoformat().replace("+00:00", "Z"))).encode())
+            bodies.append(
+                json.dumps(
+                    dict(
+                        template,
+                        id=message_id,
+                        conversation=conversation,
+                        created_at=moment.isoformat().replace("+00:00", "Z"),
+                    )
+                ).encode()
+            )
     return bodies
 
 
@@ -58,8 +67,9 @@ def main() -> None:
     parser.add_argument("--events-per-conversation", type=int, default=10)
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder, EmbeddedRedis(folder) as server:
-        os.environ.update(REDIS_URL=server.url, DATABASE_URL=f"sqlite:///{folder}/bench.sqlite3",
-                          SLA_RULES_DIR=str(ROOT / "rules"))
+        os.environ.update(
+            REDIS_URL=server.url, DATABASE_URL=f"sqlite:///{folder}/bench.sqlite3", SLA_RULES_DIR=str(ROOT / "rules")
+        )
         os.environ.pop("CHATWOOT_URL", None)
         from plugin.jobs.runtime import current_runtime
 
@@ -74,7 +84,7 @@ def main() -> None:
         SimpleWorker([events_queue], connection=redis).work(burst=True, logging_level="ERROR")
         noop_rate = len(bodies) / (time.perf_counter() - started)
 
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         for body in bodies:
             ingest.submit(redis, "chatwoot", body, received_at=now)
         started = time.perf_counter()

@@ -3,9 +3,10 @@
 Adding a helpdesk: write a package beside ``chatwoot/`` whose connector satisfies
 :class:`connectors.base.Connector`, and add its factory to ``_FACTORIES``.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from connectors.base import Connector, HelpdeskAPIError, PayloadError, UnknownConnector, WebhookRejected
 from connectors.chatwoot import ChatwootConnector
@@ -43,6 +44,12 @@ class Connectors:
 
 
 __all__ = [
-    "CONNECTOR_NAMES", "Connector", "Connectors", "HelpdeskAPIError", "PayloadError", "UnknownConnector",
-    "WebhookRejected", "get_connector",
+    "CONNECTOR_NAMES",
+    "Connector",
+    "Connectors",
+    "HelpdeskAPIError",
+    "PayloadError",
+    "UnknownConnector",
+    "WebhookRejected",
+    "get_connector",
 ]

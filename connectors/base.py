@@ -5,10 +5,12 @@ and turns a webhook body into a helpdesk-neutral :class:`plugin.core.events.Even
 workers only talk to this interface, so adding a helpdesk means adding a connector and registering it in
 :mod:`connectors`, never touching the engine.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Mapping, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from plugin.core.events import Event
 

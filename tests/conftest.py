@@ -5,13 +5,15 @@ Tests never touch the machine's shared Redis (6379) or its existing PostgreSQL d
 the session and dropped afterwards. A missing service fails the run (it is never skipped): ``bin/test``
 installs or starts what is missing.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psycopg
 import pytest
@@ -19,9 +21,10 @@ from hypothesis import settings as hypothesis_settings
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from databases import empty_public_schema
 from plugin.adapters.services import EmbeddedRedis
 from plugin.adapters.settings import Settings
+
+from databases import empty_public_schema
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -71,15 +74,20 @@ def postgres_url():
     try:
         admin = psycopg.connect(server_url, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as error:
-        pytest.fail(f"No PostgreSQL server at {make_url(server_url).render_as_string(hide_password=True)} "
-                    f"({error}). Run the tests with bin/test, which starts one, or set SLA_TEST_POSTGRES_URL.",
-                    pytrace=False)
+        pytest.fail(
+            f"No PostgreSQL server at {make_url(server_url).render_as_string(hide_password=True)} "
+            f"({error}). Run the tests with bin/test, which starts one, or set SLA_TEST_POSTGRES_URL.",
+            pytrace=False,
+        )
     name = f"sla_test_{uuid.uuid4().hex[:12]}"
     with admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         try:
-            yield make_url(server_url).set(drivername="postgresql+psycopg", database=name) \
+            yield (
+                make_url(server_url)
+                .set(drivername="postgresql+psycopg", database=name)
                 .render_as_string(hide_password=False)
+            )
         finally:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
@@ -97,7 +105,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path):
     empty_public_schema(url)
 
 
-
 @pytest.fixture
 def settings_factory(tmp_path: Path, redis_server: EmbeddedRedis) -> Callable[..., Settings]:
     """Build :class:`Settings` for a test from environment-style values: ``settings_factory(
@@ -105,6 +112,7 @@ def settings_factory(tmp_path: Path, redis_server: EmbeddedRedis) -> Callable[..
 
     Defaults: the private Redis, a SQLite file in the test's folder, the project's rules, no secrets.
     """
+
     def build(**overrides: Any) -> Settings:
         environ = {
             "DATABASE_URL": f"sqlite:///{tmp_path / 'sla.sqlite3'}",
@@ -123,6 +131,7 @@ def settings_factory(tmp_path: Path, redis_server: EmbeddedRedis) -> Callable[..
 @pytest.fixture
 def fixture_payload() -> Callable[[str], dict]:
     """Load ``tests/fixtures/chatwoot/<name>.json``, a real Chatwoot webhook body."""
+
     def load(name: str) -> dict:
         return json.loads((FIXTURES / "chatwoot" / f"{name}.json").read_text())
 
@@ -177,8 +186,15 @@ def runtime_factory(tmp_path: Path, redis_server: EmbeddedRedis, redis, database
         rules_dir = tmp_path / "rules"
         rules_dir.mkdir(exist_ok=True)
         (rules_dir / "rules.json").write_text(json.dumps(rules))
-        runtime_environment(**{"CHATWOOT_URL": None, "DATABASE_URL": database_url, "REDIS_URL": redis_server.url,
-                               "SLA_RULES_DIR": str(rules_dir), **environment})
+        runtime_environment(
+            **{
+                "CHATWOOT_URL": None,
+                "DATABASE_URL": database_url,
+                "REDIS_URL": redis_server.url,
+                "SLA_RULES_DIR": str(rules_dir),
+                **environment,
+            }
+        )
         return current_runtime()
 
     return build

@@ -1,4 +1,5 @@
 """Test helpers for the shared PostgreSQL test database."""
+
 from __future__ import annotations
 
 import psycopg

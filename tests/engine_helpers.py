@@ -1,4 +1,5 @@
 """Builders of helpdesk-neutral events and policies for the engine's tests (no connector involved)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,8 +7,17 @@ from datetime import datetime
 
 from plugin.core.engine import ConversationState, add_events, evaluate
 from plugin.core.events import (
-    CONTACT, CONVERSATION_CREATED, HUMAN, INCOMING, MESSAGE_CREATED, OUTGOING, STATUS_CHANGED,
-    Conversation, Event, Message, parse_time,
+    CONTACT,
+    CONVERSATION_CREATED,
+    HUMAN,
+    INCOMING,
+    MESSAGE_CREATED,
+    OUTGOING,
+    STATUS_CHANGED,
+    Conversation,
+    Event,
+    Message,
+    parse_time,
 )
 from plugin.core.policy import Policy, policy_from_snapshot, policy_snapshot
 
@@ -23,33 +33,60 @@ class Timeline:
     """A conversation's events, written the way a test reads."""
 
     def __init__(self, created: str = "09:00", conversation_id: int = 87, **attributes):
-        self.conversation = Conversation(account_id=1, conversation_id=conversation_id,
-                                         created_at=t(created), **attributes)
-        self.events: list[Event] = [Event(CONVERSATION_CREATED, f"created:{conversation_id}", 1, conversation_id,
-                                          t(created), conversation=self.conversation)]
+        self.conversation = Conversation(
+            account_id=1, conversation_id=conversation_id, created_at=t(created), **attributes
+        )
+        self.events: list[Event] = [
+            Event(
+                CONVERSATION_CREATED,
+                f"created:{conversation_id}",
+                1,
+                conversation_id,
+                t(created),
+                conversation=self.conversation,
+            )
+        ]
         self._message_id = 0
 
-    def _message(self, at: str, direction: str, sender_kind: str, content: str, private: bool) -> "Timeline":
+    def _message(self, at: str, direction: str, sender_kind: str, content: str, private: bool) -> Timeline:
         self._message_id += 1
         message = Message(self._message_id, t(at), direction, sender_kind, private, content=content)
-        self.events.append(Event(MESSAGE_CREATED, f"message:{self._message_id}", 1,
-                                 self.conversation.conversation_id, t(at), conversation=self.conversation,
-                                 message=message))
+        self.events.append(
+            Event(
+                MESSAGE_CREATED,
+                f"message:{self._message_id}",
+                1,
+                self.conversation.conversation_id,
+                t(at),
+                conversation=self.conversation,
+                message=message,
+            )
+        )
         return self
 
-    def customer(self, at: str, content: str = "hello") -> "Timeline":
+    def customer(self, at: str, content: str = "hello") -> Timeline:
         return self._message(at, INCOMING, CONTACT, content, False)
 
-    def agent(self, at: str, content: str = "on it", sender_kind: str = HUMAN, private: bool = False) -> "Timeline":
+    def agent(self, at: str, content: str = "on it", sender_kind: str = HUMAN, private: bool = False) -> Timeline:
         return self._message(at, OUTGOING, sender_kind, content, private)
 
-    def status(self, at: str, status: str, snoozed_until: str | None = None, **attributes) -> "Timeline":
+    def status(self, at: str, status: str, snoozed_until: str | None = None, **attributes) -> Timeline:
         from dataclasses import replace
 
-        conversation = replace(self.conversation, status=status,
-                               snoozed_until=t(snoozed_until) if snoozed_until else None, **attributes)
-        self.events.append(Event(STATUS_CHANGED, f"status:{len(self.events)}", 1, conversation.conversation_id,
-                                 t(at), conversation=conversation, new_status=status))
+        conversation = replace(
+            self.conversation, status=status, snoozed_until=t(snoozed_until) if snoozed_until else None, **attributes
+        )
+        self.events.append(
+            Event(
+                STATUS_CHANGED,
+                f"status:{len(self.events)}",
+                1,
+                conversation.conversation_id,
+                t(at),
+                conversation=conversation,
+                new_status=status,
+            )
+        )
         return self
 
     def evaluate(self, at: str, matcher, events=None):

@@ -16,8 +16,10 @@ that tell whether anything was lost.
 - subprocess helpers for ``sla-plugin worker`` and gunicorn, and :func:`wait_until` (tests poll with
   deadlines, they never assert timings).
 """
+
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -30,17 +32,18 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import requests
 import sqlalchemy as sa
 from rq import Queue
 
-from plugin.adapters.streams import EVENTS_QUEUE, WRITEBACK_QUEUE
 from plugin.adapters.services import EmbeddedRedis, pick_free_port
+from plugin.adapters.streams import EVENTS_QUEUE, WRITEBACK_QUEUE
 from plugin.jobs.drain import backlog
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -49,8 +52,16 @@ BASE_URL = "http://chatwoot.test"
 API_TOKEN = "api-token-faults-0a1b2c3d4e"
 LABEL_TITLES = {"on_track": "sla-on-track", "at_risk": "sla-at-risk", "missed": "sla-missed"}
 RULES = {
-    "policies": {"quick": {"name": "Quick", "first_response": "1h", "next_response": "1h", "resolution": "8h",
-                           "warn_before": "10m", "target": 0.9}},
+    "policies": {
+        "quick": {
+            "name": "Quick",
+            "first_response": "1h",
+            "next_response": "1h",
+            "resolution": "8h",
+            "warn_before": "10m",
+            "target": 0.9,
+        }
+    },
     "rules": [{"name": "Everything", "when": {"all": []}, "apply": "quick"}],
     "labels": {key: {"title": title, "color": "#2E7D32"} for key, title in LABEL_TITLES.items()},
 }
@@ -77,6 +88,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float, message: str, inter
 
 
 # -- a TCP proxy that can cut connections -----------------------------------------------------------------
+
 
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to *target*. :meth:`cut` closes every open connection and makes new ones
@@ -120,7 +132,7 @@ class TcpProxy:
         while not self._closed:
             try:
                 client, _ = self._listener.accept()
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             with self._lock:
                 up = self._up
@@ -161,17 +173,14 @@ class TcpProxy:
 
 
 def _close(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    try:
+    with contextlib.suppress(OSError):
         sock.close()
-    except OSError:
-        pass
 
 
 # -- a Redis that can be restarted ------------------------------------------------------------------------
+
 
 class RestartableRedis(EmbeddedRedis):
     """A private redis-server (memory only) on a unix socket; :meth:`restart` stops it and starts a new one
@@ -219,7 +228,9 @@ class HelpdeskState:
         with self._lock:
             return len(self._faults)
 
-    def handle(self, method: str, path: str, token: str | None, body: bytes | None) -> tuple[int, dict, str] | Exception:
+    def handle(
+        self, method: str, path: str, token: str | None, body: bytes | None
+    ) -> tuple[int, dict, str] | Exception:
         """One call: a (status, headers, JSON text) answer, or an exception to raise (connection faults)."""
         with self._lock:
             if self._faults:
@@ -258,8 +269,11 @@ class HelpdeskState:
             self.notes[conversation].append((self._next_id, message["content"]))
             return 200, {"id": self._next_id, "content": message["content"], "private": True}
         if what == "messages" and method == "GET":
-            return 200, {"payload": [{"id": number, "content": content, "private": True}
-                                     for number, content in self.notes[conversation]]}
+            return 200, {
+                "payload": [
+                    {"id": number, "content": content, "private": True} for number, content in self.notes[conversation]
+                ]
+            }
         return 405, {"error": "method not allowed"}
 
     # -- adapters ---------------------------------------------------------------------------------------
@@ -271,9 +285,13 @@ class HelpdeskState:
         prefix = re.escape(base_url.rstrip("/"))
 
         def callback(request):
-            path = request.path_url[len(""):]
-            answer = self.handle(request.method, path, request.headers.get("api_access_token"),
-                                 request.body.encode() if isinstance(request.body, str) else request.body)
+            path = request.path_url[len("") :]
+            answer = self.handle(
+                request.method,
+                path,
+                request.headers.get("api_access_token"),
+                request.body.encode() if isinstance(request.body, str) else request.body,
+            )
             return answer
 
         for method in (responses.GET, responses.POST):
@@ -342,7 +360,7 @@ class HelpdeskServer:
         self.server.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> "HelpdeskServer":
+    def __enter__(self) -> HelpdeskServer:
         return self
 
     def __exit__(self, *_) -> None:
@@ -359,7 +377,7 @@ def _load(name: str) -> dict:
 
 
 def iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -373,24 +391,34 @@ class Traffic:
     least 40 minutes away from ``now``, so a test's stored state cannot drift from the replay at ``now``.
     """
 
-    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
     account_id: int = 1
     first_conversation: int = 1000
 
     KINDS = ("missed", "hit", "on_track", "late", "chatty")
 
     def __post_init__(self) -> None:
-        self._templates = {name: _load(name) for name in (
-            "conversation_created", "message_created-incoming", "message_created-outgoing",
-            "conversation_status_changed-resolved", "conversation_updated-custom_attributes",
-            "conversation_typing_on")}
+        self._templates = {
+            name: _load(name)
+            for name in (
+                "conversation_created",
+                "message_created-incoming",
+                "message_created-outgoing",
+                "conversation_status_changed-resolved",
+                "conversation_updated-custom_attributes",
+                "conversation_typing_on",
+            )
+        }
 
     def conversation(self, number: int, kind: str | None = None) -> list[bytes]:
         """The bodies of conversation ``first_conversation + number``, in the order they happened."""
         kind = kind or self.KINDS[number % len(self.KINDS)]
         cid = self.first_conversation + number
-        created = (self.now - (timedelta(minutes=5) if kind == "on_track" else timedelta(hours=3))
-                   - timedelta(seconds=number % 600))
+        created = (
+            self.now
+            - (timedelta(minutes=5) if kind == "on_track" else timedelta(hours=3))
+            - timedelta(seconds=number % 600)
+        )
         bodies = [self._created(cid, created), self._message(cid, created, created + timedelta(seconds=1), "incoming")]
         if kind == "hit":
             bodies.append(self._message(cid, created, created + timedelta(minutes=10), "outgoing"))
@@ -408,8 +436,11 @@ class Traffic:
             bodies.append(self._resolved(cid, created, created + timedelta(minutes=70)))
         elif kind == "on_track":
             bodies.append(self._typing(cid, created))
-        bodies.append(json.dumps({"event": "contact_updated", "account": {"id": self.account_id},
-                                  "id": cid, "name": "Jane"}).encode())
+        bodies.append(
+            json.dumps(
+                {"event": "contact_updated", "account": {"id": self.account_id}, "id": cid, "name": "Jane"}
+            ).encode()
+        )
         return bodies
 
     def conversations(self, count: int, start: int = 0) -> list[list[bytes]]:
@@ -421,23 +452,27 @@ class Traffic:
 
     def _conversation_payload(self, template: dict, cid: int, created: datetime, updated: datetime) -> dict:
         payload = json.loads(json.dumps(template))
-        payload.update(id=cid, created_at=int(created.timestamp()), updated_at=updated.timestamp() + 0.25,
-                       labels=[], messages=[])
+        payload.update(
+            id=cid, created_at=int(created.timestamp()), updated_at=updated.timestamp() + 0.25, labels=[], messages=[]
+        )
         return self._account(payload)
 
     def _created(self, cid: int, created: datetime) -> bytes:
-        return json.dumps(self._conversation_payload(self._templates["conversation_created"], cid, created,
-                                                     created)).encode()
+        return json.dumps(
+            self._conversation_payload(self._templates["conversation_created"], cid, created, created)
+        ).encode()
 
     def _updated(self, cid: int, created: datetime, at: datetime) -> bytes:
-        payload = self._conversation_payload(self._templates["conversation_updated-custom_attributes"], cid,
-                                             created, at)
+        payload = self._conversation_payload(
+            self._templates["conversation_updated-custom_attributes"], cid, created, at
+        )
         payload["custom_attributes"] = {"order": f"#{cid}", "note": "Grüße 👋 <script>alert(1)</script>"}
         return json.dumps(payload).encode()
 
     def _resolved(self, cid: int, created: datetime, at: datetime) -> bytes:
-        return json.dumps(self._conversation_payload(self._templates["conversation_status_changed-resolved"], cid,
-                                                     created, at)).encode()
+        return json.dumps(
+            self._conversation_payload(self._templates["conversation_status_changed-resolved"], cid, created, at)
+        ).encode()
 
     def _typing(self, cid: int, created: datetime) -> bytes:
         payload = json.loads(json.dumps(self._templates["conversation_typing_on"]))
@@ -462,6 +497,7 @@ def conversation_id_of(body: bytes) -> int | None:
 
 # -- the check: nothing lost, nothing doubled -------------------------------------------------------------
 
+
 @dataclass
 class Verdict:
     """What a fault test tried and what it lost."""
@@ -476,25 +512,34 @@ class Verdict:
         return len(self.problems)
 
     def line(self, name: str) -> str:
-        return (f"[{name}] tried {self.events} events over {self.conversations} conversations; "
-                f"notes written {self.notes}; lost or wrong: {self.lost}")
+        return (
+            f"[{name}] tried {self.events} events over {self.conversations} conversations; "
+            f"notes written {self.notes}; lost or wrong: {self.lost}"
+        )
 
 
 def expected_evaluations(bodies: Iterable[bytes], rules_dir: Path | str, at: datetime | None = None) -> dict:
     """``plugin.cli.replay`` on *bodies*: each conversation's evaluation, at ``at`` (default now)."""
     from connectors import get_connector
-    from plugin.cli.replay import replay
     from plugin.adapters.rule_files import load_rules
+    from plugin.cli.replay import replay
 
     rule_set = load_rules(rules_dir)
-    at = at or datetime.now(timezone.utc)
-    result = replay([body.decode() for body in bodies], get_connector("chatwoot", {}), rule_set.match,
-                    rule_set.content_hash, at)
+    at = at or datetime.now(UTC)
+    result = replay(
+        [body.decode() for body in bodies], get_connector("chatwoot", {}), rule_set.match, rule_set.content_hash, at
+    )
     return {(evaluation.account_id, evaluation.conversation_id): evaluation for evaluation in result.evaluations}
 
 
-def verify(store, bodies: list[bytes], rules_dir: Path | str, helpdesk: HelpdeskState | None = None,
-           name: str = "faults", at: datetime | None = None) -> Verdict:
+def verify(
+    store,
+    bodies: list[bytes],
+    rules_dir: Path | str,
+    helpdesk: HelpdeskState | None = None,
+    name: str = "faults",
+    at: datetime | None = None,
+) -> Verdict:
     """Compare the store (and the helpdesk, when given) with a clean replay of *bodies*; print the count."""
     from plugin.core.engine.effects import summary as summary_of
 
@@ -528,8 +573,7 @@ def verify(store, bodies: list[bytes], rules_dir: Path | str, helpdesk: Helpdesk
         for marker in markers:
             kind, _, miss = marker.partition(":")
             if kind == "note" and miss not in misses and markers[f"correction:{miss}"] != 1:
-                verdict.problems.append(f"{key}: a note for {miss}, which replay says is no miss, "
-                                        f"has no correction")
+                verdict.problems.append(f"{key}: a note for {miss}, which replay says is no miss, has no correction")
     print(verdict.line(name))
     return verdict
 
@@ -559,16 +603,21 @@ def all_processed(store: Any, bodies, helpdesk: HelpdeskState | None = None) -> 
 
 def settled(redis) -> bool:
     """No event waits in the stream and no job in either queue."""
-    return backlog(redis) == 0 and all(Queue(name, connection=redis).count == 0
-                                       for name in (EVENTS_QUEUE, WRITEBACK_QUEUE))
+    return backlog(redis) == 0 and all(
+        Queue(name, connection=redis).count == 0 for name in (EVENTS_QUEUE, WRITEBACK_QUEUE)
+    )
 
 
 # -- processes --------------------------------------------------------------------------------------------
 
+
 def child_environment(**values: str) -> dict[str, str]:
     """The environment of a plugin subprocess: ours, the project on the path, *values* on top."""
-    environment = {name: value for name, value in os.environ.items()
-                   if not name.startswith(("SLA_", "CHATWOOT_")) and name not in ("DATABASE_URL", "REDIS_URL")}
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("SLA_", "CHATWOOT_")) and name not in ("DATABASE_URL", "REDIS_URL")
+    }
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
     # The reconciler polls the helpdesk's conversation list, which the fake helpdesk does not keep.
     environment.update({"SLA_LOG_LEVEL": "INFO", "SLA_RECONCILE_SECONDS": "0", **values})
@@ -578,21 +627,45 @@ def child_environment(**values: str) -> dict[str, str]:
 def start_worker(environment: dict[str, str], log_path: Path, *extra: str) -> subprocess.Popen:
     """``sla-plugin worker`` (RQ worker + sweeper) as a subprocess in its own process group."""
     log = open(log_path, "ab")
-    return subprocess.Popen([sys.executable, "-m", "plugin.cli", "worker", *extra], env=environment,
-                            cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "plugin.cli", "worker", *extra],
+        env=environment,
+        cwd=PROJECT_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
-def start_gunicorn(environment: dict[str, str], log_path: Path, port: int | None = None,
-                   workers: int = 2) -> tuple[subprocess.Popen, int]:
+def start_gunicorn(
+    environment: dict[str, str], log_path: Path, port: int | None = None, workers: int = 2
+) -> tuple[subprocess.Popen, int]:
     """The web app under gunicorn on a loopback port; returns once it accepts connections."""
     port = port or pick_free_port()
     log = open(log_path, "ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
-         "--graceful-timeout", "5", "--log-level", "warning", "plugin.web:create_app()"],
-        env=environment, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers",
+            str(workers),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--graceful-timeout",
+            "5",
+            "--log-level",
+            "warning",
+            "plugin.web:create_app()",
+        ],
+        env=environment,
+        cwd=PROJECT_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
     def listening() -> bool:
         if process.poll() is not None:
@@ -610,20 +683,16 @@ def start_gunicorn(environment: dict[str, str], log_path: Path, port: int | None
 def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
     """Signal a subprocess we started (its whole process group), wait, and kill it if it lingers."""
     if process.poll() is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            pass
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
     # Children of the group (gunicorn's workers, RQ's scheduler) must not outlive the test.
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def rss_kib(pid: int) -> int:

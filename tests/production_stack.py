@@ -6,6 +6,7 @@ API, and gets its webhooks, signed), gunicorn serving ``plugin.web:create_app()`
 processes. Each process's output goes to a log file in the test's folder; :meth:`ProductionStack.logs`
 shows their ends when a test fails. :meth:`ProductionStack.stop` terminates everything, also on failure.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,19 +16,21 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import requests
 import sqlalchemy as sa
 from redis import Redis
 from rq import Queue, Worker
 
-from databases import empty_public_schema
-from plugin.demo.helpdesk import DEMO_API_TOKEN, PLUGIN_USER_ID, DemoHelpdesk, HelpdeskServer
-from plugin.adapters.streams import EVENTS_QUEUE, GROUP, STREAM, WRITEBACK_QUEUE
 from plugin.adapters.services import EmbeddedRedis, pick_free_port
 from plugin.adapters.store import Store, outbox
+from plugin.adapters.streams import EVENTS_QUEUE, GROUP, STREAM, WRITEBACK_QUEUE
+from plugin.demo.helpdesk import DEMO_API_TOKEN, PLUGIN_USER_ID, DemoHelpdesk, HelpdeskServer
+
+from databases import empty_public_schema
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "admin-token-for-tests"
@@ -38,8 +41,15 @@ class ProductionStack:
     """gunicorn (``web_processes`` workers) + ``worker_processes`` x ``sla-plugin worker`` + Redis +
     PostgreSQL + the demo helpdesk. Use as a context manager."""
 
-    def __init__(self, folder: Path, database_url: str, rules: dict[str, Any], web_processes: int = 2,
-                 worker_processes: int = 2, settings: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        database_url: str,
+        rules: dict[str, Any],
+        web_processes: int = 2,
+        worker_processes: int = 2,
+        settings: dict[str, str] | None = None,
+    ) -> None:
         self.folder = folder
         self.settings = settings or {}
         self.database_url = database_url
@@ -59,7 +69,7 @@ class ProductionStack:
 
     # -- life cycle -----------------------------------------------------------------------------------
 
-    def __enter__(self) -> "ProductionStack":
+    def __enter__(self) -> ProductionStack:
         try:
             self.start()
         except BaseException:
@@ -76,13 +86,21 @@ class ProductionStack:
         self.redis_server.start()
         self.helpdesk_server.start()
         self.environment = {
-            **{name: value for name, value in os.environ.items()
-               if not name.startswith(("SLA_", "CHATWOOT_", "DATABASE_URL", "REDIS_URL"))},
-            "DATABASE_URL": self.database_url, "REDIS_URL": self.redis_server.url,
-            "SLA_RULES_DIR": str(self.rules_dir), "CHATWOOT_URL": self.helpdesk_server.url,
-            "CHATWOOT_ACCOUNT_ID": "1", "CHATWOOT_API_TOKEN": DEMO_API_TOKEN,
-            "CHATWOOT_PLUGIN_USER_ID": str(PLUGIN_USER_ID), "SLA_ADMIN_TOKEN": ADMIN_TOKEN,
-            "SLA_LOG_LEVEL": "DEBUG", **self.settings,
+            **{
+                name: value
+                for name, value in os.environ.items()
+                if not name.startswith(("SLA_", "CHATWOOT_", "DATABASE_URL", "REDIS_URL"))
+            },
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_server.url,
+            "SLA_RULES_DIR": str(self.rules_dir),
+            "CHATWOOT_URL": self.helpdesk_server.url,
+            "CHATWOOT_ACCOUNT_ID": "1",
+            "CHATWOOT_API_TOKEN": DEMO_API_TOKEN,
+            "CHATWOOT_PLUGIN_USER_ID": str(PLUGIN_USER_ID),
+            "SLA_ADMIN_TOKEN": ADMIN_TOKEN,
+            "SLA_LOG_LEVEL": "DEBUG",
+            **self.settings,
         }
         self.secret = self._install()
         self.environment["CHATWOOT_WEBHOOK_SECRET"] = self.secret
@@ -92,8 +110,11 @@ class ProductionStack:
         for number in range(1, self.worker_processes + 1):
             self._spawn(f"worker-{number}", [*command, "worker"])
         self.wait_for(lambda: self._healthy(), 60, "the web app to answer /healthz")
-        self.wait_for(lambda: len(Worker.all(connection=self.redis())) == self.worker_processes, 60,
-                      f"{self.worker_processes} RQ workers to register")
+        self.wait_for(
+            lambda: len(Worker.all(connection=self.redis())) == self.worker_processes,
+            60,
+            f"{self.worker_processes} RQ workers to register",
+        )
 
     def stop(self) -> None:
         """Terminate every process (gracefully, then by force), the helpdesk and Redis."""
@@ -113,9 +134,28 @@ class ProductionStack:
         """``sla-plugin install`` against the helpdesk; returns the webhook secret it saved."""
         secret_file = self.folder / "install.env"
         result = subprocess.run(
-            [sys.executable, "-m", "plugin.cli", "install", "--url", self.helpdesk_server.url, "--account", "1",
-             "--token", DEMO_API_TOKEN, "--public-url", self.url, "--secret-file", str(secret_file)],
-            cwd=PROJECT_ROOT, env=self.environment, capture_output=True, text=True, timeout=60)
+            [
+                sys.executable,
+                "-m",
+                "plugin.cli",
+                "install",
+                "--url",
+                self.helpdesk_server.url,
+                "--account",
+                "1",
+                "--token",
+                DEMO_API_TOKEN,
+                "--public-url",
+                self.url,
+                "--secret-file",
+                str(secret_file),
+            ],
+            cwd=PROJECT_ROOT,
+            env=self.environment,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         match = re.search(r"^CHATWOOT_WEBHOOK_SECRET=(.+)$", secret_file.read_text(), re.MULTILINE)
         assert match, "install saved no webhook secret"
@@ -123,8 +163,9 @@ class ProductionStack:
 
     def _spawn(self, name: str, command: list[str]) -> None:
         log = open(self.folder / f"{name}.log", "wb")
-        self.processes[name] = subprocess.Popen(command, cwd=PROJECT_ROOT, env=self.environment, stdout=log,
-                                                stderr=subprocess.STDOUT)
+        self.processes[name] = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, env=self.environment, stdout=log, stderr=subprocess.STDOUT
+        )
         log.close()  # the child has its own descriptor
 
     # -- observing ------------------------------------------------------------------------------------
@@ -141,8 +182,7 @@ class ProductionStack:
         """Poll *condition* until it returns something true; fail with the processes' logs after *timeout*."""
         deadline = time.monotonic() + timeout
         while True:
-            dead = {name: process.returncode for name, process in self.processes.items()
-                    if process.poll() is not None}
+            dead = {name: process.returncode for name, process in self.processes.items() if process.poll() is not None}
             assert not dead, f"processes exited while waiting for {what}: {dead}\n{self.logs()}"
             value = condition()
             if value:
@@ -170,16 +210,16 @@ class ProductionStack:
         if self.helpdesk.webhooks_pending():
             return False
         redis = self.redis()
-        if redis.exists(STREAM):
-            if redis.xlen(STREAM) or redis.xpending(STREAM, GROUP)["pending"]:
-                return False
+        if redis.exists(STREAM) and (redis.xlen(STREAM) or redis.xpending(STREAM, GROUP)["pending"]):
+            return False
         for name in (EVENTS_QUEUE, WRITEBACK_QUEUE):
             queue = Queue(name, connection=redis)
             if queue.count or queue.started_job_registry.count or queue.scheduled_job_registry.count:
                 return False
         with self.store().engine.connect() as connection:
-            open_intents = connection.execute(sa.select(sa.func.count()).select_from(outbox).where(
-                outbox.c.state.in_(("pending", "sending")))).scalar()
+            open_intents = connection.execute(
+                sa.select(sa.func.count()).select_from(outbox).where(outbox.c.state.in_(("pending", "sending")))
+            ).scalar()
         return open_intents == 0
 
     def metrics(self) -> dict[str, float]:
@@ -196,8 +236,11 @@ class ProductionStack:
     def notes(self, conversation_id: int) -> list[str]:
         """The private notes the plugin posted in a conversation."""
         conversation = self.helpdesk.conversations[conversation_id]
-        return [message.content for message in conversation.messages
-                if message.private and message.sender.id == PLUGIN_USER_ID]
+        return [
+            message.content
+            for message in conversation.messages
+            if message.private and message.sender.id == PLUGIN_USER_ID
+        ]
 
     def logs(self, lines: int = 30) -> str:
         """The last lines of every process's log."""
@@ -212,4 +255,3 @@ class ProductionStack:
             return requests.get(f"{self.url}/healthz", timeout=5).status_code == 200
         except requests.RequestException:
             return False
-

@@ -5,32 +5,42 @@ worker into the store; the expected figures in ``tests/test_reports.py`` are com
 timelines below (all in the week of Monday 2026-03-02, UTC, every conversation resolved so nothing changes
 with the wall clock the worker runs on).
 """
+
 from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from rq import Queue, SimpleWorker
 
 from plugin.adapters import streams as ingest
-from plugin.core.calendar import WEEKDAYS
 from plugin.adapters.streams import EVENTS_QUEUE
+from plugin.core.calendar import WEEKDAYS
 
-UTC = timezone.utc
+UTC = UTC
 MONDAY = datetime(2026, 3, 2, tzinfo=UTC)
 
 RULES = {
-    "calendars": {"office": {"timezone": "Europe/Berlin",
-                             "hours": {day: ["09:00-17:00"] for day in ("mon", "tue", "wed", "thu", "fri")}}},
+    "calendars": {
+        "office": {
+            "timezone": "Europe/Berlin",
+            "hours": {day: ["09:00-17:00"] for day in ("mon", "tue", "wed", "thu", "fri")},
+        }
+    },
     "policies": {
         "trial": {"name": "Trial chat", "first_response": "30m", "target": 0.5, "mode": "shadow"},
-        "urgent": {"name": "Urgent", "first_response": "1h", "next_response": "1h", "resolution": "8h",
-                   "target": 0.8},
-        "standard": {"name": "Standard", "first_response": "2h", "next_response": "2h", "resolution": "24h",
-                     "target": 0.9},
+        "urgent": {"name": "Urgent", "first_response": "1h", "next_response": "1h", "resolution": "8h", "target": 0.8},
+        "standard": {
+            "name": "Standard",
+            "first_response": "2h",
+            "next_response": "2h",
+            "resolution": "24h",
+            "target": 0.9,
+        },
         "office": {"name": "Office hours", "first_response": "1h", "calendar": "office", "target": 0.8},
     },
     "rules": [
@@ -41,8 +51,13 @@ RULES = {
     ],
 }
 
-CHANNELS = {1: "Channel::Email", 2: "Channel::WebWidget", 4: "Channel::Email", 5: "Channel::WebWidget",
-            9: "Channel::Api"}
+CHANNELS = {
+    1: "Channel::Email",
+    2: "Channel::WebWidget",
+    4: "Channel::Email",
+    5: "Channel::WebWidget",
+    9: "Channel::Api",
+}
 
 
 def at(day: int, clock: str) -> datetime:
@@ -54,15 +69,31 @@ def at(day: int, clock: str) -> datetime:
 class Timeline:
     """The webhook bodies of one conversation, each carrying the same conversation attributes."""
 
-    def __init__(self, fixture_payload: Callable[[str], dict], conversation_id: int, created: datetime, *,
-                 inbox: int, labels: tuple[str, ...] = (), priority: str | None = None,
-                 team: int | None = None, assignee: int | None = None, account: int = 1):
+    def __init__(
+        self,
+        fixture_payload: Callable[[str], dict],
+        conversation_id: int,
+        created: datetime,
+        *,
+        inbox: int,
+        labels: tuple[str, ...] = (),
+        priority: str | None = None,
+        team: int | None = None,
+        assignee: int | None = None,
+        account: int = 1,
+    ):
         self.load = fixture_payload
         self.id = conversation_id
         self.created = created
         self.account = account
-        self.attributes = {"id": conversation_id, "inbox_id": inbox, "channel": CHANNELS[inbox],
-                           "labels": list(labels), "priority": priority, "created_at": int(created.timestamp())}
+        self.attributes = {
+            "id": conversation_id,
+            "inbox_id": inbox,
+            "channel": CHANNELS[inbox],
+            "labels": list(labels),
+            "priority": priority,
+            "created_at": int(created.timestamp()),
+        }
         self.team = team
         self.assignee = assignee
         self.messages = 0
@@ -73,8 +104,9 @@ class Timeline:
         conversation["account"] = {"id": self.account, "name": "Acme Support"}
         meta = conversation["meta"]
         meta["team"] = {"id": self.team, "name": f"Team {self.team}"} if self.team else None
-        meta["assignee"] = {"id": self.assignee, "name": f"Agent {self.assignee}", "type": "user"} \
-            if self.assignee else None
+        meta["assignee"] = (
+            {"id": self.assignee, "name": f"Agent {self.assignee}", "type": "user"} if self.assignee else None
+        )
         return conversation
 
     def created_body(self) -> dict[str, Any]:
@@ -111,6 +143,7 @@ class Timeline:
 def scenario(fixture_payload: Callable[[str], dict]) -> tuple[list[dict], list[dict]]:
     """The report scenario: bodies of a first delivery, and late ones delivered after a worker run (which
     disprove a miss the first run recorded: conversation 6's reply at 10:00 arrives after its due 11:00)."""
+
     def timeline(conversation_id: int, created: datetime, **attributes: Any) -> Timeline:
         return Timeline(fixture_payload, conversation_id, created, **attributes)
 
@@ -125,9 +158,16 @@ def scenario(fixture_payload: Callable[[str], dict]) -> tuple[list[dict], list[d
     # 3: standard, web chat: a waiting cycle from 10:20 (due 12:20) answered at 13:00, with two customer
     # messages after the due time: one NRT miss per cycle, three per customer message.
     c = timeline(3, at(0, "10:00"), inbox=2, team=10, assignee=8)
-    first += [c.created_body(), c.customer(at(0, "10:00")), c.reply(at(0, "10:10")), c.customer(at(0, "10:20")),
-              c.customer(at(0, "12:30")), c.customer(at(0, "12:40")), c.reply(at(0, "13:00")),
-              c.resolve(at(0, "14:00"))]
+    first += [
+        c.created_body(),
+        c.customer(at(0, "10:00")),
+        c.reply(at(0, "10:10")),
+        c.customer(at(0, "10:20")),
+        c.customer(at(0, "12:30")),
+        c.customer(at(0, "12:40")),
+        c.reply(at(0, "13:00")),
+        c.resolve(at(0, "14:00")),
+    ]
     # 4: urgent, resolved at 18:00 against a resolution due at 16:00: one RT miss.
     c = timeline(4, at(1, "08:00"), inbox=1, priority="urgent", team=20, assignee=7)
     first += [c.created_body(), c.customer(at(1, "08:00")), c.reply(at(1, "08:20")), c.resolve(at(1, "18:00"))]
@@ -145,27 +185,56 @@ def scenario(fixture_payload: Callable[[str], dict]) -> tuple[list[dict], list[d
     # 8: standard, two missed waiting cycles: 09:20 (due 11:20) answered 11:30; 12:00 (due 14:00) with a
     # customer message at 14:30, answered 15:00: two misses per cycle, 1 + 2 = 3 per customer message.
     c = timeline(8, at(2, "09:00"), inbox=2, assignee=8)
-    first += [c.created_body(), c.customer(at(2, "09:00")), c.reply(at(2, "09:10")), c.customer(at(2, "09:20")),
-              c.reply(at(2, "11:30")), c.customer(at(2, "12:00")), c.customer(at(2, "14:30")),
-              c.reply(at(2, "15:00")), c.resolve(at(2, "16:00"))]
+    first += [
+        c.created_body(),
+        c.customer(at(2, "09:00")),
+        c.reply(at(2, "09:10")),
+        c.customer(at(2, "09:20")),
+        c.reply(at(2, "11:30")),
+        c.customer(at(2, "12:00")),
+        c.customer(at(2, "14:30")),
+        c.reply(at(2, "15:00")),
+        c.resolve(at(2, "16:00")),
+    ]
     return first, late
 
 
-def synthetic_rows(count: int, missed: int, *, policy="urgent-email", target=0.8, start=MONDAY, mode="live",
-                   first_id=1) -> list[dict]:
+def synthetic_rows(
+    count: int, missed: int, *, policy="urgent-email", target=0.8, start=MONDAY, mode="live", first_id=1
+) -> list[dict]:
     """``count`` resolved applied SLAs of one policy, the first ``missed`` of them with an FRT miss."""
     rows = []
     for number in range(count):
         moment = start + timedelta(minutes=number)
         miss = number < missed
-        rows.append({
-            "account_id": 1, "conversation_id": first_id + number, "policy_id": policy, "policy_name": policy,
-            "policy_version": "v1", "policy_snapshot": "{}", "mode": mode, "target": target,
-            "applied_at": moment, "conversation_created_at": moment, "status": "missed" if miss else "hit",
-            "resolved": True, "inbox_id": 1, "channel": "Channel::Email", "priority": "urgent", "labels": None,
-            "frt_status": "missed" if miss else "hit", "frt_due_at": moment + timedelta(hours=1),
-            "frt_misses": int(miss), "nrt_misses": 0, "rt_misses": 0, "nrt_misses_per_message": 0,
-            "any_miss": miss, "evaluated_at": moment})
+        rows.append(
+            {
+                "account_id": 1,
+                "conversation_id": first_id + number,
+                "policy_id": policy,
+                "policy_name": policy,
+                "policy_version": "v1",
+                "policy_snapshot": "{}",
+                "mode": mode,
+                "target": target,
+                "applied_at": moment,
+                "conversation_created_at": moment,
+                "status": "missed" if miss else "hit",
+                "resolved": True,
+                "inbox_id": 1,
+                "channel": "Channel::Email",
+                "priority": "urgent",
+                "labels": None,
+                "frt_status": "missed" if miss else "hit",
+                "frt_due_at": moment + timedelta(hours=1),
+                "frt_misses": int(miss),
+                "nrt_misses": 0,
+                "rt_misses": 0,
+                "nrt_misses_per_message": 0,
+                "any_miss": miss,
+                "evaluated_at": moment,
+            }
+        )
     return rows
 
 
@@ -174,10 +243,16 @@ def closed_now_rules(now: datetime) -> dict:
     rules = copy.deepcopy(RULES)
     later = WEEKDAYS[(now + timedelta(days=3)).weekday()]
     rules["calendars"]["later"] = {"timezone": "UTC", "hours": {later: ["00:00-24:00"]}}
-    rules["policies"]["later"] = {"name": "Later", "first_response": "1h", "resolution": "8h",
-                                  "calendar": "later", "target": 0.8}
-    rules["rules"].insert(0, {"name": "Inbox 5", "when": {"field": "inbox_id", "op": "equals", "value": 5},
-                              "apply": "later"})
+    rules["policies"]["later"] = {
+        "name": "Later",
+        "first_response": "1h",
+        "resolution": "8h",
+        "calendar": "later",
+        "target": 0.8,
+    }
+    rules["rules"].insert(
+        0, {"name": "Inbox 5", "when": {"field": "inbox_id", "op": "equals", "value": 5}, "apply": "later"}
+    )
     return rules
 
 

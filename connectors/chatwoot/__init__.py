@@ -1,10 +1,25 @@
 """The Chatwoot connector: webhooks in (:class:`ChatwootConnector`), REST API out (:class:`ChatwootClient`)."""
+
 from connectors.chatwoot.client import (
-    AuthError, ChatwootClient, ChatwootError, NotFound, RateLimited, ServerError, TransportError, Unprocessable,
+    AuthError,
+    ChatwootClient,
+    ChatwootError,
+    NotFound,
+    RateLimited,
+    ServerError,
+    TransportError,
+    Unprocessable,
 )
 from connectors.chatwoot.webhooks import ChatwootConnector
 
 __all__ = [
-    "AuthError", "ChatwootClient", "ChatwootConnector", "ChatwootError", "NotFound", "RateLimited",
-    "ServerError", "TransportError", "Unprocessable",
+    "AuthError",
+    "ChatwootClient",
+    "ChatwootConnector",
+    "ChatwootError",
+    "NotFound",
+    "RateLimited",
+    "ServerError",
+    "TransportError",
+    "Unprocessable",
 ]

@@ -10,11 +10,13 @@ error is raised so the job queue's own retry can take over. Calls that create so
 a label, a webhook, a dashboard app) are retried only when the request certainly did not reach Chatwoot
 (a connect timeout, a 429), because retrying one that may have been applied would create it twice.
 """
+
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -78,14 +80,23 @@ class ChatwootClient:
     ``sleep`` is injectable so tests can record the backoff delays instead of waiting them out.
     """
 
-    def __init__(self, base_url: str, account_id: int, api_token: str, session: requests.Session | None = None,
-                 timeout: float | tuple[float, float] = (3.05, 10), max_attempts: int = 4,
-                 sleep: Callable[[float], None] = time.sleep, backoff_seconds: float = 1.0,
-                 backoff_cap_seconds: float = 8.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        account_id: int,
+        api_token: str,
+        session: requests.Session | None = None,
+        timeout: float | tuple[float, float] = (3.05, 10),
+        max_attempts: int = 4,
+        sleep: Callable[[float], None] = time.sleep,
+        backoff_seconds: float = 1.0,
+        backoff_cap_seconds: float = 8.0,
+    ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"CHATWOOT_URL must be an http(s) URL such as https://chatwoot.example.com, "
-                             f"got {base_url!r}")
+            raise ValueError(
+                f"CHATWOOT_URL must be an http(s) URL such as https://chatwoot.example.com, got {base_url!r}"
+            )
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.base_url = base_url.rstrip("/")
@@ -100,21 +111,25 @@ class ChatwootClient:
         self._backoff_cap_seconds = backoff_cap_seconds
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, str], **options: Any) -> "ChatwootClient":
+    def from_settings(cls, settings: Mapping[str, str], **options: Any) -> ChatwootClient:
         """Build from ``CHATWOOT_URL``, ``CHATWOOT_ACCOUNT_ID`` and ``CHATWOOT_API_TOKEN``.
 
         ``options`` are passed on (``session``, ``timeout``, ``max_attempts``...). Raises ValueError naming
         the setting that is missing or unusable (never showing the token).
         """
-        missing = [name for name in ("CHATWOOT_URL", "CHATWOOT_ACCOUNT_ID", "CHATWOOT_API_TOKEN")
-                   if not (settings.get(name) or "").strip()]
+        missing = [
+            name
+            for name in ("CHATWOOT_URL", "CHATWOOT_ACCOUNT_ID", "CHATWOOT_API_TOKEN")
+            if not (settings.get(name) or "").strip()
+        ]
         if missing:
             raise ValueError(f"missing setting(s): {', '.join(missing)}")
         account_text = settings["CHATWOOT_ACCOUNT_ID"].strip()
         if not account_text.isdigit():
             raise ValueError(f"CHATWOOT_ACCOUNT_ID must be a whole number, got {account_text!r}")
-        return cls(settings["CHATWOOT_URL"].strip(), int(account_text), settings["CHATWOOT_API_TOKEN"].strip(),
-                   **options)
+        return cls(
+            settings["CHATWOOT_URL"].strip(), int(account_text), settings["CHATWOOT_API_TOKEN"].strip(), **options
+        )
 
     def __repr__(self) -> str:
         return f"ChatwootClient(base_url={self.base_url!r}, account_id={self.account_id})"
@@ -147,15 +162,17 @@ class ChatwootClient:
 
     def set_conversation_labels(self, conversation_id: int, labels: Sequence[str]) -> list[str]:
         """Replace the conversation's whole label list (Chatwoot has no add/remove); returns the new list."""
-        body = self._request("POST", f"{_conversation_path(conversation_id)}/labels",
-                             json={"labels": list(labels)})
+        body = self._request("POST", f"{_conversation_path(conversation_id)}/labels", json={"labels": list(labels)})
         return self._expect(self._expect(body, dict).get("payload"), list)
 
     def create_private_note(self, conversation_id: int, content: str) -> int:
         """Add a private note (never sent to the customer); returns the new message's id."""
-        body = self._request("POST", f"{_conversation_path(conversation_id)}/messages",
-                             json={"content": content, "message_type": "outgoing", "private": True},
-                             creates=True)
+        body = self._request(
+            "POST",
+            f"{_conversation_path(conversation_id)}/messages",
+            json={"content": content, "message_type": "outgoing", "private": True},
+            creates=True,
+        )
         message_id = self._expect(body, dict).get("id")
         if not isinstance(message_id, int) or isinstance(message_id, bool):
             raise ChatwootError("POST messages: the response has no message id")
@@ -167,8 +184,11 @@ class ChatwootClient:
 
     def set_custom_attributes(self, conversation_id: int, attributes: Mapping[str, Any]) -> dict[str, Any]:
         """Replace the conversation's whole custom-attributes object; returns what Chatwoot stored."""
-        body = self._request("POST", f"{_conversation_path(conversation_id)}/custom_attributes",
-                             json={"custom_attributes": dict(attributes)})
+        body = self._request(
+            "POST",
+            f"{_conversation_path(conversation_id)}/custom_attributes",
+            json={"custom_attributes": dict(attributes)},
+        )
         return self._expect(body, dict).get("custom_attributes") or {}
 
     # -- account labels -------------------------------------------------------------------------------
@@ -177,8 +197,9 @@ class ChatwootClient:
         """The account's labels: ``{id, title, description, color, show_on_sidebar}``."""
         return self._expect(self._expect(self._request("GET", "/labels"), dict).get("payload"), list)
 
-    def create_account_label(self, title: str, description: str, color: str,
-                             show_on_sidebar: bool = True) -> dict[str, Any]:
+    def create_account_label(
+        self, title: str, description: str, color: str, show_on_sidebar: bool = True
+    ) -> dict[str, Any]:
         """Create an account label (administrator token); Chatwoot lower-cases the title.
 
         Raises :class:`Unprocessable` when the title is taken or not allowed.
@@ -204,8 +225,9 @@ class ChatwootClient:
         webhook: dict[str, Any] = {"url": url, "subscriptions": list(subscriptions)}
         if name is not None:
             webhook["name"] = name
-        payload = self._expect(self._request("POST", "/webhooks", json={"webhook": webhook}, creates=True),
-                               dict).get("payload")
+        payload = self._expect(self._request("POST", "/webhooks", json={"webhook": webhook}, creates=True), dict).get(
+            "payload"
+        )
         if isinstance(payload, dict) and isinstance(payload.get("webhook"), dict):
             return payload["webhook"]
         return self._expect(payload, dict)
@@ -223,8 +245,7 @@ class ChatwootClient:
     def create_dashboard_app(self, title: str, url: str) -> dict[str, Any]:
         """Add a dashboard app: a tab beside every conversation that frames ``url``."""
         app = {"title": title, "content": [{"type": "frame", "url": url}]}
-        return self._expect(self._request("POST", "/dashboard_apps", json={"dashboard_app": app}, creates=True),
-                            dict)
+        return self._expect(self._request("POST", "/dashboard_apps", json={"dashboard_app": app}, creates=True), dict)
 
     def delete_dashboard_app(self, app_id: int) -> None:
         """Delete a dashboard app."""
@@ -232,8 +253,15 @@ class ChatwootClient:
 
     # -- transport ------------------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-                 json: Any = None, creates: bool = False) -> Any:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        creates: bool = False,
+    ) -> Any:
         """Send one call with retries; the decoded JSON body (None when empty)."""
         attempt = 1
         while True:
@@ -243,20 +271,34 @@ class ChatwootClient:
                 if attempt >= self._max_attempts or not _may_retry(error, creates):
                     raise
                 delay = self._delay(attempt, error)
-                logger.warning("chatwoot %s %s failed (%s), attempt %d of %d, retrying in %.1f s",
-                               method, path, error, attempt, self._max_attempts, delay)
+                logger.warning(
+                    "chatwoot %s %s failed (%s), attempt %d of %d, retrying in %.1f s",
+                    method,
+                    path,
+                    error,
+                    attempt,
+                    self._max_attempts,
+                    delay,
+                )
                 self._sleep(delay)
                 attempt += 1
 
     def _attempt(self, method: str, path: str, params: Mapping[str, Any] | None, json: Any) -> Any:
         try:
             # Redirects are refused: requests would forward the api_access_token header to any host.
-            response = self._session.request(method, self._account_url + path, params=params, json=json,
-                                             headers=self._headers, timeout=self._timeout,
-                                             allow_redirects=False)
+            response = self._session.request(
+                method,
+                self._account_url + path,
+                params=params,
+                json=json,
+                headers=self._headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+            )
         except requests.Timeout as exc:
-            raise TransportError(_failure(method, path, exc),
-                                 connect_failed=isinstance(exc, requests.ConnectTimeout)) from exc
+            raise TransportError(
+                _failure(method, path, exc), connect_failed=isinstance(exc, requests.ConnectTimeout)
+            ) from exc
         except requests.ConnectionError as exc:
             raise TransportError(_failure(method, path, exc)) from exc
         except requests.RequestException as exc:
@@ -277,8 +319,9 @@ class ChatwootClient:
         try:
             return response.json()
         except ValueError:
-            raise ChatwootError(f"{method} {path}: the response is not JSON (is CHATWOOT_URL right?)",
-                                status=response.status_code) from None
+            raise ChatwootError(
+                f"{method} {path}: the response is not JSON (is CHATWOOT_URL right?)", status=response.status_code
+            ) from None
 
     @staticmethod
     def _expect(value: Any, kind: type) -> Any:
@@ -318,8 +361,10 @@ def _error_for(method: str, path: str, response: requests.Response) -> ChatwootE
     if status >= 500:
         return ServerError(message, status=status)
     if 300 <= status < 400:
-        return ChatwootError(f"{method} {path}: redirected (HTTP {status}); set CHATWOOT_URL to the final "
-                             f"address, https included", status=status)
+        return ChatwootError(
+            f"{method} {path}: redirected (HTTP {status}); set CHATWOOT_URL to the final address, https included",
+            status=status,
+        )
     return ChatwootError(message, status=status)
 
 

@@ -9,6 +9,7 @@ absent, so one odd attribute cannot make the plugin lose a message.
 
 Payload shapes: ``reference/chatwoot-notes.md`` section 2.4.
 """
+
 from __future__ import annotations
 
 import math
@@ -86,8 +87,7 @@ def required_id() -> fields.Integer:
 
 def optional_id() -> fields.Integer:
     """A positive whole-number identifier that may be missing or null."""
-    return fields.Integer(strict=True, allow_none=True, load_default=None,
-                          validate=validate.Range(min=1, max=MAX_ID))
+    return fields.Integer(strict=True, allow_none=True, load_default=None, validate=validate.Range(min=1, max=MAX_ID))
 
 
 def optional_text() -> fields.String:
@@ -183,8 +183,9 @@ class ConversationEventSchema(ConversationSchema):
 
     account = fields.Nested(AccountSchema, required=True)
     updated_at = Timestamp(allow_none=True, load_default=None)
-    changed_attributes = fields.List(fields.Dict(keys=fields.String(), values=fields.Raw()),
-                                     allow_none=True, load_default=None)
+    changed_attributes = fields.List(
+        fields.Dict(keys=fields.String(), values=fields.Raw()), allow_none=True, load_default=None
+    )
 
 
 class StatusChangeSchema(_Schema):

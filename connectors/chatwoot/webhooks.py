@@ -13,21 +13,39 @@ Which Chatwoot event becomes which plugin event (DESIGN.md 10.4, ``reference/cha
 - anything else (``message_updated``, typing, contact, inbox and widget events, automation events, names
   this version does not know) -> None: acknowledged and ignored.
 """
+
 from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 from marshmallow import Schema, ValidationError
 
 from connectors.base import PayloadError, WebhookRejected
 from connectors.chatwoot import schemas
 from plugin.core.events import (
-    AUTOMATION, BOT, CAMPAIGN, CONTACT, CONVERSATION_CREATED, CONVERSATION_UPDATED, HUMAN, INCOMING,
-    MESSAGE_CREATED, OPEN, OUTGOING, RESOLVED, STATUS_CHANGED, Contact, Conversation, Event, Message,
-    format_time, utc,
+    AUTOMATION,
+    BOT,
+    CAMPAIGN,
+    CONTACT,
+    CONVERSATION_CREATED,
+    CONVERSATION_UPDATED,
+    HUMAN,
+    INCOMING,
+    MESSAGE_CREATED,
+    OPEN,
+    OUTGOING,
+    RESOLVED,
+    STATUS_CHANGED,
+    Contact,
+    Conversation,
+    Event,
+    Message,
+    format_time,
+    utc,
 )
 
 SIGNATURE_HEADER = "x-chatwoot-signature"
@@ -60,8 +78,9 @@ class ChatwootConnector:
 
     name = "chatwoot"
 
-    def __init__(self, *, webhook_secret: str | None = None, webhook_token: str | None = None,
-                 plugin_user_id: int | None = None) -> None:
+    def __init__(
+        self, *, webhook_secret: str | None = None, webhook_token: str | None = None, plugin_user_id: int | None = None
+    ) -> None:
         self._webhook_secret = (webhook_secret or "").encode()
         self._webhook_token = (webhook_token or "").encode()
         self.plugin_user_id = plugin_user_id
@@ -75,7 +94,7 @@ class ChatwootConnector:
         }
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, str]) -> "ChatwootConnector":
+    def from_settings(cls, settings: Mapping[str, str]) -> ChatwootConnector:
         """Build from settings: ``CHATWOOT_WEBHOOK_SECRET``, ``SLA_WEBHOOK_TOKEN``, ``CHATWOOT_PLUGIN_USER_ID``.
 
         Empty values count as unset. Raises ValueError when ``CHATWOOT_PLUGIN_USER_ID`` is not a user id.
@@ -84,12 +103,15 @@ class ChatwootConnector:
         plugin_user_id = None
         if user_id_text:
             if not user_id_text.isdigit() or int(user_id_text) < 1:
-                raise ValueError(f"CHATWOOT_PLUGIN_USER_ID must be a Chatwoot user id (a whole number), "
-                                 f"got {user_id_text!r}")
+                raise ValueError(
+                    f"CHATWOOT_PLUGIN_USER_ID must be a Chatwoot user id (a whole number), got {user_id_text!r}"
+                )
             plugin_user_id = int(user_id_text)
-        return cls(webhook_secret=str(settings.get("CHATWOOT_WEBHOOK_SECRET") or "").strip(),
-                   webhook_token=str(settings.get("SLA_WEBHOOK_TOKEN") or "").strip(),
-                   plugin_user_id=plugin_user_id)
+        return cls(
+            webhook_secret=str(settings.get("CHATWOOT_WEBHOOK_SECRET") or "").strip(),
+            webhook_token=str(settings.get("SLA_WEBHOOK_TOKEN") or "").strip(),
+            plugin_user_id=plugin_user_id,
+        )
 
     def __repr__(self) -> str:
         mode = "signature" if self._webhook_secret else "token" if self._webhook_token else "open"
@@ -120,8 +142,9 @@ class ChatwootConnector:
         # Whole-number arithmetic: a timestamp with thousands of digits must not overflow a float.
         skew = int(utc(now).timestamp()) - sent_at
         if abs(skew) > SIGNATURE_TOLERANCE_SECONDS:
-            raise WebhookRejected(401, f"X-Chatwoot-Timestamp is more than {SIGNATURE_TOLERANCE_SECONDS} s "
-                                       "away from now")
+            raise WebhookRejected(
+                401, f"X-Chatwoot-Timestamp is more than {SIGNATURE_TOLERANCE_SECONDS} s away from now"
+            )
         digest = hmac.new(self._webhook_secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
         expected = f"sha256={digest}".encode()
         given = signature.strip().lower().encode("utf-8", "replace")
@@ -166,48 +189,69 @@ class ChatwootConnector:
             return None
         return handler(payload, event_name, None if received_at is None else utc(received_at))
 
-    def _conversation_created(self, payload: Mapping[str, Any], event_name: str,
-                              received_at: datetime | None) -> Event:
+    def _conversation_created(self, payload: Mapping[str, Any], event_name: str, received_at: datetime | None) -> Event:
         data = _load(schemas.CONVERSATION_EVENT, payload, event_name)
         conversation = _conversation(data, data["account"]["id"])
-        return Event(kind=CONVERSATION_CREATED, key=f"{event_name}:{conversation.conversation_id}",
-                     account_id=conversation.account_id, conversation_id=conversation.conversation_id,
-                     occurred_at=conversation.created_at, conversation=conversation, connector=self.name)
+        return Event(
+            kind=CONVERSATION_CREATED,
+            key=f"{event_name}:{conversation.conversation_id}",
+            account_id=conversation.account_id,
+            conversation_id=conversation.conversation_id,
+            occurred_at=conversation.created_at,
+            conversation=conversation,
+            connector=self.name,
+        )
 
-    def _conversation_updated(self, payload: Mapping[str, Any], event_name: str,
-                              received_at: datetime | None) -> Event:
+    def _conversation_updated(self, payload: Mapping[str, Any], event_name: str, received_at: datetime | None) -> Event:
         data = _load(schemas.CONVERSATION_EVENT, payload, event_name)
         new_status = _status_change(data["changed_attributes"], event_name, required=False)
         if new_status is None:
             return self._conversation_event(CONVERSATION_UPDATED, payload, data, event_name, received_at)
         return self._conversation_event(STATUS_CHANGED, payload, data, event_name, received_at, new_status)
 
-    def _conversation_status_changed(self, payload: Mapping[str, Any], event_name: str,
-                                     received_at: datetime | None) -> Event:
+    def _conversation_status_changed(
+        self, payload: Mapping[str, Any], event_name: str, received_at: datetime | None
+    ) -> Event:
         data = _load(schemas.CONVERSATION_EVENT, payload, event_name)
         new_status = _status_change(data["changed_attributes"], event_name, required=True)
         return self._conversation_event(STATUS_CHANGED, payload, data, event_name, received_at, new_status)
 
-    def _deprecated_status_event(self, payload: Mapping[str, Any], event_name: str,
-                                 received_at: datetime | None) -> Event:
+    def _deprecated_status_event(
+        self, payload: Mapping[str, Any], event_name: str, received_at: datetime | None
+    ) -> Event:
         data = _load(schemas.CONVERSATION_EVENT, payload, event_name)
         new_status = OPEN if event_name == "conversation_opened" else RESOLVED
         return self._conversation_event(STATUS_CHANGED, payload, data, event_name, received_at, new_status)
 
-    def _conversation_event(self, kind: str, payload: Mapping[str, Any], data: dict[str, Any], event_name: str,
-                            received_at: datetime | None, new_status: str | None = None) -> Event:
+    def _conversation_event(
+        self,
+        kind: str,
+        payload: Mapping[str, Any],
+        data: dict[str, Any],
+        event_name: str,
+        received_at: datetime | None,
+        new_status: str | None = None,
+    ) -> Event:
         conversation = _conversation(data, data["account"]["id"])
         occurred_at = _event_time(data["updated_at"], received_at, event_name, "updated_at")
         # The key keeps updated_at exactly as Chatwoot sent it: a float's full precision tells two
         # updates within one second apart, while duplicate deliveries of one update still match.
         key_time = format_time(occurred_at) if data["updated_at"] is None else str(payload["updated_at"])
-        return Event(kind=kind, key=f"{event_name}:{conversation.conversation_id}:{key_time}",
-                     account_id=conversation.account_id, conversation_id=conversation.conversation_id,
-                     occurred_at=occurred_at, conversation=conversation, new_status=new_status,
-                     previous_labels=_previous_labels(data["changed_attributes"]), connector=self.name)
+        return Event(
+            kind=kind,
+            key=f"{event_name}:{conversation.conversation_id}:{key_time}",
+            account_id=conversation.account_id,
+            conversation_id=conversation.conversation_id,
+            occurred_at=occurred_at,
+            conversation=conversation,
+            new_status=new_status,
+            previous_labels=_previous_labels(data["changed_attributes"]),
+            connector=self.name,
+        )
 
-    def _message_created(self, payload: Mapping[str, Any], event_name: str,
-                         received_at: datetime | None) -> Event | None:
+    def _message_created(
+        self, payload: Mapping[str, Any], event_name: str, received_at: datetime | None
+    ) -> Event | None:
         data = _load(schemas.MESSAGE_EVENT, payload, event_name)
         direction = MESSAGE_DIRECTIONS[data["message_type"]]
         if direction is None:
@@ -225,12 +269,20 @@ class ChatwootConnector:
             sender_id=sender_id,
             content=data["content"],
         )
-        return Event(kind=MESSAGE_CREATED, key=f"message:{message.id}", account_id=account_id,
-                     conversation_id=conversation.conversation_id, occurred_at=message.created_at,
-                     conversation=conversation, message=message, connector=self.name)
+        return Event(
+            kind=MESSAGE_CREATED,
+            key=f"message:{message.id}",
+            account_id=account_id,
+            conversation_id=conversation.conversation_id,
+            occurred_at=message.created_at,
+            conversation=conversation,
+            message=message,
+            connector=self.name,
+        )
 
-    def _sender_kind(self, direction: str, sender: Mapping[str, Any], sender_id: int | None,
-                     data: Mapping[str, Any]) -> str:
+    def _sender_kind(
+        self, direction: str, sender: Mapping[str, Any], sender_id: int | None, data: Mapping[str, Any]
+    ) -> str:
         """Who wrote a message, with Chatwoot's ``human_response?`` rules (chatwoot-notes.md 1.5)."""
         if direction == INCOMING:
             return CONTACT
@@ -257,8 +309,7 @@ def _payload_error(event_name: str, messages: Any, prefix: str = "") -> PayloadE
     """A :class:`PayloadError` naming every field marshmallow complained about."""
     problems = list(_flatten_errors(messages, prefix))
     details = "; ".join(f"{path}: {message}" for path, message in problems)
-    return PayloadError(f"invalid {event_name} payload: {details}",
-                        tuple(dict.fromkeys(path for path, _ in problems)))
+    return PayloadError(f"invalid {event_name} payload: {details}", tuple(dict.fromkeys(path for path, _ in problems)))
 
 
 def _flatten_errors(messages: Any, prefix: str = "") -> Iterator[tuple[str, str]]:

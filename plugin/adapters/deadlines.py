@@ -4,10 +4,11 @@ Members are ``account:conversation``, scores the Unix time of the conversation's
 instant. The index is a cache of ``sla_conversations.next_check_at`` and is rebuilt from SQL on start, so a
 Redis restart or flush loses nothing (DESIGN.md section 8).
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Iterable
 
 from redis import Redis
 

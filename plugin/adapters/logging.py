@@ -5,13 +5,14 @@ fields of the JSON object. Code must not log secrets in the first place; the han
 configured secret value is defence in depth. It masks the finished line rather than the record, because a
 record is shared with every other handler (pytest's capture among them, which must see what code logged).
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import sys
-from datetime import datetime, timezone
-from typing import Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from plugin.adapters.settings import MASK
 
@@ -37,7 +38,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(timespec="milliseconds"),
+            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),

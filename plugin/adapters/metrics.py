@@ -7,6 +7,7 @@ counts for up to a second (:class:`CounterBuffer`) to save a round trip per requ
 when rendered (queue lengths, the deadline index). The text format is written by hand: it is a few lines,
 and a client library's in-process registry would not see the other processes' counts.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -15,7 +16,7 @@ import logging
 import os
 import threading
 from collections import Counter
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -134,24 +135,29 @@ def observe(redis: Redis, name: str, value: float) -> None:
 def render(redis: Redis) -> str:
     """Every metric in Prometheus' text exposition format (version 0.0.4)."""
     lines: list[str] = []
-    names = sorted(key.decode()[len(KEY_PREFIX):] for key in redis.scan_iter(match=KEY_PREFIX + "*", count=500))
+    names = sorted(key.decode()[len(KEY_PREFIX) :] for key in redis.scan_iter(match=KEY_PREFIX + "*", count=500))
     for name in sorted(set(names) | set(RECORDED)):
         kind, help_text = RECORDED.get(name, (COUNTER, "Counted by the plugin."))
         values = {field.decode(): value.decode() for field, value in redis.hgetall(KEY_PREFIX + name).items()}
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
         lines += _histogram_lines(name, values) if kind == HISTOGRAM else _counter_lines(name, values)
 
-    lines += ["# HELP sla_deadlines_pending Deadlines waiting in the sweeper's index.",
-              "# TYPE sla_deadlines_pending gauge",
-              f"sla_deadlines_pending {redis.zcard(DEADLINES_KEY)}"]
+    lines += [
+        "# HELP sla_deadlines_pending Deadlines waiting in the sweeper's index.",
+        "# TYPE sla_deadlines_pending gauge",
+        f"sla_deadlines_pending {redis.zcard(DEADLINES_KEY)}",
+    ]
     lines += ["# HELP sla_queue_depth Jobs waiting in each RQ queue.", "# TYPE sla_queue_depth gauge"]
-    lines += [f"sla_queue_depth{_label_text({'queue': name})} {Queue(name, connection=redis).count}"
-              for name in QUEUES]
+    lines += [f"sla_queue_depth{_label_text({'queue': name})} {Queue(name, connection=redis).count}" for name in QUEUES]
     stream_length, pending = event_stream_state(redis)
-    lines += ["# HELP sla_event_stream_length Webhook bodies in the event stream (read or not).",
-              "# TYPE sla_event_stream_length gauge", f"sla_event_stream_length {stream_length}",
-              "# HELP sla_event_stream_pending Events read by a worker and not yet acknowledged.",
-              "# TYPE sla_event_stream_pending gauge", f"sla_event_stream_pending {pending}"]
+    lines += [
+        "# HELP sla_event_stream_length Webhook bodies in the event stream (read or not).",
+        "# TYPE sla_event_stream_length gauge",
+        f"sla_event_stream_length {stream_length}",
+        "# HELP sla_event_stream_pending Events read by a worker and not yet acknowledged.",
+        "# TYPE sla_event_stream_pending gauge",
+        f"sla_event_stream_pending {pending}",
+    ]
     return "\n".join(lines) + "\n"
 
 

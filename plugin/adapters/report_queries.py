@@ -19,40 +19,71 @@ Time buckets (hourly and daily series, the hour-of-day x weekday grid) are compu
 Every figure is a sum over rows, so groups can be merged exactly in Python (policies across versions, a
 conversation's several labels) without a second query.
 """
+
 from __future__ import annotations
 
 import functools
 import json
 import math
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
+from plugin.adapters.store import Store, applied, misses
 from plugin.core.engine.clocks import AT_RISK, HIT, MISSED, PAUSED, RUNNING
 from plugin.core.events import format_time, parse_time
-from plugin.adapters.store import Store, applied, misses
-from plugin.core.reports.figures import BUCKETS, DEFAULT_PER_PAGE, MAX_BUCKETS, MAX_ID, MAX_PER_PAGE, METRIC_PREFIXES, ReportError, Totals, UTC, WEEKDAYS, _add, _totals, _zero, conversation_link, figures, misses_allowed, target_figures
+from plugin.core.reports.figures import (
+    BUCKETS,
+    DEFAULT_PER_PAGE,
+    MAX_BUCKETS,
+    MAX_ID,
+    MAX_PER_PAGE,
+    METRIC_PREFIXES,
+    UTC,
+    WEEKDAYS,
+    ReportError,
+    Totals,
+    _add,
+    _totals,
+    _zero,
+    conversation_link,
+    figures,
+    misses_allowed,
+    target_figures,
+)
 from plugin.core.reports.filters import Filters
 
 # Breakdown dimensions: URL name -> sla_applied column. "label" is a list column, expanded in Python.
 DIMENSIONS: dict[str, sa.Column | None] = {
-    "inbox": applied.c.inbox_id, "team": applied.c.team_id, "agent": applied.c.assignee_id,
-    "policy": applied.c.policy_id, "channel": applied.c.channel, "priority": applied.c.priority, "label": None,
+    "inbox": applied.c.inbox_id,
+    "team": applied.c.team_id,
+    "agent": applied.c.assignee_id,
+    "policy": applied.c.policy_id,
+    "channel": applied.c.channel,
+    "priority": applied.c.priority,
+    "label": None,
 }
-_FILTER_COLUMNS = {"account": applied.c.account_id, "inbox": applied.c.inbox_id, "team": applied.c.team_id,
-                   "agent": applied.c.assignee_id, "policy": applied.c.policy_id, "channel": applied.c.channel,
-                   "priority": applied.c.priority}
-
+_FILTER_COLUMNS = {
+    "account": applied.c.account_id,
+    "inbox": applied.c.inbox_id,
+    "team": applied.c.team_id,
+    "agent": applied.c.assignee_id,
+    "policy": applied.c.policy_id,
+    "channel": applied.c.channel,
+    "priority": applied.c.priority,
+}
 
 
 # --- time buckets, rendered per dialect -------------------------------------------------------------------
 # One query for both databases: only these expressions differ, so they are compiled per dialect. Each
 # renders its format as a literal, not a bound parameter, so GROUP BY repeats the same text as SELECT.
+
 
 class _Bucket(FunctionElement):
     """The UTC bucket of a time column, as ISO-8601 text (``2026-03-02T09:00:00Z``)."""
@@ -143,12 +174,10 @@ def filter_conditions(filters: Filters) -> list[sa.ColumnElement[bool]]:
             found.append(column == chosen[0] if len(chosen) == 1 else column.in_(chosen))
     if filters.label:
         # labels is ",a,b,": the commas make "vip" not match "vip-gold".
-        found.append(sa.or_(*(applied.c.labels.contains(f",{label},", autoescape=True)
-                              for label in filters.label)))
+        found.append(sa.or_(*(applied.c.labels.contains(f",{label},", autoescape=True) for label in filters.label)))
     if filters.mode is not None:
         found.append(applied.c.mode == filters.mode)
     return found
-
 
 
 def _sum(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
@@ -178,6 +207,7 @@ def _total_columns() -> list[sa.ColumnElement]:
 
 # --- the reports -------------------------------------------------------------------------------------------
 
+
 @functools.lru_cache(maxsize=8)
 def _sqlite_reader(url: str) -> Engine:
     """A plain engine on a SQLite file: the store's engine starts every transaction with BEGIN IMMEDIATE
@@ -206,7 +236,7 @@ class Reports:
             query = query.group_by(*keys)
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
-        return [(tuple(row[:len(keys)]), _totals(row)) for row in rows]
+        return [(tuple(row[: len(keys)]), _totals(row)) for row in rows]
 
     def summary(self, filters: Filters) -> dict[str, Any]:
         """Overall figures and one row per policy (with its target), from one query."""
@@ -231,8 +261,10 @@ class Reports:
         merged: dict[tuple[str, str], dict[str, Any]] = {}
         for row in rows:
             totals = _totals(row)
-            entry = merged.setdefault((row.policy_id, row.mode), {
-                "name": row.policy_name, "targets": set(), "allowed": None, "totals": _zero()})
+            entry = merged.setdefault(
+                (row.policy_id, row.mode),
+                {"name": row.policy_name, "targets": set(), "allowed": None, "totals": _zero()},
+            )
             entry["totals"] = _add(entry["totals"], totals)
             if row.target is not None:
                 entry["targets"].add(row.target)
@@ -241,11 +273,18 @@ class Reports:
         for (policy_id, mode), entry in sorted(merged.items()):
             data = figures(entry["totals"])
             target = next(iter(entry["targets"])) if len(entry["targets"]) == 1 else None
-            result.append({
-                "policy": policy_id, "name": entry["name"], "mode": mode,
-                **data, "target": target, "targets": sorted(entry["targets"]),
-                **target_figures(target, data["applied"], data["conversations_missed"], entry["allowed"]),
-                "_totals": entry["totals"]})
+            result.append(
+                {
+                    "policy": policy_id,
+                    "name": entry["name"],
+                    "mode": mode,
+                    **data,
+                    "target": target,
+                    "targets": sorted(entry["targets"]),
+                    **target_figures(target, data["applied"], data["conversations_missed"], entry["allowed"]),
+                    "_totals": entry["totals"],
+                }
+            )
         return result
 
     def series(self, filters: Filters, bucket: str) -> dict[str, Any]:
@@ -265,18 +304,33 @@ class Reports:
         ``cells[weekday][hour]`` with Monday first, plus totals per hour and per weekday."""
         weekday = WeekdayOf(misses.c.due_at).label("weekday")
         hour = HourOf(misses.c.due_at).label("hour")
-        query = (sa.select(weekday, hour, sa.func.count().label("misses"))
-                 .select_from(applied.join(misses, sa.and_(misses.c.account_id == applied.c.account_id,
-                                                           misses.c.conversation_id == applied.c.conversation_id)))
-                 .where(*filter_conditions(filters), misses.c.corrected_at.is_(None))
-                 .group_by(weekday, hour))
+        query = (
+            sa.select(weekday, hour, sa.func.count().label("misses"))
+            .select_from(
+                applied.join(
+                    misses,
+                    sa.and_(
+                        misses.c.account_id == applied.c.account_id,
+                        misses.c.conversation_id == applied.c.conversation_id,
+                    ),
+                )
+            )
+            .where(*filter_conditions(filters), misses.c.corrected_at.is_(None))
+            .group_by(weekday, hour)
+        )
         cells = [[0] * 24 for _ in WEEKDAYS]
         with self.engine.connect() as connection:
             for row in connection.execute(query):
                 cells[(row.weekday + 6) % 7][row.hour] = row.misses  # SQL counts from Sunday = 0
-        return {"filters": filters.describe(), "timezone": "UTC", "weekdays": list(WEEKDAYS),
-                "cells": cells, "by_hour": [sum(day[hour] for day in cells) for hour in range(24)],
-                "by_weekday": [sum(day) for day in cells], "total": sum(map(sum, cells))}
+        return {
+            "filters": filters.describe(),
+            "timezone": "UTC",
+            "weekdays": list(WEEKDAYS),
+            "cells": cells,
+            "by_hour": [sum(day[hour] for day in cells) for hour in range(24)],
+            "by_weekday": [sum(day) for day in cells],
+            "total": sum(map(sum, cells)),
+        }
 
     def breakdown(self, filters: Filters, by: str) -> dict[str, Any]:
         """Figures per value of one dimension (``inbox``, ``team``, ``agent``, ``policy``, ``channel``,
@@ -299,12 +353,15 @@ class Reports:
             grouped = list(merged.items())
         else:
             grouped = [(key[0], totals) for key, totals in self._grouped(filters, [DIMENSIONS[by]])]
-        rows = [{"key": key, **figures(totals)}
-                for key, totals in sorted(grouped, key=lambda item: (item[0] is None, str(item[0])))]
+        rows = [
+            {"key": key, **figures(totals)}
+            for key, totals in sorted(grouped, key=lambda item: (item[0] is None, str(item[0])))
+        ]
         return {"filters": filters.describe(), "by": by, "rows": rows}
 
-    def conversations(self, filters: Filters, page: int = 1, per_page: int = DEFAULT_PER_PAGE,
-                      only_missed: bool = False) -> dict[str, Any]:
+    def conversations(
+        self, filters: Filters, page: int = 1, per_page: int = DEFAULT_PER_PAGE, only_missed: bool = False
+    ) -> dict[str, Any]:
         """A page of the cohort's conversations, newest SLA first, each with the due time of every miss."""
         if page < 1:
             raise ReportError(f"page must be 1 or more, got {page}")
@@ -314,11 +371,19 @@ class Reports:
         with self.engine.connect() as connection:
             total = connection.execute(sa.select(sa.func.count()).select_from(applied).where(*conditions)).scalar()
             items = self._drilldown_page(connection, conditions, (page - 1) * per_page, per_page)
-        return {"filters": filters.describe(), "only_missed": only_missed, "total": total, "page": page,
-                "per_page": per_page, "pages": max(1, math.ceil(total / per_page)), "items": items}
+        return {
+            "filters": filters.describe(),
+            "only_missed": only_missed,
+            "total": total,
+            "page": page,
+            "per_page": per_page,
+            "pages": max(1, math.ceil(total / per_page)),
+            "items": items,
+        }
 
-    def iter_conversations(self, filters: Filters, only_missed: bool = False,
-                           chunk: int = 1000) -> Iterator[dict[str, Any]]:
+    def iter_conversations(
+        self, filters: Filters, only_missed: bool = False, chunk: int = 1000
+    ) -> Iterator[dict[str, Any]]:
         """Every conversation of the cohort, in the drill-down's order, read in chunks (CSV export)."""
         conditions = self._drilldown_conditions(filters, only_missed)
         offset = 0
@@ -334,28 +399,34 @@ class Reports:
     def _drilldown_conditions(filters: Filters, only_missed: bool) -> list[sa.ColumnElement[bool]]:
         return filter_conditions(filters) + ([applied.c.any_miss.is_(True)] if only_missed else [])
 
-    def _drilldown_page(self, connection: Connection, conditions: list, offset: int,
-                        limit: int) -> list[dict[str, Any]]:
+    def _drilldown_page(
+        self, connection: Connection, conditions: list, offset: int, limit: int
+    ) -> list[dict[str, Any]]:
         columns = [column for column in applied.c if column.name != "policy_snapshot"]
         rows = connection.execute(
-            sa.select(*columns).where(*conditions)
+            sa.select(*columns)
+            .where(*conditions)
             .order_by(applied.c.applied_at.desc(), applied.c.account_id, applied.c.conversation_id)
-            .offset(offset).limit(limit)).all()
+            .offset(offset)
+            .limit(limit)
+        ).all()
         if not rows:
             return []
         keys = {(row.account_id, row.conversation_id) for row in rows}
         found: dict[tuple[int, int], list[dict[str, Any]]] = {key: [] for key in keys}
         miss_rows = connection.execute(
-            sa.select(misses.c.account_id, misses.c.conversation_id, misses.c.miss, misses.c.metric,
-                      misses.c.due_at)
-            .where(sa.tuple_(misses.c.account_id, misses.c.conversation_id).in_(sorted(keys)),
-                   misses.c.corrected_at.is_(None))
-            .order_by(misses.c.due_at, misses.c.miss))
+            sa.select(misses.c.account_id, misses.c.conversation_id, misses.c.miss, misses.c.metric, misses.c.due_at)
+            .where(
+                sa.tuple_(misses.c.account_id, misses.c.conversation_id).in_(sorted(keys)),
+                misses.c.corrected_at.is_(None),
+            )
+            .order_by(misses.c.due_at, misses.c.miss)
+        )
         for miss in miss_rows:
             found[(miss.account_id, miss.conversation_id)].append(
-                {"miss": miss.miss, "metric": miss.metric, "due_at": format_time(miss.due_at)})
-        return [self._conversation_item(row._mapping, found[(row.account_id, row.conversation_id)])
-                for row in rows]
+                {"miss": miss.miss, "metric": miss.metric, "due_at": format_time(miss.due_at)}
+            )
+        return [self._conversation_item(row._mapping, found[(row.account_id, row.conversation_id)]) for row in rows]
 
     def _conversation_item(self, row: Mapping[str, Any], miss_list: list[dict[str, Any]]) -> dict[str, Any]:
         item: dict[str, Any] = {}
@@ -376,19 +447,33 @@ class Reports:
         if not (0 <= account_id <= MAX_ID and 0 <= conversation_id <= MAX_ID):
             return None  # beyond the BIGINT columns: no such conversation (and no overflow in the driver)
         with self.engine.connect() as connection:
-            row = connection.execute(sa.select(applied).where(
-                applied.c.account_id == account_id, applied.c.conversation_id == conversation_id)).first()
+            row = connection.execute(
+                sa.select(applied).where(
+                    applied.c.account_id == account_id, applied.c.conversation_id == conversation_id
+                )
+            ).first()
             if row is None:
                 return None
             miss_rows = connection.execute(
-                sa.select(misses).where(misses.c.account_id == account_id,
-                                        misses.c.conversation_id == conversation_id)
-                .order_by(misses.c.due_at, misses.c.miss)).all()
-        data = self._conversation_item({k: v for k, v in row._mapping.items() if k != "policy_snapshot"}, [
-            {"miss": miss.miss, "metric": miss.metric, "due_at": format_time(miss.due_at),
-             "policy": miss.policy_id, "policy_version": miss.policy_version,
-             "recorded_at": format_time(miss.recorded_at), "corrected_at": format_time(miss.corrected_at)}
-            for miss in miss_rows])
+                sa.select(misses)
+                .where(misses.c.account_id == account_id, misses.c.conversation_id == conversation_id)
+                .order_by(misses.c.due_at, misses.c.miss)
+            ).all()
+        data = self._conversation_item(
+            {k: v for k, v in row._mapping.items() if k != "policy_snapshot"},
+            [
+                {
+                    "miss": miss.miss,
+                    "metric": miss.metric,
+                    "due_at": format_time(miss.due_at),
+                    "policy": miss.policy_id,
+                    "policy_version": miss.policy_version,
+                    "recorded_at": format_time(miss.recorded_at),
+                    "corrected_at": format_time(miss.corrected_at),
+                }
+                for miss in miss_rows
+            ],
+        )
         data["policy_snapshot"] = json.loads(row.policy_snapshot)
         data["log"] = self._store.log_entries((account_id, conversation_id))
         return data
@@ -399,13 +484,14 @@ def _bucket_starts(bucket: str, filters: Filters, found: Mapping[str, Any]) -> l
     step = _BUCKET_STEPS[bucket]
     existing = sorted(found)
     first = _floor(filters.since, bucket) if filters.since else (parse_time(existing[0]) if existing else None)
-    last = filters.until - timedelta(seconds=1) if filters.until else (
-        parse_time(existing[-1]) if existing else None)
+    last = filters.until - timedelta(seconds=1) if filters.until else (parse_time(existing[-1]) if existing else None)
     if first is None or last is None:
         return existing
     if (last - first) / step >= MAX_BUCKETS:
-        raise ReportError(f"{bucket}ly series are limited to {MAX_BUCKETS:,} points: choose a shorter range"
-                          + (" or bucket=day" if bucket == "hour" else ""))
+        raise ReportError(
+            f"{bucket}ly series are limited to {MAX_BUCKETS:,} points: choose a shorter range"
+            + (" or bucket=day" if bucket == "hour" else "")
+        )
     starts = []
     moment = first
     while moment <= last:
@@ -417,5 +503,3 @@ def _bucket_starts(bucket: str, filters: Filters, found: Mapping[str, Any]) -> l
 def _floor(moment: datetime, bucket: str) -> datetime:
     moment = moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     return moment.replace(hour=0) if bucket == "day" else moment
-
-

@@ -4,34 +4,48 @@
 once per ``min_interval_seconds``. A set that fails to load never replaces the one in force: the last good
 set stays live, the error is kept for ``/healthz`` and logged once per broken content (DESIGN.md 5).
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from plugin.core.events import format_time
 from plugin.core.rules.build import RuleSource, build_rule_set, content_hash
-from plugin.core.rules.model import ERROR, RuleProblem, RuleSet, RulesError
+from plugin.core.rules.model import ERROR, RuleProblem, RulesError, RuleSet
 
 logger = logging.getLogger("plugin.rules")
 
 
 def is_rule_file(path: Path) -> bool:
     """Whether *path* is a rule file: ``*.json``, not ``*.schema.json``, not hidden."""
-    return (path.suffix == ".json" and not path.name.endswith(".schema.json")
-            and not path.name.startswith(".") and path.is_file())
+    return (
+        path.suffix == ".json"
+        and not path.name.endswith(".schema.json")
+        and not path.name.startswith(".")
+        and path.is_file()
+    )
 
 
 def read_sources(directory: str | Path) -> list[RuleSource]:
     """The rule files of *directory* in file-name order; raises :class:`RulesError` if it is not a folder."""
     folder = Path(directory)
     if not folder.is_dir():
-        raise RulesError([RuleProblem(str(folder), 0, "", "rules directory not found (set SLA_RULES_DIR or "
-                                                          "pass the folder of the rule files)")])
+        raise RulesError(
+            [
+                RuleProblem(
+                    str(folder),
+                    0,
+                    "",
+                    "rules directory not found (set SLA_RULES_DIR or pass the folder of the rule files)",
+                )
+            ]
+        )
     sources = []
     for path in sorted((path for path in folder.iterdir() if is_rule_file(path)), key=lambda path: path.name):
         try:
@@ -73,8 +87,9 @@ class RulesHolder:
     while :meth:`status` reports the error.
     """
 
-    def __init__(self, directory: str | Path, min_interval_seconds: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, directory: str | Path, min_interval_seconds: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.directory = Path(directory)
         self.min_interval_seconds = min_interval_seconds
         self.error: str | None = None
@@ -100,10 +115,12 @@ class RulesHolder:
 
     def status(self) -> dict[str, Any]:
         """For ``/healthz``: whether the live set is the files' current content, its hash, when, the error."""
-        return {"ok": self._live is not None and self.error is None,
-                "content_hash": None if self._live is None else self._live.content_hash,
-                "loaded_at": format_time(self._loaded_at),
-                "error": self.error}
+        return {
+            "ok": self._live is not None and self.error is None,
+            "content_hash": None if self._live is None else self._live.content_hash,
+            "loaded_at": format_time(self._loaded_at),
+            "error": self.error,
+        }
 
     def _refresh(self) -> None:
         try:
@@ -122,10 +139,15 @@ class RulesHolder:
         if rule_set is None:
             self._fail(digest, problems)
             return
-        self._live, self._loaded_at = rule_set, datetime.now(timezone.utc)
+        self._live, self._loaded_at = rule_set, datetime.now(UTC)
         self.error, self._failed_hash, self._problems = None, None, []
-        logger.info("rules loaded from %s: %d rules, %d policies, content hash %s", self.directory,
-                    len(rule_set.rules), len(rule_set.policies), rule_set.content_hash)
+        logger.info(
+            "rules loaded from %s: %d rules, %d policies, content hash %s",
+            self.directory,
+            len(rule_set.rules),
+            len(rule_set.policies),
+            rule_set.content_hash,
+        )
         for warning in rule_set.warnings:
             logger.warning("rules: %s", warning)
 
@@ -135,6 +157,9 @@ class RulesHolder:
         self._failed_hash, self._problems = digest, problems
         errors = [problem for problem in problems if problem.severity == ERROR] or problems
         self.error = "; ".join(str(problem) for problem in errors)
-        kept = "no earlier rules to keep" if self._live is None else \
-            f"keeping the rules loaded at {format_time(self._loaded_at)} ({self._live.content_hash[:12]})"
+        kept = (
+            "no earlier rules to keep"
+            if self._live is None
+            else f"keeping the rules loaded at {format_time(self._loaded_at)} ({self._live.content_hash[:12]})"
+        )
         logger.error("rules in %s not loaded, %s: %s", self.directory, kept, self.error)

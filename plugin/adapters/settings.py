@@ -5,12 +5,14 @@ builds :class:`Settings` from the environment, masks secrets in ``repr`` and log
 ``docs/configuration.md`` (:func:`settings_reference_markdown`), so the reference cannot drift from the code.
 The names of DESIGN.md section 10.3 are pinned; the others are additions.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 MASK = "********"
@@ -34,44 +36,88 @@ class SettingSpec:
 
 
 SETTINGS: tuple[SettingSpec, ...] = (
-    SettingSpec("DATABASE_URL", None,
-                "SQLAlchemy URL of the store, e.g. `postgresql://user@host/sla` in production.",
-                default_text="a SQLite file in the instance folder, `instance/sla.sqlite3`"),
-    SettingSpec("REDIS_URL", None,
-                "Redis for queues, the deadline index, dedupe keys, locks and metrics "
-                "(`redis://host:6379/0` or `unix:///path/redis.sock`).",
-                default_text="an embedded `redis-server` on a unix socket in the instance folder"),
-    SettingSpec("SLA_RULES_DIR", "rules",
-                "Folder of the rule files (`*.json`) and their JSON Schema, relative to the working directory."),
+    SettingSpec(
+        "DATABASE_URL",
+        None,
+        "SQLAlchemy URL of the store, e.g. `postgresql://user@host/sla` in production.",
+        default_text="a SQLite file in the instance folder, `instance/sla.sqlite3`",
+    ),
+    SettingSpec(
+        "REDIS_URL",
+        None,
+        "Redis for queues, the deadline index, dedupe keys, locks and metrics "
+        "(`redis://host:6379/0` or `unix:///path/redis.sock`).",
+        default_text="an embedded `redis-server` on a unix socket in the instance folder",
+    ),
+    SettingSpec(
+        "SLA_RULES_DIR",
+        "rules",
+        "Folder of the rule files (`*.json`) and their JSON Schema, relative to the working directory.",
+    ),
     SettingSpec("CHATWOOT_URL", None, "Base URL of the helpdesk, e.g. `https://chat.example.com`."),
-    SettingSpec("CHATWOOT_ACCOUNT_ID", None,
-                "The account the plugin serves; webhooks of other accounts get 202, are logged and ignored.",
-                kind="integer"),
-    SettingSpec("CHATWOOT_API_TOKEN", None,
-                "User access token of the agent the plugin writes as (labels, private notes).", secret=True),
-    SettingSpec("CHATWOOT_WEBHOOK_SECRET", None,
-                "Webhook signing secret; when set, requests without a valid `X-Chatwoot-Signature` get 401.",
-                secret=True),
+    SettingSpec(
+        "CHATWOOT_ACCOUNT_ID",
+        None,
+        "The account the plugin serves; webhooks of other accounts get 202, are logged and ignored.",
+        kind="integer",
+    ),
+    SettingSpec(
+        "CHATWOOT_API_TOKEN",
+        None,
+        "User access token of the agent the plugin writes as (labels, private notes).",
+        secret=True,
+    ),
+    SettingSpec(
+        "CHATWOOT_WEBHOOK_SECRET",
+        None,
+        "Webhook signing secret; when set, requests without a valid `X-Chatwoot-Signature` get 401.",
+        secret=True,
+    ),
     SettingSpec("SLA_ADMIN_TOKEN", None, "Bearer token for the reports and admin endpoints.", secret=True),
-    SettingSpec("SLA_WEBHOOK_TOKEN", None,
-                "URL token (`/webhooks/chatwoot?token=...`) for installs whose helpdesk does not sign "
-                "webhooks; never the signing secret.", secret=True),
-    SettingSpec("SLA_SIDEBAR_TOKEN", None,
-                "Read-only token carried in the Dashboard App's URL: reads one conversation's SLA, nothing else.",
-                secret=True),
-    SettingSpec("SLA_MAX_BODY_BYTES", ONE_MEBIBYTE,
-                "Largest request body accepted, in bytes; larger webhooks get 413.", kind="integer"),
-    SettingSpec("CHATWOOT_PLUGIN_USER_ID", None,
-                "Id of the helpdesk user the plugin writes as, so its own notes and label changes that come "
-                "back as webhooks are recognised and ignored.", kind="integer"),
-    SettingSpec("SLA_CLAIM_IDLE_SECONDS", 60,
-                "How long a batch read by a worker may stay unacknowledged before another worker takes it over "
-                "(a worker killed mid-batch); longer than any batch takes.", kind="integer"),
-    SettingSpec("SLA_RECONCILE_SECONDS", 300,
-                "How often the reconciler polls the helpdesk's open conversations for what webhooks lost "
-                "(0: never).", kind="integer"),
-    SettingSpec("SLA_LOG_LEVEL", "INFO", "Level of the JSON logs written to standard error: "
-                "`DEBUG`, `INFO`, `WARNING` or `ERROR`."),
+    SettingSpec(
+        "SLA_WEBHOOK_TOKEN",
+        None,
+        "URL token (`/webhooks/chatwoot?token=...`) for installs whose helpdesk does not sign "
+        "webhooks; never the signing secret.",
+        secret=True,
+    ),
+    SettingSpec(
+        "SLA_SIDEBAR_TOKEN",
+        None,
+        "Read-only token carried in the Dashboard App's URL: reads one conversation's SLA, nothing else.",
+        secret=True,
+    ),
+    SettingSpec(
+        "SLA_MAX_BODY_BYTES",
+        ONE_MEBIBYTE,
+        "Largest request body accepted, in bytes; larger webhooks get 413.",
+        kind="integer",
+    ),
+    SettingSpec(
+        "CHATWOOT_PLUGIN_USER_ID",
+        None,
+        "Id of the helpdesk user the plugin writes as, so its own notes and label changes that come "
+        "back as webhooks are recognised and ignored.",
+        kind="integer",
+    ),
+    SettingSpec(
+        "SLA_CLAIM_IDLE_SECONDS",
+        60,
+        "How long a batch read by a worker may stay unacknowledged before another worker takes it over "
+        "(a worker killed mid-batch); longer than any batch takes.",
+        kind="integer",
+    ),
+    SettingSpec(
+        "SLA_RECONCILE_SECONDS",
+        300,
+        "How often the reconciler polls the helpdesk's open conversations for what webhooks lost (0: never).",
+        kind="integer",
+    ),
+    SettingSpec(
+        "SLA_LOG_LEVEL",
+        "INFO",
+        "Level of the JSON logs written to standard error: `DEBUG`, `INFO`, `WARNING` or `ERROR`.",
+    ),
 )
 
 SECRET_NAMES = frozenset(spec.name for spec in SETTINGS if spec.secret)
@@ -104,8 +150,9 @@ class Settings:
     SLA_LOG_LEVEL: str
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ, instance_path: str | os.PathLike | None = None
-                 ) -> "Settings":
+    def from_env(
+        cls, environ: Mapping[str, str] = os.environ, instance_path: str | os.PathLike | None = None
+    ) -> Settings:
         """Read every setting of :data:`SETTINGS` from *environ*; an empty value counts as unset.
 
         *instance_path* is the folder for local state (the default SQLite file, the embedded Redis);
@@ -120,8 +167,9 @@ class Settings:
             values["DATABASE_URL"] = f"sqlite:///{instance / 'sla.sqlite3'}"
         values["SLA_LOG_LEVEL"] = values["SLA_LOG_LEVEL"].upper()
         if values["SLA_MAX_BODY_BYTES"] <= 0:
-            raise SettingsError(f"SLA_MAX_BODY_BYTES must be a positive number of bytes, "
-                                f"got {values['SLA_MAX_BODY_BYTES']}")
+            raise SettingsError(
+                f"SLA_MAX_BODY_BYTES must be a positive number of bytes, got {values['SLA_MAX_BODY_BYTES']}"
+            )
         return cls(instance_path=str(instance), **values)
 
     def as_mapping(self) -> dict[str, str]:

@@ -13,12 +13,14 @@ Concurrency: a batch locks its conversations' rows (``SELECT ... FOR UPDATE`` on
 IMMEDIATE`` on SQLite), so two workers never fold the same conversation at once and no Redis lock can
 expire under a slow worker.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
@@ -35,7 +37,8 @@ metadata = sa.MetaData()
 UTCDateTime = sa.DateTime(timezone=True)
 
 conversations = sa.Table(
-    "sla_conversations", metadata,
+    "sla_conversations",
+    metadata,
     sa.Column("account_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("conversation_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("state", sa.Text, nullable=False),
@@ -48,7 +51,8 @@ conversations = sa.Table(
 _METRIC_PREFIX = {FIRST_RESPONSE: "frt", NEXT_RESPONSE: "nrt", RESOLUTION: "rt"}
 
 applied = sa.Table(
-    "sla_applied", metadata,
+    "sla_applied",
+    metadata,
     sa.Column("account_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("conversation_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("policy_id", sa.String(200), nullable=False),
@@ -68,13 +72,17 @@ applied = sa.Table(
     sa.Column("channel", sa.String(100)),
     sa.Column("priority", sa.String(20)),
     sa.Column("labels", sa.Text),  # the conversation's labels, comma-separated with a leading and trailing comma
-    *[column for prefix in _METRIC_PREFIX.values() for column in (
-        sa.Column(f"{prefix}_status", sa.String(20)),
-        sa.Column(f"{prefix}_due_at", UTCDateTime),
-        sa.Column(f"{prefix}_stopped_at", UTCDateTime),
-        sa.Column(f"{prefix}_missed_at", UTCDateTime),
-        sa.Column(f"{prefix}_misses", sa.Integer, nullable=False, default=0),
-    )],
+    *[
+        column
+        for prefix in _METRIC_PREFIX.values()
+        for column in (
+            sa.Column(f"{prefix}_status", sa.String(20)),
+            sa.Column(f"{prefix}_due_at", UTCDateTime),
+            sa.Column(f"{prefix}_stopped_at", UTCDateTime),
+            sa.Column(f"{prefix}_missed_at", UTCDateTime),
+            sa.Column(f"{prefix}_misses", sa.Integer, nullable=False, default=0),
+        )
+    ],
     sa.Column("nrt_misses_per_message", sa.Integer, nullable=False, default=0),
     sa.Column("any_miss", sa.Boolean, nullable=False),
     sa.Column("evaluated_at", UTCDateTime, nullable=False),
@@ -84,7 +92,8 @@ applied = sa.Table(
 )
 
 misses = sa.Table(
-    "sla_misses", metadata,
+    "sla_misses",
+    metadata,
     sa.Column("account_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("conversation_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("miss", sa.String(60), primary_key=True),  # metric#instance
@@ -98,7 +107,8 @@ misses = sa.Table(
 )
 
 log = sa.Table(
-    "sla_log", metadata,
+    "sla_log",
+    metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("account_id", sa.BigInteger, nullable=False),
     sa.Column("conversation_id", sa.BigInteger, nullable=False),
@@ -111,7 +121,8 @@ log = sa.Table(
 )
 
 outbox = sa.Table(
-    "sla_outbox", metadata,
+    "sla_outbox",
+    metadata,
     sa.Column("account_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("conversation_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("key", sa.String(100), primary_key=True),  # "labels", "note:first_response#0", ...
@@ -126,10 +137,12 @@ outbox = sa.Table(
 )
 
 schema_version = sa.Table(
-    "sla_schema_version", metadata,
+    "sla_schema_version",
+    metadata,
     sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("applied_at", UTCDateTime, nullable=False),
 )
+
 
 # Schema migrations: each step takes a connection and brings the schema from version N-1 to N. Version 1
 # creates the tables above; later steps alter them (ALTER TABLE ...). Steps run in order, once, inside a
@@ -139,9 +152,11 @@ def _report_indexes(connection: Connection) -> None:
     """Version 2: indexes for the reports (plugin/reports.py), whose cohort is a range of ``applied_at``
     with at most a few equality filters. Plain DDL that both databases accept, kept out of the Core tables
     so that version 1 stays what it was."""
-    for name, columns in (("ix_sla_applied_applied", "applied_at"),
-                          ("ix_sla_applied_team_applied", "team_id, applied_at"),
-                          ("ix_sla_applied_assignee_applied", "assignee_id, applied_at")):
+    for name, columns in (
+        ("ix_sla_applied_applied", "applied_at"),
+        ("ix_sla_applied_team_applied", "team_id, applied_at"),
+        ("ix_sla_applied_assignee_applied", "assignee_id, applied_at"),
+    ):
         connection.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {name} ON sla_applied ({columns})")
 
 
@@ -158,7 +173,7 @@ def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` transactions so
     several worker processes can write one file safely."""
     if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     if not url.startswith("sqlite"):
         # A database that does not answer must fail fast, not hang a web or worker process at start.
         connect_args = {"connect_timeout": 10} if url.startswith("postgresql") else {}
@@ -182,13 +197,13 @@ def make_engine(url: str) -> Engine:
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def as_utc(value: datetime | None) -> datetime | None:
     """A stored time as aware UTC (SQLite returns naive datetimes; every stored time is UTC)."""
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     return value
 
 
@@ -204,7 +219,7 @@ class Store:
         self.engine = engine
 
     @classmethod
-    def from_url(cls, url: str) -> "Store":
+    def from_url(cls, url: str) -> Store:
         """A store on a database URL (``sqlite:///...`` or ``postgresql://...``)."""
         return cls(make_engine(url))
 
@@ -228,7 +243,7 @@ class Store:
             connection.execute(sa.text("SELECT 1"))
 
     @contextmanager
-    def batch(self, keys: Iterable[ConversationKey]) -> Iterator["Batch"]:
+    def batch(self, keys: Iterable[ConversationKey]) -> Iterator[Batch]:
         """A transaction holding the row locks of ``keys``, with their states loaded."""
         keys = sorted(set(keys))  # one lock order for every worker: no deadlocks
         with self.engine.begin() as connection:
@@ -237,8 +252,11 @@ class Store:
     def load(self, key: ConversationKey) -> tuple[ConversationState, dict | None]:
         """A conversation's state and last summary (an empty state when unknown), without locking."""
         with self.engine.connect() as connection:
-            row = connection.execute(sa.select(conversations.c.state, conversations.c.summary).where(
-                conversations.c.account_id == key[0], conversations.c.conversation_id == key[1])).first()
+            row = connection.execute(
+                sa.select(conversations.c.state, conversations.c.summary).where(
+                    conversations.c.account_id == key[0], conversations.c.conversation_id == key[1]
+                )
+            ).first()
         if row is None:
             return ConversationState(*key), None
         return _decode(row)
@@ -251,28 +269,39 @@ class Store:
         """Conversations whose next check falls before ``until`` (used to rebuild the deadline index)."""
         with self.engine.connect() as connection:
             rows = connection.execute(
-                sa.select(conversations.c.account_id, conversations.c.conversation_id,
-                          conversations.c.next_check_at)
+                sa.select(conversations.c.account_id, conversations.c.conversation_id, conversations.c.next_check_at)
                 .where(conversations.c.next_check_at.is_not(None), conversations.c.next_check_at <= until)
-                .order_by(conversations.c.next_check_at).limit(limit)).all()
+                .order_by(conversations.c.next_check_at)
+                .limit(limit)
+            ).all()
         return [((row.account_id, row.conversation_id), as_utc(row.next_check_at)) for row in rows]
 
     def all_checks(self) -> Iterator[tuple[ConversationKey, datetime]]:
         """Every conversation with a pending check (the deadline index's source of truth)."""
         with self.engine.connect() as connection:
             result = connection.execute(
-                sa.select(conversations.c.account_id, conversations.c.conversation_id,
-                          conversations.c.next_check_at).where(conversations.c.next_check_at.is_not(None)))
+                sa.select(
+                    conversations.c.account_id, conversations.c.conversation_id, conversations.c.next_check_at
+                ).where(conversations.c.next_check_at.is_not(None))
+            )
             for row in result:
                 yield (row.account_id, row.conversation_id), as_utc(row.next_check_at)
 
     def log_entries(self, key: ConversationKey) -> list[dict[str, Any]]:
         """A conversation's SLA log, oldest first."""
         with self.engine.connect() as connection:
-            rows = connection.execute(sa.select(log).where(
-                log.c.account_id == key[0], log.c.conversation_id == key[1]).order_by(log.c.id)).all()
-        return [{"kind": row.kind, "metric": row.metric, "at": format_time(as_utc(row.at)),
-                 "detail": json.loads(row.detail) if row.detail else None} for row in rows]
+            rows = connection.execute(
+                sa.select(log).where(log.c.account_id == key[0], log.c.conversation_id == key[1]).order_by(log.c.id)
+            ).all()
+        return [
+            {
+                "kind": row.kind,
+                "metric": row.metric,
+                "at": format_time(as_utc(row.at)),
+                "detail": json.loads(row.detail) if row.detail else None,
+            }
+            for row in rows
+        ]
 
 
 class Batch:
@@ -299,17 +328,20 @@ class Batch:
             return
         accounts = {account for account, _ in self.keys}
         wanted = set(self.keys)
-        query = sa.select(conversations.c.account_id, conversations.c.conversation_id, conversations.c.state,
-                          conversations.c.summary).where(
+        query = sa.select(
+            conversations.c.account_id, conversations.c.conversation_id, conversations.c.state, conversations.c.summary
+        ).where(
             conversations.c.account_id.in_(accounts),
-            conversations.c.conversation_id.in_({conversation for _, conversation in self.keys}))
+            conversations.c.conversation_id.in_({conversation for _, conversation in self.keys}),
+        )
         if self.connection.dialect.name == "postgresql":
             # Row locks cover only conversations that have a row: two workers whose batches hold events of
             # one new conversation would both insert it. A transaction-scoped advisory lock per key, taken
             # in one global order (no deadlocks), serialises those too.
-            self.connection.execute(sa.text(
-                "SELECT pg_advisory_xact_lock(lock_id) FROM unnest(CAST(:ids AS BIGINT[])) AS lock_id"),
-                {"ids": sorted({_lock_id(key) for key in self.keys})})
+            self.connection.execute(
+                sa.text("SELECT pg_advisory_xact_lock(lock_id) FROM unnest(CAST(:ids AS BIGINT[])) AS lock_id"),
+                {"ids": sorted({_lock_id(key) for key in self.keys})},
+            )
             query = query.order_by(conversations.c.account_id, conversations.c.conversation_id).with_for_update()
         for row in self.connection.execute(query):
             key = (row.account_id, row.conversation_id)
@@ -323,64 +355,132 @@ class Batch:
         """The locked conversation's state and its previous summary."""
         return self._states[key]
 
-    def save(self, state: ConversationState, evaluation: Evaluation, summary: Mapping[str, Any],
-             changes: Sequence[Change], writebacks: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+    def save(
+        self,
+        state: ConversationState,
+        evaluation: Evaluation,
+        summary: Mapping[str, Any],
+        changes: Sequence[Change],
+        writebacks: Sequence[tuple[str, Mapping[str, Any]]],
+    ) -> None:
         """Queue the rows for one conversation; they are written together when the batch closes."""
         key = (state.account_id, state.conversation_id)
         now = self.now
-        self._conversation_rows.append({
-            "account_id": key[0], "conversation_id": key[1], "state": json.dumps(state.to_json()),
-            "summary": json.dumps(summary), "next_check_at": evaluation.next_check_at, "updated_at": now})
+        self._conversation_rows.append(
+            {
+                "account_id": key[0],
+                "conversation_id": key[1],
+                "state": json.dumps(state.to_json()),
+                "summary": json.dumps(summary),
+                "next_check_at": evaluation.next_check_at,
+                "updated_at": now,
+            }
+        )
         if evaluation.policy is not None:
             self._applied_rows.append(_applied_row(evaluation, now))
         for change in changes:
-            self._log_rows.append({"account_id": key[0], "conversation_id": key[1], "kind": change.kind,
-                                   "metric": change.metric, "at": change.at, "recorded_at": now,
-                                   "detail": json.dumps(change.detail) if change.detail else None})
+            self._log_rows.append(
+                {
+                    "account_id": key[0],
+                    "conversation_id": key[1],
+                    "kind": change.kind,
+                    "metric": change.metric,
+                    "at": change.at,
+                    "recorded_at": now,
+                    "detail": json.dumps(change.detail) if change.detail else None,
+                }
+            )
             if change.kind == "miss_corrected":
                 self._corrections.append({"a": key[0], "c": key[1], "m": change.detail["miss"], "t": now})
         for miss in evaluation.misses:
-            self._miss_rows.append({
-                "account_id": key[0], "conversation_id": key[1], "miss": f"{miss.metric}#{miss.index}",
-                "metric": miss.metric, "due_at": miss.due_at, "policy_id": miss.policy_id,
-                "policy_version": miss.policy_version, "recorded_at": now, "corrected_at": None})
+            self._miss_rows.append(
+                {
+                    "account_id": key[0],
+                    "conversation_id": key[1],
+                    "miss": f"{miss.metric}#{miss.index}",
+                    "metric": miss.metric,
+                    "due_at": miss.due_at,
+                    "policy_id": miss.policy_id,
+                    "policy_version": miss.policy_version,
+                    "recorded_at": now,
+                    "corrected_at": None,
+                }
+            )
         for outbox_key, payload in writebacks:
-            self._outbox_rows.append({"account_id": key[0], "conversation_id": key[1], "key": outbox_key,
-                                      "payload": json.dumps(payload), "state": "pending", "attempts": 0,
-                                      "created_at": now, "updated_at": now})
+            self._outbox_rows.append(
+                {
+                    "account_id": key[0],
+                    "conversation_id": key[1],
+                    "key": outbox_key,
+                    "payload": json.dumps(payload),
+                    "state": "pending",
+                    "attempts": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
 
     def flush(self) -> None:
         """Write every queued row (one statement per table)."""
         connection = self.connection
-        updates = [row for row in self._conversation_rows if (row["account_id"], row["conversation_id"]) not in self._new_keys]
-        inserts = [row for row in self._conversation_rows if (row["account_id"], row["conversation_id"]) in self._new_keys]
+        updates = [
+            row for row in self._conversation_rows if (row["account_id"], row["conversation_id"]) not in self._new_keys
+        ]
+        inserts = [
+            row for row in self._conversation_rows if (row["account_id"], row["conversation_id"]) in self._new_keys
+        ]
         if inserts:
             connection.execute(conversations.insert(), inserts)
         if updates:
-            connection.execute(conversations.update().where(
-                conversations.c.account_id == sa.bindparam("b_account"),
-                conversations.c.conversation_id == sa.bindparam("b_conversation")).values(
-                state=sa.bindparam("state"), summary=sa.bindparam("summary"),
-                next_check_at=sa.bindparam("next_check_at"), updated_at=sa.bindparam("updated_at")),
-                [{**row, "b_account": row["account_id"], "b_conversation": row["conversation_id"]}
-                 for row in updates])
+            connection.execute(
+                conversations.update()
+                .where(
+                    conversations.c.account_id == sa.bindparam("b_account"),
+                    conversations.c.conversation_id == sa.bindparam("b_conversation"),
+                )
+                .values(
+                    state=sa.bindparam("state"),
+                    summary=sa.bindparam("summary"),
+                    next_check_at=sa.bindparam("next_check_at"),
+                    updated_at=sa.bindparam("updated_at"),
+                ),
+                [{**row, "b_account": row["account_id"], "b_conversation": row["conversation_id"]} for row in updates],
+            )
         _upsert(connection, applied, self._applied_rows, ("account_id", "conversation_id"))
         # A miss seen again (same metric and instance) keeps its first record; a disproved one is corrected.
-        _upsert(connection, misses, self._miss_rows, ("account_id", "conversation_id", "miss"),
-                update=("due_at", "policy_id", "policy_version", "corrected_at"))
+        _upsert(
+            connection,
+            misses,
+            self._miss_rows,
+            ("account_id", "conversation_id", "miss"),
+            update=("due_at", "policy_id", "policy_version", "corrected_at"),
+        )
         if self._corrections:
-            connection.execute(misses.update().where(
-                misses.c.account_id == sa.bindparam("a"), misses.c.conversation_id == sa.bindparam("c"),
-                misses.c.miss == sa.bindparam("m")).values(corrected_at=sa.bindparam("t")), self._corrections)
+            connection.execute(
+                misses.update()
+                .where(
+                    misses.c.account_id == sa.bindparam("a"),
+                    misses.c.conversation_id == sa.bindparam("c"),
+                    misses.c.miss == sa.bindparam("m"),
+                )
+                .values(corrected_at=sa.bindparam("t")),
+                self._corrections,
+            )
         if self._log_rows:
             connection.execute(log.insert(), self._log_rows)
         # The label intent is replaced by the newer one and reset to pending; a note key is recorded once
         # and never reset, so a miss that comes back after a correction gets no second note.
         outbox_keys = ("account_id", "conversation_id", "key")
-        _upsert(connection, outbox, [row for row in self._outbox_rows if row["key"] == LABELS_KEY], outbox_keys,
-                update=("payload", "state", "attempts", "updated_at"))
-        _upsert(connection, outbox, [row for row in self._outbox_rows if row["key"] != LABELS_KEY], outbox_keys,
-                update=())
+        _upsert(
+            connection,
+            outbox,
+            [row for row in self._outbox_rows if row["key"] == LABELS_KEY],
+            outbox_keys,
+            update=("payload", "state", "attempts", "updated_at"),
+        )
+        _upsert(
+            connection, outbox, [row for row in self._outbox_rows if row["key"] != LABELS_KEY], outbox_keys, update=()
+        )
         self._conversation_rows, self._applied_rows, self._miss_rows = [], [], []
         self._corrections, self._log_rows, self._outbox_rows = [], [], []
         self._new_keys.clear()
@@ -397,12 +497,21 @@ def _applied_row(evaluation: Evaluation, now: datetime) -> dict[str, Any]:
     policy = evaluation.policy
     conversation = evaluation.conversation
     row: dict[str, Any] = {
-        "account_id": evaluation.account_id, "conversation_id": evaluation.conversation_id,
-        "policy_id": policy.id, "policy_name": policy.name, "policy_version": policy.version,
-        "policy_snapshot": json.dumps(dict(policy.snapshot)), "rule": evaluation.rule, "mode": policy.mode,
-        "target": policy.target, "applied_at": evaluation.applied_at,
-        "conversation_created_at": evaluation.created_at, "status": evaluation.status,
-        "resolved": evaluation.resolved, "evaluated_at": now, "any_miss": bool(evaluation.misses),
+        "account_id": evaluation.account_id,
+        "conversation_id": evaluation.conversation_id,
+        "policy_id": policy.id,
+        "policy_name": policy.name,
+        "policy_version": policy.version,
+        "policy_snapshot": json.dumps(dict(policy.snapshot)),
+        "rule": evaluation.rule,
+        "mode": policy.mode,
+        "target": policy.target,
+        "applied_at": evaluation.applied_at,
+        "conversation_created_at": evaluation.created_at,
+        "status": evaluation.status,
+        "resolved": evaluation.resolved,
+        "evaluated_at": now,
+        "any_miss": bool(evaluation.misses),
         "inbox_id": conversation.inbox_id if conversation else None,
         "team_id": conversation.team_id if conversation else None,
         "assignee_id": conversation.assignee_id if conversation else None,
@@ -423,8 +532,9 @@ def _applied_row(evaluation: Evaluation, now: datetime) -> dict[str, Any]:
     return row
 
 
-def _upsert(connection: Connection, table: sa.Table, rows: list[dict], keys: Sequence[str],
-            update: Sequence[str] | None = None) -> None:
+def _upsert(
+    connection: Connection, table: sa.Table, rows: list[dict], keys: Sequence[str], update: Sequence[str] | None = None
+) -> None:
     """Insert ``rows``; on a key conflict update the ``update`` columns (default: every non-key column;
     none: keep the existing row)."""
     if not rows:
@@ -437,7 +547,8 @@ def _upsert(connection: Connection, table: sa.Table, rows: list[dict], keys: Seq
     columns = update if update is not None else [name for name in rows[0] if name not in keys]
     if columns:
         statement = statement.on_conflict_do_update(
-            index_elements=list(keys), set_={name: statement.excluded[name] for name in columns})
+            index_elements=list(keys), set_={name: statement.excluded[name] for name in columns}
+        )
     else:
         statement = statement.on_conflict_do_nothing(index_elements=list(keys))
     connection.execute(statement, rows)

@@ -6,6 +6,7 @@ every conversation's new events in one database transaction, and acknowledges th
 cannot reach 1,000 events/s per worker (DESIGN.md section 8), and the stream's pending-entries list gives
 at-least-once delivery across a worker killed mid-batch (the engine drops duplicates by event key).
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -33,20 +34,22 @@ def forget_delivery(redis: Redis, connector: str, delivery_key: str) -> None:
     redis.delete(f"{DEDUPE_PREFIX}{connector}:{delivery_key}")
 
 
-def submit(redis: Redis, connector: str, body: bytes, *, received_at: datetime,
-           delivery_id: str | None = None) -> str:
+def submit(redis: Redis, connector: str, body: bytes, *, received_at: datetime, delivery_id: str | None = None) -> str:
     """Append one webhook body to the event stream and make sure a drain job will read it.
 
     Returns the stream entry id.
     """
     # One round trip for the append and the pending marker: this is the receiver's hot path.
     pipeline = redis.pipeline(transaction=False)
-    pipeline.xadd(STREAM, {
-        "connector": connector,
-        "body": body,
-        "received_at": received_at.isoformat(),
-        "delivery_id": delivery_id or "",
-    })
+    pipeline.xadd(
+        STREAM,
+        {
+            "connector": connector,
+            "body": body,
+            "received_at": received_at.isoformat(),
+            "delivery_id": delivery_id or "",
+        },
+    )
     pipeline.set(DRAIN_PENDING, 1, nx=True, ex=DRAIN_MARKER_TTL_SECONDS)
     entry_id, marked = pipeline.execute()
     if marked:
@@ -70,4 +73,5 @@ def _enqueue_drain(redis: Redis) -> None:
     from rq import Queue  # imported here so a process that only reads the stream never loads RQ
 
     Queue(EVENTS_QUEUE, connection=redis).enqueue(
-        "plugin.jobs.drain.drain", job_timeout=120, result_ttl=0, failure_ttl=7 * 24 * 3600)
+        "plugin.jobs.drain.drain", job_timeout=120, result_ttl=0, failure_ttl=7 * 24 * 3600
+    )

@@ -1,4 +1,5 @@
 """``python -m plugin.cli``: the same CLI as ``sla-plugin``."""
+
 from plugin.cli.main import main
 
 main()

@@ -4,13 +4,15 @@ Install creates the plugin's status labels (existing titles are left alone), reg
 events the manifest lists, reads back the signing secret the helpdesk generated (Chatwoot makes its own),
 and optionally registers the Dashboard App. Uninstall removes what install created. Both print each step.
 """
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import urlencode
 
 from connectors.chatwoot.client import ChatwootClient
@@ -35,9 +37,15 @@ class InstallReport:
         self.lines.append(line)
 
 
-def install(client: ChatwootClient, manifest: Mapping[str, Any], public_url: str,
-            labels: Mapping[str, Mapping[str, str]] | None = None, webhook_token: str | None = None,
-            sidebar_token: str | None = None, dashboard_app: bool = False) -> InstallReport:
+def install(
+    client: ChatwootClient,
+    manifest: Mapping[str, Any],
+    public_url: str,
+    labels: Mapping[str, Mapping[str, str]] | None = None,
+    webhook_token: str | None = None,
+    sidebar_token: str | None = None,
+    dashboard_app: bool = False,
+) -> InstallReport:
     """Create labels, the webhook and (optionally) the Dashboard App; skip what already exists."""
     report = InstallReport()
     labels = labels or manifest["labels"]
@@ -59,8 +67,10 @@ def install(client: ChatwootClient, manifest: Mapping[str, Any], public_url: str
     else:
         created = client.create_webhook(webhook_url, manifest["webhook"]["events"], name=manifest.get("title"))
         report.webhook_secret = created.get("secret")
-        report.say(f"webhook {_without_query(webhook_url)}: registered (id {created.get('id')}) for "
-                   f"{', '.join(manifest['webhook']['events'])}")
+        report.say(
+            f"webhook {_without_query(webhook_url)}: registered (id {created.get('id')}) for "
+            f"{', '.join(manifest['webhook']['events'])}"
+        )
     if report.webhook_secret is None:
         report.say("the helpdesk returned no signing secret: use SLA_WEBHOOK_TOKEN (unsigned install)")
 
@@ -77,8 +87,12 @@ def install(client: ChatwootClient, manifest: Mapping[str, Any], public_url: str
     return report
 
 
-def uninstall(client: ChatwootClient, manifest: Mapping[str, Any], public_url: str,
-              labels: Mapping[str, Mapping[str, str]] | None = None) -> InstallReport:
+def uninstall(
+    client: ChatwootClient,
+    manifest: Mapping[str, Any],
+    public_url: str,
+    labels: Mapping[str, Mapping[str, str]] | None = None,
+) -> InstallReport:
     """Remove the webhook, the Dashboard App and the status labels that install created."""
     report = InstallReport()
     webhook_url = public_url.rstrip("/") + manifest["webhook"]["path"]

@@ -3,6 +3,7 @@
 Entry points a newcomer looks for: ``serve`` (the web app, ``plugin.web:create_app``), ``worker`` (RQ workers
 and the deadline sweeper, ``plugin.jobs.drain``), ``dev`` (both, with embedded defaults), ``replay``, ``rules``.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,9 +16,9 @@ from pathlib import Path
 
 import click
 
-from plugin.core.events import parse_time
 from plugin.cli.report import report
 from plugin.cli.rules import rules
+from plugin.core.events import parse_time
 
 
 @click.group()
@@ -32,22 +33,35 @@ main.add_command(report)
 
 @main.command()
 @click.argument("events_file", type=click.File("r", encoding="utf-8"))
-@click.option("--rules", "rules_dir", default=lambda: os.environ.get("SLA_RULES_DIR", "rules"),
-              show_default="$SLA_RULES_DIR or rules", type=click.Path(file_okay=False, exists=True),
-              help="Folder of rule files.")
-@click.option("--at", "at_text", default=None, metavar="ISO-8601",
-              help="Evaluate at this instant (default: the latest event time).")
-@click.option("--timeline", is_flag=True,
-              help="Add each clock's timeline (running, paused and why, outside hours, holiday) in the "
-                   "calendar's zone, as a \"timeline\" key.")
+@click.option(
+    "--rules",
+    "rules_dir",
+    default=lambda: os.environ.get("SLA_RULES_DIR", "rules"),
+    show_default="$SLA_RULES_DIR or rules",
+    type=click.Path(file_okay=False, exists=True),
+    help="Folder of rule files.",
+)
+@click.option(
+    "--at",
+    "at_text",
+    default=None,
+    metavar="ISO-8601",
+    help="Evaluate at this instant (default: the latest event time).",
+)
+@click.option(
+    "--timeline",
+    is_flag=True,
+    help="Add each clock's timeline (running, paused and why, outside hours, holiday) in the "
+    'calendar\'s zone, as a "timeline" key.',
+)
 def replay(events_file, rules_dir: str, at_text: str | None, timeline: bool) -> None:
     """Replay webhook bodies (one JSON object per line) and print each conversation's SLA as JSON lines."""
     import json
 
     from connectors import get_connector
-    from plugin.core.engine.timeline import timelines_json
-    from plugin.cli.replay import replay as run_replay
     from plugin.adapters.rule_files import load_rules
+    from plugin.cli.replay import replay as run_replay
+    from plugin.core.engine.timeline import timelines_json
     from plugin.core.rules import RulesError
 
     try:
@@ -79,42 +93,63 @@ def replay(events_file, rules_dir: str, at_text: str | None, timeline: bool) -> 
 def serve(host: str, port: int, workers: int) -> None:
     """Run the web app under gunicorn (production): webhooks, health, metrics, reports."""
     # The access log shows the path without its query string: links to reports may carry ?token=.
-    os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}",
-                               "--workers", str(workers), "--access-logfile", "-",
-                               "--access-logformat", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss',
-                               "plugin.web:create_app()"])
+    os.execvp(
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"{host}:{port}",
+            "--workers",
+            str(workers),
+            "--access-logfile",
+            "-",
+            "--access-logformat",
+            '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss',
+            "plugin.web:create_app()",
+        ],
+    )
 
 
 @main.command()
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty (tests, one-off catch-up).")
-@click.option("--sweeper/--no-sweeper", default=True, show_default=True,
-              help="Also take part in the election of the deadline sweeper.")
-@click.option("--queue", "queue_names", multiple=True, default=("events", "writeback"), show_default=True,
-              help="Queues to work on, in priority order (repeat the option).")
+@click.option(
+    "--sweeper/--no-sweeper",
+    default=True,
+    show_default=True,
+    help="Also take part in the election of the deadline sweeper.",
+)
+@click.option(
+    "--queue",
+    "queue_names",
+    multiple=True,
+    default=("events", "writeback"),
+    show_default=True,
+    help="Queues to work on, in priority order (repeat the option).",
+)
 def worker(burst: bool, sweeper: bool, queue_names: tuple[str, ...]) -> None:
     """Run an RQ worker for the events and write-back queues, and the deadline sweeper."""
     from rq import Queue, SimpleWorker
 
     from plugin.adapters.logging import configure_logging
-    from plugin.jobs.runtime import current_runtime
     from plugin.adapters.services import redis_connection
-    from plugin.jobs.sweeper import Sweeper
     from plugin.jobs.drain import utcnow
+    from plugin.jobs.runtime import current_runtime
+    from plugin.jobs.sweeper import Sweeper
 
     runtime = current_runtime()
     configure_logging(runtime.settings.SLA_LOG_LEVEL, runtime.settings.secret_values())
     stop = threading.Event()
     if sweeper:
-        threading.Thread(target=Sweeper(runtime, utcnow).run, args=(stop,), daemon=True,
-                         name="sla-sweeper").start()
+        threading.Thread(target=Sweeper(runtime, utcnow).run, args=(stop,), daemon=True, name="sla-sweeper").start()
     # RQ blocks on the queues for minutes at a time: its client has no socket timeout.
     connection = redis_connection(runtime.settings, blocking=True)
     queues = [Queue(name, connection=connection) for name in queue_names]
     try:
         # SimpleWorker runs jobs in this process: a fork per job would cap us near 55 jobs/s (DESIGN.md 8).
         # The scheduler moves retries (RQ Retry with intervals) back onto their queue when they are due.
-        SimpleWorker(queues, connection=connection).work(burst=burst, logging_level="WARNING",
-                                                         with_scheduler=True)
+        SimpleWorker(queues, connection=connection).work(burst=burst, logging_level="WARNING", with_scheduler=True)
     finally:
         stop.set()
 
@@ -122,9 +157,12 @@ def worker(burst: bool, sweeper: bool, queue_names: tuple[str, ...]) -> None:
 @main.command()
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int, help="Worker processes to start.")
-@click.option("--demo/--no-demo", default=None,
-              help="Start the demo helpdesk, install into it and play its scripted morning "
-                   "[default: when CHATWOOT_URL is not set].")
+@click.option(
+    "--demo/--no-demo",
+    default=None,
+    help="Start the demo helpdesk, install into it and play its scripted morning "
+    "[default: when CHATWOOT_URL is not set].",
+)
 def dev(port: int, workers: int, demo: bool | None) -> None:
     """Run web, worker and sweeper in one process group with the embedded defaults (SQLite, embedded Redis)."""
     from plugin.adapters.services import embedded_redis
@@ -148,11 +186,14 @@ def dev(port: int, workers: int, demo: bool | None) -> None:
     command = [sys.executable, "-m", "plugin.cli"]
     # In the demo, the access log (a line per webhook) goes to a file: the terminal tells the demo's story.
     access_log = open(Path(settings.instance_path) / "access.log", "ab") if session else None
-    children = [subprocess.Popen([*command, "serve", "--port", str(port), "--workers", "1"], env=environment,
-                                 stdout=access_log)]
+    children = [
+        subprocess.Popen([*command, "serve", "--port", str(port), "--workers", "1"], env=environment, stdout=access_log)
+    ]
     children += [subprocess.Popen([*command, "worker"], env=environment) for _ in range(workers)]
-    click.echo(f"sla-plugin dev: web on http://127.0.0.1:{port}, {workers} worker(s), "
-               f"database {settings.DATABASE_URL.split('://')[0]}, redis {environment.get('REDIS_URL')}")
+    click.echo(
+        f"sla-plugin dev: web on http://127.0.0.1:{port}, {workers} worker(s), "
+        f"database {settings.DATABASE_URL.split('://')[0]}, redis {environment.get('REDIS_URL')}"
+    )
     if session:
         session.play_in_background()
     try:
@@ -164,6 +205,7 @@ def dev(port: int, workers: int, demo: bool | None) -> None:
 
 def _supervise(children: list[subprocess.Popen]) -> None:
     """Wait until a child exits or we are interrupted, then stop them all."""
+
     def stop_all(*_):
         for child in children:
             if child.poll() is None:
@@ -185,14 +227,25 @@ def _supervise(children: list[subprocess.Popen]) -> None:
 
 
 def _helpdesk_options(command):
-    for option in reversed([
-        click.option("--url", envvar="CHATWOOT_URL", required=True, help="Helpdesk base URL ($CHATWOOT_URL)."),
-        click.option("--account", envvar="CHATWOOT_ACCOUNT_ID", required=True, type=int,
-                     help="Account id ($CHATWOOT_ACCOUNT_ID)."),
-        click.option("--token", envvar="CHATWOOT_API_TOKEN", required=True,
-                     help="Administrator access token ($CHATWOOT_API_TOKEN)."),
-        click.option("--public-url", required=True, help="Where the helpdesk reaches this plugin."),
-    ]):
+    for option in reversed(
+        [
+            click.option("--url", envvar="CHATWOOT_URL", required=True, help="Helpdesk base URL ($CHATWOOT_URL)."),
+            click.option(
+                "--account",
+                envvar="CHATWOOT_ACCOUNT_ID",
+                required=True,
+                type=int,
+                help="Account id ($CHATWOOT_ACCOUNT_ID).",
+            ),
+            click.option(
+                "--token",
+                envvar="CHATWOOT_API_TOKEN",
+                required=True,
+                help="Administrator access token ($CHATWOOT_API_TOKEN).",
+            ),
+            click.option("--public-url", required=True, help="Where the helpdesk reaches this plugin."),
+        ]
+    ):
         command = option(command)
     return command
 
@@ -202,8 +255,10 @@ def _label_specs(rules_dir: str):
     from plugin.core.rules import RulesError
 
     try:
-        return {key: {"title": spec.title, "color": spec.color, "description": spec.description}
-                for key, spec in load_rules(rules_dir).labels.items()}
+        return {
+            key: {"title": spec.title, "color": spec.color, "description": spec.description}
+            for key, spec in load_rules(rules_dir).labels.items()
+        }
     except RulesError:
         return None  # the manifest's defaults
 
@@ -211,17 +266,28 @@ def _label_specs(rules_dir: str):
 @main.command()
 @_helpdesk_options
 @click.option("--dashboard-app/--no-dashboard-app", default=False, help="Also register the sidebar app.")
-@click.option("--secret-file", default=".env", show_default=True, type=click.Path(dir_okay=False),
-              help="Env file the webhook's signing secret is saved to (never printed).")
+@click.option(
+    "--secret-file",
+    default=".env",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Env file the webhook's signing secret is saved to (never printed).",
+)
 def install(url: str, account: int, token: str, public_url: str, dashboard_app: bool, secret_file: str) -> None:
     """Create the labels, register the webhook (and the Dashboard App) from manifest.json. Idempotent."""
     from connectors.chatwoot.client import ChatwootClient
-    from plugin.cli.install import install as run_install, load_manifest, save_secret
+    from plugin.cli.install import install as run_install
+    from plugin.cli.install import load_manifest, save_secret
 
-    report = run_install(ChatwootClient(url, account, token), load_manifest(), public_url,
-                         labels=_label_specs(os.environ.get("SLA_RULES_DIR", "rules")),
-                         webhook_token=os.environ.get("SLA_WEBHOOK_TOKEN"),
-                         sidebar_token=os.environ.get("SLA_SIDEBAR_TOKEN"), dashboard_app=dashboard_app)
+    report = run_install(
+        ChatwootClient(url, account, token),
+        load_manifest(),
+        public_url,
+        labels=_label_specs(os.environ.get("SLA_RULES_DIR", "rules")),
+        webhook_token=os.environ.get("SLA_WEBHOOK_TOKEN"),
+        sidebar_token=os.environ.get("SLA_SIDEBAR_TOKEN"),
+        dashboard_app=dashboard_app,
+    )
     for line in report.lines:
         click.echo(line)
     if report.webhook_secret:
@@ -234,10 +300,15 @@ def install(url: str, account: int, token: str, public_url: str, dashboard_app: 
 def uninstall(url: str, account: int, token: str, public_url: str) -> None:
     """Remove what install created (webhook, Dashboard App, status labels). Idempotent."""
     from connectors.chatwoot.client import ChatwootClient
-    from plugin.cli.install import load_manifest, uninstall as run_uninstall
+    from plugin.cli.install import load_manifest
+    from plugin.cli.install import uninstall as run_uninstall
 
-    report = run_uninstall(ChatwootClient(url, account, token), load_manifest(), public_url,
-                           labels=_label_specs(os.environ.get("SLA_RULES_DIR", "rules")))
+    report = run_uninstall(
+        ChatwootClient(url, account, token),
+        load_manifest(),
+        public_url,
+        labels=_label_specs(os.environ.get("SLA_RULES_DIR", "rules")),
+    )
     for line in report.lines:
         click.echo(line)
 

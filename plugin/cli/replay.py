@@ -3,12 +3,13 @@
 The what-if tool for admins and the black-box interface of the acceptance tests (DESIGN.md 10.2). It runs
 the same normalise + engine code as the workers, with no Redis and no HTTP.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable, Mapping
 
 from connectors.base import Connector, PayloadError
 from plugin.core.engine import ConversationState, Evaluation, add_events, evaluate
@@ -48,8 +49,9 @@ def read_line(connector: Connector, line: str) -> Event | None:
         raise ValueError(str(error)) from None
 
 
-def replay(lines: Iterable[str], connector: Connector, matcher, rules_hash: str,
-           at: datetime | None = None) -> ReplayResult:
+def replay(
+    lines: Iterable[str], connector: Connector, matcher, rules_hash: str, at: datetime | None = None
+) -> ReplayResult:
     """Fold every readable line's event into its conversation and evaluate each at ``at``.
 
     ``at`` defaults to the latest event time. Events after ``at`` are ignored; conversations are ordered

@@ -3,27 +3,46 @@
 The command is attached to the ``sla-plugin`` group by :mod:`plugin.cli`; it reads ``DATABASE_URL`` (and
 ``CHATWOOT_URL`` for conversation links) from the environment like every other command.
 """
+
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import click
 
+from plugin.adapters.report_queries import DIMENSIONS, Reports
 from plugin.core.reports.csv_export import csv_lines
 from plugin.core.reports.figures import BUCKETS, MODES, ReportError, parse_page, row_values, table
-from plugin.adapters.report_queries import DIMENSIONS, Reports
 from plugin.core.reports.filters import Filters
 
 # The columns a terminal has room for; --format csv and json carry every figure.
-TERMINAL_FIGURES = ("applied", "conversations_missed", "hit_rate_text", "target", "frt_misses", "nrt_misses",
-                    "nrt_misses_per_message", "rt_misses")
+TERMINAL_FIGURES = (
+    "applied",
+    "conversations_missed",
+    "hit_rate_text",
+    "target",
+    "frt_misses",
+    "nrt_misses",
+    "nrt_misses_per_message",
+    "rt_misses",
+)
 TERMINAL_COLUMNS = {
     "summary": ("scope", "policy", "mode", *TERMINAL_FIGURES, "budget", "over_budget"),
     "series": ("start", *TERMINAL_FIGURES),
-    "conversations": ("account_id", "conversation_id", "policy_id", "status", "applied_at", "inbox_id",
-                      "assignee_id", "missed_metrics", "misses"),
+    "conversations": (
+        "account_id",
+        "conversation_id",
+        "policy_id",
+        "status",
+        "applied_at",
+        "inbox_id",
+        "assignee_id",
+        "missed_metrics",
+        "misses",
+    ),
 }
 
 
@@ -37,27 +56,50 @@ TERMINAL_COLUMNS = {
 @click.option("--channel", multiple=True, help="Channel type, e.g. Channel::Email.")
 @click.option("--priority", multiple=True, help="Priority: low, medium, high, urgent.")
 @click.option("--label", multiple=True, help="Conversation label.")
-@click.option("--mode", type=click.Choice([*MODES, "all"]), default="all", show_default=True,
-              help="Live policies, shadow policies, or both.")
-@click.option("--report", "kind", type=click.Choice(["summary", "series", "grid", "breakdown", "conversations"]),
-              default="summary", show_default=True, help="Which report.")
-@click.option("--bucket", type=click.Choice(BUCKETS), default="day", show_default=True,
-              help="Series: hourly or daily (UTC).")
-@click.option("--by", type=click.Choice(list(DIMENSIONS)), default="policy", show_default=True,
-              help="Breakdown: the dimension to group by.")
+@click.option(
+    "--mode",
+    type=click.Choice([*MODES, "all"]),
+    default="all",
+    show_default=True,
+    help="Live policies, shadow policies, or both.",
+)
+@click.option(
+    "--report",
+    "kind",
+    type=click.Choice(["summary", "series", "grid", "breakdown", "conversations"]),
+    default="summary",
+    show_default=True,
+    help="Which report.",
+)
+@click.option(
+    "--bucket", type=click.Choice(BUCKETS), default="day", show_default=True, help="Series: hourly or daily (UTC)."
+)
+@click.option(
+    "--by",
+    type=click.Choice(list(DIMENSIONS)),
+    default="policy",
+    show_default=True,
+    help="Breakdown: the dimension to group by.",
+)
 @click.option("--missed", is_flag=True, help="Conversations: only those with a miss.")
 @click.option("--page", default=1, show_default=True, type=int, help="Conversations: page number.")
 @click.option("--per-page", default=25, show_default=True, type=int, help="Conversations: page size.")
-@click.option("--format", "output", type=click.Choice(["table", "json", "csv"]), default="table",
-              show_default=True, help="Aligned text, the API's JSON, or spreadsheet-safe CSV.")
-def report(kind: str, bucket: str, by: str, missed: bool, page: int, per_page: int, output: str,
-           **filters: Any) -> None:
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+    help="Aligned text, the API's JSON, or spreadsheet-safe CSV.",
+)
+def report(
+    kind: str, bucket: str, by: str, missed: bool, page: int, per_page: int, output: str, **filters: Any
+) -> None:
     """Print SLA reports: hit rate against targets, misses per metric, series, grid, breakdowns."""
     from plugin.adapters.settings import Settings
     from plugin.adapters.store import Store
 
-    params = {name: list(value) if isinstance(value, tuple) else value
-              for name, value in filters.items() if value}
+    params = {name: list(value) if isinstance(value, tuple) else value for name, value in filters.items() if value}
     settings = Settings.from_env()
     store = Store.from_url(settings.DATABASE_URL)
     store.migrate()  # an empty database reports zeros instead of failing on missing tables
@@ -90,26 +132,33 @@ def report(kind: str, bucket: str, by: str, missed: bool, page: int, per_page: i
     if kind == "summary":
         click.echo(_summary_text(data))
     shown = TERMINAL_COLUMNS.get(kind) or (columns if kind == "grid" else (by, *TERMINAL_FIGURES))
-    records = [dict(zip(columns, row)) for row in rows]
+    records = [dict(zip(columns, row, strict=False)) for row in rows]
     click.echo(_aligned(shown, [row_values(record, shown) for record in records]))
 
 
 def _summary_text(data: dict[str, Any]) -> str:
     overall = data["overall"]
     filters = data["filters"]
-    lines = [f"SLA report {filters['since']} to {filters['until']} (UTC)",
-             f"  applied {overall['applied']}, missed {overall['conversations_missed']}, "
-             f"hit rate {overall['hit_rate_text']}",
-             f"  misses: first response {overall['frt_misses']}, next response {overall['nrt_misses']} cycles / "
-             f"{overall['nrt_misses_per_message']} customer messages, resolution {overall['rt_misses']}"]
-    lines += [f"  {row['name']} ({row['policy']}{', shadow' if row['mode'] == 'shadow' else ''}): {row['target_text']}"
-              for row in data["policies"] if row["target_text"]]
+    lines = [
+        f"SLA report {filters['since']} to {filters['until']} (UTC)",
+        f"  applied {overall['applied']}, missed {overall['conversations_missed']}, "
+        f"hit rate {overall['hit_rate_text']}",
+        f"  misses: first response {overall['frt_misses']}, next response {overall['nrt_misses']} cycles / "
+        f"{overall['nrt_misses_per_message']} customer messages, resolution {overall['rt_misses']}",
+    ]
+    lines += [
+        f"  {row['name']} ({row['policy']}{', shadow' if row['mode'] == 'shadow' else ''}): {row['target_text']}"
+        for row in data["policies"]
+        if row["target_text"]
+    ]
     return "\n".join(lines) + "\n"
 
 
 def _aligned(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain text table, every column as wide as its widest cell."""
-    text_rows = [[str(column) for column in columns]] + [["" if cell is None else str(cell) for cell in row]
-                                                          for row in rows]
+    text_rows = [[str(column) for column in columns]] + [
+        ["" if cell is None else str(cell) for cell in row] for row in rows
+    ]
     widths = [max(len(row[index]) for row in text_rows) for index in range(len(columns))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in text_rows)
+    lines = ("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in text_rows)
+    return "\n".join(line.rstrip() for line in lines)

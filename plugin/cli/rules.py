@@ -3,17 +3,17 @@
 The group is attached to the top-level CLI by :mod:`plugin.cli`; it also runs alone
 (``python -m plugin.cli.rules check rules``).
 """
+
 from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import click
 
+from plugin.adapters.rule_files import check_directory, load_rules
 from plugin.core.events import MatchContext, format_time
-from plugin.adapters.rule_files import check_directory
-from plugin.adapters.rule_files import load_rules
 from plugin.core.rules.model import WARNING, RuleProblem, RulesError
 
 
@@ -53,19 +53,24 @@ def check_command(directory: str | None) -> None:
     errors = sum(1 for problem in problems if problem.severity != WARNING)
     warnings = len(problems) - errors
     if rule_set is None:
-        click.echo(f"{directory}: {_count(errors, 'error')}, {_count(warnings, 'warning')}; "
-                   f"the rules would not load")
+        click.echo(f"{directory}: {_count(errors, 'error')}, {_count(warnings, 'warning')}; the rules would not load")
         raise SystemExit(1)
-    click.echo(f"{directory}: OK, {_count(len(rule_set.files), 'file')}, {_count(len(rule_set.rules), 'rule')}, "
-               f"{_count(len(rule_set.policies), 'policy', 'policies')}, "
-               f"{_count(len(rule_set.calendars), 'calendar')}, {_count(warnings, 'warning')}; "
-               f"content hash {rule_set.content_hash[:12]}")
+    click.echo(
+        f"{directory}: OK, {_count(len(rule_set.files), 'file')}, {_count(len(rule_set.rules), 'rule')}, "
+        f"{_count(len(rule_set.policies), 'policy', 'policies')}, "
+        f"{_count(len(rule_set.calendars), 'calendar')}, {_count(warnings, 'warning')}; "
+        f"content hash {rule_set.content_hash[:12]}"
+    )
 
 
 @rules.command("explain")
 @click.argument("event_file", metavar="EVENT.json", type=click.File("rb"))
-@click.option("--rules", "directory", type=click.Path(file_okay=False),
-              help="Folder of the rule files (default: $SLA_RULES_DIR, else rules).")
+@click.option(
+    "--rules",
+    "directory",
+    type=click.Path(file_okay=False),
+    help="Folder of the rule files (default: $SLA_RULES_DIR, else rules).",
+)
 def explain_command(event_file, directory: str | None) -> None:
     """Show which rule a Chatwoot webhook payload matches, and why each rule above it did not."""
     from connectors import get_connector  # the connector pulls in more than `rules check` needs
@@ -74,12 +79,13 @@ def explain_command(event_file, directory: str | None) -> None:
     directory = directory or default_rules_directory()
     try:
         payload = json.loads(event_file.read())
-        event = get_connector("chatwoot", {}).normalize(payload, received_at=datetime.now(timezone.utc))
+        event = get_connector("chatwoot", {}).normalize(payload, received_at=datetime.now(UTC))
     except (ValueError, PayloadError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise click.ClickException(f"{event_file.name}: cannot read the payload: {error}") from None
     if event is None or event.conversation is None:
-        raise click.ClickException(f"{event_file.name}: not a conversation or message event the plugin "
-                                   f"evaluates rules on")
+        raise click.ClickException(
+            f"{event_file.name}: not a conversation or message event the plugin evaluates rules on"
+        )
     try:
         rule_set = load_rules(directory)
     except RulesError as error:
@@ -89,10 +95,11 @@ def explain_command(event_file, directory: str | None) -> None:
 
     message = event.message
     texts = (message.content,) if message is not None and message.is_customer_message and message.content else ()
-    context = MatchContext(conversation=event.conversation, at=event.occurred_at, message=message,
-                           customer_texts=texts)
-    click.echo(f"event {event.kind} of conversation {event.account_id}/{event.conversation_id} at "
-               f"{format_time(event.occurred_at)}; rule files in {directory} ({rule_set.content_hash[:12]})")
+    context = MatchContext(conversation=event.conversation, at=event.occurred_at, message=message, customer_texts=texts)
+    click.echo(
+        f"event {event.kind} of conversation {event.account_id}/{event.conversation_id} at "
+        f"{format_time(event.occurred_at)}; rule files in {directory} ({rule_set.content_hash[:12]})"
+    )
     explanations = rule_set.explain(context)
     for explanation in explanations:
         click.echo(str(explanation))

@@ -22,14 +22,16 @@ Instants are floored to whole seconds, as the engine floors event times (DESIGN.
 
 The module is a leaf: no I/O, nothing from the rest of the plugin.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import re
 import threading
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays as holidays_package
@@ -38,7 +40,7 @@ __all__ = ["CalendarError", "Calendar", "WALL_CLOCK", "parse_calendar", "calenda
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAY_SECONDS = 86_400
-UTC = timezone.utc
+UTC = UTC
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 # add_working gives up after this many consecutive days without open time (about ten years), so a calendar
@@ -69,8 +71,9 @@ def _interval_text(interval: LocalInterval) -> str:
     return f"{_clock_text(interval[0])}-{_clock_text(interval[1])}"
 
 
-def _normalise_day(intervals: Sequence[LocalInterval], where: str, day_name: str,
-                   next_day_name: str) -> tuple[LocalInterval, ...]:
+def _normalise_day(
+    intervals: Sequence[LocalInterval], where: str, day_name: str, next_day_name: str
+) -> tuple[LocalInterval, ...]:
     """Check one day's intervals and return them sorted, with touching intervals joined."""
     for index, (start, end) in enumerate(intervals):
         text = _interval_text((start, end))
@@ -79,19 +82,24 @@ def _normalise_day(intervals: Sequence[LocalInterval], where: str, day_name: str
         if not 0 <= end <= DAY_SECONDS:
             raise CalendarError(f"{where}[{index}]: '{text}' ends outside the day (00:01 to 24:00)")
         if end == start:
-            raise CalendarError(f"{where}[{index}]: '{text}' is empty (it ends when it starts); "
-                                f"write '00:00-24:00' for a day open around the clock")
+            raise CalendarError(
+                f"{where}[{index}]: '{text}' is empty (it ends when it starts); "
+                f"write '00:00-24:00' for a day open around the clock"
+            )
         if end < start:
             raise CalendarError(
                 f"{where}[{index}]: '{text}' ends before it starts; an interval cannot cross midnight: "
                 f"split it into '{_clock_text(start)}-24:00' on {day_name} and "
-                f"'00:00-{_clock_text(end)}' on {next_day_name}")
+                f"'00:00-{_clock_text(end)}' on {next_day_name}"
+            )
     ordered = sorted(intervals)
     joined: list[LocalInterval] = []
     for start, end in ordered:
         if joined and start < joined[-1][1]:
-            raise CalendarError(f"{where}: '{_interval_text(joined[-1])}' and '{_interval_text((start, end))}' "
-                                f"overlap; merge them or make one end before the other starts")
+            raise CalendarError(
+                f"{where}: '{_interval_text(joined[-1])}' and '{_interval_text((start, end))}' "
+                f"overlap; merge them or make one end before the other starts"
+            )
         if joined and start == joined[-1][1]:
             joined[-1] = (joined[-1][0], end)
         else:
@@ -133,8 +141,9 @@ class _DayPlan:
 
     __slots__ = ("window_start", "window_end", "intervals", "open_seconds", "holiday")
 
-    def __init__(self, window_start: int, window_end: int, intervals: tuple[tuple[int, int], ...],
-                 holiday: str | None) -> None:
+    def __init__(
+        self, window_start: int, window_end: int, intervals: tuple[tuple[int, int], ...], holiday: str | None
+    ) -> None:
         self.window_start = window_start
         self.window_end = window_end
         self.intervals = intervals
@@ -151,25 +160,36 @@ class Calendar:
     ``subdivision`` whose holidays (``holidays`` package) are closed too. An override wins over a holiday.
     """
 
-    def __init__(self, timezone: str, weekly_hours: Sequence[Sequence[LocalInterval]], *,
-                 overrides: Mapping[date, Sequence[LocalInterval]] | None = None,
-                 holiday_dates: Iterable[date] = (), country: str | None = None,
-                 subdivision: str | None = None) -> None:
+    def __init__(
+        self,
+        timezone: str,
+        weekly_hours: Sequence[Sequence[LocalInterval]],
+        *,
+        overrides: Mapping[date, Sequence[LocalInterval]] | None = None,
+        holiday_dates: Iterable[date] = (),
+        country: str | None = None,
+        subdivision: str | None = None,
+    ) -> None:
         self.timezone = timezone
         self._zone = _zone(timezone, "timezone")
         if len(weekly_hours) != 7:
             raise CalendarError(f"hours: expected 7 weekdays (Monday first), got {len(weekly_hours)}")
         self._weekly = tuple(
             _normalise_day(list(weekly_hours[weekday]), f"hours.{name}", name, WEEKDAYS[(weekday + 1) % 7])
-            for weekday, name in enumerate(WEEKDAYS))
+            for weekday, name in enumerate(WEEKDAYS)
+        )
         if not any(self._weekly):
-            raise CalendarError("calendar has no open time: no weekday in 'hours' has an open interval "
-                                "(overrides alone cannot keep the clocks running for an unbounded future); "
-                                "give at least one weekday hours such as \"mon\": [\"09:00-17:00\"]")
+            raise CalendarError(
+                "calendar has no open time: no weekday in 'hours' has an open interval "
+                "(overrides alone cannot keep the clocks running for an unbounded future); "
+                'give at least one weekday hours such as "mon": ["09:00-17:00"]'
+            )
         self._overrides = {
-            day.toordinal(): _normalise_day(list(intervals), f"overrides.{day.isoformat()}", day.isoformat(),
-                                            (day + timedelta(days=1)).isoformat())
-            for day, intervals in (overrides or {}).items()}
+            day.toordinal(): _normalise_day(
+                list(intervals), f"overrides.{day.isoformat()}", day.isoformat(), (day + timedelta(days=1)).isoformat()
+            )
+            for day, intervals in (overrides or {}).items()
+        }
         self._holiday_ordinals = frozenset(day.toordinal() for day in holiday_dates)
         self.country = country
         self.subdivision = subdivision
@@ -179,13 +199,21 @@ class Calendar:
         self._days: dict[int, _DayPlan] = {}
         self._always_open = (
             all(day == ((0, DAY_SECONDS),) for day in self._weekly)
-            and country is None and not self._holiday_ordinals
-            and all(day == ((0, DAY_SECONDS),) for day in self._overrides.values()))
+            and country is None
+            and not self._holiday_ordinals
+            and all(day == ((0, DAY_SECONDS),) for day in self._overrides.values())
+        )
 
     # Value semantics: two calendars built from the same hours are interchangeable (policies compare equal).
     def _identity(self) -> tuple:
-        return (self.timezone, self._weekly, tuple(sorted(self._overrides.items())),
-                tuple(sorted(self._holiday_ordinals)), self.country, self.subdivision)
+        return (
+            self.timezone,
+            self._weekly,
+            tuple(sorted(self._overrides.items())),
+            tuple(sorted(self._holiday_ordinals)),
+            self.country,
+            self.subdivision,
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Calendar):
@@ -198,8 +226,11 @@ class Calendar:
     def __repr__(self) -> str:
         if self._always_open:
             return "Calendar(wall clock)"
-        hours = ", ".join(f"{name}={[_interval_text(i) for i in day]}"
-                          for name, day in zip(WEEKDAYS, self._weekly) if day)
+        hours = ", ".join(
+            f"{name}={[_interval_text(i) for i in day]}"
+            for name, day in zip(WEEKDAYS, self._weekly, strict=True)
+            if day
+        )
         return f"Calendar({self.timezone}: {hours})"
 
     @property
@@ -209,8 +240,7 @@ class Calendar:
 
     # --- the two clock operations -------------------------------------------------------------------
 
-    def add_working(self, start: datetime, seconds: int,
-                    breaks: Sequence[tuple[datetime, datetime]] = ()) -> datetime:
+    def add_working(self, start: datetime, seconds: int, breaks: Sequence[tuple[datetime, datetime]] = ()) -> datetime:
         """The instant ``seconds`` of open, unpaused time after ``start`` (an aware UTC datetime).
 
         Closed hours, holidays and the ``breaks`` (aware ``(begin, end)`` pairs, in any order, possibly
@@ -235,8 +265,11 @@ class Calendar:
             plan = self._day(ordinal)
             while pause_index < pause_count and pauses[pause_index][1] <= cursor:
                 pause_index += 1
-            if pause_index < pause_count and pauses[pause_index][0] <= cursor \
-                    and pauses[pause_index][1] >= plan.window_end:
+            if (
+                pause_index < pause_count
+                and pauses[pause_index][0] <= cursor
+                and pauses[pause_index][1] >= plan.window_end
+            ):
                 # A pause that outlasts the day: jump straight to its end instead of walking the days under it.
                 cursor = pauses[pause_index][1]
                 ordinal = self._ordinal_of(cursor)
@@ -246,13 +279,15 @@ class Calendar:
                 if closed_days > _GIVE_UP_AFTER_CLOSED_DAYS:
                     raise CalendarError(
                         f"calendar has no open time in the ten years after {start.isoformat()}: "
-                        f"every day is a holiday or closed by an override")
+                        f"every day is a holiday or closed by an override"
+                    )
                 cursor = max(cursor, plan.window_end)
                 ordinal += 1
                 continue
             closed_days = 0
             untouched = cursor <= plan.intervals[0][0] and (
-                pause_index == pause_count or pauses[pause_index][0] >= plan.window_end)
+                pause_index == pause_count or pauses[pause_index][0] >= plan.window_end
+            )
             if untouched and remaining > plan.open_seconds:
                 remaining -= plan.open_seconds
                 cursor = plan.window_end
@@ -279,8 +314,7 @@ class Calendar:
             cursor = max(cursor, plan.window_end)
             ordinal += 1
 
-    def working_between(self, a: datetime, b: datetime,
-                        breaks: Sequence[tuple[datetime, datetime]] = ()) -> int:
+    def working_between(self, a: datetime, b: datetime, breaks: Sequence[tuple[datetime, datetime]] = ()) -> int:
         """Open, unpaused seconds in ``[a, b)``; 0 when ``b <= a``. The inverse of :meth:`add_working`."""
         begin = _epoch_seconds(a, "a")
         end = _epoch_seconds(b, "b")
@@ -288,8 +322,9 @@ class Calendar:
             return 0
         pauses = _merged_breaks(breaks, begin)
         if self._always_open:
-            return (end - begin) - sum(min(pause_end, end) - pause_start
-                                       for pause_start, pause_end in pauses if pause_start < end)
+            return (end - begin) - sum(
+                min(pause_end, end) - pause_start for pause_start, pause_end in pauses if pause_start < end
+            )
         total = 0
         pause_count = len(pauses)
         pause_index = 0
@@ -449,7 +484,8 @@ class Calendar:
             loaded = self._holidays_by_year.get(year)
             if loaded is None:
                 country_year = holidays_package.country_holidays(
-                    self.country, subdiv=self.subdivision, years=year, language=self._holiday_language())
+                    self.country, subdiv=self.subdivision, years=year, language=self._holiday_language()
+                )
                 loaded = {day.toordinal(): name for day, name in country_year.items() if day.year == year}
                 self._holidays_by_year[year] = loaded
             return loaded
@@ -478,8 +514,9 @@ def _zone(name: Any, where: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise CalendarError(f"{where}: unknown time zone {name!r} "
-                            f"(expected an IANA name such as 'Europe/Berlin' or 'America/New_York')") from None
+        raise CalendarError(
+            f"{where}: unknown time zone {name!r} (expected an IANA name such as 'Europe/Berlin' or 'America/New_York')"
+        ) from None
 
 
 def _country_holidays(country: Any, subdivision: Any) -> Any:
@@ -488,14 +525,17 @@ def _country_holidays(country: Any, subdivision: Any) -> Any:
     if subdivision is not None and (not isinstance(subdivision, str) or not subdivision):
         raise CalendarError(f"holidays.subdivision: expected a subdivision code such as 'BE', got {subdivision!r}")
     if country not in holidays_package.list_supported_countries():
-        raise CalendarError(f"holidays.country: unknown country {country!r} (expected an ISO 3166-1 alpha-2 "
-                            f"code that the holidays package supports, such as 'DE', 'US' or 'GB')")
+        raise CalendarError(
+            f"holidays.country: unknown country {country!r} (expected an ISO 3166-1 alpha-2 "
+            f"code that the holidays package supports, such as 'DE', 'US' or 'GB')"
+        )
     try:
         return holidays_package.country_holidays(country, subdiv=subdivision, years=())
     except NotImplementedError:
         known = holidays_package.list_supported_countries().get(country, [])
-        raise CalendarError(f"holidays.subdivision: {country} has no subdivision {subdivision!r}; "
-                            f"known: {', '.join(known) or 'none'}") from None
+        raise CalendarError(
+            f"holidays.subdivision: {country} has no subdivision {subdivision!r}; known: {', '.join(known) or 'none'}"
+        ) from None
 
 
 def _parse_interval(text: Any, where: str) -> LocalInterval:
@@ -514,7 +554,7 @@ def _parse_day(value: Any, where: str) -> list[LocalInterval]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise CalendarError(f"{where}: expected a list of intervals such as [\"09:00-17:00\"], got {value!r}")
+        raise CalendarError(f'{where}: expected a list of intervals such as ["09:00-17:00"], got {value!r}')
     return [_parse_interval(text, f"{where}[{index}]") for index, text in enumerate(value)]
 
 
@@ -559,47 +599,62 @@ def parse_calendar(spec: Mapping[str, Any]) -> Calendar:
 def _build_calendar(spec: Mapping[str, Any]) -> Calendar:
     unknown = sorted(set(spec) - _CALENDAR_KEYS)
     if unknown:
-        raise CalendarError(f"unknown calendar key(s) {', '.join(map(repr, unknown))}; "
-                            f"expected 'timezone', 'hours', 'holidays', 'overrides'")
+        raise CalendarError(
+            f"unknown calendar key(s) {', '.join(map(repr, unknown))}; "
+            f"expected 'timezone', 'hours', 'holidays', 'overrides'"
+        )
     if "timezone" not in spec:
         raise CalendarError("timezone: required, an IANA time zone name such as 'Europe/Berlin'")
     _zone(spec["timezone"], "timezone")
 
     hours = spec.get("hours") or {}
     if not isinstance(hours, Mapping):
-        raise CalendarError(f"hours: expected an object of weekdays such as {{\"mon\": [\"09:00-17:00\"]}}, "
-                            f"got {hours!r}")
+        raise CalendarError(f'hours: expected an object of weekdays such as {{"mon": ["09:00-17:00"]}}, got {hours!r}')
     unknown_days = sorted(set(hours) - set(WEEKDAYS))
     if unknown_days:
-        raise CalendarError(f"hours: unknown weekday(s) {', '.join(map(repr, unknown_days))}; "
-                            f"use {', '.join(WEEKDAYS)}")
+        raise CalendarError(
+            f"hours: unknown weekday(s) {', '.join(map(repr, unknown_days))}; use {', '.join(WEEKDAYS)}"
+        )
     intervals_by_day = {name: _parse_day(hours.get(name), f"hours.{name}") for name in WEEKDAYS}
 
     holiday_spec = spec.get("holidays") or {}
     if not isinstance(holiday_spec, Mapping):
-        raise CalendarError(f"holidays: expected an object with 'country', 'subdivision', 'dates', got {holiday_spec!r}")
+        raise CalendarError(
+            f"holidays: expected an object with 'country', 'subdivision', 'dates', got {holiday_spec!r}"
+        )
     unknown = sorted(set(holiday_spec) - _HOLIDAY_KEYS)
     if unknown:
-        raise CalendarError(f"holidays: unknown key(s) {', '.join(map(repr, unknown))}; "
-                            f"expected 'country', 'subdivision', 'dates'")
+        raise CalendarError(
+            f"holidays: unknown key(s) {', '.join(map(repr, unknown))}; expected 'country', 'subdivision', 'dates'"
+        )
     country = holiday_spec.get("country")
     subdivision = holiday_spec.get("subdivision")
     if subdivision is not None and country is None:
         raise CalendarError("holidays.subdivision: needs holidays.country as well")
     dates = holiday_spec.get("dates") or []
     if not isinstance(dates, list):
-        raise CalendarError(f"holidays.dates: expected a list of dates such as [\"2026-12-24\"], got {dates!r}")
+        raise CalendarError(f'holidays.dates: expected a list of dates such as ["2026-12-24"], got {dates!r}')
     holiday_dates = [_parse_date(text, f"holidays.dates[{index}]") for index, text in enumerate(dates)]
 
     override_spec = spec.get("overrides") or {}
     if not isinstance(override_spec, Mapping):
-        raise CalendarError(f"overrides: expected an object from dates to intervals such as "
-                            f"{{\"2026-12-31\": [\"09:00-13:00\"]}}, got {override_spec!r}")
-    overrides = {_parse_date(text, f"overrides: key {text!r}"): _parse_day(value, f"overrides.{text}")
-                 for text, value in override_spec.items()}
+        raise CalendarError(
+            f"overrides: expected an object from dates to intervals such as "
+            f'{{"2026-12-31": ["09:00-13:00"]}}, got {override_spec!r}'
+        )
+    overrides = {
+        _parse_date(text, f"overrides: key {text!r}"): _parse_day(value, f"overrides.{text}")
+        for text, value in override_spec.items()
+    }
 
-    return Calendar(spec["timezone"], [intervals_by_day[name] for name in WEEKDAYS], overrides=overrides,
-                    holiday_dates=holiday_dates, country=country, subdivision=subdivision)
+    return Calendar(
+        spec["timezone"],
+        [intervals_by_day[name] for name in WEEKDAYS],
+        overrides=overrides,
+        holiday_dates=holiday_dates,
+        country=country,
+        subdivision=subdivision,
+    )
 
 
 def calendar_from_chatwoot_inbox(inbox: Mapping[str, Any]) -> Calendar:
@@ -631,8 +686,10 @@ def calendar_from_chatwoot_inbox(inbox: Mapping[str, Any]) -> Calendar:
             start = int(row["open_hour"]) * 3600 + int(row.get("open_minutes") or 0) * 60
             end = int(row["close_hour"]) * 3600 + int(row.get("close_minutes") or 0) * 60
         except (KeyError, TypeError, ValueError):
-            raise CalendarError(f"{where}: needs open_hour, open_minutes, close_hour, close_minutes "
-                                f"unless closed_all_day or open_all_day, got {dict(row)!r}") from None
+            raise CalendarError(
+                f"{where}: needs open_hour, open_minutes, close_hour, close_minutes "
+                f"unless closed_all_day or open_all_day, got {dict(row)!r}"
+            ) from None
         weekly[weekday].append((start, end))
     try:
         return Calendar(zone_name, weekly)

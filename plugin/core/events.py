@@ -4,12 +4,14 @@ Connectors turn a helpdesk's webhook bodies into these typed, immutable events; 
 Nothing here knows about Chatwoot, HTTP, Redis or SQL. Events are serialisable to plain JSON so the store
 can keep a conversation's timeline and replay it.
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 # Event kinds (what happened, not which webhook carried it).
 CONVERSATION_CREATED = "conversation_created"
@@ -32,13 +34,13 @@ INCOMING, OUTGOING = "incoming", "outgoing"
 def utc(moment: datetime) -> datetime:
     """Return *moment* as an aware UTC datetime floored to the whole second (DESIGN.md 10.4)."""
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).replace(microsecond=0)
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).replace(microsecond=0)
 
 
 def from_timestamp(seconds: float) -> datetime:
     """A Unix timestamp as an aware UTC datetime floored to the second."""
-    return utc(datetime.fromtimestamp(int(seconds // 1), tz=timezone.utc))
+    return utc(datetime.fromtimestamp(int(seconds // 1), tz=UTC))
 
 
 def parse_time(text: str) -> datetime:
@@ -139,19 +141,28 @@ def event_from_json(data: Mapping[str, Any]) -> Event:
     conversation = data.get("conversation")
     if conversation is not None:
         contact = Contact(**conversation.get("contact") or {})
-        conversation = Conversation(**{
-            **conversation,
-            "created_at": parse_time(conversation["created_at"]),
-            "snoozed_until": _maybe_time(conversation.get("snoozed_until")),
-            "labels": tuple(conversation.get("labels") or ()),
-            "contact": contact,
-        })
+        conversation = Conversation(
+            **{
+                **conversation,
+                "created_at": parse_time(conversation["created_at"]),
+                "snoozed_until": _maybe_time(conversation.get("snoozed_until")),
+                "labels": tuple(conversation.get("labels") or ()),
+                "contact": contact,
+            }
+        )
     message = data.get("message")
     if message is not None:
         message = Message(**{**message, "created_at": parse_time(message["created_at"])})
     previous_labels = data.get("previous_labels")
-    return Event(**{**data, "occurred_at": parse_time(data["occurred_at"]), "conversation": conversation,
-                    "message": message, "previous_labels": None if previous_labels is None else tuple(previous_labels)})
+    return Event(
+        **{
+            **data,
+            "occurred_at": parse_time(data["occurred_at"]),
+            "conversation": conversation,
+            "message": message,
+            "previous_labels": None if previous_labels is None else tuple(previous_labels),
+        }
+    )
 
 
 def _maybe_time(value: str | None) -> datetime | None:

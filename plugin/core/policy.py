@@ -4,13 +4,15 @@ A policy is what a rule applies: targets per metric, a calendar, warning and pau
 keeps a *snapshot* (the policy's JSON and its calendar's JSON) so editing a rule file never rewrites the
 history of conversations already under an SLA (DESIGN.md section 3).
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from plugin.core.calendar import WALL_CLOCK, Calendar, parse_calendar
 
@@ -32,13 +34,13 @@ def parse_duration(value: Any) -> int:
     ``d`` is 24 hours of the policy's clock: working hours when the policy has a calendar.
     """
     if isinstance(value, bool):
-        raise PolicyError(f"expected a duration such as \"30m\", \"4h\", \"2d\" or seconds, got {value!r}")
+        raise PolicyError(f'expected a duration such as "30m", "4h", "2d" or seconds, got {value!r}')
     if isinstance(value, (int, float)):
         seconds = value
     elif isinstance(value, str) and (found := _DURATION.match(value)):
         seconds = float(found.group(1)) * _UNIT_SECONDS[found.group(2)]
     else:
-        raise PolicyError(f"expected a duration such as \"30m\", \"4h\", \"2d\" or seconds, got {value!r}")
+        raise PolicyError(f'expected a duration such as "30m", "4h", "2d" or seconds, got {value!r}')
     if seconds <= 0:
         raise PolicyError(f"a duration must be more than zero, got {value!r}")
     return int(round(seconds))
@@ -99,8 +101,7 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def policy_snapshot(policy_id: str, policy: Mapping[str, Any],
-                    calendar: Mapping[str, Any] | None) -> dict[str, Any]:
+def policy_snapshot(policy_id: str, policy: Mapping[str, Any], calendar: Mapping[str, Any] | None) -> dict[str, Any]:
     """The stored form of an applied policy: its id, its JSON, its calendar's JSON."""
     return {"id": policy_id, "policy": dict(policy), "calendar": None if calendar is None else dict(calendar)}
 
@@ -115,10 +116,10 @@ def policy_from_snapshot(snapshot: Mapping[str, Any]) -> Policy:
     targets = {metric: parse_duration(raw[metric]) for metric in METRICS if raw.get(metric) is not None}
     on_reopen = raw.get("on_reopen", "resume")
     if on_reopen not in ("resume", "restart"):
-        raise PolicyError(f"on_reopen must be \"resume\" or \"restart\", got {on_reopen!r}")
+        raise PolicyError(f'on_reopen must be "resume" or "restart", got {on_reopen!r}')
     mode = raw.get("mode", "live")
     if mode not in ("live", "shadow"):
-        raise PolicyError(f"mode must be \"live\" or \"shadow\", got {mode!r}")
+        raise PolicyError(f'mode must be "live" or "shadow", got {mode!r}')
     version_source = {"policy": raw, "calendar": calendar_spec}
     return Policy(
         id=snapshot["id"],

@@ -19,6 +19,7 @@ The scripted conversations call :class:`DemoHelpdesk`'s methods (what customers 
 Chatwoot UI); the plugin calls the REST API. Times are real: an action happens now unless the script
 gives an explicit time (the weekend conversation is played with past timestamps).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -31,9 +32,10 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 import requests
 from flask import Flask, Response, abort, jsonify, request
@@ -44,13 +46,32 @@ ACCOUNT_ID = 1
 ACCOUNT_NAME = "Acme Support (demo)"
 # The plugin's own user: notes it posts come back as message_created webhooks from this sender.
 PLUGIN_USER_ID = 12
-WEBHOOK_EVENTS = ("conversation_status_changed", "conversation_updated", "conversation_created",
-                  "contact_created", "contact_updated", "message_created", "message_updated",
-                  "webwidget_triggered", "inbox_created", "inbox_updated", "conversation_typing_on",
-                  "conversation_typing_off")
+WEBHOOK_EVENTS = (
+    "conversation_status_changed",
+    "conversation_updated",
+    "conversation_created",
+    "contact_created",
+    "contact_updated",
+    "message_created",
+    "message_updated",
+    "webwidget_triggered",
+    "inbox_created",
+    "inbox_updated",
+    "conversation_typing_on",
+    "conversation_typing_off",
+)
 # The keys whose change makes Chatwoot send conversation_updated (Conversation#allowed_keys?).
-UPDATE_KEYS = ("team_id", "assignee_id", "status", "snoozed_until", "custom_attributes", "label_list",
-               "waiting_since", "first_reply_created_at", "priority")
+UPDATE_KEYS = (
+    "team_id",
+    "assignee_id",
+    "status",
+    "snoozed_until",
+    "custom_attributes",
+    "label_list",
+    "waiting_since",
+    "first_reply_created_at",
+    "priority",
+)
 # lib/regex_helper.rb: letters and digits first, then letters, digits, "_" or "-"; two characters at least.
 LABEL_TITLE = re.compile(r"[^\W_][\w-]+")
 # Chatwoot waits about 5 s for a webhook receiver.
@@ -126,8 +147,14 @@ class Webhook:
     secret: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "url": self.url, "name": self.name, "subscriptions": self.subscriptions,
-                "account_id": ACCOUNT_ID, "secret": self.secret}
+        return {
+            "id": self.id,
+            "url": self.url,
+            "name": self.name,
+            "subscriptions": self.subscriptions,
+            "account_id": ACCOUNT_ID,
+            "secret": self.secret,
+        }
 
 
 @dataclass(frozen=True)
@@ -142,8 +169,11 @@ class Delivery:
 
     def headers(self, sent_at: float | None = None) -> dict[str, str]:
         """Chatwoot's request headers, signed at *sent_at* (default: now)."""
-        headers = {"Content-Type": "application/json", "Accept": "application/json",
-                   "X-Chatwoot-Delivery": self.delivery_id}
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "X-Chatwoot-Delivery": self.delivery_id,
+        }
         if self.secret:
             timestamp = str(int(time.time() if sent_at is None else sent_at))
             headers["X-Chatwoot-Timestamp"] = timestamp
@@ -153,10 +183,11 @@ class Delivery:
     def post(self, session: requests.Session | None = None) -> int:
         """Send it once; returns the HTTP status (raises ``requests.RequestException`` on no answer)."""
         sender = session or requests
-        return sender.post(self.url, data=self.body, headers=self.headers(),
-                           timeout=WEBHOOK_TIMEOUT_SECONDS).status_code
+        return sender.post(
+            self.url, data=self.body, headers=self.headers(), timeout=WEBHOOK_TIMEOUT_SECONDS
+        ).status_code
 
-    def again(self) -> "Delivery":
+    def again(self) -> Delivery:
         """The same body as a new delivery (a new ``X-Chatwoot-Delivery``), as a re-sent event would be."""
         return Delivery(self.url, self.secret, self.event, self.body)
 
@@ -174,8 +205,12 @@ class DemoHelpdesk:
     the plugin writes), so a terminal can show them as they happen.
     """
 
-    def __init__(self, api_token: str = DEMO_API_TOKEN, announce: Callable[[str], None] | None = None,
-                 first_conversation_id: int = 101) -> None:
+    def __init__(
+        self,
+        api_token: str = DEMO_API_TOKEN,
+        announce: Callable[[str], None] | None = None,
+        first_conversation_id: int = 101,
+    ) -> None:
         self.api_token = api_token
         self.announce = announce or (lambda line: None)
         self.plugin_user = Person(PLUGIN_USER_ID, "SLA Monitor", "sla-monitor@acme.example", "user")
@@ -194,16 +229,31 @@ class DemoHelpdesk:
 
     # -- what customers and agents do (the script calls these) ----------------------------------------
 
-    def open_conversation(self, contact: Person, inbox: Inbox, content: str, *, at: datetime | None = None,
-                          assignee: Person | None = None, priority: str | None = None,
-                          additional_attributes: dict[str, Any] | None = None) -> int:
+    def open_conversation(
+        self,
+        contact: Person,
+        inbox: Inbox,
+        content: str,
+        *,
+        at: datetime | None = None,
+        assignee: Person | None = None,
+        priority: str | None = None,
+        additional_attributes: dict[str, Any] | None = None,
+    ) -> int:
         """A customer starts a conversation with a first message; returns its display id."""
         moment = _seconds(at)
         with self._lock:
             conversation = Conversation(
-                id=self._next_conversation_id, inbox=inbox, contact=contact, created_at=moment,
-                updated_at=moment, assignee=assignee, priority=priority, waiting_since=moment,
-                additional_attributes=additional_attributes or _default_attributes(inbox))
+                id=self._next_conversation_id,
+                inbox=inbox,
+                contact=contact,
+                created_at=moment,
+                updated_at=moment,
+                assignee=assignee,
+                priority=priority,
+                waiting_since=moment,
+                additional_attributes=additional_attributes or _default_attributes(inbox),
+            )
             self._next_conversation_id += 1
             self.conversations[conversation.id] = conversation
             self._emit("conversation_created", self._conversation_webhook(conversation))
@@ -240,8 +290,7 @@ class DemoHelpdesk:
         """Start the thread that POSTs webhooks, one at a time, in the order the changes happened."""
         with self._lock:
             if self._sender is None:
-                self._sender = threading.Thread(target=self._send_until_stopped, name="demo-webhooks",
-                                                daemon=True)
+                self._sender = threading.Thread(target=self._send_until_stopped, name="demo-webhooks", daemon=True)
                 self._sender.start()
 
     def stop_sending(self, timeout: float = 10.0) -> None:
@@ -284,8 +333,13 @@ class DemoHelpdesk:
 
     def _emit(self, event: str, payload: dict[str, Any]) -> None:
         body = json.dumps({**payload, "event": event}, separators=(",", ":"), ensure_ascii=False).encode()
-        self.send([Delivery(hook.url, hook.secret, event, body) for hook in self.webhooks.values()
-                   if event in hook.subscriptions])
+        self.send(
+            [
+                Delivery(hook.url, hook.secret, event, body)
+                for hook in self.webhooks.values()
+                if event in hook.subscriptions
+            ]
+        )
 
     def _send_until_stopped(self) -> None:
         with requests.Session() as session:
@@ -301,8 +355,16 @@ class DemoHelpdesk:
 
     # -- changes, with the webhooks Chatwoot sends for them -------------------------------------------
 
-    def _add_message(self, conversation: Conversation, message_type: str, content: str, sender: Person,
-                     moment: float, *, private: bool) -> Message:
+    def _add_message(
+        self,
+        conversation: Conversation,
+        message_type: str,
+        content: str,
+        sender: Person,
+        moment: float,
+        *,
+        private: bool,
+    ) -> Message:
         message = Message(self._next_message_id, message_type, content, private, sender, moment)
         self._next_message_id += 1
         conversation.messages.append(message)
@@ -348,15 +410,29 @@ class DemoHelpdesk:
         conversation.updated_at = max(moment, conversation.updated_at)
         changes = [{key: {"previous_value": before.get(key), "current_value": after.get(key)}} for key in changed]
         if "label_list" in changed:
-            changes.append({"cached_label_list": {"previous_value": ", ".join(before["label_list"]),
-                                                  "current_value": ", ".join(after["label_list"])}})
-        changes.append({"updated_at": {"previous_value": _iso(previous_updated_at),
-                                       "current_value": _iso(conversation.updated_at)}})
+            changes.append(
+                {
+                    "cached_label_list": {
+                        "previous_value": ", ".join(before["label_list"]),
+                        "current_value": ", ".join(after["label_list"]),
+                    }
+                }
+            )
+        changes.append(
+            {
+                "updated_at": {
+                    "previous_value": _iso(previous_updated_at),
+                    "current_value": _iso(conversation.updated_at),
+                }
+            }
+        )
         self._emit("conversation_updated", {**self._conversation_webhook(conversation), "changed_attributes": changes})
         if "status" in changed:
             status_change = [{"status": {"previous_value": before["status"], "current_value": after["status"]}}]
-            self._emit("conversation_status_changed",
-                       {**self._conversation_webhook(conversation), "changed_attributes": status_change})
+            self._emit(
+                "conversation_status_changed",
+                {**self._conversation_webhook(conversation), "changed_attributes": status_change},
+            )
 
     def _conversation(self, conversation_id: int) -> Conversation:
         try:
@@ -382,18 +458,27 @@ class DemoHelpdesk:
             "additional_attributes": conversation.additional_attributes,
             "can_reply": True,
             "channel": conversation.inbox.channel,
-            "contact_inbox": {"id": 600 + conversation.id, "contact_id": conversation.contact.id,
-                              "inbox_id": conversation.inbox.id, "source_id": conversation.source_id,
-                              "created_at": _iso(conversation.created_at), "updated_at": _iso(conversation.created_at),
-                              "hmac_verified": False, "pubsub_token": conversation.source_id.replace("-", "")[:24]},
+            "contact_inbox": {
+                "id": 600 + conversation.id,
+                "contact_id": conversation.contact.id,
+                "inbox_id": conversation.inbox.id,
+                "source_id": conversation.source_id,
+                "created_at": _iso(conversation.created_at),
+                "updated_at": _iso(conversation.created_at),
+                "hmac_verified": False,
+                "pubsub_token": conversation.source_id.replace("-", "")[:24],
+            },
             "id": conversation.id,
             "inbox_id": conversation.inbox.id,
             "messages": [self._push_message(conversation, public[-1])] if public else [],
             "labels": list(conversation.labels),
-            "meta": {"sender": _contact_push(conversation.contact),
-                     "assignee": _user_push(conversation.assignee) if conversation.assignee else None,
-                     "assignee_type": "User" if conversation.assignee else None,
-                     "team": None, "hmac_verified": False},
+            "meta": {
+                "sender": _contact_push(conversation.contact),
+                "assignee": _user_push(conversation.assignee) if conversation.assignee else None,
+                "assignee_type": "User" if conversation.assignee else None,
+                "team": None,
+                "hmac_verified": False,
+            },
             "status": conversation.status,
             "custom_attributes": dict(conversation.custom_attributes),
             "snoozed_until": None,
@@ -413,36 +498,68 @@ class DemoHelpdesk:
         """A message in push format (inside ``messages[]`` and in the messages API)."""
         is_contact = message.sender.kind == "contact"
         return {
-            "id": message.id, "content": message.content, "account_id": ACCOUNT_ID,
-            "inbox_id": conversation.inbox.id, "conversation_id": conversation.id,
-            "message_type": MESSAGE_TYPES[message.message_type], "created_at": int(message.created_at),
-            "updated_at": _iso(message.created_at), "private": message.private, "status": "sent",
-            "source_id": None, "content_type": "text", "content_attributes": {},
-            "sender_type": "Contact" if is_contact else "User", "sender_id": message.sender.id,
-            "external_source_ids": {}, "additional_attributes": {},
-            "processed_message_content": message.content, "sentiment": {},
-            "conversation": {"assignee_id": conversation.assignee.id if conversation.assignee else None,
-                             "unread_count": 0, "last_activity_at": int(message.created_at),
-                             "contact_inbox": {"source_id": conversation.source_id}},
+            "id": message.id,
+            "content": message.content,
+            "account_id": ACCOUNT_ID,
+            "inbox_id": conversation.inbox.id,
+            "conversation_id": conversation.id,
+            "message_type": MESSAGE_TYPES[message.message_type],
+            "created_at": int(message.created_at),
+            "updated_at": _iso(message.created_at),
+            "private": message.private,
+            "status": "sent",
+            "source_id": None,
+            "content_type": "text",
+            "content_attributes": {},
+            "sender_type": "Contact" if is_contact else "User",
+            "sender_id": message.sender.id,
+            "external_source_ids": {},
+            "additional_attributes": {},
+            "processed_message_content": message.content,
+            "sentiment": {},
+            "conversation": {
+                "assignee_id": conversation.assignee.id if conversation.assignee else None,
+                "unread_count": 0,
+                "last_activity_at": int(message.created_at),
+                "contact_inbox": {"source_id": conversation.source_id},
+            },
             "sender": _contact_push(message.sender) if is_contact else _user_push(message.sender),
         }
 
     def _message_webhook(self, conversation: Conversation, message: Message) -> dict[str, Any]:
         if message.sender.kind == "contact":
-            sender = {"account": {"id": ACCOUNT_ID, "name": ACCOUNT_NAME}, "additional_attributes": {},
-                      "avatar": "", "custom_attributes": {}, "email": message.sender.email,
-                      "id": message.sender.id, "identifier": None, "name": message.sender.name,
-                      "phone_number": message.sender.phone_number, "thumbnail": ""}
+            sender = {
+                "account": {"id": ACCOUNT_ID, "name": ACCOUNT_NAME},
+                "additional_attributes": {},
+                "avatar": "",
+                "custom_attributes": {},
+                "email": message.sender.email,
+                "id": message.sender.id,
+                "identifier": None,
+                "name": message.sender.name,
+                "phone_number": message.sender.phone_number,
+                "thumbnail": "",
+            }
         else:
-            sender = {"id": message.sender.id, "name": message.sender.name, "email": message.sender.email,
-                      "type": "user"}
+            sender = {
+                "id": message.sender.id,
+                "name": message.sender.name,
+                "email": message.sender.email,
+                "type": "user",
+            }
         return {
-            "account": {"id": ACCOUNT_ID, "name": ACCOUNT_NAME}, "additional_attributes": {},
-            "content_attributes": {}, "content_type": "text", "content": message.content,
+            "account": {"id": ACCOUNT_ID, "name": ACCOUNT_NAME},
+            "additional_attributes": {},
+            "content_attributes": {},
+            "content_type": "text",
+            "content": message.content,
             "conversation": self._conversation_webhook(conversation),
-            "created_at": _iso(message.created_at), "id": message.id,
+            "created_at": _iso(message.created_at),
+            "id": message.id,
             "inbox": {"id": conversation.inbox.id, "name": conversation.inbox.name},
-            "message_type": message.message_type, "private": message.private, "sender": sender,
+            "message_type": message.message_type,
+            "private": message.private,
+            "sender": sender,
             "source_id": None,
         }
 
@@ -466,8 +583,9 @@ class DemoHelpdesk:
         """``POST .../messages`` by the token's user: a private note, or a public message."""
         with self._lock:
             conversation = self._conversation(conversation_id)
-            message = self._add_message(conversation, message_type, content, self.plugin_user, time.time(),
-                                        private=private)
+            message = self._add_message(
+                conversation, message_type, content, self.plugin_user, time.time(), private=private
+            )
             self.last_api_write_at = time.monotonic()
             result = self._push_message(conversation, message)
         kind = "private note" if private else f"{message_type} message"
@@ -492,8 +610,13 @@ class DemoHelpdesk:
                 raise ValueError("Title is invalid")
             if any(label["title"] == title for label in self.account_labels.values()):
                 raise ValueError("Title has already been taken")
-            label = {"id": self._new_id(), "title": title, "description": description, "color": color,
-                     "show_on_sidebar": show_on_sidebar}
+            label = {
+                "id": self._new_id(),
+                "title": title,
+                "description": description,
+                "color": color,
+                "show_on_sidebar": show_on_sidebar,
+            }
             self.account_labels[label["id"]] = label
             return label
 
@@ -554,8 +677,12 @@ def create_api(helpdesk: DemoHelpdesk) -> Flask:
     def create_label(account_id: int) -> Response:
         label = _body().get("label") or _body()
         try:
-            created = helpdesk.api_create_label(str(label.get("title", "")), label.get("description") or "",
-                                                label.get("color") or "#1f93ff", bool(label.get("show_on_sidebar")))
+            created = helpdesk.api_create_label(
+                str(label.get("title", "")),
+                label.get("description") or "",
+                label.get("color") or "#1f93ff",
+                bool(label.get("show_on_sidebar")),
+            )
         except ValueError as error:
             return jsonify({"message": str(error), "attributes": ["title"]}), 422
         return jsonify(created)
@@ -570,10 +697,15 @@ def create_api(helpdesk: DemoHelpdesk) -> Flask:
         status = request.args.get("status", "open")
         page = max(1, request.args.get("page", 1, type=int))
         with helpdesk._lock:
-            chosen = [conversation for conversation in helpdesk.conversations.values()
-                      if status == "all" or conversation.status == status]
-            payload = [helpdesk.conversation_json(conversation)
-                       for conversation in chosen[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]]
+            chosen = [
+                conversation
+                for conversation in helpdesk.conversations.values()
+                if status == "all" or conversation.status == status
+            ]
+            payload = [
+                helpdesk.conversation_json(conversation)
+                for conversation in chosen[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+            ]
         return jsonify({"data": {"meta": {"all_count": len(chosen)}, "payload": payload}})
 
     @app.get(f"{prefix}/conversations/<int:conversation_id>")
@@ -608,8 +740,9 @@ def create_api(helpdesk: DemoHelpdesk) -> Flask:
         message_type = body.get("message_type") or "outgoing"
         if message_type not in ("outgoing", "template") or not isinstance(body.get("content"), str):
             return _error(422, "content and an outgoing message_type are required")
-        return jsonify(helpdesk.api_create_message(conversation_id, body["content"], message_type,
-                                                   body.get("private") is True))
+        return jsonify(
+            helpdesk.api_create_message(conversation_id, body["content"], message_type, body.get("private") is True)
+        )
 
     @app.post(f"{prefix}/conversations/<int:conversation_id>/custom_attributes")
     def set_custom_attributes(account_id: int, conversation_id: int) -> Response:
@@ -683,14 +816,14 @@ class HelpdeskServer:
 
     def __init__(self, helpdesk: DemoHelpdesk, port: int = 0, host: str = "127.0.0.1") -> None:
         self.helpdesk = helpdesk
-        self._server = make_server(host, port, create_api(helpdesk), threaded=True,
-                                   request_handler=_RequestHandler)
+        self._server = make_server(host, port, create_api(helpdesk), threaded=True, request_handler=_RequestHandler)
         self.url = f"http://{host}:{self._server.server_port}"
         # A short poll interval: stop() waits for the loop to notice (the default is half a second).
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="demo-helpdesk", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="demo-helpdesk", daemon=True
+        )
 
-    def start(self) -> "HelpdeskServer":
+    def start(self) -> HelpdeskServer:
         """Serve requests and send webhooks."""
         self._thread.start()
         self.helpdesk.start_sending()
@@ -702,7 +835,7 @@ class HelpdeskServer:
         self._server.server_close()
         self.helpdesk.stop_sending(timeout=2)
 
-    def __enter__(self) -> "HelpdeskServer":
+    def __enter__(self) -> HelpdeskServer:
         return self.start()
 
     def __exit__(self, *exception_info) -> None:
@@ -728,16 +861,22 @@ def _iso(seconds: float | None) -> str | None:
     """Rails' JSON time format: ISO-8601 in UTC with milliseconds and a ``Z``."""
     if seconds is None:
         return None
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _tracked(conversation: Conversation) -> dict[str, Any]:
     """The columns whose change Chatwoot reports, as ``changed_attributes`` shows them."""
-    return {"team_id": None, "assignee_id": conversation.assignee.id if conversation.assignee else None,
-            "status": conversation.status, "snoozed_until": None,
-            "custom_attributes": dict(conversation.custom_attributes), "label_list": list(conversation.labels),
-            "waiting_since": _iso(conversation.waiting_since),
-            "first_reply_created_at": _iso(conversation.first_reply_created_at), "priority": conversation.priority}
+    return {
+        "team_id": None,
+        "assignee_id": conversation.assignee.id if conversation.assignee else None,
+        "status": conversation.status,
+        "snoozed_until": None,
+        "custom_attributes": dict(conversation.custom_attributes),
+        "label_list": list(conversation.labels),
+        "waiting_since": _iso(conversation.waiting_since),
+        "first_reply_created_at": _iso(conversation.first_reply_created_at),
+        "priority": conversation.priority,
+    }
 
 
 def _human_reply(message: Message) -> bool:
@@ -748,19 +887,37 @@ def _human_reply(message: Message) -> bool:
 def _default_attributes(inbox: Inbox) -> dict[str, Any]:
     if inbox.channel == "Channel::Email":
         return {"source": "email", "mail_subject": None}
-    return {"browser": {"browser_name": "Firefox", "platform_name": "Linux"}, "browser_language": "en",
-            "referer": "https://shop.example.com/help"}
+    return {
+        "browser": {"browser_name": "Firefox", "platform_name": "Linux"},
+        "browser_language": "en",
+        "referer": "https://shop.example.com/help",
+    }
 
 
 def _contact_push(contact: Person) -> dict[str, Any]:
-    return {"additional_attributes": contact.additional_attributes, "custom_attributes": contact.custom_attributes,
-            "email": contact.email, "id": contact.id, "identifier": None, "name": contact.name,
-            "phone_number": contact.phone_number, "thumbnail": "", "type": "contact"}
+    return {
+        "additional_attributes": contact.additional_attributes,
+        "custom_attributes": contact.custom_attributes,
+        "email": contact.email,
+        "id": contact.id,
+        "identifier": None,
+        "name": contact.name,
+        "phone_number": contact.phone_number,
+        "thumbnail": "",
+        "type": "contact",
+    }
 
 
 def _user_push(user: Person) -> dict[str, Any]:
-    return {"id": user.id, "name": user.name, "available_name": user.name, "avatar_url": "", "type": "user",
-            "availability_status": "online", "thumbnail": ""}
+    return {
+        "id": user.id,
+        "name": user.name,
+        "available_name": user.name,
+        "avatar_url": "",
+        "type": "user",
+        "availability_status": "online",
+        "thumbnail": "",
+    }
 
 
 def _describe(conversation: Conversation) -> str:
@@ -769,4 +926,4 @@ def _describe(conversation: Conversation) -> str:
 
 def _one_line(text: str, limit: int = 150) -> str:
     flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

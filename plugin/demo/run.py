@@ -6,22 +6,24 @@ the plugin's processes need. :meth:`DemoSession.play_in_background` waits for th
 scripted morning and prints the hit rate. Every line goes to the terminal: what the script does, and each
 label change and note the helpdesk receives from the plugin.
 """
+
 from __future__ import annotations
 
 import secrets
 import threading
 import time
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import click
 import requests
 
 from connectors.chatwoot.client import ChatwootClient
+from plugin.cli.install import install, load_manifest
 from plugin.demo import script
 from plugin.demo.helpdesk import ACCOUNT_ID, DEMO_API_TOKEN, PLUGIN_USER_ID, DemoHelpdesk, HelpdeskServer
-from plugin.cli.install import install, load_manifest
 
 DEMO_RULES = Path(__file__).resolve().parents[2] / "demo" / "rules"
 DEMO_DATABASE = "demo.sqlite3"
@@ -54,26 +56,43 @@ class DemoSession:
         so a second run does not meet the first run's conversations under the same ids.
         """
         self.server = HelpdeskServer(self.helpdesk).start()
-        settings = {"CHATWOOT_URL": self.server.url, "CHATWOOT_ACCOUNT_ID": str(ACCOUNT_ID),
-                    "CHATWOOT_API_TOKEN": DEMO_API_TOKEN, "CHATWOOT_PLUGIN_USER_ID": str(PLUGIN_USER_ID)}
-        defaults = {"SLA_RULES_DIR": str(DEMO_RULES), "SLA_ADMIN_TOKEN": secrets.token_urlsafe(18),
-                    "SLA_SIDEBAR_TOKEN": secrets.token_urlsafe(18),
-                    # The terminal is for the story; a warning or an error still shows.
-                    "SLA_LOG_LEVEL": "WARNING"}
+        settings = {
+            "CHATWOOT_URL": self.server.url,
+            "CHATWOOT_ACCOUNT_ID": str(ACCOUNT_ID),
+            "CHATWOOT_API_TOKEN": DEMO_API_TOKEN,
+            "CHATWOOT_PLUGIN_USER_ID": str(PLUGIN_USER_ID),
+        }
+        defaults = {
+            "SLA_RULES_DIR": str(DEMO_RULES),
+            "SLA_ADMIN_TOKEN": secrets.token_urlsafe(18),
+            "SLA_SIDEBAR_TOKEN": secrets.token_urlsafe(18),
+            # The terminal is for the story; a warning or an error still shows.
+            "SLA_LOG_LEVEL": "WARNING",
+        }
         if not environ.get("DATABASE_URL"):
             database = Path(instance_path) / DEMO_DATABASE
-            for leftover in (database, database.with_name(database.name + "-wal"),
-                             database.with_name(database.name + "-shm")):
+            for leftover in (
+                database,
+                database.with_name(database.name + "-wal"),
+                database.with_name(database.name + "-shm"),
+            ):
                 leftover.unlink(missing_ok=True)
             defaults["DATABASE_URL"] = f"sqlite:///{database}"
         settings.update({name: value for name, value in defaults.items() if not environ.get(name)})
         rules_dir = environ.get("SLA_RULES_DIR") or settings["SLA_RULES_DIR"]
         sidebar_token = environ.get("SLA_SIDEBAR_TOKEN") or settings["SLA_SIDEBAR_TOKEN"]
-        self.say("demo", f"helpdesk on {self.server.url} (account {ACCOUNT_ID}, token {DEMO_API_TOKEN}); "
-                         f"rules from {rules_dir}")
-        report = install(ChatwootClient(self.server.url, ACCOUNT_ID, DEMO_API_TOKEN), load_manifest(),
-                         self.plugin_url, labels=_label_specs(rules_dir), sidebar_token=sidebar_token,
-                         dashboard_app=True)
+        self.say(
+            "demo",
+            f"helpdesk on {self.server.url} (account {ACCOUNT_ID}, token {DEMO_API_TOKEN}); rules from {rules_dir}",
+        )
+        report = install(
+            ChatwootClient(self.server.url, ACCOUNT_ID, DEMO_API_TOKEN),
+            load_manifest(),
+            self.plugin_url,
+            labels=_label_specs(rules_dir),
+            sidebar_token=sidebar_token,
+            dashboard_app=True,
+        )
         for line in report.lines:
             self.say("install", line)
         settings["CHATWOOT_WEBHOOK_SECRET"] = report.webhook_secret or ""
@@ -95,13 +114,19 @@ class DemoSession:
     def _play(self) -> None:
         try:
             if not self._wait_until_ready():
-                self.say("demo", f"the plugin did not answer on {self.plugin_url}/healthz within "
-                                 f"{READY_TIMEOUT_SECONDS} s; the script is not played")
+                self.say(
+                    "demo",
+                    f"the plugin did not answer on {self.plugin_url}/healthz within "
+                    f"{READY_TIMEOUT_SECONDS} s; the script is not played",
+                )
                 return
             admin_token = self.settings["SLA_ADMIN_TOKEN"]
             self.say("demo", f"reports page: {self.plugin_url}/reports?token={admin_token}")
-            self.say("demo", f"playing a helpdesk morning at {script.DEFAULT_SPEED:g}x (one scripted minute a "
-                             f"second; SLA clocks run on real time)")
+            self.say(
+                "demo",
+                f"playing a helpdesk morning at {script.DEFAULT_SPEED:g}x (one scripted minute a "
+                f"second; SLA clocks run on real time)",
+            )
             script.play(self.helpdesk, lambda line: self.say("script", line), stop=self._stop)
             self._wait_for_quiet()
             for line in self.summary_lines():
@@ -136,28 +161,40 @@ class DemoSession:
         try:
             lines = _report_lines(self.plugin_url, self.settings["SLA_ADMIN_TOKEN"])
         except (requests.RequestException, KeyError, TypeError, ValueError) as error:
-            lines = [f"(reports API unavailable: {error}; figures read from the store)",
-                     *_store_lines(self.settings.get("DATABASE_URL") or "")]
+            lines = [
+                f"(reports API unavailable: {error}; figures read from the store)",
+                *_store_lines(self.settings.get("DATABASE_URL") or ""),
+            ]
         conversations = self.helpdesk.all_conversations()
-        labels = ", ".join(f"#{conversation.id} {'+'.join(conversation.labels) or '-'}"
-                           for conversation in conversations)
-        notes = sum(1 for conversation in conversations for message in conversation.messages
-                    if message.private and message.sender.id == PLUGIN_USER_ID)
+        labels = ", ".join(
+            f"#{conversation.id} {'+'.join(conversation.labels) or '-'}" for conversation in conversations
+        )
+        notes = sum(
+            1
+            for conversation in conversations
+            for message in conversation.messages
+            if message.private and message.sender.id == PLUGIN_USER_ID
+        )
         return [*lines, f"labels in the helpdesk: {labels}", f"private notes posted by the plugin: {notes}"]
 
 
 def _report_lines(plugin_url: str, admin_token: str) -> list[str]:
-    response = requests.get(f"{plugin_url}/api/reports/summary", headers={"Authorization": f"Bearer {admin_token}"},
-                            timeout=10)
+    response = requests.get(
+        f"{plugin_url}/api/reports/summary", headers={"Authorization": f"Bearer {admin_token}"}, timeout=10
+    )
     response.raise_for_status()
     report = response.json()
     overall = report["overall"]
-    lines = [f"hit rate {overall['hit_rate_text']}: {overall['conversations_on_time']} of {overall['applied']} "
-             f"conversations under an SLA kept it, {overall['conversations_missed']} missed "
-             f"({overall['misses']} misses in all)"]
+    lines = [
+        f"hit rate {overall['hit_rate_text']}: {overall['conversations_on_time']} of {overall['applied']} "
+        f"conversations under an SLA kept it, {overall['conversations_missed']} missed "
+        f"({overall['misses']} misses in all)"
+    ]
     for policy in report["policies"]:
-        lines.append(f"  {policy['name']}: {policy['hit_rate_text']}"
-                     + (f"; {policy['target_text']}" if policy.get("target_text") else ""))
+        lines.append(
+            f"  {policy['name']}: {policy['hit_rate_text']}"
+            + (f"; {policy['target_text']}" if policy.get("target_text") else "")
+        )
     return lines
 
 
@@ -168,8 +205,9 @@ def _store_lines(database_url: str) -> list[str]:
     from plugin.adapters.store import applied, make_engine
 
     with make_engine(database_url).connect() as connection:
-        count, missed = connection.execute(sa.select(
-            sa.func.count(), sa.func.sum(sa.case((applied.c.any_miss, 1), else_=0)))).one()
+        count, missed = connection.execute(
+            sa.select(sa.func.count(), sa.func.sum(sa.case((applied.c.any_miss, 1), else_=0)))
+        ).one()
     missed = int(missed or 0)
     rate = f"{(count - missed) / count * 100:.2f}%" if count else "n/a"
     return [f"hit rate {rate}: {count - missed} of {count} conversations under an SLA kept it, {missed} missed"]
@@ -181,7 +219,9 @@ def _label_specs(rules_dir: str) -> dict[str, dict[str, Any]] | None:
     from plugin.core.rules import RulesError
 
     try:
-        return {key: {"title": spec.title, "color": spec.color, "description": spec.description}
-                for key, spec in load_rules(rules_dir).labels.items()}
+        return {
+            key: {"title": spec.title, "color": spec.color, "description": spec.description}
+            for key, spec in load_rules(rules_dir).labels.items()
+        }
     except RulesError:
         return None

@@ -16,13 +16,14 @@ What happens (minutes of the script; * = the plugin's doing):
   at minute 4 with those past timestamps; 25 working minutes in the office calendar, so on time.
 - #106 Kim (chat): *at risk at 35, answered at 40, before the 45-minute mark: back on track.
 """
+
 from __future__ import annotations
 
 import threading
 import time as wall_clock
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
-from typing import Callable
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from plugin.demo.helpdesk import DemoHelpdesk, Inbox, Person
@@ -100,41 +101,53 @@ def play_weekend(helpdesk: DemoHelpdesk, weekend: Weekend, say: Say) -> int:
     """
     with helpdesk.capturing() as deliveries:
         conversation = helpdesk.open_conversation(
-            MAX, EMAIL, "Hello, could you send me a copy of the October invoice? Thanks, Max", at=weekend.written,
-            additional_attributes={"source": "email", "mail_subject": "Invoice copy for October"})
+            MAX,
+            EMAIL,
+            "Hello, could you send me a copy of the October invoice? Thanks, Max",
+            at=weekend.written,
+            additional_attributes={"source": "email", "mail_subject": "Invoice copy for October"},
+        )
         with helpdesk.capturing() as reply:
-            helpdesk.agent_replies(conversation, SAM, "Good morning Max, the copy is attached. Have a good week!",
-                                   at=weekend.answered)
+            helpdesk.agent_replies(
+                conversation, SAM, "Good morning Max, the copy is attached. Have a good week!", at=weekend.answered
+            )
         helpdesk.set_status(conversation, "resolved", at=weekend.resolved)
     helpdesk.send(reply + deliveries)
     wall_hours = (weekend.answered - weekend.written).total_seconds() / 3600
-    say(f"#{conversation} Max    emailed {_local(weekend.written, '%a %d %b %H:%M')}, answered "
+    say(
+        f"#{conversation} Max    emailed {_local(weekend.written, '%a %d %b %H:%M')}, answered "
         f"{_local(weekend.answered, '%a %H:%M')} ({OFFICE_ZONE.key}): {wall_hours:.0f} h on the wall clock, "
-        f"25 min in office hours (past timestamps)")
+        f"25 min in office hours (past timestamps)"
+    )
     return conversation
 
 
-def play(helpdesk: DemoHelpdesk, say: Say, start: datetime | None = None, speed: float = DEFAULT_SPEED,
-         stop: threading.Event | None = None) -> dict[str, int]:
+def play(
+    helpdesk: DemoHelpdesk,
+    say: Say,
+    start: datetime | None = None,
+    speed: float = DEFAULT_SPEED,
+    stop: threading.Event | None = None,
+) -> dict[str, int]:
     """Play the scripted morning from *start* (default: now); returns each contact's conversation id.
 
     Raises :class:`Stopped` when *stop* is set before the end.
     """
-    pace = Pacer(start or datetime.now(timezone.utc), speed, stop)
+    pace = Pacer(start or datetime.now(UTC), speed, stop)
     at = pace.at
 
     def opens(contact: Person, minute: float, content: str, story: str, assignee: Person | None) -> int:
         conversation = helpdesk.open_conversation(contact, CHAT, content, at=at(minute), assignee=assignee)
-        say(f"#{conversation} {contact.name.split()[0]:<6} opens a chat: \"{content}\"  ({story})")
+        say(f'#{conversation} {contact.name.split()[0]:<6} opens a chat: "{content}"  ({story})')
         return conversation
 
     def replies(conversation: int, agent: Person, minute: float, content: str) -> None:
         helpdesk.agent_replies(conversation, agent, content, at=at(minute))
-        say(f"#{conversation} {agent.name.split()[0]:<6} replies: \"{content}\"")
+        say(f'#{conversation} {agent.name.split()[0]:<6} replies: "{content}"')
 
     def writes(conversation: int, contact: Person, minute: float, content: str) -> None:
         helpdesk.customer_writes(conversation, content, at=at(minute))
-        say(f"#{conversation} {contact.name.split()[0]:<6} writes again: \"{content}\"")
+        say(f'#{conversation} {contact.name.split()[0]:<6} writes again: "{content}"')
 
     def resolves(conversation: int, agent: Person, minute: float) -> None:
         helpdesk.set_status(conversation, "resolved", at=at(minute))

@@ -5,6 +5,7 @@ consumer group, every conversation in it is folded once under a database row loc
 acknowledged only after the transaction commits: a worker killed mid-batch leaves its entries pending, and
 the next drain claims them (the engine drops the duplicates by event key).
 """
+
 from __future__ import annotations
 
 import json
@@ -12,16 +13,15 @@ import logging
 import os
 import socket
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 
 from redis import Redis
 from redis.exceptions import ResponseError
 
 from connectors.base import PayloadError
-from plugin.adapters import deadlines
+from plugin.adapters import deadlines, metrics
 from plugin.adapters import streams as ingest
-from plugin.adapters import metrics
 from plugin.core.engine import add_events, evaluate
 from plugin.core.engine.effects import changes, summary, writeback_intents
 from plugin.core.events import Event, parse_time
@@ -39,7 +39,7 @@ Clock = Callable[[], datetime]
 
 def utcnow() -> datetime:
     """The wall clock, in UTC (the only place the workers read it)."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def consumer_name() -> str:
@@ -90,12 +90,19 @@ def process_stream(runtime: Runtime, clock: Clock, consumer: str, batch_size: in
     redis = runtime.redis
     ensure_group(redis)
     # Entries read by a worker that died are taken over once they have been idle this long.
-    claimed = redis.xautoclaim(ingest.STREAM, ingest.GROUP, consumer,
-                               runtime.settings.SLA_CLAIM_IDLE_SECONDS * 1000, start_id="0-0", count=batch_size)
+    claimed = redis.xautoclaim(
+        ingest.STREAM,
+        ingest.GROUP,
+        consumer,
+        runtime.settings.SLA_CLAIM_IDLE_SECONDS * 1000,
+        start_id="0-0",
+        count=batch_size,
+    )
     entries = [entry for entry in claimed[1] if entry[1]]
     if len(entries) < batch_size:
-        for _stream, fresh in redis.xreadgroup(ingest.GROUP, consumer, {ingest.STREAM: ">"},
-                                               count=batch_size - len(entries)) or []:
+        for _stream, fresh in (
+            redis.xreadgroup(ingest.GROUP, consumer, {ingest.STREAM: ">"}, count=batch_size - len(entries)) or []
+        ):
             entries.extend(fresh)
     if not entries:
         return 0
@@ -148,13 +155,18 @@ def process_entries(runtime: Runtime, entries: Sequence[tuple[bytes, dict]], clo
             received = [_received_at(fields) for _, fields in entries_of.get(key, ())]
             received = [moment for moment in received if moment is not None]
             if added and received:
-                metrics.observe(runtime.redis, "sla_event_lag_seconds",
-                                max(0.0, (now - min(received)).total_seconds()))
+                metrics.observe(runtime.redis, "sla_event_lag_seconds", max(0.0, (now - min(received)).total_seconds()))
             if found:
-                log.info("SLA %s", ", ".join(f"{change.kind} {change.metric}" if change.metric else change.kind
-                                             for change in found),
-                         extra={"account_id": key[0], "conversation_id": key[1],
-                                "status": evaluation.status, "policy": current["policy"]})
+                log.info(
+                    "SLA %s",
+                    ", ".join(f"{change.kind} {change.metric}" if change.metric else change.kind for change in found),
+                    extra={
+                        "account_id": key[0],
+                        "conversation_id": key[1],
+                        "status": evaluation.status,
+                        "policy": current["policy"],
+                    },
+                )
         batch.flush()
     deadlines.schedule(runtime.redis, checks)
     metrics.incr(runtime.redis, "sla_events_processed_total", amount=sum(map(len, by_conversation.values())))
@@ -180,8 +192,11 @@ def _set_aside(runtime: Runtime, key: tuple[int, int], entries, error: Exception
     Its stored state is left as it was; the rest of the batch goes on. Without this, the batch would be
     claimed and fail again forever, and every event read with it would wait.
     """
-    log.error("conversation could not be evaluated; its new events are kept aside: %r", error,
-              extra={"account_id": key[0], "conversation_id": key[1]})
+    log.error(
+        "conversation could not be evaluated; its new events are kept aside: %r",
+        error,
+        extra={"account_id": key[0], "conversation_id": key[1]},
+    )
     metrics.incr(runtime.redis, "sla_events_unreadable_total", amount=max(len(entries), 1))
     for _entry_id, fields in entries:
         runtime.redis.xadd(DEAD_LETTERS, {**fields, "error": repr(error)[:1000]}, maxlen=100_000, approximate=True)
@@ -200,7 +215,10 @@ def _read_entry(runtime: Runtime, entry_id: bytes, fields: dict) -> Event | tupl
     except (PayloadError, ValueError, KeyError) as error:
         # Kept, not dropped: an operator can inspect and re-submit what a connector could not read.
         runtime.redis.xadd(DEAD_LETTERS, {**fields, "error": str(error)[:1000]}, maxlen=100_000, approximate=True)
-        log.warning("unreadable webhook payload skipped: %s", error,
-                    extra={"delivery_id": delivery_id, "entry_id": entry_id.decode()})
+        log.warning(
+            "unreadable webhook payload skipped: %s",
+            error,
+            extra={"delivery_id": delivery_id, "entry_id": entry_id.decode()},
+        )
         metrics.incr(runtime.redis, "sla_events_unreadable_total")
         return None

@@ -6,19 +6,21 @@ the store still believes open, the reconciler turns the API's view back into web
 them to the workers through the same stream as live webhooks. Nothing here judges anything: the engine
 drops what it already knows (event keys) and folds the rest at its own time.
 """
+
 from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 
 from connectors.chatwoot.client import ChatwootClient, NotFound
 from plugin.adapters import streams as ingest
-from plugin.jobs.runtime import Runtime, current_runtime
 from plugin.adapters.store import applied
+from plugin.jobs.runtime import Runtime, current_runtime
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ def run() -> int:
 def reconcile(runtime: Runtime, client: ChatwootClient) -> int:
     """Hand the API's view of every open (or believed-open) conversation to the workers."""
     account = {"id": client.account_id}
-    received_at = datetime.now(timezone.utc)
+    received_at = datetime.now(UTC)
     submitted = 0
     seen: set[int] = set()
     for conversation in _open_conversations(client):
@@ -62,21 +64,32 @@ def _open_conversations(client: ChatwootClient) -> Iterator[dict[str, Any]]:
 
 def _believed_open(runtime: Runtime, account_id: int) -> set[int]:
     with runtime.store.engine.connect() as connection:
-        rows = connection.execute(sa.select(applied.c.conversation_id).where(
-            applied.c.account_id == account_id, applied.c.resolved.is_(False)))
+        rows = connection.execute(
+            sa.select(applied.c.conversation_id).where(
+                applied.c.account_id == account_id, applied.c.resolved.is_(False)
+            )
+        )
         return {row.conversation_id for row in rows}
 
 
-def _submit_conversation(runtime: Runtime, client: ChatwootClient, account: Mapping[str, Any],
-                         conversation: dict[str, Any], received_at: datetime) -> int:
+def _submit_conversation(
+    runtime: Runtime,
+    client: ChatwootClient,
+    account: Mapping[str, Any],
+    conversation: dict[str, Any],
+    received_at: datetime,
+) -> int:
     """The conversation's current status and messages, as the webhooks that would have said them."""
     conversation = {**conversation, "account": account}
-    bodies = [{**conversation, "event": "conversation_status_changed",
-               "changed_attributes": [{"status": {"previous_value": None,
-                                                  "current_value": conversation.get("status")}}]}]
+    bodies = [
+        {
+            **conversation,
+            "event": "conversation_status_changed",
+            "changed_attributes": [{"status": {"previous_value": None, "current_value": conversation.get("status")}}],
+        }
+    ]
     for message in client.list_messages(conversation["id"]):
         bodies.append({**message, "event": "message_created", "account": account, "conversation": conversation})
     for body in bodies:
-        ingest.submit(runtime.redis, "chatwoot", json.dumps(body).encode(), received_at=received_at,
-                      delivery_id=None)
+        ingest.submit(runtime.redis, "chatwoot", json.dumps(body).encode(), received_at=received_at, delivery_id=None)
     return len(bodies)

@@ -3,6 +3,7 @@
 Workers and the sweeper build one :class:`Runtime` per process from the environment and reuse it for every
 job (opening a database engine or parsing the rule files per job would cost more than the job).
 """
+
 from __future__ import annotations
 
 import functools
@@ -28,12 +29,17 @@ class Runtime:
     connectors: Connectors
 
     @classmethod
-    def from_settings(cls, settings: Settings, redis: Redis | None = None) -> "Runtime":
+    def from_settings(cls, settings: Settings, redis: Redis | None = None) -> Runtime:
         """Wire a runtime; migrates the database schema (idempotent)."""
         store = Store.from_url(settings.DATABASE_URL)
         store.migrate()
-        return cls(settings=settings, redis=redis or redis_connection(settings), store=store,
-                   rules=RulesHolder(settings.SLA_RULES_DIR), connectors=Connectors(settings.as_mapping()))
+        return cls(
+            settings=settings,
+            redis=redis or redis_connection(settings),
+            store=store,
+            rules=RulesHolder(settings.SLA_RULES_DIR),
+            connectors=Connectors(settings.as_mapping()),
+        )
 
 
 @functools.lru_cache(maxsize=1)

@@ -5,20 +5,21 @@ is replaced when its lock expires. A new leader rebuilds the deadline index from
 minute it re-reads the checks that SQL says are due, so neither a Redis flush nor a lost ZADD can hide a
 deadline (DESIGN.md sections 2 and 8).
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Callable
 
 from rq import Queue
 
 from plugin.adapters import deadlines
 from plugin.adapters import streams as ingest
-from plugin.jobs.runtime import Runtime
 from plugin.jobs.drain import backlog
+from plugin.jobs.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class Sweeper:
         """Re-create the deadline index from SQL; returns how many checks it holds."""
         checks = list(self.runtime.store.all_checks())
         for start in range(0, len(checks), 10_000):
-            deadlines.schedule(self.runtime.redis, checks[start:start + 10_000])
+            deadlines.schedule(self.runtime.redis, checks[start : start + 10_000])
         return len(checks)
 
     def step(self) -> int:
@@ -89,8 +90,12 @@ class Sweeper:
             if reconcile_every > 0 and self._every("reconciler", timedelta(seconds=reconcile_every), now):
                 # On the write-back queue: it calls the helpdesk's API, like the write-back, not the engine.
                 Queue(ingest.WRITEBACK_QUEUE, connection=self.runtime.redis).enqueue(
-                    "plugin.jobs.reconciler.run", job_id="sla-reconciler", job_timeout=600, result_ttl=0,
-                    failure_ttl=24 * 3600)
+                    "plugin.jobs.reconciler.run",
+                    job_id="sla-reconciler",
+                    job_timeout=600,
+                    result_ttl=0,
+                    failure_ttl=24 * 3600,
+                )
         return len(due)
 
     def _every(self, duty: str, period: timedelta, now: datetime) -> bool:

@@ -7,13 +7,15 @@ Jobs run on the RQ queue ``writeback``, one conversation per job, at most a few 
   for the note's marker among the conversation's messages, so a crash between the call and the commit never
   yields a second note.
 """
+
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 import logging
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -21,11 +23,11 @@ from redis import Redis
 
 from connectors.chatwoot.client import AuthError, ChatwootClient, NotFound
 from plugin.adapters import metrics
+from plugin.adapters.store import outbox
+from plugin.adapters.streams import WRITEBACK_QUEUE
 from plugin.core.engine.effects import LABELS_KEY
 from plugin.core.events import Event, parse_time
-from plugin.adapters.streams import WRITEBACK_QUEUE
 from plugin.jobs.runtime import Runtime, current_runtime
-from plugin.adapters.store import outbox
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +66,16 @@ def enqueue_writebacks(redis: Redis, keys: Iterable[tuple[int, int]]) -> None:
         existing = queue.fetch_job(job_id)
         if existing is not None and existing.get_status(refresh=False) in ("queued", "deferred", "scheduled"):
             continue
-        queue.enqueue("plugin.jobs.writeback.deliver", account_id, conversation_id, job_id=job_id,
-                      retry=Retry(max=len(RETRY_INTERVALS), interval=list(RETRY_INTERVALS)),
-                      job_timeout=120, result_ttl=60, failure_ttl=7 * 24 * 3600)
+        queue.enqueue(
+            "plugin.jobs.writeback.deliver",
+            account_id,
+            conversation_id,
+            job_id=job_id,
+            retry=Retry(max=len(RETRY_INTERVALS), interval=list(RETRY_INTERVALS)),
+            job_timeout=120,
+            result_ttl=60,
+            failure_ttl=7 * 24 * 3600,
+        )
 
 
 def deliver(account_id: int, conversation_id: int) -> int:
@@ -101,8 +110,13 @@ def repair_dropped_labels(runtime: Runtime, events: Iterable[Event]) -> int:
         dropped = sorted(set(event.previous_labels) - set(event.conversation.labels) - owned)
         if dropped:
             Queue(WRITEBACK_QUEUE, connection=runtime.redis).enqueue(
-                "plugin.jobs.writeback.restore_labels", event.account_id, event.conversation_id, dropped,
-                retry=Retry(max=len(RETRY_INTERVALS), interval=list(RETRY_INTERVALS)), job_timeout=120)
+                "plugin.jobs.writeback.restore_labels",
+                event.account_id,
+                event.conversation_id,
+                dropped,
+                retry=Retry(max=len(RETRY_INTERVALS), interval=list(RETRY_INTERVALS)),
+                job_timeout=120,
+            )
             queued += 1
     return queued
 
@@ -127,9 +141,11 @@ def requeue_stale_outbox(runtime: Runtime, now: datetime) -> int:
         return 0
     with runtime.store.engine.connect() as connection:
         rows = connection.execute(
-            sa.select(outbox.c.account_id, outbox.c.conversation_id).distinct()
+            sa.select(outbox.c.account_id, outbox.c.conversation_id)
+            .distinct()
             .where(outbox.c.state.in_(("pending", "sending")), outbox.c.updated_at < now - STALE_AFTER)
-            .limit(1000)).all()
+            .limit(1000)
+        ).all()
     enqueue_writebacks(runtime.redis, [(row.account_id, row.conversation_id) for row in rows])
     return len(rows)
 
@@ -147,12 +163,16 @@ def note_text(payload: Mapping[str, Any], now: datetime, marker: str) -> str:
     version = (payload.get("policy_version") or "")[:8]
     local_due = due.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
     if payload["kind"] == "correction":
-        return (f"SLA correction: the {metric} miss noted earlier did not happen. A reply or status change "
-                f"that arrived late shows the clock stopped in time (due {local_due}, policy "
-                f"{payload['policy_name']} v{version}). {marker}")
+        return (
+            f"SLA correction: the {metric} miss noted earlier did not happen. A reply or status change "
+            f"that arrived late shows the clock stopped in time (due {local_due}, policy "
+            f"{payload['policy_name']} v{version}). {marker}"
+        )
     late = _duration_text(max(now - due, timedelta(0)))
-    return (f"SLA missed: {metric} was due {local_due} ({zone.key}); {late} late as of "
-            f"{now.astimezone(zone).strftime('%H:%M %Z')}. Policy {payload['policy_name']} v{version}. {marker}")
+    return (
+        f"SLA missed: {metric} was due {local_due} ({zone.key}); {late} late as of "
+        f"{now.astimezone(zone).strftime('%H:%M %Z')}. Policy {payload['policy_name']} v{version}. {marker}"
+    )
 
 
 def _duration_text(duration: timedelta) -> str:
@@ -166,7 +186,7 @@ def _duration_text(duration: timedelta) -> str:
 class Writer:
     """Applies one conversation's outbox rows through a helpdesk client."""
 
-    def __init__(self, runtime: Runtime, client: ChatwootClient, clock=lambda: datetime.now(timezone.utc)):
+    def __init__(self, runtime: Runtime, client: ChatwootClient, clock=lambda: datetime.now(UTC)):
         self.runtime = runtime
         self.client = client
         self.clock = clock
@@ -182,8 +202,10 @@ class Writer:
                 # A revoked token will not heal by retrying: alert, and keep the intents for when it is fixed.
                 self.runtime.redis.set(_auth_failed_key(account_id), 1, ex=AUTH_BACKOFF_SECONDS)
                 metrics.incr(self.runtime.redis, "sla_writeback_failures_total", {"reason": "auth"})
-                log.error("helpdesk refused the API token; write-back paused until it is fixed",
-                          extra={"account_id": account_id, "conversation_id": conversation_id})
+                log.error(
+                    "helpdesk refused the API token; write-back paused until it is fixed",
+                    extra={"account_id": account_id, "conversation_id": conversation_id},
+                )
                 return 0
             except Exception:
                 metrics.incr(self.runtime.redis, "sla_writeback_failures_total", {"reason": "host"})
@@ -244,21 +266,33 @@ class Writer:
 
     def _pending(self, account_id: int, conversation_id: int):
         with self.runtime.store.engine.connect() as connection:
-            return connection.execute(sa.select(outbox).where(
-                outbox.c.account_id == account_id, outbox.c.conversation_id == conversation_id,
-                outbox.c.state.in_(("pending", "sending"))).order_by(outbox.c.created_at, outbox.c.key)).all()
+            return connection.execute(
+                sa.select(outbox)
+                .where(
+                    outbox.c.account_id == account_id,
+                    outbox.c.conversation_id == conversation_id,
+                    outbox.c.state.in_(("pending", "sending")),
+                )
+                .order_by(outbox.c.created_at, outbox.c.key)
+            ).all()
 
     def _state_of(self, account_id: int, conversation_id: int, key: str) -> str | None:
         with self.runtime.store.engine.connect() as connection:
-            return connection.execute(sa.select(outbox.c.state).where(
-                outbox.c.account_id == account_id, outbox.c.conversation_id == conversation_id,
-                outbox.c.key == key)).scalar()
+            return connection.execute(
+                sa.select(outbox.c.state).where(
+                    outbox.c.account_id == account_id, outbox.c.conversation_id == conversation_id, outbox.c.key == key
+                )
+            ).scalar()
 
     def _set_state(self, account_id: int, conversation_id: int, key: str, state: str, **values) -> None:
         with self.runtime.store.engine.begin() as connection:
-            connection.execute(outbox.update().where(
-                outbox.c.account_id == account_id, outbox.c.conversation_id == conversation_id,
-                outbox.c.key == key).values(state=state, updated_at=self.clock(), **values))
+            connection.execute(
+                outbox.update()
+                .where(
+                    outbox.c.account_id == account_id, outbox.c.conversation_id == conversation_id, outbox.c.key == key
+                )
+                .values(state=state, updated_at=self.clock(), **values)
+            )
 
     def _finish(self, row, state: str, **values) -> None:
         self._set_state(row.account_id, row.conversation_id, row.key, state, **values)
@@ -266,10 +300,16 @@ class Writer:
     def _finish_labels(self, row) -> None:
         """Mark the label intent done only if it is still the one we wrote; a newer one stays pending."""
         with self.runtime.store.engine.begin() as connection:
-            connection.execute(outbox.update().where(
-                outbox.c.account_id == row.account_id, outbox.c.conversation_id == row.conversation_id,
-                outbox.c.key == row.key, outbox.c.payload == row.payload).values(
-                state="done", updated_at=self.clock()))
+            connection.execute(
+                outbox.update()
+                .where(
+                    outbox.c.account_id == row.account_id,
+                    outbox.c.conversation_id == row.conversation_id,
+                    outbox.c.key == row.key,
+                    outbox.c.payload == row.payload,
+                )
+                .values(state="done", updated_at=self.clock())
+            )
 
     def _cancel(self, account_id: int, conversation_id: int, key: str) -> None:
         self._set_state(account_id, conversation_id, key, "cancelled")
@@ -290,8 +330,9 @@ class Writer:
     def _set_labels(self, conversation_id: int, labels: list[str]) -> None:
         """Replace the labels, remembering what we wrote so the echo webhook can tell our write from an agent's."""
         self.client.set_conversation_labels(conversation_id, labels)
-        self.runtime.redis.set(_written_key(self.client.account_id, conversation_id), json.dumps(labels),
-                               ex=WRITTEN_LABELS_TTL_SECONDS)
+        self.runtime.redis.set(
+            _written_key(self.client.account_id, conversation_id), json.dumps(labels), ex=WRITTEN_LABELS_TTL_SECONDS
+        )
 
     def restore_labels(self, conversation_id: int, labels: list[str]) -> None:
         """Add back agent labels our own read-merge-write dropped (an agent added them in between)."""
@@ -300,8 +341,10 @@ class Writer:
             missing = [title for title in labels if title not in current]
             if missing:
                 self._set_labels(conversation_id, current + missing)
-            log.info("restored agent labels lost to a concurrent edit",
-                     extra={"conversation_id": conversation_id, "labels": missing})
+            log.info(
+                "restored agent labels lost to a concurrent edit",
+                extra={"conversation_id": conversation_id, "labels": missing},
+            )
 
     def _write_note(self, row, payload: Mapping[str, Any]) -> None:
         marker = note_marker(row.account_id, row.conversation_id, row.key)

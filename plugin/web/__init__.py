@@ -3,6 +3,7 @@
 The receiver only verifies, deduplicates and hands webhook bodies to the workers through Redis
 (:mod:`plugin.adapters.streams`); no SLA logic runs in a request (DESIGN.md section 2).
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,8 +54,13 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     app.config["MAX_CONTENT_LENGTH"] = settings.SLA_MAX_BODY_BYTES + 1
     os.makedirs(app.instance_path, exist_ok=True)
     redis = redis if redis is not None else redis_connection(settings)
-    app.extensions["sla"] = SlaExtension(settings=settings, redis=redis, rules=RulesHolder(settings.SLA_RULES_DIR),
-                                         counters=CounterBuffer(redis), connectors=Connectors(settings.as_mapping()))
+    app.extensions["sla"] = SlaExtension(
+        settings=settings,
+        redis=redis,
+        rules=RulesHolder(settings.SLA_RULES_DIR),
+        counters=CounterBuffer(redis),
+        connectors=Connectors(settings.as_mapping()),
+    )
     _migrate(settings)
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(health.blueprint)

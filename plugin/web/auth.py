@@ -9,11 +9,12 @@ A setting that is not configured closes its endpoints with 403 and says which va
 wrong token gets 401. Tokens are compared in constant time and never logged (the log handler also masks
 every configured secret).
 """
+
 from __future__ import annotations
 
 import functools
 import hmac
-from typing import Callable
+from collections.abc import Callable
 
 from flask import Response, current_app, jsonify, request
 
@@ -48,8 +49,10 @@ def check(settings_names: tuple[str, ...], allow_query: bool) -> Response | None
     settings = current_app.extensions["sla"].settings
     expected = [getattr(settings, name) for name in settings_names]
     if not any(expected):
-        return _refuse(403, f"these endpoints are disabled until {settings_names[0]} is set "
-                            f"(an environment variable of the plugin)")
+        return _refuse(
+            403,
+            f"these endpoints are disabled until {settings_names[0]} is set (an environment variable of the plugin)",
+        )
     presented = _presented(allow_query)
     if presented is None:
         how = "an Authorization: Bearer header" + (" or ?token=" if allow_query else "")
@@ -62,13 +65,17 @@ def check(settings_names: tuple[str, ...], allow_query: bool) -> Response | None
 
 def requires(*settings_names: str, allow_query: bool = False) -> Callable:
     """Decorate a view so it answers only requests with one of these settings' tokens."""
+
     def decorate(view: Callable) -> Callable:
         @functools.wraps(view)
         def guarded(*args, **kwargs):
-            refusal = check(settings_names, allow_query or request.path.endswith(".csv")
-                            or request.args.get("format") == "csv")
+            refusal = check(
+                settings_names, allow_query or request.path.endswith(".csv") or request.args.get("format") == "csv"
+            )
             return refusal if refusal is not None else view(*args, **kwargs)
+
         return guarded
+
     return decorate
 
 

@@ -1,4 +1,5 @@
 """``GET /healthz`` (is every part usable?) and ``GET /metrics`` (Prometheus text format)."""
+
 from __future__ import annotations
 
 import logging
@@ -12,8 +13,8 @@ from rq import Queue
 from sqlalchemy import text
 
 from plugin.adapters import metrics
-from plugin.adapters.streams import EVENTS_QUEUE
 from plugin.adapters.settings import MASK
+from plugin.adapters.streams import EVENTS_QUEUE
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +67,17 @@ def _database_state(engine) -> dict[str, Any]:
     started = time.perf_counter()
     with engine.connect() as connection:
         connection.execute(text("SELECT 1"))
-    return {"ok": True, "backend": engine.dialect.name,
-            "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+    return {"ok": True, "backend": engine.dialect.name, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
 
 
 def _queue_state(redis: Redis) -> dict[str, Any]:
     try:
         stream_length, pending = metrics.event_stream_state(redis)
-        return {EVENTS_QUEUE: Queue(EVENTS_QUEUE, connection=redis).count,
-                "stream_length": stream_length, "pending": pending}
+        return {
+            EVENTS_QUEUE: Queue(EVENTS_QUEUE, connection=redis).count,
+            "stream_length": stream_length,
+            "pending": pending,
+        }
     except RedisError:
         return {EVENTS_QUEUE: None, "stream_length": None, "pending": None}
 

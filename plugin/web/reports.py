@@ -6,22 +6,32 @@ JSON endpoints (filters as query parameters, see :meth:`plugin.adapters.report_q
 ``conversations?page=&per_page=&missed=true`` and ``conversations/<account>/<id>`` (one conversation with
 its misses and SLA event log). All need the admin token (:mod:`plugin.web.auth`).
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request, stream_with_context
 
-from plugin.core.reports.csv_export import csv_lines
-from plugin.core.reports.figures import CONVERSATION_COLUMNS, METRIC_PREFIXES, ReportError, parse_page, percent, row_values, table
 from plugin.adapters.report_queries import DIMENSIONS, Reports
+from plugin.core.reports.csv_export import csv_lines
+from plugin.core.reports.figures import (
+    CONVERSATION_COLUMNS,
+    METRIC_PREFIXES,
+    ReportError,
+    parse_page,
+    percent,
+    row_values,
+    table,
+)
 from plugin.core.reports.filters import Filters
 from plugin.web.auth import admin_page, admin_required
 
-blueprint = Blueprint("reports", __name__, template_folder="../templates", static_folder="../static",
-                      static_url_path="/static/sla")
+blueprint = Blueprint(
+    "reports", __name__, template_folder="../templates", static_folder="../static", static_url_path="/static/sla"
+)
 
 REPORT_KINDS = ("summary", "series", "grid", "breakdown", "conversations")
 
@@ -75,15 +85,20 @@ def _csv(kind: str, params: dict[str, list[str]]) -> Response:
     if kind == "conversations":
         # Every conversation of the cohort, not one page: streamed in chunks.
         only_missed = parse_page(params)[2]
-        rows = (row_values(item, CONVERSATION_COLUMNS)
-                for item in reports().iter_conversations(filters, only_missed))
+        rows = (row_values(item, CONVERSATION_COLUMNS) for item in reports().iter_conversations(filters, only_missed))
         columns = CONVERSATION_COLUMNS
     else:
         columns, rows = table(kind, build(kind, params))
-    name = f"sla-{kind}-{filters.since:%Y%m%d}-{filters.until:%Y%m%d}.csv" if filters.since and filters.until \
+    name = (
+        f"sla-{kind}-{filters.since:%Y%m%d}-{filters.until:%Y%m%d}.csv"
+        if filters.since and filters.until
         else f"sla-{kind}.csv"
-    return Response(stream_with_context(csv_lines(columns, rows)), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    )
+    return Response(
+        stream_with_context(csv_lines(columns, rows)),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 @blueprint.get("/api/reports/conversations/<int:account_id>/<int:conversation_id>")
@@ -127,9 +142,16 @@ def page() -> str:
         return f"{path}?{urlencode(query, doseq=True)}"
 
     return render_template(
-        "reports.html", data=data, filters=filters.describe(), link=link, percent=percent,
-        metric_prefixes=METRIC_PREFIXES, only_missed=only_missed, token=token,
-        generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+        "reports.html",
+        data=data,
+        filters=filters.describe(),
+        link=link,
+        percent=percent,
+        metric_prefixes=METRIC_PREFIXES,
+        only_missed=only_missed,
+        token=token,
+        generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    )
 
 
 @blueprint.get("/reports/conversations/<int:account_id>/<int:conversation_id>")

@@ -7,9 +7,10 @@ app's URL as ``?token=``); that token opens nothing else. Countdowns tick in the
 this endpoint adds what only the policy's calendar knows: whether it is open now, when that changes, and
 the working time left (chatwoot-notes.md section 4, DESIGN.md 10.3).
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,8 +23,13 @@ from plugin.core.reports.figures import METRIC_PREFIXES
 from plugin.web.auth import sidebar_required
 from plugin.web.reports import reports
 
-blueprint = Blueprint("sidebar", __name__, template_folder="../templates", static_folder="../static",
-                      static_url_path="/static/sla-sidebar")
+blueprint = Blueprint(
+    "sidebar",
+    __name__,
+    template_folder="../templates",
+    static_folder="../static",
+    static_url_path="/static/sla-sidebar",
+)
 
 # How far ahead to look for the calendar's next opening or closing (a long holiday still fits).
 CALENDAR_LOOKAHEAD = timedelta(days=21)
@@ -43,8 +49,11 @@ def page() -> tuple[str, int] | Response:
     """The Dashboard App page (an iframe in Chatwoot's conversation view)."""
     settings = current_app.extensions["sla"].settings
     origin = chatwoot_origin(settings.CHATWOOT_URL)
-    response = current_app.make_response(render_template(
-        "sidebar.html", chatwoot_origin=origin or "", default_account=settings.CHATWOOT_ACCOUNT_ID or ""))
+    response = current_app.make_response(
+        render_template(
+            "sidebar.html", chatwoot_origin=origin or "", default_account=settings.CHATWOOT_ACCOUNT_ID or ""
+        )
+    )
     # Only the helpdesk may frame the app; without CHATWOOT_URL nobody can, and the page says why.
     response.headers["Content-Security-Policy"] = f"frame-ancestors {origin or chr(39) + 'none' + chr(39)}"
     response.headers["Referrer-Policy"] = "no-referrer"
@@ -58,13 +67,11 @@ def conversation(account_id: int, conversation_id: int) -> tuple[Response, int] 
     settings = current_app.extensions["sla"].settings
     if settings.CHATWOOT_ACCOUNT_ID is not None and account_id != settings.CHATWOOT_ACCOUNT_ID:
         return jsonify({"error": "not this plugin's account"}), 404
-    now = datetime.now(timezone.utc)
-    return jsonify(sidebar_view(reports().conversation(account_id, conversation_id), account_id,
-                                conversation_id, now))
+    now = datetime.now(UTC)
+    return jsonify(sidebar_view(reports().conversation(account_id, conversation_id), account_id, conversation_id, now))
 
 
-def sidebar_view(item: dict[str, Any] | None, account_id: int, conversation_id: int,
-                 now: datetime) -> dict[str, Any]:
+def sidebar_view(item: dict[str, Any] | None, account_id: int, conversation_id: int, now: datetime) -> dict[str, Any]:
     """What the sidebar shows of one conversation (``item`` from :meth:`Reports.conversation`)."""
     base = {"account_id": account_id, "conversation_id": conversation_id, "now": format_time(now)}
     if item is None:
@@ -89,18 +96,33 @@ def sidebar_view(item: dict[str, Any] | None, account_id: int, conversation_id: 
             due = parse_time(due_at)
             remaining = calendar.working_between(now, due) if due > now else -int((now - due).total_seconds())
         metrics[metric] = {
-            "status": status, "due_at": due_at, "stopped_at": item[f"{prefix}_stopped_at"],
-            "missed_at": item[f"{prefix}_missed_at"], "misses": item[f"{prefix}_misses"],
+            "status": status,
+            "due_at": due_at,
+            "stopped_at": item[f"{prefix}_stopped_at"],
+            "missed_at": item[f"{prefix}_missed_at"],
+            "misses": item[f"{prefix}_misses"],
             "target_seconds": policy.targets.get(metric),
-            "calendar_open_now": open_now, "calendar_changes_at": changes_at,
+            "calendar_open_now": open_now,
+            "calendar_changes_at": changes_at,
             "remaining_working_seconds": remaining,
             **({"misses_per_message": item["nrt_misses_per_message"]} if prefix == "nrt" else {}),
         }
     return {
-        **base, "status": item["status"], "resolved": item["resolved"], "evaluated_at": item["evaluated_at"],
-        "policy": {"id": policy.id, "name": policy.name, "description": policy.description, "mode": policy.mode,
-                   "version": policy.version[:12], "target": policy.target, "calendar": policy.calendar_id,
-                   "timezone": calendar.timezone, "pause_when": sorted(policy.pause_when)},
+        **base,
+        "status": item["status"],
+        "resolved": item["resolved"],
+        "evaluated_at": item["evaluated_at"],
+        "policy": {
+            "id": policy.id,
+            "name": policy.name,
+            "description": policy.description,
+            "mode": policy.mode,
+            "version": policy.version[:12],
+            "target": policy.target,
+            "calendar": policy.calendar_id,
+            "timezone": calendar.timezone,
+            "pause_when": sorted(policy.pause_when),
+        },
         "metrics": metrics,
         "misses": [miss for miss in item["misses"] if miss["corrected_at"] is None],
         # In the order things happened (the log is in the order they were recorded; a late event's

@@ -7,18 +7,19 @@ already-seen delivery 202 "duplicate", else queued 202 "queued". Redis unreachab
 not remembered, so the helpdesk's retry is accepted. The request parses the body once and runs no SLA logic;
 unknown event names are queued too (the worker ignores them).
 """
+
 from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Blueprint, Response, current_app, request
 from redis.exceptions import RedisError
 
 from connectors.base import UnknownConnector, WebhookRejected
-from plugin.adapters.streams import forget_delivery, remember_delivery, submit
 from plugin.adapters.metrics import CounterBuffer
+from plugin.adapters.streams import forget_delivery, remember_delivery, submit
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +48,15 @@ def receive(connector_name: str) -> Response:
     if len(body) > limit:
         return _refuse_too_large(sla.counters, name, len(body))
 
-    received_at = datetime.now(timezone.utc)
+    received_at = datetime.now(UTC)
     try:
         connector.verify(request.headers, body, request.args, received_at)
     except WebhookRejected as rejection:
-        log.warning("webhook rejected: %s", rejection.reason,
-                    extra={"connector": name, "status": rejection.status, "remote_addr": request.remote_addr})
+        log.warning(
+            "webhook rejected: %s",
+            rejection.reason,
+            extra={"connector": name, "status": rejection.status, "remote_addr": request.remote_addr},
+        )
         return _counted(sla.counters, name, rejection.status, "rejected")
 
     try:
@@ -61,8 +65,9 @@ def receive(connector_name: str) -> Response:
         log.warning("webhook body is not JSON", extra={"connector": name, "size": len(body)})
         return _counted(sla.counters, name, 400, "invalid")
     if not isinstance(payload, dict):
-        log.warning("webhook body is JSON but not an object",
-                    extra={"connector": name, "json_type": type(payload).__name__})
+        log.warning(
+            "webhook body is JSON but not an object", extra={"connector": name, "json_type": type(payload).__name__}
+        )
         return _counted(sla.counters, name, 400, "invalid")
     if _nested_deeper_than(payload, MAX_JSON_DEPTH):
         # Real payloads are a few levels deep; a deeply nested one would exhaust the workers' recursion
@@ -74,9 +79,15 @@ def receive(connector_name: str) -> Response:
     expected_account = sla.settings.CHATWOOT_ACCOUNT_ID
     delivery_key = connector.delivery_key(request.headers, body)
     if expected_account is not None and account_id is not None and account_id != expected_account:
-        log.info("webhook of another account ignored", extra={
-            "connector": name, "account_id": account_id, "delivery_id": delivery_key,
-            "event": payload.get("event")})
+        log.info(
+            "webhook of another account ignored",
+            extra={
+                "connector": name,
+                "account_id": account_id,
+                "delivery_id": delivery_key,
+                "event": payload.get("event"),
+            },
+        )
         return _counted(sla.counters, name, 202, "ignored")
 
     try:
@@ -86,8 +97,10 @@ def receive(connector_name: str) -> Response:
         _submit_or_forget(sla.redis, name, body, received_at, delivery_key)
     except RedisError as error:
         # Nothing is lost: the delivery is not remembered, so the helpdesk's retry will be queued.
-        log.error("redis unavailable, webhook not queued", extra={
-            "connector": name, "delivery_id": delivery_key, "error": type(error).__name__})
+        log.error(
+            "redis unavailable, webhook not queued",
+            extra={"connector": name, "delivery_id": delivery_key, "error": type(error).__name__},
+        )
         return _counted(sla.counters, name, 503, "unavailable")
 
     log.debug("webhook queued", extra={"connector": name, "delivery_id": delivery_key, "account_id": account_id})
@@ -118,8 +131,10 @@ def _submit_or_forget(redis, connector: str, body: bytes, received_at: datetime,
         except RedisError:
             # Redis went away between remembering and queueing: a retry within the dedupe key's lifetime
             # would be dropped as a duplicate, so say so where an operator will look.
-            log.error("delivery remembered but not queued; a retry may be dropped as a duplicate",
-                      extra={"connector": connector, "delivery_id": delivery_key})
+            log.error(
+                "delivery remembered but not queued; a retry may be dropped as a duplicate",
+                extra={"connector": connector, "delivery_id": delivery_key},
+            )
         raise
 
 

@@ -6,6 +6,7 @@ Properties: every webhook request gets a 2xx or 4xx answer, never a 5xx; the wor
 was accepted, acknowledges every entry, and keeps what it cannot read in the dead-letter stream; every bad
 rule file is a clear error of ``sla-plugin rules check`` (file, line, what was expected), never a crash.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,26 +18,37 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rq import Queue, SimpleWorker
 from rq.registry import FailedJobRegistry
 
-from plugin.cli.main import main as cli
-from plugin.adapters.streams import EVENTS_QUEUE, STREAM
 from plugin.adapters.rule_files import check_rules
+from plugin.adapters.streams import EVENTS_QUEUE, STREAM
+from plugin.cli.main import main as cli
 from plugin.jobs.drain import DEAD_LETTERS, backlog
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "chatwoot"
 FIXTURE_NAMES = sorted(path.stem for path in FIXTURES.glob("*.json"))
 SECRET = "whsec-fuzz-5f4e3d2c1b"
-FUZZ = settings(max_examples=120, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                         HealthCheck.too_slow, HealthCheck.data_too_large],
-                deadline=None)
+FUZZ = settings(
+    max_examples=120,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+    deadline=None,
+)
 
-json_scalars = (st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
-                | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40))
-json_values = st.recursive(json_scalars, lambda children: st.lists(children, max_size=4)
-                           | st.dictionaries(st.text(max_size=12), children, max_size=4), max_leaves=25)
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=40)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=25,
+)
 
 
 def fixture(name: str) -> dict:
@@ -69,8 +81,7 @@ def mutate(payload: dict, path: tuple, replacement, delete: bool) -> dict:
 
 
 def post(client, body: bytes, headers: dict | None = None):
-    return client.post("/webhooks/chatwoot", data=body, headers={"Content-Type": "application/json",
-                                                                   **(headers or {})})
+    return client.post("/webhooks/chatwoot", data=body, headers={"Content-Type": "application/json", **(headers or {})})
 
 
 def assert_not_5xx(response) -> None:
@@ -83,8 +94,10 @@ def run_worker_over_accepted(redis) -> dict:
     failed = FailedJobRegistry(EVENTS_QUEUE, connection=redis)
     assert failed.count == 0, [failed.get_job_ids()]
     assert backlog(redis) == 0, "entries left unacknowledged in the stream"
-    outcome = {"dead_letters": redis.xlen(DEAD_LETTERS) if redis.exists(DEAD_LETTERS) else 0,
-               "stream": redis.xlen(STREAM) if redis.exists(STREAM) else 0}
+    outcome = {
+        "dead_letters": redis.xlen(DEAD_LETTERS) if redis.exists(DEAD_LETTERS) else 0,
+        "stream": redis.xlen(STREAM) if redis.exists(STREAM) else 0,
+    }
     print(f"worker over fuzzed input: {outcome}")
     return outcome
 
@@ -92,9 +105,14 @@ def run_worker_over_accepted(redis) -> dict:
 @pytest.fixture(autouse=True)
 def worker_environment(tmp_path, redis_server, runtime_environment):
     """The in-process worker's runtime reads the environment: the same Redis and database as the app."""
-    runtime_environment(DATABASE_URL=f"sqlite:///{tmp_path / 'sla.sqlite3'}", REDIS_URL=redis_server.url,
-                        SLA_RULES_DIR=str(Path(__file__).parents[2] / "rules"), CHATWOOT_URL=None,
-                        CHATWOOT_ACCOUNT_ID=None, CHATWOOT_WEBHOOK_SECRET=None)
+    runtime_environment(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'sla.sqlite3'}",
+        REDIS_URL=redis_server.url,
+        SLA_RULES_DIR=str(Path(__file__).parents[2] / "rules"),
+        CHATWOOT_URL=None,
+        CHATWOOT_ACCOUNT_ID=None,
+        CHATWOOT_WEBHOOK_SECRET=None,
+    )
 
 
 @pytest.fixture
@@ -153,11 +171,26 @@ def test_real_payloads_with_fields_replaced_or_removed_never_crash_anything(open
     assert outcome["dead_letters"] > 0  # some mutations made a payload unusable: kept aside, not dropped
 
 
-@pytest.mark.parametrize("case", [
-    "huge string", "body over the limit", "10,000 nested lists", "deep nesting inside a payload",
-    "nesting just under the limit", "unicode everywhere", "lone surrogate", "invalid UTF-8", "NaN and Infinity",
-    "huge numbers", "missing every field", "empty body", "byte order mark", "null id", "negative id",
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "huge string",
+        "body over the limit",
+        "10,000 nested lists",
+        "deep nesting inside a payload",
+        "nesting just under the limit",
+        "unicode everywhere",
+        "lone surrogate",
+        "invalid UTF-8",
+        "NaN and Infinity",
+        "huge numbers",
+        "missing every field",
+        "empty body",
+        "byte order mark",
+        "null id",
+        "negative id",
+    ],
+)
 def test_hostile_bodies_get_a_clear_answer_and_the_worker_survives(open_client, redis, case):
     created = fixture("conversation_created")
     message = fixture("message_created-incoming")
@@ -168,13 +201,23 @@ def test_hostile_bodies_get_a_clear_answer_and_the_worker_survives(open_client, 
     elif case == "10,000 nested lists":
         body, expected = b"[" * 10_000 + b"]" * 10_000, 400
     elif case == "deep nesting inside a payload":
-        body, expected = json.dumps(dict(created, custom_attributes={"x": json.loads("[" * 900 + "]" * 900)})).encode(), 400
+        body, expected = (
+            json.dumps(dict(created, custom_attributes={"x": json.loads("[" * 900 + "]" * 900)})).encode(),
+            400,
+        )
     elif case == "nesting just under the limit":
-        body, expected = json.dumps(dict(created, custom_attributes={"x": json.loads("[" * 60 + "]" * 60)})).encode(), 202
+        body, expected = (
+            json.dumps(dict(created, custom_attributes={"x": json.loads("[" * 60 + "]" * 60)})).encode(),
+            202,
+        )
     elif case == "unicode everywhere":
         text = "Ünïcødé 🚀 مرحبا 你好 \u200b\u202e zalgo ̸̡̛"
-        body, expected = json.dumps(dict(message, content=text, sender=dict(message["sender"], name=text)),
-                                    ensure_ascii=False).encode(), 202
+        body, expected = (
+            json.dumps(
+                dict(message, content=text, sender=dict(message["sender"], name=text)), ensure_ascii=False
+            ).encode(),
+            202,
+        )
     elif case == "lone surrogate":
         body, expected = json.dumps(dict(message, content="\ud800 broken")).encode(), 202
     elif case == "invalid UTF-8":
@@ -212,7 +255,7 @@ def test_signatures_stale_replayed_or_garbage_are_401_never_5xx(make_app, redis)
     body = (FIXTURES / "message_created-incoming.json").read_bytes()
 
     @FUZZ
-    @given(offset=st.integers(min_value=-10**7, max_value=10**7), delivery=latin1_text)
+    @given(offset=st.integers(min_value=-(10**7), max_value=10**7), delivery=latin1_text)
     def skewed(offset, delivery):
         headers = {**signed(body, int(time.time()) + offset), "X-Chatwoot-Delivery": delivery}
         response = post(client, body, headers)
@@ -232,17 +275,33 @@ def test_signatures_stale_replayed_or_garbage_are_401_never_5xx(make_app, redis)
     garbage()
     # A timestamp of thousands of digits, a signature of another body, of another secret.
     now = int(time.time())
-    for headers in ({"X-Chatwoot-Signature": "sha256=00", "X-Chatwoot-Timestamp": "9" * 5000},
-                    {**signed(body + b" ", now)}, {**signed(body, now, secret="another-secret")},
-                    {**signed(body, now - 360)}):
+    for headers in (
+        {"X-Chatwoot-Signature": "sha256=00", "X-Chatwoot-Timestamp": "9" * 5000},
+        {**signed(body + b" ", now)},
+        {**signed(body, now, secret="another-secret")},
+        {**signed(body, now - 360)},
+    ):
         assert post(client, body, headers).status_code == 401
     run_worker_over_accepted(redis)
 
 
 # -- rule files ---------------------------------------------------------------------------------------------
 
-CATASTROPHIC = ["(a+)+$", "(.*)*x", "^(\\w+\\s?)+$", "(a*)*b", "([a-z]+)*@", "(?:x+y*)+z", "(a|b+)*c",
-                "((ab)*)+$", "(\\d+\\.?)+$", "(a|a)*$", "(a|aa)+$", "(a+){10}$", "(x|xy)*z"]
+CATASTROPHIC = [
+    "(a+)+$",
+    "(.*)*x",
+    "^(\\w+\\s?)+$",
+    "(a*)*b",
+    "([a-z]+)*@",
+    "(?:x+y*)+z",
+    "(a|b+)*c",
+    "((ab)*)+$",
+    "(\\d+\\.?)+$",
+    "(a|a)*$",
+    "(a|aa)+$",
+    "(a+){10}$",
+    "(x|xy)*z",
+]
 
 
 def rules_file(directory: Path, content: str) -> Path:
@@ -257,35 +316,52 @@ def rules_check(directory: Path):
 
 @pytest.mark.parametrize("pattern", CATASTROPHIC)
 def test_catastrophic_regular_expressions_are_refused_by_rules_check(tmp_path, pattern):
-    directory = rules_file(tmp_path / "rules", json.dumps({
-        "policies": {"p": {"first_response": "1h"}},
-        "rules": [{"name": "r", "apply": "p", "when": {"field": "content", "op": "matches", "value": pattern}}],
-    }, indent=2))
+    directory = rules_file(
+        tmp_path / "rules",
+        json.dumps(
+            {
+                "policies": {"p": {"first_response": "1h"}},
+                "rules": [{"name": "r", "apply": "p", "when": {"field": "content", "op": "matches", "value": pattern}}],
+            },
+            indent=2,
+        ),
+    )
     result = rules_check(directory)
     assert result.exit_code == 1, result.output
     assert "10-rules.json:" in result.output and "/rules/0/when/value" in result.output
     assert "repeats a repetition" in result.output and "would not load" in result.output
 
 
-@pytest.mark.parametrize("content, expected", [
-    ('{"policies": {"p": {"first_response": "1h"}', "not valid JSON: Expecting ',' delimiter"),
-    ('{"policies": {"p": {"first_response": "1h"}}, "rules": [,]}', "not valid JSON"),
-    ("", "not valid JSON"),
-    ('["not", "an", "object"]', "is not of type 'object'"),
-    ('{"policies": {"p": {"first_response": "soon"}}}', "duration"),
-    ('{"policies": {"p": {"first_response": "1h", "target": 7}}}', "target"),
-    ('{"rules": [{"name": "r", "apply": "p", "when": {"field": "content", "op": "matches", "value": "("}}]}',
-     "does not compile"),
-    ('{"policies": {"p": {"first_response": "1h"}}, "rules": [{"name": 5, "apply": "p", "when": {"all": []}}]}',
-     "name"),
-    ('{"policies": {"p": {"first_response": "1h"}}, "surprise": true}', "surprise"),
-    # Found by the fuzzing below: an "apply" that is a list or an object crashed the check (unhashable).
-    ('{"policies": {"p": {"first_response": "1h"}}, "rules": [{"name": "r", "apply": [], "when": {"all": []}}]}',
-     "is not of type 'string'"),
-    ('{"policies": {"p": {"first_response": "1h"}}, "rules": [{"name": "r", "apply": {}, "when": {"all": []}}]}',
-     "is not of type 'string'"),
-    ("[" * 5000 + "]" * 5000, "nested too deeply"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ('{"policies": {"p": {"first_response": "1h"}', "not valid JSON: Expecting ',' delimiter"),
+        ('{"policies": {"p": {"first_response": "1h"}}, "rules": [,]}', "not valid JSON"),
+        ("", "not valid JSON"),
+        ('["not", "an", "object"]', "is not of type 'object'"),
+        ('{"policies": {"p": {"first_response": "soon"}}}', "duration"),
+        ('{"policies": {"p": {"first_response": "1h", "target": 7}}}', "target"),
+        (
+            '{"rules": [{"name": "r", "apply": "p", "when": {"field": "content", "op": "matches", "value": "("}}]}',
+            "does not compile",
+        ),
+        (
+            '{"policies": {"p": {"first_response": "1h"}}, "rules": [{"name": 5, "apply": "p", "when": {"all": []}}]}',
+            "name",
+        ),
+        ('{"policies": {"p": {"first_response": "1h"}}, "surprise": true}', "surprise"),
+        # Found by the fuzzing below: an "apply" that is a list or an object crashed the check (unhashable).
+        (
+            '{"policies": {"p": {"first_response": "1h"}}, "rules": [{"name": "r", "apply": [], "when": {"all": []}}]}',
+            "is not of type 'string'",
+        ),
+        (
+            '{"policies": {"p": {"first_response": "1h"}}, "rules": [{"name": "r", "apply": {}, "when": {"all": []}}]}',
+            "is not of type 'string'",
+        ),
+        ("[" * 5000 + "]" * 5000, "nested too deeply"),
+    ],
+)
 def test_malformed_and_schema_violating_rule_files_are_clear_errors(tmp_path, content, expected):
     result = rules_check(rules_file(tmp_path / "rules", content))
     assert result.exit_code == 1, result.output
@@ -311,8 +387,9 @@ def test_random_and_mutated_rule_files_never_crash_the_check(tmp_path_factory, d
         document = shipped
         for _ in range(data.draw(st.integers(1, 3))):
             paths = [path for path in paths_of(document) if path]
-            document = mutate(document, data.draw(st.sampled_from(paths)), data.draw(json_values),
-                              data.draw(st.booleans()))
+            document = mutate(
+                document, data.draw(st.sampled_from(paths)), data.draw(json_values), data.draw(st.booleans())
+            )
     directory = rules_file(tmp_path_factory.mktemp("rules"), json.dumps(document, indent=2))
     problems = check_rules(directory)  # never raises
     for problem in problems:
@@ -358,8 +435,10 @@ def test_read_endpoints_fuzzed_from_the_openapi_description_never_5xx(make_app):
     operations = []
     for path, item in document["paths"].items():
         if "get" in item:
-            parameters = [document["components"]["parameters"][p["$ref"].rsplit("/", 1)[1]] if "$ref" in p else p
-                          for p in item["get"].get("parameters", [])]
+            parameters = [
+                document["components"]["parameters"][p["$ref"].rsplit("/", 1)[1]] if "$ref" in p else p
+                for p in item["get"].get("parameters", [])
+            ]
             operations.append((path, parameters))
 
     @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -3,11 +3,12 @@
 Webhook bodies (the real Chatwoot fixtures) go in through the same hand-over the web receiver uses; a real
 RQ worker drains them; the stored evaluation must equal what ``replay`` computes from the same bodies.
 """
+
 from __future__ import annotations
 
 import json
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from rq import Queue, SimpleWorker
@@ -15,18 +16,35 @@ from rq import Queue, SimpleWorker
 from connectors import get_connector
 from plugin.adapters import deadlines
 from plugin.adapters import streams as ingest
+from plugin.adapters.rule_files import load_rules
 from plugin.adapters.streams import EVENTS_QUEUE
 from plugin.cli.replay import replay
-from plugin.adapters.rule_files import load_rules
 
-TIMELINE = ["conversation_created", "message_created-incoming", "message_created-private_note",
-            "message_created-outgoing", "conversation_updated-labels", "conversation_updated-custom_attributes",
-            "conversation_status_changed-resolved", "conversation_updated-by_sla_evaluator",
-            "conversation_typing_on"]
+TIMELINE = [
+    "conversation_created",
+    "message_created-incoming",
+    "message_created-private_note",
+    "message_created-outgoing",
+    "conversation_updated-labels",
+    "conversation_updated-custom_attributes",
+    "conversation_status_changed-resolved",
+    "conversation_updated-by_sla_evaluator",
+    "conversation_typing_on",
+]
 
-RULES = {"policies": {"standard": {"name": "Standard", "first_response": "1h", "next_response": "2h",
-                                   "resolution": "24h", "warn_before": "15m", "target": 0.9}},
-         "rules": [{"name": "Everything", "when": {"all": []}, "apply": "standard"}]}
+RULES = {
+    "policies": {
+        "standard": {
+            "name": "Standard",
+            "first_response": "1h",
+            "next_response": "2h",
+            "resolution": "24h",
+            "warn_before": "15m",
+            "target": 0.9,
+        }
+    },
+    "rules": [{"name": "Everything", "when": {"all": []}, "apply": "standard"}],
+}
 
 
 @pytest.fixture
@@ -41,7 +59,7 @@ def run_worker(redis) -> None:
 
 def submit(redis, bodies: list[bytes]) -> None:
     for body in bodies:
-        ingest.submit(redis, "chatwoot", body, received_at=datetime.now(timezone.utc))
+        ingest.submit(redis, "chatwoot", body, received_at=datetime.now(UTC))
 
 
 def test_fixture_timeline_through_real_worker_matches_replay(runtime, fixture_payload):
@@ -52,8 +70,11 @@ def test_fixture_timeline_through_real_worker_matches_replay(runtime, fixture_pa
 
     stored = runtime.store.summary((1, 87))
     rule_set = load_rules(runtime.settings.SLA_RULES_DIR)
-    expected = replay([body.decode() for body in bodies], get_connector("chatwoot", {}), rule_set.match,
-                      rule_set.content_hash).evaluations[0].to_replay_json()
+    expected = (
+        replay([body.decode() for body in bodies], get_connector("chatwoot", {}), rule_set.match, rule_set.content_hash)
+        .evaluations[0]
+        .to_replay_json()
+    )
     assert {key: stored[key] for key in expected} == expected
     assert stored["status"] == "hit"  # resolved 11:00 with the first reply at 09:42:10 (due 10:00)
     assert stored["metrics"]["first_response"]["stopped_at"] == "2026-01-14T09:42:10Z"
@@ -88,8 +109,13 @@ def test_unreadable_payload_is_kept_aside_and_does_not_stop_the_queue(runtime, f
     broken = fixture_payload("message_created-incoming")
     del broken["conversation"]["id"]
     submit(runtime.redis, [json.dumps(broken).encode(), json.dumps(fixture_payload("conversation_created")).encode()])
-    ingest.submit(runtime.redis, "chatwoot", b'{"event": "message_created"}', received_at=datetime.now(timezone.utc),
-                  delivery_id="delivery-42")
+    ingest.submit(
+        runtime.redis,
+        "chatwoot",
+        b'{"event": "message_created"}',
+        received_at=datetime.now(UTC),
+        delivery_id="delivery-42",
+    )
     run_worker(runtime.redis)
     assert runtime.store.summary((1, 87))["policy"] == "standard"
     assert runtime.redis.xlen("sla:events:dead") == 2
@@ -98,7 +124,7 @@ def test_unreadable_payload_is_kept_aside_and_does_not_stop_the_queue(runtime, f
 
 def test_running_clocks_are_indexed_for_the_sweeper(runtime, fixture_payload):
     # Re-timed relative to now: the sweeper works on real time, so a clock must still be running.
-    now = int(datetime.now(timezone.utc).timestamp())
+    now = int(datetime.now(UTC).timestamp())
     created = fixture_payload("conversation_created")
     created.update(created_at=now - 60, updated_at=now - 60)
     submit(runtime.redis, [json.dumps(created).encode()])

@@ -1,8 +1,9 @@
 """The reconciler recovers what lost webhooks hid, through the same stream and engine as live webhooks."""
+
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import responses
@@ -15,8 +16,10 @@ from plugin.jobs.reconciler import reconcile
 
 BASE = "http://chatwoot.test"
 API = f"{BASE}/api/v1/accounts/1"
-RULES = {"policies": {"standard": {"name": "Standard", "first_response": "1h", "resolution": "24h"}},
-         "rules": [{"name": "Everything", "when": {"all": []}, "apply": "standard"}]}
+RULES = {
+    "policies": {"standard": {"name": "Standard", "first_response": "1h", "resolution": "24h"}},
+    "rules": [{"name": "Everything", "when": {"all": []}, "apply": "standard"}],
+}
 
 
 @pytest.fixture
@@ -30,14 +33,19 @@ def process_events(redis) -> None:
 
 def test_a_lost_reply_and_a_lost_resolution_are_recovered(runtime, fixture_payload):
     # Only the creation webhook arrived; the first reply (09:42:10) and the resolution (11:00) were lost.
-    ingest.submit(runtime.redis, "chatwoot", json.dumps(fixture_payload("conversation_created")).encode(),
-                  received_at=datetime.now(timezone.utc))
+    ingest.submit(
+        runtime.redis,
+        "chatwoot",
+        json.dumps(fixture_payload("conversation_created")).encode(),
+        received_at=datetime.now(UTC),
+    )
     process_events(runtime.redis)
     assert runtime.store.summary((1, 87))["metrics"]["first_response"]["status"] == "missed"
 
     resolved = fixture_payload("conversation_status_changed-resolved")
-    api_conversation = {key: value for key, value in resolved.items()
-                        if key not in ("event", "changed_attributes", "account")}
+    api_conversation = {
+        key: value for key, value in resolved.items() if key not in ("event", "changed_attributes", "account")
+    }
     incoming = fixture_payload("conversation_created")["messages"][0]  # push format, as the API lists them
     reply = resolved["messages"][0]
     with responses.RequestsMock() as mock:
@@ -51,8 +59,13 @@ def test_a_lost_reply_and_a_lost_resolution_are_recovered(runtime, fixture_paylo
     summary = runtime.store.summary((1, 87))
     assert summary["status"] == "hit"
     assert summary["metrics"]["first_response"] == {
-        "status": "hit", "started_at": "2026-01-14T09:00:00Z", "due_at": "2026-01-14T10:00:00Z",
-        "stopped_at": "2026-01-14T09:42:10Z", "missed_at": None, "misses": 0}
+        "status": "hit",
+        "started_at": "2026-01-14T09:00:00Z",
+        "due_at": "2026-01-14T10:00:00Z",
+        "stopped_at": "2026-01-14T09:42:10Z",
+        "missed_at": None,
+        "misses": 0,
+    }
     assert summary["metrics"]["resolution"]["stopped_at"] == "2026-01-14T11:00:00Z"
     kinds = [entry["kind"] for entry in runtime.store.log_entries((1, 87))]
     assert "miss_corrected" in kinds

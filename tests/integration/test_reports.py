@@ -3,21 +3,23 @@
 The data comes from real Chatwoot payloads pushed through a real RQ worker (``report_timelines.py`` has the
 eight timelines and why each ends as it does); the seed example of the target budget uses synthetic rows.
 """
+
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 
-from plugin.core.reports.filters import Filters
-from plugin.core.reports.figures import ReportError, hit_rate_text, misses_allowed, table, target_figures
 from plugin.adapters.report_queries import Reports
 from plugin.adapters.store import Store, applied
+from plugin.core.reports.figures import ReportError, hit_rate_text, misses_allowed, table, target_figures
+from plugin.core.reports.filters import Filters
+
 from report_timelines import load_scenario, report_rules, report_runtime, synthetic_rows  # noqa: F401 (fixtures)
 
-UTC = timezone.utc
+UTC = UTC
 WEEK = {"since": "2026-03-02", "until": "2026-03-08"}
 
 
@@ -69,21 +71,24 @@ def test_mode_filter_chooses_live_or_shadow_policies(reports):
     assert reports.summary(week(mode="all"))["overall"]["applied"] == 8
 
 
-@pytest.mark.parametrize("params, applied_count, missed", [
-    ({"inbox": "1"}, 4, 2),                    # 1, 2, 4, 6
-    ({"inbox": ["1", "9"]}, 5, 3),             # several values: any of them
-    ({"team": "10"}, 3, 2),                    # 1, 2, 3
-    ({"agent": "8"}, 3, 2),                    # 3, 5, 8
-    ({"policy": "urgent"}, 2, 1),
-    ({"channel": "Channel::WebWidget"}, 3, 2),  # 3, 5, 8
-    ({"priority": "urgent"}, 2, 1),
-    ({"label": "vip"}, 1, 1),
-    ({"label": "billing"}, 2, 1),
-    ({"label": "VIP"}, 1, 1),                  # Chatwoot labels are lower case
-    ({"label": "bill"}, 0, 0),                 # a whole label, not a part of one
-    ({"since": "2026-03-03", "until": "2026-03-03"}, 3, 1),  # a date as until: the end of that day
-    ({"since": "2026-03-03T08:00:00Z", "until": "2026-03-03T09:00:00Z"}, 2, 1),  # until is exclusive
-])
+@pytest.mark.parametrize(
+    "params, applied_count, missed",
+    [
+        ({"inbox": "1"}, 4, 2),  # 1, 2, 4, 6
+        ({"inbox": ["1", "9"]}, 5, 3),  # several values: any of them
+        ({"team": "10"}, 3, 2),  # 1, 2, 3
+        ({"agent": "8"}, 3, 2),  # 3, 5, 8
+        ({"policy": "urgent"}, 2, 1),
+        ({"channel": "Channel::WebWidget"}, 3, 2),  # 3, 5, 8
+        ({"priority": "urgent"}, 2, 1),
+        ({"label": "vip"}, 1, 1),
+        ({"label": "billing"}, 2, 1),
+        ({"label": "VIP"}, 1, 1),  # Chatwoot labels are lower case
+        ({"label": "bill"}, 0, 0),  # a whole label, not a part of one
+        ({"since": "2026-03-03", "until": "2026-03-03"}, 3, 1),  # a date as until: the end of that day
+        ({"since": "2026-03-03T08:00:00Z", "until": "2026-03-03T09:00:00Z"}, 2, 1),  # until is exclusive
+    ],
+)
 def test_filters(reports, params, applied_count, missed):
     overall = reports.summary(Filters.from_params({**WEEK, **params}))["overall"]
     assert (overall["applied"], overall["conversations_missed"]) == (applied_count, missed)
@@ -91,8 +96,9 @@ def test_filters(reports, params, applied_count, missed):
 
 def test_breakdowns(reports):
     def rows(by):
-        return {row["key"]: (row["applied"], row["conversations_missed"])
-                for row in reports.breakdown(week(), by)["rows"]}
+        return {
+            row["key"]: (row["applied"], row["conversations_missed"]) for row in reports.breakdown(week(), by)["rows"]
+        }
 
     assert rows("inbox") == {1: (4, 2), 2: (3, 2), 9: (1, 1)}
     assert rows("team") == {10: (3, 2), 20: (2, 1), None: (3, 2)}
@@ -111,7 +117,14 @@ def test_daily_and_hourly_series_in_utc(reports):
     daily = reports.series(week(), "day")["points"]
     assert [point["start"] for point in daily] == [f"2026-03-0{day}T00:00:00Z" for day in range(2, 9)]
     assert [(p["applied"], p["conversations_missed"]) for p in daily] == [
-        (3, 2), (3, 1), (2, 2), (0, 0), (0, 0), (0, 0), (0, 0)]
+        (3, 2),
+        (3, 1),
+        (2, 2),
+        (0, 0),
+        (0, 0),
+        (0, 0),
+        (0, 0),
+    ]
     assert daily[1]["hit_rate"] == pytest.approx(2 / 3) and daily[1]["hit_rate_text"] == "66.67%"
     assert daily[3]["hit_rate"] is None
     # The target line of a day mixes its policies' targets by applied SLAs: Tuesday 0.8, 0.8, 0.9.
@@ -124,12 +137,15 @@ def test_daily_and_hourly_series_in_utc(reports):
 
 def test_hour_by_weekday_grid_counts_misses_at_their_due_time(reports):
     grid = reports.grid(week())
-    cells = {(grid["weekdays"][day], hour): count for day, row in enumerate(grid["cells"])
-             for hour, count in enumerate(row) if count}
+    cells = {
+        (grid["weekdays"][day], hour): count
+        for day, row in enumerate(grid["cells"])
+        for hour, count in enumerate(row)
+        if count
+    }
     # Due times: 2 FRT Mon 11:00, 3 NRT Mon 12:20, 4 RT Tue 16:00, 7 FRT Wed 09:30, 8 NRT Wed 11:20 and
     # 14:00; 6's corrected FRT miss (Tue 11:00) is left out.
-    assert cells == {("mon", 11): 1, ("mon", 12): 1, ("tue", 16): 1, ("wed", 9): 1, ("wed", 11): 1,
-                     ("wed", 14): 1}
+    assert cells == {("mon", 11): 1, ("mon", 12): 1, ("tue", 16): 1, ("wed", 9): 1, ("wed", 11): 1, ("wed", 14): 1}
     assert grid["total"] == 6 and grid["by_hour"][11] == 2 and grid["by_weekday"][2] == 3
     assert reports.grid(week(inbox="1"))["total"] == 2
 
@@ -140,14 +156,17 @@ def test_drill_down_lists_conversations_with_the_time_of_each_miss(reports):
     # Newest SLA first, then by conversation id.
     assert [item["conversation_id"] for item in page["items"]] == [7, 8, 6]
     eight = page["items"][1]
-    assert eight["misses"] == [{"miss": "next_response#0", "metric": "next_response", "due_at": "2026-03-04T11:20:00Z"},
-                               {"miss": "next_response#1", "metric": "next_response", "due_at": "2026-03-04T14:00:00Z"}]
-    assert eight["missed_metrics"] == ["nrt"] and eight["link"] == \
-        "https://chat.example.com/app/accounts/1/conversations/8"
+    assert eight["misses"] == [
+        {"miss": "next_response#0", "metric": "next_response", "due_at": "2026-03-04T11:20:00Z"},
+        {"miss": "next_response#1", "metric": "next_response", "due_at": "2026-03-04T14:00:00Z"},
+    ]
+    assert (
+        eight["missed_metrics"] == ["nrt"]
+        and eight["link"] == "https://chat.example.com/app/accounts/1/conversations/8"
+    )
     missed = reports.conversations(week(), only_missed=True, per_page=25)
     assert sorted(item["conversation_id"] for item in missed["items"]) == [2, 3, 4, 7, 8]
-    assert [item["conversation_id"] for item in reports.iter_conversations(week(), chunk=3)] == \
-        [7, 8, 6, 4, 5, 3, 1, 2]
+    assert [item["conversation_id"] for item in reports.iter_conversations(week(), chunk=3)] == [7, 8, 6, 4, 5, 3, 1, 2]
     with pytest.raises(ReportError):
         reports.conversations(week(), per_page=501)
 
@@ -181,6 +200,7 @@ def test_an_empty_range_has_no_hit_rate(reports):
 
 # --- the target budget: the seed example on synthetic rows ---------------------------------------------------
 
+
 @pytest.fixture
 def store(database_url):
     store = Store.from_url(database_url)
@@ -196,14 +216,13 @@ def test_seed_example_100_urgent_email_conversations_target_80_70_on_time(store)
     policy = summary["policies"][0]
     assert (policy["applied"], policy["conversations_on_time"], policy["target"]) == (100, 70, 0.8)
     assert (policy["budget"], policy["over_budget"]) == (20, 10)
-    assert policy["target_text"] == \
-        "answered 70 of 100 on time against a target of 80 %: 10 missed against target"
+    assert policy["target_text"] == "answered 70 of 100 on time against a target of 80 %: 10 missed against target"
     assert summary["overall"]["hit_rate_text"] == "70%"
 
 
 def test_a_policy_whose_target_changed_keeps_each_versions_budget(store):
     with store.engine.begin() as connection:
-        connection.execute(applied.insert(), synthetic_rows(10, 2, target=0.8))   # allows 2
+        connection.execute(applied.insert(), synthetic_rows(10, 2, target=0.8))  # allows 2
         connection.execute(applied.insert(), synthetic_rows(10, 2, target=0.9, first_id=100))  # allows 1
     policy = Reports(store.engine).summary(week())["policies"][0]
     assert (policy["target"], policy["targets"], policy["budget"], policy["over_budget"]) == (None, [0.8, 0.9], 3, 1)
@@ -215,8 +234,10 @@ def test_budget_arithmetic_is_decimal():
     assert misses_allowed(0.9, 5) == 0
     assert misses_allowed(0.95, 7) == 0
     assert misses_allowed(0.5, 3) == 1
-    assert target_figures(0.8, 100, 15)["target_text"] == \
-        "answered 85 of 100 on time against a target of 80 %: within target (5 more misses allowed)"
+    assert (
+        target_figures(0.8, 100, 15)["target_text"]
+        == "answered 85 of 100 on time against a target of 80 %: within target (5 more misses allowed)"
+    )
     assert target_figures(None, 10, 1) == {"budget": None, "over_budget": None, "target_text": None}
 
 
@@ -227,8 +248,16 @@ def test_hit_rate_text_follows_chatwoot():
     assert hit_rate_text(0, 0) == "n/a"
 
 
-@pytest.mark.parametrize("params", [{"since": "yesterday"}, {"inbox": "three"}, {"mode": "dark"},
-                                    {"since": "2026-03-05", "until": "2026-03-01"}, {"since": ["2026-01-01", "2026-01-02"]}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"since": "yesterday"},
+        {"inbox": "three"},
+        {"mode": "dark"},
+        {"since": "2026-03-05", "until": "2026-03-01"},
+        {"since": ["2026-01-01", "2026-01-02"]},
+    ],
+)
 def test_bad_filters_say_what_was_expected(params):
     with pytest.raises(ReportError):
         Filters.from_params(params)
@@ -255,8 +284,9 @@ def test_sqlite_and_postgresql_use_an_index_for_a_filtered_range(store):
     statement, parameters = query_text[-1]
     with store.engine.connect() as connection:
         if store.engine.dialect.name == "sqlite":
-            plan = " ".join(str(row) for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement,
-                                                                           parameters))
+            plan = " ".join(
+                str(row) for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+            )
             assert "USING INDEX" in plan and "SCAN sla_applied" not in plan.replace("USING INDEX", "")
         else:
             connection.exec_driver_sql("SET enable_seqscan = off")  # a 50-row table is cheaper to scan

@@ -1,4 +1,5 @@
 """``sla-plugin report``: the same figures as the API, in the terminal, as JSON and as CSV."""
+
 from __future__ import annotations
 
 import csv
@@ -8,6 +9,7 @@ import json
 from click.testing import CliRunner
 
 from plugin.cli.report import report
+
 from report_timelines import load_scenario, report_rules, report_runtime  # noqa: F401 (fixtures)
 
 WEEK = ["--since", "2026-03-02", "--until", "2026-03-08"]

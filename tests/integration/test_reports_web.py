@@ -1,4 +1,5 @@
 """The reports over HTTP: tokens, JSON endpoints, spreadsheet-safe CSV, the server-rendered page."""
+
 from __future__ import annotations
 
 import csv
@@ -8,8 +9,9 @@ import logging
 
 import pytest
 
-from plugin.core.reports.csv_export import neutralise, to_csv
 from plugin.adapters.store import Store, applied
+from plugin.core.reports.csv_export import neutralise, to_csv
+
 from report_timelines import load_scenario, report_rules, report_runtime, synthetic_rows  # noqa: F401 (fixtures)
 
 ADMIN = "admin-token-0123456789"
@@ -21,14 +23,25 @@ BEARER = {"Authorization": f"Bearer {ADMIN}"}
 @pytest.fixture
 def client(report_runtime, fixture_payload, make_app, database_url):
     load_scenario(report_runtime.redis, fixture_payload)
-    app = make_app(DATABASE_URL=database_url, SLA_ADMIN_TOKEN=ADMIN, SLA_SIDEBAR_TOKEN=SIDEBAR,
-                   CHATWOOT_URL="https://chat.example.com")
+    app = make_app(
+        DATABASE_URL=database_url,
+        SLA_ADMIN_TOKEN=ADMIN,
+        SLA_SIDEBAR_TOKEN=SIDEBAR,
+        CHATWOOT_URL="https://chat.example.com",
+    )
     return app.test_client()
 
 
-ENDPOINTS = ["/api/reports/summary", "/api/reports/series?bucket=day", "/api/reports/grid",
-             "/api/reports/breakdown?by=inbox", "/api/reports/conversations", "/api/reports/conversations/1/2",
-             "/api/reports/summary.csv", "/reports"]
+ENDPOINTS = [
+    "/api/reports/summary",
+    "/api/reports/series?bucket=day",
+    "/api/reports/grid",
+    "/api/reports/breakdown?by=inbox",
+    "/api/reports/conversations",
+    "/api/reports/conversations/1/2",
+    "/api/reports/summary.csv",
+    "/reports",
+]
 
 
 @pytest.mark.parametrize("path", ENDPOINTS)
@@ -49,8 +62,7 @@ def test_the_json_api_takes_the_token_only_as_a_header(client):
     assert client.get(f"/reports?token={ADMIN}").status_code == 200
 
 
-@pytest.mark.parametrize("path", ["/api/reports/summary", "/reports", "/sidebar",
-                                  "/api/sidebar/conversations/1/2"])
+@pytest.mark.parametrize("path", ["/api/reports/summary", "/reports", "/sidebar", "/api/sidebar/conversations/1/2"])
 def test_nothing_is_open_when_the_tokens_are_not_configured(make_app, path):
     client = make_app().test_client()
     response = client.get(path, headers={"Authorization": "Bearer anything"})
@@ -85,8 +97,15 @@ def test_json_endpoints(client):
 
 @pytest.mark.parametrize("query", ["since=tomorrow", "bucket=minute", "by=moon", "per_page=0", "mode=dark"])
 def test_bad_parameters_get_400_with_the_reason(client, query):
-    kind = "series" if "bucket" in query else "breakdown" if "by=" in query else \
-        "conversations" if "per_page" in query else "summary"
+    kind = (
+        "series"
+        if "bucket" in query
+        else "breakdown"
+        if "by=" in query
+        else "conversations"
+        if "per_page" in query
+        else "summary"
+    )
     response = client.get(f"/api/reports/{kind}?{query}", headers=BEARER)
     assert response.status_code == 400 and response.get_json()["error"]
 
@@ -120,7 +139,7 @@ def test_csv_exports_of_summaries_and_drill_down(client):
     assert {row["inbox"]: row["applied"] for row in by_inbox} == {"1": "4", "2": "3", "9": "1"}
 
 
-@pytest.mark.parametrize("text", ["=HYPERLINK(\"http://evil\")", "+1+2", "-2+3", "@SUM(A1)", "\tx", "\r=1"])
+@pytest.mark.parametrize("text", ['=HYPERLINK("http://evil")', "+1+2", "-2+3", "@SUM(A1)", "\tx", "\r=1"])
 def test_formula_cells_are_neutralised(text):
     assert neutralise(text) == "'" + text
     header, row = csv.reader(io.StringIO(to_csv(["a", "b"], [[text, 5]]), newline=""))
@@ -128,8 +147,15 @@ def test_formula_cells_are_neutralised(text):
 
 
 def test_plain_cells_stay_as_they_are():
-    assert [neutralise(value) for value in ("Standard", "a=b", 3, -2, 0.5, None, True)] == \
-        ["Standard", "a=b", 3, -2, 0.5, "", "true"]
+    assert [neutralise(value) for value in ("Standard", "a=b", 3, -2, 0.5, None, True)] == [
+        "Standard",
+        "a=b",
+        3,
+        -2,
+        0.5,
+        "",
+        "true",
+    ]
 
 
 def test_csv_export_neutralises_formulas_from_the_store(database_url, make_app):
@@ -145,7 +171,9 @@ def test_csv_export_neutralises_formulas_from_the_store(database_url, make_app):
     cells = [cell for row in csv.reader(io.StringIO(text)) for cell in row]
     assert "'=cmd|' /C calc'!A0" in cells and "'@evil" in cells
     assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@", "\t", "\r")]
-    summary = client.get("/api/reports/breakdown.csv?since=2026-03-01&by=channel", headers=BEARER).get_data(as_text=True)
+    summary = client.get("/api/reports/breakdown.csv?since=2026-03-01&by=channel", headers=BEARER).get_data(
+        as_text=True
+    )
     assert "'+Channel" in summary
     store.engine.dispose()
 
@@ -162,7 +190,10 @@ def test_the_page_renders_figures_tables_and_chart_data(client):
     assert len(data["daily"]) == 7 and data["grid"]["total"] == 6
     # The drill-down lists the conversations with a miss; links carry the filters and the token.
     assert html.count('class="misses"') == 5
-    assert f"/api/reports/conversations.csv?since=2026-03-02T00%3A00%3A00Z&amp;until=2026-03-09T00%3A00%3A00Z&amp;token={ADMIN}" in html
+    assert (
+        f"/api/reports/conversations.csv?since=2026-03-02T00%3A00%3A00Z&amp;until=2026-03-09T00%3A00%3A00Z&amp;token={ADMIN}"
+        in html
+    )
     detail = client.get(f"/reports/conversations/1/6?token={ADMIN}").get_data(as_text=True)
     assert "miss corrected" in detail and 'class="corrected"' in detail
 

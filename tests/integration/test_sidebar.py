@@ -1,19 +1,25 @@
 """The Dashboard App's JSON endpoint and page: token limits, per-metric status, the calendar state."""
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from plugin.core.calendar import parse_calendar
 from plugin.core.events import parse_time
+
 from report_timelines import (  # noqa: F401 (report_runtime is a fixture)
-    RULES, closed_now_rules, load_running, load_scenario, report_runtime,
+    RULES,
+    closed_now_rules,
+    load_running,
+    load_scenario,
+    report_runtime,
 )
 
 ADMIN = "admin-token-0123456789"
 SIDEBAR = "sidebar-token-9876543210"
-UTC = timezone.utc
+UTC = UTC
 
 
 @pytest.fixture
@@ -25,8 +31,13 @@ def report_rules():
 def client(report_runtime, fixture_payload, make_app, database_url):
     load_scenario(report_runtime.redis, fixture_payload)
     load_running(report_runtime.redis, fixture_payload)
-    app = make_app(DATABASE_URL=database_url, SLA_ADMIN_TOKEN=ADMIN, SLA_SIDEBAR_TOKEN=SIDEBAR,
-                   CHATWOOT_URL="https://chat.example.com/app", CHATWOOT_ACCOUNT_ID=1)
+    app = make_app(
+        DATABASE_URL=database_url,
+        SLA_ADMIN_TOKEN=ADMIN,
+        SLA_SIDEBAR_TOKEN=SIDEBAR,
+        CHATWOOT_URL="https://chat.example.com/app",
+        CHATWOOT_ACCOUNT_ID=1,
+    )
     return app.test_client()
 
 
@@ -55,7 +66,10 @@ def test_a_corrected_miss_is_not_shown_and_nrt_counts_both_ways(client):
     assert six["misses"] == [] and six["status"] == "hit"
     assert "miss_corrected" in [entry["kind"] for entry in six["timeline"]]
     eight = sidebar(client, 1, 8, Authorization=f"Bearer {SIDEBAR}").get_json()
-    assert (eight["metrics"]["next_response"]["misses"], eight["metrics"]["next_response"]["misses_per_message"]) == (2, 3)
+    assert (eight["metrics"]["next_response"]["misses"], eight["metrics"]["next_response"]["misses_per_message"]) == (
+        2,
+        3,
+    )
 
 
 def test_unknown_conversations_and_other_accounts(client):

@@ -1,4 +1,5 @@
 """GET /healthz and GET /metrics against real Redis, SQLite and PostgreSQL."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,11 @@ def test_healthz_is_ok_when_every_part_works(make_app, redis, database_url):
 def test_healthz_reports_the_queue_backlog(make_app, redis):
     client = make_app().test_client()
     for number in range(3):
-        client.post("/webhooks/chatwoot", data=json.dumps({"event": "x", "number": number}),
-                    headers={"Content-Type": "application/json"})
+        client.post(
+            "/webhooks/chatwoot",
+            data=json.dumps({"event": "x", "number": number}),
+            headers={"Content-Type": "application/json"},
+        )
 
     body = client.get("/healthz").get_json()
 
@@ -125,8 +129,10 @@ def test_metrics_count_webhooks_and_read_gauges_from_redis(make_app, redis):
     assert "# TYPE sla_event_lag_seconds histogram" in text
     assert "# TYPE sla_webhooks_received_total counter" in text
     # Every sample line is valid exposition syntax.
-    sample_line = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"]*"(,[a-zA-Z_][a-zA-Z0-9_]*'
-                             r'="[^"]*")*\})? -?[0-9.e+]+$')
+    sample_line = re.compile(
+        r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"]*"(,[a-zA-Z_][a-zA-Z0-9_]*'
+        r'="[^"]*")*\})? -?[0-9.e+]+$'
+    )
     for line in text.splitlines():
         assert line.startswith("#") or sample_line.match(line), line
 
@@ -148,7 +154,8 @@ def test_metrics_is_503_when_redis_is_down(make_app, tmp_path):
 
 def test_reports_answer_on_a_fresh_database_before_any_worker_ran(make_app):
     app = make_app(SLA_ADMIN_TOKEN="admin-token-for-reports")
-    response = app.test_client().get("/api/reports/summary",
-                                     headers={"Authorization": "Bearer admin-token-for-reports"})
+    response = app.test_client().get(
+        "/api/reports/summary", headers={"Authorization": "Bearer admin-token-for-reports"}
+    )
     assert response.status_code == 200
     assert response.get_json()["overall"]["applied"] == 0

@@ -1,4 +1,5 @@
 """Settings from the environment: pinned names, defaults, parsing, masked secrets, the generated reference."""
+
 from __future__ import annotations
 
 import json
@@ -9,9 +10,18 @@ import pytest
 from plugin.adapters.settings import SETTINGS, Settings, SettingsError, load_dotenv_for_dev, settings_reference_markdown
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-PINNED_NAMES = ["DATABASE_URL", "REDIS_URL", "SLA_RULES_DIR", "CHATWOOT_URL", "CHATWOOT_ACCOUNT_ID",
-                "CHATWOOT_API_TOKEN", "CHATWOOT_WEBHOOK_SECRET", "SLA_ADMIN_TOKEN", "SLA_WEBHOOK_TOKEN",
-                "SLA_SIDEBAR_TOKEN"]  # DESIGN.md 10.3
+PINNED_NAMES = [
+    "DATABASE_URL",
+    "REDIS_URL",
+    "SLA_RULES_DIR",
+    "CHATWOOT_URL",
+    "CHATWOOT_ACCOUNT_ID",
+    "CHATWOOT_API_TOKEN",
+    "CHATWOOT_WEBHOOK_SECRET",
+    "SLA_ADMIN_TOKEN",
+    "SLA_WEBHOOK_TOKEN",
+    "SLA_SIDEBAR_TOKEN",
+]  # DESIGN.md 10.3
 
 
 def test_every_pinned_and_manifest_setting_exists():
@@ -27,7 +37,7 @@ def test_every_pinned_and_manifest_setting_exists():
 def test_defaults(tmp_path):
     settings = Settings.from_env({}, instance_path=tmp_path)
 
-    assert settings.DATABASE_URL == f"sqlite:///{tmp_path}/sla.sqlite3"
+    assert f"sqlite:///{tmp_path}/sla.sqlite3" == settings.DATABASE_URL
     assert settings.REDIS_URL is None
     assert settings.SLA_RULES_DIR == "rules"
     assert settings.CHATWOOT_ACCOUNT_ID is None
@@ -43,13 +53,21 @@ def test_default_instance_folder_is_in_the_working_directory(tmp_path, monkeypat
     settings = Settings.from_env({})
 
     assert settings.instance_path == str(tmp_path / "instance")
-    assert settings.DATABASE_URL == f"sqlite:///{tmp_path}/instance/sla.sqlite3"
+    assert f"sqlite:///{tmp_path}/instance/sla.sqlite3" == settings.DATABASE_URL
 
 
 def test_values_are_parsed_and_empty_means_unset(tmp_path):
-    settings = Settings.from_env({"CHATWOOT_ACCOUNT_ID": " 3 ", "SLA_MAX_BODY_BYTES": "2048",
-                                  "CHATWOOT_PLUGIN_USER_ID": "12", "SLA_LOG_LEVEL": "debug",
-                                  "REDIS_URL": "", "CHATWOOT_WEBHOOK_SECRET": "  "}, instance_path=tmp_path)
+    settings = Settings.from_env(
+        {
+            "CHATWOOT_ACCOUNT_ID": " 3 ",
+            "SLA_MAX_BODY_BYTES": "2048",
+            "CHATWOOT_PLUGIN_USER_ID": "12",
+            "SLA_LOG_LEVEL": "debug",
+            "REDIS_URL": "",
+            "CHATWOOT_WEBHOOK_SECRET": "  ",
+        },
+        instance_path=tmp_path,
+    )
 
     assert settings.CHATWOOT_ACCOUNT_ID == 3
     assert settings.SLA_MAX_BODY_BYTES == 2048
@@ -59,8 +77,15 @@ def test_values_are_parsed_and_empty_means_unset(tmp_path):
     assert settings.CHATWOOT_WEBHOOK_SECRET is None
 
 
-@pytest.mark.parametrize("name, value", [("CHATWOOT_ACCOUNT_ID", "one"), ("SLA_MAX_BODY_BYTES", "1MB"),
-                                         ("SLA_MAX_BODY_BYTES", "0"), ("CHATWOOT_PLUGIN_USER_ID", "1.5")])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("CHATWOOT_ACCOUNT_ID", "one"),
+        ("SLA_MAX_BODY_BYTES", "1MB"),
+        ("SLA_MAX_BODY_BYTES", "0"),
+        ("CHATWOOT_PLUGIN_USER_ID", "1.5"),
+    ],
+)
 def test_bad_values_name_the_variable(tmp_path, name, value):
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value}, instance_path=tmp_path)
@@ -68,8 +93,10 @@ def test_bad_values_name_the_variable(tmp_path, name, value):
 
 def test_repr_masks_every_secret_and_url_passwords(tmp_path):
     secrets = {spec.name: f"value-of-{spec.name.lower()}" for spec in SETTINGS if spec.secret}
-    urls = {"DATABASE_URL": "postgresql://sla:db-password@db.example/sla",
-            "REDIS_URL": "redis://:redis-password@cache:6379/0"}
+    urls = {
+        "DATABASE_URL": "postgresql://sla:db-password@db.example/sla",
+        "REDIS_URL": "redis://:redis-password@cache:6379/0",
+    }
     settings = Settings.from_env({**secrets, **urls}, instance_path=tmp_path)
 
     shown = repr(settings) + str(settings)
@@ -117,6 +144,7 @@ def test_configuration_reference_is_current():
     document = (PROJECT_ROOT / "docs" / "configuration.md").read_text()
 
     assert document == settings_reference_markdown(), (
-        "docs/configuration.md is out of date: run `python -m plugin.adapters.settings > docs/configuration.md`")
+        "docs/configuration.md is out of date: run `python -m plugin.adapters.settings > docs/configuration.md`"
+    )
     for spec in SETTINGS:
         assert f"`{spec.name}`" in document

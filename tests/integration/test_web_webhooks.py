@@ -1,4 +1,5 @@
 """POST /webhooks/<connector> with Flask's test client against a real (private) Redis and real RQ queues."""
+
 from __future__ import annotations
 
 import hashlib
@@ -28,13 +29,17 @@ def fixture_bytes(name: str) -> bytes:
     return (Path(__file__).parents[1] / "fixtures" / "chatwoot" / f"{name}.json").read_bytes()
 
 
-def signed_headers(body: bytes, secret: str = SECRET, timestamp: int | None = None,
-                   delivery: str | None = None) -> dict[str, str]:
+def signed_headers(
+    body: bytes, secret: str = SECRET, timestamp: int | None = None, delivery: str | None = None
+) -> dict[str, str]:
     """Headers as Chatwoot sends them: ``sha256=`` HMAC of ``"<timestamp>.<raw body>"``."""
     timestamp = int(time.time()) if timestamp is None else timestamp
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    headers = {"X-Chatwoot-Signature": f"sha256={digest}", "X-Chatwoot-Timestamp": str(timestamp),
-               "Content-Type": "application/json"}
+    headers = {
+        "X-Chatwoot-Signature": f"sha256={digest}",
+        "X-Chatwoot-Timestamp": str(timestamp),
+        "Content-Type": "application/json",
+    }
     headers["X-Chatwoot-Delivery"] = delivery or str(uuid.uuid4())
     return headers
 
@@ -138,9 +143,12 @@ def test_oversized_body_without_content_length_is_413(make_app, redis):
     client = make_app(SLA_MAX_BODY_BYTES=1000).test_client()
     body = json.dumps({"event": "message_created", "content": "x" * 2000}).encode()
 
-    response = client.post("/webhooks/chatwoot", input_stream=io.BytesIO(body),
-                           headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
-                           environ_overrides={"wsgi.input_terminated": True})
+    response = client.post(
+        "/webhooks/chatwoot",
+        input_stream=io.BytesIO(body),
+        headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
 
     assert response.status_code == 413
     assert queued_bodies(redis) == []
@@ -155,8 +163,20 @@ def test_body_of_exactly_the_limit_is_accepted(make_app, redis):
     assert post(client, padded).status_code == 202
 
 
-@pytest.mark.parametrize("body", [b"not json", b"{\"event\": ", b"\xff\xfe\x00garbage", b"", b"[]",
-                                  b"[{\"event\": \"message_created\"}]", b"\"message_created\"", b"42", b"null"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b'{"event": ',
+        b"\xff\xfe\x00garbage",
+        b"",
+        b"[]",
+        b'[{"event": "message_created"}]',
+        b'"message_created"',
+        b"42",
+        b"null",
+    ],
+)
 def test_body_that_is_not_a_json_object_is_400(make_app, redis, body):
     client = make_app().test_client()
 
@@ -268,8 +288,13 @@ def test_failed_hand_over_forgets_the_delivery_so_a_retry_is_queued(signed_clien
 def test_secrets_never_appear_in_logs(make_app, redis, caplog, capfd, tmp_path):
     """Every kind of request, with every secret configured: no secret in any captured record or output."""
     caplog.set_level(logging.DEBUG)
-    secrets = {"CHATWOOT_WEBHOOK_SECRET": SECRET, "SLA_WEBHOOK_TOKEN": TOKEN, "CHATWOOT_API_TOKEN": API_TOKEN,
-               "SLA_ADMIN_TOKEN": ADMIN_TOKEN, "SLA_SIDEBAR_TOKEN": SIDEBAR_TOKEN}
+    secrets = {
+        "CHATWOOT_WEBHOOK_SECRET": SECRET,
+        "SLA_WEBHOOK_TOKEN": TOKEN,
+        "CHATWOOT_API_TOKEN": API_TOKEN,
+        "SLA_ADMIN_TOKEN": ADMIN_TOKEN,
+        "SLA_SIDEBAR_TOKEN": SIDEBAR_TOKEN,
+    }
     client = make_app(CHATWOOT_ACCOUNT_ID=2, SLA_MAX_BODY_BYTES=5000, **secrets).test_client()
     body = fixture_bytes("message_created-incoming")
     other_account = json.dumps({"event": "message_created", "account": {"id": 2}}).encode()
@@ -283,15 +308,20 @@ def test_secrets_never_appear_in_logs(make_app, redis, caplog, capfd, tmp_path):
         (other_account, signed_headers(other_account, delivery="d-1"), ""),  # queued
         (other_account, signed_headers(other_account, delivery="d-1"), ""),  # duplicate
     ]
-    statuses = [post(client, payload, headers, f"/webhooks/chatwoot{query}").status_code
-                for payload, headers, query in requests]
+    statuses = [
+        post(client, payload, headers, f"/webhooks/chatwoot{query}").status_code for payload, headers, query in requests
+    ]
     redis_down = make_app(REDIS_URL=f"unix://{tmp_path}/gone.sock", **secrets).test_client()
     statuses.append(post(redis_down, other_account, signed_headers(other_account)).status_code)
 
     assert statuses == [401, 401, 401, 413, 400, 202, 202, 202, 503]
     captured = capfd.readouterr()
-    logged = caplog.text + captured.out + captured.err + "".join(
-        json.dumps(vars(record), default=str) for record in caplog.records)
+    logged = (
+        caplog.text
+        + captured.out
+        + captured.err
+        + "".join(json.dumps(vars(record), default=str) for record in caplog.records)
+    )
     assert "webhook rejected" in logged
     for secret in secrets.values():
         assert secret not in logged

@@ -1,10 +1,11 @@
 """Write-back on real parts: real Redis, real RQ workers, a real database; `responses` stands in for
 Chatwoot's REST API. Fixtures are re-timed relative to now, because the workers use the real clock."""
+
 from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import responses
@@ -12,17 +13,21 @@ from rq import Queue, SimpleWorker
 
 from connectors.chatwoot.client import ChatwootClient
 from plugin.adapters import streams as ingest
-from plugin.jobs import writeback
 from plugin.adapters.streams import EVENTS_QUEUE, WRITEBACK_QUEUE
+from plugin.jobs import writeback
 
 BASE = "http://chatwoot.test"
 CONVERSATION = f"{BASE}/api/v1/accounts/1/conversations/87"
 HELPDESK = {"CHATWOOT_URL": BASE, "CHATWOOT_ACCOUNT_ID": "1", "CHATWOOT_API_TOKEN": "secret-token-123"}
-RULES = {"policies": {"quick": {"name": "Quick", "first_response": "1h", "resolution": "8h", "warn_before": "10m"}},
-         "rules": [{"name": "Everything", "when": {"all": []}, "apply": "quick"}],
-         "labels": {"on_track": {"title": "sla-on-track", "color": "#2E7D32"},
-                    "at_risk": {"title": "sla-at-risk", "color": "#F9A825"},
-                    "missed": {"title": "sla-missed", "color": "#C62828"}}}
+RULES = {
+    "policies": {"quick": {"name": "Quick", "first_response": "1h", "resolution": "8h", "warn_before": "10m"}},
+    "rules": [{"name": "Everything", "when": {"all": []}, "apply": "quick"}],
+    "labels": {
+        "on_track": {"title": "sla-on-track", "color": "#2E7D32"},
+        "at_risk": {"title": "sla-at-risk", "color": "#F9A825"},
+        "missed": {"title": "sla-missed", "color": "#C62828"},
+    },
+}
 
 
 class FakeHelpdesk:
@@ -76,15 +81,25 @@ class FakeHelpdesk:
         return (200, {}, json.dumps({"id": 5000 + len(self.notes), "content": body["content"], "private": True}))
 
     def _messages(self, request):
-        return (200, {}, json.dumps({"payload": [{"id": 5000 + n, "content": c, "private": True}
-                                                 for n, c in enumerate(self.notes, start=1)]}))
+        return (
+            200,
+            {},
+            json.dumps(
+                {
+                    "payload": [
+                        {"id": 5000 + n, "content": c, "private": True} for n, c in enumerate(self.notes, start=1)
+                    ]
+                }
+            ),
+        )
 
 
 @pytest.fixture
 def runtime(runtime_factory, monkeypatch):
     # The client's backoff must not sleep in tests; everything else is the production path.
-    monkeypatch.setattr(writeback, "client_for", lambda runtime: ChatwootClient(
-        BASE, 1, "secret-token-123", sleep=lambda seconds: None))
+    monkeypatch.setattr(
+        writeback, "client_for", lambda runtime: ChatwootClient(BASE, 1, "secret-token-123", sleep=lambda seconds: None)
+    )
     return runtime_factory(RULES, **HELPDESK)
 
 
@@ -108,16 +123,18 @@ def work(redis) -> None:
 
 def deliver(redis, bodies) -> None:
     for body in bodies:
-        ingest.submit(redis, "chatwoot", body, received_at=datetime.now(timezone.utc))
+        ingest.submit(redis, "chatwoot", body, received_at=datetime.now(UTC))
 
 
 def test_a_miss_gets_the_missed_label_and_exactly_one_note_keeping_agent_labels(runtime, fixture_payload):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     created = now - timedelta(hours=2)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         helpdesk = FakeHelpdesk(mock, labels=["billing", "vip"])
-        bodies = [retimed(fixture_payload, "conversation_created", created),
-                  retimed(fixture_payload, "message_created-incoming", created)]
+        bodies = [
+            retimed(fixture_payload, "conversation_created", created),
+            retimed(fixture_payload, "message_created-incoming", created),
+        ]
         deliver(runtime.redis, bodies)
         work(runtime.redis)
         deliver(runtime.redis, bodies)  # a duplicate delivery of the same events
@@ -129,7 +146,7 @@ def test_a_miss_gets_the_missed_label_and_exactly_one_note_keeping_agent_labels(
 
 
 def test_host_failing_three_times_then_recovering_ends_right(runtime, fixture_payload):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     created = now - timedelta(hours=2)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         helpdesk = FakeHelpdesk(mock, failures=3)
@@ -140,7 +157,7 @@ def test_host_failing_three_times_then_recovering_ends_right(runtime, fixture_pa
 
 
 def test_a_late_reply_corrects_the_miss_with_one_correction_note(runtime, fixture_payload):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     created = now - timedelta(hours=2)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         helpdesk = FakeHelpdesk(mock)
@@ -158,7 +175,7 @@ def test_a_late_reply_corrects_the_miss_with_one_correction_note(runtime, fixtur
 
 
 def test_a_note_posted_before_a_crash_is_not_posted_again(runtime, fixture_payload):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         helpdesk = FakeHelpdesk(mock)
         deliver(runtime.redis, [retimed(fixture_payload, "conversation_created", now - timedelta(hours=2))])
@@ -186,15 +203,16 @@ def test_shadow_policy_writes_nothing(runtime, runtime_factory, fixture_payload)
     runtime = runtime_factory(shadow, **HELPDESK)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         helpdesk = FakeHelpdesk(mock)
-        deliver(runtime.redis, [retimed(fixture_payload, "conversation_created",
-                                        datetime.now(timezone.utc) - timedelta(hours=2))])
+        deliver(
+            runtime.redis, [retimed(fixture_payload, "conversation_created", datetime.now(UTC) - timedelta(hours=2))]
+        )
         work(runtime.redis)
     assert helpdesk.notes == [] and helpdesk.labels == ["billing"]
     assert runtime.store.summary((1, 87))["status"] == "missed"  # tracked and reported all the same
 
 
 def test_an_agent_label_added_between_our_read_and_write_is_restored_from_the_echo(runtime, fixture_payload):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         helpdesk = FakeHelpdesk(mock)
         helpdesk.agent_edit_after_next_read = "vip"
@@ -204,8 +222,11 @@ def test_an_agent_label_added_between_our_read_and_write_is_restored_from_the_ec
         # Chatwoot echoes our write as conversation_updated with the label list before and after it.
         before, after = helpdesk.echoes[-1]
         echo = fixture_payload("conversation_updated-labels")
-        echo.update(labels=after, updated_at=now.timestamp(),
-                    changed_attributes=[{"label_list": {"previous_value": before, "current_value": after}}])
+        echo.update(
+            labels=after,
+            updated_at=now.timestamp(),
+            changed_attributes=[{"label_list": {"previous_value": before, "current_value": after}}],
+        )
         deliver(runtime.redis, [json.dumps(echo).encode()])
         work(runtime.redis)
     assert helpdesk.labels == ["billing", "sla-missed", "vip"]
@@ -213,25 +234,29 @@ def test_an_agent_label_added_between_our_read_and_write_is_restored_from_the_ec
 
 
 def test_an_agent_removing_a_label_is_not_undone(runtime, fixture_payload):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         helpdesk = FakeHelpdesk(mock, labels=["billing", "vip"])
         deliver(runtime.redis, [retimed(fixture_payload, "conversation_created", now - timedelta(hours=2))])
         work(runtime.redis)
         helpdesk.labels = ["billing", "sla-missed"]  # the agent removed "vip" in Chatwoot
         echo = fixture_payload("conversation_updated-labels")
-        echo.update(labels=helpdesk.labels, updated_at=now.timestamp(), changed_attributes=[
-            {"label_list": {"previous_value": ["billing", "vip", "sla-missed"], "current_value": helpdesk.labels}}])
+        echo.update(
+            labels=helpdesk.labels,
+            updated_at=now.timestamp(),
+            changed_attributes=[
+                {"label_list": {"previous_value": ["billing", "vip", "sla-missed"], "current_value": helpdesk.labels}}
+            ],
+        )
         deliver(runtime.redis, [json.dumps(echo).encode()])
         work(runtime.redis)
     assert helpdesk.labels == ["billing", "sla-missed"]
 
 
 def test_a_revoked_token_stops_write_back_without_hammering_and_resumes_when_fixed(runtime, fixture_payload):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        refused = mock.add(responses.GET, f"{CONVERSATION}/labels", status=401,
-                           json={"error": "Invalid Access Token"})
+        refused = mock.add(responses.GET, f"{CONVERSATION}/labels", status=401, json={"error": "Invalid Access Token"})
         deliver(runtime.redis, [retimed(fixture_payload, "conversation_created", now - timedelta(hours=2))])
         work(runtime.redis)
         for _ in range(3):  # the sweeper's re-queue, several times: no call reaches the host

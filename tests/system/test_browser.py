@@ -7,12 +7,14 @@ string. A third origin, framed beside it, posts a context too and must be ignore
 tests/artifacts/ (git-ignored). Nothing here downloads a browser: bin/test installs Debian's chromium and
 chromium-driver when /usr/bin/chromium is missing.
 """
+
 from __future__ import annotations
 
 import copy
 import json
 import threading
 import time
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,10 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from report_timelines import (  # noqa: F401 (report_runtime is a fixture)
-    closed_now_rules, load_running, load_scenario, report_runtime,
+    closed_now_rules,
+    load_running,
+    load_scenario,
+    report_runtime,
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -88,24 +93,36 @@ def database_url(tmp_path):
 
 @pytest.fixture
 def report_rules():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return closed_now_rules(datetime.now(timezone.utc))
+    return closed_now_rules(datetime.now(UTC))
 
 
 @pytest.fixture
 def browser():
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.fail("Chromium is not installed: run the tests with bin/test, which installs Debian's chromium "
-                    "and chromium-driver", pytrace=False)
+        pytest.fail(
+            "Chromium is not installed: run the tests with bin/test, which installs Debian's chromium "
+            "and chromium-driver",
+            pytrace=False,
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1400,1000"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+    ):
         options.add_argument(flag)
     import tempfile
 
@@ -129,13 +146,23 @@ def servers(report_runtime, fixture_payload, make_app, database_url):
     try:
         chatwoot = Server(pages)
         started.append(chatwoot)
-        plugin = Server(make_app(DATABASE_URL=database_url, SLA_ADMIN_TOKEN=ADMIN, SLA_SIDEBAR_TOKEN=SIDEBAR,
-                                 CHATWOOT_URL=chatwoot.url, CHATWOOT_ACCOUNT_ID=1))
+        plugin = Server(
+            make_app(
+                DATABASE_URL=database_url,
+                SLA_ADMIN_TOKEN=ADMIN,
+                SLA_SIDEBAR_TOKEN=SIDEBAR,
+                CHATWOOT_URL=chatwoot.url,
+                CHATWOOT_ACCOUNT_ID=1,
+            )
+        )
         started.append(plugin)
         other = Server(pages)
         started.append(other)
-        pages.add_url_rule("/parent", "parent", lambda: PARENT_PAGE % {
-            "sidebar": f"{plugin.url}/sidebar?token={SIDEBAR}", "other": f"{other.url}/other"})
+        pages.add_url_rule(
+            "/parent",
+            "parent",
+            lambda: PARENT_PAGE % {"sidebar": f"{plugin.url}/sidebar?token={SIDEBAR}", "other": f"{other.url}/other"},
+        )
         pages.add_url_rule("/other", "other", lambda: OTHER_PAGE)
         yield {"plugin": plugin.url, "chatwoot": chatwoot.url}
     finally:
@@ -162,8 +189,9 @@ def test_reports_page_shows_figures_and_charts(browser, servers):
     from selenium.webdriver.common.by import By
 
     browser.get(f"{servers['plugin']}/reports?{WEEK}&token={ADMIN}")
-    wait_for(lambda: browser.find_element(By.TAG_NAME, "body").get_attribute("data-charts") == "ready",
-             what="the charts")
+    wait_for(
+        lambda: browser.find_element(By.TAG_NAME, "body").get_attribute("data-charts") == "ready", what="the charts"
+    )
     assert browser.find_element(By.ID, "hit-rate").text == "37.5%"
     assert browser.find_element(By.ID, "applied").text == "8"
     assert browser.find_element(By.ID, "over-budget").text == "5"  # standard 3, urgent 1, trial 1
@@ -188,7 +216,9 @@ def test_reports_page_shows_figures_and_charts(browser, servers):
     browser.set_window_size(1400, 1000)
 
     # The drill-down's timeline link shows a conversation's event log.
-    browser.find_element(By.CSS_SELECTOR, "#conversations tbody tr:last-child a[href*='/reports/conversations/']").click()
+    browser.find_element(
+        By.CSS_SELECTOR, "#conversations tbody tr:last-child a[href*='/reports/conversations/']"
+    ).click()
     wait_for(lambda: browser.find_elements(By.ID, "log"), what="the conversation page")
     assert "applied" in browser.find_element(By.ID, "log").text
 

@@ -2,10 +2,11 @@
 must verify and normalise with the Chatwoot connector exactly as real Chatwoot's do. In-process and fast: the
 helpdesk serves on a loopback port in a thread; the scripted morning is played from a start in the past, so
 it plays at once with past timestamps."""
+
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,13 +15,20 @@ import requests
 from connectors.base import WebhookRejected
 from connectors.chatwoot.client import AuthError, ChatwootClient, NotFound, Unprocessable
 from connectors.chatwoot.webhooks import ChatwootConnector
-from plugin.demo import script
-from plugin.demo.helpdesk import DEMO_API_TOKEN, PLUGIN_USER_ID, DemoHelpdesk, HelpdeskServer
-from plugin.core.events import BOT, CONTACT, CONVERSATION_CREATED, CONVERSATION_UPDATED, HUMAN, MESSAGE_CREATED, \
-    STATUS_CHANGED
+from plugin.adapters.rule_files import load_rules
 from plugin.cli.install import install, load_manifest
 from plugin.cli.replay import replay
-from plugin.adapters.rule_files import load_rules
+from plugin.core.events import (
+    BOT,
+    CONTACT,
+    CONVERSATION_CREATED,
+    CONVERSATION_UPDATED,
+    HUMAN,
+    MESSAGE_CREATED,
+    STATUS_CHANGED,
+)
+from plugin.demo import script
+from plugin.demo.helpdesk import DEMO_API_TOKEN, PLUGIN_USER_ID, DemoHelpdesk, HelpdeskServer
 
 DEMO_RULES = Path(__file__).resolve().parents[2] / "demo" / "rules"
 PLUGIN_URL = "http://plugin.test"
@@ -49,8 +57,9 @@ def secret(helpdesk, client) -> str:
 def test_every_call_needs_the_access_token(helpdesk):
     url = f"{helpdesk.url}/api/v1/accounts/1/labels"
     assert requests.get(url, timeout=5).status_code == 401
-    assert requests.get(url, headers={"api_access_token": "wrong"}, timeout=5).json() == \
-        {"error": "Invalid Access Token"}
+    assert requests.get(url, headers={"api_access_token": "wrong"}, timeout=5).json() == {
+        "error": "Invalid Access Token"
+    }
     assert requests.get(url, headers={"api_access_token": DEMO_API_TOKEN}, timeout=5).status_code == 200
     with pytest.raises(AuthError):
         ChatwootClient(helpdesk.url, 1, "wrong", max_attempts=1).list_account_labels()
@@ -124,15 +133,14 @@ def test_custom_attributes_replace_the_whole_object(helpdesk, client):
 def test_a_conversations_webhooks_are_signed_like_chatwoots_and_normalise(helpdesk, client, secret):
     connector = ChatwootConnector(webhook_secret=secret, plugin_user_id=PLUGIN_USER_ID)
     with helpdesk.capturing() as deliveries:
-        conversation = helpdesk.open_conversation(script.JANE, script.CHAT, "Where is my order?",
-                                                  assignee=script.SAM)
+        conversation = helpdesk.open_conversation(script.JANE, script.CHAT, "Where is my order?", assignee=script.SAM)
         helpdesk.agent_replies(conversation, script.SAM, "On its way!")
         client.set_conversation_labels(conversation, ["sla-on-track"])  # the plugin's write comes back too
         client.create_private_note(conversation, "a note by the plugin")
         helpdesk.set_status(conversation, "resolved")
         helpdesk.customer_writes(conversation, "It still has not arrived.")  # reopens
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     events = []
     for delivery in deliveries:
         headers = delivery.headers()
@@ -142,16 +150,33 @@ def test_a_conversations_webhooks_are_signed_like_chatwoots_and_normalise(helpde
         assert connector.delivery_key(headers, delivery.body) == delivery.delivery_id
         events.append(connector.normalize(json.loads(delivery.body), now))
     names = [delivery.event for delivery in deliveries]
-    assert names == ["conversation_created", "message_created",  # created, the first customer message
-                     "message_created", "conversation_updated",  # the reply, first_reply + waiting_since
-                     "conversation_updated",  # the plugin's labels
-                     "message_created",  # the plugin's private note
-                     "conversation_updated", "conversation_status_changed",  # resolved
-                     "message_created", "conversation_updated", "conversation_status_changed"]  # reopened
+    assert names == [
+        "conversation_created",
+        "message_created",  # created, the first customer message
+        "message_created",
+        "conversation_updated",  # the reply, first_reply + waiting_since
+        "conversation_updated",  # the plugin's labels
+        "message_created",  # the plugin's private note
+        "conversation_updated",
+        "conversation_status_changed",  # resolved
+        "message_created",
+        "conversation_updated",
+        "conversation_status_changed",
+    ]  # reopened
     kinds = [event.kind for event in events]
-    assert kinds == [CONVERSATION_CREATED, MESSAGE_CREATED, MESSAGE_CREATED, CONVERSATION_UPDATED,
-                     CONVERSATION_UPDATED, MESSAGE_CREATED, STATUS_CHANGED, STATUS_CHANGED, MESSAGE_CREATED,
-                     STATUS_CHANGED, STATUS_CHANGED]
+    assert kinds == [
+        CONVERSATION_CREATED,
+        MESSAGE_CREATED,
+        MESSAGE_CREATED,
+        CONVERSATION_UPDATED,
+        CONVERSATION_UPDATED,
+        MESSAGE_CREATED,
+        STATUS_CHANGED,
+        STATUS_CHANGED,
+        MESSAGE_CREATED,
+        STATUS_CHANGED,
+        STATUS_CHANGED,
+    ]
     assert [events[i].message.sender_kind for i in (1, 2, 5, 8)] == [CONTACT, HUMAN, BOT, CONTACT]
     assert events[5].message.private
     assert [events[i].new_status for i in (6, 7, 9, 10)] == ["resolved", "resolved", "open", "open"]
@@ -165,7 +190,7 @@ def test_a_tampered_or_stale_delivery_is_refused(helpdesk, secret):
     with helpdesk.capturing() as deliveries:
         helpdesk.open_conversation(script.JANE, script.CHAT, "Hello")
     delivery = deliveries[1]  # the first message
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     connector.verify(delivery.headers(), delivery.body, {}, now)
     with pytest.raises(WebhookRejected):
         connector.verify(delivery.headers(), delivery.body.replace(b"Hello", b"Hallo"), {}, now)
@@ -176,7 +201,7 @@ def test_a_tampered_or_stale_delivery_is_refused(helpdesk, secret):
 def test_the_scripted_morning_tells_the_story_under_the_demo_rules(helpdesk, secret):
     """Played from a start in the past, the whole script is sent at once with its real (past) timestamps;
     replaying those webhooks at chosen instants shows what the live demo shows as it happens."""
-    start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     lines: list[str] = []
     with helpdesk.capturing() as deliveries:
         ids = script.play(helpdesk, lines.append, start=start)
@@ -191,15 +216,29 @@ def test_the_scripted_morning_tells_the_story_under_the_demo_rules(helpdesk, sec
         by_id = {evaluation.conversation_id: evaluation.to_replay_json() for evaluation in result.evaluations}
         return {name: by_id[conversation]["status"] for name, conversation in ids.items()}
 
-    assert statuses(30) == {"jane": "hit", "omar": "on_track", "lee": "on_track", "ana": "on_track",
-                            "max": "hit", "kim": "on_track"}
-    assert statuses(36) == {"jane": "hit", "omar": "at_risk", "lee": "at_risk", "ana": "on_track",
-                            "max": "hit", "kim": "at_risk"}
-    assert statuses(60) == {"jane": "hit", "omar": "missed", "lee": "missed", "ana": "hit",
-                            "max": "hit", "kim": "hit"}
+    assert statuses(30) == {
+        "jane": "hit",
+        "omar": "on_track",
+        "lee": "on_track",
+        "ana": "on_track",
+        "max": "hit",
+        "kim": "on_track",
+    }
+    assert statuses(36) == {
+        "jane": "hit",
+        "omar": "at_risk",
+        "lee": "at_risk",
+        "ana": "on_track",
+        "max": "hit",
+        "kim": "at_risk",
+    }
+    assert statuses(60) == {"jane": "hit", "omar": "missed", "lee": "missed", "ana": "hit", "max": "hit", "kim": "hit"}
     # The weekend email's webhooks come Monday's reply first (see script.play_weekend).
-    email_bodies = [json.loads(body) for body in bodies
-                    if ids["max"] in (json.loads(body).get("id"), json.loads(body).get("conversation", {}).get("id"))]
+    email_bodies = [
+        json.loads(body)
+        for body in bodies
+        if ids["max"] in (json.loads(body).get("id"), json.loads(body).get("conversation", {}).get("id"))
+    ]
     assert (email_bodies[0]["event"], email_bodies[0]["message_type"]) == ("message_created", "outgoing")
     weekend = replay(bodies, ChatwootConnector(), rules.match, rules.content_hash).evaluations
     email = next(evaluation for evaluation in weekend if evaluation.conversation_id == ids["max"]).to_replay_json()
@@ -211,13 +250,16 @@ def test_the_scripted_morning_tells_the_story_under_the_demo_rules(helpdesk, sec
     assert email["metrics"]["first_response"]["status"] == "hit"
 
 
-@pytest.mark.parametrize("now, friday", [
-    ("2026-11-23T14:00:00+00:00", "2026-11-20"),  # a Monday afternoon: this morning is over
-    ("2026-11-23T07:00:00+00:00", "2026-11-13"),  # a Monday at 08:00 in Berlin: the week before
-    ("2026-11-21T12:00:00+00:00", "2026-11-13"),  # a Saturday
-    ("2026-11-20T18:00:00+00:00", "2026-11-13"),  # a Friday evening
-    ("2026-03-30T10:00:00+00:00", "2026-03-27"),  # the Monday after the switch to summer time
-])
+@pytest.mark.parametrize(
+    "now, friday",
+    [
+        ("2026-11-23T14:00:00+00:00", "2026-11-20"),  # a Monday afternoon: this morning is over
+        ("2026-11-23T07:00:00+00:00", "2026-11-13"),  # a Monday at 08:00 in Berlin: the week before
+        ("2026-11-21T12:00:00+00:00", "2026-11-13"),  # a Saturday
+        ("2026-11-20T18:00:00+00:00", "2026-11-13"),  # a Friday evening
+        ("2026-03-30T10:00:00+00:00", "2026-03-27"),  # the Monday after the switch to summer time
+    ],
+)
 def test_the_weekend_conversation_uses_the_latest_weekend_that_is_over(now, friday):
     weekend = script.last_weekend(datetime.fromisoformat(now))
     assert weekend.written.date().isoformat() == friday
@@ -227,8 +269,8 @@ def test_the_weekend_conversation_uses_the_latest_weekend_that_is_over(now, frid
 
 
 def test_the_dev_session_installs_into_its_helpdesk_and_summarises_from_the_store(tmp_path):
-    from plugin.demo.run import DemoSession
     from plugin.adapters.store import Store
+    from plugin.demo.run import DemoSession
 
     lines: list[str] = []
     session = DemoSession(8123, echo=lines.append)

@@ -7,13 +7,14 @@ label kept), and every miss has exactly one note (a miss disproved later, exactl
 how many events it tried and how many it lost, which must be zero. Tests poll with deadlines; none asserts
 a timing.
 """
+
 from __future__ import annotations
 
 import logging
 import signal
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -30,16 +31,31 @@ from sqlalchemy.engine import make_url
 from connectors.chatwoot.client import ChatwootClient
 from plugin.adapters import deadlines
 from plugin.adapters import streams as ingest
-from plugin.jobs import writeback
-from plugin.adapters.streams import EVENTS_QUEUE, WRITEBACK_QUEUE
-from plugin.jobs.runtime import current_runtime
 from plugin.adapters.store import Store, outbox
-from plugin.jobs.sweeper import Sweeper
+from plugin.adapters.streams import EVENTS_QUEUE, WRITEBACK_QUEUE
+from plugin.jobs import writeback
 from plugin.jobs.drain import utcnow
+from plugin.jobs.runtime import current_runtime
+from plugin.jobs.sweeper import Sweeper
+
 from faults import (
-    API_TOKEN, BASE_URL, HelpdeskServer, HelpdeskState, RestartableRedis, TcpProxy, Traffic, all_processed,
-    child_environment, duplicated_log_entries, settled, start_gunicorn, start_worker, stop_process, verify,
-    wait_until, write_rules,
+    API_TOKEN,
+    BASE_URL,
+    HelpdeskServer,
+    HelpdeskState,
+    RestartableRedis,
+    TcpProxy,
+    Traffic,
+    all_processed,
+    child_environment,
+    duplicated_log_entries,
+    settled,
+    start_gunicorn,
+    start_worker,
+    stop_process,
+    verify,
+    wait_until,
+    write_rules,
 )
 
 # -- in-process: real Redis, real RQ SimpleWorker, SQLite, `responses` for the helpdesk -----------------------
@@ -50,19 +66,26 @@ def plant(monkeypatch, tmp_path, redis_server, redis, runtime_environment):
     """A runtime on the private Redis and a SQLite file; write-back through a client whose backoff sleeps are
     recorded instead of slept, with the token held in ``plant.token`` (so a test can rotate it)."""
     rules_dir = write_rules(tmp_path / "rules")
-    runtime_environment(DATABASE_URL=f"sqlite:///{tmp_path / 'sla.sqlite3'}", REDIS_URL=redis_server.url,
-                        SLA_RULES_DIR=str(rules_dir), CHATWOOT_URL=BASE_URL, CHATWOOT_ACCOUNT_ID="1",
-                        CHATWOOT_API_TOKEN=API_TOKEN, SLA_RECONCILE_SECONDS="0")
+    runtime_environment(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'sla.sqlite3'}",
+        REDIS_URL=redis_server.url,
+        SLA_RULES_DIR=str(rules_dir),
+        CHATWOOT_URL=BASE_URL,
+        CHATWOOT_ACCOUNT_ID="1",
+        CHATWOOT_API_TOKEN=API_TOKEN,
+        SLA_RECONCILE_SECONDS="0",
+    )
     sleeps: list[float] = []
     token = {"value": API_TOKEN}
-    monkeypatch.setattr(writeback, "client_for", lambda runtime: ChatwootClient(
-        BASE_URL, 1, token["value"], sleep=sleeps.append))
+    monkeypatch.setattr(
+        writeback, "client_for", lambda runtime: ChatwootClient(BASE_URL, 1, token["value"], sleep=sleeps.append)
+    )
     return SimpleNamespace(runtime=current_runtime(), rules_dir=rules_dir, sleeps=sleeps, token=token)
 
 
 def submit(redis, bodies) -> None:
     for body in bodies:
-        ingest.submit(redis, "chatwoot", body, received_at=datetime.now(timezone.utc))
+        ingest.submit(redis, "chatwoot", body, received_at=datetime.now(UTC))
 
 
 def enqueue_scheduled_now(redis) -> int:
@@ -93,8 +116,9 @@ def work_all(redis, rounds: int = 30) -> int:
 
 def pending_intents(runtime) -> int:
     with runtime.store.engine.connect() as connection:
-        return connection.execute(sa.select(sa.func.count()).select_from(outbox).where(
-            outbox.c.state.in_(("pending", "sending")))).scalar()
+        return connection.execute(
+            sa.select(sa.func.count()).select_from(outbox).where(outbox.c.state.in_(("pending", "sending")))
+        ).scalar()
 
 
 def traffic_bodies(count: int, **options) -> list[bytes]:
@@ -114,8 +138,10 @@ def test_helpdesk_down_for_a_while_then_back(plant, fault):
         rounds = work_all(plant.runtime.redis)
     assert helpdesk.faults_left() == 0
     failed = sum(1 for call in helpdesk.calls if call[2] == fault)
-    print(f"helpdesk down for {failed} calls ({fault}); settled after {rounds} worker rounds; "
-          f"{len(helpdesk.calls)} calls in all")
+    print(
+        f"helpdesk down for {failed} calls ({fault}); settled after {rounds} worker rounds; "
+        f"{len(helpdesk.calls)} calls in all"
+    )
     assert rounds > 1  # the outage outlasted a job's own attempts
     assert pending_intents(plant.runtime) == 0
     assert verify(plant.runtime.store, bodies, plant.rules_dir, helpdesk, f"helpdesk down ({fault})").lost == 0
@@ -188,7 +214,7 @@ def test_revoked_token_stops_write_back_without_hammering_until_it_is_fixed(plan
         # expires), the sweeper's periodic requeue delivers what waited.
         plant.token["value"] = helpdesk.valid_token
         plant.runtime.redis.delete(writeback._auth_failed_key(1))
-        later = datetime.now(timezone.utc) + writeback.STALE_AFTER + timedelta(seconds=1)
+        later = datetime.now(UTC) + writeback.STALE_AFTER + timedelta(seconds=1)
         assert writeback.requeue_stale_outbox(plant.runtime, later) > 0
         work_all(plant.runtime.redis)
     assert pending_intents(plant.runtime) == 0
@@ -203,8 +229,7 @@ def test_redis_flush_loses_no_deadline_and_a_resent_delivery_is_processed(plant)
     traffic = Traffic()
     bodies = [body for bodies in traffic.conversations(10) for body in bodies]
     # One conversation whose at-risk instant comes a few seconds from now: the rebuilt index must fire it.
-    soon = Traffic(now=datetime.now(timezone.utc) - timedelta(minutes=50) + timedelta(seconds=4),
-                   first_conversation=5000)
+    soon = Traffic(now=datetime.now(UTC) - timedelta(minutes=50) + timedelta(seconds=4), first_conversation=5000)
     soon_bodies = soon.conversation(0, "on_track")
     soon_bodies = [soon_bodies[0]]  # created only: first response due in 1 h from its creation
     helpdesk = HelpdeskState()
@@ -225,8 +250,7 @@ def test_redis_flush_loses_no_deadline_and_a_resent_delivery_is_processed(plant)
         sweeper = Sweeper(runtime, utcnow)  # a new leader: rebuilds the index from SQL
         sweeper.step()
         rebuilt = sorted(redis.zrange(deadlines.DEADLINES, 0, -1, withscores=True))
-        assert {member for member, _ in rebuilt} >= {member for member, score in index
-                                                    if score > time.time()}
+        assert {member for member, _ in rebuilt} >= {member for member, score in index if score > time.time()}
         submit(redis, in_flight)  # the helpdesk's re-send
         work_all(redis)
 
@@ -251,9 +275,16 @@ def helpdesk_server():
 
 
 def worker_environment(redis_url: str, database_url: str, rules_dir: Path, helpdesk_url: str, **extra) -> dict:
-    return child_environment(REDIS_URL=redis_url, DATABASE_URL=database_url, SLA_RULES_DIR=str(rules_dir),
-                             CHATWOOT_URL=helpdesk_url, CHATWOOT_ACCOUNT_ID="1", CHATWOOT_API_TOKEN=API_TOKEN,
-                             SLA_CLAIM_IDLE_SECONDS="1", **extra)
+    return child_environment(
+        REDIS_URL=redis_url,
+        DATABASE_URL=database_url,
+        SLA_RULES_DIR=str(rules_dir),
+        CHATWOOT_URL=helpdesk_url,
+        CHATWOOT_ACCOUNT_ID="1",
+        CHATWOOT_API_TOKEN=API_TOKEN,
+        SLA_CLAIM_IDLE_SECONDS="1",
+        **extra,
+    )
 
 
 def submit_retrying(redis, bodies, deadline_seconds: float = 30) -> int:
@@ -263,7 +294,7 @@ def submit_retrying(redis, bodies, deadline_seconds: float = 30) -> int:
         deadline = time.monotonic() + deadline_seconds
         while True:
             try:
-                ingest.submit(redis, "chatwoot", body, received_at=datetime.now(timezone.utc))
+                ingest.submit(redis, "chatwoot", body, received_at=datetime.now(UTC))
                 break
             except RedisError:
                 failures += 1
@@ -277,21 +308,28 @@ def test_redis_restarted_mid_load_the_worker_reconnects(tmp_path, helpdesk_serve
     database_url = f"sqlite:///{tmp_path / 'sla.sqlite3'}"
     with RestartableRedis(tmp_path / "redis") as server:
         redis = server.connection(socket_timeout=5)
-        worker = start_worker(worker_environment(server.url, database_url, rules_dir, helpdesk_server.url),
-                              tmp_path / "worker.log")
+        worker = start_worker(
+            worker_environment(server.url, database_url, rules_dir, helpdesk_server.url), tmp_path / "worker.log"
+        )
         try:
             store = Store.from_url(database_url)
             traffic = Traffic()
             before = [body for bodies in traffic.conversations(15) for body in bodies]
             submit_retrying(redis, before)
-            wait_until(lambda: all_processed(store, before, helpdesk_server.state), 60,
-                       "the events before the restart are processed and written back")
+            wait_until(
+                lambda: all_processed(store, before, helpdesk_server.state),
+                60,
+                "the events before the restart are processed and written back",
+            )
 
             server.restart(down_seconds=0.5)
             after = [body for bodies in traffic.conversations(15, start=15) for body in bodies]
             submit_retrying(redis, after)
-            wait_until(lambda: all_processed(store, after, helpdesk_server.state), 60,
-                       "the worker reconnects and processes the events sent after the restart")
+            wait_until(
+                lambda: all_processed(store, after, helpdesk_server.state),
+                60,
+                "the worker reconnects and processes the events sent after the restart",
+            )
             assert worker.poll() is None, "the worker process died instead of reconnecting"
             wait_until(lambda: settled(redis), 30, "queues drained")
         finally:
@@ -308,8 +346,9 @@ def test_database_unreachable_for_a_while_then_back(tmp_path, redis_server, redi
     rules_dir = write_rules(tmp_path / "rules")
     store = Store.from_url(database_url)  # the test's own view, not through the proxy
     store.migrate()
-    worker = start_worker(worker_environment(redis_server.url, proxied, rules_dir, helpdesk_server.url),
-                          tmp_path / "worker.log")
+    worker = start_worker(
+        worker_environment(redis_server.url, proxied, rules_dir, helpdesk_server.url), tmp_path / "worker.log"
+    )
     try:
         traffic = Traffic()
         before = [body for bodies in traffic.conversations(10) for body in bodies]
@@ -324,12 +363,17 @@ def test_database_unreachable_for_a_while_then_back(tmp_path, redis_server, redi
         pending = redis.xpending(ingest.STREAM, ingest.GROUP)["pending"]
         assert pending > 0, "the entries read by the failed drain must stay pending (not acknowledged)"
         assert not all_processed(store, during)
-        print(f"database cut: {failed.count} drain job(s) failed, {pending} entries pending, "
-              f"{proxy.refused} connections refused")
+        print(
+            f"database cut: {failed.count} drain job(s) failed, {pending} entries pending, "
+            f"{proxy.refused} connections refused"
+        )
 
         proxy.restore()
-        wait_until(lambda: all_processed(store, during, helpdesk_server.state), 90,
-                   "a later drain processes the pending entries once the database is back")
+        wait_until(
+            lambda: all_processed(store, during, helpdesk_server.state),
+            90,
+            "a later drain processes the pending entries once the database is back",
+        )
         wait_until(lambda: settled(redis), 30, "queues drained")
     finally:
         stop_process(worker)
@@ -339,8 +383,7 @@ def test_database_unreachable_for_a_while_then_back(tmp_path, redis_server, redi
     assert verdict.lost == 0, verdict.problems
 
 
-def test_worker_killed_mid_batch_a_second_worker_finishes_exactly_once(tmp_path, redis_server, redis,
-                                                                       helpdesk_server):
+def test_worker_killed_mid_batch_a_second_worker_finishes_exactly_once(tmp_path, redis_server, redis, helpdesk_server):
     rules_dir = write_rules(tmp_path / "rules")
     database_url = f"sqlite:///{tmp_path / 'sla.sqlite3'}"
     environment = worker_environment(redis_server.url, database_url, rules_dir, helpdesk_server.url)
@@ -351,16 +394,24 @@ def test_worker_killed_mid_batch_a_second_worker_finishes_exactly_once(tmp_path,
     second = None
     try:
         # Kill it while a batch is read but not acknowledged.
-        wait_until(lambda: redis.xpending(ingest.STREAM, ingest.GROUP)["pending"] > 0
-                   if redis.exists(ingest.STREAM) and redis.xinfo_groups(ingest.STREAM) else False,
-                   60, "the first worker reads a batch", interval=0.01)
+        wait_until(
+            lambda: (
+                redis.xpending(ingest.STREAM, ingest.GROUP)["pending"] > 0
+                if redis.exists(ingest.STREAM) and redis.xinfo_groups(ingest.STREAM)
+                else False
+            ),
+            60,
+            "the first worker reads a batch",
+            interval=0.01,
+        )
         stop_process(first, signal.SIGKILL)
         pending_at_kill = redis.xpending(ingest.STREAM, ingest.GROUP)["pending"]
         print(f"worker SIGKILLed with {pending_at_kill} entries read and not acknowledged")
         second = start_worker(environment, tmp_path / "worker-2.log")
         store = Store.from_url(database_url)
-        wait_until(lambda: all_processed(store, bodies, helpdesk_server.state), 120,
-                   "the second worker processes every event")
+        wait_until(
+            lambda: all_processed(store, bodies, helpdesk_server.state), 120, "the second worker processes every event"
+        )
         wait_until(lambda: settled(redis), 30, "queues drained")
     finally:
         stop_process(first, signal.SIGKILL)
@@ -389,9 +440,12 @@ def test_web_process_restarted_under_load_loses_no_accepted_delivery(tmp_path, r
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 try:
-                    response = session.post(f"http://127.0.0.1:{port}/webhooks/chatwoot", data=body, timeout=5,
-                                            headers={"Content-Type": "application/json",
-                                                     "X-Chatwoot-Delivery": f"delivery-{number}"})
+                    response = session.post(
+                        f"http://127.0.0.1:{port}/webhooks/chatwoot",
+                        data=body,
+                        timeout=5,
+                        headers={"Content-Type": "application/json", "X-Chatwoot-Delivery": f"delivery-{number}"},
+                    )
                 except requests.RequestException:
                     refused[0] += 1  # the helpdesk retries a delivery that got no answer
                     session = requests.Session()

@@ -1,4 +1,5 @@
 """Hot reload in a real worker process: edited rule files apply to new matches, a broken file changes nothing."""
+
 from __future__ import annotations
 
 import json
@@ -6,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -15,8 +16,12 @@ from plugin.adapters.store import Store
 
 
 def rules(policy_id: str, first_response: str) -> str:
-    return json.dumps({"policies": {policy_id: {"name": policy_id, "first_response": first_response}},
-                       "rules": [{"name": "Everything", "when": {"all": []}, "apply": policy_id}]})
+    return json.dumps(
+        {
+            "policies": {policy_id: {"name": policy_id, "first_response": first_response}},
+            "rules": [{"name": "Everything", "when": {"all": []}, "apply": policy_id}],
+        }
+    )
 
 
 @pytest.fixture
@@ -25,11 +30,20 @@ def worker(tmp_path, redis_server, redis):
     rules_dir.mkdir()
     (rules_dir / "rules.json").write_text(rules("first", "1h"))
     database_url = f"sqlite:///{tmp_path / 'sla.sqlite3'}"
-    environment = dict(os.environ, REDIS_URL=redis_server.url, DATABASE_URL=database_url,
-                       SLA_RULES_DIR=str(rules_dir), SLA_LOG_LEVEL="WARNING")
+    environment = dict(
+        os.environ,
+        REDIS_URL=redis_server.url,
+        DATABASE_URL=database_url,
+        SLA_RULES_DIR=str(rules_dir),
+        SLA_LOG_LEVEL="WARNING",
+    )
     environment.pop("CHATWOOT_URL", None)
-    process = subprocess.Popen([sys.executable, "-m", "plugin.cli", "worker", "--no-sweeper"], env=environment,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "plugin.cli", "worker", "--no-sweeper"],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     store = Store.from_url(database_url)
     store.migrate()
     yield rules_dir, store
@@ -39,9 +53,9 @@ def worker(tmp_path, redis_server, redis):
 
 def send_conversation(redis, fixture_payload, conversation_id: int) -> None:
     payload = fixture_payload("conversation_created")
-    created = datetime.now(timezone.utc) - timedelta(minutes=5)
+    created = datetime.now(UTC) - timedelta(minutes=5)
     payload.update(id=conversation_id, created_at=int(created.timestamp()), updated_at=created.timestamp())
-    ingest.submit(redis, "chatwoot", json.dumps(payload).encode(), received_at=datetime.now(timezone.utc))
+    ingest.submit(redis, "chatwoot", json.dumps(payload).encode(), received_at=datetime.now(UTC))
 
 
 def wait_for_policy(store: Store, conversation_id: int) -> str:

@@ -5,6 +5,7 @@ Asserts what must hold under load, never how fast: no 5xx, every delivery answer
 store equals a replay of the same bodies, labels and notes right), the queue drained. The figures it prints
 (requests/s, ack latency) are for reading; the long version with ratios is ``bench/load_bench.py``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,11 +17,22 @@ from collections import Counter
 
 import requests
 
-from faults import (
-    API_TOKEN, HelpdeskServer, Traffic, all_processed, child_environment, settled, start_gunicorn, start_worker,
-    stop_process, verify, wait_until, write_rules,
-)
 from plugin.adapters.store import Store
+
+from faults import (
+    API_TOKEN,
+    HelpdeskServer,
+    Traffic,
+    all_processed,
+    child_environment,
+    settled,
+    start_gunicorn,
+    start_worker,
+    stop_process,
+    verify,
+    wait_until,
+    write_rules,
+)
 
 SECRET = "whsec-load-7c6b5a4d3e"
 CLIENTS = 8
@@ -31,8 +43,12 @@ TIME_LIMIT_SECONDS = 12
 def signed(body: bytes, delivery: str) -> dict:
     timestamp = str(int(time.time()))
     digest = hmac.new(SECRET.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return {"Content-Type": "application/json", "X-Chatwoot-Signature": f"sha256={digest}",
-            "X-Chatwoot-Timestamp": timestamp, "X-Chatwoot-Delivery": delivery}
+    return {
+        "Content-Type": "application/json",
+        "X-Chatwoot-Signature": f"sha256={digest}",
+        "X-Chatwoot-Timestamp": timestamp,
+        "X-Chatwoot-Delivery": delivery,
+    }
 
 
 def test_mixed_webhook_traffic_under_load_loses_nothing(tmp_path, redis_server, redis):
@@ -40,9 +56,16 @@ def test_mixed_webhook_traffic_under_load_loses_nothing(tmp_path, redis_server, 
     database_url = f"sqlite:///{tmp_path / 'sla.sqlite3'}"
     with HelpdeskServer() as helpdesk:
         environment = child_environment(
-            REDIS_URL=redis_server.url, DATABASE_URL=database_url, SLA_RULES_DIR=str(rules_dir),
-            CHATWOOT_URL=helpdesk.url, CHATWOOT_ACCOUNT_ID="1", CHATWOOT_API_TOKEN=API_TOKEN,
-            CHATWOOT_WEBHOOK_SECRET=SECRET, SLA_CLAIM_IDLE_SECONDS="5", SLA_LOG_LEVEL="WARNING")
+            REDIS_URL=redis_server.url,
+            DATABASE_URL=database_url,
+            SLA_RULES_DIR=str(rules_dir),
+            CHATWOOT_URL=helpdesk.url,
+            CHATWOOT_ACCOUNT_ID="1",
+            CHATWOOT_API_TOKEN=API_TOKEN,
+            CHATWOOT_WEBHOOK_SECRET=SECRET,
+            SLA_CLAIM_IDLE_SECONDS="5",
+            SLA_LOG_LEVEL="WARNING",
+        )
         workers = [start_worker(environment, tmp_path / f"worker-{number}.log") for number in range(2)]
         web, port = start_gunicorn(environment, tmp_path / "web.log")
         url = f"http://127.0.0.1:{port}/webhooks/chatwoot"
@@ -71,10 +94,10 @@ def test_mixed_webhook_traffic_under_load_loses_nothing(tmp_path, redis_server, 
                         if response.status_code == 202 and response.json()["status"] == "queued":
                             mine_accepted.append(body)
                 if index % 7 == 0:
-                    bad = session.post(url, data=b"{not json", headers=signed(b"{not json", f"bad-{index}"),
-                                       timeout=10)
-                    forged = session.post(url, data=conversations[index][0],
-                                          headers={**signed(b"other", f"forged-{index}")}, timeout=10)
+                    bad = session.post(url, data=b"{not json", headers=signed(b"{not json", f"bad-{index}"), timeout=10)
+                    forged = session.post(
+                        url, data=conversations[index][0], headers={**signed(b"other", f"forged-{index}")}, timeout=10
+                    )
                     mine_statuses[bad.status_code] += 1
                     mine_statuses[forged.status_code] += 1
             with lock:
@@ -92,17 +115,22 @@ def test_mixed_webhook_traffic_under_load_loses_nothing(tmp_path, redis_server, 
             elapsed = time.monotonic() - started
             assert not any(thread.is_alive() for thread in threads)
             store = Store.from_url(database_url)
-            wait_until(lambda: all_processed(store, accepted, helpdesk.state), 90,
-                       "every accepted delivery is processed and written back")
+            wait_until(
+                lambda: all_processed(store, accepted, helpdesk.state),
+                90,
+                "every accepted delivery is processed and written back",
+            )
             wait_until(lambda: settled(redis), 30, "the queues drain")
         finally:
             stop_process(web)
             for worker in workers:
                 stop_process(worker)
         quantiles = statistics.quantiles(latencies, n=100)
-        print(f"load: {sum(statuses.values())} requests in {elapsed:.1f} s ({sum(statuses.values()) / elapsed:.0f}/s) "
-              f"from {CLIENTS} clients; answers {dict(statuses)}; ack p50 {quantiles[49] * 1000:.1f} ms, "
-              f"p99 {quantiles[98] * 1000:.1f} ms")
+        print(
+            f"load: {sum(statuses.values())} requests in {elapsed:.1f} s ({sum(statuses.values()) / elapsed:.0f}/s) "
+            f"from {CLIENTS} clients; answers {dict(statuses)}; ack p50 {quantiles[49] * 1000:.1f} ms, "
+            f"p99 {quantiles[98] * 1000:.1f} ms"
+        )
         assert not [status for status in statuses if status >= 500], statuses
         assert set(statuses) <= {202, 400, 401}, statuses
         assert len(accepted) > CONVERSATIONS  # the run got well past the first event of each conversation

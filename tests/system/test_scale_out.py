@@ -3,33 +3,47 @@ Redis and one PostgreSQL database. A few hundred signed webhooks of 30 conversat
 eight threads, some twice (the same delivery again, and the same event as a new delivery). Each event is
 processed once, no conversation is folded by two workers at a time (its final state equals ``replay`` of the
 same bodies), and no note is written twice."""
+
 from __future__ import annotations
 
 import json
 import random
 import threading
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import requests
 import sqlalchemy as sa
 
 from connectors.chatwoot.webhooks import ChatwootConnector
-from plugin.demo import script
-from plugin.demo.helpdesk import DemoHelpdesk, Person
-from plugin.cli.replay import replay
 from plugin.adapters.rule_files import load_rules
 from plugin.adapters.store import misses
+from plugin.cli.replay import replay
+from plugin.demo import script
+from plugin.demo.helpdesk import DemoHelpdesk, Person
+
 from production_stack import ProductionStack
 
 CONVERSATIONS = 30
 POSTING_THREADS = 8
-RULES = {"policies": {"standard": {"name": "Standard", "first_response": "30m", "next_response": "30m",
-                                   "resolution": "3h", "warn_before": "5m", "target": 0.8}},
-         "rules": [{"name": "Everything", "when": {"all": []}, "apply": "standard"}],
-         "labels": {"on_track": {"title": "sla-on-track", "color": "#2E7D32"},
-                    "at_risk": {"title": "sla-at-risk", "color": "#F9A825"},
-                    "missed": {"title": "sla-missed", "color": "#C62828"}}}
+RULES = {
+    "policies": {
+        "standard": {
+            "name": "Standard",
+            "first_response": "30m",
+            "next_response": "30m",
+            "resolution": "3h",
+            "warn_before": "5m",
+            "target": 0.8,
+        }
+    },
+    "rules": [{"name": "Everything", "when": {"all": []}, "apply": "standard"}],
+    "labels": {
+        "on_track": {"title": "sla-on-track", "color": "#2E7D32"},
+        "at_risk": {"title": "sla-at-risk", "color": "#F9A825"},
+        "missed": {"title": "sla-missed", "color": "#C62828"},
+    },
+}
 STATUS_LABELS = {"sla-on-track", "sla-at-risk", "sla-missed"}
 
 
@@ -48,8 +62,7 @@ def a_morning_of_conversations(helpdesk: DemoHelpdesk, now: datetime, randomness
             moment += timedelta(minutes=randomness.randint(low, high), seconds=randomness.randint(0, 59))
             return moment
 
-        conversation = helpdesk.open_conversation(contact, script.CHAT, f"Question {number}", at=moment,
-                                                  assignee=agent)
+        conversation = helpdesk.open_conversation(contact, script.CHAT, f"Question {number}", at=moment, assignee=agent)
         helpdesk.agent_replies(conversation, agent, "First answer", at=later(5, 50))
         labelled[conversation] = randomness.random() < 0.3
         if labelled[conversation]:
@@ -72,16 +85,24 @@ def conversation_of(body: bytes) -> int:
 def test_web_and_worker_processes_scale_out_processing_each_event_once_in_order(tmp_path, postgres_url):
     randomness = random.Random(6)
     # The reconciler is off: its bodies bypass the webhook counter this test balances against.
-    with ProductionStack(tmp_path, postgres_url, RULES, web_processes=2, worker_processes=3,
-                         settings={"SLA_RECONCILE_SECONDS": "0", "SLA_LOG_LEVEL": "INFO"}) as stack:
+    with ProductionStack(
+        tmp_path,
+        postgres_url,
+        RULES,
+        web_processes=2,
+        worker_processes=3,
+        settings={"SLA_RECONCILE_SECONDS": "0", "SLA_LOG_LEVEL": "INFO"},
+    ) as stack:
         with stack.helpdesk.capturing() as deliveries:
-            labelled = a_morning_of_conversations(stack.helpdesk, datetime.now(timezone.utc), randomness)
+            labelled = a_morning_of_conversations(stack.helpdesk, datetime.now(UTC), randomness)
         same_delivery_again = randomness.sample(deliveries, len(deliveries) // 10)
         same_event_again = [delivery.again() for delivery in randomness.sample(deliveries, len(deliveries) // 20)]
         # Each thread posts its conversations' webhooks in the helpdesk's order; the copies go to random
         # threads at random places, so they race with their originals.
-        lanes = [[delivery for delivery in deliveries if conversation_of(delivery.body) % POSTING_THREADS == lane]
-                 for lane in range(POSTING_THREADS)]
+        lanes = [
+            [delivery for delivery in deliveries if conversation_of(delivery.body) % POSTING_THREADS == lane]
+            for lane in range(POSTING_THREADS)
+        ]
         for copy in same_delivery_again + same_event_again:
             lane = randomness.choice(lanes)
             lane.insert(randomness.randint(0, len(lane)), copy)
@@ -91,8 +112,9 @@ def test_web_and_worker_processes_scale_out_processing_each_event_once_in_order(
         def post(lane):
             with requests.Session() as session:
                 for delivery in lane:
-                    response = session.post(stack.url + "/webhooks/chatwoot", data=delivery.body,
-                                            headers=delivery.headers(), timeout=30)
+                    response = session.post(
+                        stack.url + "/webhooks/chatwoot", data=delivery.body, headers=delivery.headers(), timeout=30
+                    )
                     with answers_lock:
                         answers[response.json()["status"]] += 1
 
@@ -111,17 +133,24 @@ def test_web_and_worker_processes_scale_out_processing_each_event_once_in_order(
         def balanced():
             # Each web process adds its counts to Redis within a second: poll until all of them have.
             metrics = stack.metrics()
-            return (metrics["sla_events_processed_total"] == metrics.get(received % "queued")
-                    and metrics.get(received % "duplicate") == len(same_delivery_again))
+            return metrics["sla_events_processed_total"] == metrics.get(received % "queued") and metrics.get(
+                received % "duplicate"
+            ) == len(same_delivery_again)
 
         # Each queued event (the posted ones and the echoes of the plugin's own writes) processed once.
         stack.wait_for(balanced, 30, "the processed events to match the queued webhooks")
 
         store = stack.store()
         rules = load_rules(stack.rules_dir)
-        expected = {evaluation.conversation_id: evaluation.to_replay_json() for evaluation in replay(
-            [delivery.body.decode() for delivery in deliveries], ChatwootConnector(), rules.match,
-            rules.content_hash).evaluations}
+        expected = {
+            evaluation.conversation_id: evaluation.to_replay_json()
+            for evaluation in replay(
+                [delivery.body.decode() for delivery in deliveries],
+                ChatwootConnector(),
+                rules.match,
+                rules.content_hash,
+            ).evaluations
+        }
         assert len(expected) == CONVERSATIONS
         outcomes = Counter()
         for conversation, replayed in expected.items():
@@ -138,10 +167,10 @@ def test_web_and_worker_processes_scale_out_processing_each_event_once_in_order(
 
         # Notes: never two with the same marker; one per miss that stands; a correction only after its note.
         with store.engine.connect() as connection:
-            recorded = connection.execute(sa.select(misses.c.conversation_id, misses.c.miss,
-                                                    misses.c.corrected_at)).all()
-        markers = Counter(note.rsplit("[", 1)[1] for conversation in expected
-                          for note in stack.notes(conversation))
+            recorded = connection.execute(
+                sa.select(misses.c.conversation_id, misses.c.miss, misses.c.corrected_at)
+            ).all()
+        markers = Counter(note.rsplit("[", 1)[1] for conversation in expected for note in stack.notes(conversation))
         assert max(markers.values()) == 1, markers.most_common(3)
         for row in recorded:
             note = f"sla-plugin 1/{row.conversation_id} note:{row.miss}]"
@@ -151,5 +180,6 @@ def test_web_and_worker_processes_scale_out_processing_each_event_once_in_order(
             else:
                 assert (note in markers) == (correction in markers), (row, markers)
         standing = {(row.conversation_id, row.miss) for row in recorded if row.corrected_at is None}
-        assert len(standing) == sum(replayed["metrics"][metric]["misses"] for replayed in expected.values()
-                                    for metric in replayed["metrics"])
+        assert len(standing) == sum(
+            replayed["metrics"][metric]["misses"] for replayed in expected.values() for metric in replayed["metrics"]
+        )

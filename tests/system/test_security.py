@@ -2,6 +2,7 @@
 never in logs (a whole flow's logs grepped for every secret), no request to any host but the configured
 helpdesk, spreadsheet-safe CSV, and the dependency audit command.
 """
+
 from __future__ import annotations
 
 import csv
@@ -26,10 +27,10 @@ import responses
 from rq import Queue, SimpleWorker
 
 from connectors.chatwoot.client import ChatwootClient, ChatwootError
-from plugin.jobs import writeback
-from plugin.adapters.streams import EVENTS_QUEUE, STREAM, WRITEBACK_QUEUE
-from plugin.jobs.runtime import current_runtime
 from plugin.adapters.store import Store
+from plugin.adapters.streams import EVENTS_QUEUE, STREAM, WRITEBACK_QUEUE
+from plugin.jobs import writeback
+from plugin.jobs.runtime import current_runtime
 from plugin.web import webhooks
 
 from faults import PROJECT_ROOT, HelpdeskState, Traffic, child_environment, stop_process, wait_until, write_rules
@@ -47,21 +48,34 @@ FIXTURES = Path(__file__).parents[1] / "fixtures" / "chatwoot"
 def signed(body: bytes, timestamp: int | None = None, secret: str = SECRET, delivery: str | None = None) -> dict:
     timestamp = int(time.time()) if timestamp is None else timestamp
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return {"Content-Type": "application/json", "X-Chatwoot-Signature": f"sha256={digest}",
-            "X-Chatwoot-Timestamp": str(timestamp), "X-Chatwoot-Delivery": delivery or str(uuid.uuid4())}
+    return {
+        "Content-Type": "application/json",
+        "X-Chatwoot-Signature": f"sha256={digest}",
+        "X-Chatwoot-Timestamp": str(timestamp),
+        "X-Chatwoot-Delivery": delivery or str(uuid.uuid4()),
+    }
 
 
 @pytest.fixture
 def environment(monkeypatch, tmp_path, redis_server, runtime_environment):
     """The worker side reads the environment: same Redis, database and rules as the app under test."""
     rules_dir = write_rules(tmp_path / "rules")
-    values = {"DATABASE_URL": f"sqlite:///{tmp_path / 'sla.sqlite3'}", "REDIS_URL": redis_server.url,
-              "SLA_RULES_DIR": str(rules_dir), "CHATWOOT_URL": BASE, "CHATWOOT_ACCOUNT_ID": "1",
-              "CHATWOOT_API_TOKEN": API_TOKEN, "CHATWOOT_WEBHOOK_SECRET": SECRET, "SLA_ADMIN_TOKEN": ADMIN_TOKEN,
-              "SLA_SIDEBAR_TOKEN": SIDEBAR_TOKEN, "SLA_RECONCILE_SECONDS": "0"}
+    values = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'sla.sqlite3'}",
+        "REDIS_URL": redis_server.url,
+        "SLA_RULES_DIR": str(rules_dir),
+        "CHATWOOT_URL": BASE,
+        "CHATWOOT_ACCOUNT_ID": "1",
+        "CHATWOOT_API_TOKEN": API_TOKEN,
+        "CHATWOOT_WEBHOOK_SECRET": SECRET,
+        "SLA_ADMIN_TOKEN": ADMIN_TOKEN,
+        "SLA_SIDEBAR_TOKEN": SIDEBAR_TOKEN,
+        "SLA_RECONCILE_SECONDS": "0",
+    }
     runtime_environment(**values)
-    monkeypatch.setattr(writeback, "client_for", lambda runtime: ChatwootClient(
-        BASE, 1, API_TOKEN, sleep=lambda seconds: None))
+    monkeypatch.setattr(
+        writeback, "client_for", lambda runtime: ChatwootClient(BASE, 1, API_TOKEN, sleep=lambda seconds: None)
+    )
     return values
 
 
@@ -71,11 +85,13 @@ def app(make_app, environment):
 
 
 def work(redis) -> None:
-    SimpleWorker([Queue(EVENTS_QUEUE, connection=redis), Queue(WRITEBACK_QUEUE, connection=redis)],
-                 connection=redis).work(burst=True, logging_level="ERROR")
+    SimpleWorker(
+        [Queue(EVENTS_QUEUE, connection=redis), Queue(WRITEBACK_QUEUE, connection=redis)], connection=redis
+    ).work(burst=True, logging_level="ERROR")
 
 
 # -- signatures and the replay window ----------------------------------------------------------------------
+
 
 def test_captured_signed_request_replayed_after_six_minutes_is_refused(app, redis, monkeypatch):
     client = app.test_client()
@@ -100,8 +116,7 @@ def test_same_delivery_replayed_within_the_window_is_a_duplicate_processed_once(
     client = app.test_client()
     body = Traffic().conversation(0, "missed")[0]
     headers = signed(body, delivery="delivery-replayed-1")
-    answers = [client.post("/webhooks/chatwoot", data=body, headers=headers).get_json()["status"]
-               for _ in range(3)]
+    answers = [client.post("/webhooks/chatwoot", data=body, headers=headers).get_json()["status"] for _ in range(3)]
     assert answers == ["queued", "duplicate", "duplicate"]
     # Within the window, the same signed bytes under another delivery id are queued, and the engine drops
     # the event as one it already has (its key): processed once in effect.
@@ -118,8 +133,19 @@ def test_same_delivery_replayed_within_the_window_is_a_duplicate_processed_once(
     assert sum(helpdesk.markers(1000).values()) == 1  # one miss, one note
 
 
-@pytest.mark.parametrize("tamper", ["body", "secret", "no signature", "no timestamp", "future", "token instead",
-                                    "signature of empty body", "uppercase scheme"])
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        "body",
+        "secret",
+        "no signature",
+        "no timestamp",
+        "future",
+        "token instead",
+        "signature of empty body",
+        "uppercase scheme",
+    ],
+)
 def test_forged_or_incomplete_signatures_are_refused(app, redis, tamper):
     client = app.test_client()
     body = (FIXTURES / "conversation_created.json").read_bytes()
@@ -156,10 +182,18 @@ def test_url_token_installs_need_the_token(make_app, redis):
 
 # -- who may read what -----------------------------------------------------------------------------------------
 
-REPORT_PATHS = ["/api/reports/summary", "/api/reports/series?bucket=hour", "/api/reports/grid",
-                "/api/reports/breakdown?by=label", "/api/reports/conversations", "/api/reports/conversations.csv",
-                "/api/reports/summary?format=csv", "/api/reports/conversations/1/1000", "/reports",
-                "/reports/conversations/1/1000"]
+REPORT_PATHS = [
+    "/api/reports/summary",
+    "/api/reports/series?bucket=hour",
+    "/api/reports/grid",
+    "/api/reports/breakdown?by=label",
+    "/api/reports/conversations",
+    "/api/reports/conversations.csv",
+    "/api/reports/summary?format=csv",
+    "/api/reports/conversations/1/1000",
+    "/reports",
+    "/reports/conversations/1/1000",
+]
 SIDEBAR_PATHS = ["/sidebar", "/api/sidebar/conversations/1/1000"]
 PUBLIC = {"/webhooks/<connector_name>", "/healthz", "/metrics"}
 
@@ -215,6 +249,7 @@ def test_every_route_but_webhooks_health_and_metrics_needs_a_token(app):
 
 # -- secrets never in logs -------------------------------------------------------------------------------------
 
+
 def test_no_secret_ever_reaches_a_log_line(app, redis, environment, caplog, capfd):
     secrets = [SECRET, API_TOKEN, ADMIN_TOKEN, SIDEBAR_TOKEN]
     client = app.test_client()
@@ -268,17 +303,27 @@ def test_the_production_server_access_log_never_shows_url_tokens(tmp_path, redis
     from plugin.adapters.services import pick_free_port
 
     port = pick_free_port()
-    environment = child_environment(REDIS_URL=redis_server.url, DATABASE_URL=f"sqlite:///{tmp_path / 's.db'}",
-                                    SLA_RULES_DIR=str(write_rules(tmp_path / "rules")),
-                                    SLA_WEBHOOK_TOKEN=WEBHOOK_TOKEN, SLA_ADMIN_TOKEN=ADMIN_TOKEN,
-                                    SLA_SIDEBAR_TOKEN=SIDEBAR_TOKEN)
+    environment = child_environment(
+        REDIS_URL=redis_server.url,
+        DATABASE_URL=f"sqlite:///{tmp_path / 's.db'}",
+        SLA_RULES_DIR=str(write_rules(tmp_path / "rules")),
+        SLA_WEBHOOK_TOKEN=WEBHOOK_TOKEN,
+        SLA_ADMIN_TOKEN=ADMIN_TOKEN,
+        SLA_SIDEBAR_TOKEN=SIDEBAR_TOKEN,
+    )
     log_path = tmp_path / "serve.log"
     Store.from_url(environment["DATABASE_URL"]).migrate()  # as a worker does when it starts
     with open(log_path, "wb") as log:
-        server = subprocess.Popen([sys.executable, "-m", "plugin.cli", "serve", "--port", str(port), "--workers", "1"],
-                                  env=environment, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "plugin.cli", "serve", "--port", str(port), "--workers", "1"],
+            env=environment,
+            cwd=PROJECT_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
+
         def get(path):
             try:
                 return requests.get(f"http://127.0.0.1:{port}{path}", timeout=5)
@@ -287,8 +332,12 @@ def test_the_production_server_access_log_never_shows_url_tokens(tmp_path, redis
 
         wait_until(lambda: get("/healthz") is not None, 30, "the server answers")
         body = (FIXTURES / "conversation_created.json").read_bytes()
-        assert requests.post(f"http://127.0.0.1:{port}/webhooks/chatwoot?token={WEBHOOK_TOKEN}", data=body,
-                             timeout=5).status_code == 202
+        assert (
+            requests.post(
+                f"http://127.0.0.1:{port}/webhooks/chatwoot?token={WEBHOOK_TOKEN}", data=body, timeout=5
+            ).status_code
+            == 202
+        )
         assert get(f"/reports?token={ADMIN_TOKEN}").status_code == 200
         assert get(f"/sidebar?token={SIDEBAR_TOKEN}").status_code == 200
         wait_until(lambda: log_path.read_text().count("GET /") >= 3, 15, "the access log is written")
@@ -302,6 +351,7 @@ def test_the_production_server_access_log_never_shows_url_tokens(tmp_path, redis
 
 # -- no request to any host but the helpdesk -----------------------------------------------------------------
 
+
 def test_urls_in_payloads_never_cause_a_request_elsewhere(app, redis):
     client = app.test_client()
     traffic = Traffic()
@@ -311,22 +361,35 @@ def test_urls_in_payloads_never_cause_a_request_elsewhere(app, redis):
         holder = payload.get("conversation", payload)
         if isinstance(holder, dict) and "meta" in holder:
             holder["meta"].setdefault("sender", {})["thumbnail"] = "http://evil.example/pixel.png"
-            holder["additional_attributes"] = {"referer": "http://evil.example/page",
-                                               "browser": {"url": "https://169.254.169.254/latest/meta-data"}}
+            holder["additional_attributes"] = {
+                "referer": "http://evil.example/page",
+                "browser": {"url": "https://169.254.169.254/latest/meta-data"},
+            }
             holder["custom_attributes"] = {"callback_url": "http://127.0.0.1:9/", "url": "file:///etc/passwd"}
         if payload.get("event") == "message_created":
             payload["content"] = "see http://evil.example/a and https://evil.example/b"
             payload["attachments"] = [{"data_url": "http://evil.example/file", "thumb_url": "http://evil.example/t"}]
         bodies.append(json.dumps(payload).encode())
-    bodies.append(json.dumps({"event": "webhook_updated", "account": {"id": 1},
-                              "webhook": {"url": "http://evil.example/hook"}, "url": "http://evil.example/"}).encode())
+    bodies.append(
+        json.dumps(
+            {
+                "event": "webhook_updated",
+                "account": {"id": 1},
+                "webhook": {"url": "http://evil.example/hook"},
+                "url": "http://evil.example/",
+            }
+        ).encode()
+    )
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         helpdesk = HelpdeskState(token=API_TOKEN)
         helpdesk.register(mock, BASE)
         elsewhere = []
         for method in (responses.GET, responses.POST, responses.PUT, responses.DELETE, responses.PATCH):
-            mock.add_callback(method, re.compile(r"^(?!http://chatwoot\.test/).*"), callback=lambda request: (
-                elsewhere.append(request.url) or (599, {}, "")))
+            mock.add_callback(
+                method,
+                re.compile(r"^(?!http://chatwoot\.test/).*"),
+                callback=lambda request: elsewhere.append(request.url) or (599, {}, ""),
+            )
         for body in bodies:
             assert client.post("/webhooks/chatwoot", data=body, headers=signed(body)).status_code == 202
         work(redis)
@@ -341,8 +404,12 @@ def test_urls_in_payloads_never_cause_a_request_elsewhere(app, redis):
 
 def test_the_helpdesk_client_never_follows_a_redirect_elsewhere():
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        mock.add(responses.GET, f"{BASE}/api/v1/accounts/1/conversations/5/labels", status=302,
-                 headers={"Location": "http://evil.example/steal"})
+        mock.add(
+            responses.GET,
+            f"{BASE}/api/v1/accounts/1/conversations/5/labels",
+            status=302,
+            headers={"Location": "http://evil.example/steal"},
+        )
         stolen = mock.add(responses.GET, "http://evil.example/steal", json={"payload": []})
         with pytest.raises(ChatwootError, match="redirected"):
             ChatwootClient(BASE, 1, API_TOKEN, sleep=lambda seconds: None).conversation_labels(5)
@@ -351,8 +418,14 @@ def test_the_helpdesk_client_never_follows_a_redirect_elsewhere():
 
 # -- CSV injection ---------------------------------------------------------------------------------------------
 
-FORMULAS = ["=HYPERLINK(\"http://evil.example\",\"click\")", "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)",
-            "\t=1+1", "\r=1+1"]
+FORMULAS = [
+    '=HYPERLINK("http://evil.example","click")',
+    "+cmd|' /C calc'!A0",
+    "-2+3",
+    "@SUM(A1:A9)",
+    "\t=1+1",
+    "\r=1+1",
+]
 
 
 def test_report_csv_is_safe_to_open_in_a_spreadsheet(app, redis):
@@ -369,8 +442,11 @@ def test_report_csv_is_safe_to_open_in_a_spreadsheet(app, redis):
             assert client.post("/webhooks/chatwoot", data=body, headers=signed(body)).status_code == 202
     SimpleWorker([Queue(EVENTS_QUEUE, connection=redis)], connection=redis).work(burst=True, logging_level="ERROR")
     cells = []
-    for path in ("/api/reports/conversations.csv?missed=false", "/api/reports/breakdown.csv?by=label",
-                 "/api/reports/breakdown.csv?by=channel"):
+    for path in (
+        "/api/reports/conversations.csv?missed=false",
+        "/api/reports/breakdown.csv?by=label",
+        "/api/reports/breakdown.csv?by=channel",
+    ):
         response = client.get(path, headers=bearer(ADMIN_TOKEN))
         assert response.status_code == 200 and response.mimetype == "text/csv"
         rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
@@ -384,6 +460,7 @@ def test_report_csv_is_safe_to_open_in_a_spreadsheet(app, redis):
 
 
 # -- the dependency audit ----------------------------------------------------------------------------------------
+
 
 def test_dependency_audit_is_a_separate_command_with_its_own_extra():
     audit = PROJECT_ROOT / ".ci" / "audit"

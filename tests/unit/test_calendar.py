@@ -1,8 +1,9 @@
 """Hand-checked cases for business-hours calendars (plugin/calendar.py, DESIGN.md sections 4 and 10.1)."""
+
 from __future__ import annotations
 
 import threading
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -13,7 +14,7 @@ BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
 KATHMANDU = ZoneInfo("Asia/Kathmandu")
 LORD_HOWE = ZoneInfo("Australia/Lord_Howe")
-UTC = timezone.utc
+UTC = UTC
 HOUR = 3600
 WORKDAYS = ("mon", "tue", "wed", "thu", "fri")
 
@@ -23,7 +24,7 @@ def office(zone: str = "Europe/Berlin", hours: list[str] | None = None, **extra)
 
 
 def every_day(zone: str, hours: list[str]) -> dict:
-    return {"timezone": zone, "hours": {day: hours for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}}
+    return {"timezone": zone, "hours": dict.fromkeys(("mon", "tue", "wed", "thu", "fri", "sat", "sun"), hours)}
 
 
 def local(zone: ZoneInfo, *fields: int) -> datetime:
@@ -34,98 +35,269 @@ def local(zone: ZoneInfo, *fields: int) -> datetime:
 
 ADD_WORKING_CASES = [
     # (case, calendar spec, start, seconds, breaks, expected due)
-    ("friday afternoon rolls to monday", office(), local(BERLIN, 2026, 1, 9, 16, 55), HOUR, [],
-     local(BERLIN, 2026, 1, 12, 9, 55)),
-    ("a holiday on that monday moves it to tuesday",
-     office(holidays={"dates": ["2026-01-12"]}), local(BERLIN, 2026, 1, 9, 16, 55), HOUR, [],
-     local(BERLIN, 2026, 1, 13, 9, 55)),
-    ("an override closing that monday does the same",
-     office(overrides={"2026-01-12": []}), local(BERLIN, 2026, 1, 9, 16, 55), HOUR, [],
-     local(BERLIN, 2026, 1, 13, 9, 55)),
-    ("lunch break: 12:00 + 1h = 30 min before lunch + 30 min after 13:30",
-     office(hours=["09:00-12:30", "13:30-17:00"]), local(BERLIN, 2026, 1, 12, 12, 0), HOUR, [],
-     local(BERLIN, 2026, 1, 12, 14, 0)),
-    ("start inside the lunch break", office(hours=["09:00-12:30", "13:30-17:00"]),
-     local(BERLIN, 2026, 1, 12, 12, 45), 10 * 60, [], local(BERLIN, 2026, 1, 12, 13, 40)),
-    ("a full day lands on the closing time, not the next morning", office(),
-     local(BERLIN, 2026, 1, 12, 9, 0), 8 * HOUR, [], local(BERLIN, 2026, 1, 12, 17, 0)),
-    ("the last hour of the day lands on the closing time", office(),
-     local(BERLIN, 2026, 1, 12, 16, 0), HOUR, [], local(BERLIN, 2026, 1, 12, 17, 0)),
-    ("one second after a closing time is one second after the next opening", office(),
-     local(BERLIN, 2026, 1, 12, 17, 0), 1, [], local(BERLIN, 2026, 1, 13, 9, 0, 1)),
-    ("start on saturday", office(), local(BERLIN, 2026, 1, 10, 10, 0), HOUR, [],
-     local(BERLIN, 2026, 1, 12, 10, 0)),
-    ("start before opening", office(), local(BERLIN, 2026, 1, 12, 7, 0), HOUR, [],
-     local(BERLIN, 2026, 1, 12, 10, 0)),
-    ("a week's target: 40 working hours from monday 09:00 is friday 17:00", office(),
-     local(BERLIN, 2026, 1, 12, 9, 0), 40 * HOUR, [], local(BERLIN, 2026, 1, 16, 17, 0)),
-    ("across Christmas with country holidays",
-     office(holidays={"country": "DE", "subdivision": "BE"}), local(BERLIN, 2026, 12, 24, 16, 0), 2 * HOUR, [],
-     local(BERLIN, 2026, 12, 28, 10, 0)),
-    ("an override gives a shorter day, then new year's day (a friday) is a holiday",
-     office(holidays={"country": "DE"}, overrides={"2026-12-31": ["09:00-13:00"]}),
-     local(BERLIN, 2026, 12, 31, 12, 0), 2 * HOUR, [], local(BERLIN, 2027, 1, 4, 10, 0)),
-    ("an override on a listed holiday wins",
-     office(holidays={"dates": ["2026-12-24"]}, overrides={"2026-12-24": ["09:00-12:00"]}),
-     local(BERLIN, 2026, 12, 24, 9, 0), 2 * HOUR, [], local(BERLIN, 2026, 12, 24, 11, 0)),
-    ("an override opens a saturday", office(overrides={"2026-01-10": ["10:00-12:00"]}),
-     local(BERLIN, 2026, 1, 9, 16, 0), 2 * HOUR, [], local(BERLIN, 2026, 1, 10, 11, 0)),
-    ("a break inside open time", office(), local(BERLIN, 2026, 1, 12, 9, 0), 2 * HOUR,
-     [(local(BERLIN, 2026, 1, 12, 10, 0), local(BERLIN, 2026, 1, 12, 10, 30))],
-     local(BERLIN, 2026, 1, 12, 11, 30)),
-    ("a break over the weekend's closed time", office(), local(BERLIN, 2026, 1, 9, 16, 0), 2 * HOUR,
-     [(local(BERLIN, 2026, 1, 9, 16, 30), local(BERLIN, 2026, 1, 12, 9, 30))],
-     local(BERLIN, 2026, 1, 12, 11, 0)),
-    ("overlapping, unsorted breaks, one starting before the start", office(),
-     local(BERLIN, 2026, 1, 12, 10, 0), HOUR,
-     [(local(BERLIN, 2026, 1, 12, 10, 20), local(BERLIN, 2026, 1, 12, 10, 40)),
-      (local(BERLIN, 2026, 1, 12, 8, 0), local(BERLIN, 2026, 1, 12, 10, 10)),
-      (local(BERLIN, 2026, 1, 12, 10, 30), local(BERLIN, 2026, 1, 12, 11, 0))],
-     local(BERLIN, 2026, 1, 12, 11, 50)),
-    ("a break ending exactly at the due time does not move it", office(),
-     local(BERLIN, 2026, 1, 12, 9, 0), HOUR,
-     [(local(BERLIN, 2026, 1, 12, 10, 0), local(BERLIN, 2026, 1, 12, 10, 30))],
-     local(BERLIN, 2026, 1, 12, 10, 0)),
-    ("a break of many weeks", office(), local(BERLIN, 2026, 1, 12, 9, 0), HOUR,
-     [(local(BERLIN, 2026, 1, 12, 9, 30), local(BERLIN, 2026, 3, 2, 12, 0))],
-     local(BERLIN, 2026, 3, 2, 12, 30)),
+    (
+        "friday afternoon rolls to monday",
+        office(),
+        local(BERLIN, 2026, 1, 9, 16, 55),
+        HOUR,
+        [],
+        local(BERLIN, 2026, 1, 12, 9, 55),
+    ),
+    (
+        "a holiday on that monday moves it to tuesday",
+        office(holidays={"dates": ["2026-01-12"]}),
+        local(BERLIN, 2026, 1, 9, 16, 55),
+        HOUR,
+        [],
+        local(BERLIN, 2026, 1, 13, 9, 55),
+    ),
+    (
+        "an override closing that monday does the same",
+        office(overrides={"2026-01-12": []}),
+        local(BERLIN, 2026, 1, 9, 16, 55),
+        HOUR,
+        [],
+        local(BERLIN, 2026, 1, 13, 9, 55),
+    ),
+    (
+        "lunch break: 12:00 + 1h = 30 min before lunch + 30 min after 13:30",
+        office(hours=["09:00-12:30", "13:30-17:00"]),
+        local(BERLIN, 2026, 1, 12, 12, 0),
+        HOUR,
+        [],
+        local(BERLIN, 2026, 1, 12, 14, 0),
+    ),
+    (
+        "start inside the lunch break",
+        office(hours=["09:00-12:30", "13:30-17:00"]),
+        local(BERLIN, 2026, 1, 12, 12, 45),
+        10 * 60,
+        [],
+        local(BERLIN, 2026, 1, 12, 13, 40),
+    ),
+    (
+        "a full day lands on the closing time, not the next morning",
+        office(),
+        local(BERLIN, 2026, 1, 12, 9, 0),
+        8 * HOUR,
+        [],
+        local(BERLIN, 2026, 1, 12, 17, 0),
+    ),
+    (
+        "the last hour of the day lands on the closing time",
+        office(),
+        local(BERLIN, 2026, 1, 12, 16, 0),
+        HOUR,
+        [],
+        local(BERLIN, 2026, 1, 12, 17, 0),
+    ),
+    (
+        "one second after a closing time is one second after the next opening",
+        office(),
+        local(BERLIN, 2026, 1, 12, 17, 0),
+        1,
+        [],
+        local(BERLIN, 2026, 1, 13, 9, 0, 1),
+    ),
+    ("start on saturday", office(), local(BERLIN, 2026, 1, 10, 10, 0), HOUR, [], local(BERLIN, 2026, 1, 12, 10, 0)),
+    ("start before opening", office(), local(BERLIN, 2026, 1, 12, 7, 0), HOUR, [], local(BERLIN, 2026, 1, 12, 10, 0)),
+    (
+        "a week's target: 40 working hours from monday 09:00 is friday 17:00",
+        office(),
+        local(BERLIN, 2026, 1, 12, 9, 0),
+        40 * HOUR,
+        [],
+        local(BERLIN, 2026, 1, 16, 17, 0),
+    ),
+    (
+        "across Christmas with country holidays",
+        office(holidays={"country": "DE", "subdivision": "BE"}),
+        local(BERLIN, 2026, 12, 24, 16, 0),
+        2 * HOUR,
+        [],
+        local(BERLIN, 2026, 12, 28, 10, 0),
+    ),
+    (
+        "an override gives a shorter day, then new year's day (a friday) is a holiday",
+        office(holidays={"country": "DE"}, overrides={"2026-12-31": ["09:00-13:00"]}),
+        local(BERLIN, 2026, 12, 31, 12, 0),
+        2 * HOUR,
+        [],
+        local(BERLIN, 2027, 1, 4, 10, 0),
+    ),
+    (
+        "an override on a listed holiday wins",
+        office(holidays={"dates": ["2026-12-24"]}, overrides={"2026-12-24": ["09:00-12:00"]}),
+        local(BERLIN, 2026, 12, 24, 9, 0),
+        2 * HOUR,
+        [],
+        local(BERLIN, 2026, 12, 24, 11, 0),
+    ),
+    (
+        "an override opens a saturday",
+        office(overrides={"2026-01-10": ["10:00-12:00"]}),
+        local(BERLIN, 2026, 1, 9, 16, 0),
+        2 * HOUR,
+        [],
+        local(BERLIN, 2026, 1, 10, 11, 0),
+    ),
+    (
+        "a break inside open time",
+        office(),
+        local(BERLIN, 2026, 1, 12, 9, 0),
+        2 * HOUR,
+        [(local(BERLIN, 2026, 1, 12, 10, 0), local(BERLIN, 2026, 1, 12, 10, 30))],
+        local(BERLIN, 2026, 1, 12, 11, 30),
+    ),
+    (
+        "a break over the weekend's closed time",
+        office(),
+        local(BERLIN, 2026, 1, 9, 16, 0),
+        2 * HOUR,
+        [(local(BERLIN, 2026, 1, 9, 16, 30), local(BERLIN, 2026, 1, 12, 9, 30))],
+        local(BERLIN, 2026, 1, 12, 11, 0),
+    ),
+    (
+        "overlapping, unsorted breaks, one starting before the start",
+        office(),
+        local(BERLIN, 2026, 1, 12, 10, 0),
+        HOUR,
+        [
+            (local(BERLIN, 2026, 1, 12, 10, 20), local(BERLIN, 2026, 1, 12, 10, 40)),
+            (local(BERLIN, 2026, 1, 12, 8, 0), local(BERLIN, 2026, 1, 12, 10, 10)),
+            (local(BERLIN, 2026, 1, 12, 10, 30), local(BERLIN, 2026, 1, 12, 11, 0)),
+        ],
+        local(BERLIN, 2026, 1, 12, 11, 50),
+    ),
+    (
+        "a break ending exactly at the due time does not move it",
+        office(),
+        local(BERLIN, 2026, 1, 12, 9, 0),
+        HOUR,
+        [(local(BERLIN, 2026, 1, 12, 10, 0), local(BERLIN, 2026, 1, 12, 10, 30))],
+        local(BERLIN, 2026, 1, 12, 10, 0),
+    ),
+    (
+        "a break of many weeks",
+        office(),
+        local(BERLIN, 2026, 1, 12, 9, 0),
+        HOUR,
+        [(local(BERLIN, 2026, 1, 12, 9, 30), local(BERLIN, 2026, 3, 2, 12, 0))],
+        local(BERLIN, 2026, 3, 2, 12, 30),
+    ),
     # Clocks change on Sundays: these calendars open every day so the change falls on an open day.
-    ("Berlin spring forward: 09:00-17:00 is still 8 hours", every_day("Europe/Berlin", ["09:00-17:00"]),
-     local(BERLIN, 2026, 3, 29, 9, 0), 8 * HOUR, [], local(BERLIN, 2026, 3, 29, 17, 0)),
-    ("Berlin fall back: 09:00-17:00 is still 8 hours", every_day("Europe/Berlin", ["09:00-17:00"]),
-     local(BERLIN, 2026, 10, 25, 9, 0), 8 * HOUR, [], local(BERLIN, 2026, 10, 25, 17, 0)),
-    ("New York spring forward", every_day("America/New_York", ["09:00-17:00"]),
-     local(NEW_YORK, 2026, 3, 8, 9, 0), 8 * HOUR, [], local(NEW_YORK, 2026, 3, 8, 17, 0)),
-    ("New York fall back", every_day("America/New_York", ["09:00-17:00"]),
-     local(NEW_YORK, 2026, 11, 1, 9, 0), 8 * HOUR, [], local(NEW_YORK, 2026, 11, 1, 17, 0)),
-    ("New York: friday evening across the weekend of the change", office("America/New_York"),
-     local(NEW_YORK, 2026, 3, 6, 16, 30), HOUR, [], local(NEW_YORK, 2026, 3, 9, 9, 30)),
-    ("a whole Sunday across spring forward is 23 hours", {"timezone": "Europe/Berlin", "hours": {
-        "sun": ["00:00-24:00"]}}, local(BERLIN, 2026, 3, 29, 0, 0), 23 * HOUR, [],
-     local(BERLIN, 2026, 3, 30, 0, 0)),
-    ("one more second goes to the next Sunday", {"timezone": "Europe/Berlin", "hours": {
-        "sun": ["00:00-24:00"]}}, local(BERLIN, 2026, 3, 29, 0, 0), 23 * HOUR + 1, [],
-     local(BERLIN, 2026, 4, 5, 0, 0, 1)),
-    ("a whole Sunday across fall back is 25 hours", {"timezone": "Europe/Berlin", "hours": {
-        "sun": ["00:00-24:00"]}}, local(BERLIN, 2026, 10, 25, 0, 0), 25 * HOUR, [],
-     local(BERLIN, 2026, 10, 26, 0, 0)),
-    ("Kathmandu (+05:45)", office("Asia/Kathmandu", ["10:00-18:00"]), local(KATHMANDU, 2026, 1, 5, 9, 0), HOUR,
-     [], datetime(2026, 1, 5, 5, 15, tzinfo=UTC)),
-    ("Kathmandu across the evening", office("Asia/Kathmandu", ["10:00-18:00"]),
-     local(KATHMANDU, 2026, 1, 5, 17, 30), HOUR, [], local(KATHMANDU, 2026, 1, 6, 10, 30)),
-    ("Lord Howe half-hour spring forward: a whole Sunday is 23.5 hours",
-     {"timezone": "Australia/Lord_Howe", "hours": {"sun": ["00:00-24:00"]}},
-     local(LORD_HOWE, 2026, 10, 4, 0, 0), 23 * HOUR + 1800, [], local(LORD_HOWE, 2026, 10, 5, 0, 0)),
-    ("Lord Howe half-hour fall back: a whole Sunday is 24.5 hours",
-     {"timezone": "Australia/Lord_Howe", "hours": {"sun": ["00:00-24:00"]}},
-     local(LORD_HOWE, 2026, 4, 5, 0, 0), 24 * HOUR + 1800, [], local(LORD_HOWE, 2026, 4, 6, 0, 0)),
-    ("Lord Howe office day on the change is 8 hours", every_day("Australia/Lord_Howe", ["09:00-17:00"]),
-     local(LORD_HOWE, 2026, 10, 4, 9, 0), 8 * HOUR, [], local(LORD_HOWE, 2026, 10, 4, 17, 0)),
+    (
+        "Berlin spring forward: 09:00-17:00 is still 8 hours",
+        every_day("Europe/Berlin", ["09:00-17:00"]),
+        local(BERLIN, 2026, 3, 29, 9, 0),
+        8 * HOUR,
+        [],
+        local(BERLIN, 2026, 3, 29, 17, 0),
+    ),
+    (
+        "Berlin fall back: 09:00-17:00 is still 8 hours",
+        every_day("Europe/Berlin", ["09:00-17:00"]),
+        local(BERLIN, 2026, 10, 25, 9, 0),
+        8 * HOUR,
+        [],
+        local(BERLIN, 2026, 10, 25, 17, 0),
+    ),
+    (
+        "New York spring forward",
+        every_day("America/New_York", ["09:00-17:00"]),
+        local(NEW_YORK, 2026, 3, 8, 9, 0),
+        8 * HOUR,
+        [],
+        local(NEW_YORK, 2026, 3, 8, 17, 0),
+    ),
+    (
+        "New York fall back",
+        every_day("America/New_York", ["09:00-17:00"]),
+        local(NEW_YORK, 2026, 11, 1, 9, 0),
+        8 * HOUR,
+        [],
+        local(NEW_YORK, 2026, 11, 1, 17, 0),
+    ),
+    (
+        "New York: friday evening across the weekend of the change",
+        office("America/New_York"),
+        local(NEW_YORK, 2026, 3, 6, 16, 30),
+        HOUR,
+        [],
+        local(NEW_YORK, 2026, 3, 9, 9, 30),
+    ),
+    (
+        "a whole Sunday across spring forward is 23 hours",
+        {"timezone": "Europe/Berlin", "hours": {"sun": ["00:00-24:00"]}},
+        local(BERLIN, 2026, 3, 29, 0, 0),
+        23 * HOUR,
+        [],
+        local(BERLIN, 2026, 3, 30, 0, 0),
+    ),
+    (
+        "one more second goes to the next Sunday",
+        {"timezone": "Europe/Berlin", "hours": {"sun": ["00:00-24:00"]}},
+        local(BERLIN, 2026, 3, 29, 0, 0),
+        23 * HOUR + 1,
+        [],
+        local(BERLIN, 2026, 4, 5, 0, 0, 1),
+    ),
+    (
+        "a whole Sunday across fall back is 25 hours",
+        {"timezone": "Europe/Berlin", "hours": {"sun": ["00:00-24:00"]}},
+        local(BERLIN, 2026, 10, 25, 0, 0),
+        25 * HOUR,
+        [],
+        local(BERLIN, 2026, 10, 26, 0, 0),
+    ),
+    (
+        "Kathmandu (+05:45)",
+        office("Asia/Kathmandu", ["10:00-18:00"]),
+        local(KATHMANDU, 2026, 1, 5, 9, 0),
+        HOUR,
+        [],
+        datetime(2026, 1, 5, 5, 15, tzinfo=UTC),
+    ),
+    (
+        "Kathmandu across the evening",
+        office("Asia/Kathmandu", ["10:00-18:00"]),
+        local(KATHMANDU, 2026, 1, 5, 17, 30),
+        HOUR,
+        [],
+        local(KATHMANDU, 2026, 1, 6, 10, 30),
+    ),
+    (
+        "Lord Howe half-hour spring forward: a whole Sunday is 23.5 hours",
+        {"timezone": "Australia/Lord_Howe", "hours": {"sun": ["00:00-24:00"]}},
+        local(LORD_HOWE, 2026, 10, 4, 0, 0),
+        23 * HOUR + 1800,
+        [],
+        local(LORD_HOWE, 2026, 10, 5, 0, 0),
+    ),
+    (
+        "Lord Howe half-hour fall back: a whole Sunday is 24.5 hours",
+        {"timezone": "Australia/Lord_Howe", "hours": {"sun": ["00:00-24:00"]}},
+        local(LORD_HOWE, 2026, 4, 5, 0, 0),
+        24 * HOUR + 1800,
+        [],
+        local(LORD_HOWE, 2026, 4, 6, 0, 0),
+    ),
+    (
+        "Lord Howe office day on the change is 8 hours",
+        every_day("Australia/Lord_Howe", ["09:00-17:00"]),
+        local(LORD_HOWE, 2026, 10, 4, 9, 0),
+        8 * HOUR,
+        [],
+        local(LORD_HOWE, 2026, 10, 4, 17, 0),
+    ),
 ]
 
 
-@pytest.mark.parametrize("spec, start, seconds, breaks, expected",
-                         [case[1:] for case in ADD_WORKING_CASES], ids=[case[0] for case in ADD_WORKING_CASES])
+@pytest.mark.parametrize(
+    "spec, start, seconds, breaks, expected",
+    [case[1:] for case in ADD_WORKING_CASES],
+    ids=[case[0] for case in ADD_WORKING_CASES],
+)
 def test_add_working_hand_checked(spec, start, seconds, breaks, expected):
     calendar = parse_calendar(spec)
     due = calendar.add_working(start, seconds, breaks)
@@ -166,6 +338,7 @@ def test_starts_given_in_any_zone_mean_the_same_instant():
 
 # --- DST: gap and fold conventions ------------------------------------------------------------------------
 
+
 def test_a_local_time_in_the_spring_gap_moves_to_the_end_of_the_gap():
     # Berlin 2026-03-29: 02:00 CET jumps to 03:00 CEST (01:00 UTC). "01:30-02:30" is 01:30-03:00 local.
     calendar = parse_calendar({"timezone": "Europe/Berlin", "hours": {"sun": ["01:30-02:30"]}})
@@ -173,7 +346,10 @@ def test_a_local_time_in_the_spring_gap_moves_to_the_end_of_the_gap():
     assert calendar.working_between(sunday, sunday + timedelta(days=1)) == 30 * 60
     assert calendar.add_working(sunday, 30 * 60) == datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
     assert calendar.segments(sunday, sunday + timedelta(days=1))[1] == (
-        datetime(2026, 3, 29, 0, 30, tzinfo=UTC), datetime(2026, 3, 29, 1, 0, tzinfo=UTC), "open")
+        datetime(2026, 3, 29, 0, 30, tzinfo=UTC),
+        datetime(2026, 3, 29, 1, 0, tzinfo=UTC),
+        "open",
+    )
 
 
 def test_an_interval_wholly_inside_the_gap_is_empty_that_day():
@@ -200,11 +376,13 @@ def test_day_lengths_around_midnight_transitions():
     calendar = parse_calendar({"timezone": "America/Santiago", "hours": {"sun": ["00:00-24:00"]}})
     sunday = datetime(2026, 9, 6, 1, 0, tzinfo=santiago)
     assert calendar.working_between(sunday - timedelta(hours=1), sunday + timedelta(days=1)) == 23 * HOUR
-    assert calendar.add_working(datetime(2026, 9, 5, 12, 0, tzinfo=santiago), 23 * HOUR) == \
-        datetime(2026, 9, 7, 0, 0, tzinfo=santiago)
+    assert calendar.add_working(datetime(2026, 9, 5, 12, 0, tzinfo=santiago), 23 * HOUR) == datetime(
+        2026, 9, 7, 0, 0, tzinfo=santiago
+    )
 
 
 # --- working_between, is_open, segments -------------------------------------------------------------------
+
 
 def test_working_between_hand_checked():
     calendar = parse_calendar(office(hours=["09:00-12:30", "13:30-17:00"], holidays={"country": "DE"}))
@@ -230,11 +408,14 @@ def test_is_open_edges():
 
 
 def test_segments_show_open_closed_and_named_holidays():
-    calendar = parse_calendar(office(holidays={"country": "DE", "dates": ["2026-12-24"]},
-                                     overrides={"2026-12-23": ["09:00-12:00"]}))
+    calendar = parse_calendar(
+        office(holidays={"country": "DE", "dates": ["2026-12-24"]}, overrides={"2026-12-23": ["09:00-12:00"]})
+    )
     pieces = calendar.segments(local(BERLIN, 2026, 12, 23, 8, 0), local(BERLIN, 2026, 12, 28, 10, 0))
-    as_local = [(start.astimezone(BERLIN).strftime("%d %H:%M"), end.astimezone(BERLIN).strftime("%d %H:%M"), kind)
-                for start, end, kind in pieces]
+    as_local = [
+        (start.astimezone(BERLIN).strftime("%d %H:%M"), end.astimezone(BERLIN).strftime("%d %H:%M"), kind)
+        for start, end, kind in pieces
+    ]
     assert as_local == [
         ("23 08:00", "23 09:00", "closed"),
         ("23 09:00", "23 12:00", "open"),
@@ -248,7 +429,8 @@ def test_segments_show_open_closed_and_named_holidays():
     assert all(start.tzinfo is UTC for start, _, _ in pieces)
     assert calendar.segments(local(BERLIN, 2026, 12, 23, 8, 0), local(BERLIN, 2026, 12, 23, 8, 0)) == []
     assert WALL_CLOCK.segments(local(BERLIN, 2026, 1, 1), local(BERLIN, 2026, 1, 2)) == [
-        (datetime(2025, 12, 31, 23, tzinfo=UTC), datetime(2026, 1, 1, 23, tzinfo=UTC), "open")]
+        (datetime(2025, 12, 31, 23, tzinfo=UTC), datetime(2026, 1, 1, 23, tzinfo=UTC), "open")
+    ]
 
 
 def test_country_holidays_load_for_any_year():
@@ -263,13 +445,16 @@ def test_country_holidays_load_for_any_year():
 
 # --- the wall clock -------------------------------------------------------------------------------------
 
+
 def test_wall_clock_is_plain_addition_extended_by_breaks():
     start = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     assert WALL_CLOCK.is_wall_clock and WALL_CLOCK.timezone == "UTC"
     assert WALL_CLOCK.add_working(start, 90) == start + timedelta(seconds=90)
-    breaks = [(start + timedelta(minutes=10), start + timedelta(minutes=20)),
-              (start - timedelta(hours=1), start + timedelta(minutes=5)),
-              (start + timedelta(minutes=15), start + timedelta(minutes=30))]
+    breaks = [
+        (start + timedelta(minutes=10), start + timedelta(minutes=20)),
+        (start - timedelta(hours=1), start + timedelta(minutes=5)),
+        (start + timedelta(minutes=15), start + timedelta(minutes=30)),
+    ]
     due = WALL_CLOCK.add_working(start, HOUR, breaks)
     assert due == start + timedelta(hours=1, minutes=25)
     assert WALL_CLOCK.working_between(start, due, breaks) == HOUR
@@ -293,14 +478,24 @@ def test_no_open_time_for_ten_years_raises_instead_of_looping():
 
 # --- parsing ---------------------------------------------------------------------------------------------
 
+
 def test_the_design_sample_parses():
-    calendar = parse_calendar({
-        "timezone": "Europe/Berlin",
-        "hours": {"mon": ["09:00-12:30", "13:30-17:00"], "tue": ["09:00-17:00"], "wed": ["09:00-17:00"],
-                  "thu": ["09:00-17:00"], "fri": ["09:00-16:00"], "sat": [], "sun": []},
-        "holidays": {"country": "DE", "subdivision": "BE", "dates": ["2026-12-24"]},
-        "overrides": {"2026-12-31": ["09:00-13:00"]},
-    })
+    calendar = parse_calendar(
+        {
+            "timezone": "Europe/Berlin",
+            "hours": {
+                "mon": ["09:00-12:30", "13:30-17:00"],
+                "tue": ["09:00-17:00"],
+                "wed": ["09:00-17:00"],
+                "thu": ["09:00-17:00"],
+                "fri": ["09:00-16:00"],
+                "sat": [],
+                "sun": [],
+            },
+            "holidays": {"country": "DE", "subdivision": "BE", "dates": ["2026-12-24"]},
+            "overrides": {"2026-12-31": ["09:00-13:00"]},
+        }
+    )
     assert calendar.timezone == "Europe/Berlin"
     week = local(BERLIN, 2026, 1, 12, 0, 0)
     assert calendar.working_between(week, week + timedelta(days=7)) == (7 + 8 * 3 + 7) * HOUR
@@ -323,23 +518,34 @@ def test_touching_intervals_are_joined():
     calendar = parse_calendar(office(hours=["12:00-17:00", "09:00-12:00"]))
     monday = local(BERLIN, 2026, 1, 12, 0, 0)
     assert calendar.segments(monday + timedelta(hours=9), monday + timedelta(hours=17)) == [
-        (local(BERLIN, 2026, 1, 12, 9, 0), local(BERLIN, 2026, 1, 12, 17, 0), "open")]
+        (local(BERLIN, 2026, 1, 12, 9, 0), local(BERLIN, 2026, 1, 12, 17, 0), "open")
+    ]
 
 
 PARSE_ERRORS = [
-    ("crossing midnight gets the split hint", {"timezone": "UTC", "hours": {"fri": ["22:00-06:00"]}},
-     "hours.fri[0]: '22:00-06:00' ends before it starts; an interval cannot cross midnight: split it into "
-     "'22:00-24:00' on fri and '00:00-06:00' on sat"),
-    ("ends before it starts", office(hours=["09:00-12:30", "13:30-12:00"]),
-     "hours.mon[1]: '13:30-12:00' ends before it starts"),
-    ("an override crossing midnight names the dates",
-     office(overrides={"2026-12-31": ["20:00-02:00"]}),
-     "split it into '20:00-24:00' on 2026-12-31 and '00:00-02:00' on 2027-01-01"),
+    (
+        "crossing midnight gets the split hint",
+        {"timezone": "UTC", "hours": {"fri": ["22:00-06:00"]}},
+        "hours.fri[0]: '22:00-06:00' ends before it starts; an interval cannot cross midnight: split it into "
+        "'22:00-24:00' on fri and '00:00-06:00' on sat",
+    ),
+    (
+        "ends before it starts",
+        office(hours=["09:00-12:30", "13:30-12:00"]),
+        "hours.mon[1]: '13:30-12:00' ends before it starts",
+    ),
+    (
+        "an override crossing midnight names the dates",
+        office(overrides={"2026-12-31": ["20:00-02:00"]}),
+        "split it into '20:00-24:00' on 2026-12-31 and '00:00-02:00' on 2027-01-01",
+    ),
     ("empty interval", office(hours=["09:00-09:00"]), "hours.mon[0]: '09:00-09:00' is empty"),
-    ("overlap", office(hours=["09:00-12:00", "11:00-13:00"]),
-     "hours.mon: '09:00-12:00' and '11:00-13:00' overlap"),
-    ("overlap in an override", office(overrides={"2026-12-31": ["09:00-12:00", "08:00-10:00"]}),
-     "overrides.2026-12-31: '08:00-10:00' and '09:00-12:00' overlap"),
+    ("overlap", office(hours=["09:00-12:00", "11:00-13:00"]), "hours.mon: '09:00-12:00' and '11:00-13:00' overlap"),
+    (
+        "overlap in an override",
+        office(overrides={"2026-12-31": ["09:00-12:00", "08:00-10:00"]}),
+        "overrides.2026-12-31: '08:00-10:00' and '09:00-12:00' overlap",
+    ),
     ("bad format", office(hours=["9-17"]), "hours.mon[0]: expected a time interval 'HH:MM-HH:MM'"),
     ("not a string", office(hours=[900]), "hours.mon[0]: expected a time interval"),
     ("impossible hour", office(hours=["09:00-25:00"]), "hours.mon[0]: '09:00-25:00' ends at an impossible time"),
@@ -347,23 +553,31 @@ PARSE_ERRORS = [
     ("starting at 24:00", office(hours=["24:00-24:00"]), "starts at an impossible time"),
     ("impossible minutes", office(hours=["09:75-17:00"]), "starts at an impossible time"),
     ("hours not a list", {"timezone": "UTC", "hours": {"mon": "09:00-17:00"}}, "hours.mon: expected a list"),
-    ("unknown weekday", {"timezone": "UTC", "hours": {"monday": ["09:00-17:00"]}},
-     "hours: unknown weekday(s) 'monday'; use mon, tue"),
+    (
+        "unknown weekday",
+        {"timezone": "UTC", "hours": {"monday": ["09:00-17:00"]}},
+        "hours: unknown weekday(s) 'monday'; use mon, tue",
+    ),
     ("unknown zone", office("Europe/Berln"), "timezone: unknown time zone 'Europe/Berln'"),
     ("zone not a string", office(zone=5), "timezone: expected an IANA time zone name"),
     ("missing zone", {"hours": {"mon": ["09:00-17:00"]}}, "timezone: required"),
     ("unknown country", office(holidays={"country": "XX"}), "holidays.country: unknown country 'XX'"),
-    ("unknown subdivision", office(holidays={"country": "DE", "subdivision": "ZZ"}),
-     "holidays.subdivision: DE has no subdivision 'ZZ'; known: BB, BE"),
+    (
+        "unknown subdivision",
+        office(holidays={"country": "DE", "subdivision": "ZZ"}),
+        "holidays.subdivision: DE has no subdivision 'ZZ'; known: BB, BE",
+    ),
     ("subdivision without country", office(holidays={"subdivision": "BE"}), "needs holidays.country"),
-    ("bad holiday date", office(holidays={"dates": ["2026-13-01"]}),
-     "holidays.dates[0]: expected a date 'YYYY-MM-DD'"),
+    ("bad holiday date", office(holidays={"dates": ["2026-13-01"]}), "holidays.dates[0]: expected a date 'YYYY-MM-DD'"),
     ("bad override date", office(overrides={"31.12.2026": []}), "overrides: key '31.12.2026': expected a date"),
     ("unknown key", office(holiday={"country": "DE"}), "unknown calendar key(s) 'holiday'"),
     ("unknown holidays key", office(holidays={"county": "DE"}), "holidays: unknown key(s) 'county'"),
     ("no open time", {"timezone": "UTC", "hours": {"sat": [], "sun": []}}, "calendar has no open time"),
-    ("no hours at all, only overrides", {"timezone": "UTC", "overrides": {"2026-12-31": ["09:00-13:00"]}},
-     "calendar has no open time"),
+    (
+        "no hours at all, only overrides",
+        {"timezone": "UTC", "overrides": {"2026-12-31": ["09:00-13:00"]}},
+        "calendar has no open time",
+    ),
     ("not an object", ["09:00-17:00"], "a calendar is a JSON object"),
 ]
 
@@ -378,15 +592,51 @@ def test_parse_errors_name_the_place_and_the_fix(spec, message):
 
 # --- Chatwoot inbox working hours --------------------------------------------------------------------------
 
+
 def chatwoot_inbox(**changes) -> dict:
-    rows = [{"day_of_week": 0, "closed_all_day": True, "open_hour": None, "open_minutes": None,
-             "close_hour": None, "close_minutes": None, "open_all_day": False}]
-    rows += [{"day_of_week": day, "closed_all_day": False, "open_hour": 9, "open_minutes": 0, "close_hour": 17,
-              "close_minutes": 30, "open_all_day": False} for day in range(1, 6)]
-    rows.append({"day_of_week": 6, "closed_all_day": False, "open_hour": 0, "open_minutes": 0, "close_hour": 23,
-                 "close_minutes": 59, "open_all_day": True})
-    inbox = {"id": 3, "name": "Support", "channel_type": "Channel::WebWidget", "working_hours_enabled": True,
-             "out_of_office_message": "We are closed", "timezone": "America/New_York", "working_hours": rows}
+    rows = [
+        {
+            "day_of_week": 0,
+            "closed_all_day": True,
+            "open_hour": None,
+            "open_minutes": None,
+            "close_hour": None,
+            "close_minutes": None,
+            "open_all_day": False,
+        }
+    ]
+    rows += [
+        {
+            "day_of_week": day,
+            "closed_all_day": False,
+            "open_hour": 9,
+            "open_minutes": 0,
+            "close_hour": 17,
+            "close_minutes": 30,
+            "open_all_day": False,
+        }
+        for day in range(1, 6)
+    ]
+    rows.append(
+        {
+            "day_of_week": 6,
+            "closed_all_day": False,
+            "open_hour": 0,
+            "open_minutes": 0,
+            "close_hour": 23,
+            "close_minutes": 59,
+            "open_all_day": True,
+        }
+    )
+    inbox = {
+        "id": 3,
+        "name": "Support",
+        "channel_type": "Channel::WebWidget",
+        "working_hours_enabled": True,
+        "out_of_office_message": "We are closed",
+        "timezone": "America/New_York",
+        "working_hours": rows,
+    }
     inbox.update(changes)
     return inbox
 
@@ -430,14 +680,25 @@ def test_chatwoot_inbox_bad_rows_are_errors():
 
 # --- sharing -----------------------------------------------------------------------------------------------
 
+
 def test_one_calendar_shared_by_threads_gives_the_same_answers():
     spec = office(hours=["09:00-12:30", "13:30-17:00"], holidays={"country": "DE", "subdivision": "BY"})
     starts = [datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=7 * index) for index in range(400)]
-    expected = [Calendar("Europe/Berlin", [[(9 * HOUR, 12 * HOUR + 1800), (13 * HOUR + 1800, 17 * HOUR)]] * 5
-                         + [[], []], country="DE", subdivision="BY").add_working(start, 40 * HOUR)
-                for start in starts]
-    shared = Calendar("Europe/Berlin", [[(9 * HOUR, 12 * HOUR + 1800), (13 * HOUR + 1800, 17 * HOUR)]] * 5
-                      + [[], []], country="DE", subdivision="BY")
+    expected = [
+        Calendar(
+            "Europe/Berlin",
+            [[(9 * HOUR, 12 * HOUR + 1800), (13 * HOUR + 1800, 17 * HOUR)]] * 5 + [[], []],
+            country="DE",
+            subdivision="BY",
+        ).add_working(start, 40 * HOUR)
+        for start in starts
+    ]
+    shared = Calendar(
+        "Europe/Berlin",
+        [[(9 * HOUR, 12 * HOUR + 1800), (13 * HOUR + 1800, 17 * HOUR)]] * 5 + [[], []],
+        country="DE",
+        subdivision="BY",
+    )
     results: dict[int, list[datetime]] = {}
 
     def work(worker: int) -> None:

@@ -1,8 +1,10 @@
 """Property tests for business-hours calendars: the clock operations agree with each other everywhere,
 DST transitions, holidays, split shifts and breaks included, and with a plain reference where it applies."""
+
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+import itertools
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
@@ -10,53 +12,86 @@ from hypothesis import strategies as st
 
 from plugin.core.calendar import WALL_CLOCK, parse_calendar
 
-UTC = timezone.utc
+UTC = UTC
 HOUR = 3600
 DAY = 86_400
 WORKDAYS = ("mon", "tue", "wed", "thu", "fri")
 
 CALENDARS = {
-    "berlin office, lunch, holidays, overrides": parse_calendar({
-        "timezone": "Europe/Berlin",
-        "hours": {"mon": ["09:00-12:30", "13:30-17:00"], "tue": ["09:00-17:00"], "wed": ["09:00-17:00"],
-                  "thu": ["09:00-17:00"], "fri": ["09:00-16:00"]},
-        "holidays": {"country": "DE", "subdivision": "BE", "dates": ["2026-12-24", "2027-12-24"]},
-        "overrides": {"2026-12-31": ["09:00-13:00"], "2026-03-28": ["10:00-14:00"], "2026-10-25": ["00:00-24:00"]},
-    }),
-    "new york split shift and saturdays": parse_calendar({
-        "timezone": "America/New_York",
-        "hours": {**{day: ["08:00-12:00", "13:00-17:30"] for day in WORKDAYS}, "sat": ["10:00-14:00"]},
-        "holidays": {"country": "US"},
-    }),
+    "berlin office, lunch, holidays, overrides": parse_calendar(
+        {
+            "timezone": "Europe/Berlin",
+            "hours": {
+                "mon": ["09:00-12:30", "13:30-17:00"],
+                "tue": ["09:00-17:00"],
+                "wed": ["09:00-17:00"],
+                "thu": ["09:00-17:00"],
+                "fri": ["09:00-16:00"],
+            },
+            "holidays": {"country": "DE", "subdivision": "BE", "dates": ["2026-12-24", "2027-12-24"]},
+            "overrides": {"2026-12-31": ["09:00-13:00"], "2026-03-28": ["10:00-14:00"], "2026-10-25": ["00:00-24:00"]},
+        }
+    ),
+    "new york split shift and saturdays": parse_calendar(
+        {
+            "timezone": "America/New_York",
+            "hours": {**{day: ["08:00-12:00", "13:00-17:30"] for day in WORKDAYS}, "sat": ["10:00-14:00"]},
+            "holidays": {"country": "US"},
+        }
+    ),
     # Boundaries inside the hours clocks change in, on the Sundays they change: gap and fold in both zones.
-    "berlin night shifts on the DST hours": parse_calendar({
-        "timezone": "Europe/Berlin",
-        "hours": {"sun": ["00:00-01:30", "02:15-02:45", "03:00-24:00"], "mon": ["00:00-02:30"],
-                  "sat": ["01:59-02:01", "22:00-24:00"]},
-    }),
-    "lord howe around the clock on weekends": parse_calendar({
-        "timezone": "Australia/Lord_Howe",
-        "hours": {"sat": ["00:00-24:00"], "sun": ["01:45-02:15", "02:20-24:00"], "wed": ["09:00-17:00"]},
-    }),
-    "kathmandu": parse_calendar({
-        "timezone": "Asia/Kathmandu",
-        "hours": {day: ["10:00-13:00", "14:00-18:00"] for day in ("sun", "mon", "tue", "wed", "thu")},
-    }),
+    "berlin night shifts on the DST hours": parse_calendar(
+        {
+            "timezone": "Europe/Berlin",
+            "hours": {
+                "sun": ["00:00-01:30", "02:15-02:45", "03:00-24:00"],
+                "mon": ["00:00-02:30"],
+                "sat": ["01:59-02:01", "22:00-24:00"],
+            },
+        }
+    ),
+    "lord howe around the clock on weekends": parse_calendar(
+        {
+            "timezone": "Australia/Lord_Howe",
+            "hours": {"sat": ["00:00-24:00"], "sun": ["01:45-02:15", "02:20-24:00"], "wed": ["09:00-17:00"]},
+        }
+    ),
+    "kathmandu": parse_calendar(
+        {
+            "timezone": "Asia/Kathmandu",
+            "hours": {day: ["10:00-13:00", "14:00-18:00"] for day in ("sun", "mon", "tue", "wed", "thu")},
+        }
+    ),
     "wall clock": WALL_CLOCK,
 }
 
 # Clock changes of the zones above in 2026 and 2027, as UTC instants.
-TRANSITIONS = [datetime(*fields, tzinfo=UTC) for fields in (
-    (2026, 3, 29, 1), (2026, 10, 25, 1), (2027, 3, 28, 1), (2027, 10, 31, 1),  # Europe/Berlin
-    (2026, 3, 8, 7), (2026, 11, 1, 6), (2027, 3, 14, 7), (2027, 11, 7, 6),  # America/New_York
-    (2026, 4, 4, 15), (2026, 10, 3, 15, 30), (2027, 4, 3, 15), (2027, 10, 2, 15, 30),  # Australia/Lord_Howe
-)]
+TRANSITIONS = [
+    datetime(*fields, tzinfo=UTC)
+    for fields in (
+        (2026, 3, 29, 1),
+        (2026, 10, 25, 1),
+        (2027, 3, 28, 1),
+        (2027, 10, 31, 1),  # Europe/Berlin
+        (2026, 3, 8, 7),
+        (2026, 11, 1, 6),
+        (2027, 3, 14, 7),
+        (2027, 11, 7, 6),  # America/New_York
+        (2026, 4, 4, 15),
+        (2026, 10, 3, 15, 30),
+        (2027, 4, 3, 15),
+        (2027, 10, 2, 15, 30),  # Australia/Lord_Howe
+    )
+]
 ORIGIN = datetime(2026, 1, 1, tzinfo=UTC)
 
 calendars = st.sampled_from(sorted(CALENDARS))
 anywhere = st.integers(0, 2 * 365 * DAY).map(lambda offset: ORIGIN + timedelta(seconds=offset))
-near_a_transition = st.builds(lambda transition, offset: transition + timedelta(seconds=offset),
-                              st.sampled_from(TRANSITIONS), st.integers(-3 * DAY, 3 * DAY))
+near_a_transition = st.builds(
+    lambda transition, offset: transition + timedelta(seconds=offset),
+    st.sampled_from(TRANSITIONS),
+    st.integers(-3 * DAY, 3 * DAY),
+)
 instants = st.one_of(anywhere, near_a_transition)
 durations = st.one_of(st.integers(1, 4 * HOUR), st.integers(1, 300 * HOUR))
 
@@ -64,8 +99,9 @@ durations = st.one_of(st.integers(1, 4 * HOUR), st.integers(1, 300 * HOUR))
 @st.composite
 def breaks_near(draw, around: datetime) -> list[tuple[datetime, datetime]]:
     spans = draw(st.lists(st.tuples(st.integers(-2 * DAY, 20 * DAY), st.integers(1, 3 * DAY)), max_size=4))
-    return [(around + timedelta(seconds=offset), around + timedelta(seconds=offset + length))
-            for offset, length in spans]
+    return [
+        (around + timedelta(seconds=offset), around + timedelta(seconds=offset + length)) for offset, length in spans
+    ]
 
 
 @st.composite
@@ -124,10 +160,13 @@ def test_segments_tile_the_interval_and_agree_with_the_clock(name, start, length
     end = start + timedelta(seconds=length)
     pieces = calendar.segments(start, end)
     assert pieces[0][0] == start.replace(microsecond=0) and pieces[-1][1] == end
-    assert all(previous[1] == following[0] and previous[2] != following[2]
-               for previous, following in zip(pieces, pieces[1:]))
-    open_seconds = sum((piece_end - piece_start).total_seconds()
-                       for piece_start, piece_end, kind in pieces if kind == "open")
+    assert all(
+        previous[1] == following[0] and previous[2] != following[2]
+        for previous, following in itertools.pairwise(pieces)
+    )
+    open_seconds = sum(
+        (piece_end - piece_start).total_seconds() for piece_start, piece_end, kind in pieces if kind == "open"
+    )
     assert open_seconds == calendar.working_between(start, end)
     for piece_start, piece_end, kind in pieces:
         assert calendar.is_open(piece_start) == (kind == "open")
@@ -166,8 +205,9 @@ def reference_open_spans(begin: datetime, end: datetime) -> list[tuple[datetime,
         else:
             hours = REFERENCE_SPEC["hours"].get(weekdays[day.weekday()], [])
         for text in hours:
-            opens, closes = (datetime.combine(day, datetime.strptime(part, "%H:%M").time(), zone)
-                             for part in text.split("-"))
+            opens, closes = (
+                datetime.combine(day, datetime.strptime(part, "%H:%M").time(), zone) for part in text.split("-")
+            )
             spans.append((max(opens, begin), min(closes, end)))
         day += timedelta(days=1)
     return [(opens, closes) for opens, closes in spans if opens < closes]
@@ -178,9 +218,12 @@ def reference_working_between(begin: datetime, end: datetime, breaks) -> int:
     for opens, closes in reference_open_spans(begin, end):
         cut = [(opens, closes)]
         for pause_start, pause_end in breaks:
-            cut = [piece for span_start, span_end in cut for piece in (
-                (span_start, min(span_end, pause_start)), (max(span_start, pause_end), span_end))
-                if piece[0] < piece[1]]
+            cut = [
+                piece
+                for span_start, span_end in cut
+                for piece in ((span_start, min(span_end, pause_start)), (max(span_start, pause_end), span_end))
+                if piece[0] < piece[1]
+            ]
         total += sum(int((span_end - span_start).total_seconds()) for span_start, span_end in cut)
     return total
 
@@ -198,10 +241,13 @@ def test_working_between_matches_the_reference(start, length, data):
 def test_a_full_local_day_of_hours_counts_as_written(day):
     # 09:00-17:00 never meets a clock change in these zones, so each open day is exactly 8 hours.
     for zone_name in ("Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu"):
-        calendar = parse_calendar({"timezone": zone_name,
-                                   "hours": {name: ["09:00-17:00"] for name in ("mon", "sat", "sun")}})
+        calendar = parse_calendar(
+            {"timezone": zone_name, "hours": {name: ["09:00-17:00"] for name in ("mon", "sat", "sun")}}
+        )
         zone = ZoneInfo(zone_name)
         midnight = datetime.combine(day, datetime.min.time(), zone)
         expected = 8 * HOUR if day.weekday() in (0, 5, 6) else 0
-        assert calendar.working_between(midnight, datetime.combine(day + timedelta(days=1),
-                                                                   datetime.min.time(), zone)) == expected
+        assert (
+            calendar.working_between(midnight, datetime.combine(day + timedelta(days=1), datetime.min.time(), zone))
+            == expected
+        )

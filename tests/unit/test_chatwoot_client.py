@@ -1,4 +1,5 @@
 """The Chatwoot REST client against a mocked API: request shapes, error mapping, retries."""
+
 from __future__ import annotations
 
 import logging
@@ -10,7 +11,14 @@ from responses import matchers
 
 from connectors.base import HelpdeskAPIError
 from connectors.chatwoot import (
-    AuthError, ChatwootClient, ChatwootError, NotFound, RateLimited, ServerError, TransportError, Unprocessable,
+    AuthError,
+    ChatwootClient,
+    ChatwootError,
+    NotFound,
+    RateLimited,
+    ServerError,
+    TransportError,
+    Unprocessable,
 )
 
 BASE = "https://chat.example.com"
@@ -47,20 +55,27 @@ def api():
 
 # -- request shapes --------------------------------------------------------------------------------
 
+
 def test_get_conversation(api, client):
     api.get(f"{ACCOUNT}/conversations/87", json={"id": 87, "status": "open"}, match=[AUTH])
     assert client.get_conversation(87) == {"id": 87, "status": "open"}
 
 
 def test_list_conversations(api, client):
-    api.get(f"{ACCOUNT}/conversations", match=[AUTH, matchers.query_param_matcher({"status": "open", "page": "2"})],
-            json={"data": {"meta": {"all_count": 26}, "payload": [{"id": 87}, {"id": 88}]}})
+    api.get(
+        f"{ACCOUNT}/conversations",
+        match=[AUTH, matchers.query_param_matcher({"status": "open", "page": "2"})],
+        json={"data": {"meta": {"all_count": 26}, "payload": [{"id": 87}, {"id": 88}]}},
+    )
     assert client.list_conversations(page=2) == [{"id": 87}, {"id": 88}]
 
 
 def test_list_messages(api, client):
-    api.get(f"{ACCOUNT}/conversations/87/messages", match=[AUTH, matchers.query_param_matcher({"before": "9003"})],
-            json={"meta": {}, "payload": [{"id": 9001}, {"id": 9002}]})
+    api.get(
+        f"{ACCOUNT}/conversations/87/messages",
+        match=[AUTH, matchers.query_param_matcher({"before": "9003"})],
+        json={"meta": {}, "payload": [{"id": 9001}, {"id": 9002}]},
+    )
     assert client.list_messages(87, before=9003) == [{"id": 9001}, {"id": 9002}]
 
 
@@ -70,16 +85,25 @@ def test_conversation_labels(api, client):
 
 
 def test_set_conversation_labels_posts_the_whole_list(api, client):
-    api.post(f"{ACCOUNT}/conversations/87/labels", json={"payload": ["billing", "sla-missed"]},
-             match=[AUTH, matchers.json_params_matcher({"labels": ["billing", "sla-missed"]}, strict_match=True)])
+    api.post(
+        f"{ACCOUNT}/conversations/87/labels",
+        json={"payload": ["billing", "sla-missed"]},
+        match=[AUTH, matchers.json_params_matcher({"labels": ["billing", "sla-missed"]}, strict_match=True)],
+    )
     assert client.set_conversation_labels(87, ("billing", "sla-missed")) == ["billing", "sla-missed"]
 
 
 def test_create_private_note(api, client):
-    api.post(f"{ACCOUNT}/conversations/87/messages", json={"id": 9010, "private": True, "message_type": 1},
-             match=[AUTH, matchers.json_params_matcher(
-                 {"content": "First response missed", "message_type": "outgoing", "private": True},
-                 strict_match=True)])
+    api.post(
+        f"{ACCOUNT}/conversations/87/messages",
+        json={"id": 9010, "private": True, "message_type": 1},
+        match=[
+            AUTH,
+            matchers.json_params_matcher(
+                {"content": "First response missed", "message_type": "outgoing", "private": True}, strict_match=True
+            ),
+        ],
+    )
     assert client.create_private_note(87, "First response missed") == 9010
 
 
@@ -92,8 +116,11 @@ def test_get_custom_attributes(api, client):
 
 def test_set_custom_attributes_posts_the_whole_object(api, client):
     attributes = {"product": "pro", "sla_due": "2026-01-14T10:00:00Z"}
-    api.post(f"{ACCOUNT}/conversations/87/custom_attributes", json={"custom_attributes": attributes},
-             match=[AUTH, matchers.json_params_matcher({"custom_attributes": attributes}, strict_match=True)])
+    api.post(
+        f"{ACCOUNT}/conversations/87/custom_attributes",
+        json={"custom_attributes": attributes},
+        match=[AUTH, matchers.json_params_matcher({"custom_attributes": attributes}, strict_match=True)],
+    )
     assert client.set_custom_attributes(87, attributes) == attributes
 
 
@@ -104,12 +131,21 @@ def test_list_account_labels(api, client):
 
 
 def test_create_account_label(api, client):
-    label = {"title": "sla-missed", "description": "An SLA target was missed", "color": "#C62828",
-             "show_on_sidebar": False}
-    api.post(f"{ACCOUNT}/labels", json={"id": 5, **label},
-             match=[AUTH, matchers.json_params_matcher({"label": label}, strict_match=True)])
-    assert client.create_account_label("sla-missed", "An SLA target was missed", "#C62828",
-                                       show_on_sidebar=False) == {"id": 5, **label}
+    label = {
+        "title": "sla-missed",
+        "description": "An SLA target was missed",
+        "color": "#C62828",
+        "show_on_sidebar": False,
+    }
+    api.post(
+        f"{ACCOUNT}/labels",
+        json={"id": 5, **label},
+        match=[AUTH, matchers.json_params_matcher({"label": label}, strict_match=True)],
+    )
+    assert client.create_account_label("sla-missed", "An SLA target was missed", "#C62828", show_on_sidebar=False) == {
+        "id": 5,
+        **label,
+    }
 
 
 def test_delete_account_label(api, client):
@@ -118,28 +154,59 @@ def test_delete_account_label(api, client):
 
 
 def test_list_webhooks(api, client):
-    hooks = [{"id": 3, "url": "https://sla.example.com/webhooks/chatwoot", "subscriptions": ["message_created"],
-              "secret": "abc"}]
+    hooks = [
+        {
+            "id": 3,
+            "url": "https://sla.example.com/webhooks/chatwoot",
+            "subscriptions": ["message_created"],
+            "secret": "abc",
+        }
+    ]
     api.get(f"{ACCOUNT}/webhooks", json={"payload": {"webhooks": hooks}}, match=[AUTH])
     assert client.list_webhooks() == hooks
 
 
 def test_create_webhook_returns_its_secret(api, client):
     subscriptions = ["conversation_created", "conversation_updated", "message_created"]
-    hook = {"id": 3, "name": "SLA plugin", "url": "https://sla.example.com/webhooks/chatwoot",
-            "subscriptions": subscriptions, "account_id": 1, "secret": "generated-by-chatwoot"}
-    api.post(f"{ACCOUNT}/webhooks", json={"payload": {"webhook": hook}},
-             match=[AUTH, matchers.json_params_matcher({"webhook": {
-                 "url": "https://sla.example.com/webhooks/chatwoot", "subscriptions": subscriptions,
-                 "name": "SLA plugin"}}, strict_match=True)])
+    hook = {
+        "id": 3,
+        "name": "SLA plugin",
+        "url": "https://sla.example.com/webhooks/chatwoot",
+        "subscriptions": subscriptions,
+        "account_id": 1,
+        "secret": "generated-by-chatwoot",
+    }
+    api.post(
+        f"{ACCOUNT}/webhooks",
+        json={"payload": {"webhook": hook}},
+        match=[
+            AUTH,
+            matchers.json_params_matcher(
+                {
+                    "webhook": {
+                        "url": "https://sla.example.com/webhooks/chatwoot",
+                        "subscriptions": subscriptions,
+                        "name": "SLA plugin",
+                    }
+                },
+                strict_match=True,
+            ),
+        ],
+    )
     created = client.create_webhook("https://sla.example.com/webhooks/chatwoot", subscriptions, name="SLA plugin")
     assert created["secret"] == "generated-by-chatwoot" and created["id"] == 3
 
 
 def test_create_webhook_without_a_name(api, client):
-    api.post(f"{ACCOUNT}/webhooks", json={"payload": {"webhook": {"id": 4}}},
-             match=[matchers.json_params_matcher({"webhook": {"url": "https://x.example/h", "subscriptions": []}},
-                                                 strict_match=True)])
+    api.post(
+        f"{ACCOUNT}/webhooks",
+        json={"payload": {"webhook": {"id": 4}}},
+        match=[
+            matchers.json_params_matcher(
+                {"webhook": {"url": "https://x.example/h", "subscriptions": []}}, strict_match=True
+            )
+        ],
+    )
     assert client.create_webhook("https://x.example/h", []) == {"id": 4}
 
 
@@ -151,10 +218,22 @@ def test_delete_webhook(api, client):
 def test_dashboard_apps(api, client):
     app = {"id": 2, "title": "SLA", "content": [{"type": "frame", "url": "https://sla.example.com/sidebar"}]}
     api.get(f"{ACCOUNT}/dashboard_apps", json=[app], match=[AUTH])
-    api.post(f"{ACCOUNT}/dashboard_apps", json=app,
-             match=[AUTH, matchers.json_params_matcher({"dashboard_app": {
-                 "title": "SLA", "content": [{"type": "frame", "url": "https://sla.example.com/sidebar"}]}},
-                 strict_match=True)])
+    api.post(
+        f"{ACCOUNT}/dashboard_apps",
+        json=app,
+        match=[
+            AUTH,
+            matchers.json_params_matcher(
+                {
+                    "dashboard_app": {
+                        "title": "SLA",
+                        "content": [{"type": "frame", "url": "https://sla.example.com/sidebar"}],
+                    }
+                },
+                strict_match=True,
+            ),
+        ],
+    )
     api.delete(f"{ACCOUNT}/dashboard_apps/2", status=204, match=[AUTH])
     assert client.list_dashboard_apps() == [app]
     assert client.create_dashboard_app("SLA", "https://sla.example.com/sidebar") == app
@@ -163,12 +242,16 @@ def test_dashboard_apps(api, client):
 
 # -- error mapping ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("status, body, error_type", [
-    (401, {"error": "Invalid Access Token"}, AuthError),
-    (403, {"error": "You are not authorized to do this action"}, AuthError),
-    (404, {"error": "Resource could not be found"}, NotFound),
-    (400, {"error": "param is missing"}, ChatwootError),
-])
+
+@pytest.mark.parametrize(
+    "status, body, error_type",
+    [
+        (401, {"error": "Invalid Access Token"}, AuthError),
+        (403, {"error": "You are not authorized to do this action"}, AuthError),
+        (404, {"error": "Resource could not be found"}, NotFound),
+        (400, {"error": "param is missing"}, ChatwootError),
+    ],
+)
 def test_errors_that_are_not_retried(api, client, sleep, status, body, error_type):
     api.get(f"{ACCOUNT}/conversations/87", status=status, json=body)
     with pytest.raises(error_type) as raised:
@@ -180,8 +263,7 @@ def test_errors_that_are_not_retried(api, client, sleep, status, body, error_typ
 
 
 def test_unprocessable_carries_chatwoot_message(api, client, sleep):
-    api.post(f"{ACCOUNT}/labels", status=422,
-             json={"message": "Title has already been taken", "attributes": ["title"]})
+    api.post(f"{ACCOUNT}/labels", status=422, json={"message": "Title has already been taken", "attributes": ["title"]})
     with pytest.raises(Unprocessable) as raised:
         client.create_account_label("sla-missed", "", "#C62828")
     assert raised.value.reason == "Title has already been taken"
@@ -257,11 +339,14 @@ def test_persistent_timeout_raises_transport_error(api, sleep):
     assert len(api.calls) == 2 and sleep.delays == [1.0]
 
 
-@pytest.mark.parametrize("failure", [
-    {"body": requests.ReadTimeout("read timed out")},
-    {"body": requests.ConnectionError("connection aborted")},
-    {"status": 500, "body": "boom"},
-])
+@pytest.mark.parametrize(
+    "failure",
+    [
+        {"body": requests.ReadTimeout("read timed out")},
+        {"body": requests.ConnectionError("connection aborted")},
+        {"status": 500, "body": "boom"},
+    ],
+)
 def test_a_note_that_may_have_been_created_is_not_posted_again(api, client, sleep, failure):
     api.post(f"{ACCOUNT}/conversations/87/messages", **failure)
     with pytest.raises((TransportError, ServerError)) as raised:
@@ -270,10 +355,13 @@ def test_a_note_that_may_have_been_created_is_not_posted_again(api, client, slee
     assert len(api.calls) == 1 and sleep.delays == []
 
 
-@pytest.mark.parametrize("failure", [
-    {"body": requests.ConnectTimeout("connect timed out")},
-    {"status": 429, "headers": {"Retry-After": "2"}},
-])
+@pytest.mark.parametrize(
+    "failure",
+    [
+        {"body": requests.ConnectTimeout("connect timed out")},
+        {"status": 429, "headers": {"Retry-After": "2"}},
+    ],
+)
 def test_a_note_that_certainly_was_not_created_is_retried(api, client, sleep, failure):
     api.post(f"{ACCOUNT}/conversations/87/messages", **failure)
     api.post(f"{ACCOUNT}/conversations/87/messages", json={"id": 9011})
@@ -302,6 +390,7 @@ def test_an_unexpected_shape_is_an_error(api, client):
 
 # -- safety ----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("conversation_id", ["87/../../admin", -1, 0, True, 8.7])
 def test_only_positive_whole_ids_reach_a_path(client, conversation_id):
     with pytest.raises(ValueError):
@@ -324,17 +413,23 @@ def test_the_token_is_never_shown(api, client, caplog):
 
 
 def test_from_settings(api):
-    client = ChatwootClient.from_settings({"CHATWOOT_URL": BASE, "CHATWOOT_ACCOUNT_ID": " 1 ",
-                                           "CHATWOOT_API_TOKEN": TOKEN})
+    client = ChatwootClient.from_settings(
+        {"CHATWOOT_URL": BASE, "CHATWOOT_ACCOUNT_ID": " 1 ", "CHATWOOT_API_TOKEN": TOKEN}
+    )
     api.get(f"{ACCOUNT}/labels", json={"payload": []}, match=[AUTH])
     assert client.list_account_labels() == []
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"CHATWOOT_URL": BASE}, "missing setting(s): CHATWOOT_ACCOUNT_ID, CHATWOOT_API_TOKEN"),
-    ({"CHATWOOT_URL": BASE, "CHATWOOT_ACCOUNT_ID": "acme", "CHATWOOT_API_TOKEN": TOKEN},
-     "CHATWOOT_ACCOUNT_ID must be a whole number"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"CHATWOOT_URL": BASE}, "missing setting(s): CHATWOOT_ACCOUNT_ID, CHATWOOT_API_TOKEN"),
+        (
+            {"CHATWOOT_URL": BASE, "CHATWOOT_ACCOUNT_ID": "acme", "CHATWOOT_API_TOKEN": TOKEN},
+            "CHATWOOT_ACCOUNT_ID must be a whole number",
+        ),
+    ],
+)
 def test_from_settings_names_the_bad_setting(settings, message):
     with pytest.raises(ValueError) as raised:
         ChatwootClient.from_settings(settings)

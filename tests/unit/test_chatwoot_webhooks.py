@@ -1,11 +1,12 @@
 """The Chatwoot connector's webhook side: signatures, deduplication keys, and normalisation of real payloads."""
+
 from __future__ import annotations
 
 import copy
 import hashlib
 import hmac
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,19 +17,30 @@ from connectors import CONNECTOR_NAMES, get_connector
 from connectors.base import Connector, PayloadError, UnknownConnector, WebhookRejected
 from connectors.chatwoot import ChatwootConnector
 from plugin.core.events import (
-    AUTOMATION, BOT, CAMPAIGN, CONTACT, CONVERSATION_CREATED, CONVERSATION_UPDATED, HUMAN, INCOMING,
-    MESSAGE_CREATED, OUTGOING, STATUS_CHANGED, Event, event_from_json,
+    AUTOMATION,
+    BOT,
+    CAMPAIGN,
+    CONTACT,
+    CONVERSATION_CREATED,
+    CONVERSATION_UPDATED,
+    HUMAN,
+    INCOMING,
+    MESSAGE_CREATED,
+    OUTGOING,
+    STATUS_CHANGED,
+    Event,
+    event_from_json,
 )
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "chatwoot"
-RECEIVED_AT = datetime(2026, 1, 14, 12, 0, 0, tzinfo=timezone.utc)
+RECEIVED_AT = datetime(2026, 1, 14, 12, 0, 0, tzinfo=UTC)
 PLUGIN_USER_ID = 12
 SECRET = "whsec-test-5f2d8c"
 TOKEN = "url-token-9a7b"
 
 
 def at(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 def fixture(name: str) -> dict:
@@ -44,25 +56,28 @@ def connector() -> ChatwootConnector:
 
 EXPECTED = {
     "conversation_created": dict(
-        kind=CONVERSATION_CREATED, key="conversation_created:87", occurred_at=at("2026-01-14T09:00:00")),
-    "message_created-incoming": dict(
-        kind=MESSAGE_CREATED, key="message:9001", occurred_at=at("2026-01-14T09:00:01")),
+        kind=CONVERSATION_CREATED, key="conversation_created:87", occurred_at=at("2026-01-14T09:00:00")
+    ),
+    "message_created-incoming": dict(kind=MESSAGE_CREATED, key="message:9001", occurred_at=at("2026-01-14T09:00:01")),
     "message_created-private_note": dict(
-        kind=MESSAGE_CREATED, key="message:9002", occurred_at=at("2026-01-14T09:20:00")),
-    "message_created-outgoing": dict(
-        kind=MESSAGE_CREATED, key="message:9003", occurred_at=at("2026-01-14T09:42:10")),
+        kind=MESSAGE_CREATED, key="message:9002", occurred_at=at("2026-01-14T09:20:00")
+    ),
+    "message_created-outgoing": dict(kind=MESSAGE_CREATED, key="message:9003", occurred_at=at("2026-01-14T09:42:10")),
     "conversation_updated-labels": dict(
-        kind=CONVERSATION_UPDATED, key="conversation_updated:87:1768384500.0917",
-        occurred_at=at("2026-01-14T09:55:00")),
+        kind=CONVERSATION_UPDATED, key="conversation_updated:87:1768384500.0917", occurred_at=at("2026-01-14T09:55:00")
+    ),
     "conversation_updated-custom_attributes": dict(
-        kind=CONVERSATION_UPDATED, key="conversation_updated:87:1768384502.4471",
-        occurred_at=at("2026-01-14T09:55:02")),
+        kind=CONVERSATION_UPDATED, key="conversation_updated:87:1768384502.4471", occurred_at=at("2026-01-14T09:55:02")
+    ),
     "conversation_status_changed-resolved": dict(
-        kind=STATUS_CHANGED, key="conversation_status_changed:87:1768388400.2044",
-        occurred_at=at("2026-01-14T11:00:00"), new_status="resolved"),
+        kind=STATUS_CHANGED,
+        key="conversation_status_changed:87:1768388400.2044",
+        occurred_at=at("2026-01-14T11:00:00"),
+        new_status="resolved",
+    ),
     "conversation_updated-by_sla_evaluator": dict(
-        kind=CONVERSATION_UPDATED, key="conversation_updated:87:1768388400.2044",
-        occurred_at=at("2026-01-14T11:00:00")),
+        kind=CONVERSATION_UPDATED, key="conversation_updated:87:1768388400.2044", occurred_at=at("2026-01-14T11:00:00")
+    ),
     "conversation_typing_on": None,
 }
 
@@ -106,7 +121,11 @@ def test_conversation_created_snapshot(connector):
     assert conversation.conversation_language is None and conversation.mail_subject is None
     contact = conversation.contact
     assert (contact.id, contact.name, contact.email, contact.phone_number) == (
-        42, "Jane Doe", "jane.doe@example.com", None)
+        42,
+        "Jane Doe",
+        "jane.doe@example.com",
+        None,
+    )
 
 
 def test_status_changed_snapshot_keeps_labels_assignee_and_attributes(connector):
@@ -114,8 +133,7 @@ def test_status_changed_snapshot_keeps_labels_assignee_and_attributes(connector)
     assert event.conversation.labels == ("billing", "sla-frt-met")
     assert event.conversation.assignee_id == 7
     assert event.conversation.status == "resolved"
-    assert event.conversation.custom_attributes == {"sla_frt_status": "met",
-                                                    "sla_frt_met_at": "2026-01-14T09:42:10Z"}
+    assert event.conversation.custom_attributes == {"sla_frt_status": "met", "sla_frt_met_at": "2026-01-14T09:42:10Z"}
 
 
 def test_custom_attributes_update_is_a_plain_update(connector):
@@ -128,7 +146,12 @@ def test_incoming_message(connector):
     event = connector.normalize(fixture("message_created-incoming"), RECEIVED_AT)
     message = event.message
     assert (message.id, message.direction, message.sender_kind, message.private, message.sender_id) == (
-        9001, INCOMING, CONTACT, False, 42)
+        9001,
+        INCOMING,
+        CONTACT,
+        False,
+        42,
+    )
     assert message.created_at == at("2026-01-14T09:00:01")
     assert message.content == "Hi, my order #5531 hasn't arrived yet."
     assert message.is_customer_message and not message.is_human_reply
@@ -138,7 +161,12 @@ def test_incoming_message(connector):
 def test_agent_reply_is_a_human_reply(connector):
     message = connector.normalize(fixture("message_created-outgoing"), RECEIVED_AT).message
     assert (message.id, message.direction, message.sender_kind, message.private, message.sender_id) == (
-        9003, OUTGOING, HUMAN, False, 7)
+        9003,
+        OUTGOING,
+        HUMAN,
+        False,
+        7,
+    )
     assert message.is_human_reply
 
 
@@ -146,7 +174,12 @@ def test_plugin_private_note_is_marked_as_the_plugin_echo(connector):
     event = connector.normalize(fixture("message_created-private_note"), RECEIVED_AT)
     message = event.message
     assert (message.id, message.direction, message.sender_kind, message.private, message.sender_id) == (
-        9002, OUTGOING, BOT, True, 12)
+        9002,
+        OUTGOING,
+        BOT,
+        True,
+        12,
+    )
     assert not message.is_human_reply
     # The conversation snapshot is the message's conversation, not its embedded messages[].
     assert event.conversation.assignee_id == 7
@@ -172,18 +205,21 @@ def test_without_a_plugin_user_a_user_message_is_human():
     assert ChatwootConnector().normalize(payload, RECEIVED_AT).message.sender_kind == HUMAN
 
 
-@pytest.mark.parametrize("change, kind", [
-    (lambda p: p["content_attributes"].update(automation_rule_id=4), AUTOMATION),
-    (lambda p: p["additional_attributes"].update(campaign_id=9), CAMPAIGN),
-    (lambda p: p.update(sender={"id": 3, "name": "Helper bot", "type": "agent_bot"}), BOT),
-    (lambda p: p.update(sender={"id": 5, "name": "Captain", "type": "captain_assistant"}), BOT),
-    (lambda p: p.update(sender=None), BOT),
-    (lambda p: p.pop("sender"), BOT),
-    (lambda p: p.update(sender={"id": 7}, sender_type="User"), HUMAN),
-    (lambda p: p.update(message_type="template"), HUMAN),
-    (lambda p: p["content_attributes"].update(automation_rule_id=None), HUMAN),
-    (lambda p: p["content_attributes"].update(automation_rule_id=""), HUMAN),
-])
+@pytest.mark.parametrize(
+    "change, kind",
+    [
+        (lambda p: p["content_attributes"].update(automation_rule_id=4), AUTOMATION),
+        (lambda p: p["additional_attributes"].update(campaign_id=9), CAMPAIGN),
+        (lambda p: p.update(sender={"id": 3, "name": "Helper bot", "type": "agent_bot"}), BOT),
+        (lambda p: p.update(sender={"id": 5, "name": "Captain", "type": "captain_assistant"}), BOT),
+        (lambda p: p.update(sender=None), BOT),
+        (lambda p: p.pop("sender"), BOT),
+        (lambda p: p.update(sender={"id": 7}, sender_type="User"), HUMAN),
+        (lambda p: p.update(message_type="template"), HUMAN),
+        (lambda p: p["content_attributes"].update(automation_rule_id=None), HUMAN),
+        (lambda p: p["content_attributes"].update(automation_rule_id=""), HUMAN),
+    ],
+)
 def test_sender_kind_of_outgoing_messages(connector, change, kind):
     payload = fixture("message_created-outgoing")
     change(payload)
@@ -213,24 +249,34 @@ def test_message_time_is_floored_to_the_second(connector):
 def test_full_conversation_snapshot(connector):
     payload = fixture("message_created-incoming")
     conversation = payload["conversation"]
-    conversation.update(priority="urgent", status="snoozed", snoozed_until="2026-01-15T08:00:00.500Z",
-                        labels=["vip", "billing"], custom_attributes={"product": "pro", "seats": 40})
+    conversation.update(
+        priority="urgent",
+        status="snoozed",
+        snoozed_until="2026-01-15T08:00:00.500Z",
+        labels=["vip", "billing"],
+        custom_attributes={"product": "pro", "seats": 40},
+    )
     conversation["additional_attributes"].update(conversation_language="de", mail_subject="Order 5531")
     conversation["meta"]["team"] = {"id": 4, "name": "Billing"}
     conversation["meta"]["assignee"] = {"id": 7, "name": "Sam Agent", "type": "user"}
     conversation["meta"]["sender"].update(
-        phone_number="+4930123456", custom_attributes={"plan": "enterprise"},
-        additional_attributes={"country_code": "DE", "city": "Berlin", "company_name": "Acme GmbH"})
+        phone_number="+4930123456",
+        custom_attributes={"plan": "enterprise"},
+        additional_attributes={"country_code": "DE", "city": "Berlin", "company_name": "Acme GmbH"},
+    )
     snapshot = connector.normalize(payload, RECEIVED_AT).conversation
-    assert (snapshot.priority, snapshot.status, snapshot.team_id, snapshot.assignee_id) == (
-        "urgent", "snoozed", 4, 7)
+    assert (snapshot.priority, snapshot.status, snapshot.team_id, snapshot.assignee_id) == ("urgent", "snoozed", 4, 7)
     assert snapshot.snoozed_until == at("2026-01-15T08:00:00")
     assert snapshot.labels == ("vip", "billing")
     assert snapshot.custom_attributes == {"product": "pro", "seats": 40}
     assert (snapshot.conversation_language, snapshot.mail_subject) == ("de", "Order 5531")
     contact = snapshot.contact
     assert (contact.phone_number, contact.country_code, contact.city, contact.company) == (
-        "+4930123456", "DE", "Berlin", "Acme GmbH")
+        "+4930123456",
+        "DE",
+        "Berlin",
+        "Acme GmbH",
+    )
     assert contact.custom_attributes == {"plan": "enterprise"}
 
 
@@ -244,6 +290,7 @@ def test_free_form_attributes_of_the_wrong_type_count_as_absent(connector):
 
 
 # -- status changes ----------------------------------------------------------------------------------
+
 
 def test_status_comes_from_changed_attributes_not_the_rendered_status(connector):
     payload = fixture("conversation_status_changed-resolved")
@@ -305,11 +352,22 @@ def test_without_a_received_time_a_missing_event_time_is_a_payload_error(connect
 
 # -- ignored events ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", [
-    "conversation_typing_on", "conversation_typing_off", "message_updated", "contact_created",
-    "contact_updated", "webwidget_triggered", "inbox_created", "inbox_updated",
-    "automation_event.conversation_created", "something_new",
-])
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "conversation_typing_on",
+        "conversation_typing_off",
+        "message_updated",
+        "contact_created",
+        "contact_updated",
+        "webwidget_triggered",
+        "inbox_created",
+        "inbox_updated",
+        "automation_event.conversation_created",
+        "something_new",
+    ],
+)
 def test_events_the_plugin_does_not_use_are_ignored(connector, name):
     payload = fixture("message_created-outgoing")
     payload["event"] = name
@@ -325,12 +383,14 @@ def test_embedded_messages_are_not_message_events(connector):
 
 # -- invalid payloads --------------------------------------------------------------------------------
 
+
 def _delete(path: str):
     def change(payload):
         *parents, last = path.split(".")
         for part in parents:
             payload = payload[part]
         del payload[last]
+
     return change
 
 
@@ -340,40 +400,47 @@ def _set(path: str, value):
         for part in parents:
             payload = payload[part]
         payload[last] = value
+
     return change
 
 
-@pytest.mark.parametrize("name, change, field", [
-    ("conversation_created", _delete("id"), "id"),
-    ("conversation_created", _delete("account"), "account"),
-    ("conversation_created", _delete("created_at"), "created_at"),
-    ("conversation_created", _delete("status"), "status"),
-    ("conversation_created", _set("id", "eighty-seven"), "id"),
-    ("conversation_created", _set("id", True), "id"),
-    ("conversation_created", _set("id", -87), "id"),
-    ("conversation_created", _set("created_at", "yesterday-ish"), "created_at"),
-    ("conversation_created", _set("created_at", 1e300), "created_at"),
-    ("conversation_created", _set("status", "archived"), "status"),
-    ("conversation_created", _set("labels", "billing"), "labels"),
-    ("conversation_created", _set("account", {"id": "one"}), "account.id"),
-    ("conversation_created", _set("meta.team", {"name": "no id"}), "meta.team.id"),
-    ("conversation_updated-labels", _set("updated_at", "not a time"), "updated_at"),
-    ("conversation_status_changed-resolved", _delete("changed_attributes"), "changed_attributes.status"),
-    ("conversation_status_changed-resolved", _set("changed_attributes", [{"status": {"current_value": "gone"}}]),
-     "changed_attributes.status.current_value"),
-    ("conversation_status_changed-resolved", _set("changed_attributes", "status"), "changed_attributes"),
-    ("message_created-incoming", _delete("id"), "id"),
-    ("message_created-incoming", _set("id", "abc"), "id"),
-    ("message_created-incoming", _delete("conversation"), "conversation"),
-    ("message_created-incoming", _delete("conversation.id"), "conversation.id"),
-    ("message_created-incoming", _set("conversation.id", "abc"), "conversation.id"),
-    ("message_created-incoming", _set("created_at", "garbage"), "created_at"),
-    ("message_created-incoming", _delete("message_type"), "message_type"),
-    ("message_created-incoming", _set("message_type", "sideways"), "message_type"),
-    ("message_created-incoming", _set("private", "yes"), "private"),
-    ("message_created-incoming", _delete("private"), "private"),
-    ("message_created-incoming", _set("sender", "Jane"), "sender"),
-])
+@pytest.mark.parametrize(
+    "name, change, field",
+    [
+        ("conversation_created", _delete("id"), "id"),
+        ("conversation_created", _delete("account"), "account"),
+        ("conversation_created", _delete("created_at"), "created_at"),
+        ("conversation_created", _delete("status"), "status"),
+        ("conversation_created", _set("id", "eighty-seven"), "id"),
+        ("conversation_created", _set("id", True), "id"),
+        ("conversation_created", _set("id", -87), "id"),
+        ("conversation_created", _set("created_at", "yesterday-ish"), "created_at"),
+        ("conversation_created", _set("created_at", 1e300), "created_at"),
+        ("conversation_created", _set("status", "archived"), "status"),
+        ("conversation_created", _set("labels", "billing"), "labels"),
+        ("conversation_created", _set("account", {"id": "one"}), "account.id"),
+        ("conversation_created", _set("meta.team", {"name": "no id"}), "meta.team.id"),
+        ("conversation_updated-labels", _set("updated_at", "not a time"), "updated_at"),
+        ("conversation_status_changed-resolved", _delete("changed_attributes"), "changed_attributes.status"),
+        (
+            "conversation_status_changed-resolved",
+            _set("changed_attributes", [{"status": {"current_value": "gone"}}]),
+            "changed_attributes.status.current_value",
+        ),
+        ("conversation_status_changed-resolved", _set("changed_attributes", "status"), "changed_attributes"),
+        ("message_created-incoming", _delete("id"), "id"),
+        ("message_created-incoming", _set("id", "abc"), "id"),
+        ("message_created-incoming", _delete("conversation"), "conversation"),
+        ("message_created-incoming", _delete("conversation.id"), "conversation.id"),
+        ("message_created-incoming", _set("conversation.id", "abc"), "conversation.id"),
+        ("message_created-incoming", _set("created_at", "garbage"), "created_at"),
+        ("message_created-incoming", _delete("message_type"), "message_type"),
+        ("message_created-incoming", _set("message_type", "sideways"), "message_type"),
+        ("message_created-incoming", _set("private", "yes"), "private"),
+        ("message_created-incoming", _delete("private"), "private"),
+        ("message_created-incoming", _set("sender", "Jane"), "sender"),
+    ],
+)
 def test_unusable_payloads_raise_payload_error_naming_the_field(connector, name, change, field):
     payload = fixture(name)
     change(payload)
@@ -404,15 +471,40 @@ JSON_VALUES = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
     max_leaves=20,
 )
-EVENT_NAMES = st.sampled_from([
-    "conversation_created", "conversation_updated", "conversation_status_changed", "conversation_opened",
-    "conversation_resolved", "message_created", "message_updated", "conversation_typing_on",
-]) | st.text(max_size=20)
-FIELD_NAMES = st.sampled_from([
-    "id", "account", "created_at", "updated_at", "status", "labels", "meta", "changed_attributes",
-    "conversation", "message_type", "private", "sender", "content", "content_attributes",
-    "additional_attributes", "custom_attributes", "snoozed_until", "inbox_id",
-]) | st.text(max_size=12)
+EVENT_NAMES = st.sampled_from(
+    [
+        "conversation_created",
+        "conversation_updated",
+        "conversation_status_changed",
+        "conversation_opened",
+        "conversation_resolved",
+        "message_created",
+        "message_updated",
+        "conversation_typing_on",
+    ]
+) | st.text(max_size=20)
+FIELD_NAMES = st.sampled_from(
+    [
+        "id",
+        "account",
+        "created_at",
+        "updated_at",
+        "status",
+        "labels",
+        "meta",
+        "changed_attributes",
+        "conversation",
+        "message_type",
+        "private",
+        "sender",
+        "content",
+        "content_attributes",
+        "additional_attributes",
+        "custom_attributes",
+        "snoozed_until",
+        "inbox_id",
+    ]
+) | st.text(max_size=12)
 
 
 def _assert_event_none_or_payload_error(connector, payload, received_at=RECEIVED_AT):
@@ -426,11 +518,15 @@ def _assert_event_none_or_payload_error(connector, payload, received_at=RECEIVED
 
 
 @settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-@given(event=EVENT_NAMES, body=st.dictionaries(FIELD_NAMES, JSON_VALUES, max_size=10),
-       received_at=st.sampled_from([RECEIVED_AT, None]))
+@given(
+    event=EVENT_NAMES,
+    body=st.dictionaries(FIELD_NAMES, JSON_VALUES, max_size=10),
+    received_at=st.sampled_from([RECEIVED_AT, None]),
+)
 def test_arbitrary_json_only_gives_events_none_or_payload_errors(event, body, received_at):
-    _assert_event_none_or_payload_error(ChatwootConnector(plugin_user_id=PLUGIN_USER_ID), {**body, "event": event},
-                                        received_at)
+    _assert_event_none_or_payload_error(
+        ChatwootConnector(plugin_user_id=PLUGIN_USER_ID), {**body, "event": event}, received_at
+    )
 
 
 def _paths(value, prefix=()):
@@ -463,6 +559,7 @@ def test_mutated_real_payloads_only_give_events_none_or_payload_errors(data):
 
 # -- account, delivery key -----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_account_of_every_fixture(connector, name):
     assert connector.account_of(fixture(name)) == 1
@@ -489,15 +586,19 @@ def test_delivery_key_without_header_is_the_body_hash(connector):
 
 # -- verification --------------------------------------------------------------------------------------
 
-NOW = datetime(2026, 1, 14, 9, 0, 5, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 14, 9, 0, 5, tzinfo=UTC)
 BODY = (FIXTURES / "message_created-incoming.json").read_bytes()
 
 
 def signed_headers(body: bytes = BODY, secret: str = SECRET, timestamp: int | None = None) -> dict[str, str]:
     timestamp = int(NOW.timestamp()) if timestamp is None else timestamp
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return {"X-Chatwoot-Signature": f"sha256={digest}", "X-Chatwoot-Timestamp": str(timestamp),
-            "X-Chatwoot-Delivery": "0d4e9c1a-7f3b-4b8e-9a55-2f0c6f7e8d11", "Content-Type": "application/json"}
+    return {
+        "X-Chatwoot-Signature": f"sha256={digest}",
+        "X-Chatwoot-Timestamp": str(timestamp),
+        "X-Chatwoot-Delivery": "0d4e9c1a-7f3b-4b8e-9a55-2f0c6f7e8d11",
+        "Content-Type": "application/json",
+    }
 
 
 @pytest.fixture
@@ -551,11 +652,14 @@ def test_missing_signature_header_is_rejected(signed, header):
     rejected(signed, headers)
 
 
-@pytest.mark.parametrize("headers", [
-    {"X-Chatwoot-Signature": "sha256=abc", "X-Chatwoot-Timestamp": "soon"},
-    {"X-Chatwoot-Signature": "sha256=ü", "X-Chatwoot-Timestamp": str(int(NOW.timestamp()))},
-    {"X-Chatwoot-Signature": "sha256=abc", "X-Chatwoot-Timestamp": "9" * 4000},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Chatwoot-Signature": "sha256=abc", "X-Chatwoot-Timestamp": "soon"},
+        {"X-Chatwoot-Signature": "sha256=ü", "X-Chatwoot-Timestamp": str(int(NOW.timestamp()))},
+        {"X-Chatwoot-Signature": "sha256=abc", "X-Chatwoot-Timestamp": "9" * 4000},
+    ],
+)
 def test_malformed_signature_headers_are_rejected(signed, headers):
     rejected(signed, headers)
 
@@ -584,10 +688,12 @@ def test_dev_mode_accepts_anything():
 
 # -- registry ------------------------------------------------------------------------------------------
 
+
 def test_registry_builds_the_chatwoot_connector_from_settings():
     assert "chatwoot" in CONNECTOR_NAMES
-    connector = get_connector("chatwoot", {"CHATWOOT_WEBHOOK_SECRET": SECRET, "SLA_WEBHOOK_TOKEN": "",
-                                           "CHATWOOT_PLUGIN_USER_ID": " 12 "})
+    connector = get_connector(
+        "chatwoot", {"CHATWOOT_WEBHOOK_SECRET": SECRET, "SLA_WEBHOOK_TOKEN": "", "CHATWOOT_PLUGIN_USER_ID": " 12 "}
+    )
     assert isinstance(connector, Connector)
     assert connector.name == "chatwoot" and connector.plugin_user_id == 12
     connector.verify(signed_headers(), BODY, {}, NOW)

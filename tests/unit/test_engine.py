@@ -1,17 +1,19 @@
 """The SLA semantics of DESIGN.md sections 3 and 10.4, pinned on the pure engine."""
+
 from __future__ import annotations
 
 from dataclasses import replace
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from engine_helpers import Choice, Timeline, always, make_policy, t
 from plugin.core.engine import ConversationState, add_events, evaluate
 from plugin.core.events import AUTOMATION, BOT, PENDING, RESOLVED, SNOOZED
 
+from engine_helpers import Choice, Timeline, always, make_policy, t
+
 STANDARD = make_policy(first_response="2h", next_response="2h", resolution="24h", warn_before="15m")
-OFFICE = {"timezone": "Europe/Berlin",
-          "hours": {day: ["09:00-17:00"] for day in ("mon", "tue", "wed", "thu", "fri")}}
+OFFICE = {"timezone": "Europe/Berlin", "hours": {day: ["09:00-17:00"] for day in ("mon", "tue", "wed", "thu", "fri")}}
 
 
 def metric(evaluation, name):
@@ -24,13 +26,32 @@ def test_contract_example_of_design_10_2():
     assert output["status"] == "at_risk"
     assert output["policy"] == "standard" and len(output["policy_version"]) == 64
     assert output["metrics"] == {
-        "first_response": {"status": "hit", "started_at": "2026-01-14T09:00:00Z", "due_at": "2026-01-14T11:00:00Z",
-                           "stopped_at": "2026-01-14T09:42:10Z", "missed_at": None, "misses": 0},
-        "next_response": {"status": "at_risk", "started_at": "2026-01-14T10:05:00Z",
-                          "due_at": "2026-01-14T12:05:00Z", "stopped_at": None, "missed_at": None,
-                          "misses": 0, "misses_per_message": 0},
-        "resolution": {"status": "running", "started_at": "2026-01-14T09:00:00Z",
-                       "due_at": "2026-01-15T09:00:00Z", "stopped_at": None, "missed_at": None, "misses": 0}}
+        "first_response": {
+            "status": "hit",
+            "started_at": "2026-01-14T09:00:00Z",
+            "due_at": "2026-01-14T11:00:00Z",
+            "stopped_at": "2026-01-14T09:42:10Z",
+            "missed_at": None,
+            "misses": 0,
+        },
+        "next_response": {
+            "status": "at_risk",
+            "started_at": "2026-01-14T10:05:00Z",
+            "due_at": "2026-01-14T12:05:00Z",
+            "stopped_at": None,
+            "missed_at": None,
+            "misses": 0,
+            "misses_per_message": 0,
+        },
+        "resolution": {
+            "status": "running",
+            "started_at": "2026-01-14T09:00:00Z",
+            "due_at": "2026-01-15T09:00:00Z",
+            "stopped_at": None,
+            "missed_at": None,
+            "misses": 0,
+        },
+    }
 
 
 def test_a_reply_exactly_at_the_due_time_is_a_hit_one_second_later_a_miss():
@@ -51,8 +72,13 @@ def test_a_running_clock_is_missed_at_any_instant_after_its_due_time():
 
 
 def test_bots_automation_and_private_notes_never_answer_a_customer():
-    timeline = (Timeline().customer("09:00").agent("09:01", sender_kind=BOT)
-                .agent("09:02", sender_kind=AUTOMATION).agent("09:03", private=True))
+    timeline = (
+        Timeline()
+        .customer("09:00")
+        .agent("09:01", sender_kind=BOT)
+        .agent("09:02", sender_kind=AUTOMATION)
+        .agent("09:03", private=True)
+    )
     result = metric(timeline.evaluate("10:00", always(STANDARD)), "first_response")
     assert result["status"] == "running" and result["stopped_at"] is None
 
@@ -67,9 +93,15 @@ def test_first_response_stops_at_resolution():
 
 def test_next_response_has_no_cycle_before_the_first_reply_and_between_cycles():
     before = Timeline().customer("09:00").customer("09:05").evaluate("10:00", always(STANDARD))
-    assert metric(before, "next_response") == {"status": "hit", "started_at": None, "due_at": None,
-                                                "stopped_at": None, "missed_at": None, "misses": 0,
-                                                "misses_per_message": 0}
+    assert metric(before, "next_response") == {
+        "status": "hit",
+        "started_at": None,
+        "due_at": None,
+        "stopped_at": None,
+        "missed_at": None,
+        "misses": 0,
+        "misses_per_message": 0,
+    }
     between = Timeline().customer("09:00").agent("09:10").customer("09:20").agent("09:30")
     result = metric(between.evaluate("10:00", always(STANDARD)), "next_response")
     assert result["status"] == "hit" and result["started_at"] is None
@@ -77,8 +109,16 @@ def test_next_response_has_no_cycle_before_the_first_reply_and_between_cycles():
 
 
 def test_later_customer_messages_do_not_move_a_waiting_cycle_and_count_per_message():
-    timeline = (Timeline().customer("09:00").agent("09:10").customer("09:20").customer("10:00")
-                .customer("11:30").customer("12:00").agent("12:30"))
+    timeline = (
+        Timeline()
+        .customer("09:00")
+        .agent("09:10")
+        .customer("09:20")
+        .customer("10:00")
+        .customer("11:30")
+        .customer("12:00")
+        .agent("12:30")
+    )
     result = metric(timeline.evaluate("13:00", always(STANDARD)), "next_response")
     # The cycle began 09:20 and was due 11:20; 11:30 and 12:00 came after the due time.
     assert result["status"] == "missed"
@@ -94,8 +134,7 @@ def test_resolution_stops_a_running_waiting_cycle():
 
 
 def test_a_customer_message_reopens_a_resolved_conversation_and_resolution_resumes():
-    timeline = (Timeline().customer("09:00").agent("09:10").status("10:00", RESOLVED)
-                .customer("14:00", "still broken"))
+    timeline = Timeline().customer("09:00").agent("09:10").status("10:00", RESOLVED).customer("14:00", "still broken")
     evaluation = timeline.evaluate("15:00", always(STANDARD))
     resolution = metric(evaluation, "resolution")
     # 1h used before resolving; resolved 10:00-14:00 does not count: due 09:00 + 24h + 4h.
@@ -155,8 +194,10 @@ def test_warn_before_as_a_percentage_of_the_target():
 
 def test_without_warn_before_a_clock_is_never_at_risk():
     policy = make_policy(first_response="1h")
-    assert metric(Timeline().customer("09:00").evaluate("09:59:59", always(policy)),
-                  "first_response")["status"] == "running"
+    assert (
+        metric(Timeline().customer("09:00").evaluate("09:59:59", always(policy)), "first_response")["status"]
+        == "running"
+    )
 
 
 def test_business_hours_calendar_moves_due_times_over_the_weekend():
@@ -171,8 +212,14 @@ def test_business_hours_calendar_moves_due_times_over_the_weekend():
 
 def test_no_rule_matching_gives_no_policy():
     evaluation = Timeline().customer("09:00").evaluate("10:00", lambda context: None)
-    assert evaluation.to_replay_json() == {"account_id": 1, "conversation_id": 87, "policy": None,
-                                           "policy_version": None, "status": "none", "metrics": {}}
+    assert evaluation.to_replay_json() == {
+        "account_id": 1,
+        "conversation_id": 87,
+        "policy": None,
+        "policy_version": None,
+        "status": "none",
+        "metrics": {},
+    }
 
 
 def _switching_matcher(urgent_policy, sticky=False):
@@ -238,17 +285,30 @@ def test_events_after_the_evaluation_instant_are_ignored():
     assert result["status"] == "running"
 
 
-_TIMELINE = (Timeline().customer("09:00", "my order is late").agent("09:42:10").customer("10:05")
-             .status("10:10", PENDING).status("10:40", "open").customer("11:00").agent("13:30")
-             .status("14:00", RESOLVED).customer("16:00", "again").agent("16:20"))
-_PAUSING = make_policy(first_response="1h", next_response="1h", resolution="6h", warn_before="10m",
-                       pause_when=["pending"])
+_TIMELINE = (
+    Timeline()
+    .customer("09:00", "my order is late")
+    .agent("09:42:10")
+    .customer("10:05")
+    .status("10:10", PENDING)
+    .status("10:40", "open")
+    .customer("11:00")
+    .agent("13:30")
+    .status("14:00", RESOLVED)
+    .customer("16:00", "again")
+    .agent("16:20")
+)
+_PAUSING = make_policy(
+    first_response="1h", next_response="1h", resolution="6h", warn_before="10m", pause_when=["pending"]
+)
 
 
 @settings(deadline=None, max_examples=150)
-@given(order=st.permutations(range(len(_TIMELINE.events))),
-       duplicates=st.lists(st.integers(0, len(_TIMELINE.events) - 1), max_size=6),
-       at=st.sampled_from(["10:30", "12:00", "13:45", "16:10", "18:00"]))
+@given(
+    order=st.permutations(range(len(_TIMELINE.events))),
+    duplicates=st.lists(st.integers(0, len(_TIMELINE.events) - 1), max_size=6),
+    at=st.sampled_from(["10:30", "12:00", "13:45", "16:10", "18:00"]),
+)
 def test_out_of_order_and_duplicate_deliveries_end_in_the_in_order_state(order, duplicates, at):
     in_order = _TIMELINE.evaluate(at, always(_PAUSING))
     shuffled = [_TIMELINE.events[index] for index in order] + [_TIMELINE.events[index] for index in duplicates]
@@ -268,14 +328,26 @@ def test_a_clock_timeline_shows_running_outside_hours_holiday_and_pauses_in_the_
     calendar = dict(OFFICE, holidays={"dates": ["2026-01-19"]})
     policy = make_policy(first_response="4h", calendar=calendar, pause_when=["pending"])
     # Friday 2026-01-16 15:00 Berlin (14:00 UTC); pending 16:00-16:30; the Monday is a holiday.
-    timeline = (Timeline(created="2026-01-16T14:00:00Z").customer("2026-01-16T14:00:00Z")
-                .status("2026-01-16T15:00:00Z", PENDING).status("2026-01-16T15:30:00Z", "open"))
+    timeline = (
+        Timeline(created="2026-01-16T14:00:00Z")
+        .customer("2026-01-16T14:00:00Z")
+        .status("2026-01-16T15:00:00Z", PENDING)
+        .status("2026-01-16T15:30:00Z", "open")
+    )
     evaluation = timeline.evaluate("2026-01-20T09:00:00Z", always(policy))
-    states = [(piece.state, piece.start.astimezone(ZoneInfo("Europe/Berlin")).strftime("%a %H:%M"))
-              for piece in clock_timeline(evaluation, "first_response")]
-    assert states == [("running", "Fri 15:00"), ("paused (pending)", "Fri 16:00"), ("running", "Fri 16:30"),
-                      ("outside hours", "Fri 17:00"), ("holiday: listed in holidays.dates", "Mon 00:00"),
-                      ("outside hours", "Tue 00:00"), ("running", "Tue 09:00")]
+    states = [
+        (piece.state, piece.start.astimezone(ZoneInfo("Europe/Berlin")).strftime("%a %H:%M"))
+        for piece in clock_timeline(evaluation, "first_response")
+    ]
+    assert states == [
+        ("running", "Fri 15:00"),
+        ("paused (pending)", "Fri 16:00"),
+        ("running", "Fri 16:30"),
+        ("outside hours", "Fri 17:00"),
+        ("holiday: listed in holidays.dates", "Mon 00:00"),
+        ("outside hours", "Tue 00:00"),
+        ("running", "Tue 09:00"),
+    ]
     # 1.5h on Friday + 2.5h on Tuesday: due Tuesday 11:30 Berlin.
     assert metric(evaluation, "first_response")["due_at"] == "2026-01-20T10:30:00Z"
     assert timelines_json(evaluation)["first_response"][0]["from"] == "2026-01-16T15:00:00+01:00"

@@ -1,5 +1,6 @@
 """`sla-plugin install` / `uninstall` against a stand-in Chatwoot (`responses`): idempotent, and they say
 what they did without printing secrets."""
+
 from __future__ import annotations
 
 import json
@@ -33,13 +34,15 @@ class FakeAccount:
             (responses.POST, "/dashboard_apps", self._create_app),
         ]:
             mock.add_callback(method, API + path, callback=self._respond(handler))
-        mock.add_callback(responses.DELETE, re.compile(API + r"/(labels|webhooks|dashboard_apps)/\d+"),
-                          callback=self._delete)
+        mock.add_callback(
+            responses.DELETE, re.compile(API + r"/(labels|webhooks|dashboard_apps)/\d+"), callback=self._delete
+        )
 
     def _respond(self, handler):
         def callback(request):
             body = json.loads(request.body) if request.body else None
             return (200, {}, json.dumps(handler(body)))
+
         return callback
 
     def _new_id(self) -> int:
@@ -86,13 +89,21 @@ def invoke(tmp_path, *arguments):
 def test_install_creates_labels_webhook_and_app_then_is_idempotent(account, tmp_path):
     secret_file = tmp_path / ".env"
     first = invoke(tmp_path, "install", *ARGUMENTS, "--dashboard-app", "--secret-file", str(secret_file))
-    assert sorted(label["title"] for label in account.labels) == ["billing", "sla-at-risk", "sla-missed",
-                                                                  "sla-on-track"]
+    assert sorted(label["title"] for label in account.labels) == [
+        "billing",
+        "sla-at-risk",
+        "sla-missed",
+        "sla-on-track",
+    ]
     assert {label["title"]: label["color"] for label in account.labels}["sla-missed"] == "#C62828"
     [webhook] = account.webhooks
     assert webhook["url"] == "https://sla.example.com/webhooks/chatwoot"
-    assert set(webhook["subscriptions"]) == {"conversation_created", "conversation_updated",
-                                             "conversation_status_changed", "message_created"}
+    assert set(webhook["subscriptions"]) == {
+        "conversation_created",
+        "conversation_updated",
+        "conversation_status_changed",
+        "message_created",
+    }
     assert [app["title"] for app in account.apps] == ["SLA"]
     assert "label sla-missed: created" in first and "webhook https://sla.example.com/webhooks/chatwoot" in first
     assert "generated-signing-secret" not in first

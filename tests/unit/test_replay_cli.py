@@ -1,4 +1,5 @@
 """`sla-plugin replay` as admins and the acceptance tests use it: the contract of DESIGN.md 10.2."""
+
 from __future__ import annotations
 
 import json
@@ -8,10 +9,24 @@ from click.testing import CliRunner
 
 from plugin.cli.main import main
 
-RULES = {"policies": {"standard": {"name": "Standard", "first_response": "2h", "next_response": "2h",
-                                   "resolution": "24h", "warn_before": "15m"}},
-         "rules": [{"name": "Web chat", "when": {"field": "channel", "op": "equals", "value": "Channel::WebWidget"},
-                    "apply": "standard"}]}
+RULES = {
+    "policies": {
+        "standard": {
+            "name": "Standard",
+            "first_response": "2h",
+            "next_response": "2h",
+            "resolution": "24h",
+            "warn_before": "15m",
+        }
+    },
+    "rules": [
+        {
+            "name": "Web chat",
+            "when": {"field": "channel", "op": "equals", "value": "Channel::WebWidget"},
+            "apply": "standard",
+        }
+    ],
+}
 
 
 @pytest.fixture
@@ -31,14 +46,21 @@ def run(tmp_path, rules_dir, lines, *arguments):
 
 
 def test_contract_fields_on_the_shared_fixture_timeline(tmp_path, rules_dir, fixture_payload):
-    lines = [fixture_payload(name) for name in ("conversation_created", "message_created-incoming",
-                                                "message_created-outgoing")]
+    lines = [
+        fixture_payload(name)
+        for name in ("conversation_created", "message_created-incoming", "message_created-outgoing")
+    ]
     result, [output] = run(tmp_path, rules_dir, lines, "--at", "2026-01-14T12:00:00Z")
     assert result.exit_code == 0
     assert set(output) == {"account_id", "conversation_id", "policy", "policy_version", "status", "metrics"}
     assert output["metrics"]["first_response"] == {
-        "status": "hit", "started_at": "2026-01-14T09:00:00Z", "due_at": "2026-01-14T11:00:00Z",
-        "stopped_at": "2026-01-14T09:42:10Z", "missed_at": None, "misses": 0}
+        "status": "hit",
+        "started_at": "2026-01-14T09:00:00Z",
+        "due_at": "2026-01-14T11:00:00Z",
+        "stopped_at": "2026-01-14T09:42:10Z",
+        "missed_at": None,
+        "misses": 0,
+    }
     assert output["metrics"]["resolution"]["due_at"] == "2026-01-15T09:00:00Z"
     assert output["status"] == "on_track"
 
@@ -59,8 +81,7 @@ def test_wrapped_lines_use_received_at_only_when_the_payload_states_no_time(tmp_
     assert output["metrics"]["first_response"]["started_at"] == "2026-01-14T09:00:00Z"
 
 
-def test_unreadable_lines_are_reported_with_their_number_and_the_rest_is_replayed(tmp_path, rules_dir,
-                                                                                   fixture_payload):
+def test_unreadable_lines_are_reported_with_their_number_and_the_rest_is_replayed(tmp_path, rules_dir, fixture_payload):
     broken = fixture_payload("message_created-incoming")
     del broken["account"]
     lines = [fixture_payload("conversation_created"), "{not json", broken, "[1, 2]"]
@@ -72,15 +93,20 @@ def test_unreadable_lines_are_reported_with_their_number_and_the_rest_is_replaye
 
 
 def test_unknown_events_are_ignored_silently_and_events_after_at_are_ignored(tmp_path, rules_dir, fixture_payload):
-    lines = [fixture_payload("conversation_created"), {"event": "contact_created", "id": 1},
-             fixture_payload("conversation_typing_on"), fixture_payload("message_created-outgoing")]
+    lines = [
+        fixture_payload("conversation_created"),
+        {"event": "contact_created", "id": 1},
+        fixture_payload("conversation_typing_on"),
+        fixture_payload("message_created-outgoing"),
+    ]
     result, [output] = run(tmp_path, rules_dir, lines, "--at", "2026-01-14T09:30:00Z")
     assert result.exit_code == 0 and result.stderr == ""
     assert output["metrics"]["first_response"]["status"] == "running"
 
 
-def test_conversations_are_ordered_by_account_and_id_and_unmatched_ones_print_none(tmp_path, rules_dir,
-                                                                                    fixture_payload):
+def test_conversations_are_ordered_by_account_and_id_and_unmatched_ones_print_none(
+    tmp_path, rules_dir, fixture_payload
+):
     def created(conversation_id, account_id=1, channel="Channel::WebWidget"):
         payload = fixture_payload("conversation_created")
         payload.update(id=conversation_id, channel=channel, account={"id": account_id, "name": "x"})
@@ -89,8 +115,14 @@ def test_conversations_are_ordered_by_account_and_id_and_unmatched_ones_print_no
     lines = [created(100), created(9, account_id=2), created(20, channel="Channel::Email")]
     result, outputs = run(tmp_path, rules_dir, lines)
     assert [(o["account_id"], o["conversation_id"]) for o in outputs] == [(1, 20), (1, 100), (2, 9)]
-    assert outputs[0] == {"account_id": 1, "conversation_id": 20, "policy": None, "policy_version": None,
-                          "status": "none", "metrics": {}}
+    assert outputs[0] == {
+        "account_id": 1,
+        "conversation_id": 20,
+        "policy": None,
+        "policy_version": None,
+        "status": "none",
+        "metrics": {},
+    }
 
 
 def test_a_bad_at_is_refused(tmp_path, rules_dir, fixture_payload):

@@ -3,6 +3,7 @@
 The cases live in tests/rules_cases/ (one folder per error class, see its README); a few more are written
 into tmp_path where the file's shape matters.
 """
+
 from __future__ import annotations
 
 import json
@@ -10,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from plugin.core.rules import RuleProblem, RulesError
 from plugin.adapters.rule_files import check_rules, load_rules
 from plugin.cli.rules import _problem_line
+from plugin.core.rules import RuleProblem, RulesError
 
 CASES = Path(__file__).resolve().parents[1] / "rules_cases"
 CASE_NAMES = sorted(path.name for path in CASES.iterdir() if path.is_dir())
@@ -21,7 +22,7 @@ CASE_NAMES = sorted(path.name for path in CASES.iterdir() if path.is_dir())
 def _printed(problem: RuleProblem, directory: Path) -> str:
     line = _problem_line(problem)
     prefix = f"{directory}/"
-    return line[len(prefix):] if line.startswith(prefix) else line
+    return line[len(prefix) :] if line.startswith(prefix) else line
 
 
 @pytest.mark.parametrize("case", CASE_NAMES)
@@ -54,10 +55,15 @@ def test_every_error_class_has_a_case() -> None:
 
 
 def test_many_problems_are_all_reported_in_file_and_line_order(tmp_path: Path) -> None:
-    (tmp_path / "10-a.json").write_text(json.dumps({
-        "policies": {"p": {"first_response": "1h", "calendar": "nowhere"}},
-        "rules": [{"name": "r", "apply": "q", "when": {"field": "inbox_id", "op": "gt", "value": "5"}}],
-    }, indent=2))
+    (tmp_path / "10-a.json").write_text(
+        json.dumps(
+            {
+                "policies": {"p": {"first_response": "1h", "calendar": "nowhere"}},
+                "rules": [{"name": "r", "apply": "q", "when": {"field": "inbox_id", "op": "gt", "value": "5"}}],
+            },
+            indent=2,
+        )
+    )
     (tmp_path / "20-b.json").write_text('{"policies": {"p": {"resolution": "1d"}}}')
     problems = check_rules(tmp_path)
     assert [(Path(problem.file).name, problem.pointer) for problem in problems] == [
@@ -77,9 +83,14 @@ def test_a_problem_prints_as_file_line_pointer_message() -> None:
 
 
 def test_errors_inside_a_part_the_schema_rejected_are_reported_once(tmp_path: Path) -> None:
-    (tmp_path / "a.json").write_text(json.dumps({
-        "policies": {"p": {"first_response": "1h"}},
-        "rules": [{"name": "r", "apply": "p", "when": {"field": "status", "op": "gt", "value": 1, "x": 2}}]}))
+    (tmp_path / "a.json").write_text(
+        json.dumps(
+            {
+                "policies": {"p": {"first_response": "1h"}},
+                "rules": [{"name": "r", "apply": "p", "when": {"field": "status", "op": "gt", "value": 1, "x": 2}}],
+            }
+        )
+    )
     problems = check_rules(tmp_path)
     assert [problem.pointer for problem in problems] == ["/rules/0/when/x"]
 
@@ -98,28 +109,42 @@ def test_non_utf8_and_nan_are_reported(tmp_path: Path) -> None:
 
 
 def test_a_calendar_error_points_at_the_key_its_message_names(tmp_path: Path) -> None:
-    (tmp_path / "a.json").write_text('{"calendars": {"c": {"timezone": "UTC",\n'
-                                     ' "hours": {"mon": ["09:00-12:00", "11:00-13:00"]}}}}')
+    (tmp_path / "a.json").write_text(
+        '{"calendars": {"c": {"timezone": "UTC",\n "hours": {"mon": ["09:00-12:00", "11:00-13:00"]}}}}'
+    )
     problems = check_rules(tmp_path)
     assert [(problem.line, problem.pointer) for problem in problems] == [(2, "/calendars/c/hours/mon")]
     assert "overlap" in problems[0].message
 
 
 def test_a_condition_of_the_wrong_type_is_reported_once_saying_what_a_condition_is(tmp_path: Path) -> None:
-    (tmp_path / "a.json").write_text(json.dumps({
-        "policies": {"p": {"first_response": "1h"}},
-        "rules": [{"name": "r", "apply": "p", "when": "always"},
-                  {"name": "s", "apply": "p", "when": {"not": []}}]}))
+    (tmp_path / "a.json").write_text(
+        json.dumps(
+            {
+                "policies": {"p": {"first_response": "1h"}},
+                "rules": [
+                    {"name": "r", "apply": "p", "when": "always"},
+                    {"name": "s", "apply": "p", "when": {"not": []}},
+                ],
+            }
+        )
+    )
     problems = check_rules(tmp_path)
     assert [problem.pointer for problem in problems] == ["/rules/0/when", "/rules/1/when/not"]
     assert all(problem.message.startswith('expected a condition: {"all": [...]}') for problem in problems)
 
 
 def test_schema_messages_say_what_was_expected(tmp_path: Path) -> None:
-    (tmp_path / "a.json").write_text(json.dumps({
-        "calendars": {"c": {"timezone": "UTC", "hours": {"monday": ["09:00-17:00"]}}},
-        "policies": {"p": {"first_response": "1h", "pause_when": ["open"]}},
-        "labels": {"missed": {"title": "late", "color": "red"}}}, indent=2))
+    (tmp_path / "a.json").write_text(
+        json.dumps(
+            {
+                "calendars": {"c": {"timezone": "UTC", "hours": {"monday": ["09:00-17:00"]}}},
+                "policies": {"p": {"first_response": "1h", "pause_when": ["open"]}},
+                "labels": {"missed": {"title": "late", "color": "red"}},
+            },
+            indent=2,
+        )
+    )
     messages = {problem.pointer: problem.message for problem in check_rules(tmp_path)}
     assert messages == {
         "/calendars/c/hours/monday": 'unknown key "monday"; expected one of mon, tue, wed, thu, fri, sat, sun',

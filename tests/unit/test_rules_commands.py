@@ -1,4 +1,5 @@
 """`sla-plugin rules check` and `rules explain`, run through click."""
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,9 @@ def test_check_reads_the_directory_from_sla_rules_dir(runner: CliRunner, tmp_pat
     assert result.exit_code == 1 and "calendar has no open time" in result.output
 
 
-def test_check_defaults_to_rules_in_the_working_directory(runner: CliRunner, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_defaults_to_rules_in_the_working_directory(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(rules, ["check"], env={"SLA_RULES_DIR": ""})
     assert result.exit_code == 1 and result.output.startswith("rules:0: : rules directory not found")
@@ -59,8 +61,9 @@ def test_check_defaults_to_rules_in_the_working_directory(runner: CliRunner, tmp
 
 
 def test_explain_a_fixture_payload(runner: CliRunner) -> None:
-    result = runner.invoke(rules, ["explain", str(FIXTURES / "message_created-incoming.json"),
-                                   "--rules", str(ROOT / "rules")])
+    result = runner.invoke(
+        rules, ["explain", str(FIXTURES / "message_created-incoming.json"), "--rules", str(ROOT / "rules")]
+    )
     assert result.exit_code == 0, result.output
     assert "event message_created of conversation 1/87 at 2026-01-14T09:00:01Z" in result.output
     assert "inbox_id in [5, 6] -> false (actual: 3)" in result.output
@@ -78,8 +81,7 @@ def test_explain_an_urgent_message(runner: CliRunner, tmp_path: Path) -> None:
 
 
 def test_explain_when_no_rule_matches(runner: CliRunner, tmp_path: Path) -> None:
-    result = runner.invoke(rules, ["explain", str(FIXTURES / "conversation_created.json"),
-                                   "--rules", str(tmp_path)])
+    result = runner.invoke(rules, ["explain", str(FIXTURES / "conversation_created.json"), "--rules", str(tmp_path)])
     assert result.exit_code == 0
     assert "no rule matched" in result.output
 
@@ -93,13 +95,15 @@ def test_explain_fails_on_a_payload_it_cannot_read(runner: CliRunner, tmp_path: 
 
 
 def test_explain_fails_on_an_event_without_a_conversation(runner: CliRunner) -> None:
-    result = runner.invoke(rules, ["explain", str(FIXTURES / "conversation_typing_on.json"),
-                                   "--rules", str(ROOT / "rules")])
+    result = runner.invoke(
+        rules, ["explain", str(FIXTURES / "conversation_typing_on.json"), "--rules", str(ROOT / "rules")]
+    )
     assert result.exit_code == 1 and "not a conversation or message event" in result.output
 
 
 def test_explain_fails_on_broken_rules(runner: CliRunner) -> None:
-    result = runner.invoke(rules, ["explain", str(FIXTURES / "conversation_created.json"),
-                                   "--rules", str(CASES / "unknown-policy")])
+    result = runner.invoke(
+        rules, ["explain", str(FIXTURES / "conversation_created.json"), "--rules", str(CASES / "unknown-policy")]
+    )
     assert result.exit_code == 1
     assert "10-a.json:5: /rules/0/apply: unknown policy 'gold'" in result.output

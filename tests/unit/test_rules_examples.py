@@ -1,4 +1,5 @@
 """The shipped rule files and the published schema: valid, loadable together, in sync with the code."""
+
 from __future__ import annotations
 
 import hashlib
@@ -8,8 +9,8 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from plugin.core.policy import canonical_json
 from plugin.adapters.rule_files import check_rules, load_rules
+from plugin.core.policy import canonical_json
 from plugin.core.rules.fields import FIELDS
 from plugin.core.rules.operators import OPERATOR_NAMES, OPERATORS
 from plugin.core.rules.schema import SCHEMA_PATH, rules_schema
@@ -39,10 +40,13 @@ def test_the_shipped_files_load_together_without_a_problem() -> None:
     assert check_rules(RULES) == []
     rule_set = load_rules(RULES)
     assert [rule.name for rule in rule_set.rules] == [
-        "Urgent conversations", "Orange, e-mail, urgent", "Orange, chat", "Apple, e-mail, not low priority",
-        "Everything else"]
-    assert set(rule_set.policies) == {"high-priority", "orange-email-urgent", "orange-chat", "apple-email",
-                                      "standard"}
+        "Urgent conversations",
+        "Orange, e-mail, urgent",
+        "Orange, chat",
+        "Apple, e-mail, not low priority",
+        "Everything else",
+    ]
+    assert set(rule_set.policies) == {"high-priority", "orange-email-urgent", "orange-chat", "apple-email", "standard"}
     assert set(rule_set.calendars) == {"office"}
 
 
@@ -50,7 +54,10 @@ def test_the_seed_policies_have_the_targets_of_the_issue() -> None:
     policies = load_rules(RULES).policies
     high = policies["high-priority"]
     assert (high.name, dict(high.targets), high.calendar_id) == (
-        "High-Priority Support", {"first_response": 7200, "resolution": 86400}, "office")
+        "High-Priority Support",
+        {"first_response": 7200, "resolution": 86400},
+        "office",
+    )
     assert high.warn_before.seconds == 900 and high.pause_when == {"pending", "snoozed"} and high.target == 0.8
     assert dict(policies["orange-email-urgent"].targets)["first_response"] == 1800
     standard = policies["standard"]
@@ -65,15 +72,19 @@ def test_a_policy_version_is_the_hash_of_the_policy_and_its_calendar() -> None:
     expected = hashlib.sha256(canonical_json({"policy": raw_policy, "calendar": raw_calendar}).encode()).hexdigest()
     assert load_rules(RULES).policies["high-priority"].version == expected
     standard = documents["90-default.json"]["policies"]["standard"]
-    assert load_rules(RULES).policies["standard"].version == hashlib.sha256(
-        canonical_json({"policy": standard, "calendar": None}).encode()).hexdigest()
+    assert (
+        load_rules(RULES).policies["standard"].version
+        == hashlib.sha256(canonical_json({"policy": standard, "calendar": None}).encode()).hexdigest()
+    )
 
 
 def test_the_default_file_holds_the_labels() -> None:
     labels = load_rules(RULES).labels
     assert {status: (spec.title, spec.color) for status, spec in labels.items()} == {
-        "on_track": ("sla-on-track", "#2E7D32"), "at_risk": ("sla-at-risk", "#F9A825"),
-        "missed": ("sla-missed", "#C62828")}
+        "on_track": ("sla-on-track", "#2E7D32"),
+        "at_risk": ("sla-at-risk", "#F9A825"),
+        "missed": ("sla-missed", "#C62828"),
+    }
 
 
 def test_the_catch_all_is_the_last_rule() -> None:
@@ -91,12 +102,45 @@ def test_the_schema_lists_exactly_the_fields_and_operators_the_code_knows() -> N
 
 def test_the_fields_and_operators_are_those_of_design_10_1() -> None:
     assert set(FIELDS) == {
-        "inbox_id", "team_id", "assignee_id", "status", "priority", "labels", "content", "message_type", "email",
-        "phone_number", "country_code", "browser_language", "conversation_language", "referer", "mail_subject",
-        "city", "company", "channel", "email_domain", "created_at"}
+        "inbox_id",
+        "team_id",
+        "assignee_id",
+        "status",
+        "priority",
+        "labels",
+        "content",
+        "message_type",
+        "email",
+        "phone_number",
+        "country_code",
+        "browser_language",
+        "conversation_language",
+        "referer",
+        "mail_subject",
+        "city",
+        "company",
+        "channel",
+        "email_domain",
+        "created_at",
+    }
     assert set(OPERATOR_NAMES) == {
-        "equals", "not_equals", "in", "not_in", "contains", "not_contains", "contains_any_word", "starts_with",
-        "matches", "exists", "not_exists", "gt", "gte", "lt", "lte", "within_hours"}
+        "equals",
+        "not_equals",
+        "in",
+        "not_in",
+        "contains",
+        "not_contains",
+        "contains_any_word",
+        "starts_with",
+        "matches",
+        "exists",
+        "not_exists",
+        "gt",
+        "gte",
+        "lt",
+        "lte",
+        "within_hours",
+    }
 
 
 def test_the_documentation_covers_every_field_and_operator() -> None:

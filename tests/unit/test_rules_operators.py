@@ -3,9 +3,10 @@
 ``holds`` evaluates a condition both ways and insists they agree, so every case here also pins that the
 interpreter (the benchmark's baseline) and the compiled closures share one set of semantics.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -14,23 +15,32 @@ from hypothesis import strategies as st
 
 from plugin.core.calendar import parse_calendar
 from plugin.core.events import CONTACT, HUMAN, INCOMING, OUTGOING, Contact, Conversation, MatchContext, Message
-from plugin.core.rules.fields import MATCH_TEXT_LIMIT, Environment, fold
 from plugin.core.rules.conditions import ConditionCompiler, FirstMatch, interpret
 from plugin.core.rules.explain import explain
+from plugin.core.rules.fields import MATCH_TEXT_LIMIT, Environment, fold
 
-CREATED = datetime(2026, 1, 14, 9, 0, tzinfo=timezone.utc)  # a Wednesday, 10:00 in Berlin
-OFFICE = parse_calendar({"timezone": "Europe/Berlin",
-                         "hours": {day: ["09:00-17:00"] for day in ("mon", "tue", "wed", "thu", "fri")},
-                         "holidays": {"country": "DE"}})
+CREATED = datetime(2026, 1, 14, 9, 0, tzinfo=UTC)  # a Wednesday, 10:00 in Berlin
+OFFICE = parse_calendar(
+    {
+        "timezone": "Europe/Berlin",
+        "hours": {day: ["09:00-17:00"] for day in ("mon", "tue", "wed", "thu", "fri")},
+        "holidays": {"country": "DE"},
+    }
+)
 OWN_LABELS = frozenset({"sla-on-track", "sla-at-risk", "sla-missed"})
 ENVIRONMENT = Environment({"office": OFFICE}, OWN_LABELS)
 
 
-def context(*, texts: tuple[str, ...] = (), message: Message | None = None, contact: Contact | None = None,
-            **conversation: Any) -> MatchContext:
+def context(
+    *, texts: tuple[str, ...] = (), message: Message | None = None, contact: Contact | None = None, **conversation: Any
+) -> MatchContext:
     conversation.setdefault("created_at", CREATED)
-    return MatchContext(Conversation(account_id=1, conversation_id=87, contact=contact or Contact(), **conversation),
-                        at=CREATED, message=message, customer_texts=texts)
+    return MatchContext(
+        Conversation(account_id=1, conversation_id=87, contact=contact or Contact(), **conversation),
+        at=CREATED,
+        message=message,
+        customer_texts=texts,
+    )
 
 
 def holds(condition: dict, on: MatchContext) -> bool:
@@ -54,11 +64,18 @@ OUTGOING_MESSAGE = Message(id=2, created_at=CREATED, direction=OUTGOING, sender_
 
 # --- missing values ------------------------------------------------------------------------------------
 
-TEXT_LEAVES = [leaf("email", "equals", "a@b.c"), leaf("email", "not_equals", "a@b.c"),
-               leaf("email", "in", ["a@b.c"]), leaf("email", "not_in", ["a@b.c"]),
-               leaf("email", "contains", "b"), leaf("email", "not_contains", "b"),
-               leaf("email", "contains_any_word", ["b"]), leaf("email", "starts_with", "a"),
-               leaf("email", "matches", "."), leaf("email", "exists")]
+TEXT_LEAVES = [
+    leaf("email", "equals", "a@b.c"),
+    leaf("email", "not_equals", "a@b.c"),
+    leaf("email", "in", ["a@b.c"]),
+    leaf("email", "not_in", ["a@b.c"]),
+    leaf("email", "contains", "b"),
+    leaf("email", "not_contains", "b"),
+    leaf("email", "contains_any_word", ["b"]),
+    leaf("email", "starts_with", "a"),
+    leaf("email", "matches", "."),
+    leaf("email", "exists"),
+]
 
 
 @pytest.mark.parametrize("condition", TEXT_LEAVES, ids=lambda condition: condition["op"])
@@ -67,12 +84,21 @@ def test_every_leaf_but_not_exists_is_false_on_a_missing_value(condition: dict) 
     assert holds(condition, context(contact=Contact(email=None))) is False
 
 
-@pytest.mark.parametrize("condition", [
-    leaf("inbox_id", "not_equals", 3), leaf("inbox_id", "not_in", [3]), leaf("inbox_id", "gt", 0),
-    leaf("inbox_id", "lte", 100), leaf("custom_attributes.tier", "not_equals", "gold"),
-    leaf("custom_attributes.tier", "not_contains", "gold"), leaf("contact.custom_attributes.seats", "lt", 10),
-    leaf("priority", "not_equals", "low"), leaf("team_id", "not_in", [1, 2]),
-], ids=lambda condition: f"{condition['field']} {condition['op']}")
+@pytest.mark.parametrize(
+    "condition",
+    [
+        leaf("inbox_id", "not_equals", 3),
+        leaf("inbox_id", "not_in", [3]),
+        leaf("inbox_id", "gt", 0),
+        leaf("inbox_id", "lte", 100),
+        leaf("custom_attributes.tier", "not_equals", "gold"),
+        leaf("custom_attributes.tier", "not_contains", "gold"),
+        leaf("contact.custom_attributes.seats", "lt", 10),
+        leaf("priority", "not_equals", "low"),
+        leaf("team_id", "not_in", [1, 2]),
+    ],
+    ids=lambda condition: f"{condition['field']} {condition['op']}",
+)
 def test_negations_and_comparisons_are_false_on_missing_values_too(condition: dict) -> None:
     assert holds(condition, context()) is False
 
@@ -100,6 +126,7 @@ def test_empty_all_is_true_and_empty_any_is_false() -> None:
 
 
 # --- text ----------------------------------------------------------------------------------------------
+
 
 def test_text_operators_ignore_case() -> None:
     jane = context(contact=Contact(email="Jane.Doe@Example.COM", phone_number="+49 30 1234", company="ACME GmbH"))
@@ -137,8 +164,9 @@ def test_matches_reads_only_the_first_ten_thousand_characters() -> None:
 
 def test_email_domain_is_the_lower_cased_part_after_the_at() -> None:
     assert holds(leaf("email_domain", "equals", "example.com"), context(contact=Contact(email="Jane@Example.COM")))
-    assert holds(leaf("email_domain", "in", ["acme.io", "example.com"]),
-                 context(contact=Contact(email="a@example.com")))
+    assert holds(
+        leaf("email_domain", "in", ["acme.io", "example.com"]), context(contact=Contact(email="a@example.com"))
+    )
     assert holds(leaf("email_domain", "exists"), context(contact=Contact(email="not-an-address"))) is False
 
 
@@ -150,8 +178,12 @@ def test_channel_is_the_inbox_channel_type() -> None:
 
 
 def test_conversation_text_fields() -> None:
-    conversation = context(browser_language="de", conversation_language="de", mail_subject="Re: Invoice 42",
-                           referer="https://shop.example.com")
+    conversation = context(
+        browser_language="de",
+        conversation_language="de",
+        mail_subject="Re: Invoice 42",
+        referer="https://shop.example.com",
+    )
     assert holds(leaf("browser_language", "equals", "DE"), conversation)
     assert holds(leaf("conversation_language", "in", ["de", "fr"]), conversation)
     assert holds(leaf("mail_subject", "contains", "invoice"), conversation)
@@ -169,6 +201,7 @@ def test_contact_text_fields() -> None:
 
 
 # --- content: every customer message so far ----------------------------------------------------------
+
 
 def test_content_tests_every_customer_message_so_far() -> None:
     texts = ("This is URGENT!", "Thanks, all good now.")
@@ -190,16 +223,19 @@ def test_content_is_missing_until_the_customer_writes() -> None:
     assert holds(leaf("content", "exists"), context(texts=("hi",))) is True
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("URGENT: server down", True),
-    ("this is urgent.", True),
-    ("(urgent)", True),
-    ("reply urgently please", False),
-    ("nonurgent request", False),
-    ("urgent_fix", False),  # the underscore is a word character
-    ("e-mergency", False),
-    ("an emergency!", True),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("URGENT: server down", True),
+        ("this is urgent.", True),
+        ("(urgent)", True),
+        ("reply urgently please", False),
+        ("nonurgent request", False),
+        ("urgent_fix", False),  # the underscore is a word character
+        ("e-mergency", False),
+        ("an emergency!", True),
+    ],
+)
 def test_contains_any_word_splits_on_word_boundaries(text: str, expected: bool) -> None:
     assert holds(leaf("content", "contains_any_word", ["urgent", "emergency"]), context(texts=(text,))) is expected
 
@@ -223,6 +259,7 @@ def test_fold_is_nfc_then_casefold() -> None:
 
 
 # --- labels ---------------------------------------------------------------------------------------------
+
 
 def test_labels_equals_and_contains_mean_has_the_label() -> None:
     labelled = context(labels=("billing", "VIP-Gold"))
@@ -259,6 +296,7 @@ def test_the_plugins_own_status_labels_are_invisible() -> None:
 
 # --- numbers, choices, custom attributes -------------------------------------------------------------
 
+
 def test_number_fields() -> None:
     conversation = context(inbox_id=3, team_id=2, assignee_id=7)
     assert holds(leaf("inbox_id", "equals", 3), conversation)
@@ -289,8 +327,10 @@ def test_message_type_is_tested_on_message_events_only() -> None:
 
 
 def test_custom_attributes_of_the_conversation_and_the_contact() -> None:
-    on = context(custom_attributes={"product": "Orange", "seats": 250, "beta": True, "plan": None},
-                 contact=Contact(custom_attributes={"tier": "Gold", "since": 2019}))
+    on = context(
+        custom_attributes={"product": "Orange", "seats": 250, "beta": True, "plan": None},
+        contact=Contact(custom_attributes={"tier": "Gold", "since": 2019}),
+    )
     assert holds(leaf("custom_attributes.product", "equals", "orange"), on)
     assert holds(leaf("custom_attributes.product", "in", ["Apple", "ORANGE"]), on)
     assert holds(leaf("custom_attributes.seats", "gte", 250), on)
@@ -316,24 +356,29 @@ def test_values_of_another_type_never_compare_equal_or_ordered() -> None:
 
 # --- business hours -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("created, expected", [
-    (datetime(2026, 1, 14, 9, 0, tzinfo=timezone.utc), True),    # Wednesday 10:00 in Berlin
-    (datetime(2026, 1, 14, 16, 0, tzinfo=timezone.utc), False),  # Wednesday 17:00, closing time
-    (datetime(2026, 1, 14, 7, 59, tzinfo=timezone.utc), False),  # Wednesday 08:59
-    (datetime(2026, 1, 17, 10, 0, tzinfo=timezone.utc), False),  # Saturday
-    (datetime(2026, 12, 25, 10, 0, tzinfo=timezone.utc), False),  # Christmas Day, a German holiday
-    (datetime(2026, 7, 1, 7, 0, tzinfo=timezone.utc), True),     # 09:00 in summer time
-])
+
+@pytest.mark.parametrize(
+    "created, expected",
+    [
+        (datetime(2026, 1, 14, 9, 0, tzinfo=UTC), True),  # Wednesday 10:00 in Berlin
+        (datetime(2026, 1, 14, 16, 0, tzinfo=UTC), False),  # Wednesday 17:00, closing time
+        (datetime(2026, 1, 14, 7, 59, tzinfo=UTC), False),  # Wednesday 08:59
+        (datetime(2026, 1, 17, 10, 0, tzinfo=UTC), False),  # Saturday
+        (datetime(2026, 12, 25, 10, 0, tzinfo=UTC), False),  # Christmas Day, a German holiday
+        (datetime(2026, 7, 1, 7, 0, tzinfo=UTC), True),  # 09:00 in summer time
+    ],
+)
 def test_within_hours_tests_the_conversations_creation_in_a_calendar(created: datetime, expected: bool) -> None:
     assert holds(leaf("created_at", "within_hours", "office"), context(created_at=created)) is expected
 
 
 def test_within_hours_depends_on_creation_not_on_the_event_time() -> None:
-    late_event = MatchContext(context().conversation, at=datetime(2026, 1, 17, 23, 0, tzinfo=timezone.utc))
+    late_event = MatchContext(context().conversation, at=datetime(2026, 1, 17, 23, 0, tzinfo=UTC))
     assert holds(leaf("created_at", "within_hours", "office"), late_event)
 
 
 # --- compilation ------------------------------------------------------------------------------------
+
 
 def test_identical_leaves_share_a_closure_and_costly_results_are_kept_per_event() -> None:
     calls = []
@@ -344,9 +389,13 @@ def test_identical_leaves_share_a_closure_and_costly_results_are_kept_per_event(
             return True
 
     compiler = ConditionCompiler(Environment({"office": CountingCalendar()}, OWN_LABELS))
-    conditions = [compiler.compile({"all": [leaf("inbox_id", "equals", index),
-                                            leaf("created_at", "within_hours", "office")]}, f"/rules/{index}")
-                  for index in range(5)]
+    conditions = [
+        compiler.compile(
+            {"all": [leaf("inbox_id", "equals", index), leaf("created_at", "within_hours", "office")]},
+            f"/rules/{index}",
+        )
+        for index in range(5)
+    ]
     assert len({condition.children[1].test for condition in conditions}) == 1
     facts = compiler.facts(context(inbox_id=4))
     assert [condition.test(facts) for condition in conditions] == [False, False, False, False, True]
@@ -375,8 +424,13 @@ def test_first_match_skips_guarded_rules_and_keeps_list_order() -> None:
     ]
     conditions = [compiler.compile(condition, f"/rules/{index}") for index, condition in enumerate(written)]
     first = FirstMatch(conditions)
-    cases = [(context(inbox_id=2), 0), (context(priority="HIGH", labels=("VIP",)), 1),
-             (context(status="snoozed", labels=("vip",)), 2), (context(labels=("Billing",)), 3), (context(), 4)]
+    cases = [
+        (context(inbox_id=2), 0),
+        (context(priority="HIGH", labels=("VIP",)), 1),
+        (context(status="snoozed", labels=("vip",)), 2),
+        (context(labels=("Billing",)), 3),
+        (context(), 4),
+    ]
     for on, expected in cases:
         assert first.first(compiler.facts(on)) == expected
     assert FirstMatch([]).first(compiler.facts(context())) is None
@@ -385,15 +439,27 @@ def test_first_match_skips_guarded_rules_and_keeps_list_order() -> None:
 # --- compiled and interpreted agree everywhere ----------------------------------------------------------
 
 LEAF_POOL = [
-    leaf("inbox_id", "in", [1, 3]), leaf("inbox_id", "gt", 2), leaf("team_id", "not_equals", 1),
-    leaf("assignee_id", "exists"), leaf("status", "in", ["open", "pending"]), leaf("priority", "equals", "high"),
-    leaf("priority", "not_exists"), leaf("labels", "contains", "vip"), leaf("labels", "not_in", ["bug", "vip"]),
-    leaf("labels", "exists"), leaf("content", "contains_any_word", ["refund", "urgent"]),
-    leaf("content", "not_contains", "thanks"), leaf("content", "matches", r"(?i)order #\d"),
-    leaf("message_type", "equals", "incoming"), leaf("email", "contains", "example"),
-    leaf("email_domain", "not_equals", "example.com"), leaf("channel", "starts_with", "channel::e"),
-    leaf("custom_attributes.product", "equals", "Orange"), leaf("custom_attributes.seats", "lte", 10),
-    leaf("contact.custom_attributes.tier", "not_in", ["gold"]), leaf("created_at", "within_hours", "office"),
+    leaf("inbox_id", "in", [1, 3]),
+    leaf("inbox_id", "gt", 2),
+    leaf("team_id", "not_equals", 1),
+    leaf("assignee_id", "exists"),
+    leaf("status", "in", ["open", "pending"]),
+    leaf("priority", "equals", "high"),
+    leaf("priority", "not_exists"),
+    leaf("labels", "contains", "vip"),
+    leaf("labels", "not_in", ["bug", "vip"]),
+    leaf("labels", "exists"),
+    leaf("content", "contains_any_word", ["refund", "urgent"]),
+    leaf("content", "not_contains", "thanks"),
+    leaf("content", "matches", r"(?i)order #\d"),
+    leaf("message_type", "equals", "incoming"),
+    leaf("email", "contains", "example"),
+    leaf("email_domain", "not_equals", "example.com"),
+    leaf("channel", "starts_with", "channel::e"),
+    leaf("custom_attributes.product", "equals", "Orange"),
+    leaf("custom_attributes.seats", "lte", 10),
+    leaf("contact.custom_attributes.tier", "not_in", ["gold"]),
+    leaf("created_at", "within_hours", "office"),
     leaf("mail_subject", "not_exists"),
 ]
 
@@ -403,26 +469,42 @@ def conditions(depth: int = 3) -> st.SearchStrategy[dict]:
     if depth == 0:
         return leaves
     inner = conditions(depth - 1)
-    return st.one_of(leaves, st.builds(lambda items: {"all": items}, st.lists(inner, max_size=3)),
-                     st.builds(lambda items: {"any": items}, st.lists(inner, max_size=3)),
-                     st.builds(lambda item: {"not": item}, inner))
+    return st.one_of(
+        leaves,
+        st.builds(lambda items: {"all": items}, st.lists(inner, max_size=3)),
+        st.builds(lambda items: {"any": items}, st.lists(inner, max_size=3)),
+        st.builds(lambda item: {"not": item}, inner),
+    )
 
 
 contexts = st.builds(
-    lambda inbox, team, status, priority, labels, texts, incoming, email, product, seats, tier, hour, subject:
-    context(inbox_id=inbox, team_id=team, status=status, priority=priority, labels=labels, texts=texts,
-            message=(INCOMING_MESSAGE if incoming else OUTGOING_MESSAGE) if incoming is not None else None,
-            contact=Contact(email=email, custom_attributes={} if tier is None else {"tier": tier}),
-            custom_attributes={key: value for key, value in (("product", product), ("seats", seats))
-                               if value is not None},
-            created_at=datetime(2026, 1, 12, hour, tzinfo=timezone.utc), mail_subject=subject),
-    st.sampled_from([None, 1, 3, 5]), st.sampled_from([None, 1, 2]),
-    st.sampled_from(["open", "pending", "snoozed", "resolved"]), st.sampled_from([None, "low", "high", "urgent"]),
+    lambda inbox, team, status, priority, labels, texts, incoming, email, product, seats, tier, hour, subject: context(
+        inbox_id=inbox,
+        team_id=team,
+        status=status,
+        priority=priority,
+        labels=labels,
+        texts=texts,
+        message=(INCOMING_MESSAGE if incoming else OUTGOING_MESSAGE) if incoming is not None else None,
+        contact=Contact(email=email, custom_attributes={} if tier is None else {"tier": tier}),
+        custom_attributes={key: value for key, value in (("product", product), ("seats", seats)) if value is not None},
+        created_at=datetime(2026, 1, 12, hour, tzinfo=UTC),
+        mail_subject=subject,
+    ),
+    st.sampled_from([None, 1, 3, 5]),
+    st.sampled_from([None, 1, 2]),
+    st.sampled_from(["open", "pending", "snoozed", "resolved"]),
+    st.sampled_from([None, "low", "high", "urgent"]),
     st.lists(st.sampled_from(["vip", "VIP", "bug", "sla-missed", "billing"]), max_size=3).map(tuple),
     st.lists(st.sampled_from(["Refund please", "order #5 late", "thanks!", "URGENT", ""]), max_size=3).map(tuple),
-    st.sampled_from([None, True, False]), st.sampled_from([None, "a@example.com", "b@Acme.io", "broken"]),
-    st.sampled_from([None, "orange", "Apple", 5]), st.sampled_from([None, 3, 50, "many"]),
-    st.sampled_from([None, "gold", "GOLD", True]), st.integers(0, 23), st.sampled_from([None, "Re: hi"]))
+    st.sampled_from([None, True, False]),
+    st.sampled_from([None, "a@example.com", "b@Acme.io", "broken"]),
+    st.sampled_from([None, "orange", "Apple", 5]),
+    st.sampled_from([None, 3, 50, "many"]),
+    st.sampled_from([None, "gold", "GOLD", True]),
+    st.integers(0, 23),
+    st.sampled_from([None, "Re: hi"]),
+)
 
 
 @given(condition=conditions(), on=contexts)
@@ -434,6 +516,5 @@ def test_compiled_and_interpreted_conditions_agree(condition: dict, on: MatchCon
 def test_first_match_is_the_sequential_first_match(written: list[dict], on: MatchContext) -> None:
     compiler = ConditionCompiler(ENVIRONMENT)
     compiled = [compiler.compile(condition, f"/rules/{index}") for index, condition in enumerate(written)]
-    sequential = next((index for index, condition in enumerate(written)
-                       if interpret(condition, on, ENVIRONMENT)), None)
+    sequential = next((index for index, condition in enumerate(written) if interpret(condition, on, ENVIRONMENT)), None)
     assert FirstMatch(compiled).first(compiler.facts(on)) == sequential

@@ -1,4 +1,5 @@
 """RulesHolder: hot reload for long-running processes, with an injected clock (no sleeping)."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from plugin.core.rules import RulesError
 from plugin.adapters.rule_files import RulesHolder
+from plugin.core.rules import RulesError
 
 GOOD = {"policies": {"p": {"first_response": "1h"}}, "rules": [{"name": "one", "when": {"all": []}, "apply": "p"}]}
 
@@ -53,14 +54,18 @@ def test_a_changed_file_gives_a_new_set_after_the_interval(tmp_path: Path, clock
     assert holder.current() is second  # same content: not rebuilt
 
 
-def test_a_broken_file_keeps_the_last_good_set_live_until_it_is_fixed(tmp_path: Path, clock: Clock,
-                                                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_a_broken_file_keeps_the_last_good_set_live_until_it_is_fixed(
+    tmp_path: Path, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
     write(tmp_path, GOOD)
     holder = RulesHolder(tmp_path, clock=clock)
     good = holder.current()
 
-    write(tmp_path, '{"policies": {"p": {"first_response": "1h"}},\n "rules": [{"name": "x", "apply": "nope", '
-                    '"when": {"all": []}}]}')
+    write(
+        tmp_path,
+        '{"policies": {"p": {"first_response": "1h"}},\n "rules": [{"name": "x", "apply": "nope", '
+        '"when": {"all": []}}]}',
+    )
     clock.advance(1)
     with caplog.at_level(logging.ERROR, logger="plugin.rules"):
         assert holder.current() is good
@@ -127,8 +132,11 @@ def test_status_reports_hash_and_load_time(tmp_path: Path, clock: Clock) -> None
 def test_adding_and_removing_files_is_a_change(tmp_path: Path, clock: Clock) -> None:
     write(tmp_path, GOOD)
     holder = RulesHolder(tmp_path, clock=clock)
-    write(tmp_path, {"policies": {"q": {"resolution": "1d"}},
-                     "rules": [{"name": "first", "when": {"all": []}, "apply": "q"}]}, name="05-first.json")
+    write(
+        tmp_path,
+        {"policies": {"q": {"resolution": "1d"}}, "rules": [{"name": "first", "when": {"all": []}, "apply": "q"}]},
+        name="05-first.json",
+    )
     clock.advance(1)
     assert holder.current().rules[0].name == "first"
     (tmp_path / "05-first.json").unlink()

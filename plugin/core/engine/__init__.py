@@ -3,9 +3,25 @@
 Imports point inward: this package knows events, policies and calendars, and nothing of Flask, RQ,
 requests or SQL.
 """
+
 from plugin.core.engine.clocks import AT_RISK, HIT, MISSED, NONE, ON_TRACK, PAUSED, RUNNING, MetricResult, Miss
 from plugin.core.engine.evaluate import Evaluation, evaluate
 from plugin.core.engine.state import ConversationState, Decision, add_events, state_from_json
 
-__all__ = ["AT_RISK", "HIT", "MISSED", "NONE", "ON_TRACK", "PAUSED", "RUNNING", "MetricResult", "Miss",
-           "Evaluation", "evaluate", "ConversationState", "Decision", "add_events", "state_from_json"]
+__all__ = [
+    "AT_RISK",
+    "HIT",
+    "MISSED",
+    "NONE",
+    "ON_TRACK",
+    "PAUSED",
+    "RUNNING",
+    "MetricResult",
+    "Miss",
+    "Evaluation",
+    "evaluate",
+    "ConversationState",
+    "Decision",
+    "add_events",
+    "state_from_json",
+]

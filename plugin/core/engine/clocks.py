@@ -5,11 +5,12 @@ response, each next-response waiting cycle, each resolution run (one, or one per
 ``"on_reopen": "restart"``). Each instance is judged by the first policy segment in which it becomes final
 (hit or missed); a metric already final is never re-judged by a later switch (DESIGN.md 10.4).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Sequence
 
 from plugin.core.engine.facts import Facts, PolicySegment
 from plugin.core.events import RESOLVED, SNOOZED
@@ -106,8 +107,9 @@ def is_paused(policy: Policy, facts: Facts, now: datetime) -> bool:
     return not (span.status == SNOOZED and span.snoozed_until is not None and span.snoozed_until <= now)
 
 
-def judge(instance: Instance, metric: str, segments: Sequence[PolicySegment], facts: Facts,
-          now: datetime) -> Judgement | None:
+def judge(
+    instance: Instance, metric: str, segments: Sequence[PolicySegment], facts: Facts, now: datetime
+) -> Judgement | None:
     """Judge one clock instance across the policy timeline; None when no policy tracks the metric."""
     for position, segment in enumerate(segments):
         policy = segment.policy
@@ -136,8 +138,16 @@ def judge(instance: Instance, metric: str, segments: Sequence[PolicySegment], fa
     return None
 
 
-def _running(instance: Instance, metric: str, policy: Policy, facts: Facts, now: datetime, target: int,
-             due: datetime, breaks: list[Interval]) -> Judgement:
+def _running(
+    instance: Instance,
+    metric: str,
+    policy: Policy,
+    facts: Facts,
+    now: datetime,
+    target: int,
+    due: datetime,
+    breaks: list[Interval],
+) -> Judgement:
     if is_paused(policy, facts, now):
         span = facts.spans[-1]
         wake = span.snoozed_until if span.status == SNOOZED else None
@@ -159,8 +169,10 @@ def instances(metric: str, policy: Policy, facts: Facts) -> list[Instance]:
         stops = [moment for moment in (facts.first_reply_at, first_resolution) if moment is not None]
         return [Instance(0, facts.created_at, min(stops) if stops else None)]
     if metric == NEXT_RESPONSE:
-        return [Instance(index, cycle.start, cycle.stop, customer_messages=tuple(cycle.customer_messages))
-                for index, cycle in enumerate(facts.cycles)]
+        return [
+            Instance(index, cycle.start, cycle.stop, customer_messages=tuple(cycle.customer_messages))
+            for index, cycle in enumerate(facts.cycles)
+        ]
     return _resolution_instances(policy, facts)
 
 
@@ -182,12 +194,16 @@ def _resolution_instances(policy: Policy, facts: Facts) -> list[Instance]:
     return [Instance(0, facts.created_at, runs[-1][1], breaks=resolved_gaps)]
 
 
-def judge_metric(metric: str, segments: Sequence[PolicySegment], facts: Facts,
-                 now: datetime) -> tuple[MetricResult | None, list[Judgement]]:
+def judge_metric(
+    metric: str, segments: Sequence[PolicySegment], facts: Facts, now: datetime
+) -> tuple[MetricResult | None, list[Judgement]]:
     """Judge every instance of a metric; returns the contract's result and the judgements behind it."""
     current = segments[-1].policy
-    judgements = [judgement for instance in instances(metric, current, facts)
-                  if (judgement := judge(instance, metric, segments, facts, now)) is not None]
+    judgements = [
+        judgement
+        for instance in instances(metric, current, facts)
+        if (judgement := judge(instance, metric, segments, facts, now)) is not None
+    ]
     missed = [judgement for judgement in judgements if judgement.status == MISSED]
     if metric not in current.targets and not missed:
         return None, judgements
@@ -208,10 +224,15 @@ def judge_metric(metric: str, segments: Sequence[PolicySegment], facts: Facts,
         due = latest.due_at if latest else None
         stopped = latest.instance.stop if latest else None
     result = MetricResult(
-        status=status, started_at=started, due_at=due, stopped_at=stopped,
-        missed_at=missed[0].due_at if missed else None, misses=len(missed),
+        status=status,
+        started_at=started,
+        due_at=due,
+        stopped_at=stopped,
+        missed_at=missed[0].due_at if missed else None,
+        misses=len(missed),
         misses_per_message=_misses_per_message(missed, now) if metric == NEXT_RESPONSE else None,
-        next_change_at=open_judgement.next_change_at if open_judgement else None)
+        next_change_at=open_judgement.next_change_at if open_judgement else None,
+    )
     return result, judgements
 
 
@@ -237,7 +258,16 @@ def conversation_status(metrics: dict[str, MetricResult], resolved: bool) -> str
 def collect_misses(judgements: dict[str, list[Judgement]]) -> tuple[Miss, ...]:
     """Every recorded miss, ordered by metric then instance."""
     return tuple(
-        Miss(metric, judgement.instance.index, judgement.due_at, judgement.policy.id, judgement.policy.name,
-             judgement.policy.version, judgement.policy.calendar.timezone)
-        for metric in METRICS for judgement in judgements.get(metric, ()) if judgement.status == MISSED)
-
+        Miss(
+            metric,
+            judgement.instance.index,
+            judgement.due_at,
+            judgement.policy.id,
+            judgement.policy.name,
+            judgement.policy.version,
+            judgement.policy.calendar.timezone,
+        )
+        for metric in METRICS
+        for judgement in judgements.get(metric, ())
+        if judgement.status == MISSED
+    )

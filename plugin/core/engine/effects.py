@@ -4,11 +4,13 @@ Pure: the store records these, the write-back workers act on them. A miss is ide
 instance (``first_response#0``, ``next_response#2``), so a retried or duplicated evaluation yields no new
 miss, and a miss that a late event disproves yields one correction (DESIGN.md section 6).
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from plugin.core.engine.clocks import AT_RISK, HIT, MISSED, ON_TRACK, PAUSED
 from plugin.core.engine.evaluate import Evaluation
@@ -43,10 +45,15 @@ def summary(evaluation: Evaluation) -> dict[str, Any]:
     data["label"] = LABEL_FOR_STATUS.get(evaluation.status)
     data["misses_detail"] = {
         miss_key(miss.metric, miss.index): {
-            "metric": miss.metric, "due_at": format_time(miss.due_at), "policy": miss.policy_id,
-            "policy_name": miss.policy_name, "policy_version": miss.policy_version,
-            "timezone": miss.calendar_timezone}
-        for miss in evaluation.misses}
+            "metric": miss.metric,
+            "due_at": format_time(miss.due_at),
+            "policy": miss.policy_id,
+            "policy_name": miss.policy_name,
+            "policy_version": miss.policy_version,
+            "timezone": miss.calendar_timezone,
+        }
+        for miss in evaluation.misses
+    }
     return data
 
 
@@ -58,12 +65,22 @@ def changes(previous: Mapping[str, Any] | None, current: Evaluation) -> list[Cha
     if current.policy is not None:
         # Logged at the instant it happened in the conversation's timeline, not when it was computed.
         if previous.get("policy") is None:
-            found.append(Change("applied", current.applied_at or now, detail={
-                "policy": current.policy.id, "rule": current.rule, "version": current.policy.version}))
+            found.append(
+                Change(
+                    "applied",
+                    current.applied_at or now,
+                    detail={"policy": current.policy.id, "rule": current.rule, "version": current.policy.version},
+                )
+            )
         elif (previous.get("policy"), previous.get("policy_version")) != (current.policy.id, current.policy.version):
             switched_at = current.segments[-1].start if current.segments else now
-            found.append(Change("policy_changed", switched_at, detail={
-                "from": previous.get("policy"), "to": current.policy.id, "version": current.policy.version}))
+            found.append(
+                Change(
+                    "policy_changed",
+                    switched_at,
+                    detail={"from": previous.get("policy"), "to": current.policy.id, "version": current.policy.version},
+                )
+            )
     before_metrics = previous.get("metrics") or {}
     for metric, result in current.metrics.items():
         before = (before_metrics.get(metric) or {}).get("status")
@@ -88,8 +105,9 @@ def changes(previous: Mapping[str, Any] | None, current: Evaluation) -> list[Cha
 LABELS_KEY = "labels"
 
 
-def writeback_intents(previous: Mapping[str, Any] | None, current: Mapping[str, Any],
-                      found: Sequence[Change]) -> list[tuple[str, dict[str, Any]]]:
+def writeback_intents(
+    previous: Mapping[str, Any] | None, current: Mapping[str, Any], found: Sequence[Change]
+) -> list[tuple[str, dict[str, Any]]]:
     """The write-back work a change asks for, keyed so that recording it twice does nothing twice.
 
     ``labels`` carries the status label wanted now (None: the plugin's labels removed, e.g. when a policy
@@ -107,10 +125,8 @@ def writeback_intents(previous: Mapping[str, Any] | None, current: Mapping[str, 
     for change in found:
         if change.kind == "missed":
             key = change.detail["miss"]
-            intents.append((f"note:{key}", {"kind": "miss", "miss": key,
-                                            **current["misses_detail"][key]}))
+            intents.append((f"note:{key}", {"kind": "miss", "miss": key, **current["misses_detail"][key]}))
         elif change.kind == "miss_corrected":
             key = change.detail["miss"]
-            intents.append((f"correction:{key}", {"kind": "correction", "miss": key,
-                                                  **previous["misses_detail"][key]}))
+            intents.append((f"correction:{key}", {"kind": "correction", "miss": key, **previous["misses_detail"][key]}))
     return intents

@@ -1,4 +1,5 @@
 """The engine's entry point: a conversation's state, the rules and an instant -> its SLA evaluation."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -6,7 +7,13 @@ from datetime import datetime
 from typing import Any
 
 from plugin.core.engine.clocks import (
-    NONE, Judgement, MetricResult, Miss, collect_misses, conversation_status, judge_metric,
+    NONE,
+    Judgement,
+    MetricResult,
+    Miss,
+    collect_misses,
+    conversation_status,
+    judge_metric,
 )
 from plugin.core.engine.facts import Facts, Matcher, PolicySegment, fold
 from plugin.core.engine.state import ConversationState
@@ -39,20 +46,30 @@ class Evaluation:
         """The output object of ``sla-plugin replay`` (DESIGN.md 10.2)."""
         metrics = {}
         for name, result in self.metrics.items():
-            item = {"status": result.status, "started_at": format_time(result.started_at),
-                    "due_at": format_time(result.due_at), "stopped_at": format_time(result.stopped_at),
-                    "missed_at": format_time(result.missed_at), "misses": result.misses}
+            item = {
+                "status": result.status,
+                "started_at": format_time(result.started_at),
+                "due_at": format_time(result.due_at),
+                "stopped_at": format_time(result.stopped_at),
+                "missed_at": format_time(result.missed_at),
+                "misses": result.misses,
+            }
             if name == NEXT_RESPONSE:
                 item["misses_per_message"] = result.misses_per_message
             metrics[name] = item
-        return {"account_id": self.account_id, "conversation_id": self.conversation_id,
-                "policy": self.policy.id if self.policy else None,
-                "policy_version": self.policy.version if self.policy else None,
-                "status": self.status, "metrics": metrics}
+        return {
+            "account_id": self.account_id,
+            "conversation_id": self.conversation_id,
+            "policy": self.policy.id if self.policy else None,
+            "policy_version": self.policy.version if self.policy else None,
+            "status": self.status,
+            "metrics": metrics,
+        }
 
 
-def evaluate(state: ConversationState, matcher: Matcher | None, rules_hash: str,
-             now: datetime) -> tuple[ConversationState, Evaluation]:
+def evaluate(
+    state: ConversationState, matcher: Matcher | None, rules_hash: str, now: datetime
+) -> tuple[ConversationState, Evaluation]:
     """Evaluate a conversation at ``now``; returns the state with its new decisions, and the evaluation.
 
     ``matcher`` is the rule set's first-match function (None: keep the decisions already stored).
@@ -60,9 +77,15 @@ def evaluate(state: ConversationState, matcher: Matcher | None, rules_hash: str,
     folded = fold(state, matcher, rules_hash, now)
     state = replace(state, decisions=folded.decisions, pins=folded.pins)
     facts = folded.facts
-    base = dict(account_id=state.account_id, conversation_id=state.conversation_id, at=now, facts=facts,
-                conversation=facts.latest if facts else None, created_at=facts.created_at if facts else None,
-                resolved=facts is not None and facts.resolved_at is not None)
+    base = dict(
+        account_id=state.account_id,
+        conversation_id=state.conversation_id,
+        at=now,
+        facts=facts,
+        conversation=facts.latest if facts else None,
+        created_at=facts.created_at if facts else None,
+        resolved=facts is not None and facts.resolved_at is not None,
+    )
     if facts is None or not folded.segments:
         return state, Evaluation(policy=None, rule=None, status=NONE, **base)
     segments = folded.segments
@@ -76,6 +99,14 @@ def evaluate(state: ConversationState, matcher: Matcher | None, rules_hash: str,
     checks = [result.next_change_at for result in metrics.values() if result.next_change_at is not None]
     current = segments[-1]
     return state, Evaluation(
-        policy=current.policy, rule=current.rule, status=conversation_status(metrics, base["resolved"]),
-        metrics=metrics, misses=collect_misses(judgements), next_check_at=min(checks) if checks else None,
-        applied_at=segments[0].start, segments=tuple(segments), judgements=judgements, **base)
+        policy=current.policy,
+        rule=current.rule,
+        status=conversation_status(metrics, base["resolved"]),
+        metrics=metrics,
+        misses=collect_misses(judgements),
+        next_check_at=min(checks) if checks else None,
+        applied_at=segments[0].start,
+        segments=tuple(segments),
+        judgements=judgements,
+        **base,
+    )

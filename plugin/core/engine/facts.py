@@ -5,15 +5,24 @@ depend on any policy, so a policy applied or switched to later is judged on them
 (DESIGN.md 10.4). The policy timeline records which policy the rules chose, event by event, with the
 switching rules of DESIGN.md section 3 (first match, switch on change, sticky, keep the last on no match).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Protocol
+from typing import Protocol
 
 from plugin.core.engine.state import ConversationState, Decision
 from plugin.core.events import (
-    CONVERSATION_CREATED, MESSAGE_CREATED, OPEN, RESOLVED, SNOOZED, STATUS_CHANGED, Conversation, MatchContext,
+    CONVERSATION_CREATED,
+    MESSAGE_CREATED,
+    OPEN,
+    RESOLVED,
+    SNOOZED,
+    STATUS_CHANGED,
+    Conversation,
+    MatchContext,
 )
 from plugin.core.policy import Policy, canonical_json, policy_from_snapshot
 
@@ -160,12 +169,20 @@ def fold(state: ConversationState, matcher: Matcher | None, rules_hash: str, now
             continue
         decision = decisions.get(event.key)
         if decision is None or decision.rules_hash == rules_hash:
-            context = MatchContext(conversation=event.conversation, at=at, message=event.message,
-                                   customer_texts=tuple(customer_texts))
+            context = MatchContext(
+                conversation=event.conversation, at=at, message=event.message, customer_texts=tuple(customer_texts)
+            )
             choice = matcher(context)
-            decision = Decision(rules_hash=rules_hash) if choice is None else Decision(
-                rules_hash=rules_hash, rule=choice.name, sticky=choice.sticky,
-                snapshot=pins.setdefault(choice.policy.id, dict(choice.policy.snapshot)))
+            decision = (
+                Decision(rules_hash=rules_hash)
+                if choice is None
+                else Decision(
+                    rules_hash=rules_hash,
+                    rule=choice.name,
+                    sticky=choice.sticky,
+                    snapshot=pins.setdefault(choice.policy.id, dict(choice.policy.snapshot)),
+                )
+            )
             decisions[event.key] = decision
         if decision.snapshot is None or sticky:
             continue
@@ -176,8 +193,9 @@ def fold(state: ConversationState, matcher: Matcher | None, rules_hash: str, now
     return FoldResult(facts=facts, segments=segments, decisions=decisions, pins=pins)
 
 
-def _change_status(facts: Facts, at: datetime, status: str, snoozed_until: datetime | None,
-                   waiting_cycle: Cycle | None) -> Cycle | None:
+def _change_status(
+    facts: Facts, at: datetime, status: str, snoozed_until: datetime | None, waiting_cycle: Cycle | None
+) -> Cycle | None:
     """Record a status change; resolution stops the running waiting cycle. Returns the running cycle."""
     if status == facts.status and status != SNOOZED:
         return waiting_cycle

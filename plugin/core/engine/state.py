@@ -4,10 +4,12 @@ The engine never mutates a state; :func:`add_events` returns a new one. The time
 order (equal times keep arrival order), so a late or duplicate delivery ends in the same state as one
 in-order delivery (DESIGN.md 10.4).
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from plugin.core.events import Event, event_from_json
 
@@ -27,8 +29,12 @@ class Decision:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-safe form."""
-        return {"rules_hash": self.rules_hash, "rule": self.rule, "sticky": self.sticky,
-                "snapshot": None if self.snapshot is None else dict(self.snapshot)}
+        return {
+            "rules_hash": self.rules_hash,
+            "rule": self.rule,
+            "sticky": self.sticky,
+            "snapshot": None if self.snapshot is None else dict(self.snapshot),
+        }
 
 
 @dataclass(frozen=True)

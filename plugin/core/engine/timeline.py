@@ -3,6 +3,7 @@
 Pure: built from an evaluation's judgements and the policy's calendar. Times are shown in the calendar's
 time zone (DESIGN.md section 3: "every decision is explainable").
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,8 +26,11 @@ class Piece:
 
     def to_json(self, zone: ZoneInfo) -> dict[str, str]:
         """``from`` / ``to`` in the calendar's zone, with their offset."""
-        return {"from": self.start.astimezone(zone).isoformat(), "to": self.end.astimezone(zone).isoformat(),
-                "state": self.state}
+        return {
+            "from": self.start.astimezone(zone).isoformat(),
+            "to": self.end.astimezone(zone).isoformat(),
+            "state": self.state,
+        }
 
 
 def clock_timeline(evaluation: Evaluation, metric: str) -> list[Piece]:
@@ -42,8 +46,9 @@ def timelines_json(evaluation: Evaluation) -> dict[str, list[dict[str, str]]]:
     if evaluation.policy is None:
         return {}
     zone = ZoneInfo(evaluation.policy.calendar.timezone)
-    return {metric: [piece.to_json(zone) for piece in clock_timeline(evaluation, metric)]
-            for metric in evaluation.metrics}
+    return {
+        metric: [piece.to_json(zone) for piece in clock_timeline(evaluation, metric)] for metric in evaluation.metrics
+    }
 
 
 def _pieces(judgement: Judgement, evaluation: Evaluation) -> list[Piece]:
@@ -51,8 +56,10 @@ def _pieces(judgement: Judgement, evaluation: Evaluation) -> list[Piece]:
     end = instance.stop or evaluation.at
     if end <= instance.start:
         return []
-    labelled_breaks = [(start, stop, f"paused ({status})")
-                       for start, stop, status in pause_spans(policy, evaluation.facts, evaluation.at)]
+    labelled_breaks = [
+        (start, stop, f"paused ({status})")
+        for start, stop, status in pause_spans(policy, evaluation.facts, evaluation.at)
+    ]
     labelled_breaks += [(start, stop, RESOLVED_STATE) for start, stop in instance.breaks]
     pieces: list[Piece] = []
     for start, stop, kind in policy.calendar.segments(instance.start, end):
@@ -64,15 +71,25 @@ def _pieces(judgement: Judgement, evaluation: Evaluation) -> list[Piece]:
     return pieces
 
 
-def _split(start: datetime, end: datetime, kind: str,
-           labelled_breaks: list[tuple[datetime, datetime, str]]) -> list[Piece]:
+def _split(
+    start: datetime, end: datetime, kind: str, labelled_breaks: list[tuple[datetime, datetime, str]]
+) -> list[Piece]:
     """One calendar segment cut by the breaks that overlap it; a pause shows even outside hours."""
     base = RUNNING_STATE if kind == "open" else OUTSIDE_HOURS if kind == "closed" else kind
-    cuts = sorted({start, end} | {moment for break_start, break_end, _ in labelled_breaks
-                                  for moment in (break_start, break_end) if start < moment < end})
+    cuts = sorted(
+        {start, end}
+        | {
+            moment
+            for break_start, break_end, _ in labelled_breaks
+            for moment in (break_start, break_end)
+            if start < moment < end
+        }
+    )
     pieces = []
-    for left, right in zip(cuts, cuts[1:]):
-        state = next((label for break_start, break_end, label in labelled_breaks
-                      if break_start <= left and right <= break_end), base)
+    for left, right in zip(cuts, cuts[1:], strict=False):
+        state = next(
+            (label for break_start, break_end, label in labelled_breaks if break_start <= left and right <= break_end),
+            base,
+        )
         pieces.append(Piece(left, right, state))
     return pieces

@@ -6,11 +6,13 @@ a label or a policy name an outsider can influence could run ``=HYPERLINK(...)``
 OWASP). Such cells get a leading single quote, which spreadsheets show as text. Numbers stay numbers: only
 text is ever neutralised, so a negative count would pass (reports have none).
 """
+
 from __future__ import annotations
 
 import csv
 import io
-from typing import Any, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 

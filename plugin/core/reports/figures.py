@@ -1,17 +1,18 @@
 """Report figures: the constants, parameters and arithmetic behind every report, and the same reports as
 table rows (CSV, the terminal). Pure: the SQL that produces the totals is in plugin/adapters/report_queries.py.
 """
+
 from __future__ import annotations
 
 import math
-from datetime import timezone
+from collections.abc import Mapping, Sequence
+from datetime import UTC
 from decimal import Decimal
-from typing import Any, Mapping, Sequence
-
+from typing import Any
 
 from plugin.core.policy import FIRST_RESPONSE, NEXT_RESPONSE, RESOLUTION
 
-UTC = timezone.utc
+UTC = UTC
 DEFAULT_DAYS = 30
 DEFAULT_PER_PAGE = 25  # Chatwoot's page size for applied SLAs
 MAX_PER_PAGE = 500
@@ -23,16 +24,25 @@ BUCKETS = ("hour", "day")
 MAX_BUCKETS = 10_000  # a series longer than this (over a year of hours) is refused, not built
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
+
 class ReportError(ValueError):
     """A report request that cannot be answered (a bad filter value); the message says what was expected."""
 
 
 # --- additive totals and the figures derived from them -----------------------------------------------------
 
-TOTAL_NAMES = ("applied", "conversations_missed", "target_sum", "target_count",
-               *(f"{prefix}_{name}" for prefix in METRIC_PREFIXES.values()
-                 for name in ("tracked", "hit", "missed", "open", "misses")),
-               "nrt_misses_per_message")
+TOTAL_NAMES = (
+    "applied",
+    "conversations_missed",
+    "target_sum",
+    "target_count",
+    *(
+        f"{prefix}_{name}"
+        for prefix in METRIC_PREFIXES.values()
+        for name in ("tracked", "hit", "missed", "open", "misses")
+    ),
+    "nrt_misses_per_message",
+)
 """The additive totals every report selects (SQL sums), so groups merge by addition."""
 
 Totals = dict[str, float]
@@ -102,8 +112,9 @@ def misses_allowed(target: float, applied_count: int) -> int:
     return applied_count - int(required)
 
 
-def target_figures(target: float | None, applied_count: int, missed_count: int,
-                   allowed: int | None = None) -> dict[str, Any]:
+def target_figures(
+    target: float | None, applied_count: int, missed_count: int, allowed: int | None = None
+) -> dict[str, Any]:
     """A policy's target against the actual: the misses its budget allows, the misses over that budget and
     the sentence for people ("answered 70 of 100 on time against a target of 80 %: 10 missed against
     target"). ``allowed`` overrides the budget when a policy's versions had different targets."""
@@ -113,10 +124,14 @@ def target_figures(target: float | None, applied_count: int, missed_count: int,
     over = max(0, missed_count - budget)
     on_time = applied_count - missed_count
     against = f"a target of {percent(target)}" if target is not None else "its targets"
-    outcome = f"{over} missed against target" if over else \
-        f"within target ({budget - missed_count} more misses allowed)"
-    return {"budget": budget, "over_budget": over,
-            "target_text": f"answered {on_time} of {applied_count} on time against {against}: {outcome}"}
+    outcome = (
+        f"{over} missed against target" if over else f"within target ({budget - missed_count} more misses allowed)"
+    )
+    return {
+        "budget": budget,
+        "over_budget": over,
+        "target_text": f"answered {on_time} of {applied_count} on time against {against}: {outcome}",
+    }
 
 
 def conversation_link(chatwoot_url: str | None, account_id: int, conversation_id: int) -> str | None:
@@ -128,15 +143,54 @@ def conversation_link(chatwoot_url: str | None, account_id: int, conversation_id
 
 # --- tables: the same reports as rows, for CSV and the terminal ------------------------------------------
 
-FIGURE_COLUMNS = ("applied", "conversations_on_time", "conversations_missed", "hit_rate_text", "target",
-                  "misses", *(f"{prefix}_{name}" for prefix in METRIC_PREFIXES.values()
-                              for name in ("tracked", "hit", "missed", "open", "misses")),
-                  "nrt_misses_per_message")
-POLICY_COLUMNS = ("policy", "name", "mode", "applied", "conversations_on_time", "conversations_missed",
-                  "hit_rate_text", "target", "budget", "over_budget", "target_text")
-CONVERSATION_COLUMNS = ("account_id", "conversation_id", "policy_id", "policy_name", "mode", "status",
-                        "applied_at", "inbox_id", "team_id", "assignee_id", "channel", "priority", "labels",
-                        "frt_status", "nrt_status", "rt_status", "missed_metrics", "misses", "link")
+FIGURE_COLUMNS = (
+    "applied",
+    "conversations_on_time",
+    "conversations_missed",
+    "hit_rate_text",
+    "target",
+    "misses",
+    *(
+        f"{prefix}_{name}"
+        for prefix in METRIC_PREFIXES.values()
+        for name in ("tracked", "hit", "missed", "open", "misses")
+    ),
+    "nrt_misses_per_message",
+)
+POLICY_COLUMNS = (
+    "policy",
+    "name",
+    "mode",
+    "applied",
+    "conversations_on_time",
+    "conversations_missed",
+    "hit_rate_text",
+    "target",
+    "budget",
+    "over_budget",
+    "target_text",
+)
+CONVERSATION_COLUMNS = (
+    "account_id",
+    "conversation_id",
+    "policy_id",
+    "policy_name",
+    "mode",
+    "status",
+    "applied_at",
+    "inbox_id",
+    "team_id",
+    "assignee_id",
+    "channel",
+    "priority",
+    "labels",
+    "frt_status",
+    "nrt_status",
+    "rt_status",
+    "missed_metrics",
+    "misses",
+    "link",
+)
 
 
 def table(kind: str, report: Mapping[str, Any]) -> tuple[tuple[str, ...], list[list[Any]]]:
@@ -153,7 +207,8 @@ def table(kind: str, report: Mapping[str, Any]) -> tuple[tuple[str, ...], list[l
         rows = report["points"]
     elif kind == "grid":
         columns = ("weekday", *(f"{hour:02d}" for hour in range(24)), "total")
-        return columns, [[day, *cells, sum(cells)] for day, cells in zip(report["weekdays"], report["cells"])]
+        grid = zip(report["weekdays"], report["cells"], strict=True)
+        return columns, [[day, *cells, sum(cells)] for day, cells in grid]
     elif kind == "breakdown":
         columns = (report["by"], *FIGURE_COLUMNS) + (POLICY_COLUMNS[8:] if report["by"] == "policy" else ())
         rows = [{report["by"]: row["key"], **row} for row in report["rows"]]
@@ -182,6 +237,7 @@ def _cell(value: Any, column: str) -> Any:
 
 def parse_page(params: Mapping[str, Sequence[str] | str]) -> tuple[int, int, bool]:
     """``page``, ``per_page`` and ``missed`` (only conversations with a miss) from request parameters."""
+
     def one(name: str, default: str) -> str:
         raw = params.get(name) or [default]
         return (raw if isinstance(raw, str) else raw[0]).strip() or default

@@ -1,18 +1,20 @@
 """Report filters: which applied SLAs a report covers, read from request-style parameters."""
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import date, datetime, time, timedelta
-from typing import Any, Mapping, Sequence
-
+from typing import Any
 
 from plugin.core.events import format_time, parse_time, utc
-from plugin.core.reports.figures import DEFAULT_DAYS, MAX_ID, MODES, ReportError, UTC
+from plugin.core.reports.figures import DEFAULT_DAYS, MAX_ID, MODES, UTC, ReportError
 
 _INTEGER_FILTERS = ("account", "inbox", "team", "agent")
 _TEXT_FILTERS = ("policy", "channel", "priority", "label")
 
 # --- filters ----------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Filters:
@@ -31,13 +33,14 @@ class Filters:
     mode: str | None = None  # "live", "shadow" or None for both
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Sequence[str] | str], now: datetime | None = None) -> "Filters":
+    def from_params(cls, params: Mapping[str, Sequence[str] | str], now: datetime | None = None) -> Filters:
         """Filters from request-style parameters (name -> value or list of values, or comma-separated).
 
         ``since`` and ``until`` take ISO-8601 times or dates; a date as ``until`` means the end of that
         day. Without either, the last :data:`DEFAULT_DAYS` days up to ``now``. Empty values are ignored.
         Raises :class:`ReportError` on a value that cannot be read.
         """
+
         def values(name: str) -> list[str]:
             raw = params.get(name, ())
             raw = [raw] if isinstance(raw, str) else list(raw)
@@ -65,10 +68,14 @@ class Filters:
         if len(modes) > 1 or (modes and modes[0] not in (*MODES, "all")):
             raise ReportError(f"mode must be one of live, shadow, all; got {modes!r}")
         mode = modes[0] if modes and modes[0] != "all" else None
-        return cls(since=since, until=until, mode=mode,
-                   **{name: integers(name) for name in _INTEGER_FILTERS},
-                   **{name: tuple(values(name)) for name in _TEXT_FILTERS if name != "label"},
-                   label=tuple(value.lower() for value in values("label")))
+        return cls(
+            since=since,
+            until=until,
+            mode=mode,
+            **{name: integers(name) for name in _INTEGER_FILTERS},
+            **{name: tuple(values(name)) for name in _TEXT_FILTERS if name != "label"},
+            label=tuple(value.lower() for value in values("label")),
+        )
 
     def to_params(self) -> dict[str, list[str]]:
         """The filters as request parameters (for links and for echoing them in answers)."""
@@ -85,9 +92,17 @@ class Filters:
 
     def describe(self) -> dict[str, Any]:
         """The filters as JSON: times in ISO-8601, lists for the multi-valued ones."""
-        return {item.name: (format_time(value) if isinstance(value, datetime)
-                            else list(value) if isinstance(value, tuple) else value)
-                for item in fields(self) for value in [getattr(self, item.name)]}
+        return {
+            item.name: (
+                format_time(value)
+                if isinstance(value, datetime)
+                else list(value)
+                if isinstance(value, tuple)
+                else value
+            )
+            for item in fields(self)
+            for value in [getattr(self, item.name)]
+        }
 
 
 def _parse_bound(values: list[str], name: str, end_of_day: bool) -> datetime | None:
@@ -102,7 +117,6 @@ def _parse_bound(values: list[str], name: str, end_of_day: bool) -> datetime | N
             return datetime.combine(day + timedelta(days=1) if end_of_day else day, time(), UTC)
         return parse_time(text)
     except ValueError:
-        raise ReportError(f"{name} must be an ISO-8601 date or time such as 2026-03-02 or "
-                          f"2026-03-02T09:00:00Z, got {text!r}") from None
-
-
+        raise ReportError(
+            f"{name} must be an ISO-8601 date or time such as 2026-03-02 or 2026-03-02T09:00:00Z, got {text!r}"
+        ) from None

@@ -5,20 +5,29 @@ order (DESIGN.md 10.1). Checks run in layers: JSON syntax, then the JSON Schema,
 that exist and are unique, calendars, durations, conditions, labels, rules that can never match). A part
 the schema already rejected is not checked again, so each mistake is reported once.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from plugin.core.calendar import Calendar, CalendarError, parse_calendar
-from plugin.core.policy import (METRICS, Policy, PolicyError, parse_duration, parse_warn_before, policy_from_snapshot,
-                           policy_snapshot)
+from plugin.core.policy import (
+    METRICS,
+    Policy,
+    PolicyError,
+    parse_duration,
+    parse_warn_before,
+    policy_from_snapshot,
+    policy_snapshot,
+)
 from plugin.core.rules.conditions import CompiledCondition, ConditionCompiler, constant_result
 from plugin.core.rules.fields import Environment, fold
 from plugin.core.rules.model import ERROR, WARNING, LabelSpec, Rule, RuleProblem, RuleSet
@@ -54,8 +63,12 @@ def content_hash(sources: list[RuleSource]) -> str:
 def default_labels() -> Mapping[str, LabelSpec]:
     """The status labels manifest.json declares, used where no rule file overrides them (read-only)."""
     manifest = json.loads(MANIFEST_PATH.read_text(encoding="utf-8"))
-    return MappingProxyType({status: LabelSpec(spec["title"], spec["color"], spec.get("description", ""))
-                             for status, spec in manifest["labels"].items()})
+    return MappingProxyType(
+        {
+            status: LabelSpec(spec["title"], spec["color"], spec.get("description", ""))
+            for status, spec in manifest["labels"].items()
+        }
+    )
 
 
 @dataclass
@@ -112,8 +125,7 @@ class _Builder:
         self.files = [_File(source, order) for order, source in enumerate(sources)]
         self.problems: list[tuple[int, RuleProblem]] = []
 
-    def report(self, file: _File, pointer: str, message: str, severity: str = ERROR,
-               line: int | None = None) -> None:
+    def report(self, file: _File, pointer: str, message: str, severity: str = ERROR, line: int | None = None) -> None:
         line = file.line_of(pointer) if line is None else line
         self.problems.append((file.order, RuleProblem(file.source.path, line, pointer, message, severity)))
 
@@ -141,9 +153,12 @@ class _Builder:
                 self.report(file, "", f"not valid JSON: {error}")
             else:
                 for duplicate in file.document.duplicate_keys:
-                    self.report(file, duplicate.pointer, "this key occurs twice in one object; JSON keeps only "
-                                                         "the last, so remove or rename one",
-                                line=duplicate.line)
+                    self.report(
+                        file,
+                        duplicate.pointer,
+                        "this key occurs twice in one object; JSON keeps only the last, so remove or rename one",
+                        line=duplicate.line,
+                    )
 
     def validate(self) -> None:
         for file in self.files:
@@ -160,8 +175,12 @@ class _Builder:
             for identifier, spec in file.section(section, dict).items():
                 pointer = f"/{section}/{escape_token(identifier)}"
                 if identifier in found:
-                    self.report(file, pointer, f"{what} {identifier!r} is already defined at "
-                                               f"{found[identifier].place}; ids are unique across rule files")
+                    self.report(
+                        file,
+                        pointer,
+                        f"{what} {identifier!r} is already defined at "
+                        f"{found[identifier].place}; ids are unique across rule files",
+                    )
                     continue
                 found[identifier] = _Definition(file, pointer, spec)
         return found
@@ -186,11 +205,15 @@ class _Builder:
             parts = re.split(r"[.\[\]]+", found.group("path").rstrip("]"))
             pointer = definition.pointer + "".join(f"/{escape_token(part)}" for part in parts)
             if pointer in definition.file.document.lines:
-                return pointer, message[found.end():]
+                return pointer, message[found.end() :]
         return definition.pointer, message
 
-    def policies(self, definitions: dict[str, _Definition], calendar_definitions: dict[str, _Definition],
-                 calendars: Mapping[str, Calendar | None]) -> dict[str, Policy]:
+    def policies(
+        self,
+        definitions: dict[str, _Definition],
+        calendar_definitions: dict[str, _Definition],
+        calendars: Mapping[str, Calendar | None],
+    ) -> dict[str, Policy]:
         policies = {}
         for identifier, definition in definitions.items():
             file, pointer, raw = definition.file, definition.pointer, definition.spec
@@ -227,29 +250,37 @@ class _Builder:
             if "labels" not in file.data:
                 continue
             if owner is not None:
-                self.report(file, "/labels", f"only one rule file may have a labels section; "
-                                             f"{owner.source.path} already has one")
+                self.report(
+                    file,
+                    "/labels",
+                    f"only one rule file may have a labels section; {owner.source.path} already has one",
+                )
                 continue
             owner = file
             if file.schema_rejected("/labels"):
                 continue
             for status, spec in file.data["labels"].items():
                 default = labels[status]
-                labels[status] = LabelSpec(spec["title"], spec.get("color", default.color),
-                                           spec.get("description", default.description))
+                labels[status] = LabelSpec(
+                    spec["title"], spec.get("color", default.color), spec.get("description", default.description)
+                )
             statuses_by_title: dict[str, str] = {}
             for status in LABEL_STATUSES:
                 title = fold(labels[status].title)
                 if title in statuses_by_title:
                     pointer = f"/labels/{status}/title"
-                    self.report(file, pointer if pointer in file.document.lines else "/labels",
-                                f"title {labels[status].title!r} is also the {statuses_by_title[title]} label's; "
-                                f"each status needs its own label")
+                    self.report(
+                        file,
+                        pointer if pointer in file.document.lines else "/labels",
+                        f"title {labels[status].title!r} is also the {statuses_by_title[title]} label's; "
+                        f"each status needs its own label",
+                    )
                 statuses_by_title.setdefault(title, status)
         return labels
 
-    def rules(self, policy_ids: set[str], policies: Mapping[str, Policy],
-              environment: Environment) -> tuple[list[Rule], ConditionCompiler]:
+    def rules(
+        self, policy_ids: set[str], policies: Mapping[str, Policy], environment: Environment
+    ) -> tuple[list[Rule], ConditionCompiler]:
         """The rules whose condition and policy are usable; every rule whose condition compiles is also
         checked for reachability, so ``rules check`` warns even while other parts have errors."""
         compiler = ConditionCompiler(environment)
@@ -267,8 +298,9 @@ class _Builder:
                     known = ", ".join(sorted(policy_ids)) or "none defined"
                     self.report(file, f"{pointer}/apply", f"unknown policy {policy_id!r}; known: {known}")
                 reported = len(compiler.problems)
-                condition = compiler.compile(raw["when"], f"{pointer}/when", file.schema_rejected) \
-                    if "when" in raw else None
+                condition = (
+                    compiler.compile(raw["when"], f"{pointer}/when", file.schema_rejected) if "when" in raw else None
+                )
                 for problem in compiler.problems[reported:]:
                     self.report(file, problem.pointer, problem.message)
                 if condition is None:
@@ -276,8 +308,18 @@ class _Builder:
                 name = raw.get("name")
                 compiled.append(_CompiledRule(file, pointer, name, condition))
                 if isinstance(policy_id, str) and policy_id in policies and not file.schema_rejected(pointer):
-                    rules.append(Rule(rule_index, name, file.source.path, file.line_of(pointer), pointer,
-                                      policies[policy_id], raw.get("sticky", False), condition))
+                    rules.append(
+                        Rule(
+                            rule_index,
+                            name,
+                            file.source.path,
+                            file.line_of(pointer),
+                            pointer,
+                            policies[policy_id],
+                            raw.get("sticky", False),
+                            condition,
+                        )
+                    )
         self.reachability(compiled)
         return rules, compiler
 
@@ -286,15 +328,23 @@ class _Builder:
         catch_all: _CompiledRule | None = None
         for rule in rules:
             if catch_all is not None:
-                self.report(rule.file, rule.pointer,
-                            f"rule {rule.name!r} can never match: rule {catch_all.name!r} "
-                            f"({catch_all.file.source.path}:{catch_all.file.line_of(catch_all.pointer)}) "
-                            f"matches every conversation before it", WARNING)
+                self.report(
+                    rule.file,
+                    rule.pointer,
+                    f"rule {rule.name!r} can never match: rule {catch_all.name!r} "
+                    f"({catch_all.file.source.path}:{catch_all.file.line_of(catch_all.pointer)}) "
+                    f"matches every conversation before it",
+                    WARNING,
+                )
                 continue
             always = constant_result(rule.condition)
             if always is False:
-                self.report(rule.file, f"{rule.pointer}/when",
-                            f"rule {rule.name!r} can never match: its condition is always false", WARNING)
+                self.report(
+                    rule.file,
+                    f"{rule.pointer}/when",
+                    f"rule {rule.name!r} can never match: its condition is always false",
+                    WARNING,
+                )
             elif always is True:
                 catch_all = rule
 
@@ -315,9 +365,15 @@ def build_rule_set(sources: list[RuleSource]) -> tuple[RuleSet | None, list[Rule
     problems = builder.sorted_problems()
     if any(problem.severity == ERROR for problem in problems):
         return None, problems
-    rule_set = RuleSet(rules=rules, policies=policies, calendars=calendars, labels=labels,
-                       owned_label_titles=owned_titles, content_hash=content_hash(sources),
-                       facts=compiler.facts, files=tuple(source.path for source in sources),
-                       warnings=tuple(problems))
+    rule_set = RuleSet(
+        rules=rules,
+        policies=policies,
+        calendars=calendars,
+        labels=labels,
+        owned_label_titles=owned_titles,
+        content_hash=content_hash(sources),
+        facts=compiler.facts,
+        files=tuple(source.path for source in sources),
+        warnings=tuple(problems),
+    )
     return rule_set, problems
-

@@ -1,16 +1,17 @@
 """Compiled conditions: a rule's JSON condition turned into closures once, at load; guards that let
 :class:`FirstMatch` skip rules by a dictionary look-up; and :func:`interpret`, the uncompiled baseline.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from plugin.core.events import MatchContext
 from plugin.core.rules.fields import ConditionError, Environment, Facts, Field, Test, field_value, show_value
 from plugin.core.rules.operators import Operator, describe_leaf, leaf_test, parse_leaf
-
 
 # --- compiled conditions ------------------------------------------------------------------------------
 
@@ -33,8 +34,7 @@ def _guard_of(kind: str, children: list[CompiledCondition]) -> Guard | None:
     same field (then the union of their values)."""
     guards = [child.guard for child in children]
     if kind == ALL:
-        return min((guard for guard in guards if guard is not None), key=lambda guard: len(guard.values),
-                   default=None)
+        return min((guard for guard in guards if guard is not None), key=lambda guard: len(guard.values), default=None)
     if guards and all(guard is not None and guard.slot == guards[0].slot for guard in guards):
         return Guard(guards[0].slot, guards[0].multiple, frozenset().union(*(guard.values for guard in guards)))
     return None
@@ -68,10 +68,8 @@ def _all_of(tests: list[Test]) -> Test:
         return lambda facts: first(facts) and second(facts)
 
     def all_hold(facts: Facts) -> bool:
-        for test in tests:
-            if not test(facts):
-                return False
-        return True
+        return all(test(facts) for test in tests)
+
     return all_hold
 
 
@@ -85,10 +83,8 @@ def _any_of(tests: list[Test]) -> Test:
         return lambda facts: first(facts) or second(facts)
 
     def any_holds(facts: Facts) -> bool:
-        for test in tests:
-            if test(facts):
-                return True
-        return False
+        return any(test(facts) for test in tests)
+
     return any_holds
 
 
@@ -117,8 +113,9 @@ class ConditionCompiler:
         self._computations: list[Callable[[Facts], Any]] = []
         self._leaf_tests: dict[tuple, Test] = {}
 
-    def compile(self, node: Any, pointer: str,
-                skip: Callable[[str], bool] = lambda pointer: False) -> CompiledCondition | None:
+    def compile(
+        self, node: Any, pointer: str, skip: Callable[[str], bool] = lambda pointer: False
+    ) -> CompiledCondition | None:
         """The compiled condition, or None when it (or a part of it) has a problem.
 
         ``skip(pointer)`` is true for subtrees whose problems were already reported (by the JSON Schema);
@@ -132,22 +129,28 @@ class ConditionCompiler:
             if child is None:
                 return None
             child_test = child.test
-            return CompiledCondition(NOT, pointer, lambda facts: not child_test(facts), (child,), NOT,
-                                     cost=child.cost)
+            return CompiledCondition(NOT, pointer, lambda facts: not child_test(facts), (child,), NOT, cost=child.cost)
         members = node[kind]
         if not isinstance(members, list):
             if not skip(pointer):
-                self.problems.append(ConditionError(f"{pointer}/{kind}", f"expected a list of conditions, "
-                                                                         f"got {show_value(members)}"))
+                self.problems.append(
+                    ConditionError(f"{pointer}/{kind}", f"expected a list of conditions, got {show_value(members)}")
+                )
             return None
-        children = [self.compile(member, f"{pointer}/{kind}/{index}", skip)
-                    for index, member in enumerate(members)]
+        children = [self.compile(member, f"{pointer}/{kind}/{index}", skip) for index, member in enumerate(members)]
         if any(child is None for child in children):
             return None
         tests = [child.test for child in sorted(children, key=lambda child: child.cost)]
         test = _all_of(tests) if kind == ALL else _any_of(tests)
-        return CompiledCondition(kind, pointer, test, tuple(children), kind,
-                                 cost=sum(child.cost for child in children), guard=_guard_of(kind, children))
+        return CompiledCondition(
+            kind,
+            pointer,
+            test,
+            tuple(children),
+            kind,
+            cost=sum(child.cost for child in children),
+            guard=_guard_of(kind, children),
+        )
 
     def facts(self, context: MatchContext) -> Facts:
         """Fresh facts for one context; values are computed as the compiled conditions ask for them."""
@@ -165,16 +168,20 @@ class ConditionCompiler:
             self.problems.append(error)
             return None
         environment, multiple = self.environment, field.kind.multiple
-        value_slot = self._slot(("field", field.name, operator.form),
-                                field_value(field, operator.form, environment))
+        value_slot = self._slot(("field", field.name, operator.form), field_value(field, operator.form, environment))
         guard = None
         if operator.name in ("equals", "in"):
             expected = prepared[1]
             guard = Guard(value_slot, multiple, expected if operator.name == "in" else frozenset({expected}))
-        return CompiledCondition(LEAF, pointer, self._leaf_closure(field, operator, prepared, node.get("value"),
-                                                                   value_slot),
-                                 text=describe_leaf(node), read=lambda context: field.read(context, environment),
-                                 cost=(8 if operator.costly else 1) * (2 if multiple else 1), guard=guard)
+        return CompiledCondition(
+            LEAF,
+            pointer,
+            self._leaf_closure(field, operator, prepared, node.get("value"), value_slot),
+            text=describe_leaf(node),
+            read=lambda context: field.read(context, environment),
+            cost=(8 if operator.costly else 1) * (2 if multiple else 1),
+            guard=guard,
+        )
 
     def _leaf_closure(self, field: Field, operator: Operator, prepared: Any, value: Any, value_slot: int) -> Test:
         key = ("leaf", field.name, operator.name, json.dumps(value, sort_keys=True))
@@ -223,7 +230,7 @@ class FirstMatch:
             if value is None:
                 continue
             # A dictionary lookup finds every key equal to the value, so it never misses a candidate.
-            for item in (value if multiple else (value,)):
+            for item in value if multiple else (value,):
                 candidates.update(table.get(item, ()))
         tests = self._tests
         for position in sorted(candidates):
@@ -261,5 +268,3 @@ def interpret(node: Any, context: MatchContext, environment: Environment) -> boo
     field, operator, prepared = parse_leaf(node, "", environment)
     facts = Facts(context, [field_value(field, operator.form, environment)])
     return leaf_test(operator, prepared, field.kind.multiple)(facts)
-
-

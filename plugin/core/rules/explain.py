@@ -1,14 +1,12 @@
-"""Explanations for ``rules explain``: each leaf of a condition with the value it saw and its result.
-"""
+"""Explanations for ``rules explain``: each leaf of a condition with the value it saw and its result."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
 from plugin.core.rules.conditions import ANY, LEAF, CompiledCondition
-from plugin.core.rules.fields import Facts
-from plugin.core.rules.fields import show_value
-
+from plugin.core.rules.fields import Facts, show_value
 
 # --- explanations -------------------------------------------------------------------------------------
 
@@ -21,8 +19,10 @@ def _show_actual(value: Any) -> str:
     if isinstance(value, str) and len(value) > _SHOWN_TEXT_LENGTH:
         value = value[:_SHOWN_TEXT_LENGTH] + "…"
     elif isinstance(value, tuple):
-        value = [item[:_SHOWN_TEXT_LENGTH] + "…" if isinstance(item, str) and len(item) > _SHOWN_TEXT_LENGTH
-                 else item for item in value]
+        value = [
+            item[:_SHOWN_TEXT_LENGTH] + "…" if isinstance(item, str) and len(item) > _SHOWN_TEXT_LENGTH else item
+            for item in value
+        ]
     elif hasattr(value, "isoformat"):
         value = value.isoformat()
     return show_value(value)
@@ -59,12 +59,14 @@ class ConditionResult:
 def explain(condition: CompiledCondition, facts: Facts) -> ConditionResult:
     """Evaluate *condition* node by node, in the order written, on one context's facts."""
     if condition.kind == LEAF:
-        return ConditionResult(LEAF, condition.pointer, condition.test(facts), condition.text,
-                               condition.read(facts.context))
+        return ConditionResult(
+            LEAF, condition.pointer, condition.test(facts), condition.text, condition.read(facts.context)
+        )
     results = []
     for child in condition.children:
         results.append(explain(child, facts))
         if results[-1].matched == (condition.kind == ANY):  # the member that decides an all or an any
             break
-    return ConditionResult(condition.kind, condition.pointer, condition.test(facts), condition.text,
-                           children=tuple(results))
+    return ConditionResult(
+        condition.kind, condition.pointer, condition.test(facts), condition.text, children=tuple(results)
+    )

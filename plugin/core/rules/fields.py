@@ -18,14 +18,16 @@ Semantics (DESIGN.md 10.1, decisions written into docs/rules.md):
 
 Pure: no I/O, nothing here reads a file or a clock.
 """
+
 from __future__ import annotations
 
 import json
 import re
 import unicodedata
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from plugin.core.calendar import Calendar
 from plugin.core.events import INCOMING, OUTGOING, STATUSES, MatchContext
@@ -35,7 +37,6 @@ MATCH_TEXT_LIMIT = 10_000
 
 PRIORITIES = ("low", "medium", "high", "urgent")
 MESSAGE_TYPES = (INCOMING, OUTGOING)
-
 
 
 class Facts(dict):
@@ -91,6 +92,7 @@ def show_value(value: Any) -> str:
 
 # --- fields -------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class FieldKind:
     """What kind of value a field holds and which operators apply to it."""
@@ -115,8 +117,12 @@ NUMBER = FieldKind("number", _EQUALITY + _ORDER)
 CHOICE = FieldKind("choice", _EQUALITY)
 TEXT = FieldKind("text", _EQUALITY + _TEXT_ONLY)
 TEXTS = FieldKind("texts", _EQUALITY + _TEXT_ONLY, multiple=True)
-LABELS = FieldKind("labels", _EQUALITY + ("contains", "not_contains"), multiple=True,
-                   aliases=(("contains", "equals"), ("not_contains", "not_equals")))
+LABELS = FieldKind(
+    "labels",
+    _EQUALITY + ("contains", "not_contains"),
+    multiple=True,
+    aliases=(("contains", "equals"), ("not_contains", "not_equals")),
+)
 ATTRIBUTE = FieldKind("attribute", _EQUALITY + _TEXT_ONLY + _ORDER)
 TIME = FieldKind("time", ("within_hours",))
 
@@ -201,12 +207,16 @@ def field_named(name: Any) -> Field:
     if isinstance(name, str):
         if name in FIELDS:
             return FIELDS[name]
-        for prefix, reader in ((CONVERSATION_ATTRIBUTE_PREFIX, _conversation_attribute),
-                               (CONTACT_ATTRIBUTE_PREFIX, _contact_attribute)):
+        for prefix, reader in (
+            (CONVERSATION_ATTRIBUTE_PREFIX, _conversation_attribute),
+            (CONTACT_ATTRIBUTE_PREFIX, _contact_attribute),
+        ):
             if name.startswith(prefix) and len(name) > len(prefix):
-                return Field(name, ATTRIBUTE, reader(name[len(prefix):]))
-    raise ValueError(f"unknown field {show_value(name)}; expected one of {', '.join(FIELDS)}, "
-                     f"custom_attributes.<key> or contact.custom_attributes.<key>")
+                return Field(name, ATTRIBUTE, reader(name[len(prefix) :]))
+    raise ValueError(
+        f"unknown field {show_value(name)}; expected one of {', '.join(FIELDS)}, "
+        f"custom_attributes.<key> or contact.custom_attributes.<key>"
+    )
 
 
 # --- the forms a value is compared in -----------------------------------------------------------------
@@ -261,8 +271,7 @@ def field_value(field: Field, form: str, environment: Environment) -> Callable[[
         return lambda facts: read(facts.context, environment)
     convert = _FORMS[form]
     if field.kind.multiple:
-        return lambda facts: None if (values := read(facts.context, environment)) is None \
-            else tuple(map(convert, values))
+        return lambda facts: (
+            None if (values := read(facts.context, environment)) is None else tuple(map(convert, values))
+        )
     return lambda facts: None if (value := read(facts.context, environment)) is None else convert(value)
-
-

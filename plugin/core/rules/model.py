@@ -2,10 +2,11 @@
 
 Pure: a :class:`RuleSet` is built by :mod:`plugin.core.rules.build` and never touches a file afterwards.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 from plugin.core.calendar import Calendar
 from plugin.core.events import MatchContext
@@ -93,9 +94,9 @@ class RuleExplanation:
         return self.result.matched
 
     def __str__(self) -> str:
-        head = (f"rule {self.index + 1} {self.name!r} ({self.file}:{self.line}): "
-                + (f"matched -> policy {self.policy.id} (version {self.policy.version[:12]})" if self.matched
-                   else "no match"))
+        head = f"rule {self.index + 1} {self.name!r} ({self.file}:{self.line}): " + (
+            f"matched -> policy {self.policy.id} (version {self.policy.version[:12]})" if self.matched else "no match"
+        )
         return "\n".join([head] + self.result.lines("  "))
 
 
@@ -107,10 +108,19 @@ class RuleSet:
     never see. ``content_hash`` is the sha256 over the rule files' names and contents.
     """
 
-    def __init__(self, *, rules: list[Rule], policies: Mapping[str, Policy], calendars: Mapping[str, Calendar],
-                 labels: Mapping[str, LabelSpec], owned_label_titles: frozenset[str], content_hash: str,
-                 facts: Callable[[MatchContext], Facts], files: tuple[str, ...] = (),
-                 warnings: tuple[RuleProblem, ...] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        rules: list[Rule],
+        policies: Mapping[str, Policy],
+        calendars: Mapping[str, Calendar],
+        labels: Mapping[str, LabelSpec],
+        owned_label_titles: frozenset[str],
+        content_hash: str,
+        facts: Callable[[MatchContext], Facts],
+        files: tuple[str, ...] = (),
+        warnings: tuple[RuleProblem, ...] = (),
+    ) -> None:
         self.rules = tuple(rules)
         self.policies = dict(policies)
         self.calendars = dict(calendars)
@@ -140,5 +150,7 @@ class RuleSet:
         return explanations
 
     def __repr__(self) -> str:
-        return (f"RuleSet({len(self.rules)} rules, {len(self.policies)} policies, "
-                f"{len(self.calendars)} calendars, {self.content_hash[:12]})")
+        return (
+            f"RuleSet({len(self.rules)} rules, {len(self.policies)} policies, "
+            f"{len(self.calendars)} calendars, {self.content_hash[:12]})"
+        )

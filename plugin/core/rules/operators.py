@@ -1,24 +1,46 @@
 """The operators of rule conditions: each one's value preparation, its test, and the leaf builder every
 condition goes through (compiled and interpreted alike).
 """
+
 from __future__ import annotations
 
 import operator as operator_module
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from re import _parser as regex_parser
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from plugin.core.calendar import Calendar
-from plugin.core.rules.fields import FOLDED, RAW, WORDS, ATTRIBUTE, show_value, CHOICE, ConditionError, Environment, Facts, Field, LABELS, MATCH_TEXT_LIMIT, NUMBER, Test, field_named, fold, words
+from plugin.core.rules.fields import (
+    ATTRIBUTE,
+    CHOICE,
+    FOLDED,
+    LABELS,
+    MATCH_TEXT_LIMIT,
+    NUMBER,
+    RAW,
+    WORDS,
+    ConditionError,
+    Environment,
+    Facts,
+    Field,
+    Test,
+    field_named,
+    fold,
+    show_value,
+    words,
+)
 from plugin.core.rules.regex_safety import _nested_repetition
-
 
 # --- operators ----------------------------------------------------------------------------------------
 
 _CATEGORY_TYPES: Mapping[type, frozenset[type]] = {
     # bool is kept apart from int: true must not equal 1, nor false equal 0.
-    bool: frozenset({bool}), int: frozenset({int, float}), float: frozenset({int, float}), str: frozenset({str}),
+    bool: frozenset({bool}),
+    int: frozenset({int, float}),
+    float: frozenset({int, float}),
+    str: frozenset({str}),
 }
 _NUMBER_TYPES = _CATEGORY_TYPES[int]
 
@@ -49,13 +71,15 @@ def _prepare_equals(value: Any, field: Field, environment: Environment) -> tuple
 
 def _prepare_in(value: Any, field: Field, environment: Environment) -> tuple[frozenset[type], frozenset]:
     if not isinstance(value, list) or not value:
-        raise ValueError(f"expected a non-empty list of values such as [5, 6] or [\"low\", \"medium\"], "
-                         f"got {show_value(value)}")
+        raise ValueError(
+            f'expected a non-empty list of values such as [5, 6] or ["low", "medium"], got {show_value(value)}'
+        )
     scalars = [_scalar(item, field, environment) for item in value]
     categories = {_CATEGORY_TYPES[type(scalar)] for scalar in scalars}
     if len(categories) > 1:
-        raise ValueError(f"expected values of one type (all texts, all numbers or all true/false), "
-                         f"got {show_value(value)}")
+        raise ValueError(
+            f"expected values of one type (all texts, all numbers or all true/false), got {show_value(value)}"
+        )
     return categories.pop(), frozenset(scalars)
 
 
@@ -71,8 +95,10 @@ def _prepare_words(value: Any, field: Field, environment: Environment) -> frozen
     elif isinstance(value, list) and all(isinstance(entry, str) for entry in value):
         entries = [entry.strip() for entry in value]
     else:
-        raise ValueError(f"expected a list of words such as [\"urgent\", \"emergency\"] or a comma-separated "
-                         f"string, got {show_value(value)}")
+        raise ValueError(
+            f'expected a list of words such as ["urgent", "emergency"] or a comma-separated '
+            f"string, got {show_value(value)}"
+        )
     entries = [entry for entry in entries if entry]
     if not entries:
         raise ValueError("expected at least one word")
@@ -91,8 +117,10 @@ def _prepare_pattern(value: Any, field: Field, environment: Environment) -> re.P
         raise ValueError(f"regular expression does not compile: {error}") from None
     nested = _nested_repetition(regex_parser.parse(value))
     if nested:
-        raise ValueError(f"regular expression repeats a repetition ({nested}), which can take exponential "
-                         f"time on some texts; rewrite it without an unbounded quantifier inside another")
+        raise ValueError(
+            f"regular expression repeats a repetition ({nested}), which can take exponential "
+            f"time on some texts; rewrite it without an unbounded quantifier inside another"
+        )
     return pattern
 
 
@@ -111,6 +139,7 @@ def _prepare_calendar(value: Any, field: Field, environment: Environment) -> Cal
 
 # Each operator's predicate factory: from the prepared rule value to a test of one value (in the
 # operator's form). Tests are made once per leaf at load, so nothing is unpacked or looked up per event.
+
 
 def _equals(prepared: tuple[frozenset[type], Any]) -> Callable[[Any], bool]:
     types, expected = prepared
@@ -190,8 +219,24 @@ OPERATORS: Mapping[str, Operator] = {
     "not_contains": _negation("not_contains", _BY_NAME["contains"]),
     "not_exists": _negation("not_exists", _BY_NAME["exists"]),
 }
-OPERATOR_NAMES = ("equals", "not_equals", "in", "not_in", "contains", "not_contains", "contains_any_word",
-                  "starts_with", "matches", "exists", "not_exists", "gt", "gte", "lt", "lte", "within_hours")
+OPERATOR_NAMES = (
+    "equals",
+    "not_equals",
+    "in",
+    "not_in",
+    "contains",
+    "not_contains",
+    "contains_any_word",
+    "starts_with",
+    "matches",
+    "exists",
+    "not_exists",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "within_hours",
+)
 
 
 def leaf_test(operator: Operator, prepared: Any, multiple: bool, slot: Any = 0) -> Test:
@@ -207,6 +252,7 @@ def leaf_test(operator: Operator, prepared: Any, multiple: bool, slot: Any = 0) 
         return lambda facts: (facts[slot] is not None) != negated
     holds = operator.predicate(prepared)
     if multiple:
+
         def some_value_holds(facts: Facts) -> bool:
             values = facts[slot]
             if values is None:
@@ -215,14 +261,14 @@ def leaf_test(operator: Operator, prepared: Any, multiple: bool, slot: Any = 0) 
                 if holds(value):
                     return not negated
             return negated
+
         return some_value_holds
     if negated:
         return lambda facts: (value := facts[slot]) is not None and not holds(value)
     return lambda facts: (value := facts[slot]) is not None and holds(value)
 
 
-def parse_leaf(node: Mapping[str, Any], pointer: str,
-               environment: Environment) -> tuple[Field, Operator, Any]:
+def parse_leaf(node: Mapping[str, Any], pointer: str, environment: Environment) -> tuple[Field, Operator, Any]:
     """Check a leaf ``{"field", "op", "value"}``; return its field, operator and prepared value.
 
     Raises :class:`ConditionError` at the pointer of the key that is wrong.
@@ -233,15 +279,18 @@ def parse_leaf(node: Mapping[str, Any], pointer: str,
         raise ConditionError(f"{pointer}/field", str(error)) from None
     name = node.get("op")
     if name not in field.kind.operators:
-        raise ConditionError(f"{pointer}/op", f"operator {show_value(name)} does not apply to {field.name}; "
-                                              f"expected one of {', '.join(field.kind.operators)}")
+        raise ConditionError(
+            f"{pointer}/op",
+            f"operator {show_value(name)} does not apply to {field.name}; "
+            f"expected one of {', '.join(field.kind.operators)}",
+        )
     operator = OPERATORS[field.kind.resolve(name)]
     if operator.prepare is None:
         if "value" in node:
-            raise ConditionError(f"{pointer}/value", f"{name} takes no value; remove \"value\"")
+            raise ConditionError(f"{pointer}/value", f'{name} takes no value; remove "value"')
         return field, operator, None
     if "value" not in node:
-        raise ConditionError(pointer, f"{name} needs a \"value\"")
+        raise ConditionError(pointer, f'{name} needs a "value"')
     try:
         return field, operator, operator.prepare(node["value"], field, environment)
     except ValueError as error:
@@ -252,5 +301,3 @@ def describe_leaf(node: Mapping[str, Any]) -> str:
     """A leaf as an admin wrote it, e.g. ``inbox_id in [5, 6]``."""
     text = f"{node.get('field')} {node.get('op')}"
     return f"{text} {show_value(node['value'])}" if "value" in node else text
-
-

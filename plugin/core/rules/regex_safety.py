@@ -1,12 +1,11 @@
 """Which regular expressions `matches` refuses: shapes that backtrack exponentially (a repetition inside
 an unbounded repetition, overlapping alternatives under repetition), found on the stdlib's own parse tree.
 """
+
 from __future__ import annotations
 
 from re import _constants as regex_constants  # the stdlib's own parse tree, to find nested repetition
 from typing import Any
-
-
 
 _UNBOUNDED_REPEATS = (regex_constants.MAX_REPEAT, regex_constants.MIN_REPEAT)
 # Inside these the engine never backtracks into an earlier choice, so an outer repetition is harmless.
@@ -62,5 +61,3 @@ def _subpatterns(operation: Any, argument: Any) -> list:
     if operation == regex_constants.GROUPREF_EXISTS:
         return [part for part in argument[1:] if part is not None]
     return []
-
-

@@ -4,13 +4,15 @@ Rule files are validated against the schema shipped with the plugin, not a copy 
 an old or missing copy there cannot loosen the checks. The schema's non-standard ``errorMessage`` keyword
 (which editors such as VS Code also show) replaces jsonschema's generic message where one is written.
 """
+
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from jsonschema import Draft202012Validator, ValidationError
 

@@ -5,6 +5,7 @@ position-tracking pass over the (then known to be valid) text records where each
 finds keys that occur twice in one object, which ``json`` would silently collapse to the last one.
 Pure: works on text, no file access.
 """
+
 from __future__ import annotations
 
 import bisect
