@@ -8,6 +8,7 @@ set stays live, the error is kept for ``/healthz`` and logged once per broken co
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -57,7 +58,7 @@ def read_sources(directory: str | Path) -> list[RuleSource]:
 
 def load_rules(directory: str | Path) -> RuleSet:
     """Load every rule file of *directory*; raises :class:`RulesError` listing every problem found."""
-    rule_set, problems = build_rule_set(read_sources(directory))
+    rule_set, problems = build_rule_set(read_sources(directory), os.environ)
     if rule_set is None:
         raise RulesError(problems)
     return rule_set
@@ -70,7 +71,7 @@ def check_directory(directory: str | Path) -> tuple[RuleSet | None, list[RulePro
         sources = read_sources(directory)
     except RulesError as error:
         return None, list(error.problems)
-    return build_rule_set(sources)
+    return build_rule_set(sources, os.environ)
 
 
 def check_rules(directory: str | Path) -> list[RuleProblem]:
@@ -135,7 +136,7 @@ class RulesHolder:
             return
         if digest == self._failed_hash:
             return
-        rule_set, problems = build_rule_set(sources)
+        rule_set, problems = build_rule_set(sources, os.environ)
         if rule_set is None:
             self._fail(digest, problems)
             return

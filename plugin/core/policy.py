@@ -23,9 +23,26 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
+# SLA events a policy's ``notify`` routes may name (rule files write them with or without the ``sla.`` prefix).
+SLA_EVENTS = ("applied", "at_risk", "missed", "hit", "corrected")
+MENTION_TARGETS = ("assignee", "team")
+
 
 class PolicyError(ValueError):
     """A policy or duration that cannot be used, with a message meant for the admin."""
+
+
+def event_name(name: str) -> str:
+    """An SLA event's short name (``"sla.missed"`` and ``"missed"`` are the same event)."""
+    return name.removeprefix("sla.")
+
+
+@dataclass(frozen=True)
+class NotifyRoute:
+    """One ``notify`` entry of a policy: these SLA events (short names) go to these destination ids."""
+
+    events: frozenset[str]
+    destinations: tuple[str, ...]
 
 
 def parse_duration(value: Any) -> int:
@@ -88,12 +105,22 @@ class Policy:
     on_reopen: str = "resume"
     target: float | None = None
     mode: str = "live"
+    notify: tuple[NotifyRoute, ...] = ()
+    mention: tuple[str, ...] = ()
     snapshot: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def live(self) -> bool:
         """Whether the plugin writes this policy's state back to the helpdesk (shadow mode does not)."""
         return self.mode == "live"
+
+    def destinations_for(self, event: str) -> tuple[str, ...]:
+        """The destination ids an SLA event (short name) of this policy goes to, each once, in rule order."""
+        found: dict[str, None] = {}
+        for route in self.notify:
+            if event in route.events:
+                found.update(dict.fromkeys(route.destinations))
+        return tuple(found)
 
 
 def canonical_json(value: Any) -> str:
@@ -134,5 +161,10 @@ def policy_from_snapshot(snapshot: Mapping[str, Any]) -> Policy:
         on_reopen=on_reopen,
         target=raw.get("target"),
         mode=mode,
+        notify=tuple(
+            NotifyRoute(frozenset(event_name(name) for name in route.get("on", ())), tuple(route.get("to", ())))
+            for route in raw.get("notify") or ()
+        ),
+        mention=tuple(raw.get("mention") or ()),
         snapshot=dict(snapshot),
     )

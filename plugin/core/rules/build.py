@@ -30,12 +30,21 @@ from plugin.core.policy import (
 )
 from plugin.core.rules.conditions import CompiledCondition, ConditionCompiler, constant_result
 from plugin.core.rules.fields import Environment, fold
-from plugin.core.rules.model import ERROR, WARNING, LabelSpec, Rule, RuleProblem, RuleSet
+from plugin.core.rules.model import (
+    ERROR,
+    WARNING,
+    Destination,
+    LabelSpec,
+    PrioritizeRule,
+    Rule,
+    RuleProblem,
+    RuleSet,
+)
 from plugin.core.rules.schema import schema_problems
 from plugin.core.rules.source import JsonDocument, escape_token, parse_document
 
 MANIFEST_PATH = Path(__file__).resolve().parents[3] / "manifest.json"
-LABEL_STATUSES = ("on_track", "at_risk", "missed")
+LABEL_STATUSES = ("on_track", "at_risk", "missed", "hit")  # hit is optional: no default in manifest.json
 _CALENDAR_MESSAGE_PATH = re.compile(r"^(?P<path>(?:timezone|hours|holidays|overrides)(?:\.[\w-]+)?(?:\[\d+\])?): ")
 
 
@@ -260,12 +269,12 @@ class _Builder:
             if file.schema_rejected("/labels"):
                 continue
             for status, spec in file.data["labels"].items():
-                default = labels[status]
+                default = labels.get(status) or LabelSpec(spec["title"], "#1565C0")
                 labels[status] = LabelSpec(
                     spec["title"], spec.get("color", default.color), spec.get("description", default.description)
                 )
             statuses_by_title: dict[str, str] = {}
-            for status in LABEL_STATUSES:
+            for status in (status for status in LABEL_STATUSES if status in labels):
                 title = fold(labels[status].title)
                 if title in statuses_by_title:
                     pointer = f"/labels/{status}/title"
@@ -277,6 +286,79 @@ class _Builder:
                     )
                 statuses_by_title.setdefault(title, status)
         return labels
+
+    def destinations(
+        self, definitions: dict[str, _Definition], environ: Mapping[str, str] | None
+    ) -> dict[str, Destination]:
+        """The notification destinations; with *environ*, a variable they name that is unset is a warning."""
+        destinations = {}
+        for identifier, definition in definitions.items():
+            if definition.file.schema_rejected(definition.pointer):
+                continue
+            raw = definition.spec
+            destination = Destination(
+                identifier, raw["type"], raw["url_env"], raw.get("secret_env"), raw.get("name", identifier)
+            )
+            destinations[identifier] = destination
+            if destination.type == "slack" and destination.secret_env:
+                self.report(
+                    definition.file,
+                    f"{definition.pointer}/secret_env",
+                    "Slack incoming webhooks are not signed; secret_env is used by webhook destinations only",
+                    WARNING,
+                )
+            for key in ("url_env", "secret_env"):
+                name = raw.get(key)
+                if environ is not None and name and not environ.get(name):
+                    self.report(
+                        definition.file,
+                        f"{definition.pointer}/{key}",
+                        f"environment variable {name} is not set: destination {identifier!r} is skipped "
+                        f"(and logged) until it is",
+                        WARNING,
+                    )
+        return destinations
+
+    def notify_routes(self, policy_definitions: dict[str, _Definition], destination_ids: set[str]) -> None:
+        """Every destination a policy's ``notify`` names must be defined in some file's notifications."""
+        known = ", ".join(sorted(destination_ids)) or "none defined (add a notifications section)"
+        for definition in policy_definitions.values():
+            routes = definition.spec.get("notify") if isinstance(definition.spec, dict) else None
+            pointer = f"{definition.pointer}/notify"
+            if not isinstance(routes, list) or definition.file.schema_rejected(pointer):
+                continue
+            for position, route in enumerate(routes):
+                for index, destination in enumerate(route.get("to", ())):
+                    if destination not in destination_ids:
+                        self.report(
+                            definition.file,
+                            f"{pointer}/{position}/to/{index}",
+                            f"unknown destination {destination!r}; known: {known}",
+                        )
+
+    def prioritize(self, compiler: ConditionCompiler) -> list[PrioritizeRule]:
+        """The ``prioritize`` rules whose condition compiles, in file order."""
+        found: list[PrioritizeRule] = []
+        for file in self.files:
+            for position, raw in enumerate(file.section("prioritize", list)):
+                pointer = f"/prioritize/{position}"
+                if not isinstance(raw, dict) or "when" not in raw:
+                    continue
+                reported = len(compiler.problems)
+                condition = compiler.compile(raw["when"], f"{pointer}/when", file.schema_rejected)
+                for problem in compiler.problems[reported:]:
+                    self.report(file, problem.pointer, problem.message)
+                if condition is not None and not file.schema_rejected(pointer):
+                    found.append(
+                        PrioritizeRule(
+                            len(found), raw["name"], file.source.path, file.line_of(pointer), raw["priority"], condition
+                        )
+                    )
+        return found
+
+    def custom_attributes(self) -> bool:
+        """Whether any file asks for the SLA as conversation custom attributes."""
+        return any(file.section("writeback", dict).get("custom_attributes") is True for file in self.files)
 
     def rules(
         self, policy_ids: set[str], policies: Mapping[str, Policy], environment: Environment
@@ -349,8 +431,14 @@ class _Builder:
                 catch_all = rule
 
 
-def build_rule_set(sources: list[RuleSource]) -> tuple[RuleSet | None, list[RuleProblem]]:
-    """Check and build the rule set of *sources*: the set (None when there are errors) and every problem."""
+def build_rule_set(
+    sources: list[RuleSource], environ: Mapping[str, str] | None = None
+) -> tuple[RuleSet | None, list[RuleProblem]]:
+    """Check and build the rule set of *sources*: the set (None when there are errors) and every problem.
+
+    *environ* (the process environment, passed in: the core reads none) lets the check warn about a
+    destination whose URL or secret variable is unset; without it that check is skipped.
+    """
     builder = _Builder(sources)
     builder.parse()
     builder.validate()
@@ -358,10 +446,14 @@ def build_rule_set(sources: list[RuleSource]) -> tuple[RuleSet | None, list[Rule
     policy_definitions = builder.definitions("policies", "policy")
     calendars = builder.calendars(calendar_definitions)
     policies = builder.policies(policy_definitions, calendar_definitions, calendars)
+    destination_definitions = builder.definitions("notifications", "destination")
+    destinations = builder.destinations(destination_definitions, environ)
+    builder.notify_routes(policy_definitions, set(destination_definitions))
     labels = builder.labels()
     owned_titles = frozenset(spec.title for spec in (*labels.values(), *default_labels().values()))
     environment = Environment(calendars, frozenset(fold(title) for title in owned_titles))
     rules, compiler = builder.rules(set(policy_definitions), policies, environment)
+    prioritize = builder.prioritize(compiler)
     problems = builder.sorted_problems()
     if any(problem.severity == ERROR for problem in problems):
         return None, problems
@@ -375,5 +467,8 @@ def build_rule_set(sources: list[RuleSource]) -> tuple[RuleSet | None, list[Rule
         facts=compiler.facts,
         files=tuple(source.path for source in sources),
         warnings=tuple(problems),
+        destinations=destinations,
+        prioritize=prioritize,
+        custom_attributes=builder.custom_attributes(),
     )
     return rule_set, problems

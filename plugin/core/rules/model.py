@@ -5,7 +5,7 @@ Pure: a :class:`RuleSet` is built by :mod:`plugin.core.rules.build` and never to
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from plugin.core.calendar import Calendar
@@ -48,6 +48,30 @@ class LabelSpec:
     title: str
     color: str
     description: str = ""
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where SLA events go: a Slack incoming webhook or a generic webhook, its URL (and secret) named by
+    environment variables so no URL or secret is ever written in a rule file."""
+
+    id: str
+    type: str  # "slack" or "webhook"
+    url_env: str
+    secret_env: str | None = None
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class PrioritizeRule:
+    """One ``prioritize`` rule as loaded: the priority it sets and its compiled condition."""
+
+    index: int
+    name: str
+    file: str
+    line: int
+    priority: str
+    condition: CompiledCondition
 
 
 @dataclass(frozen=True)
@@ -103,9 +127,11 @@ class RuleExplanation:
 class RuleSet:
     """Calendars, policies, rules and labels loaded from one rules directory.
 
-    ``labels`` has the keys ``on_track``, ``at_risk`` and ``missed``; ``owned_label_titles`` holds every
-    status-label title the plugin owns (the current ones and manifest.json's defaults), which conditions
-    never see. ``content_hash`` is the sha256 over the rule files' names and contents.
+    ``labels`` has the keys ``on_track``, ``at_risk`` and ``missed`` (and ``hit`` when a file sets it);
+    ``owned_label_titles`` holds every status-label title the plugin owns (the current ones and
+    manifest.json's defaults), which conditions never see. ``content_hash`` is the sha256 over the rule
+    files' names and contents. ``destinations`` are the notification destinations by id, ``prioritize`` the
+    priority rules in order, ``custom_attributes`` whether the SLA is also written as conversation attributes.
     """
 
     def __init__(
@@ -120,6 +146,9 @@ class RuleSet:
         facts: Callable[[MatchContext], Facts],
         files: tuple[str, ...] = (),
         warnings: tuple[RuleProblem, ...] = (),
+        destinations: Mapping[str, Destination] | None = None,
+        prioritize: Sequence[PrioritizeRule] = (),
+        custom_attributes: bool = False,
     ) -> None:
         self.rules = tuple(rules)
         self.policies = dict(policies)
@@ -129,14 +158,25 @@ class RuleSet:
         self.content_hash = content_hash
         self.files = files
         self.warnings = warnings
+        self.destinations = dict(destinations or {})
+        self.prioritize = tuple(prioritize)
+        self.custom_attributes = custom_attributes
         self._facts = facts
         self._first_match = FirstMatch([rule.condition for rule in self.rules])
         self._matches = tuple(rule.match for rule in self.rules)
+        self._first_priority = FirstMatch([rule.condition for rule in self.prioritize])
 
     def match(self, context: MatchContext) -> RuleMatch | None:
         """The first rule whose condition holds (files by name, then position), or None."""
         position = self._first_match.first(self._facts(context))
         return None if position is None else self._matches[position]
+
+    def priority_for(self, context: MatchContext) -> PrioritizeRule | None:
+        """The first ``prioritize`` rule whose condition holds, or None."""
+        if not self.prioritize:
+            return None
+        position = self._first_priority.first(self._facts(context))
+        return None if position is None else self.prioritize[position]
 
     def explain(self, context: MatchContext) -> list[RuleExplanation]:
         """Every rule up to and including the first match, each with how its condition came out."""
