@@ -6,7 +6,7 @@ Creates ``--clocks`` conversations whose first-response clocks fall due over ``-
 a private redis-server), then runs the real sweeper and ``sla-plugin worker`` processes and records, for
 every miss, the lag from its due time to the moment its miss note's write-back intent was recorded (the
 write-back job is enqueued right after that transaction commits). A miss exists from the first second after
-the due time (DESIGN.md 10.4), so the lag is also shown from that instant. Also prints Redis memory per
+the due time (docs/contracts.md section 4), so the lag is also shown from that instant. Also prints Redis memory per
 tracked deadline.
 """
 

@@ -1,4 +1,5 @@
-"""Webhook receiver throughput against the DESIGN.md section 9 baseline, measured in one run on one machine.
+"""Webhook receiver throughput against its baseline (docs/architecture.md, "Checks, tests and benchmarks"),
+measured in one run on one machine.
 
     .venv/bin/python bench/webhook_bench.py [--duration 10] [--connections 32] [--rounds 2]
 

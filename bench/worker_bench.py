@@ -5,7 +5,7 @@
 A private redis-server and a SQLite file in a temporary folder; realistic Chatwoot payloads (the shared
 fixtures with new ids and times) go through ``plugin.adapters.streams.submit`` exactly as the web receiver hands them
 over; a real RQ SimpleWorker drains them. The baseline is the same worker running no-op RQ jobs, one per
-event, which is what a one-job-per-webhook design would cost at best (DESIGN.md section 8).
+event, which is what a one-job-per-webhook design would cost at best (docs/architecture.md, "Where state lives").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A small client for the Chatwoot REST API calls the plugin makes (DESIGN.md section 6).
+"""A small client for the Chatwoot REST API calls the plugin makes (docs/writeback.md).
 
 Every path is built from the configured base URL and account id; nothing from a webhook payload ever
 becomes part of a URL except a conversation id, which is checked to be a positive whole number. The access

@@ -7,7 +7,7 @@ wrong type is not a usable event. Free-form attributes (a contact's or conversat
 ``additional_attributes``, which any API client can fill) are lenient: a value of the wrong type counts as
 absent, so one odd attribute cannot make the plugin lose a message.
 
-Payload shapes: ``reference/chatwoot-notes.md`` section 2.4.
+Payload shapes: Chatwoot's ``Conversations::EventDataPresenter#push_data`` and ``Message#webhook_data``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ MESSAGE_TYPE_NUMBERS = dict(enumerate(MESSAGE_TYPE_NAMES))
 class Timestamp(fields.Field):
     """A time given as Unix seconds (Chatwoot's conversation times) or ISO-8601 text (message times).
 
-    Loads as an aware UTC datetime floored to the whole second (DESIGN.md 10.4).
+    Loads as an aware UTC datetime floored to the whole second (docs/contracts.md section 4).
     """
 
     default_error_messages = {"invalid": "Not a valid time (Unix seconds or ISO-8601 text)."}
@@ -176,7 +176,7 @@ class ConversationSchema(_Schema):
 class ConversationEventSchema(ConversationSchema):
     """The body of a conversation webhook: the conversation plus ``account`` and ``changed_attributes``.
 
-    ``updated_at`` is the event's time; when it is missing the receiver's time is used (DESIGN.md 10.2).
+    ``updated_at`` is the event's time; when it is missing the receiver's time is used (docs/contracts.md section 2).
     ``changed_attributes`` is a list of single-key objects ``{"<column>": {previous_value, current_value}}``;
     only a ``status`` entry is validated further (:class:`StatusChangeSchema`).
     """

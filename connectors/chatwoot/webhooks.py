@@ -1,6 +1,6 @@
 """Chatwoot webhooks: authenticate a delivery and turn its body into a :class:`plugin.core.events.Event`.
 
-Which Chatwoot event becomes which plugin event (DESIGN.md 10.4, ``reference/chatwoot-notes.md`` 2):
+Which Chatwoot event becomes which plugin event (docs/contracts.md section 4):
 
 - ``conversation_created`` -> CONVERSATION_CREATED at the conversation's ``created_at``;
 - ``conversation_updated`` -> CONVERSATION_UPDATED at ``updated_at``, or STATUS_CHANGED when its
@@ -175,7 +175,7 @@ class ChatwootConnector:
         """The plugin event for one webhook body, None for events the plugin ignores.
 
         Times are floored to whole seconds. An event time missing from the payload (a conversation
-        event's ``updated_at``, a message's ``created_at``) falls back to ``received_at`` (DESIGN.md 10.2);
+        event's ``updated_at``, a message's ``created_at``) falls back to ``received_at`` (docs/contracts.md section 2);
         without either the payload is unusable. Raises :class:`PayloadError` naming the fields that are
         missing or of the wrong type.
         """
@@ -283,7 +283,7 @@ class ChatwootConnector:
     def _sender_kind(
         self, direction: str, sender: Mapping[str, Any], sender_id: int | None, data: Mapping[str, Any]
     ) -> str:
-        """Who wrote a message, with Chatwoot's ``human_response?`` rules (chatwoot-notes.md 1.5)."""
+        """Who wrote a message, with the rules of Chatwoot's ``Message#human_response?`` (app/models/message.rb)."""
         if direction == INCOMING:
             return CONTACT
         if _present((data["content_attributes"] or {}).get("automation_rule_id")):
@@ -326,7 +326,7 @@ def _flatten_errors(messages: Any, prefix: str = "") -> Iterator[tuple[str, str]
 
 
 def _event_time(stated: datetime | None, received_at: datetime | None, event_name: str, field: str) -> datetime:
-    """The time the payload states, else the time it was received (DESIGN.md 10.2)."""
+    """The time the payload states, else the time it was received (docs/contracts.md section 2)."""
     if stated is not None:
         return stated
     if received_at is None:

@@ -2,7 +2,7 @@
 
 Members are ``account:conversation``, scores the Unix time of the conversation's next due or at-risk
 instant. The index is a cache of ``sla_conversations.next_check_at`` and is rebuilt from SQL on start, so a
-Redis restart or flush loses nothing (DESIGN.md section 8).
+Redis restart or flush loses nothing (docs/architecture.md, "Where state lives").
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 :class:`RulesHolder` re-reads the rules directory when the files' content hash changes, checked at most
 once per ``min_interval_seconds``. A set that fails to load never replaces the one in force: the last good
-set stays live, the error is kept for ``/healthz`` and logged once per broken content (DESIGN.md 5).
+set stays live, the error is kept for ``/healthz`` and logged once per broken content (docs/rules.md).
 """
 
 from __future__ import annotations

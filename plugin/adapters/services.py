@@ -1,9 +1,9 @@
 """Connections to the services the plugin runs on, and the embedded Redis used when none is configured.
 
 Without ``REDIS_URL`` the plugin starts a private ``redis-server`` on a unix socket in the instance folder
-(DESIGN.md section 8). It is a real server, never an in-process fake: RQ workers and the sweeper run in
-other processes and must share the queues. Every process started with the same instance folder finds the
-same socket, so a server already answering there is reused, not started twice.
+(docs/architecture.md, "Where state lives"). It is a real server, never an in-process fake: RQ workers and
+the sweeper run in other processes and must share the queues. Every process started with the same instance
+folder finds the same socket, so a server already answering there is reused, not started twice.
 """
 
 from __future__ import annotations

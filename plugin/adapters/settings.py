@@ -3,7 +3,7 @@
 :data:`SETTINGS` lists every setting with its default, description and whether it is a secret. The same list
 builds :class:`Settings` from the environment, masks secrets in ``repr`` and logs, and writes
 ``docs/configuration.md`` (:func:`settings_reference_markdown`), so the reference cannot drift from the code.
-The names of DESIGN.md section 10.3 are pinned; the others are additions.
+The names of docs/contracts.md section 3 are pinned; the others are additions.
 """
 
 from __future__ import annotations

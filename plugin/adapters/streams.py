@@ -3,8 +3,9 @@
 The receiver does no SLA work: it appends the raw body to a Redis stream and makes sure one "drain" job is
 queued on the RQ queue ``events``. A drain job reads a batch from the stream with a consumer group, folds
 every conversation's new events in one database transaction, and acknowledges them. One RQ job per webhook
-cannot reach 1,000 events/s per worker (DESIGN.md section 8), and the stream's pending-entries list gives
-at-least-once delivery across a worker killed mid-batch (the engine drops duplicates by event key).
+cannot reach 1,000 events/s per worker (docs/architecture.md, "Where state lives"), and the stream's
+pending-entries list gives at-least-once delivery across a worker killed mid-batch (the engine drops
+duplicates by event key).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``sla-plugin``: the single command line of the plugin (DESIGN.md 10.3).
+"""``sla-plugin``: the single command line of the plugin (docs/contracts.md section 3).
 
 Entry points a newcomer looks for: ``serve`` (the web app, ``plugin.web:create_app``), ``worker`` (RQ workers
 and the deadline sweeper, ``plugin.jobs.drain``), ``dev`` (both, with embedded defaults), ``replay``, ``rules``.
@@ -147,7 +147,8 @@ def worker(burst: bool, sweeper: bool, queue_names: tuple[str, ...]) -> None:
     connection = redis_connection(runtime.settings, blocking=True)
     queues = [Queue(name, connection=connection) for name in queue_names]
     try:
-        # SimpleWorker runs jobs in this process: a fork per job would cap us near 55 jobs/s (DESIGN.md 8).
+        # SimpleWorker runs jobs in this process: a fork per job would cap us near 55 jobs/s
+        # (docs/architecture.md, "Where state lives").
         # The scheduler moves retries (RQ Retry with intervals) back onto their queue when they are due.
         SimpleWorker(queues, connection=connection).work(burst=burst, logging_level="WARNING", with_scheduler=True)
     finally:

@@ -1,6 +1,6 @@
 """``sla-plugin replay``: webhook bodies from a file -> each conversation's SLA at an instant.
 
-The what-if tool for admins and the black-box interface of the acceptance tests (DESIGN.md 10.2). It runs
+The what-if tool for admins and the black-box interface of the acceptance tests (docs/contracts.md section 2). It runs
 the same normalise + engine code as the workers, with no Redis and no HTTP.
 """
 

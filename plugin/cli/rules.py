@@ -18,7 +18,7 @@ from plugin.core.rules.model import WARNING, RuleProblem, RulesError
 
 
 def default_rules_directory() -> str:
-    """``SLA_RULES_DIR``, else ``rules`` (DESIGN.md 10.3)."""
+    """``SLA_RULES_DIR``, else ``rules`` (docs/contracts.md section 3)."""
     return os.environ.get("SLA_RULES_DIR") or "rules"
 
 

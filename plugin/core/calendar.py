@@ -1,4 +1,5 @@
-"""Business-hours calendars: working-time arithmetic exact to the second (DESIGN.md sections 4 and 10.1).
+"""Business-hours calendars: working-time arithmetic exact to the second (docs/calendars.md; the format:
+docs/contracts.md section 1).
 
 A calendar is an IANA time zone, open intervals per weekday in local wall time, dated overrides and closed
 holidays (explicit dates and a country's holidays from the ``holidays`` package). Two operations carry the
@@ -18,7 +19,7 @@ How local wall times become instants, so that every operation agrees with every 
 - an instant's local day is the day whose midnight-to-midnight window holds it, so those windows tile time
   without gaps or overlaps.
 
-Instants are floored to whole seconds, as the engine floors event times (DESIGN.md 10.4).
+Instants are floored to whole seconds, as the engine floors event times (docs/contracts.md section 4).
 
 The module is a leaf: no I/O, nothing from the rest of the plugin.
 """
@@ -572,7 +573,7 @@ _parse_cache_lock = threading.Lock()
 
 
 def parse_calendar(spec: Mapping[str, Any]) -> Calendar:
-    """A :class:`Calendar` from its rule-file JSON (DESIGN.md 10.1); raises :class:`CalendarError`.
+    """A :class:`Calendar` from its rule-file JSON (docs/contracts.md section 1); raises :class:`CalendarError`.
 
     ``{"timezone": "Europe/Berlin", "hours": {"mon": ["09:00-12:30", "13:30-17:00"], ...},
     "holidays": {"country": "DE", "subdivision": "BE", "dates": ["2026-12-24"]},
@@ -664,7 +665,7 @@ def calendar_from_chatwoot_inbox(inbox: Mapping[str, Any]) -> Calendar:
     this returns :data:`WALL_CLOCK`. Rows give ``day_of_week`` (0 = Sunday ... 6 = Saturday), ``open_hour``,
     ``open_minutes``, ``close_hour``, ``close_minutes``, ``closed_all_day``, ``open_all_day`` (the whole day,
     midnight to midnight); the zone is the inbox's ``timezone`` (Chatwoot's default ``UTC``); a missing row
-    closes its day. One deliberate difference (DESIGN.md section 3): when the hours are enabled but every day
+    closes its day. One deliberate difference (docs/semantics.md): when the hours are enabled but every day
     is closed, Chatwoot silently falls back to wall-clock time, and this raises :class:`CalendarError`.
     """
     if not inbox.get("working_hours_enabled"):

@@ -25,14 +25,14 @@ EVENT_KINDS = (CONVERSATION_CREATED, CONVERSATION_UPDATED, STATUS_CHANGED, MESSA
 OPEN, RESOLVED, PENDING, SNOOZED = "open", "resolved", "pending", "snoozed"
 STATUSES = (OPEN, RESOLVED, PENDING, SNOOZED)
 
-# Who wrote a message. Only HUMAN replies satisfy a response clock (DESIGN.md section 3).
+# Who wrote a message. Only HUMAN replies satisfy a response clock (docs/semantics.md).
 CONTACT, HUMAN, BOT, AUTOMATION, CAMPAIGN = "contact", "human", "bot", "automation", "campaign"
 
 INCOMING, OUTGOING = "incoming", "outgoing"
 
 
 def utc(moment: datetime) -> datetime:
-    """Return *moment* as an aware UTC datetime floored to the whole second (DESIGN.md 10.4)."""
+    """Return *moment* as an aware UTC datetime floored to the whole second (docs/contracts.md section 4)."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).replace(microsecond=0)
@@ -194,7 +194,7 @@ class MatchContext:
     """What a rule condition sees when it is evaluated on one event.
 
     ``customer_texts`` and ``mail_subjects`` hold every public customer message so far, so a keyword that
-    once matched keeps matching (DESIGN.md 10.1); ``message`` is the event's own message, if any.
+    once matched keeps matching (docs/contracts.md section 1); ``message`` is the event's own message, if any.
     """
 
     conversation: Conversation

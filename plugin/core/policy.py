@@ -2,7 +2,7 @@
 
 A policy is what a rule applies: targets per metric, a calendar, warning and pause settings. An applied SLA
 keeps a *snapshot* (the policy's JSON and its calendar's JSON) so editing a rule file never rewrites the
-history of conversations already under an SLA (DESIGN.md section 3).
+history of conversations already under an SLA (docs/semantics.md).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """A small in-memory helpdesk that speaks the subset of Chatwoot's REST API the plugin uses, and sends
-Chatwoot-shaped, signed webhooks (``reference/chatwoot-notes.md`` sections 2 and 3).
+Chatwoot-shaped, signed webhooks (as Chatwoot's ``Message#webhook_data`` and its REST API render them).
 
 What it serves under ``/api/v1/accounts/<account>/`` (header ``api_access_token`` required, 401 without):
 account labels (list, create, delete), a conversation's labels (get, and set, which REPLACES the whole list

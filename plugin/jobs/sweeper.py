@@ -3,7 +3,7 @@
 Any number of worker processes run a sweeper thread; a Redis lock elects one leader, and a leader that dies
 is replaced when its lock expires. A new leader rebuilds the deadline index from SQL first, and every
 minute it re-reads the checks that SQL says are due, so neither a Redis flush nor a lost ZADD can hide a
-deadline (DESIGN.md sections 2 and 8).
+deadline (docs/architecture.md, "How an event flows" and "Where state lives").
 """
 
 from __future__ import annotations

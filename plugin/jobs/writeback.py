@@ -1,4 +1,4 @@
-"""Write-back: the outbox's intents -> the helpdesk's labels and private notes (DESIGN.md section 6).
+"""Write-back: the outbox's intents -> the helpdesk's labels and private notes (docs/writeback.md).
 
 Jobs run on the RQ queue ``writeback``, one conversation per job, at most a few at once per helpdesk account
 (a Redis semaphore) so a backlog cannot exceed the host's rate limit. Everything is idempotent:

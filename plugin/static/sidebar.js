@@ -1,4 +1,4 @@
-// Chatwoot Dashboard App: the conversation's SLA with live countdowns (chatwoot-notes.md section 4).
+// Chatwoot Dashboard App: the conversation's SLA with live countdowns (Chatwoot's DashboardApp/Frame.vue).
 // Context comes only from the configured Chatwoot origin; everything it carries is treated as untrusted
 // and rendered as text. The token in this page's URL (?token=) is sent as a header to our own API.
 (function () {

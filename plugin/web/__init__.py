@@ -1,7 +1,7 @@
 """The web app: webhook receiver, health and metrics (``gunicorn "plugin.web:create_app()"``).
 
 The receiver only verifies, deduplicates and hands webhook bodies to the workers through Redis
-(:mod:`plugin.adapters.streams`); no SLA logic runs in a request (DESIGN.md section 2).
+(:mod:`plugin.adapters.streams`); no SLA logic runs in a request (docs/architecture.md, "Data flows one way").
 """
 
 from __future__ import annotations

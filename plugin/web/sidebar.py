@@ -5,7 +5,7 @@ accepts the answer only from the ``CHATWOOT_URL`` origin, and reads the conversa
 ``GET /api/sidebar/conversations/<account>/<display id>``. Both take ``SLA_SIDEBAR_TOKEN`` (carried in the
 app's URL as ``?token=``); that token opens nothing else. Countdowns tick in the browser from the due times;
 this endpoint adds what only the policy's calendar knows: whether it is open now, when that changes, and
-the working time left (chatwoot-notes.md section 4, DESIGN.md 10.3).
+the working time left (Chatwoot's ``DashboardApp/Frame.vue``; docs/contracts.md section 3).
 """
 
 from __future__ import annotations

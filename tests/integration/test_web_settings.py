@@ -21,7 +21,7 @@ PINNED_NAMES = [
     "SLA_ADMIN_TOKEN",
     "SLA_WEBHOOK_TOKEN",
     "SLA_SIDEBAR_TOKEN",
-]  # DESIGN.md 10.3
+]  # docs/contracts.md section 3
 
 
 def test_every_pinned_and_manifest_setting_exists():

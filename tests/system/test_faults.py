@@ -240,8 +240,9 @@ def test_redis_flush_loses_no_deadline_and_a_resent_delivery_is_processed(plant)
         index = sorted(redis.zrange(deadlines.DEADLINES, 0, -1, withscores=True))
         assert index
 
-        # Events accepted but still in the stream when Redis is flushed are lost by design (DESIGN.md 8):
-        # the helpdesk re-sends them (or the reconciler finds them). Simulate one such delivery.
+        # Events accepted but still in the stream when Redis is flushed are lost by design
+        # (docs/architecture.md, "Where state lives"): the helpdesk re-sends them (or the reconciler finds
+        # them). Simulate one such delivery.
         in_flight = traffic.conversation(10)
         submit(redis, in_flight)
         redis.flushall()

@@ -1,4 +1,4 @@
-"""Hand-checked cases for business-hours calendars (plugin/calendar.py, DESIGN.md sections 4 and 10.1)."""
+"""Hand-checked cases for business-hours calendars (plugin/core/calendar.py, docs/calendars.md)."""
 
 from __future__ import annotations
 

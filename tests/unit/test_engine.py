@@ -1,4 +1,4 @@
-"""The SLA semantics of DESIGN.md sections 3 and 10.4, pinned on the pure engine."""
+"""The SLA semantics of docs/semantics.md and docs/contracts.md section 4, pinned on the pure engine."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`sla-plugin replay` as admins and the acceptance tests use it: the contract of DESIGN.md 10.2."""
+"""`sla-plugin replay` as admins and the acceptance tests use it: the contract of docs/contracts.md section 2."""
 
 from __future__ import annotations
 

@@ -149,42 +149,14 @@ def test_the_documentation_covers_every_field_and_operator() -> None:
         assert f"`{name}`" in documentation, name
 
 
-DESIGN_SAMPLE = """
-{
-  "$schema": "./sla-rules.schema.json",
-  "calendars": {
-    "office": {
-      "timezone": "Europe/Berlin",
-      "hours": {"mon": ["09:00-12:30", "13:30-17:00"], "tue": ["09:00-17:00"], "wed": ["09:00-17:00"],
-                "thu": ["09:00-17:00"], "fri": ["09:00-16:00"], "sat": [], "sun": []},
-      "holidays": {"country": "DE", "subdivision": "BE", "dates": ["2026-12-24"]},
-      "overrides": {"2026-12-31": ["09:00-13:00"]}
-    }
-  },
-  "policies": {
-    "high-priority": {
-      "name": "High-Priority Support",
-      "description": "Customers who flag urgency",
-      "first_response": "2h", "next_response": "4h", "resolution": "24h",
-      "calendar": "office", "warn_before": "15m", "pause_when": ["pending", "snoozed"],
-      "on_reopen": "resume", "target": 0.8, "mode": "live"
-    }
-  },
-  "rules": [
-    {"name": "Urgent conversations",
-     "when": {"any": [{"field": "labels", "op": "contains", "value": "high-priority"},
-                      {"field": "inbox_id", "op": "in", "value": [3, 5]},
-                      {"field": "content", "op": "contains_any_word", "value": ["urgent", "emergency"]}]},
-     "apply": "high-priority"}
-  ],
-  "labels": {"on_track": {"title": "sla-on-track", "color": "#2E7D32"},
-             "at_risk": {"title": "sla-at-risk", "color": "#F9A825"},
-             "missed": {"title": "sla-missed", "color": "#C62828"}}
-}
-"""
+def contract_sample() -> str:
+    """The format sample of docs/contracts.md section 1 (the first JSON block of that section)."""
+    contracts = (ROOT / "docs" / "contracts.md").read_text(encoding="utf-8")
+    section = contracts.split("## 1. Rule files", 1)[1].split("\n## ", 1)[0]
+    return section.split("```json\n", 1)[1].split("```", 1)[0]
 
 
-def test_the_format_sample_of_design_10_1_is_a_valid_rule_file(tmp_path: Path) -> None:
-    (tmp_path / "sample.json").write_text(DESIGN_SAMPLE)
+def test_the_format_sample_of_the_contract_is_a_valid_rule_file(tmp_path: Path) -> None:
+    (tmp_path / "sample.json").write_text(contract_sample())
     assert check_rules(tmp_path) == []
     assert load_rules(tmp_path).rules[0].policy.calendar.timezone == "Europe/Berlin"

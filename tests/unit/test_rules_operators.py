@@ -1,4 +1,4 @@
-"""What every field and operator means (DESIGN.md 10.1), through the compiled path and the interpreter.
+"""What every field and operator means (docs/contracts.md section 1), through the compiled path and the interpreter.
 
 ``holds`` evaluates a condition both ways and insists they agree, so every case here also pins that the
 interpreter (the benchmark's baseline) and the compiled closures share one set of semantics.

@@ -3,7 +3,7 @@
 Everything here is a pure function of its arguments. A clock *instance* is one run of a metric: the first
 response, each next-response waiting cycle, each resolution run (one, or one per reopen with
 ``"on_reopen": "restart"``). Each instance is judged by the first policy segment in which it becomes final
-(hit or missed); a metric already final is never re-judged by a later switch (DESIGN.md 10.4).
+(hit or missed); a metric already final is never re-judged by a later switch (docs/contracts.md section 4).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class Miss:
 
 @dataclass(frozen=True)
 class MetricResult:
-    """One metric's state, as the replay contract (DESIGN.md 10.2) prints it."""
+    """One metric's state, as the replay contract (docs/contracts.md section 2) prints it."""
 
     status: str
     started_at: datetime | None

@@ -2,7 +2,7 @@
 
 Pure: the store records these, the write-back workers act on them. A miss is identified by its metric and
 instance (``first_response#0``, ``next_response#2``), so a retried or duplicated evaluation yields no new
-miss, and a miss that a late event disproves yields one correction (DESIGN.md section 6).
+miss, and a miss that a late event disproves yields one correction (docs/writeback.md).
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ class Evaluation:
     judgements: dict[str, list[Judgement]] = field(default_factory=dict, compare=False, repr=False)
 
     def to_replay_json(self) -> dict[str, Any]:
-        """The output object of ``sla-plugin replay`` (DESIGN.md 10.2)."""
+        """The output object of ``sla-plugin replay`` (docs/contracts.md section 2)."""
         metrics = {}
         for name, result in self.metrics.items():
             item = {

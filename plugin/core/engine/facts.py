@@ -2,8 +2,8 @@
 
 Clock facts (creation, status intervals, first human reply, waiting cycles, customer messages) do not
 depend on any policy, so a policy applied or switched to later is judged on them from ``created_at``
-(DESIGN.md 10.4). The policy timeline records which policy the rules chose, event by event, with the
-switching rules of DESIGN.md section 3 (first match, switch on change, sticky, keep the last on no match).
+(docs/contracts.md section 4). The policy timeline records which policy the rules chose, event by event, with the
+switching rules of docs/semantics.md (first match, switch on change, sticky, keep the last on no match).
 """
 
 from __future__ import annotations

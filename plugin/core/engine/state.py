@@ -2,7 +2,7 @@
 
 The engine never mutates a state; :func:`add_events` returns a new one. The timeline is kept in event-time
 order (equal times keep arrival order), so a late or duplicate delivery ends in the same state as one
-in-order delivery (DESIGN.md 10.4).
+in-order delivery (docs/contracts.md section 4).
 """
 
 from __future__ import annotations

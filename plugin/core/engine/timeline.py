@@ -1,7 +1,7 @@
 """A clock's timeline, for people: when it ran, when it was paused and why, when the office was closed.
 
 Pure: built from an evaluation's judgements and the policy's calendar. Times are shown in the calendar's
-time zone (DESIGN.md section 3: "every decision is explainable").
+time zone (docs/semantics.md: "every decision is explainable").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Rule files -> a :class:`RuleSet`, or every problem found, each located as FILE:LINE: JSON-pointer.
 
 ``rules/*.json`` except ``*.schema.json`` (and hidden files, as a shell glob would) are read in file-name
-order (DESIGN.md 10.1). Checks run in layers: JSON syntax, then the JSON Schema, then the meaning (ids
+order (docs/contracts.md section 1). Checks run in layers: JSON syntax, then the JSON Schema, then the meaning (ids
 that exist and are unique, calendars, durations, conditions, labels, rules that can never match). A part
 the schema already rejected is not checked again, so each mistake is reported once.
 """

@@ -5,7 +5,7 @@ means; :class:`ConditionCompiler` turns a rule file's condition into closures on
 :func:`interpret` evaluates the same JSON straight from the tree (the benchmark's baseline and a cross-check
 in the tests). Both go through the same table, so the two paths cannot disagree.
 
-Semantics (DESIGN.md 10.1, decisions written into docs/rules.md):
+Semantics (docs/contracts.md section 1, decisions in docs/rules.md):
 
 - text comparisons ignore case (``str.casefold`` after NFC normalisation); ``matches`` uses the
   expression as written and searches only the first :data:`MATCH_TEXT_LIMIT` characters;
