@@ -8,7 +8,8 @@ that pass the filters; every figure is about that cohort:
   not a miss); ``hit_rate`` = (applied - conversations_missed) / applied, Chatwoot's formula, with
   ``hit_rate_text`` in Chatwoot's style (``"100%"`` when nothing was missed, else rounded to 2 decimals).
   Conversations still open without a miss count as on time, as in Chatwoot.
-- per metric (prefix ``frt``, ``nrt``, ``rt``): ``tracked`` (the policy sets the metric), ``hit`` (final and
+- per metric (prefix ``frt``, ``nrt``, ``rt``): ``tracked`` (the policy sets the metric and, for ``nrt``, a
+  waiting cycle has started: ``not_started`` is not tracked), ``hit`` (final and
   in time), ``missed`` (conversations with a miss of the metric), ``open`` (still running, at risk or
   paused), ``misses`` (miss instances; for ``nrt`` one per waiting cycle) and, for ``nrt`` only,
   ``misses_per_message`` (Chatwoot's count: each missed cycle, plus each customer message after its due time).
@@ -36,7 +37,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from plugin.adapters.store import Store, applied, misses
-from plugin.core.engine.clocks import AT_RISK, HIT, MISSED, PAUSED, RUNNING
+from plugin.core.engine.clocks import AT_RISK, HIT, MISSED, NOT_STARTED, PAUSED, RUNNING
 from plugin.core.events import format_time, parse_time
 from plugin.core.reports.figures import (
     BUCKETS,
@@ -195,7 +196,8 @@ def _total_columns() -> list[sa.ColumnElement]:
     for prefix in METRIC_PREFIXES.values():
         status = applied.c[f"{prefix}_status"]
         columns += [
-            sa.func.count(status).label(f"{prefix}_tracked"),
+            # A next response that never started was never tracked (nothing waited for an answer).
+            sa.func.count(sa.case((status != NOT_STARTED, 1))).label(f"{prefix}_tracked"),
             _sum(status == HIT).label(f"{prefix}_hit"),
             _sum(status == MISSED).label(f"{prefix}_missed"),
             _sum(status.in_((RUNNING, AT_RISK, PAUSED))).label(f"{prefix}_open"),

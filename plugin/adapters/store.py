@@ -160,9 +160,20 @@ def _report_indexes(connection: Connection) -> None:
         connection.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {name} ON sla_applied ({columns})")
 
 
+def _next_response_not_started(connection: Connection) -> None:
+    """Version 3: a next response that never had a waiting cycle was stored as ``hit``; it is
+    ``not_started``. Such a row is the only ``hit`` without a stop (a cycle that was met has stopped)."""
+    connection.execute(
+        applied.update()
+        .where(applied.c.nrt_status == "hit", applied.c.nrt_stopped_at.is_(None))
+        .values(nrt_status="not_started")
+    )
+
+
 MIGRATIONS: tuple = (
     lambda connection: metadata.create_all(connection, tables=[conversations, applied, misses, log, outbox]),
     _report_indexes,
+    _next_response_not_started,
 )
 
 

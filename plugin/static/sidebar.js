@@ -137,6 +137,7 @@
                    (metric.misses_per_message ? " (" + metric.misses_per_message + " per customer message)" : ""));
       }
       if (metric.status === "paused") { facts.push("paused while " + policy.pause_when.join(" or ")); }
+      if (metric.status === "not_started") { facts.push("starts when the customer writes after an agent's reply"); }
       element("div", "small", facts.join(" · "), box);
     });
 

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from plugin.adapters.report_queries import Reports
-from plugin.adapters.store import Store, applied
+from plugin.adapters.store import MIGRATIONS, Store, applied, schema_version
 from plugin.core.reports.figures import ReportError, hit_rate_text, misses_allowed, table, target_figures
 from plugin.core.reports.filters import Filters
 
@@ -43,7 +43,9 @@ def test_summary_figures_match_the_hand_computed_outcomes(reports):
     assert overall["hit_rate"] == pytest.approx(3 / 8)
     assert overall["hit_rate_text"] == "37.5%"
     assert (overall["frt_tracked"], overall["frt_hit"], overall["frt_missed"], overall["frt_misses"]) == (8, 6, 2, 2)
-    assert (overall["nrt_tracked"], overall["nrt_hit"], overall["nrt_missed"], overall["nrt_misses"]) == (7, 5, 2, 3)
+    # Only 3 and 8 had a waiting cycle: a next response that never started is not tracked (nor a hit).
+    assert (overall["nrt_tracked"], overall["nrt_hit"], overall["nrt_missed"], overall["nrt_misses"]) == (2, 0, 2, 3)
+    assert overall["nrt_hit_rate"] == 0
     assert overall["nrt_misses_per_message"] == 6  # 3 (conversation 3) + 1 + 2 (conversation 8)
     assert (overall["rt_tracked"], overall["rt_hit"], overall["rt_missed"], overall["rt_misses"]) == (7, 6, 1, 1)
     assert overall["misses"] == 6
@@ -293,3 +295,25 @@ def test_sqlite_and_postgresql_use_an_index_for_a_filtered_range(store):
             plan = " ".join(row[0] for row in connection.exec_driver_sql("EXPLAIN " + statement, parameters))
             assert "Index" in plan and "Seq Scan" not in plan
     json.dumps(reports.summary(week()))  # every answer is JSON-serialisable
+
+
+def test_migration_marks_stored_next_responses_that_never_started(database_url):
+    store = Store.from_url(database_url)
+    with store.engine.begin() as connection:
+        # The schema as it was at version 2, holding rows the engine wrote then.
+        schema_version.create(connection)
+        for version, step in enumerate(MIGRATIONS[:2], start=1):
+            step(connection)
+            connection.execute(schema_version.insert().values(version=version, applied_at=datetime.now(UTC)))
+        rows = synthetic_rows(3, 0)
+        stopped = rows[0]["applied_at"] + timedelta(hours=1)
+        rows[0].update(nrt_status="hit", nrt_stopped_at=None)  # never had a cycle: stored as hit before
+        rows[1].update(nrt_status="hit", nrt_stopped_at=stopped)  # a cycle answered in time
+        rows[2].update(nrt_status="missed", nrt_stopped_at=None, nrt_misses=1)
+        for row in rows:
+            row.setdefault("nrt_stopped_at", None)
+        connection.execute(applied.insert(), rows)
+    store.migrate()
+    with store.engine.connect() as connection:
+        statuses = dict(connection.execute(sa.select(applied.c.conversation_id, applied.c.nrt_status)).all())
+    assert statuses == {1: "not_started", 2: "hit", 3: "missed"}

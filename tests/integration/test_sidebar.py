@@ -53,6 +53,9 @@ def test_the_sidebar_token_reads_one_conversation(client):
     assert data["metrics"]["first_response"]["status"] == "missed"
     assert data["metrics"]["first_response"]["missed_at"] == "2026-03-02T11:00:00Z"
     assert [miss["miss"] for miss in data["misses"]] == ["first_response#0"]
+    # The customer never wrote again after the reply: the next response never started, and is not "met".
+    assert data["metrics"]["next_response"]["status"] == "not_started"
+    assert "next_response" not in [entry["metric"] for entry in data["timeline"]]
     assert "applied" in [entry["kind"] for entry in data["timeline"]]
     times = [entry["at"] for entry in data["timeline"]]
     assert times == sorted(times)  # in the order things happened, not the order they were recorded

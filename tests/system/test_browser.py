@@ -279,5 +279,9 @@ def test_sidebar_shows_the_conversation_chatwoot_posts_and_ignores_other_origins
     wait_for(lambda: app.get_attribute("data-conversation") == "1/2", what="conversation 2")
     assert browser.find_element(By.ID, "status").text == "missed"
     assert "Missed: first response" in browser.find_element(By.ID, "timeline").text
+    # No customer message after the reply: the next response never started, and the app does not say "met".
+    next_response = browser.find_element(By.CSS_SELECTOR, '[data-metric="next_response"] .badge')
+    assert next_response.text == "not started"
+    assert "Met: next response" not in browser.find_element(By.ID, "timeline").text
     browser.switch_to.default_content()
     screenshot(browser, "sidebar-missed.png")

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plugin.core.engine import ConversationState, add_events, evaluate
+from plugin.core.engine.effects import changes
 from plugin.core.events import AUTOMATION, BOT, PENDING, RESOLVED, SNOOZED
 
 from engine_helpers import Choice, Timeline, always, make_policy, t
@@ -91,10 +92,10 @@ def test_first_response_stops_at_resolution():
     assert evaluation.status == "hit"
 
 
-def test_next_response_has_no_cycle_before_the_first_reply_and_between_cycles():
+def test_next_response_is_not_started_before_the_first_cycle_and_met_between_cycles():
     before = Timeline().customer("09:00").customer("09:05").evaluate("10:00", always(STANDARD))
     assert metric(before, "next_response") == {
-        "status": "hit",
+        "status": "not_started",
         "started_at": None,
         "due_at": None,
         "stopped_at": None,
@@ -106,6 +107,14 @@ def test_next_response_has_no_cycle_before_the_first_reply_and_between_cycles():
     result = metric(between.evaluate("10:00", always(STANDARD)), "next_response")
     assert result["status"] == "hit" and result["started_at"] is None
     assert result["stopped_at"] == "2026-01-14T09:30:00Z"
+
+
+def test_a_resolved_conversation_whose_next_response_never_started_is_hit_and_logs_no_next_response_hit():
+    timeline = Timeline().customer("09:00").agent("09:10").status("09:20", RESOLVED)
+    evaluation = timeline.evaluate("10:00", always(STANDARD))
+    assert metric(evaluation, "next_response")["status"] == "not_started"
+    assert evaluation.status == "hit"
+    assert not [change for change in changes(None, evaluation) if change.metric == "next_response"]
 
 
 def test_later_customer_messages_do_not_move_a_waiting_cycle_and_count_per_message():

@@ -70,5 +70,5 @@ def test_the_fixture_timeline_itself():
     result = outcome(EVENTS, "2026-01-14T12:00:00Z")
     assert result["metrics"]["first_response"]["missed_at"] == "2026-01-14T09:30:00Z"  # replied 09:42:10
     assert result["metrics"]["resolution"]["missed_at"] == "2026-01-14T10:00:00Z"  # resolved 11:00
-    assert result["metrics"]["next_response"]["status"] == "hit"  # no customer message after the reply
+    assert result["metrics"]["next_response"]["status"] == "not_started"  # no customer message after the reply
     assert result["status"] == "missed"

@@ -4,7 +4,18 @@ Imports point inward: this package knows events, policies and calendars, and not
 requests or SQL.
 """
 
-from plugin.core.engine.clocks import AT_RISK, HIT, MISSED, NONE, ON_TRACK, PAUSED, RUNNING, MetricResult, Miss
+from plugin.core.engine.clocks import (
+    AT_RISK,
+    HIT,
+    MISSED,
+    NONE,
+    NOT_STARTED,
+    ON_TRACK,
+    PAUSED,
+    RUNNING,
+    MetricResult,
+    Miss,
+)
 from plugin.core.engine.evaluate import Evaluation, evaluate
 from plugin.core.engine.state import ConversationState, Decision, add_events, state_from_json
 
@@ -13,6 +24,7 @@ __all__ = [
     "HIT",
     "MISSED",
     "NONE",
+    "NOT_STARTED",
     "ON_TRACK",
     "PAUSED",
     "RUNNING",

@@ -17,6 +17,7 @@ from plugin.core.events import RESOLVED, SNOOZED
 from plugin.core.policy import FIRST_RESPONSE, METRICS, NEXT_RESPONSE, Policy
 
 RUNNING, PAUSED, AT_RISK, HIT, MISSED = "running", "paused", "at_risk", "hit", "missed"
+NOT_STARTED = "not_started"  # next_response only: no waiting cycle has ever started
 ON_TRACK, NONE = "on_track", "none"
 ONE_SECOND = timedelta(seconds=1)
 
@@ -63,7 +64,7 @@ class Miss:
 class MetricResult:
     """One metric's state, as the replay contract (docs/contracts.md section 2) prints it."""
 
-    status: str
+    status: str  # RUNNING, PAUSED, AT_RISK, HIT, MISSED or (next_response only) NOT_STARTED
     started_at: datetime | None
     due_at: datetime | None
     stopped_at: datetime | None
@@ -212,6 +213,8 @@ def judge_metric(
         status = MISSED
     elif open_judgement is not None:
         status = open_judgement.status
+    elif metric == NEXT_RESPONSE and not judgements:
+        status = NOT_STARTED  # nothing to answer yet is not an answer in time (docs/semantics.md)
     else:
         status = HIT
     latest = judgements[-1] if judgements else None
