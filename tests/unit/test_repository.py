@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -32,3 +33,25 @@ def test_no_tracked_file_cites_a_document_outside_the_repository() -> None:
         for number, line in enumerate(text.splitlines(), start=1):
             citations += [f"{path.relative_to(ROOT)}:{number}: {name}" for name in OUTSIDE_DOCUMENTS if name in line]
     assert citations == [], "cite docs/ instead:\n" + "\n".join(citations)
+
+
+# A path into the repository as the documentation writes it: `plugin/jobs/drain.py`, `rules/*.json`.
+DOCUMENTED_PATH = re.compile(
+    r"(?<![\w/.$-])((?:plugin|connectors|rules|tests|bench|deploy|docs|bin|demo|\.ci)/[\w./*-]*)"
+)
+
+
+def documentation() -> list[Path]:
+    """The pages people read: the README, CONTRIBUTING and everything in docs/."""
+    return [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").iterdir())]
+
+
+def test_every_path_the_documentation_names_exists() -> None:
+    missing = []
+    for page in documentation():
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), start=1):
+            for match in DOCUMENTED_PATH.finditer(line):
+                path = match.group(1).rstrip(".")
+                if not any(ROOT.glob(path)) and not (ROOT / f"{path}.py").is_file():  # a module, as in diagrams
+                    missing.append(f"{page.relative_to(ROOT)}:{number}: {path}")
+    assert missing == [], "paths named in the documentation that do not exist:\n" + "\n".join(missing)
