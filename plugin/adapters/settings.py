@@ -114,6 +114,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
         kind="integer",
     ),
     SettingSpec(
+        "SLA_QUEUE_STUCK_SECONDS",
+        300,
+        "`/healthz` reports the event queue as stuck (503) when its oldest unprocessed event is older than this.",
+        kind="integer",
+    ),
+    SettingSpec(
         "SLA_LOG_LEVEL",
         "INFO",
         "Level of the JSON logs written to standard error: `DEBUG`, `INFO`, `WARNING` or `ERROR`.",
@@ -147,6 +153,7 @@ class Settings:
     CHATWOOT_PLUGIN_USER_ID: int | None
     SLA_CLAIM_IDLE_SECONDS: int
     SLA_RECONCILE_SECONDS: int
+    SLA_QUEUE_STUCK_SECONDS: int
     SLA_LOG_LEVEL: str
 
     @classmethod

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -316,19 +317,19 @@ class Store:
 
 
 class Batch:
-    """One transaction over a set of locked conversations: load states, then save evaluations."""
+    """One transaction over a set of locked conversations: load states, then save evaluations.
+
+    Rows are kept per conversation and written together by :meth:`flush`. When the database refuses one
+    conversation's rows (a value it cannot store), the others are written anyway and that conversation is
+    reported back, so one bad row never blocks the rest of its batch.
+    """
 
     def __init__(self, connection: Connection, keys: Sequence[ConversationKey]):
         self.connection = connection
         self.keys = keys
         self._states: dict[ConversationKey, tuple[ConversationState, dict | None]] = {}
-        self._conversation_rows: list[dict] = []
+        self._rows: dict[ConversationKey, _ConversationRows] = {}
         self._new_keys: set[ConversationKey] = set()
-        self._applied_rows: list[dict] = []
-        self._miss_rows: list[dict] = []
-        self._corrections: list[dict] = []
-        self._log_rows: list[dict] = []
-        self._outbox_rows: list[dict] = []
         self._load()
         # Read once the locks are held: a batch that waited for another's locks must not stamp its rows
         # (outbox rows are delivered in created_at order) earlier than the batch it waited for.
@@ -377,48 +378,53 @@ class Batch:
         """Queue the rows for one conversation; they are written together when the batch closes."""
         key = (state.account_id, state.conversation_id)
         now = self.now
-        self._conversation_rows.append(
-            {
-                "account_id": key[0],
-                "conversation_id": key[1],
-                "state": json.dumps(state.to_json()),
-                "summary": json.dumps(summary),
-                "next_check_at": evaluation.next_check_at,
-                "updated_at": now,
-            }
-        )
+        rows = self._rows[key] = _ConversationRows()
+        rows.conversation = {
+            "account_id": key[0],
+            "conversation_id": key[1],
+            "state": json.dumps(state.to_json()),
+            "summary": json.dumps(summary),
+            "next_check_at": evaluation.next_check_at,
+            "updated_at": now,
+        }
         if evaluation.policy is not None:
-            self._applied_rows.append(_applied_row(evaluation, now))
+            rows.applied.append(_storable(applied, _applied_row(evaluation, now)))
         for change in changes:
-            self._log_rows.append(
-                {
-                    "account_id": key[0],
-                    "conversation_id": key[1],
-                    "kind": change.kind,
-                    "metric": change.metric,
-                    "at": change.at,
-                    "recorded_at": now,
-                    "detail": json.dumps(change.detail) if change.detail else None,
-                }
+            rows.log.append(
+                _storable(
+                    log,
+                    {
+                        "account_id": key[0],
+                        "conversation_id": key[1],
+                        "kind": change.kind,
+                        "metric": change.metric,
+                        "at": change.at,
+                        "recorded_at": now,
+                        "detail": json.dumps(change.detail) if change.detail else None,
+                    },
+                )
             )
             if change.kind == "miss_corrected":
-                self._corrections.append({"a": key[0], "c": key[1], "m": change.detail["miss"], "t": now})
+                rows.corrections.append({"a": key[0], "c": key[1], "m": change.detail["miss"], "t": now})
         for miss in evaluation.misses:
-            self._miss_rows.append(
-                {
-                    "account_id": key[0],
-                    "conversation_id": key[1],
-                    "miss": f"{miss.metric}#{miss.index}",
-                    "metric": miss.metric,
-                    "due_at": miss.due_at,
-                    "policy_id": miss.policy_id,
-                    "policy_version": miss.policy_version,
-                    "recorded_at": now,
-                    "corrected_at": None,
-                }
+            rows.misses.append(
+                _storable(
+                    misses,
+                    {
+                        "account_id": key[0],
+                        "conversation_id": key[1],
+                        "miss": f"{miss.metric}#{miss.index}",
+                        "metric": miss.metric,
+                        "due_at": miss.due_at,
+                        "policy_id": miss.policy_id,
+                        "policy_version": miss.policy_version,
+                        "recorded_at": now,
+                        "corrected_at": None,
+                    },
+                )
             )
         for outbox_key, payload in writebacks:
-            self._outbox_rows.append(
+            rows.outbox.append(
                 {
                     "account_id": key[0],
                     "conversation_id": key[1],
@@ -431,15 +437,39 @@ class Batch:
                 }
             )
 
-    def flush(self) -> None:
-        """Write every queued row (one statement per table)."""
+    def flush(self) -> dict[ConversationKey, Exception]:
+        """Write every queued row (one statement per table); returns the conversations whose rows the
+        database refused, each with its error. Their stored state is left as it was; the rest is written.
+
+        A refused value (one longer than its column, a character the database cannot store) fails the
+        statement it is in; the batch is then written again one conversation at a time, each inside a
+        savepoint, to find and leave out the conversations that fail. A lost connection or a lock timeout
+        is not a bad row: it is raised, and the whole batch is retried later.
+        """
+        pending, self._rows = self._rows, {}
+        refused: dict[ConversationKey, Exception] = {}
+        try:
+            with self.connection.begin_nested():
+                self._write(list(pending.values()))
+        except Exception as error:
+            if not _refused_value(error):
+                raise
+            for key, rows in pending.items():
+                try:
+                    with self.connection.begin_nested():
+                        self._write([rows])
+                except Exception as row_error:
+                    if not _refused_value(row_error):
+                        raise
+                    refused[key] = row_error
+        self._new_keys.difference_update(pending)
+        return refused
+
+    def _write(self, batch: Sequence[_ConversationRows]) -> None:
         connection = self.connection
-        updates = [
-            row for row in self._conversation_rows if (row["account_id"], row["conversation_id"]) not in self._new_keys
-        ]
-        inserts = [
-            row for row in self._conversation_rows if (row["account_id"], row["conversation_id"]) in self._new_keys
-        ]
+        states = [rows.conversation for rows in batch if rows.conversation]
+        inserts = [row for row in states if (row["account_id"], row["conversation_id"]) in self._new_keys]
+        updates = [row for row in states if (row["account_id"], row["conversation_id"]) not in self._new_keys]
         if inserts:
             connection.execute(conversations.insert(), inserts)
         if updates:
@@ -457,16 +487,17 @@ class Batch:
                 ),
                 [{**row, "b_account": row["account_id"], "b_conversation": row["conversation_id"]} for row in updates],
             )
-        _upsert(connection, applied, self._applied_rows, ("account_id", "conversation_id"))
+        _upsert(connection, applied, [row for rows in batch for row in rows.applied], ("account_id", "conversation_id"))
         # A miss seen again (same metric and instance) keeps its first record; a disproved one is corrected.
         _upsert(
             connection,
             misses,
-            self._miss_rows,
+            [row for rows in batch for row in rows.misses],
             ("account_id", "conversation_id", "miss"),
             update=("due_at", "policy_id", "policy_version", "corrected_at"),
         )
-        if self._corrections:
+        corrections = [row for rows in batch for row in rows.corrections]
+        if corrections:
             connection.execute(
                 misses.update()
                 .where(
@@ -475,26 +506,63 @@ class Batch:
                     misses.c.miss == sa.bindparam("m"),
                 )
                 .values(corrected_at=sa.bindparam("t")),
-                self._corrections,
+                corrections,
             )
-        if self._log_rows:
-            connection.execute(log.insert(), self._log_rows)
+        log_rows = [row for rows in batch for row in rows.log]
+        if log_rows:
+            connection.execute(log.insert(), log_rows)
         # The label intent is replaced by the newer one and reset to pending; a note key is recorded once
         # and never reset, so a miss that comes back after a correction gets no second note.
+        outbox_rows = [row for rows in batch for row in rows.outbox]
         outbox_keys = ("account_id", "conversation_id", "key")
         _upsert(
             connection,
             outbox,
-            [row for row in self._outbox_rows if row["key"] == LABELS_KEY],
+            [row for row in outbox_rows if row["key"] == LABELS_KEY],
             outbox_keys,
             update=("payload", "state", "attempts", "updated_at"),
         )
-        _upsert(
-            connection, outbox, [row for row in self._outbox_rows if row["key"] != LABELS_KEY], outbox_keys, update=()
-        )
-        self._conversation_rows, self._applied_rows, self._miss_rows = [], [], []
-        self._corrections, self._log_rows, self._outbox_rows = [], [], []
-        self._new_keys.clear()
+        _upsert(connection, outbox, [row for row in outbox_rows if row["key"] != LABELS_KEY], outbox_keys, update=())
+
+
+@dataclass
+class _ConversationRows:
+    """The rows one conversation's evaluation writes, kept apart so they can be written on their own."""
+
+    conversation: dict[str, Any] = field(default_factory=dict)
+    applied: list[dict] = field(default_factory=list)
+    misses: list[dict] = field(default_factory=list)
+    corrections: list[dict] = field(default_factory=list)
+    log: list[dict] = field(default_factory=list)
+    outbox: list[dict] = field(default_factory=list)
+
+
+def _refused_value(error: Exception) -> bool:
+    """Whether *error* is the database refusing a value (the row's fault), not the database being away."""
+    if isinstance(error, (sa.exc.OperationalError, sa.exc.InterfaceError)):
+        return False
+    if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
+        return False
+    return isinstance(error, (sa.exc.StatementError, ValueError))
+
+
+def storable_text(value: str, length: int | None = None) -> str:
+    """*value* as every supported database stores it: without NUL characters (PostgreSQL refuses them),
+    lone surrogates replaced (not UTF-8), cut to *length* characters (PostgreSQL refuses longer values in
+    a ``VARCHAR(length)``; SQLite would keep them, so both databases hold the same)."""
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    if not value.isascii():
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value if length is None else value[:length]
+
+
+def _storable(table: sa.Table, row: dict[str, Any]) -> dict[str, Any]:
+    """*row* with every text value made :func:`storable_text` for its column of *table*."""
+    for name, value in row.items():
+        if isinstance(value, str):
+            row[name] = storable_text(value, getattr(table.c[name].type, "length", None))
+    return row
 
 
 def _lock_id(key: ConversationKey) -> int:

@@ -58,6 +58,21 @@ def submit(redis: Redis, connector: str, body: bytes, *, received_at: datetime, 
     return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
 
 
+def oldest_entry_age(redis: Redis) -> float | None:
+    """Seconds since the oldest entry still in the stream was added (by Redis's clock), None when empty.
+
+    Entries are deleted once processed, so this is the age of the oldest event not yet processed.
+    """
+    oldest = redis.xrange(STREAM, count=1)
+    if not oldest:
+        return None
+    entry_id = oldest[0][0]
+    text = str(entry_id, "ascii") if isinstance(entry_id, bytes) else str(entry_id)
+    added_ms = int(text.split("-")[0])
+    seconds, microseconds = redis.time()
+    return max(0.0, seconds + microseconds / 1e6 - added_ms / 1000)
+
+
 def submit_tick(redis: Redis, account_id: int, conversation_id: int, connector: str = "chatwoot") -> None:
     """Ask the workers to re-evaluate one conversation now (a deadline or at-risk instant has come)."""
     redis.xadd(STREAM, {"connector": connector, "tick": f"{account_id}:{conversation_id}"})

@@ -129,8 +129,8 @@ def process_entries(runtime: Runtime, entries: Sequence[tuple[bytes, dict]], clo
     if not by_conversation:
         return
     rules = runtime.rules.current()
-    checks = []
-    outbox = []
+    checks = {}
+    outbox = set()
     with runtime.store.batch(by_conversation) as batch:
         now = clock()
         for key, events in by_conversation.items():
@@ -149,9 +149,9 @@ def process_entries(runtime: Runtime, entries: Sequence[tuple[bytes, dict]], clo
             except Exception as error:  # noqa: BLE001 - one bad conversation must not hold the batch back
                 _set_aside(runtime, key, entries_of.get(key, ()), error)
                 continue
-            checks.append((key, evaluation.next_check_at))
+            checks[key] = evaluation.next_check_at
             if intents:
-                outbox.append(key)
+                outbox.add(key)
             received = [_received_at(fields) for _, fields in entries_of.get(key, ())]
             received = [moment for moment in received if moment is not None]
             if added and received:
@@ -167,13 +167,16 @@ def process_entries(runtime: Runtime, entries: Sequence[tuple[bytes, dict]], clo
                         "policy": current["policy"],
                     },
                 )
-        batch.flush()
-    deadlines.schedule(runtime.redis, checks)
+        for key, refusal in batch.flush().items():
+            _set_aside(runtime, key, entries_of.get(key, ()), refusal)
+            checks.pop(key, None)
+            outbox.discard(key)
+    deadlines.schedule(runtime.redis, list(checks.items()))
     metrics.incr(runtime.redis, "sla_events_processed_total", amount=sum(map(len, by_conversation.values())))
     if runtime.settings.CHATWOOT_URL:
         from plugin.jobs.writeback import enqueue_writebacks, repair_dropped_labels
 
-        enqueue_writebacks(runtime.redis, outbox)
+        enqueue_writebacks(runtime.redis, sorted(outbox))
         repair_dropped_labels(runtime, (event for events in by_conversation.values() for event in events))
 
 
@@ -189,11 +192,12 @@ def _received_at(fields: dict) -> datetime | None:
 def _set_aside(runtime: Runtime, key: tuple[int, int], entries, error: Exception) -> None:
     """Keep a conversation's new entries in the dead-letter stream when folding them failed.
 
-    Its stored state is left as it was; the rest of the batch goes on. Without this, the batch would be
-    claimed and fail again forever, and every event read with it would wait.
+    Its stored state is left as it was (evaluating it failed, or the database refused its rows); the rest of
+    the batch goes on. Without this, the batch would be claimed and fail again forever, and every event read
+    with it would wait.
     """
     log.error(
-        "conversation could not be evaluated; its new events are kept aside: %r",
+        "conversation could not be evaluated or stored; its new events are kept aside: %r",
         error,
         extra={"account_id": key[0], "conversation_id": key[1]},
     )

@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from plugin.adapters import metrics
 from plugin.adapters.settings import MASK
-from plugin.adapters.streams import EVENTS_QUEUE
+from plugin.adapters.streams import EVENTS_QUEUE, oldest_entry_age
 
 log = logging.getLogger(__name__)
 
@@ -23,16 +23,18 @@ blueprint = Blueprint("health", __name__)
 
 @blueprint.get("/healthz")
 def healthz() -> tuple[Response, int]:
-    """Redis, the database and the rules in force, plus the event queue's backlog: 200 when every check
-    passes, else 503 with ``"status": "degraded"`` and the failing check's error."""
+    """Redis, the database, the rules in force and the event queue: 200 when every check passes, else 503
+    with ``"status": "degraded"`` and the failing check's error. The queue fails when its oldest event has
+    waited longer than ``SLA_QUEUE_STUCK_SECONDS`` (no worker, or a batch that keeps failing)."""
     sla = current_app.extensions["sla"]
     checks = {
         "redis": _check(lambda: _redis_state(sla.redis)),
         "database": _check(lambda: _database_state(sla.database_engine())),
         "rules": _check(sla.rules.status),
+        "queue": _queue_state(sla.redis, sla.settings.SLA_QUEUE_STUCK_SECONDS),
     }
     healthy = all(check.get("ok") for check in checks.values())
-    body = {"status": "ok" if healthy else "degraded", **checks, "queue": _queue_state(sla.redis)}
+    body = {"status": "ok" if healthy else "degraded", **checks}
     return jsonify(body), 200 if healthy else 503
 
 
@@ -70,16 +72,23 @@ def _database_state(engine) -> dict[str, Any]:
     return {"ok": True, "backend": engine.dialect.name, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
 
 
-def _queue_state(redis: Redis) -> dict[str, Any]:
+def _queue_state(redis: Redis, stuck_after_seconds: int) -> dict[str, Any]:
     try:
         stream_length, pending = metrics.event_stream_state(redis)
-        return {
-            EVENTS_QUEUE: Queue(EVENTS_QUEUE, connection=redis).count,
-            "stream_length": stream_length,
-            "pending": pending,
-        }
+        oldest = oldest_entry_age(redis)
     except RedisError:
-        return {EVENTS_QUEUE: None, "stream_length": None, "pending": None}
+        # Redis's own check says why; the queue cannot be judged without it.
+        return {"ok": True, EVENTS_QUEUE: None, "stream_length": None, "pending": None, "oldest_seconds": None}
+    state: dict[str, Any] = {
+        "ok": oldest is None or oldest <= stuck_after_seconds,
+        EVENTS_QUEUE: Queue(EVENTS_QUEUE, connection=redis).count,
+        "stream_length": stream_length,
+        "pending": pending,
+        "oldest_seconds": None if oldest is None else round(oldest, 1),
+    }
+    if not state["ok"]:
+        state["error"] = f"the oldest event has waited {oldest:.0f} s (more than {stuck_after_seconds} s): stuck"
+    return state
 
 
 def _describe(error: Exception) -> str:

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from plugin.adapters import metrics
+from plugin.adapters import streams as ingest
 from plugin.adapters.services import pick_free_port
 
 
@@ -23,7 +24,7 @@ def test_healthz_is_ok_when_every_part_works(make_app, redis, database_url):
     assert body["database"]["ok"] is True
     assert body["database"]["backend"] == ("sqlite" if database_url.startswith("sqlite") else "postgresql")
     assert body["rules"]["ok"] is True
-    assert body["queue"] == {"events": 0, "stream_length": 0, "pending": 0}
+    assert body["queue"] == {"ok": True, "events": 0, "stream_length": 0, "pending": 0, "oldest_seconds": None}
 
 
 def test_healthz_reports_the_queue_backlog(make_app, redis):
@@ -37,7 +38,30 @@ def test_healthz_reports_the_queue_backlog(make_app, redis):
 
     body = client.get("/healthz").get_json()
 
-    assert body["queue"] == {"events": 1, "stream_length": 3, "pending": 0}
+    assert body["queue"]["ok"] is True
+    assert {name: body["queue"][name] for name in ("events", "stream_length", "pending")} == {
+        "events": 1,
+        "stream_length": 3,
+        "pending": 0,
+    }
+    assert 0 <= body["queue"]["oldest_seconds"] < 300
+
+
+def test_healthz_is_degraded_when_the_event_queue_is_stuck(make_app, redis):
+    # An event added ten minutes ago (by Redis's clock) is still unprocessed: a batch that keeps failing, or
+    # no worker at all. The stream entry's id is the time Redis added it.
+    seconds, _ = redis.time()
+    redis.xadd(ingest.STREAM, {"connector": "chatwoot", "body": b"{}"}, id=f"{(seconds - 600) * 1000}-0")
+    client = make_app(SLA_QUEUE_STUCK_SECONDS=300).test_client()
+
+    response = client.get("/healthz")
+
+    body = response.get_json()
+    assert response.status_code == 503, body
+    assert body["status"] == "degraded"
+    assert body["queue"]["ok"] is False
+    assert "stuck" in body["queue"]["error"]
+    assert body["queue"]["oldest_seconds"] >= 600
 
 
 def test_healthz_is_degraded_when_redis_is_down(make_app, tmp_path):
@@ -51,7 +75,7 @@ def test_healthz_is_degraded_when_redis_is_down(make_app, tmp_path):
     assert body["redis"]["ok"] is False
     assert "ConnectionError" in body["redis"]["error"]
     assert body["database"]["ok"] is True
-    assert body["queue"] == {"events": None, "stream_length": None, "pending": None}
+    assert body["queue"] == {"ok": True, "events": None, "stream_length": None, "pending": None, "oldest_seconds": None}
 
 
 def test_healthz_is_degraded_when_the_database_is_unreachable(make_app, redis, caplog):

@@ -1,0 +1,112 @@
+"""Values beyond what the schema stores never block the event queue, on SQLite and on PostgreSQL.
+
+PostgreSQL refuses a text longer than its ``VARCHAR`` column and any NUL character; both databases' drivers
+refuse lone surrogates (valid in JSON, not in UTF-8). A webhook carrying such a value used to fail its whole
+batch, which was then claimed and failed again forever while every event read with it waited.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from connectors import get_connector
+from plugin.adapters import store as store_module
+from plugin.adapters import streams as ingest
+from plugin.adapters.store import applied, storable_text
+from plugin.jobs.drain import DEAD_LETTERS, process_stream
+
+RULES = {
+    "policies": {"standard": {"name": "Standard", "first_response": "1h", "resolution": "24h"}},
+    "rules": [{"name": "Everything", "when": {"all": []}, "apply": "standard"}],
+}
+
+# Any text, with the characters that break storage made likely: NUL, lone surrogates, and long runs.
+hostile_text = st.one_of(
+    st.text(max_size=300),
+    st.text(alphabet=st.sampled_from(["a", "\x00", "\ud800", "\udfff", "é", ",", "="]), min_size=1, max_size=300),
+)
+
+
+# Conversation ids never reused across examples: the database is shared by every example of a test.
+conversation_ids = itertools.count(10_000)
+
+
+@pytest.fixture
+def runtime(runtime_factory):
+    return runtime_factory(RULES)
+
+
+def _conversation(fixture_payload, conversation_id: int, priority, channel, labels) -> bytes:
+    payload = fixture_payload("conversation_created")
+    payload.update(id=conversation_id, priority=priority, channel=channel, labels=labels)
+    return json.dumps(payload).encode()
+
+
+def _drain(runtime) -> None:
+    while process_stream(runtime, lambda: datetime.now(UTC), "test-consumer"):
+        pass
+
+
+def _stored(runtime, conversation_id: int):
+    with runtime.store.engine.connect() as connection:
+        return connection.execute(sa.select(applied).where(applied.c.conversation_id == conversation_id)).first()
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_values_beyond_the_column_limits_are_stored_and_the_queue_moves(runtime, fixture_payload, data):
+    ids = conversation_ids
+    hostile = []
+    for _ in range(data.draw(st.integers(1, 3))):
+        values = (data.draw(hostile_text), data.draw(hostile_text), data.draw(st.lists(hostile_text, max_size=4)))
+        hostile.append((next(ids), *values))
+    healthy = next(ids)
+    bodies = [_conversation(fixture_payload, conversation, *values) for conversation, *values in hostile]
+    bodies.append(_conversation(fixture_payload, healthy, "high", "Channel::Email", ["billing"]))
+    for body in bodies:
+        ingest.submit(runtime.redis, "chatwoot", body, received_at=datetime.now(UTC))
+
+    _drain(runtime)
+
+    assert runtime.redis.xlen(ingest.STREAM) == 0
+    assert runtime.redis.xlen(DEAD_LETTERS) == 0
+    assert _stored(runtime, healthy).priority == "high"
+    connector = get_connector("chatwoot", {})
+    for (conversation_id, *_), body in zip(hostile, bodies, strict=False):
+        conversation = connector.normalize(json.loads(body), None).conversation
+        row = _stored(runtime, conversation_id)
+        expected_priority = conversation.priority and storable_text(conversation.priority, 20)
+        expected_channel = conversation.channel and storable_text(conversation.channel, 100)
+        assert (row.priority, row.channel) == (expected_priority, expected_channel)
+        if conversation.labels:
+            assert row.labels == storable_text("," + ",".join(conversation.labels) + ",")
+
+
+def test_a_conversation_whose_rows_the_database_refuses_is_set_aside_and_the_batch_goes_on(
+    runtime, fixture_payload, monkeypatch, database_url
+):
+    # Without the values being made storable, the database itself refuses the row (PostgreSQL: too long
+    # for VARCHAR(20); both: a lone surrogate): the batch must still go on without it.
+    monkeypatch.setattr(store_module, "_storable", lambda table, row: row)
+    refused = "\ud800" if database_url.startswith("sqlite") else "p" * 21
+    bodies = [
+        _conversation(fixture_payload, 501, refused, "Channel::Email", []),
+        _conversation(fixture_payload, 502, "high", "Channel::Email", ["billing"]),
+    ]
+    for body in bodies:
+        ingest.submit(runtime.redis, "chatwoot", body, received_at=datetime.now(UTC))
+
+    _drain(runtime)
+
+    assert runtime.store.summary((1, 502))["policy"] == "standard"
+    assert runtime.store.summary((1, 501)) is None  # left as it was: unknown
+    assert runtime.redis.xlen(ingest.STREAM) == 0  # nothing left to be claimed and fail again
+    dead = runtime.redis.xrange(DEAD_LETTERS)
+    assert len(dead) == 1 and b'"id": 501' in dead[0][1][b"body"]
