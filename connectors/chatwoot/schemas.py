@@ -176,12 +176,14 @@ class ConversationSchema(_Schema):
 class ConversationEventSchema(ConversationSchema):
     """The body of a conversation webhook: the conversation plus ``account`` and ``changed_attributes``.
 
+    ``account`` is absent before Chatwoot v4.14.2 (PR #12445): the connector then uses the install's account.
+
     ``updated_at`` is the event's time; when it is missing the receiver's time is used (docs/contracts.md section 2).
     ``changed_attributes`` is a list of single-key objects ``{"<column>": {previous_value, current_value}}``;
     only a ``status`` entry is validated further (:class:`StatusChangeSchema`).
     """
 
-    account = fields.Nested(AccountSchema, required=True)
+    account = fields.Nested(AccountSchema, allow_none=True, load_default=None)
     updated_at = Timestamp(allow_none=True, load_default=None)
     changed_attributes = fields.List(
         fields.Dict(keys=fields.String(), values=fields.Raw()), allow_none=True, load_default=None

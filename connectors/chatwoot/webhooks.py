@@ -7,11 +7,18 @@ Which Chatwoot event becomes which plugin event (docs/contracts.md section 4):
   ``changed_attributes`` hold a ``status`` change;
 - ``conversation_status_changed`` -> STATUS_CHANGED at ``updated_at``, into
   ``changed_attributes[].status.current_value`` (the rendered ``status`` may already show a later change,
-  because Chatwoot renders payloads asynchronously);
+  because Chatwoot renders payloads asynchronously). Chatwoot's own listener sends ``changed_attributes:
+  null`` here (it reads the change after the commit, when Rails has forgotten it: ``Conversation#
+  notify_status_change`` in app/models/conversation.rb), so without a ``status`` entry the rendered
+  ``status`` is the new one;
 - the deprecated ``conversation_opened`` / ``conversation_resolved`` -> STATUS_CHANGED open / resolved;
 - ``message_created`` -> MESSAGE_CREATED at the message's ``created_at``;
 - anything else (``message_updated``, typing, contact, inbox and widget events, automation events, names
   this version does not know) -> None: acknowledged and ignored.
+
+Conversation webhooks carry ``account`` only since Chatwoot v4.14.2 (PR #12445); before that they have none,
+and the account is the install's: ``default_account_id`` (``CHATWOOT_ACCOUNT_ID``). Message webhooks always
+carry it. See docs/chatwoot-versions.md.
 """
 
 from __future__ import annotations
@@ -59,6 +66,9 @@ MAX_DELIVERY_ID_LENGTH = 128
 # Direction of each Chatwoot message type; activity messages (assignment notices...) are not messages
 # anybody wrote and are not events for the plugin.
 MESSAGE_DIRECTIONS = {"incoming": INCOMING, "outgoing": OUTGOING, "template": OUTGOING, "activity": None}
+# Chatwoot's ``Message#human_response?`` requires ``outgoing?``: a template message (a bot's form, a CSAT
+# survey) never answers a customer, whoever sent it.
+NEVER_HUMAN_TYPES = frozenset({"template"})
 
 
 class ChatwootConnector:
@@ -79,11 +89,17 @@ class ChatwootConnector:
     name = "chatwoot"
 
     def __init__(
-        self, *, webhook_secret: str | None = None, webhook_token: str | None = None, plugin_user_id: int | None = None
+        self,
+        *,
+        webhook_secret: str | None = None,
+        webhook_token: str | None = None,
+        plugin_user_id: int | None = None,
+        default_account_id: int | None = None,
     ) -> None:
         self._webhook_secret = (webhook_secret or "").encode()
         self._webhook_token = (webhook_token or "").encode()
         self.plugin_user_id = plugin_user_id
+        self.default_account_id = default_account_id
         self._handlers: dict[str, Callable[[Mapping[str, Any], str, datetime | None], Event | None]] = {
             "conversation_created": self._conversation_created,
             "conversation_updated": self._conversation_updated,
@@ -95,27 +111,24 @@ class ChatwootConnector:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, str]) -> ChatwootConnector:
-        """Build from settings: ``CHATWOOT_WEBHOOK_SECRET``, ``SLA_WEBHOOK_TOKEN``, ``CHATWOOT_PLUGIN_USER_ID``.
+        """Build from settings: ``CHATWOOT_WEBHOOK_SECRET``, ``SLA_WEBHOOK_TOKEN``, ``CHATWOOT_PLUGIN_USER_ID``,
+        ``CHATWOOT_ACCOUNT_ID`` (the account of conversation webhooks that name none).
 
-        Empty values count as unset. Raises ValueError when ``CHATWOOT_PLUGIN_USER_ID`` is not a user id.
+        Empty values count as unset. Raises ValueError when an id setting is not a positive whole number.
         """
-        user_id_text = str(settings.get("CHATWOOT_PLUGIN_USER_ID") or "").strip()
-        plugin_user_id = None
-        if user_id_text:
-            if not user_id_text.isdigit() or int(user_id_text) < 1:
-                raise ValueError(
-                    f"CHATWOOT_PLUGIN_USER_ID must be a Chatwoot user id (a whole number), got {user_id_text!r}"
-                )
-            plugin_user_id = int(user_id_text)
         return cls(
             webhook_secret=str(settings.get("CHATWOOT_WEBHOOK_SECRET") or "").strip(),
             webhook_token=str(settings.get("SLA_WEBHOOK_TOKEN") or "").strip(),
-            plugin_user_id=plugin_user_id,
+            plugin_user_id=_id_setting(settings, "CHATWOOT_PLUGIN_USER_ID", "a Chatwoot user id"),
+            default_account_id=_id_setting(settings, "CHATWOOT_ACCOUNT_ID", "a Chatwoot account id"),
         )
 
     def __repr__(self) -> str:
         mode = "signature" if self._webhook_secret else "token" if self._webhook_token else "open"
-        return f"ChatwootConnector(auth={mode!r}, plugin_user_id={self.plugin_user_id!r})"
+        return (
+            f"ChatwootConnector(auth={mode!r}, plugin_user_id={self.plugin_user_id!r}, "
+            f"default_account_id={self.default_account_id!r})"
+        )
 
     # -- authentication and deduplication -------------------------------------------------------------
 
@@ -191,7 +204,7 @@ class ChatwootConnector:
 
     def _conversation_created(self, payload: Mapping[str, Any], event_name: str, received_at: datetime | None) -> Event:
         data = _load(schemas.CONVERSATION_EVENT, payload, event_name)
-        conversation = _conversation(data, data["account"]["id"])
+        conversation = _conversation(data, self._account_id(data, event_name))
         return Event(
             kind=CONVERSATION_CREATED,
             key=f"{event_name}:{conversation.conversation_id}",
@@ -213,7 +226,7 @@ class ChatwootConnector:
         self, payload: Mapping[str, Any], event_name: str, received_at: datetime | None
     ) -> Event:
         data = _load(schemas.CONVERSATION_EVENT, payload, event_name)
-        new_status = _status_change(data["changed_attributes"], event_name, required=True)
+        new_status = _status_change(data["changed_attributes"], event_name, required=False) or data["status"]
         return self._conversation_event(STATUS_CHANGED, payload, data, event_name, received_at, new_status)
 
     def _deprecated_status_event(
@@ -232,7 +245,7 @@ class ChatwootConnector:
         received_at: datetime | None,
         new_status: str | None = None,
     ) -> Event:
-        conversation = _conversation(data, data["account"]["id"])
+        conversation = _conversation(data, self._account_id(data, event_name))
         occurred_at = _event_time(data["updated_at"], received_at, event_name, "updated_at")
         # The key keeps updated_at exactly as Chatwoot sent it: a float's full precision tells two
         # updates within one second apart, while duplicate deliveries of one update still match.
@@ -248,6 +261,16 @@ class ChatwootConnector:
             previous_labels=_previous_labels(data["changed_attributes"]),
             connector=self.name,
         )
+
+    def _account_id(self, data: Mapping[str, Any], event_name: str) -> int:
+        """The payload's ``account.id``, else the install's account (conversation webhooks before v4.14.2)."""
+        if data["account"] is not None:
+            return data["account"]["id"]
+        if self.default_account_id is None:
+            raise _payload_error(
+                event_name, {"account": ["Missing data for required field (and CHATWOOT_ACCOUNT_ID is not set)."]}
+            )
+        return self.default_account_id
 
     def _message_created(
         self, payload: Mapping[str, Any], event_name: str, received_at: datetime | None
@@ -286,6 +309,8 @@ class ChatwootConnector:
         """Who wrote a message, with the rules of Chatwoot's ``Message#human_response?`` (app/models/message.rb)."""
         if direction == INCOMING:
             return CONTACT
+        if data["message_type"] in NEVER_HUMAN_TYPES:
+            return BOT
         if _present((data["content_attributes"] or {}).get("automation_rule_id")):
             return AUTOMATION
         if _present((data["additional_attributes"] or {}).get("campaign_id")):
@@ -296,6 +321,16 @@ class ChatwootConnector:
         if self.plugin_user_id is not None and sender_id == self.plugin_user_id:
             return BOT
         return HUMAN
+
+
+def _id_setting(settings: Mapping[str, str], name: str, what: str) -> int | None:
+    """A positive whole-number id setting, None when unset."""
+    text = str(settings.get(name) or "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{name} must be {what} (a whole number), got {text!r}")
+    return int(text)
 
 
 def _load(schema: Schema, payload: Mapping[str, Any], event_name: str) -> dict[str, Any]:

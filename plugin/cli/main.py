@@ -49,12 +49,20 @@ main.add_command(report)
     help="Evaluate at this instant (default: the latest event time).",
 )
 @click.option(
+    "--account",
+    "account_id",
+    default=lambda: os.environ.get("CHATWOOT_ACCOUNT_ID") or None,
+    show_default="$CHATWOOT_ACCOUNT_ID",
+    type=click.IntRange(min=1),
+    help="The account of conversation webhooks that name none (Chatwoot before v4.14.2).",
+)
+@click.option(
     "--timeline",
     is_flag=True,
     help="Add each clock's timeline (running, paused and why, outside hours, holiday) in the "
     'calendar\'s zone, as a "timeline" key.',
 )
-def replay(events_file, rules_dir: str, at_text: str | None, timeline: bool) -> None:
+def replay(events_file, rules_dir: str, at_text: str | None, account_id: int | None, timeline: bool) -> None:
     """Replay webhook bodies (one JSON object per line) and print each conversation's SLA as JSON lines."""
     import json
 
@@ -74,7 +82,8 @@ def replay(events_file, rules_dir: str, at_text: str | None, timeline: bool) -> 
         for problem in error.problems:
             click.echo(str(problem), err=True)
         sys.exit(1)
-    result = run_replay(events_file, get_connector("chatwoot", {}), rule_set.match, rule_set.content_hash, at)
+    connector = get_connector("chatwoot", {"CHATWOOT_ACCOUNT_ID": str(account_id or "")})
+    result = run_replay(events_file, connector, rule_set.match, rule_set.content_hash, at)
     for evaluation in result.evaluations:
         output = evaluation.to_replay_json()
         if timeline:

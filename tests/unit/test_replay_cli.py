@@ -128,3 +128,40 @@ def test_conversations_are_ordered_by_account_and_id_and_unmatched_ones_print_no
 def test_a_bad_at_is_refused(tmp_path, rules_dir, fixture_payload):
     result, _ = run(tmp_path, rules_dir, [fixture_payload("conversation_created")], "--at", "yesterday")
     assert result.exit_code != 0 and "--at" in result.output + result.stderr
+
+
+def _without_account(payload: dict) -> dict:
+    return {key: value for key, value in payload.items() if key != "account"}
+
+
+@pytest.mark.parametrize(
+    "arguments, environment, account",
+    [
+        (["--account", "5"], {}, 5),
+        ([], {"CHATWOOT_ACCOUNT_ID": "9"}, 9),
+        (["--account", "5"], {"CHATWOOT_ACCOUNT_ID": "9"}, 5),
+    ],
+)
+def test_conversation_events_without_account_take_the_install_account(
+    tmp_path, rules_dir, fixture_payload, monkeypatch, arguments, environment, account
+):
+    # Conversation webhooks of Chatwoot before v4.14.2 name no account; message webhooks always do.
+    monkeypatch.delenv("CHATWOOT_ACCOUNT_ID", raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    created = _without_account(fixture_payload("conversation_created"))
+    resolved = _without_account(fixture_payload("conversation_status_changed-resolved"))
+    result, outputs = run(tmp_path, rules_dir, [created, resolved], *arguments)
+    assert result.exit_code == 0, result.output
+    assert [(output["account_id"], output["conversation_id"]) for output in outputs] == [(account, 87)]
+    assert outputs[0]["status"] == "hit"
+
+
+def test_conversation_events_without_account_and_no_install_account_are_reported(
+    tmp_path, rules_dir, fixture_payload, monkeypatch
+):
+    monkeypatch.delenv("CHATWOOT_ACCOUNT_ID", raising=False)
+    result, outputs = run(tmp_path, rules_dir, [_without_account(fixture_payload("conversation_created"))])
+    assert result.exit_code == 2
+    assert outputs == []
+    assert "line 1" in result.stderr and "account" in result.stderr
