@@ -5,8 +5,10 @@ from connectors.chatwoot.client import (
     ChatwootClient,
     ChatwootError,
     NotFound,
+    NotPermitted,
     RateLimited,
     ServerError,
+    TokenRefused,
     TransportError,
     Unprocessable,
 )
@@ -18,8 +20,10 @@ __all__ = [
     "ChatwootConnector",
     "ChatwootError",
     "NotFound",
+    "NotPermitted",
     "RateLimited",
     "ServerError",
+    "TokenRefused",
     "TransportError",
     "Unprocessable",
 ]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,6 +27,10 @@ logger = logging.getLogger(__name__)
 
 RETRY_AFTER_CAP_SECONDS = 60.0
 ERROR_TEXT_LIMIT = 200
+# Chatwoot's text for a refusal of one resource (Pundit::NotAuthorizedError, request_exception_handler.rb);
+# every other 401 concerns the token or the account as a whole.
+NOT_PERMITTED_TEXT = "You are not authorized to do this action"
+MESSAGES_PAGE_SIZE = 20  # GET .../messages: the latest 20, older ones with before=<id> (message_finder.rb)
 
 
 class ChatwootError(HelpdeskAPIError):
@@ -35,6 +39,18 @@ class ChatwootError(HelpdeskAPIError):
 
 class AuthError(ChatwootError):
     """401/403: the token is wrong, revoked, or lacks permission (an agent-bot token cannot set labels)."""
+
+
+class TokenRefused(AuthError):
+    """401 for the whole account: ``{"error": "Invalid Access Token"}`` (a wrong or revoked token), or the
+    token's user is not in the account, the account is suspended, a bot token is not allowed here
+    (``AccessTokenAuthHelper``, ``EnsureCurrentAccountHelper``). Every call of the account will fail alike."""
+
+
+class NotPermitted(AuthError):
+    """401 ``{"error": "You are not authorized to do this action"}`` for one resource: Pundit refused it, e.g.
+    an agent's token asking for a conversation of an inbox the agent is not a member of
+    (``RequestExceptionHandler``, ``ConversationPolicy#show?``). Other conversations may still work."""
 
 
 class NotFound(ChatwootError):
@@ -147,13 +163,28 @@ class ChatwootClient:
         return self._expect(data.get("payload") if isinstance(data, dict) else None, list)
 
     def list_messages(self, conversation_id: int, before: int | None = None) -> list[dict[str, Any]]:
-        """The latest messages of a conversation (push format), older ones with ``before=<message id>``.
-
-        Lets write-back check whether a private note whose creation timed out was created after all.
+        """One page of a conversation's messages, oldest first: the latest 20, or the 20 before the message
+        id ``before`` (``app/finders/message_finder.rb``). REST format: ``message_type`` is a number, there
+        is no ``sender_type`` nor ``additional_attributes`` (``app/views/api/v1/models/_message.json.jbuilder``).
         """
         params = None if before is None else {"before": _positive_id(before, "before")}
         body = self._request("GET", f"{_conversation_path(conversation_id)}/messages", params=params)
         return self._expect(self._expect(body, dict).get("payload"), list)
+
+    def iter_messages(self, conversation_id: int, max_pages: int = 500) -> Iterator[dict[str, Any]]:
+        """Every message of a conversation, newest page first (each page oldest first), following ``before=``.
+
+        Stops at a page shorter than Chatwoot's 20, at an empty one, or after ``max_pages``.
+        """
+        before: int | None = None
+        for _ in range(max_pages):
+            page = self.list_messages(conversation_id, before)
+            yield from page
+            ids = [message.get("id") for message in page]
+            ids = [value for value in ids if isinstance(value, int) and not isinstance(value, bool) and value > 0]
+            if len(page) < MESSAGES_PAGE_SIZE or not ids or (before is not None and min(ids) >= before):
+                return
+            before = min(ids)
 
     def conversation_labels(self, conversation_id: int) -> list[str]:
         """The conversation's label titles."""
@@ -351,7 +382,9 @@ def _error_for(method: str, path: str, response: requests.Response) -> ChatwootE
     reason = _error_text(response)
     message = f"{method} {path}: HTTP {status}" + (f": {reason}" if reason else "")
     if status in (401, 403):
-        return AuthError(message, status=status)
+        if reason == NOT_PERMITTED_TEXT:
+            return NotPermitted(message, status=status)
+        return TokenRefused(message, status=status)
     if status == 404:
         return NotFound(message, status=status)
     if status == 422:

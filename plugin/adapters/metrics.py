@@ -37,6 +37,7 @@ RECORDED: dict[str, tuple[str, str]] = {
     "sla_webhooks_received_total": (COUNTER, "Webhook requests received, by connector and outcome."),
     "sla_events_processed_total": (COUNTER, "Events the workers applied to a conversation."),
     "sla_writeback_failures_total": (COUNTER, "Calls to the helpdesk API that failed."),
+    "sla_reconcile_failures_total": (COUNTER, "Conversations the reconciler could not read from the helpdesk."),
     "sla_event_lag_seconds": (HISTOGRAM, "Seconds from a webhook's receipt to its event being applied."),
     "sla_events_unreadable_total": (COUNTER, "Events set aside in the dead-letter stream (sla:events:dead)."),
 }

@@ -2,9 +2,13 @@
 
 Chatwoot's webhooks are at-most-once with a 5 s timeout and no retry, so a dropped delivery could hide a
 reply, a resolution or a breach. Periodically, for the open conversations the helpdesk lists and the ones
-the store still believes open, the reconciler turns the API's view back into webhook-shaped bodies and hands
-them to the workers through the same stream as live webhooks. Nothing here judges anything: the engine
-drops what it already knows (event keys) and folds the rest at its own time.
+the store still believes open, the reconciler turns the API's view back into webhook-shaped bodies
+(:mod:`connectors.chatwoot.recovery`: REST and webhooks render a conversation differently) and hands them to
+the workers through the same stream as live webhooks. Nothing here judges anything: the engine drops what it
+already knows (event keys) and folds the rest at its own time.
+
+A conversation the token's user may not see (401 "You are not authorized to do this action": an agent's
+token and another inbox) is skipped, logged and counted; the pass goes on. A refused token stops the pass.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from connectors.chatwoot.client import ChatwootClient, NotFound
+from connectors.chatwoot import recovery
+from connectors.chatwoot.client import ChatwootClient, NotFound, NotPermitted
+from plugin.adapters import metrics
 from plugin.adapters import streams as ingest
 from plugin.adapters.store import applied
 from plugin.jobs.runtime import Runtime, current_runtime
@@ -25,6 +31,8 @@ from plugin.jobs.runtime import Runtime, current_runtime
 log = logging.getLogger(__name__)
 
 MAX_PAGES = 200  # 25 conversations a page: 5,000 open conversations per run
+MAX_MESSAGE_PAGES = 50  # 20 messages a page: a conversation's latest 1,000 messages
+FAILURES_METRIC = "sla_reconcile_failures_total"
 
 
 def run() -> int:
@@ -37,19 +45,14 @@ def run() -> int:
 
 def reconcile(runtime: Runtime, client: ChatwootClient) -> int:
     """Hand the API's view of every open (or believed-open) conversation to the workers."""
-    account = {"id": client.account_id}
     received_at = datetime.now(UTC)
     submitted = 0
     seen: set[int] = set()
     for conversation in _open_conversations(client):
         seen.add(conversation["id"])
-        submitted += _submit_conversation(runtime, client, account, conversation, received_at)
-    for conversation_id in _believed_open(runtime, client.account_id) - seen:
-        try:
-            conversation = client.get_conversation(conversation_id)
-        except NotFound:
-            continue  # deleted in the helpdesk: nothing more will happen to it
-        submitted += _submit_conversation(runtime, client, account, conversation, received_at)
+        submitted += _recover(runtime, client, conversation["id"], conversation, received_at)
+    for conversation_id in sorted(_believed_open(runtime, client.account_id) - seen):
+        submitted += _recover(runtime, client, conversation_id, None, received_at)
     log.info("reconciled %d conversations, %d bodies handed over", len(seen), submitted)
     return submitted
 
@@ -72,24 +75,32 @@ def _believed_open(runtime: Runtime, account_id: int) -> set[int]:
         return {row.conversation_id for row in rows}
 
 
-def _submit_conversation(
+def _recover(
     runtime: Runtime,
     client: ChatwootClient,
-    account: Mapping[str, Any],
-    conversation: dict[str, Any],
+    conversation_id: int,
+    conversation: Mapping[str, Any] | None,
     received_at: datetime,
 ) -> int:
-    """The conversation's current status and messages, as the webhooks that would have said them."""
-    conversation = {**conversation, "account": account}
+    """Submit one conversation's current status and messages; 0 when the helpdesk will not show it."""
+    try:
+        if conversation is None:
+            conversation = client.get_conversation(conversation_id)
+        messages = list(client.iter_messages(conversation_id, max_pages=MAX_MESSAGE_PAGES))
+    except NotFound:
+        return 0  # deleted in the helpdesk: nothing more will happen to it
+    except NotPermitted as error:
+        metrics.incr(runtime.redis, FAILURES_METRIC, {"reason": "not_permitted"})
+        log.error(
+            "helpdesk refused this conversation to the API token's user (%s); not reconciled, the others go on",
+            error,
+            extra={"account_id": client.account_id, "conversation_id": conversation_id},
+        )
+        return 0
     bodies = [
-        {
-            **conversation,
-            "event": "conversation_status_changed",
-            "changed_attributes": [{"status": {"previous_value": None, "current_value": conversation.get("status")}}],
-        }
+        recovery.status_body(conversation, client.account_id),
+        *recovery.message_bodies(conversation, messages, client.account_id),
     ]
-    for message in client.list_messages(conversation["id"]):
-        bodies.append({**message, "event": "message_created", "account": account, "conversation": conversation})
     for body in bodies:
         ingest.submit(runtime.redis, "chatwoot", json.dumps(body).encode(), received_at=received_at, delivery_id=None)
     return len(bodies)

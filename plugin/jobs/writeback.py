@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from redis import Redis
 
-from connectors.chatwoot.client import AuthError, ChatwootClient, NotFound
+from connectors.chatwoot.client import ChatwootClient, NotFound, NotPermitted, TokenRefused
 from plugin.adapters import metrics
 from plugin.adapters.store import outbox
 from plugin.adapters.streams import WRITEBACK_QUEUE
@@ -198,7 +198,10 @@ class Writer:
         with self._exclusive(account_id, conversation_id):
             try:
                 return self._deliver(account_id, conversation_id)
-            except AuthError:
+            except NotPermitted as error:
+                # The token's user cannot see this conversation's inbox: this conversation fails alone.
+                return self._refused(account_id, conversation_id, error)
+            except TokenRefused:
                 # A revoked token will not heal by retrying: alert, and keep the intents for when it is fixed.
                 self.runtime.redis.set(_auth_failed_key(account_id), 1, ex=AUTH_BACKOFF_SECONDS)
                 metrics.incr(self.runtime.redis, "sla_writeback_failures_total", {"reason": "auth"})
@@ -210,6 +213,28 @@ class Writer:
             except Exception:
                 metrics.incr(self.runtime.redis, "sla_writeback_failures_total", {"reason": "host"})
                 raise
+
+    def _refused(self, account_id: int, conversation_id: int, error: NotPermitted) -> int:
+        """Mark the conversation's pending intents failed: retrying cannot help until an administrator gives
+        the token's user access to its inbox (a newer intent is recorded as pending again)."""
+        with self.runtime.store.engine.begin() as connection:
+            failed = connection.execute(
+                outbox.update()
+                .where(
+                    outbox.c.account_id == account_id,
+                    outbox.c.conversation_id == conversation_id,
+                    outbox.c.state.in_(("pending", "sending")),
+                )
+                .values(state="failed", updated_at=self.clock())
+            ).rowcount
+        metrics.incr(self.runtime.redis, "sla_writeback_failures_total", {"reason": "not_permitted"})
+        log.error(
+            "helpdesk refused this conversation to the API token's user (%s); its write-back is dropped, the "
+            "others go on. Give that user access to the conversation's inbox, or use an administrator's token",
+            error,
+            extra={"account_id": account_id, "conversation_id": conversation_id, "intents": failed},
+        )
+        return 0
 
     @contextmanager
     def _exclusive(self, account_id: int, conversation_id: int) -> Iterator[None]:
@@ -359,7 +384,7 @@ class Writer:
         self._finish(row, "done", remote_id=str(message_id))
 
     def _find_note(self, conversation_id: int, marker: str) -> int | None:
-        for message in self.client.list_messages(conversation_id):
+        for message in self.client.iter_messages(conversation_id):
             if message.get("private") and marker in (message.get("content") or ""):
                 return message.get("id")
         return None

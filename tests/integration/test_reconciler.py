@@ -89,3 +89,179 @@ def test_reconciling_twice_changes_nothing_more(runtime, fixture_payload):
     assert first["policy"] == "standard"
     assert runtime.store.summary((1, 87))["metrics"] == first["metrics"]
     assert len(runtime.store.log_entries((1, 87))) == log_size
+
+
+def rest_conversation(webhook_payload: dict) -> dict:
+    """A conversation as Chatwoot's REST API renders it (app/views/api/v1/conversations/partials/
+    _conversation.json.jbuilder): the channel only at ``meta.channel``, no ``account`` nor ``contact_inbox``."""
+    conversation = {
+        key: value
+        for key, value in webhook_payload.items()
+        if key not in ("event", "changed_attributes", "account", "channel", "contact_inbox")
+    }
+    conversation["meta"] = {**webhook_payload["meta"], "channel": webhook_payload["channel"]}
+    return conversation
+
+
+def rest_message(push_message: dict) -> dict:
+    """A message as REST lists it (app/views/api/v1/models/_message.json.jbuilder): integer message_type,
+    Unix seconds, no sender_type, sender_id nor additional_attributes."""
+    dropped = ("sender_type", "sender_id", "additional_attributes", "conversation", "account_id", "updated_at")
+    return {key: value for key, value in push_message.items() if key not in dropped}
+
+
+CHANNEL_RULES = {
+    "policies": {
+        "chat": {"name": "Chat", "first_response": "1h", "resolution": "24h"},
+        "other": {"name": "Other", "first_response": "8h", "resolution": "72h"},
+    },
+    "rules": [
+        {
+            "name": "Web chat",
+            "when": {"field": "channel", "op": "equals", "value": "Channel::WebWidget"},
+            "apply": "chat",
+        },
+        {"name": "Everything else", "when": {"all": []}, "apply": "other"},
+    ],
+}
+
+
+def test_a_reconciled_conversation_keeps_its_channel_based_policy(runtime_factory, fixture_payload):
+    # REST carries the channel only at meta.channel: a reconcile pass must not switch the policy.
+    runtime = runtime_factory(CHANNEL_RULES, CHATWOOT_URL=BASE, CHATWOOT_ACCOUNT_ID="1", CHATWOOT_API_TOKEN="token")
+    created = fixture_payload("conversation_created")
+    ingest.submit(runtime.redis, "chatwoot", json.dumps(created).encode(), received_at=datetime.now(UTC))
+    process_events(runtime.redis)
+    assert runtime.store.summary((1, 87))["policy"] == "chat"
+    with responses.RequestsMock() as mock:
+        mock.add(responses.GET, f"{API}/conversations", json={"data": {"payload": [rest_conversation(created)]}})
+        mock.add(responses.GET, f"{API}/conversations", json={"data": {"payload": []}})
+        mock.add(
+            responses.GET,
+            f"{API}/conversations/87/messages",
+            json={"payload": [rest_message(message) for message in created["messages"]]},
+        )
+        reconcile(runtime, ChatwootClient(BASE, 1, "token", sleep=lambda seconds: None))
+    process_events(runtime.redis)
+    assert runtime.store.summary((1, 87))["policy"] == "chat"
+    assert "policy_changed" not in [entry["kind"] for entry in runtime.store.log_entries((1, 87))]
+
+
+def test_a_conversation_the_token_may_not_see_is_skipped_and_the_pass_goes_on(runtime, fixture_payload):
+    # An agent's token: Chatwoot answers 401 "You are not authorized to do this action" for another inbox.
+    created = fixture_payload("conversation_created")
+    hidden = {**rest_conversation(created), "id": 86}
+    with responses.RequestsMock() as mock:
+        mock.add(
+            responses.GET,
+            f"{API}/conversations",
+            json={"data": {"payload": [hidden, rest_conversation(created)]}},
+        )
+        mock.add(responses.GET, f"{API}/conversations", json={"data": {"payload": []}})
+        mock.add(
+            responses.GET,
+            f"{API}/conversations/86/messages",
+            status=401,
+            json={"error": "You are not authorized to do this action"},
+        )
+        mock.add(
+            responses.GET,
+            f"{API}/conversations/87/messages",
+            json={"payload": [rest_message(message) for message in created["messages"]]},
+        )
+        submitted = reconcile(runtime, ChatwootClient(BASE, 1, "token", sleep=lambda seconds: None))
+    assert submitted == 2  # conversation 87's status and its one message
+    process_events(runtime.redis)
+    assert runtime.store.summary((1, 87)) is not None
+    assert runtime.store.summary((1, 86)) is None
+    failures = runtime.redis.hgetall("sla:metrics:sla_reconcile_failures_total")
+    assert list(failures.values()) == [b"1"]
+
+
+def test_older_messages_are_read_page_by_page(runtime, fixture_payload):
+    # GET .../messages gives the latest 20; the first reply is older than that and its webhook was lost.
+    created = fixture_payload("conversation_created")
+    incoming = rest_message(created["messages"][0])
+    reply = {
+        **incoming,
+        "id": 9003,
+        "message_type": 1,
+        "created_at": 1768383730,  # 09:42:10
+        "content": "Sorry about that!",
+        "sender": {"id": 7, "name": "Sam Agent", "type": "user"},
+    }
+    later = [
+        {**incoming, "id": 9100 + number, "created_at": 1768384000 + 60 * number, "content": f"still there? {number}"}
+        for number in range(20)
+    ]
+    with responses.RequestsMock() as mock:
+        mock.add(responses.GET, f"{API}/conversations", json={"data": {"payload": [rest_conversation(created)]}})
+        mock.add(responses.GET, f"{API}/conversations", json={"data": {"payload": []}})
+        mock.add(
+            responses.GET,
+            f"{API}/conversations/87/messages",
+            json={"payload": later},
+            match=[responses.matchers.query_param_matcher({})],
+        )
+        mock.add(
+            responses.GET,
+            f"{API}/conversations/87/messages",
+            json={"payload": [incoming, reply]},
+            match=[responses.matchers.query_param_matcher({"before": "9100"})],
+        )
+        reconcile(runtime, ChatwootClient(BASE, 1, "token", sleep=lambda seconds: None))
+    process_events(runtime.redis)
+    first_response = runtime.store.summary((1, 87))["metrics"]["first_response"]
+    assert (first_response["status"], first_response["stopped_at"]) == ("hit", "2026-01-14T09:42:10Z")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda message: message["content_attributes"].update(automation_rule_id=4), id="automation"),
+        pytest.param(lambda message: message.update(message_type=3), id="template"),
+        pytest.param(lambda message: message.pop("sender"), id="no-sender"),
+    ],
+)
+def test_recovered_automated_messages_are_no_human_reply(runtime, fixture_payload, change):
+    created = fixture_payload("conversation_created")
+    incoming = rest_message(created["messages"][0])
+    automated = {
+        **incoming,
+        "id": 9003,
+        "message_type": 1,
+        "created_at": 1768383730,
+        "content": "We got your message",
+        "content_attributes": {},
+        "sender": {"id": 7, "name": "Sam Agent", "type": "user"},
+    }
+    change(automated)
+    with responses.RequestsMock() as mock:
+        mock.add(responses.GET, f"{API}/conversations", json={"data": {"payload": [rest_conversation(created)]}})
+        mock.add(responses.GET, f"{API}/conversations", json={"data": {"payload": []}})
+        mock.add(responses.GET, f"{API}/conversations/87/messages", json={"payload": [incoming, automated]})
+        reconcile(runtime, ChatwootClient(BASE, 1, "token", sleep=lambda seconds: None))
+    process_events(runtime.redis)
+    assert runtime.store.summary((1, 87))["metrics"]["first_response"]["stopped_at"] is None
+
+
+def test_a_recovered_campaign_message_is_no_human_reply(runtime, fixture_payload):
+    # A campaign opens its conversation with its message, sent as the campaign's user; REST leaves out the
+    # additional_attributes.campaign_id that tells it apart (Campaigns::CampaignConversationBuilder).
+    created = fixture_payload("conversation_created")
+    incoming = {**rest_message(created["messages"][0]), "created_at": 1768381500}
+    campaign = {
+        **incoming,
+        "id": 9000,
+        "message_type": 1,
+        "created_at": 1768381200,
+        "content": "Need help with your order?",
+        "sender": {"id": 7, "name": "Sam Agent", "type": "user"},
+    }
+    with responses.RequestsMock() as mock:
+        mock.add(responses.GET, f"{API}/conversations", json={"data": {"payload": [rest_conversation(created)]}})
+        mock.add(responses.GET, f"{API}/conversations", json={"data": {"payload": []}})
+        mock.add(responses.GET, f"{API}/conversations/87/messages", json={"payload": [campaign, incoming]})
+        reconcile(runtime, ChatwootClient(BASE, 1, "token", sleep=lambda seconds: None))
+    process_events(runtime.redis)
+    assert runtime.store.summary((1, 87))["metrics"]["first_response"]["stopped_at"] is None

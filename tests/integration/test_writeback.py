@@ -269,3 +269,30 @@ def test_a_revoked_token_stops_write_back_without_hammering_and_resumes_when_fix
         writeback.requeue_stale_outbox(runtime, now + timedelta(minutes=10))
         work(runtime.redis)
     assert helpdesk.labels == ["billing", "sla-missed"] and len(helpdesk.notes) == 1
+
+
+def test_a_conversation_the_token_may_not_see_fails_alone(runtime, fixture_payload):
+    # Chatwoot's 401 "You are not authorized to do this action" (an agent's token, another inbox) concerns
+    # one conversation: the account's write-back must not pause.
+    now = datetime.now(UTC)
+    hidden = json.loads(retimed(fixture_payload, "conversation_created", now - timedelta(hours=2)))
+    hidden["id"] = 88
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        refused = mock.add(
+            responses.GET,
+            f"{BASE}/api/v1/accounts/1/conversations/88/labels",
+            status=401,
+            json={"error": "You are not authorized to do this action"},
+        )
+        helpdesk = FakeHelpdesk(mock)
+        deliver(runtime.redis, [json.dumps(hidden).encode()])
+        work(runtime.redis)
+        deliver(runtime.redis, [retimed(fixture_payload, "conversation_created", now - timedelta(hours=2))])
+        work(runtime.redis)
+        writeback.requeue_stale_outbox(runtime, now + timedelta(minutes=10))
+        work(runtime.redis)
+    assert refused.call_count == 1  # not retried: only an administrator can change what the token sees
+    assert not runtime.redis.exists("sla:writeback:auth-failed:1")
+    assert helpdesk.labels == ["billing", "sla-missed"] and len(helpdesk.notes) == 1
+    failures = runtime.redis.hgetall("sla:metrics:sla_writeback_failures_total")
+    assert {key.decode(): int(value) for key, value in failures.items()} == {'{reason="not_permitted"}': 1}

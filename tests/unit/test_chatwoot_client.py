@@ -12,6 +12,8 @@ from responses import matchers
 from connectors.base import HelpdeskAPIError
 from connectors.chatwoot import (
     AuthError,
+    NotPermitted,
+    TokenRefused,
     ChatwootClient,
     ChatwootError,
     NotFound,
@@ -68,6 +70,24 @@ def test_list_conversations(api, client):
         json={"data": {"meta": {"all_count": 26}, "payload": [{"id": 87}, {"id": 88}]}},
     )
     assert client.list_conversations(page=2) == [{"id": 87}, {"id": 88}]
+
+
+def test_iter_messages_follows_before_until_a_short_page(api, client):
+    # GET .../messages returns the latest 20, older ones with before=<the oldest id seen> (message_finder.rb).
+    newest = [{"id": number} for number in range(121, 141)]
+    older = [{"id": number} for number in range(101, 121)]
+    oldest = [{"id": number} for number in range(95, 101)]
+    api.get(
+        f"{ACCOUNT}/conversations/87/messages", json={"payload": newest}, match=[AUTH, matchers.query_param_matcher({})]
+    )
+    for before, page in ((121, older), (101, oldest)):
+        api.get(
+            f"{ACCOUNT}/conversations/87/messages",
+            json={"payload": page},
+            match=[AUTH, matchers.query_param_matcher({"before": str(before)})],
+        )
+    ids = [message["id"] for message in client.iter_messages(87)]
+    assert sorted(ids) == list(range(95, 141))
 
 
 def test_list_messages(api, client):
@@ -246,8 +266,11 @@ def test_dashboard_apps(api, client):
 @pytest.mark.parametrize(
     "status, body, error_type",
     [
-        (401, {"error": "Invalid Access Token"}, AuthError),
-        (403, {"error": "You are not authorized to do this action"}, AuthError),
+        (401, {"error": "Invalid Access Token"}, TokenRefused),
+        (401, {"error": "You are not authorized to access this account"}, TokenRefused),
+        # Chatwoot answers 401 when the token's user may not see one resource (RequestExceptionHandler).
+        (401, {"error": "You are not authorized to do this action"}, NotPermitted),
+        (403, {"error": "You are not authorized to do this action"}, NotPermitted),
         (404, {"error": "Resource could not be found"}, NotFound),
         (400, {"error": "param is missing"}, ChatwootError),
     ],
