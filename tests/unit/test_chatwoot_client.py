@@ -12,13 +12,13 @@ from responses import matchers
 from connectors.base import HelpdeskAPIError
 from connectors.chatwoot import (
     AuthError,
-    NotPermitted,
-    TokenRefused,
     ChatwootClient,
     ChatwootError,
     NotFound,
+    NotPermitted,
     RateLimited,
     ServerError,
+    TokenRefused,
     TransportError,
     Unprocessable,
 )
