@@ -180,8 +180,11 @@ class ChatwootClient:
         for _ in range(max_pages):
             page = self.list_messages(conversation_id, before)
             yield from page
-            ids = [message.get("id") for message in page]
-            ids = [value for value in ids if isinstance(value, int) and not isinstance(value, bool) and value > 0]
+            ids = [
+                value
+                for value in (message.get("id") for message in page)
+                if isinstance(value, int) and not isinstance(value, bool) and value > 0
+            ]
             if len(page) < MESSAGES_PAGE_SIZE or not ids or (before is not None and min(ids) >= before):
                 return
             before = min(ids)

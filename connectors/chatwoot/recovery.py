@@ -35,8 +35,8 @@ INFERRED_CAMPAIGN = "inferred from the REST API"
 
 def conversation_body(conversation: Mapping[str, Any], account_id: int) -> dict[str, Any]:
     """The webhook rendering of a REST conversation: ``channel`` from ``meta.channel``, ``account``."""
-    meta = conversation.get("meta") if isinstance(conversation.get("meta"), Mapping) else {}
-    channel = conversation.get("channel") or meta.get("channel")
+    meta = conversation.get("meta")
+    channel = conversation.get("channel") or (meta.get("channel") if isinstance(meta, Mapping) else None)
     return {**conversation, "channel": channel, "account": {"id": account_id}}
 
 
