@@ -53,7 +53,7 @@ def pop_due(redis: Redis, now: datetime, limit: int = 5000) -> list[tuple[int, i
 def earliest(redis: Redis) -> float | None:
     """The Unix time of the earliest pending check, if any."""
     first = redis.zrange(DEADLINES, 0, 0, withscores=True)
-    return first[0][1] if first else None
+    return float(first[0][1]) if first else None
 
 
 def pending(redis: Redis) -> int:

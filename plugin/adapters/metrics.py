@@ -139,7 +139,7 @@ def render(redis: Redis) -> str:
     names = sorted(key.decode()[len(KEY_PREFIX) :] for key in redis.scan_iter(match=KEY_PREFIX + "*", count=500))
     for name in sorted(set(names) | set(RECORDED)):
         kind, help_text = RECORDED.get(name, (COUNTER, "Counted by the plugin."))
-        values = {field.decode(): value.decode() for field, value in redis.hgetall(KEY_PREFIX + name).items()}
+        values = {_text(field): _text(value) for field, value in redis.hgetall(KEY_PREFIX + name).items()}
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
         lines += _histogram_lines(name, values) if kind == HISTOGRAM else _counter_lines(name, values)
 
@@ -188,6 +188,11 @@ def _histogram_lines(name: str, values: Mapping[str, str]) -> Iterable[str]:
     lines.append(f"{name}_sum {float(values.get(_SUM_FIELD, 0))}")
     lines.append(f"{name}_count {values.get(_COUNT_FIELD, '0')}")
     return lines
+
+
+def _text(value: bytes | str) -> str:
+    """A Redis reply as text (the plugin's connections return bytes)."""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _label_text(labels: Mapping[str, str] | None) -> str:

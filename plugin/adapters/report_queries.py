@@ -270,7 +270,7 @@ class Reports:
             entry["totals"] = _add(entry["totals"], totals)
             if row.target is not None:
                 entry["targets"].add(row.target)
-                entry["allowed"] = (entry["allowed"] or 0) + misses_allowed(row.target, totals["applied"])
+                entry["allowed"] = (entry["allowed"] or 0) + misses_allowed(row.target, int(totals["applied"]))
         result = []
         for (policy_id, mode), entry in sorted(merged.items()):
             data = figures(entry["totals"])
@@ -354,7 +354,9 @@ class Reports:
                     merged[label] = _add(merged.get(label) or _zero(), totals)
             grouped = list(merged.items())
         else:
-            grouped = [(key[0], totals) for key, totals in self._grouped(filters, [DIMENSIONS[by]])]
+            column = DIMENSIONS[by]
+            assert column is not None  # only "label" has no column of its own
+            grouped = [(key[0], totals) for key, totals in self._grouped(filters, [column])]
         rows = [
             {"key": key, **figures(totals)}
             for key, totals in sorted(grouped, key=lambda item: (item[0] is None, str(item[0])))
@@ -371,7 +373,7 @@ class Reports:
             raise ReportError(f"per_page must be between 1 and {MAX_PER_PAGE}, got {per_page}")
         conditions = self._drilldown_conditions(filters, only_missed)
         with self.engine.connect() as connection:
-            total = connection.execute(sa.select(sa.func.count()).select_from(applied).where(*conditions)).scalar()
+            total = connection.execute(sa.select(sa.func.count()).select_from(applied).where(*conditions)).scalar_one()
             items = self._drilldown_page(connection, conditions, (page - 1) * per_page, per_page)
         return {
             "filters": filters.describe(),
@@ -430,7 +432,7 @@ class Reports:
             )
         return [self._conversation_item(row._mapping, found[(row.account_id, row.conversation_id)]) for row in rows]
 
-    def _conversation_item(self, row: Mapping[str, Any], miss_list: list[dict[str, Any]]) -> dict[str, Any]:
+    def _conversation_item(self, row: Mapping[Any, Any], miss_list: list[dict[str, Any]]) -> dict[str, Any]:
         item: dict[str, Any] = {}
         for name, value in row.items():
             if name == "labels":

@@ -21,16 +21,17 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from plugin.core.engine import ConversationState, Evaluation, state_from_json
 from plugin.core.engine.effects import LABELS_KEY, Change
 from plugin.core.events import format_time
-from plugin.core.policy import FIRST_RESPONSE, NEXT_RESPONSE, RESOLUTION
+from plugin.core.policy import FIRST_RESPONSE, NEXT_RESPONSE, RESOLUTION, Policy
 
 ConversationKey = tuple[int, int]
 
@@ -212,6 +213,10 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@overload
+def as_utc(value: datetime) -> datetime: ...
+@overload
+def as_utc(value: None) -> None: ...
 def as_utc(value: datetime | None) -> datetime | None:
     """A stored time as aware UTC (SQLite returns naive datetimes; every stored time is UTC)."""
     if value is not None and value.tzinfo is None:
@@ -388,7 +393,7 @@ class Batch:
             "updated_at": now,
         }
         if evaluation.policy is not None:
-            rows.applied.append(_storable(applied, _applied_row(evaluation, now)))
+            rows.applied.append(_storable(applied, _applied_row(evaluation, evaluation.policy, now)))
         for change in changes:
             rows.log.append(
                 _storable(
@@ -572,8 +577,7 @@ def _lock_id(key: ConversationKey) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def _applied_row(evaluation: Evaluation, now: datetime) -> dict[str, Any]:
-    policy = evaluation.policy
+def _applied_row(evaluation: Evaluation, policy: Policy, now: datetime) -> dict[str, Any]:
     conversation = evaluation.conversation
     row: dict[str, Any] = {
         "account_id": evaluation.account_id,
@@ -618,11 +622,8 @@ def _upsert(
     none: keep the existing row)."""
     if not rows:
         return
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    statement = insert(table)
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table)
     columns = update if update is not None else [name for name in rows[0] if name not in keys]
     if columns:
         statement = statement.on_conflict_do_update(

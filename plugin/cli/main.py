@@ -89,8 +89,8 @@ def replay(events_file, rules_dir: str, at_text: str | None, account_id: int | N
         if timeline:
             output["timeline"] = timelines_json(evaluation)
         click.echo(json.dumps(output, ensure_ascii=False))
-    for error in result.errors:
-        click.echo(error, err=True)
+    for message in result.errors:
+        click.echo(message, err=True)
     if result.errors:
         sys.exit(2)
 

@@ -121,9 +121,9 @@ def _instant(epoch: int) -> datetime:
 def _merged_breaks(breaks: Iterable[tuple[datetime, datetime]], not_before: int) -> list[tuple[int, int]]:
     """Breaks as sorted, disjoint epoch intervals, clipped so that none starts before ``not_before``."""
     spans = []
-    for index, (begin, end) in enumerate(breaks):
-        begin_epoch = max(_epoch_seconds(begin, f"breaks[{index}] start"), not_before)
-        end_epoch = _epoch_seconds(end, f"breaks[{index}] end")
+    for index, (begin_at, end_at) in enumerate(breaks):
+        begin_epoch = max(_epoch_seconds(begin_at, f"breaks[{index}] start"), not_before)
+        end_epoch = _epoch_seconds(end_at, f"breaks[{index}] end")
         if end_epoch > begin_epoch:
             spans.append((begin_epoch, end_epoch))
     spans.sort()
@@ -453,12 +453,12 @@ class Calendar:
         """The instant of a local wall time: first occurrence when ambiguous, end of the gap when skipped."""
         naive_epoch = (ordinal - _EPOCH_ORDINAL) * DAY_SECONDS + seconds
         naive = datetime(1970, 1, 1) + timedelta(seconds=naive_epoch)
-        offset = int(self._zone.utcoffset(naive).total_seconds())  # fold=0: the earlier offset
+        offset = self._offset_seconds(naive)  # fold=0: the earlier offset
         epoch = naive_epoch - offset
         if datetime.fromtimestamp(epoch, self._zone).replace(tzinfo=None) == naive:
             return epoch
         # In a gap: find the transition, the first instant whose local time is later than the wall time.
-        later_offset = int(self._zone.utcoffset(naive.replace(fold=1)).total_seconds())
+        later_offset = self._offset_seconds(naive.replace(fold=1))
         low, high = naive_epoch - later_offset, epoch  # local(low) < naive < local(high)
         while high - low > 1:
             middle = (low + high) // 2
@@ -468,24 +468,29 @@ class Calendar:
                 low = middle
         return high
 
+    def _offset_seconds(self, naive: datetime) -> int:
+        offset = self._zone.utcoffset(naive)
+        assert offset is not None  # a ZoneInfo has an offset for every wall time
+        return int(offset.total_seconds())
+
     def _holiday_name(self, ordinal: int) -> str | None:
         name = None
-        if self._country_holidays is not None:
+        if self.country is not None:
             year = date.fromordinal(ordinal).year
             by_ordinal = self._holidays_by_year.get(year)
             if by_ordinal is None:
-                by_ordinal = self._load_holiday_year(year)
+                by_ordinal = self._load_holiday_year(self.country, year)
             name = by_ordinal.get(ordinal)
         if name is None and ordinal in self._holiday_ordinals:
             name = _LISTED_HOLIDAY
         return name
 
-    def _load_holiday_year(self, year: int) -> dict[int, str]:
+    def _load_holiday_year(self, country: str, year: int) -> dict[int, str]:
         with self._holiday_lock:
             loaded = self._holidays_by_year.get(year)
             if loaded is None:
                 country_year = holidays_package.country_holidays(
-                    self.country, subdiv=self.subdivision, years=year, language=self._holiday_language()
+                    country, subdiv=self.subdivision, years=year, language=self._holiday_language()
                 )
                 loaded = {day.toordinal(): name for day, name in country_year.items() if day.year == year}
                 self._holidays_by_year[year] = loaded

@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 # Event kinds (what happened, not which webhook carried it).
 CONVERSATION_CREATED = "conversation_created"
@@ -48,6 +48,10 @@ def parse_time(text: str) -> datetime:
     return utc(datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00")))
 
 
+@overload
+def format_time(moment: datetime) -> str: ...
+@overload
+def format_time(moment: None) -> None: ...
 def format_time(moment: datetime | None) -> str | None:
     """UTC ISO-8601 with a ``Z``, to the second (the replay contract's time format)."""
     if moment is None:

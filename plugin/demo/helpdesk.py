@@ -610,7 +610,7 @@ class DemoHelpdesk:
                 raise ValueError("Title is invalid")
             if any(label["title"] == title for label in self.account_labels.values()):
                 raise ValueError("Title has already been taken")
-            label = {
+            label: dict[str, Any] = {
                 "id": self._new_id(),
                 "title": title,
                 "description": description,
@@ -638,7 +638,12 @@ class DemoHelpdesk:
     def api_create_dashboard_app(self, title: str, content: list[dict[str, Any]]) -> dict[str, Any]:
         """``POST /dashboard_apps``."""
         with self._lock:
-            app = {"id": self._new_id(), "title": title, "content": content, "created_at": _iso(time.time())}
+            app: dict[str, Any] = {
+                "id": self._new_id(),
+                "title": title,
+                "content": content,
+                "created_at": _iso(time.time()),
+            }
             self.dashboard_apps[app["id"]] = app
             return app
 
@@ -674,7 +679,7 @@ def create_api(helpdesk: DemoHelpdesk) -> Flask:
         return jsonify({"payload": list(helpdesk.account_labels.values())})
 
     @app.post(f"{prefix}/labels")
-    def create_label(account_id: int) -> Response:
+    def create_label(account_id: int) -> Response | tuple[Response, int]:
         label = _body().get("label") or _body()
         try:
             created = helpdesk.api_create_label(
@@ -756,7 +761,7 @@ def create_api(helpdesk: DemoHelpdesk) -> Flask:
         return jsonify({"payload": {"webhooks": [hook.to_json() for hook in helpdesk.webhooks.values()]}})
 
     @app.post(f"{prefix}/webhooks")
-    def create_webhook(account_id: int) -> Response:
+    def create_webhook(account_id: int) -> Response | tuple[Response, int]:
         webhook = _body().get("webhook") or {}
         url, subscriptions = webhook.get("url"), webhook.get("subscriptions") or []
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):

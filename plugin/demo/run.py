@@ -48,7 +48,7 @@ class DemoSession:
         """One line on the terminal: local time, who speaks, what happened."""
         self.echo(f"{datetime.now().strftime('%H:%M:%S')}  {source:<8}  {line}")
 
-    def prepare(self, environ: Mapping[str, str], instance_path: Path) -> dict[str, str]:
+    def prepare(self, environ: Mapping[str, str], instance_path: str | Path) -> dict[str, str]:
         """Start the helpdesk and install the plugin into it; returns the environment variables to set.
 
         Settings the environment already has win, except the helpdesk's own (URL, account, token, secret).

@@ -100,9 +100,9 @@ def process_stream(runtime: Runtime, clock: Clock, consumer: str, batch_size: in
     )
     entries = [entry for entry in claimed[1] if entry[1]]
     if len(entries) < batch_size:
-        for _stream, fresh in (
-            redis.xreadgroup(ingest.GROUP, consumer, {ingest.STREAM: ">"}, count=batch_size - len(entries)) or []
-        ):
+        replies = redis.xreadgroup(ingest.GROUP, consumer, {ingest.STREAM: ">"}, count=batch_size - len(entries))
+        assert isinstance(replies, list | None)  # RESP2: a list of [stream, entries] pairs, None when empty
+        for _stream, fresh in replies or []:
             entries.extend(fresh)
     if not entries:
         return 0
@@ -152,8 +152,7 @@ def process_entries(runtime: Runtime, entries: Sequence[tuple[bytes, dict]], clo
             checks[key] = evaluation.next_check_at
             if intents:
                 outbox.add(key)
-            received = [_received_at(fields) for _, fields in entries_of.get(key, ())]
-            received = [moment for moment in received if moment is not None]
+            received = [moment for _, fields in entries_of.get(key, ()) if (moment := _received_at(fields)) is not None]
             if added and received:
                 metrics.observe(runtime.redis, "sla_event_lag_seconds", max(0.0, (now - min(received)).total_seconds()))
             if found:

@@ -23,6 +23,7 @@ from redis import Redis
 
 from connectors.chatwoot.client import ChatwootClient, NotFound, NotPermitted, TokenRefused
 from plugin.adapters import metrics
+from plugin.adapters.settings import SettingsError
 from plugin.adapters.store import outbox
 from plugin.adapters.streams import WRITEBACK_QUEUE
 from plugin.core.engine.effects import LABELS_KEY
@@ -132,12 +133,16 @@ def _written_key(account_id: int, conversation_id: int) -> str:
 def client_for(runtime: Runtime) -> ChatwootClient:
     """The helpdesk client configured by the settings."""
     settings = runtime.settings
-    return ChatwootClient(settings.CHATWOOT_URL, settings.CHATWOOT_ACCOUNT_ID, settings.CHATWOOT_API_TOKEN)
+    url, account_id, token = settings.CHATWOOT_URL, settings.CHATWOOT_ACCOUNT_ID, settings.CHATWOOT_API_TOKEN
+    if url is None or account_id is None or token is None:
+        raise SettingsError("writing to the helpdesk needs CHATWOOT_URL, CHATWOOT_ACCOUNT_ID and CHATWOOT_API_TOKEN")
+    return ChatwootClient(url, account_id, token)
 
 
 def requeue_stale_outbox(runtime: Runtime, now: datetime) -> int:
     """Queue jobs for intents left pending (a job lost with Redis, a host that came back)."""
-    if runtime.redis.exists(_auth_failed_key(runtime.settings.CHATWOOT_ACCOUNT_ID)):
+    account_id = runtime.settings.CHATWOOT_ACCOUNT_ID
+    if account_id is not None and runtime.redis.exists(_auth_failed_key(account_id)):
         return 0
     with runtime.store.engine.connect() as connection:
         rows = connection.execute(

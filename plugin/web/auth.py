@@ -33,7 +33,9 @@ def _presented(allow_query: bool) -> str | None:
 
 
 def _matches(presented: str | None, expected: str | None) -> bool:
-    return bool(presented and expected) and hmac.compare_digest(presented.encode(), expected.encode())
+    if not presented or not expected:
+        return False
+    return hmac.compare_digest(presented.encode(), expected.encode())
 
 
 def _refuse(status: int, message: str) -> Response:

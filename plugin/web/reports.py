@@ -9,6 +9,7 @@ its misses and SLA event log). All need the admin token (:mod:`plugin.web.auth`)
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -82,6 +83,8 @@ def report(name: str) -> Response:
 
 def _csv(kind: str, params: dict[str, list[str]]) -> Response:
     filters = Filters.from_params(params)
+    columns: tuple[str, ...]
+    rows: Iterable[list[Any]]
     if kind == "conversations":
         # Every conversation of the cohort, not one page: streamed in chunks.
         only_missed = parse_page(params)[2]
@@ -113,7 +116,7 @@ def conversation(account_id: int, conversation_id: int) -> tuple[Response, int] 
 
 @blueprint.get("/reports")
 @admin_page
-def page() -> str:
+def page() -> str | tuple[str, int]:
     """The reports page: figures, charts (drawn by static/reports.js from the embedded data), breakdowns
     and the drill-down, for the filters in the query string."""
     params = _params()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import pairwise
 
 from plugin.core.engine.facts import Facts, PolicySegment
 from plugin.core.events import RESOLVED, SNOOZED
@@ -126,7 +127,7 @@ def judge(
         hit = stop is not None and stop <= due
         if segment_end is not None:
             # A switch happens at segment_end: only what became final before it belongs to this policy.
-            if hit and stop < segment_end:
+            if hit and stop is not None and stop < segment_end:
                 return Judgement(instance, policy, HIT, due)
             if not hit and due < segment_end:
                 return Judgement(instance, policy, MISSED, due)
@@ -191,7 +192,11 @@ def _resolution_instances(policy: Policy, facts: Facts) -> list[Instance]:
     if policy.on_reopen == "restart":
         return [Instance(index, run_start, stop) for index, (run_start, stop) in enumerate(runs)]
     # Resume: one clock from creation; the time spent resolved between runs does not count.
-    resolved_gaps = tuple((runs[i][1], runs[i + 1][0]) for i in range(len(runs) - 1))
+    resolved_gaps = tuple(
+        (resolved_at, reopened_at)
+        for (_, resolved_at), (reopened_at, _) in pairwise(runs)
+        if resolved_at is not None  # every run but the last has ended
+    )
     return [Instance(0, facts.created_at, runs[-1][1], breaks=resolved_gaps)]
 
 

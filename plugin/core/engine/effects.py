@@ -30,6 +30,13 @@ class Change:
     metric: str | None = None
     detail: Mapping[str, Any] | None = None
 
+    @property
+    def miss(self) -> str:
+        """The miss a ``missed`` or ``miss_corrected`` entry is about."""
+        if self.detail is None or "miss" not in self.detail:
+            raise ValueError(f"a {self.kind} log entry names no miss")
+        return self.detail["miss"]
+
 
 def miss_key(metric: str, index: int) -> str:
     """The identity of one miss of one clock instance."""
@@ -124,9 +131,9 @@ def writeback_intents(
         return intents
     for change in found:
         if change.kind == "missed":
-            key = change.detail["miss"]
+            key = change.miss
             intents.append((f"note:{key}", {"kind": "miss", "miss": key, **current["misses_detail"][key]}))
         elif change.kind == "miss_corrected":
-            key = change.detail["miss"]
+            key = change.miss
             intents.append((f"correction:{key}", {"kind": "correction", "miss": key, **previous["misses_detail"][key]}))
     return intents

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from plugin.core.engine.clocks import (
@@ -77,17 +78,19 @@ def evaluate(
     folded = fold(state, matcher, rules_hash, now)
     state = replace(state, decisions=folded.decisions, pins=folded.pins)
     facts = folded.facts
-    base = dict(
+    resolved = facts is not None and facts.resolved_at is not None
+    evaluation = partial(
+        Evaluation,
         account_id=state.account_id,
         conversation_id=state.conversation_id,
         at=now,
         facts=facts,
         conversation=facts.latest if facts else None,
         created_at=facts.created_at if facts else None,
-        resolved=facts is not None and facts.resolved_at is not None,
+        resolved=resolved,
     )
     if facts is None or not folded.segments:
-        return state, Evaluation(policy=None, rule=None, status=NONE, **base)
+        return state, evaluation(policy=None, rule=None, status=NONE)
     segments = folded.segments
     metrics: dict[str, MetricResult] = {}
     judgements: dict[str, list[Judgement]] = {}
@@ -98,15 +101,14 @@ def evaluate(
             metrics[metric] = result
     checks = [result.next_change_at for result in metrics.values() if result.next_change_at is not None]
     current = segments[-1]
-    return state, Evaluation(
+    return state, evaluation(
         policy=current.policy,
         rule=current.rule,
-        status=conversation_status(metrics, base["resolved"]),
+        status=conversation_status(metrics, resolved),
         metrics=metrics,
         misses=collect_misses(judgements),
         next_check_at=min(checks) if checks else None,
         applied_at=segments[0].start,
         segments=tuple(segments),
         judgements=judgements,
-        **base,
     )

@@ -30,9 +30,14 @@ from plugin.core.policy import Policy, canonical_json, policy_from_snapshot
 class RuleChoice(Protocol):
     """What a rule matcher returns: the matching rule's name, its policy and whether it is sticky."""
 
-    name: str
-    policy: Policy
-    sticky: bool
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def policy(self) -> Policy: ...
+
+    @property
+    def sticky(self) -> bool: ...
 
 
 Matcher = Callable[[MatchContext], "RuleChoice | None"]

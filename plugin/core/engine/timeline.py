@@ -56,6 +56,7 @@ def _pieces(judgement: Judgement, evaluation: Evaluation) -> list[Piece]:
     end = instance.stop or evaluation.at
     if end <= instance.start:
         return []
+    assert evaluation.facts is not None  # a judged clock was judged on the conversation's facts
     labelled_breaks = [
         (start, stop, f"paused ({status})")
         for start, stop, status in pause_spans(policy, evaluation.facts, evaluation.at)

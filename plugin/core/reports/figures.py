@@ -118,9 +118,12 @@ def target_figures(
     """A policy's target against the actual: the misses its budget allows, the misses over that budget and
     the sentence for people ("answered 70 of 100 on time against a target of 80 %: 10 missed against
     target"). ``allowed`` overrides the budget when a policy's versions had different targets."""
-    if target is None and allowed is None:
+    if allowed is not None:
+        budget = allowed
+    elif target is not None:
+        budget = misses_allowed(target, applied_count)
+    else:
         return {"budget": None, "over_budget": None, "target_text": None}
-    budget = misses_allowed(target, applied_count) if allowed is None else allowed
     over = max(0, missed_count - budget)
     on_time = applied_count - missed_count
     against = f"a target of {percent(target)}" if target is not None else "its targets"

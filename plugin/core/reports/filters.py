@@ -10,9 +10,6 @@ from typing import Any
 from plugin.core.events import format_time, parse_time, utc
 from plugin.core.reports.figures import DEFAULT_DAYS, MAX_ID, MODES, UTC, ReportError
 
-_INTEGER_FILTERS = ("account", "inbox", "team", "agent")
-_TEXT_FILTERS = ("policy", "channel", "priority", "label")
-
 # --- filters ----------------------------------------------------------------------------------------------
 
 
@@ -72,8 +69,13 @@ class Filters:
             since=since,
             until=until,
             mode=mode,
-            **{name: integers(name) for name in _INTEGER_FILTERS},
-            **{name: tuple(values(name)) for name in _TEXT_FILTERS if name != "label"},
+            account=integers("account"),
+            inbox=integers("inbox"),
+            team=integers("team"),
+            agent=integers("agent"),
+            policy=tuple(values("policy")),
+            channel=tuple(values("channel")),
+            priority=tuple(values("priority")),
             label=tuple(value.lower() for value in values("label")),
         )
 

@@ -96,6 +96,10 @@ class _File:
         value = self.data.get(name)
         return value if isinstance(value, kind) else kind()
 
+    def has_pointer(self, pointer: str) -> bool:
+        """Whether the document has a value at *pointer*."""
+        return self.document is not None and pointer in self.document.lines
+
     def line_of(self, pointer: str) -> int:
         return self.document.line_of(pointer) if self.document is not None else 1
 
@@ -213,7 +217,7 @@ class _Builder:
         if found:
             parts = re.split(r"[.\[\]]+", found.group("path").rstrip("]"))
             pointer = definition.pointer + "".join(f"/{escape_token(part)}" for part in parts)
-            if pointer in definition.file.document.lines:
+            if definition.file.has_pointer(pointer):
                 return pointer, message[found.end() :]
         return definition.pointer, message
 
@@ -280,7 +284,7 @@ class _Builder:
                     pointer = f"/labels/{status}/title"
                     self.report(
                         file,
-                        pointer if pointer in file.document.lines else "/labels",
+                        pointer if file.has_pointer(pointer) else "/labels",
                         f"title {labels[status].title!r} is also the {statuses_by_title[title]} label's; "
                         f"each status needs its own label",
                     )
@@ -389,7 +393,12 @@ class _Builder:
                     continue
                 name = raw.get("name")
                 compiled.append(_CompiledRule(file, pointer, name, condition))
-                if isinstance(policy_id, str) and policy_id in policies and not file.schema_rejected(pointer):
+                if (
+                    isinstance(name, str)
+                    and isinstance(policy_id, str)
+                    and policy_id in policies
+                    and not file.schema_rejected(pointer)
+                ):
                     rules.append(
                         Rule(
                             rule_index,
@@ -460,7 +469,7 @@ def build_rule_set(
     rule_set = RuleSet(
         rules=rules,
         policies=policies,
-        calendars=calendars,
+        calendars={identifier: calendar for identifier, calendar in calendars.items() if calendar is not None},
         labels=labels,
         owned_label_titles=owned_titles,
         content_hash=content_hash(sources),

@@ -32,10 +32,10 @@ class Guard:
 def _guard_of(kind: str, children: list[CompiledCondition]) -> Guard | None:
     """An all has its most selective member's guard; an any has a guard only when every member guards the
     same field (then the union of their values)."""
-    guards = [child.guard for child in children]
+    guards = [child.guard for child in children if child.guard is not None]
     if kind == ALL:
-        return min((guard for guard in guards if guard is not None), key=lambda guard: len(guard.values), default=None)
-    if guards and all(guard is not None and guard.slot == guards[0].slot for guard in guards):
+        return min(guards, key=lambda guard: len(guard.values), default=None)
+    if guards and len(guards) == len(children) and all(guard.slot == guards[0].slot for guard in guards):
         return Guard(guards[0].slot, guards[0].multiple, frozenset().union(*(guard.values for guard in guards)))
     return None
 
@@ -137,8 +137,9 @@ class ConditionCompiler:
                     ConditionError(f"{pointer}/{kind}", f"expected a list of conditions, got {show_value(members)}")
                 )
             return None
-        children = [self.compile(member, f"{pointer}/{kind}/{index}", skip) for index, member in enumerate(members)]
-        if any(child is None for child in children):
+        compiled = [self.compile(member, f"{pointer}/{kind}/{index}", skip) for index, member in enumerate(members)]
+        children = [child for child in compiled if child is not None]
+        if len(children) < len(compiled):
             return None
         tests = [child.test for child in sorted(children, key=lambda child: child.cost)]
         test = _all_of(tests) if kind == ALL else _any_of(tests)

@@ -59,6 +59,7 @@ class ConditionResult:
 def explain(condition: CompiledCondition, facts: Facts) -> ConditionResult:
     """Evaluate *condition* node by node, in the order written, on one context's facts."""
     if condition.kind == LEAF:
+        assert condition.read is not None  # every leaf reads its field
         return ConditionResult(
             LEAF, condition.pointer, condition.test(facts), condition.text, condition.read(facts.context)
         )

@@ -8,7 +8,7 @@ import operator as operator_module
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from re import _parser as regex_parser
+from re import _parser as regex_parser  # type: ignore[attr-defined]  # private module typeshed does not describe
 from typing import Any
 
 from plugin.core.calendar import Calendar

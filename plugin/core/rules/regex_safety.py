@@ -4,7 +4,8 @@ an unbounded repetition, overlapping alternatives under repetition), found on th
 
 from __future__ import annotations
 
-from re import _constants as regex_constants  # the stdlib's own parse tree, to find nested repetition
+# The stdlib's own parse tree, to find nested repetition (typeshed does not describe re's private modules).
+from re import _constants as regex_constants  # type: ignore[attr-defined]
 from typing import Any
 
 _UNBOUNDED_REPEATS = (regex_constants.MAX_REPEAT, regex_constants.MIN_REPEAT)

@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator, ValidationError
+from jsonschema import Draft202012Validator
 
 from plugin.core.rules.source import escape_token, pointer_of
 
@@ -47,7 +47,8 @@ def schema_problems(document: Any) -> Iterator[tuple[str, str]]:
                 continue
             mistyped.add(pointer)
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-            yield from _unexpected_keys(error, pointer)
+            assert isinstance(error.schema, dict)  # the schema object that holds additionalProperties
+            yield from _unexpected_keys(error.schema, error.instance, pointer)
             continue
         if "propertyNames" in error.relative_schema_path:
             pointer = f"{pointer}/{escape_token(str(error.instance))}"
@@ -55,10 +56,10 @@ def schema_problems(document: Any) -> Iterator[tuple[str, str]]:
         yield pointer, message or error.message
 
 
-def _unexpected_keys(error: ValidationError, pointer: str) -> Iterator[tuple[str, str]]:
-    allowed = list(error.schema.get("properties", {}))
-    patterns = list(error.schema.get("patternProperties", {}))
+def _unexpected_keys(schema: dict[str, Any], instance: dict[str, Any], pointer: str) -> Iterator[tuple[str, str]]:
+    allowed = list(schema.get("properties", {}))
+    patterns = list(schema.get("patternProperties", {}))
     expected = f"expected one of {', '.join(allowed)}" if allowed else "no keys are allowed here"
-    for key in error.instance:
+    for key in instance:
         if key not in allowed and not any(re.search(pattern, key) for pattern in patterns):
             yield f"{pointer}/{escape_token(key)}", f"unknown key {json.dumps(key)}; {expected}"

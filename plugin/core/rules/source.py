@@ -12,11 +12,18 @@ import bisect
 import json
 import re
 from dataclasses import dataclass
-from json.decoder import scanstring
+from json.decoder import scanstring  # type: ignore[attr-defined]  # public in json.decoder, missing from typeshed
 from typing import Any
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _SCALAR = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?|true|false|null")
+
+
+def _match_end(pattern: re.Pattern[str], text: str, index: int) -> int:
+    """Where ``pattern`` matched at ``index`` ends; the scanner reads text json.loads accepted, so it matches."""
+    match = pattern.match(text, index)
+    assert match is not None
+    return match.end()
 
 
 def escape_token(token: str) -> str:
@@ -82,7 +89,7 @@ class _PositionScanner:
         return bisect.bisect_right(self.line_starts, index)
 
     def _skip(self, index: int) -> int:
-        return _WHITESPACE.match(self.text, index).end()
+        return _match_end(_WHITESPACE, self.text, index)
 
     def _value(self, index: int, pointer: str) -> int:
         """Scan the value starting at *index*; return the index just after it."""
@@ -93,7 +100,7 @@ class _PositionScanner:
             return self._array(index, pointer)
         if character == '"':
             return scanstring(self.text, index + 1)[1]
-        return _SCALAR.match(self.text, index).end()
+        return _match_end(_SCALAR, self.text, index)
 
     def _object(self, index: int, pointer: str) -> int:
         seen: set[str] = set()
