@@ -410,7 +410,7 @@ class Batch:
                 )
             )
             if change.kind == "miss_corrected":
-                rows.corrections.append({"a": key[0], "c": key[1], "m": change.detail["miss"], "t": now})
+                rows.corrections.append({"a": key[0], "c": key[1], "m": change.miss, "t": now})
         for miss in evaluation.misses:
             rows.misses.append(
                 _storable(
