@@ -195,6 +195,17 @@ class RestartableRedis(EmbeddedRedis):
         with self.connection() as client:
             client.flushall()
 
+    @contextlib.contextmanager
+    def stalled(self):
+        """Freeze the server (SIGSTOP) for the block: clients connect and send, nothing answers; on leaving,
+        it resumes (SIGCONT) and runs what was sent meanwhile, as after a long fork or a swapped-out host."""
+        assert self.process is not None, "only a server this object started can be stalled"
+        self.process.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.process.send_signal(signal.SIGCONT)
+
 
 # -- a fake helpdesk with faults --------------------------------------------------------------------------
 

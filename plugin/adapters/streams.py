@@ -25,18 +25,44 @@ EVENTS_QUEUE = "events"
 WRITEBACK_QUEUE = "writeback"
 
 
-def remember_delivery(redis: Redis, connector: str, delivery_key: str) -> bool:
-    """Record a delivery; False when the same delivery was already accepted (a duplicate)."""
-    return bool(redis.set(f"{DEDUPE_PREFIX}{connector}:{delivery_key}", 1, nx=True, ex=DEDUPE_TTL_SECONDS))
+# Accept one delivery in one atomic step: refuse it if its dedupe key exists, else append it to the stream,
+# then remember it and set the drain's pending marker. Redis runs a script as a whole or (the XADD failing)
+# before anything is written, so the dedupe key never exists without its entry. When the answer is lost (a
+# stalled Redis, a timeout) the script either ran in full, and the helpdesk's retry is a duplicate of an
+# entry that is queued, or not at all, and the retry is queued: no retry is refused for a lost delivery.
+_ACCEPT_ONCE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local entry = redis.call('XADD', KEYS[2], '*', 'connector', ARGV[3], 'body', ARGV[4], 'received_at', ARGV[5],
+                         'delivery_id', ARGV[6])
+redis.call('SET', KEYS[1], 1, 'EX', ARGV[1])
+local marked = redis.call('SET', KEYS[3], 1, 'NX', 'EX', ARGV[2])
+return {entry, marked and 1 or 0}
+"""
 
 
-def forget_delivery(redis: Redis, connector: str, delivery_key: str) -> None:
-    """Undo :func:`remember_delivery` when the delivery could not be queued, so a retry is not refused."""
-    redis.delete(f"{DEDUPE_PREFIX}{connector}:{delivery_key}")
+def submit_once(redis: Redis, connector: str, delivery_key: str, body: bytes, *, received_at: datetime) -> str | None:
+    """Append a webhook body to the event stream unless the same delivery was accepted before (then None),
+    and make sure a drain job will read it; returns the stream entry id.
+
+    One round trip, atomic (see ``_ACCEPT_ONCE``). The drain job is enqueued after the script: should that
+    fail, the entry is already safe in the stream and the sweeper queues a drain once the marker expires.
+    """
+    script = redis.register_script(_ACCEPT_ONCE)
+    answer = script(
+        keys=[f"{DEDUPE_PREFIX}{connector}:{delivery_key}", STREAM, DRAIN_PENDING],
+        args=[DEDUPE_TTL_SECONDS, DRAIN_MARKER_TTL_SECONDS, connector, body, received_at.isoformat(), delivery_key],
+    )
+    if not answer:
+        return None
+    entry_id, marked = answer
+    if marked:
+        _enqueue_drain(redis)
+    return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
 
 
 def submit(redis: Redis, connector: str, body: bytes, *, received_at: datetime, delivery_id: str | None = None) -> str:
-    """Append one webhook body to the event stream and make sure a drain job will read it.
+    """Append one webhook body to the event stream and make sure a drain job will read it (no dedupe: the
+    reconciler's bodies, which the engine deduplicates by event key).
 
     Returns the stream entry id.
     """

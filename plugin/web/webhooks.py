@@ -3,9 +3,10 @@
 Checks run in this order, each answering as soon as it decides: unknown connector 404, body too large 413,
 bad credential 401 (the connector's verdict), not a JSON object (or one nested deeper than
 MAX_JSON_DEPTH) 400, another account 202 "ignored",
-already-seen delivery 202 "duplicate", else queued 202 "queued". Redis unreachable: 503, and the delivery is
-not remembered, so the helpdesk's retry is accepted. The request parses the body once and runs no SLA logic;
-unknown event names are queued too (the worker ignores them).
+already-seen delivery 202 "duplicate", else queued 202 "queued". Redis unreachable: 503. A delivery is
+remembered in the same atomic step that queues it, so a 503 never leaves it remembered and unqueued: the
+helpdesk's retry is queued, or is a duplicate of what was queued before the answer was lost. The request
+parses the body once and runs no SLA logic; unknown event names are queued too (the worker ignores them).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from redis.exceptions import RedisError
 
 from connectors.base import UnknownConnector, WebhookRejected
 from plugin.adapters.metrics import CounterBuffer
-from plugin.adapters.streams import forget_delivery, remember_delivery, submit
+from plugin.adapters.streams import submit_once
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +92,12 @@ def receive(connector_name: str) -> Response:
         return _counted(sla.counters, name, 202, "ignored")
 
     try:
-        if not remember_delivery(sla.redis, name, delivery_key):
+        if submit_once(sla.redis, name, delivery_key, body, received_at=received_at) is None:
             log.info("duplicate webhook delivery dropped", extra={"connector": name, "delivery_id": delivery_key})
             return _counted(sla.counters, name, 202, "duplicate")
-        _submit_or_forget(sla.redis, name, body, received_at, delivery_key)
     except RedisError as error:
-        # Nothing is lost: the delivery is not remembered, so the helpdesk's retry will be queued.
+        # Nothing is lost: either nothing was written and the helpdesk's retry is queued, or the delivery was
+        # queued before the answer was lost and the retry is its duplicate.
         log.error(
             "redis unavailable, webhook not queued",
             extra={"connector": name, "delivery_id": delivery_key, "error": type(error).__name__},
@@ -120,22 +121,6 @@ def _nested_deeper_than(value, limit: int) -> bool:
                     return True
                 stack.append((child, depth + 1))
     return False
-
-
-def _submit_or_forget(redis, connector: str, body: bytes, received_at: datetime, delivery_key: str) -> None:
-    try:
-        submit(redis, connector, body, received_at=received_at, delivery_id=delivery_key)
-    except RedisError:
-        try:
-            forget_delivery(redis, connector, delivery_key)
-        except RedisError:
-            # Redis went away between remembering and queueing: a retry within the dedupe key's lifetime
-            # would be dropped as a duplicate, so say so where an operator will look.
-            log.error(
-                "delivery remembered but not queued; a retry may be dropped as a duplicate",
-                extra={"connector": connector, "delivery_id": delivery_key},
-            )
-        raise
 
 
 def _refuse_too_large(counters: CounterBuffer, connector: str, size: int) -> Response:

@@ -270,10 +270,10 @@ def test_redis_down_is_503(make_app, tmp_path):
     assert response.get_json() == {"status": "unavailable"}
 
 
-def test_failed_hand_over_forgets_the_delivery_so_a_retry_is_queued(signed_client, redis):
+def test_failed_hand_over_does_not_remember_the_delivery_so_a_retry_is_queued(signed_client, redis):
     body = fixture_bytes("message_created-incoming")
     headers = signed_headers(body, delivery="4b7e2f0a-0000-4000-8000-000000000002")
-    redis.set(STREAM, "not a stream")  # XADD now fails after the delivery was remembered
+    redis.set(STREAM, "not a stream")  # XADD now fails
 
     failed = post(signed_client, body, headers)
 

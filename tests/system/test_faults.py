@@ -14,6 +14,7 @@ import logging
 import signal
 import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -302,6 +303,63 @@ def submit_retrying(redis, bodies, deadline_seconds: float = 30) -> int:
                 assert time.monotonic() < deadline, "Redis did not come back"
                 time.sleep(0.05)
     return failures
+
+
+def test_redis_stalled_while_webhooks_arrive_loses_no_retried_delivery(tmp_path, settings_factory):
+    """Redis freezes while deliveries are being accepted: each answer is 503 (the client times out), and
+    the helpdesk retries. Whatever Redis runs once it resumes, every delivery ends up queued exactly once."""
+    from plugin.web import create_app
+
+    deliveries = [(f"stall-{number}", body) for number, body in enumerate(traffic_bodies(4)[:12])]
+    with RestartableRedis(tmp_path / "redis") as server:
+        client_redis = server.connection(socket_timeout=0.5)
+        app = create_app(settings_factory(REDIS_URL=server.url), redis=client_redis)
+        # Connections already open when Redis freezes, as on a busy receiver: commands sent on them wait in
+        # the socket and run when it resumes (a connection opened during the stall sends nothing yet).
+        pool = client_redis.connection_pool
+        warm = [pool.get_connection() for _ in range(len(deliveries) + 4)]
+        for connection in warm:
+            connection.send_command("PING")
+            connection.read_response()
+        for connection in warm:
+            pool.release(connection)
+        first, *deliveries = deliveries  # one delivery before the stall: the receiver's script is loaded
+        warm_up = app.test_client().post("/webhooks/chatwoot", data=first[1], headers={"X-Chatwoot-Delivery": first[0]})
+        assert warm_up.status_code == 202
+        first_answers: dict[str, int] = {}
+        final_answers: dict[str, str] = {}
+
+        def deliver(delivery_id: str, body: bytes) -> None:
+            client = app.test_client()
+            headers = {"Content-Type": "application/json", "X-Chatwoot-Delivery": delivery_id}
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:  # the helpdesk retries until it gets an answer below 500
+                response = client.post("/webhooks/chatwoot", data=body, headers=headers)
+                first_answers.setdefault(delivery_id, response.status_code)
+                if response.status_code < 500:
+                    final_answers[delivery_id] = response.get_json()["status"]
+                    return
+                time.sleep(0.2)
+
+        senders = [threading.Thread(target=deliver, args=delivery, daemon=True) for delivery in deliveries]
+        with server.stalled():
+            for sender in senders:
+                sender.start()
+            wait_until(lambda: len(first_answers) == len(deliveries), 30, "every delivery answered while stalled")
+        for sender in senders:
+            sender.join(60)
+        app.extensions["sla"].counters.close()
+        redis = server.connection()
+        queued = Counter(fields[b"delivery_id"].decode() for _, fields in redis.xrange(ingest.STREAM))
+    lost = [delivery_id for delivery_id, _ in deliveries if queued[delivery_id] != 1]
+    refused = sum(1 for status in first_answers.values() if status == 503)
+    print(
+        f"[redis stalled] tried {len(deliveries)} deliveries, {refused} answered 503 and retried; "
+        f"final answers {dict(Counter(final_answers.values()))}; lost or doubled: {len(lost)}"
+    )
+    assert refused == len(deliveries), first_answers  # the stall was real: every first answer was 503
+    assert len(final_answers) == len(deliveries)
+    assert lost == [], {delivery_id: queued[delivery_id] for delivery_id in lost}
 
 
 def test_redis_restarted_mid_load_the_worker_reconnects(tmp_path, helpdesk_server):
