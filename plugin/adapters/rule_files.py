@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from plugin.adapters.manifest import manifest_labels
 from plugin.core.events import format_time
 from plugin.core.rules.build import RuleSource, build_rule_set, content_hash
 from plugin.core.rules.model import ERROR, RuleProblem, RulesError, RuleSet
@@ -56,9 +57,14 @@ def read_sources(directory: str | Path) -> list[RuleSource]:
     return sources
 
 
+def build_rules(sources: list[RuleSource]) -> tuple[RuleSet | None, list[RuleProblem]]:
+    """:func:`build_rule_set` with this process's environment and manifest.json's status labels."""
+    return build_rule_set(sources, os.environ, default_labels=manifest_labels())
+
+
 def load_rules(directory: str | Path) -> RuleSet:
     """Load every rule file of *directory*; raises :class:`RulesError` listing every problem found."""
-    rule_set, problems = build_rule_set(read_sources(directory), os.environ)
+    rule_set, problems = build_rules(read_sources(directory))
     if rule_set is None:
         raise RulesError(problems)
     return rule_set
@@ -71,7 +77,7 @@ def check_directory(directory: str | Path) -> tuple[RuleSet | None, list[RulePro
         sources = read_sources(directory)
     except RulesError as error:
         return None, list(error.problems)
-    return build_rule_set(sources, os.environ)
+    return build_rules(sources)
 
 
 def check_rules(directory: str | Path) -> list[RuleProblem]:
@@ -136,7 +142,7 @@ class RulesHolder:
             return
         if digest == self._failed_hash:
             return
-        rule_set, problems = build_rule_set(sources, os.environ)
+        rule_set, problems = build_rules(sources)
         if rule_set is None:
             self._fail(digest, problems)
             return

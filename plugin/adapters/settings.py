@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from plugin.resources import shipped
+
 MASK = "********"
 ONE_MEBIBYTE = 1024 * 1024
 
@@ -51,8 +53,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec(
         "SLA_RULES_DIR",
-        "rules",
-        "Folder of the rule files (`*.json`) and their JSON Schema, relative to the working directory.",
+        None,
+        "Folder of the rule files (`*.json`), relative to the working directory.",
+        default_text="`rules` in the working directory when there is one, else the rule files shipped with the plugin",
     ),
     SettingSpec("CHATWOOT_URL", None, "Base URL of the helpdesk, e.g. `https://chat.example.com`."),
     SettingSpec(
@@ -170,6 +173,8 @@ class Settings:
         for spec in SETTINGS:
             raw = environ.get(spec.name, "").strip()
             values[spec.name] = _PARSERS[spec.kind](spec, raw) if raw else spec.default
+        if values["SLA_RULES_DIR"] is None:
+            values["SLA_RULES_DIR"] = default_rules_dir()
         if values["DATABASE_URL"] is None:
             values["DATABASE_URL"] = f"sqlite:///{instance / 'sla.sqlite3'}"
         values["SLA_LOG_LEVEL"] = values["SLA_LOG_LEVEL"].upper()
@@ -201,6 +206,18 @@ class Settings:
                 value = mask_url_password(value)
             shown.append(f"{spec.name}={value!r}")
         return f"Settings({', '.join(shown)})"
+
+
+def default_rules_dir() -> str:
+    """``rules`` in the working directory when there is one (a checkout, a deployment's folder), else the
+    rule files shipped with the plugin, so an installed plugin works from any folder."""
+    return "rules" if Path("rules").is_dir() else str(shipped("rules"))
+
+
+def rules_dir(environ: Mapping[str, str] = os.environ) -> str:
+    """``SLA_RULES_DIR`` from *environ*, else :func:`default_rules_dir` (for commands that need no other
+    setting)."""
+    return environ.get("SLA_RULES_DIR", "").strip() or default_rules_dir()
 
 
 def mask_url_password(url: str) -> str:

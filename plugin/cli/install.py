@@ -7,7 +7,6 @@ and optionally registers the Dashboard App. Uninstall removes what install creat
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,13 +16,7 @@ from urllib.parse import urlencode
 
 from connectors.chatwoot.client import ChatwootClient
 
-MANIFEST = Path(__file__).resolve().parents[2] / "manifest.json"
 DASHBOARD_APP_TITLE = "SLA"
-
-
-def load_manifest(path: Path = MANIFEST) -> dict[str, Any]:
-    """The plugin's manifest."""
-    return json.loads(path.read_text())
 
 
 @dataclass

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from plugin.adapters.settings import rules_dir
 from plugin.cli.report import report
 from plugin.cli.rules import rules
 from plugin.core.events import parse_time
@@ -36,8 +37,8 @@ main.add_command(report)
 @click.option(
     "--rules",
     "rules_dir",
-    default=lambda: os.environ.get("SLA_RULES_DIR", "rules"),
-    show_default="$SLA_RULES_DIR or rules",
+    default=rules_dir,
+    show_default="$SLA_RULES_DIR, else rules, else the shipped rules",
     type=click.Path(file_okay=False, exists=True),
     help="Folder of rule files.",
 )
@@ -286,14 +287,15 @@ def _label_specs(rules_dir: str):
 def install(url: str, account: int, token: str, public_url: str, dashboard_app: bool, secret_file: str) -> None:
     """Create the labels, register the webhook (and the Dashboard App) from manifest.json. Idempotent."""
     from connectors.chatwoot.client import ChatwootClient
+    from plugin.adapters.manifest import load_manifest
     from plugin.cli.install import install as run_install
-    from plugin.cli.install import load_manifest, save_secret
+    from plugin.cli.install import save_secret
 
     report = run_install(
         ChatwootClient(url, account, token),
         load_manifest(),
         public_url,
-        labels=_label_specs(os.environ.get("SLA_RULES_DIR", "rules")),
+        labels=_label_specs(rules_dir()),
         webhook_token=os.environ.get("SLA_WEBHOOK_TOKEN"),
         sidebar_token=os.environ.get("SLA_SIDEBAR_TOKEN"),
         dashboard_app=dashboard_app,
@@ -310,14 +312,14 @@ def install(url: str, account: int, token: str, public_url: str, dashboard_app: 
 def uninstall(url: str, account: int, token: str, public_url: str) -> None:
     """Remove what install created (webhook, Dashboard App, status labels). Idempotent."""
     from connectors.chatwoot.client import ChatwootClient
-    from plugin.cli.install import load_manifest
+    from plugin.adapters.manifest import load_manifest
     from plugin.cli.install import uninstall as run_uninstall
 
     report = run_uninstall(
         ChatwootClient(url, account, token),
         load_manifest(),
         public_url,
-        labels=_label_specs(os.environ.get("SLA_RULES_DIR", "rules")),
+        labels=_label_specs(rules_dir()),
     )
     for line in report.lines:
         click.echo(line)

@@ -7,19 +7,14 @@ The group is attached to the top-level CLI by :mod:`plugin.cli`; it also runs al
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 
 import click
 
 from plugin.adapters.rule_files import check_directory, load_rules
+from plugin.adapters.settings import rules_dir
 from plugin.core.events import MatchContext, format_time
 from plugin.core.rules.model import WARNING, RuleProblem, RulesError
-
-
-def default_rules_directory() -> str:
-    """``SLA_RULES_DIR``, else ``rules`` (docs/contracts.md section 3)."""
-    return os.environ.get("SLA_RULES_DIR") or "rules"
 
 
 def _problem_line(problem: RuleProblem) -> str:
@@ -41,12 +36,12 @@ def rules() -> None:
 @rules.command("check")
 @click.argument("directory", required=False, type=click.Path(file_okay=False))
 def check_command(directory: str | None) -> None:
-    """Check every rule file in DIRECTORY (default: $SLA_RULES_DIR, else rules).
+    """Check every rule file in DIRECTORY (default: $SLA_RULES_DIR, else ./rules, else the shipped rules).
 
     Prints each problem as FILE:LINE: POINTER: MESSAGE and a summary; exits 1 when there is an error
     (warnings alone exit 0).
     """
-    directory = directory or default_rules_directory()
+    directory = directory or rules_dir()
     rule_set, problems = check_directory(directory)
     for problem in problems:
         click.echo(_problem_line(problem))
@@ -69,14 +64,14 @@ def check_command(directory: str | None) -> None:
     "--rules",
     "directory",
     type=click.Path(file_okay=False),
-    help="Folder of the rule files (default: $SLA_RULES_DIR, else rules).",
+    help="Folder of the rule files (default: $SLA_RULES_DIR, else ./rules, else the shipped rules).",
 )
 def explain_command(event_file, directory: str | None) -> None:
     """Show which rule a Chatwoot webhook payload matches, and why each rule above it did not."""
     from connectors import get_connector  # the connector pulls in more than `rules check` needs
     from connectors.base import PayloadError
 
-    directory = directory or default_rules_directory()
+    directory = directory or rules_dir()
     try:
         payload = json.loads(event_file.read())
         event = get_connector("chatwoot", {}).normalize(payload, received_at=datetime.now(UTC))

@@ -21,11 +21,13 @@ import click
 import requests
 
 from connectors.chatwoot.client import ChatwootClient
-from plugin.cli.install import install, load_manifest
+from plugin.adapters.manifest import load_manifest
+from plugin.cli.install import install
 from plugin.demo import script
 from plugin.demo.helpdesk import ACCOUNT_ID, DEMO_API_TOKEN, PLUGIN_USER_ID, DemoHelpdesk, HelpdeskServer
+from plugin.resources import shipped
 
-DEMO_RULES = Path(__file__).resolve().parents[2] / "demo" / "rules"
+DEMO_RULES = shipped("demo", "rules")
 DEMO_DATABASE = "demo.sqlite3"
 READY_TIMEOUT_SECONDS = 60
 # The summary waits until the plugin has written nothing for this long (its last label or note is in).

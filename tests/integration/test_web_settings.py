@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from plugin.adapters.settings import SETTINGS, Settings, SettingsError, load_dotenv_for_dev, settings_reference_markdown
+from plugin.resources import shipped
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PINNED_NAMES = [
@@ -45,6 +46,13 @@ def test_defaults(tmp_path):
     assert settings.CHATWOOT_PLUGIN_USER_ID is None
     assert settings.SLA_LOG_LEVEL == "INFO"
     assert settings.CHATWOOT_WEBHOOK_SECRET is None
+
+
+def test_rules_default_to_the_shipped_rules_where_the_working_directory_has_none(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    assert str(shipped("rules")) == Settings.from_env({}).SLA_RULES_DIR
+    assert (shipped("rules") / "90-default.json").is_file()
 
 
 def test_default_instance_folder_is_in_the_working_directory(tmp_path, monkeypatch):

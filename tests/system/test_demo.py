@@ -15,8 +15,9 @@ import requests
 from connectors.base import WebhookRejected
 from connectors.chatwoot.client import AuthError, ChatwootClient, NotFound, Unprocessable
 from connectors.chatwoot.webhooks import ChatwootConnector
+from plugin.adapters.manifest import load_manifest
 from plugin.adapters.rule_files import load_rules
-from plugin.cli.install import install, load_manifest
+from plugin.cli.install import install
 from plugin.cli.replay import replay
 from plugin.core.events import (
     BOT,

@@ -50,14 +50,16 @@ def test_check_reads_the_directory_from_sla_rules_dir(runner: CliRunner, tmp_pat
     assert result.exit_code == 1 and "calendar has no open time" in result.output
 
 
-def test_check_defaults_to_rules_in_the_working_directory(
+def test_check_defaults_to_rules_in_the_working_directory_else_the_shipped_rules(
     runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(rules, ["check"], env={"SLA_RULES_DIR": ""})
-    assert result.exit_code == 1 and result.output.startswith("rules:0: : rules directory not found")
-    (tmp_path / "rules").mkdir()
-    assert runner.invoke(rules, ["check"], env={"SLA_RULES_DIR": ""}).exit_code == 0
+    assert result.exit_code == 0, result.output
+    assert "3 files" in result.output  # the shipped 10-high-priority, 20-product-matrix and 90-default
+    shutil.copytree(CASES / "no-open-time", tmp_path / "rules")
+    result = runner.invoke(rules, ["check"], env={"SLA_RULES_DIR": ""})
+    assert result.exit_code == 1 and result.output.startswith("rules/10-a.json:")
 
 
 def test_explain_a_fixture_payload(runner: CliRunner) -> None:

@@ -13,7 +13,8 @@ from plugin.adapters.rule_files import check_rules, load_rules
 from plugin.core.policy import canonical_json
 from plugin.core.rules.fields import FIELDS
 from plugin.core.rules.operators import OPERATOR_NAMES, OPERATORS
-from plugin.core.rules.schema import SCHEMA_PATH, rules_schema
+from plugin.core.rules.schema import SCHEMA_FILE_NAME, rules_schema
+from plugin.resources import shipped
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "rules"
@@ -25,7 +26,7 @@ def test_the_shipped_files_are_the_seed_examples() -> None:
 
 
 def test_the_schema_is_a_valid_draft_2020_12_schema_published_beside_the_rules() -> None:
-    assert SCHEMA_PATH == RULES / "sla-rules.schema.json"
+    assert shipped("rules", SCHEMA_FILE_NAME) == RULES / "sla-rules.schema.json"
     Draft202012Validator.check_schema(rules_schema())
 
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from connectors import get_connector
+from plugin.adapters.manifest import manifest_labels
 from plugin.adapters.rule_files import load_rules, read_sources
 from plugin.core.events import Contact, Conversation, MatchContext
 from plugin.core.rules import RuleMatch, RuleSet
-from plugin.core.rules.build import content_hash, default_labels
+from plugin.core.rules.build import content_hash
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_RULES = ROOT / "rules"
@@ -119,12 +120,12 @@ def test_policies_and_calendars_may_be_used_across_files(tmp_path: Path) -> None
 
 
 def test_labels_default_to_the_manifest_and_one_file_may_override(tmp_path: Path) -> None:
-    assert load_rules(tmp_path).labels == dict(default_labels())
+    assert load_rules(tmp_path).labels == dict(manifest_labels())
     write(tmp_path, "50-labels.json", {"labels": {"missed": {"title": "overdue"}}})
     rule_set = load_rules(tmp_path)
     assert rule_set.labels["missed"].title == "overdue"
-    assert rule_set.labels["missed"].color == default_labels()["missed"].color
-    assert rule_set.labels["on_track"] == default_labels()["on_track"]
+    assert rule_set.labels["missed"].color == manifest_labels()["missed"].color
+    assert rule_set.labels["on_track"] == manifest_labels()["on_track"]
     assert rule_set.owned_label_titles == {"overdue", "sla-missed", "sla-on-track", "sla-at-risk"}
 
 

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+from plugin.adapters.manifest import manifest_labels
 from plugin.adapters.rule_files import load_rules, read_sources
 from plugin.core.events import Conversation, MatchContext
 from plugin.core.rules import build_rule_set
@@ -93,9 +94,9 @@ def test_without_the_new_sections_nothing_changes(tmp_path: Path) -> None:
 def test_unset_variables_warn_only_when_the_environment_is_given(tmp_path: Path) -> None:
     (tmp_path / "10-a.json").write_text(json.dumps(DOCUMENT, indent=2))
     sources = read_sources(tmp_path)
-    assert build_rule_set(sources)[1] == []
+    assert build_rule_set(sources, default_labels=manifest_labels())[1] == []
     environ = {"SLA_SLACK_SUPPORT_URL": "https://hooks.slack.test/x", "SLA_OPS_URL": "http://ops.test/"}
-    rule_set, problems = build_rule_set(sources, environ)
+    rule_set, problems = build_rule_set(sources, environ, default_labels=manifest_labels())
     assert rule_set is not None
     assert [(problem.pointer, problem.severity) for problem in problems] == [
         ("/notifications/ops/secret_env", "warning")
@@ -107,6 +108,6 @@ def test_unset_variables_warn_only_when_the_environment_is_given(tmp_path: Path)
 def test_a_hit_label_may_not_share_a_status_labels_title(tmp_path: Path) -> None:
     document = {"labels": {"hit": {"title": "sla-on-track"}}}
     (tmp_path / "10-a.json").write_text(json.dumps(document))
-    rule_set, problems = build_rule_set(read_sources(tmp_path))
+    rule_set, problems = build_rule_set(read_sources(tmp_path), default_labels=manifest_labels())
     assert rule_set is None
     assert "each status needs its own label" in problems[0].message

@@ -1,9 +1,9 @@
 """Rule files -> a :class:`RuleSet`, or every problem found, each located as FILE:LINE: JSON-pointer.
 
 ``rules/*.json`` except ``*.schema.json`` (and hidden files, as a shell glob would) are read in file-name
-order (docs/contracts.md section 1). Checks run in layers: JSON syntax, then the JSON Schema, then the meaning (ids
-that exist and are unique, calendars, durations, conditions, labels, rules that can never match). A part
-the schema already rejected is not checked again, so each mistake is reported once.
+order (docs/contracts.md section 1). Checks run in layers: JSON syntax, then the JSON Schema, then the
+meaning (ids that exist and are unique, calendars, durations, conditions, labels, rules that can never
+match). A part the schema already rejected is not checked again, so each mistake is reported once.
 """
 
 from __future__ import annotations
@@ -13,9 +13,6 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from plugin.core.calendar import Calendar, CalendarError, parse_calendar
@@ -43,7 +40,6 @@ from plugin.core.rules.model import (
 from plugin.core.rules.schema import schema_problems
 from plugin.core.rules.source import JsonDocument, escape_token, parse_document
 
-MANIFEST_PATH = Path(__file__).resolve().parents[3] / "manifest.json"
 LABEL_STATUSES = ("on_track", "at_risk", "missed", "hit")  # hit is optional: no default in manifest.json
 _CALENDAR_MESSAGE_PATH = re.compile(r"^(?P<path>(?:timezone|hours|holidays|overrides)(?:\.[\w-]+)?(?:\[\d+\])?): ")
 
@@ -66,18 +62,6 @@ def content_hash(sources: list[RuleSource]) -> str:
         digest.update(len(name).to_bytes(8, "big") + name)
         digest.update(len(source.content).to_bytes(8, "big") + source.content)
     return digest.hexdigest()
-
-
-@cache
-def default_labels() -> Mapping[str, LabelSpec]:
-    """The status labels manifest.json declares, used where no rule file overrides them (read-only)."""
-    manifest = json.loads(MANIFEST_PATH.read_text(encoding="utf-8"))
-    return MappingProxyType(
-        {
-            status: LabelSpec(spec["title"], spec["color"], spec.get("description", ""))
-            for status, spec in manifest["labels"].items()
-        }
-    )
 
 
 @dataclass
@@ -134,8 +118,9 @@ class _Definition:
 class _Builder:
     """One pass over a directory's rule files, collecting problems as it goes."""
 
-    def __init__(self, sources: list[RuleSource]) -> None:
+    def __init__(self, sources: list[RuleSource], default_labels: Mapping[str, LabelSpec]) -> None:
         self.files = [_File(source, order) for order, source in enumerate(sources)]
+        self.default_labels = default_labels
         self.problems: list[tuple[int, RuleProblem]] = []
 
     def report(self, file: _File, pointer: str, message: str, severity: str = ERROR, line: int | None = None) -> None:
@@ -257,7 +242,7 @@ class _Builder:
         return policies
 
     def labels(self) -> dict[str, LabelSpec]:
-        labels = dict(default_labels())
+        labels = dict(self.default_labels)
         owner: _File | None = None
         for file in self.files:
             if "labels" not in file.data:
@@ -441,14 +426,16 @@ class _Builder:
 
 
 def build_rule_set(
-    sources: list[RuleSource], environ: Mapping[str, str] | None = None
+    sources: list[RuleSource], environ: Mapping[str, str] | None = None, *, default_labels: Mapping[str, LabelSpec]
 ) -> tuple[RuleSet | None, list[RuleProblem]]:
     """Check and build the rule set of *sources*: the set (None when there are errors) and every problem.
 
+    *default_labels* are the status labels where no rule file's ``labels`` section overrides them
+    (manifest.json's, read by the caller).
     *environ* (the process environment, passed in: the core reads none) lets the check warn about a
     destination whose URL or secret variable is unset; without it that check is skipped.
     """
-    builder = _Builder(sources)
+    builder = _Builder(sources, default_labels)
     builder.parse()
     builder.validate()
     calendar_definitions = builder.definitions("calendars", "calendar")
@@ -459,7 +446,7 @@ def build_rule_set(
     destinations = builder.destinations(destination_definitions, environ)
     builder.notify_routes(policy_definitions, set(destination_definitions))
     labels = builder.labels()
-    owned_titles = frozenset(spec.title for spec in (*labels.values(), *default_labels().values()))
+    owned_titles = frozenset(spec.title for spec in (*labels.values(), *default_labels.values()))
     environment = Environment(calendars, frozenset(fold(title) for title in owned_titles))
     rules, compiler = builder.rules(set(policy_definitions), policies, environment)
     prioritize = builder.prioritize(compiler)

@@ -11,21 +11,20 @@ import json
 import re
 from collections.abc import Iterator
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
 
 from plugin.core.rules.source import escape_token, pointer_of
+from plugin.resources import shipped
 
 SCHEMA_FILE_NAME = "sla-rules.schema.json"
-SCHEMA_PATH = Path(__file__).resolve().parents[3] / "rules" / SCHEMA_FILE_NAME
 
 
 @cache
 def rules_schema() -> dict[str, Any]:
-    """The rule-file JSON Schema, read once."""
-    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    """The rule-file JSON Schema the plugin ships (part of its code, like a module), read once."""
+    return json.loads(shipped("rules", SCHEMA_FILE_NAME).read_text(encoding="utf-8"))
 
 
 @cache
