@@ -22,13 +22,13 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
 
-from plugin.adapters.streams import EVENTS_QUEUE, GROUP, STREAM, WRITEBACK_QUEUE
+from plugin.adapters.streams import EVENTS_QUEUE, GROUP, NOTIFICATIONS_QUEUE, STREAM, WRITEBACK_QUEUE
 
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "sla:metrics:"
 DEADLINES_KEY = "sla:deadlines"
-QUEUES = (EVENTS_QUEUE, WRITEBACK_QUEUE)
+QUEUES = (EVENTS_QUEUE, WRITEBACK_QUEUE, NOTIFICATIONS_QUEUE)
 
 COUNTER, HISTOGRAM = "counter", "histogram"
 
@@ -40,6 +40,10 @@ RECORDED: dict[str, tuple[str, str]] = {
     "sla_reconcile_failures_total": (COUNTER, "Conversations the reconciler could not read from the helpdesk."),
     "sla_event_lag_seconds": (HISTOGRAM, "Seconds from a webhook's receipt to its event being applied."),
     "sla_events_unreadable_total": (COUNTER, "Events set aside in the dead-letter stream (sla:events:dead)."),
+    "sla_notifications_sent_total": (COUNTER, "SLA events delivered, by destination."),
+    "sla_notifications_failed_total": (COUNTER, "SLA event delivery attempts that failed, by destination and reason."),
+    "sla_notifications_dropped_total": (COUNTER, "SLA events given up after 24 h of failed attempts, by destination."),
+    "sla_notifications_skipped_total": (COUNTER, "SLA events not sent: destination undefined or its URL unset."),
 }
 
 # Upper bounds of the histogram buckets, in seconds (an event applied within 1 s is the normal case).

@@ -8,6 +8,8 @@ Tables:
 - ``sla_misses``: one row per miss (metric and clock instance), corrected rather than deleted.
 - ``sla_log``: the append-only SLA event log (applied, paused, resumed, at_risk, hit, missed, ...).
 - ``sla_outbox``: write-back intents recorded in the same transaction as the state that caused them.
+- ``sla_notifications``: one row per SLA event and destination, recorded in the same transaction as the
+  state that caused it; its state, attempts and next attempt drive delivery (plugin/jobs/notify.py).
 
 Concurrency: a batch locks its conversations' rows (``SELECT ... FOR UPDATE`` on PostgreSQL, ``BEGIN
 IMMEDIATE`` on SQLite), so two workers never fold the same conversation at once and no Redis lock can
@@ -30,7 +32,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from plugin.core.engine import ConversationState, Evaluation, state_from_json
 from plugin.core.engine.effects import LABELS_KEY, Change
-from plugin.core.events import format_time
+from plugin.core.events import format_time, parse_time
+from plugin.core.notifications import SlaEvent
 from plugin.core.policy import FIRST_RESPONSE, NEXT_RESPONSE, RESOLUTION, Policy
 
 ConversationKey = tuple[int, int]
@@ -138,6 +141,25 @@ outbox = sa.Table(
     sa.Index("ix_sla_outbox_state", "state", "updated_at"),
 )
 
+notifications = sa.Table(
+    "sla_notifications",
+    metadata,
+    sa.Column("event_id", sa.String(36), primary_key=True),
+    sa.Column("destination", sa.String(200), primary_key=True),
+    sa.Column("account_id", sa.BigInteger, nullable=False),
+    sa.Column("conversation_id", sa.BigInteger, nullable=False),
+    sa.Column("event", sa.String(30), nullable=False),  # sla.missed, ...
+    sa.Column("occurred_at", UTCDateTime, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),  # pending, sending, done, dropped, skipped
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),  # for a row being sent: when its lease ends
+    sa.Column("last_error", sa.String(200)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_sla_notifications_due", "state", "next_attempt_at"),
+)
+
 schema_version = sa.Table(
     "sla_schema_version",
     metadata,
@@ -176,6 +198,7 @@ MIGRATIONS: tuple = (
     lambda connection: metadata.create_all(connection, tables=[conversations, applied, misses, log, outbox]),
     _report_indexes,
     _next_response_not_started,
+    lambda connection: metadata.create_all(connection, tables=[notifications]),  # version 4
 )
 
 
@@ -320,6 +343,99 @@ class Store:
             for row in rows
         ]
 
+    # --- notification outbox -------------------------------------------------------------------------
+
+    def due_notification_destinations(self, now: datetime) -> list[str]:
+        """Destinations with a delivery due: pending, or being sent by a worker whose lease has run out."""
+        with self.engine.connect() as connection:
+            return list(
+                connection.execute(
+                    sa.select(notifications.c.destination)
+                    .distinct()
+                    .where(notifications.c.state.in_(("pending", "sending")), notifications.c.next_attempt_at <= now)
+                ).scalars()
+            )
+
+    def claim_notification(self, destination: str, now: datetime, lease_until: datetime) -> Any | None:
+        """Take the oldest due delivery of *destination* for sending until *lease_until*; None when none is due.
+
+        The claim is one conditional UPDATE, so two workers never send the same row at once; a row whose
+        sender died is due again when its lease ends (and is then sent again, with the same event id).
+        """
+        due = (
+            notifications.c.destination == destination,
+            notifications.c.state.in_(("pending", "sending")),
+            notifications.c.next_attempt_at <= now,
+        )
+        with self.engine.begin() as connection:
+            candidates = connection.execute(
+                sa.select(notifications.c.event_id)
+                .where(*due)
+                .order_by(notifications.c.created_at, notifications.c.occurred_at, notifications.c.event_id)
+                .limit(10)
+            ).scalars()
+            for candidate in list(candidates):
+                claimed = connection.execute(
+                    notifications.update()
+                    .where(notifications.c.event_id == candidate, *due)
+                    .values(
+                        state="sending",
+                        attempts=notifications.c.attempts + 1,
+                        next_attempt_at=lease_until,
+                        updated_at=now,
+                    )
+                )
+                if claimed.rowcount == 1:
+                    return connection.execute(
+                        sa.select(notifications).where(
+                            notifications.c.event_id == candidate, notifications.c.destination == destination
+                        )
+                    ).first()
+        return None
+
+    def finish_notification(
+        self,
+        event_id: str,
+        destination: str,
+        now: datetime,
+        state: str,
+        next_attempt_at: datetime | None = None,
+        last_error: str | None = None,
+    ) -> None:
+        """Record how a delivery attempt ended: done, dropped, skipped, or pending again at *next_attempt_at*."""
+        values: dict[str, Any] = {"state": state, "updated_at": now, "last_error": last_error}
+        if next_attempt_at is not None:
+            values["next_attempt_at"] = next_attempt_at
+        with self.engine.begin() as connection:
+            connection.execute(
+                notifications.update()
+                .where(notifications.c.event_id == event_id, notifications.c.destination == destination)
+                .values(**values)
+            )
+
+    def notifications_of(self, key: ConversationKey) -> list[dict[str, Any]]:
+        """A conversation's deliveries, oldest first (for inspection and tests)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(notifications)
+                .where(notifications.c.account_id == key[0], notifications.c.conversation_id == key[1])
+                .order_by(notifications.c.created_at, notifications.c.occurred_at, notifications.c.destination)
+            ).all()
+        return [
+            {
+                "event_id": row.event_id,
+                "destination": row.destination,
+                "event": row.event,
+                "state": row.state,
+                "attempts": row.attempts,
+                "next_attempt_at": as_utc(row.next_attempt_at),
+                "last_error": row.last_error,
+                "payload": json.loads(row.payload),
+                "created_at": as_utc(row.created_at),
+            }
+            for row in rows
+        ]
+
 
 class Batch:
     """One transaction over a set of locked conversations: load states, then save evaluations.
@@ -379,8 +495,12 @@ class Batch:
         summary: Mapping[str, Any],
         changes: Sequence[Change],
         writebacks: Sequence[tuple[str, Mapping[str, Any]]],
+        deliveries: Sequence[tuple[SlaEvent, str]] = (),
     ) -> None:
-        """Queue the rows for one conversation; they are written together when the batch closes."""
+        """Queue the rows for one conversation; they are written together when the batch closes.
+
+        ``deliveries`` are the SLA events to send, each with a destination id.
+        """
         key = (state.account_id, state.conversation_id)
         now = self.now
         rows = self._rows[key] = _ConversationRows()
@@ -437,6 +557,24 @@ class Batch:
                     "payload": json.dumps(payload),
                     "state": "pending",
                     "attempts": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+
+        for sla_event, destination in deliveries:
+            rows.notifications.append(
+                {
+                    "event_id": sla_event.id,
+                    "destination": destination,
+                    "account_id": key[0],
+                    "conversation_id": key[1],
+                    "event": sla_event.name,
+                    "occurred_at": parse_time(sla_event.body["occurred_at"]),
+                    "payload": json.dumps(sla_event.to_json()),
+                    "state": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": now,
                     "created_at": now,
                     "updated_at": now,
                 }
@@ -528,6 +666,14 @@ class Batch:
             update=("payload", "state", "attempts", "updated_at"),
         )
         _upsert(connection, outbox, [row for row in outbox_rows if row["key"] != LABELS_KEY], outbox_keys, update=())
+        # One delivery per event and destination: an event found again (a retry, a duplicate) adds nothing.
+        _upsert(
+            connection,
+            notifications,
+            [row for rows in batch for row in rows.notifications],
+            ("event_id", "destination"),
+            update=(),
+        )
 
 
 @dataclass
@@ -540,6 +686,7 @@ class _ConversationRows:
     corrections: list[dict] = field(default_factory=list)
     log: list[dict] = field(default_factory=list)
     outbox: list[dict] = field(default_factory=list)
+    notifications: list[dict] = field(default_factory=list)
 
 
 def _refused_value(error: Exception) -> bool:

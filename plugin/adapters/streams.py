@@ -23,6 +23,7 @@ DEDUPE_TTL_SECONDS = 7 * 24 * 3600
 DRAIN_MARKER_TTL_SECONDS = 30
 EVENTS_QUEUE = "events"
 WRITEBACK_QUEUE = "writeback"
+NOTIFICATIONS_QUEUE = "notifications"
 
 
 # Accept one delivery in one atomic step: refuse it if its dedupe key exists, else append it to the stream,

@@ -134,12 +134,12 @@ def serve(host: str, port: int, workers: int) -> None:
     "--queue",
     "queue_names",
     multiple=True,
-    default=("events", "writeback"),
+    default=("events", "writeback", "notifications"),
     show_default=True,
     help="Queues to work on, in priority order (repeat the option).",
 )
 def worker(burst: bool, sweeper: bool, queue_names: tuple[str, ...]) -> None:
-    """Run an RQ worker for the events and write-back queues, and the deadline sweeper."""
+    """Run an RQ worker for the events, write-back and notifications queues, and the deadline sweeper."""
     from rq import Queue, SimpleWorker
 
     from plugin.adapters.logging import configure_logging

@@ -25,6 +25,7 @@ from plugin.adapters import streams as ingest
 from plugin.core.engine import add_events, evaluate
 from plugin.core.engine.effects import changes, summary, writeback_intents
 from plugin.core.events import Event, parse_time
+from plugin.core.notifications import routed, sla_events
 from plugin.jobs.runtime import Runtime, current_runtime
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,7 @@ def process_entries(runtime: Runtime, entries: Sequence[tuple[bytes, dict]], clo
     rules = runtime.rules.current()
     checks = {}
     outbox = set()
+    destinations: set[str] = set()
     with runtime.store.batch(by_conversation) as batch:
         now = clock()
         for key, events in by_conversation.items():
@@ -145,13 +147,15 @@ def process_entries(runtime: Runtime, entries: Sequence[tuple[bytes, dict]], clo
                 current = summary(evaluation)
                 found = changes(previous, evaluation)
                 intents = writeback_intents(previous, current, found)
-                batch.save(state, evaluation, current, found, intents)
+                deliveries = routed(sla_events(previous, current, found, evaluation), evaluation)
+                batch.save(state, evaluation, current, found, intents, deliveries)
             except Exception as error:  # noqa: BLE001 - one bad conversation must not hold the batch back
                 _set_aside(runtime, key, entries_of.get(key, ()), error)
                 continue
             checks[key] = evaluation.next_check_at
             if intents:
                 outbox.add(key)
+            destinations.update(destination for _, destination in deliveries)
             received = [moment for _, fields in entries_of.get(key, ()) if (moment := _received_at(fields)) is not None]
             if added and received:
                 metrics.observe(runtime.redis, "sla_event_lag_seconds", max(0.0, (now - min(received)).total_seconds()))
@@ -172,6 +176,10 @@ def process_entries(runtime: Runtime, entries: Sequence[tuple[bytes, dict]], clo
             outbox.discard(key)
     deadlines.schedule(runtime.redis, list(checks.items()))
     metrics.incr(runtime.redis, "sla_events_processed_total", amount=sum(map(len, by_conversation.values())))
+    if destinations:
+        from plugin.jobs.notify import enqueue_deliveries
+
+        enqueue_deliveries(runtime.redis, destinations)
     if runtime.settings.CHATWOOT_URL:
         from plugin.jobs.writeback import enqueue_writebacks, repair_dropped_labels
 

@@ -28,6 +28,8 @@ LEADER_TTL_SECONDS = 5
 INDEX_REFRESH_EVERY = timedelta(seconds=60)
 MINIMUM_WAIT_SECONDS = 0.02
 OUTBOX_REQUEUE_EVERY = timedelta(seconds=30)
+# Notification retries are due at their own times (backoff); a few seconds late is fine.
+NOTIFICATIONS_REQUEUE_EVERY = timedelta(seconds=5)
 # A drain left stalled by a killed worker can only be taken over after the claim idle time anyway; checking
 # on every wake (up to 50 a second with dense deadlines) would only queue empty drains beside a running one.
 STALLED_DRAIN_CHECK_EVERY = timedelta(seconds=2)
@@ -81,6 +83,10 @@ class Sweeper:
         due = deadlines.pop_due(self.runtime.redis, now)
         for account_id, conversation_id in due:
             ingest.submit_tick(self.runtime.redis, account_id, conversation_id)
+        if self._every("notifications", NOTIFICATIONS_REQUEUE_EVERY, now):
+            from plugin.jobs.notify import requeue_due
+
+            requeue_due(self.runtime, now)
         if self.runtime.settings.CHATWOOT_URL:
             if self._every("outbox", OUTBOX_REQUEUE_EVERY, now):
                 from plugin.jobs.writeback import requeue_stale_outbox
