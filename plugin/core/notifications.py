@@ -109,7 +109,7 @@ def sla_events(
             due = format_time(result.due_at)
             add("at_risk", f"at_risk:{metric}:{due}", change.at, metric, due)
         elif change.kind == "missed":
-            miss = (change.detail or {})["miss"]
+            miss = change.miss
             detail = current["misses_detail"][miss]
             stopped = result.stopped_at if result is not None and result.stopped_at else None
             add(
@@ -123,7 +123,7 @@ def sla_events(
                 stopped_at=format_time(stopped) if stopped and stopped > change.at else None,
             )
         elif change.kind == "miss_corrected":
-            miss = (change.detail or {})["miss"]
+            miss = change.miss
             detail = previous["misses_detail"][miss]
             add(
                 "corrected",
