@@ -198,3 +198,17 @@ def runtime_factory(tmp_path: Path, redis_server: EmbeddedRedis, redis, database
         return current_runtime()
 
     return build
+
+
+@pytest.fixture(params=["unsigned", "signed", "current"])
+def chatwoot(request):
+    """The fake Chatwoot (``plugin.demo.helpdesk``) of each version profile, its REST API served on loopback.
+    Webhooks are not sent: tests collect them with ``chatwoot.helpdesk.capturing()`` and post them themselves
+    (``fake_chatwoot.post_deliveries``)."""
+    from plugin.demo.helpdesk import PROFILES, DemoHelpdesk, HelpdeskServer
+
+    assert set(PROFILES) == {"unsigned", "signed", "current"}, "a new profile must be added to the parameters"
+    server = HelpdeskServer(DemoHelpdesk(profile=request.param))
+    server.start(send_webhooks=False)
+    yield server
+    server.stop()

@@ -239,7 +239,7 @@ class ProductionStack:
         return [
             message.content
             for message in conversation.messages
-            if message.private and message.sender.id == PLUGIN_USER_ID
+            if message.private and message.sender is not None and message.sender.id == PLUGIN_USER_ID
         ]
 
     def logs(self, lines: int = 30) -> str:

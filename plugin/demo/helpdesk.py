@@ -1,5 +1,22 @@
-"""A small in-memory helpdesk that speaks the subset of Chatwoot's REST API the plugin uses, and sends
-Chatwoot-shaped, signed webhooks (as Chatwoot's ``Message#webhook_data`` and its REST API render them).
+"""The fake Chatwoot: an in-memory helpdesk that speaks the subset of Chatwoot's REST API the plugin uses and
+sends Chatwoot's webhooks, each rendered as Chatwoot's own code renders it (the Chatwoot file of each shape
+is named beside the code that renders it; docs/chatwoot-versions.md). The demo, the tests and the benchmarks
+all use this one fake.
+
+Version profiles (:data:`PROFILES`), because every one of these Chatwoot releases is in use:
+
+- ``unsigned``: before v4.12.0. No ``X-Chatwoot-Signature``/``-Timestamp``/``-Delivery`` headers, webhooks
+  have no ``secret``, conversation webhooks have no ``account``;
+- ``signed``: v4.12.0 to v4.14.1. Signed, with ``X-Chatwoot-Delivery`` (PR #13573), conversation webhooks
+  still without ``account``;
+- ``current``: v4.14.2 and later. Signed, and conversation webhooks carry ``account`` (PR #12445).
+
+It answers like Chatwoot: conversations have their channel at ``meta.channel``; messages come 20 a page,
+older ones with ``before=``; an agent's token sees its own inboxes only and gets 401 "You are not authorized
+to do this action" for others, a wrong token 401 "Invalid Access Token"; a rate limit is 429; a label POST
+replaces the whole list. Faults are injected with :meth:`DemoHelpdesk.fail_next` (``down``, ``slow``,
+``5xx``, ``429``, ``401``) and served both over real HTTP (:class:`HelpdeskServer`) and through
+``responses`` (:meth:`DemoHelpdesk.register`).
 
 What it serves under ``/api/v1/accounts/<account>/`` (header ``api_access_token`` required, 401 without):
 account labels (list, create, delete), a conversation's labels (get, and set, which REPLACES the whole list
@@ -29,16 +46,17 @@ import json
 import queue
 import re
 import secrets
+import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import requests
-from flask import Flask, Response, abort, jsonify, request
+from flask import Flask, Response, abort, g, jsonify, request
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 DEMO_API_TOKEN = "demo-api-token"
@@ -79,6 +97,52 @@ WEBHOOK_TIMEOUT_SECONDS = 5
 PAGE_SIZE = 25
 MESSAGES_PAGE_SIZE = 20
 MESSAGE_TYPES = {"incoming": 0, "outgoing": 1, "activity": 2, "template": 3}
+# Chatwoot's 401 texts (app/controllers/concerns/access_token_auth_helper.rb, request_exception_handler.rb).
+INVALID_TOKEN = "Invalid Access Token"
+NOT_AUTHORIZED = "You are not authorized to do this action"
+FAULT_KINDS = ("down", "slow", "5xx", "429", "401")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What one range of Chatwoot releases sends (docs/chatwoot-versions.md)."""
+
+    name: str
+    releases: str
+    signed: bool  # X-Chatwoot-Signature, -Timestamp and -Delivery; webhooks have a secret
+    conversation_account: bool  # conversation webhooks carry ``account``
+
+
+PROFILES = {
+    profile.name: profile
+    for profile in (
+        Profile("unsigned", "before v4.12.0", signed=False, conversation_account=False),
+        Profile("signed", "v4.12.0 to v4.14.1", signed=True, conversation_account=False),
+        Profile("current", "v4.14.2 and later", signed=True, conversation_account=True),
+    )
+}
+CURRENT = PROFILES["current"]
+
+
+@dataclass
+class TokenUser:
+    """Whose an API token is: the user, its role in the account, and (agents) the inboxes it is a member of."""
+
+    person: Person
+    role: str = "administrator"
+    inbox_ids: frozenset[int] | None = None  # None: every inbox (an administrator)
+
+    def sees(self, inbox_id: int) -> bool:
+        return self.inbox_ids is None or inbox_id in self.inbox_ids
+
+
+@dataclass
+class Fault:
+    """One injected failure: ``kind`` of FAULT_KINDS, ``status`` for 5xx, ``seconds`` for slow and 429."""
+
+    kind: str
+    status: int = 500
+    seconds: float = 0.0
 
 
 @dataclass
@@ -105,14 +169,17 @@ class Inbox:
 
 @dataclass
 class Message:
-    """One message of a conversation; ``created_at`` in Unix seconds (with a fraction)."""
+    """One message of a conversation; ``created_at`` in Unix seconds (with a fraction). ``sender`` is None
+    for an automation rule's message (AutomationRules::ActionService builds it without one)."""
 
     id: int
     message_type: str
     content: str
     private: bool
-    sender: Person
+    sender: Person | None
     created_at: float
+    content_attributes: dict[str, Any] = field(default_factory=dict)
+    additional_attributes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -144,17 +211,20 @@ class Webhook:
     url: str
     name: str | None
     subscriptions: list[str]
-    secret: str
+    secret: str | None  # None before v4.12.0: Chatwoot had no webhook secrets
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        """app/views/api/v1/accounts/webhooks/_webhook.json.jbuilder (``secret`` since v4.12.0)."""
+        rendered: dict[str, Any] = {
             "id": self.id,
-            "url": self.url,
             "name": self.name,
-            "subscriptions": self.subscriptions,
+            "url": self.url,
             "account_id": ACCOUNT_ID,
-            "secret": self.secret,
+            "subscriptions": self.subscriptions,
         }
+        if self.secret is not None:
+            rendered["secret"] = self.secret
+        return rendered
 
 
 @dataclass(frozen=True)
@@ -165,15 +235,13 @@ class Delivery:
     secret: str | None
     event: str
     body: bytes
-    delivery_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    delivery_id: str | None = field(default_factory=lambda: str(uuid.uuid4()))  # None before v4.12.0
 
     def headers(self, sent_at: float | None = None) -> dict[str, str]:
-        """Chatwoot's request headers, signed at *sent_at* (default: now)."""
-        headers = {
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "X-Chatwoot-Delivery": self.delivery_id,
-        }
+        """Chatwoot's request headers, signed at *sent_at* (default: now) (lib/webhooks/trigger.rb)."""
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.delivery_id:
+            headers["X-Chatwoot-Delivery"] = self.delivery_id
         if self.secret:
             timestamp = str(int(time.time() if sent_at is None else sent_at))
             headers["X-Chatwoot-Timestamp"] = timestamp
@@ -189,7 +257,7 @@ class Delivery:
 
     def again(self) -> Delivery:
         """The same body as a new delivery (a new ``X-Chatwoot-Delivery``), as a re-sent event would be."""
-        return Delivery(self.url, self.secret, self.event, self.body)
+        return replace(self, delivery_id=str(uuid.uuid4()) if self.delivery_id else None)
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -210,10 +278,15 @@ class DemoHelpdesk:
         api_token: str = DEMO_API_TOKEN,
         announce: Callable[[str], None] | None = None,
         first_conversation_id: int = 101,
+        profile: Profile | str = CURRENT,
     ) -> None:
-        self.api_token = api_token
+        self.profile = PROFILES[profile] if isinstance(profile, str) else profile
         self.announce = announce or (lambda line: None)
         self.plugin_user = Person(PLUGIN_USER_ID, "SLA Monitor", "sla-monitor@acme.example", "user")
+        self.tokens: dict[str, TokenUser] = {api_token: TokenUser(self.plugin_user)}
+        self.inboxes: dict[int, Inbox] = {}
+        self.calls: list[tuple[str, str, int]] = []  # (method, path, status) of every REST call
+        self._faults: list[Fault] = []
         self.conversations: dict[int, Conversation] = {}
         self.account_labels: dict[int, dict[str, Any]] = {}
         self.webhooks: dict[int, Webhook] = {}
@@ -226,6 +299,41 @@ class DemoHelpdesk:
         self._captured: list[Delivery] | None = None
         self._outbox: queue.Queue[Delivery | None] = queue.Queue()
         self._sender: threading.Thread | None = None
+
+    @property
+    def api_token(self) -> str:
+        """The first (administrator's) API token."""
+        return next(iter(self.tokens))
+
+    def add_token(
+        self, token: str, person: Person, role: str = "agent", inbox_ids: Iterator[int] | None = None
+    ) -> None:
+        """Another API token: an agent's sees only the conversations of ``inbox_ids`` (InboxPolicy,
+        Conversations::PermissionFilterService) and may not call administrators' endpoints."""
+        with self._lock:
+            inboxes = None if inbox_ids is None else frozenset(inbox_ids)
+            self.tokens[token] = TokenUser(person, role, inboxes)
+
+    # -- faults ---------------------------------------------------------------------------------------
+
+    def fail_next(self, count: int, kind: str, *, status: int = 500, seconds: float = 0.0) -> None:
+        """The next ``count`` REST calls fail: ``down`` (the connection is closed unanswered), ``slow`` (the
+        answer comes after ``seconds``), ``5xx`` (``status``), ``429`` (``Retry-After: seconds`` when
+        ``seconds`` is set; Rack::Attack's own answer has none), ``401`` (a refused token)."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {kind!r}; known: {', '.join(FAULT_KINDS)}")
+        with self._lock:
+            self._faults.extend(Fault(kind, status, seconds) for _ in range(count))
+
+    def faults_left(self) -> int:
+        """Injected faults not yet served."""
+        with self._lock:
+            return len(self._faults)
+
+    def take_fault(self) -> Fault | None:
+        """The next injected fault, if any (the API calls this once per request)."""
+        with self._lock:
+            return self._faults.pop(0) if self._faults else None
 
     # -- what customers and agents do (the script calls these) ----------------------------------------
 
@@ -243,22 +351,44 @@ class DemoHelpdesk:
         """A customer starts a conversation with a first message; returns its display id."""
         moment = _seconds(at)
         with self._lock:
-            conversation = Conversation(
-                id=self._next_conversation_id,
-                inbox=inbox,
-                contact=contact,
-                created_at=moment,
-                updated_at=moment,
+            conversation = self._new_conversation(
+                contact,
+                inbox,
+                moment,
                 assignee=assignee,
                 priority=priority,
-                waiting_since=moment,
-                additional_attributes=additional_attributes or _default_attributes(inbox),
+                additional_attributes=additional_attributes,
             )
-            self._next_conversation_id += 1
-            self.conversations[conversation.id] = conversation
             self._emit("conversation_created", self._conversation_webhook(conversation))
             self._add_message(conversation, "incoming", content, contact, moment, private=False)
             return conversation.id
+
+    def _new_conversation(
+        self,
+        contact: Person,
+        inbox: Inbox,
+        moment: float,
+        *,
+        assignee: Person | None = None,
+        priority: str | None = None,
+        additional_attributes: dict[str, Any] | None = None,
+        waiting_since: float | None | bool = True,
+    ) -> Conversation:
+        conversation = Conversation(
+            id=self._next_conversation_id,
+            inbox=inbox,
+            contact=contact,
+            created_at=moment,
+            updated_at=moment,
+            assignee=assignee,
+            priority=priority,
+            waiting_since=moment if waiting_since is True else None,
+            additional_attributes=additional_attributes or _default_attributes(inbox),
+        )
+        self._next_conversation_id += 1
+        self.conversations[conversation.id] = conversation
+        self.inboxes[inbox.id] = inbox
+        return conversation
 
     def customer_writes(self, conversation_id: int, content: str, *, at: datetime | None = None) -> None:
         """A customer message; it reopens a resolved or snoozed conversation, as Chatwoot's does."""
@@ -277,6 +407,44 @@ class DemoHelpdesk:
         with self._lock:
             conversation = self._conversation(conversation_id)
             self._change_status(conversation, status, _seconds(at))
+
+    def automation_replies(
+        self, conversation_id: int, content: str, *, rule_id: int = 1, at: datetime | None = None
+    ) -> None:
+        """An automation rule's public message: no sender, ``content_attributes.automation_rule_id``
+        (app/services/automation_rules/action_service.rb). Not a human reply."""
+        with self._lock:
+            conversation = self._conversation(conversation_id)
+            self._add_message(
+                conversation,
+                "outgoing",
+                content,
+                None,
+                _seconds(at),
+                private=False,
+                content_attributes={"automation_rule_id": rule_id},
+            )
+
+    def campaign_opens(
+        self, contact: Person, inbox: Inbox, sender: Person, content: str, *, campaign_id: int = 1, at=None
+    ) -> int:
+        """A campaign opens a conversation with its message, sent as the campaign's user, with
+        ``additional_attributes.campaign_id`` (app/builders/campaigns/campaign_conversation_builder.rb,
+        app/builders/messages/message_builder.rb). Not a human reply. Returns the conversation's id."""
+        moment = _seconds(at)
+        with self._lock:
+            conversation = self._new_conversation(contact, inbox, moment, waiting_since=None)
+            self._emit("conversation_created", self._conversation_webhook(conversation))
+            self._add_message(
+                conversation,
+                "outgoing",
+                content,
+                sender,
+                moment,
+                private=False,
+                additional_attributes={"campaign_id": campaign_id},
+            )
+            return conversation.id
 
     def agent_adds_label(self, conversation_id: int, title: str, *, at: datetime | None = None) -> None:
         """An agent adds a label in the UI (the other labels stay)."""
@@ -335,7 +503,7 @@ class DemoHelpdesk:
         body = json.dumps({**payload, "event": event}, separators=(",", ":"), ensure_ascii=False).encode()
         self.send(
             [
-                Delivery(hook.url, hook.secret, event, body)
+                Delivery(hook.url, hook.secret, event, body, str(uuid.uuid4()) if self.profile.signed else None)
                 for hook in self.webhooks.values()
                 if event in hook.subscriptions
             ]
@@ -360,12 +528,23 @@ class DemoHelpdesk:
         conversation: Conversation,
         message_type: str,
         content: str,
-        sender: Person,
+        sender: Person | None,
         moment: float,
         *,
         private: bool,
+        content_attributes: dict[str, Any] | None = None,
+        additional_attributes: dict[str, Any] | None = None,
     ) -> Message:
-        message = Message(self._next_message_id, message_type, content, private, sender, moment)
+        message = Message(
+            self._next_message_id,
+            message_type,
+            content,
+            private,
+            sender,
+            moment,
+            content_attributes or {},
+            additional_attributes or {},
+        )
         self._next_message_id += 1
         conversation.messages.append(message)
         before = _tracked(conversation)
@@ -428,10 +607,11 @@ class DemoHelpdesk:
         )
         self._emit("conversation_updated", {**self._conversation_webhook(conversation), "changed_attributes": changes})
         if "status" in changed:
-            status_change = [{"status": {"previous_value": before["status"], "current_value": after["status"]}}]
+            # Conversation#notify_status_change dispatches after the commit, when Rails' attribute_change
+            # is nil, so BaseListener#extract_changed_attributes renders null (app/models/conversation.rb,
+            # app/listeners/base_listener.rb).
             self._emit(
-                "conversation_status_changed",
-                {**self._conversation_webhook(conversation), "changed_attributes": status_change},
+                "conversation_status_changed", {**self._conversation_webhook(conversation), "changed_attributes": None}
             )
 
     def _conversation(self, conversation_id: int) -> Conversation:
@@ -440,20 +620,20 @@ class DemoHelpdesk:
         except KeyError:
             raise LookupError(f"no conversation {conversation_id}") from None
 
-    # -- payloads (Conversations::EventDataPresenter, Message#webhook_data) ---------------------------
+    # -- webhook bodies ---------------------------------------------------------------------------------
 
     def _conversation_webhook(self, conversation: Conversation) -> dict[str, Any]:
-        return {**self.conversation_json(conversation), "account": {"id": ACCOUNT_ID, "name": ACCOUNT_NAME}}
+        """``Conversation#webhook_data``: ``push_data``, plus ``account`` since v4.14.2 (PR #12445)
+        (app/presenters/conversations/event_data_presenter.rb)."""
+        data = self.conversation_json(conversation)
+        if self.profile.conversation_account:
+            data["account"] = {"id": ACCOUNT_ID, "name": ACCOUNT_NAME}
+        return data
 
     def conversation_json(self, conversation: Conversation) -> dict[str, Any]:
-        """A conversation as Chatwoot renders it in webhooks and the API (``push_data``)."""
-        public = [message for message in conversation.messages if not message.private]
-        last_activity = int(conversation.messages[-1].created_at if conversation.messages else conversation.created_at)
-        incoming_since_reply = 0
-        for message in reversed(public):
-            if message.message_type != "incoming":
-                break
-            incoming_since_reply += 1
+        """``Conversations::EventDataPresenter#push_data`` (app/presenters/conversations/event_data_presenter.rb):
+        the channel at the top level, ``messages`` the last public non-activity message in push format."""
+        chat = [message for message in conversation.messages if _chat(message)]
         return {
             "additional_attributes": conversation.additional_attributes,
             "can_reply": True,
@@ -470,7 +650,7 @@ class DemoHelpdesk:
             },
             "id": conversation.id,
             "inbox_id": conversation.inbox.id,
-            "messages": [self._push_message(conversation, public[-1])] if public else [],
+            "messages": [self._push_message(conversation, chat[-1])] if chat else [],
             "labels": list(conversation.labels),
             "meta": {
                 "sender": _contact_push(conversation.contact),
@@ -482,22 +662,22 @@ class DemoHelpdesk:
             "status": conversation.status,
             "custom_attributes": dict(conversation.custom_attributes),
             "snoozed_until": None,
-            "unread_count": incoming_since_reply,
+            "unread_count": _unread(conversation),
             "first_reply_created_at": _iso(conversation.first_reply_created_at),
             "priority": conversation.priority,
             "waiting_since": int(conversation.waiting_since or 0),
             "agent_last_seen_at": 0,
             "contact_last_seen_at": 0,
-            "last_activity_at": last_activity,
-            "timestamp": last_activity,
+            "last_activity_at": _last_activity(conversation),
+            "timestamp": _last_activity(conversation),
             "created_at": int(conversation.created_at),
             "updated_at": round(conversation.updated_at, 4),
         }
 
     def _push_message(self, conversation: Conversation, message: Message) -> dict[str, Any]:
-        """A message in push format (inside ``messages[]`` and in the messages API)."""
-        is_contact = message.sender.kind == "contact"
-        return {
+        """``Message#push_event_data`` (app/models/message.rb): the row's columns, ``message_type`` as its
+        number, ``created_at`` in Unix seconds, the sender's ``push_event_data``."""
+        data: dict[str, Any] = {
             "id": message.id,
             "content": message.content,
             "account_id": ACCOUNT_ID,
@@ -510,11 +690,11 @@ class DemoHelpdesk:
             "status": "sent",
             "source_id": None,
             "content_type": "text",
-            "content_attributes": {},
-            "sender_type": "Contact" if is_contact else "User",
-            "sender_id": message.sender.id,
+            "content_attributes": dict(message.content_attributes),
+            "sender_type": None if message.sender is None else _sender_type(message.sender),
+            "sender_id": None if message.sender is None else message.sender.id,
             "external_source_ids": {},
-            "additional_attributes": {},
+            "additional_attributes": dict(message.additional_attributes),
             "processed_message_content": message.content,
             "sentiment": {},
             "conversation": {
@@ -523,11 +703,18 @@ class DemoHelpdesk:
                 "last_activity_at": int(message.created_at),
                 "contact_inbox": {"source_id": conversation.source_id},
             },
-            "sender": _contact_push(message.sender) if is_contact else _user_push(message.sender),
         }
+        if message.sender is not None:
+            data["sender"] = _sender_push(message.sender)
+        return data
 
     def _message_webhook(self, conversation: Conversation, message: Message) -> dict[str, Any]:
-        if message.sender.kind == "contact":
+        """``Message#webhook_data`` (app/models/message.rb): ``message_type`` by name, ``created_at`` as
+        ISO-8601 text, ``account`` always, the sender's ``webhook_data`` (a contact's has no ``type``)."""
+        sender: dict[str, Any] | None
+        if message.sender is None:
+            sender = None
+        elif message.sender.kind == "contact":
             sender = {
                 "account": {"id": ACCOUNT_ID, "name": ACCOUNT_NAME},
                 "additional_attributes": {},
@@ -539,6 +726,7 @@ class DemoHelpdesk:
                 "name": message.sender.name,
                 "phone_number": message.sender.phone_number,
                 "thumbnail": "",
+                "blocked": False,
             }
         else:
             sender = {
@@ -549,8 +737,8 @@ class DemoHelpdesk:
             }
         return {
             "account": {"id": ACCOUNT_ID, "name": ACCOUNT_NAME},
-            "additional_attributes": {},
-            "content_attributes": {},
+            "additional_attributes": dict(message.additional_attributes),
+            "content_attributes": dict(message.content_attributes),
             "content_type": "text",
             "content": message.content,
             "conversation": self._conversation_webhook(conversation),
@@ -562,6 +750,86 @@ class DemoHelpdesk:
             "sender": sender,
             "source_id": None,
         }
+
+    # -- REST bodies ----------------------------------------------------------------------------------
+
+    def rest_conversation(self, conversation: Conversation) -> dict[str, Any]:
+        """A conversation as the REST API renders it (app/views/api/v1/conversations/partials/
+        _conversation.json.jbuilder): the channel ONLY at ``meta.channel``; ``meta.assignee`` and
+        ``meta.team`` absent when unset; ``first_reply_created_at`` in Unix seconds (0: none); ``messages``
+        the last message of any kind."""
+        meta: dict[str, Any] = {"sender": _contact_rest(conversation.contact), "channel": conversation.inbox.channel}
+        if conversation.assignee is not None:
+            meta["assignee"] = _agent_rest(conversation.assignee)
+            meta["assignee_type"] = "User"
+        meta["hmac_verified"] = False
+        last = conversation.messages[-1] if conversation.messages else None
+        non_activity = [message for message in conversation.messages if message.message_type != "activity"]
+        return {
+            "meta": meta,
+            "id": conversation.id,
+            "messages": [self._push_message(conversation, last)] if last else [],
+            "account_id": ACCOUNT_ID,
+            "uuid": conversation.source_id,
+            "additional_attributes": conversation.additional_attributes,
+            "agent_last_seen_at": 0,
+            "assignee_last_seen_at": 0,
+            "can_reply": True,
+            "contact_last_seen_at": 0,
+            "custom_attributes": dict(conversation.custom_attributes),
+            "inbox_id": conversation.inbox.id,
+            "labels": list(conversation.labels),
+            "muted": False,
+            "snoozed_until": None,
+            "status": conversation.status,
+            "created_at": int(conversation.created_at),
+            "updated_at": round(conversation.updated_at, 4),
+            "timestamp": _last_activity(conversation),
+            "first_reply_created_at": int(conversation.first_reply_created_at or 0),
+            "unread_count": _unread(conversation),
+            "last_non_activity_message": self._push_message(conversation, non_activity[-1]) if non_activity else None,
+            "last_activity_at": _last_activity(conversation),
+            "priority": conversation.priority,
+            "waiting_since": int(conversation.waiting_since or 0),
+            "sla_policy_id": None,
+        }
+
+    def rest_message(self, conversation: Conversation, message: Message) -> dict[str, Any]:
+        """A message as ``GET .../messages`` renders it (app/views/api/v1/models/_message.json.jbuilder):
+        ``message_type`` a number, Unix seconds, no ``sender_type``, ``sender_id`` nor
+        ``additional_attributes``; ``sender`` absent when there is none."""
+        data: dict[str, Any] = {
+            "id": message.id,
+            "content": message.content,
+            "inbox_id": conversation.inbox.id,
+            "conversation_id": conversation.id,
+            "message_type": MESSAGE_TYPES[message.message_type],
+            "content_type": "text",
+            "status": "sent",
+            "content_attributes": dict(message.content_attributes),
+            "created_at": int(message.created_at),
+            "private": message.private,
+            "source_id": None,
+        }
+        if message.sender is not None:
+            data["sender"] = _sender_push(message.sender)
+        return data
+
+    def rest_messages_page(self, conversation: Conversation, before: int | None) -> dict[str, Any]:
+        """``GET .../messages``: the latest 20, oldest first, or the 20 before ``before`` (app/finders/
+        message_finder.rb; app/views/api/v1/accounts/conversations/messages/index.json.jbuilder)."""
+        older = [message for message in conversation.messages if before is None or message.id < before]
+        meta: dict[str, Any] = {
+            "labels": list(conversation.labels),
+            "additional_attributes": conversation.additional_attributes,
+            "contact": _contact_push(conversation.contact),
+            "agent_last_seen_at": None,
+            "assignee_last_seen_at": None,
+        }
+        if conversation.assignee is not None:
+            meta["assignee"] = _user_push(conversation.assignee)
+        page = older[-MESSAGES_PAGE_SIZE:]
+        return {"meta": meta, "payload": [self.rest_message(conversation, message) for message in page]}
 
     # -- the REST API's operations (called by create_api) ---------------------------------------------
 
@@ -579,15 +847,18 @@ class DemoHelpdesk:
             self.announce(f"{_describe(conversation)} labels {change}   (now: {', '.join(after) or 'none'})")
         return after
 
-    def api_create_message(self, conversation_id: int, content: str, message_type: str, private: bool) -> dict:
-        """``POST .../messages`` by the token's user: a private note, or a public message."""
+    def api_create_message(
+        self, conversation_id: int, content: str, message_type: str, private: bool, sender: Person | None = None
+    ) -> dict:
+        """``POST .../messages`` by the token's user: a private note, or a public message; answered with the
+        message partial (messages/create.json.jbuilder)."""
         with self._lock:
             conversation = self._conversation(conversation_id)
             message = self._add_message(
-                conversation, message_type, content, self.plugin_user, time.time(), private=private
+                conversation, message_type, content, sender or self.plugin_user, time.time(), private=private
             )
             self.last_api_write_at = time.monotonic()
-            result = self._push_message(conversation, message)
+            result = self.rest_message(conversation, message)
         kind = "private note" if private else f"{message_type} message"
         self.announce(f"{_describe(conversation)} {kind}: {_one_line(content)}")
         return result
@@ -631,7 +902,8 @@ class DemoHelpdesk:
     def api_create_webhook(self, url: str, subscriptions: list[str], name: str | None) -> Webhook:
         """``POST /webhooks``: Chatwoot generates the signing secret itself."""
         with self._lock:
-            hook = Webhook(self._new_id(), url, name, list(subscriptions), secrets.token_urlsafe(24))
+            secret = secrets.token_urlsafe(24) if self.profile.signed else None
+            hook = Webhook(self._new_id(), url, name, list(subscriptions), secret)
             self.webhooks[hook.id] = hook
             return hook
 
@@ -647,24 +919,75 @@ class DemoHelpdesk:
             self.dashboard_apps[app["id"]] = app
             return app
 
+    def register(self, mock, base_url: str) -> None:
+        """Serve the REST API through a ``responses.RequestsMock`` too (in-process clients): each call goes
+        through the same Flask app as over HTTP; a ``down`` fault raises ``requests.ConnectionError``."""
+        import responses
+
+        client = create_api(self).test_client()
+        prefix = base_url.rstrip("/")
+
+        def callback(request):
+            path = request.url[len(prefix) :]
+            body = request.body.encode() if isinstance(request.body, str) else request.body
+            headers = {"api_access_token": request.headers.get("api_access_token", "")}
+            try:
+                answer = client.open(
+                    path, method=request.method, headers=headers, data=body, content_type="application/json"
+                )
+            except ConnectionDropped:
+                return requests.ConnectionError("connection closed unanswered (injected)")
+            return answer.status_code, dict(answer.headers), answer.get_data()
+
+        pattern = re.compile(re.escape(prefix) + r"/api/v1/.*")
+        for method in (responses.GET, responses.POST, responses.DELETE, responses.PATCH):
+            mock.add_callback(method, pattern, callback=callback)
+
     def _new_id(self) -> int:
         self._next_id += 1
         return self._next_id
 
 
 def create_api(helpdesk: DemoHelpdesk) -> Flask:
-    """The Flask app serving *helpdesk*'s REST API (Chatwoot's paths, bodies and error shapes)."""
+    """The Flask app serving *helpdesk*'s REST API (Chatwoot's paths, bodies and error shapes).
+
+    Before each call: an injected fault, then the token (401 "Invalid Access Token"), then the account
+    (app/controllers/concerns/ensure_current_account_helper.rb). Conversation endpoints answer an agent's
+    token 401 "You are not authorized to do this action" for a conversation of another inbox
+    (ConversationPolicy); administrators' endpoints (webhooks, label create and delete) answer it to any
+    agent (WebhookPolicy, LabelPolicy).
+    """
     app = Flask(__name__)
+    app.config["PROPAGATE_EXCEPTIONS"] = True  # a ``down`` fault must reach the server, not become a 500
     prefix = "/api/v1/accounts/<int:account_id>"
 
     @app.before_request
     def authenticate() -> Response | None:
-        token = request.headers.get("api_access_token") or ""
-        if not hmac.compare_digest(token.encode(), helpdesk.api_token.encode()):
-            return _error(401, "Invalid Access Token")
+        fault = helpdesk.take_fault()
+        if fault is not None:
+            answer = _fault_answer(fault)
+            if answer is not None:
+                return answer
+        user = helpdesk.tokens.get(request.headers.get("api_access_token") or "")
+        if user is None:
+            return _error(401, INVALID_TOKEN)
         if (request.view_args or {}).get("account_id", ACCOUNT_ID) != ACCOUNT_ID:
-            return _error(401, "You are not authorized to do this action")
+            return _error(401, "You are not authorized to access this account")
+        g.user = user
+        if user.role != "administrator" and _admin_only(request.method, request.path):
+            return _error(401, NOT_AUTHORIZED)
+        conversation_id = (request.view_args or {}).get("conversation_id")
+        if conversation_id is not None:
+            conversation = helpdesk.conversations.get(conversation_id)
+            if conversation is not None and not user.sees(conversation.inbox.id):
+                return _error(401, NOT_AUTHORIZED)
         return None
+
+    @app.after_request
+    def record(response: Response) -> Response:
+        with helpdesk._lock:
+            helpdesk.calls.append((request.method, request.full_path.rstrip("?"), response.status_code))
+        return response
 
     @app.errorhandler(404)
     def not_found(_exception) -> Response:
@@ -673,6 +996,51 @@ def create_api(helpdesk: DemoHelpdesk) -> Flask:
     @app.errorhandler(LookupError)
     def unknown(_exception) -> Response:
         return _error(404, "Resource could not be found")
+
+    @app.get("/api/v1/profile")
+    def profile() -> Response:
+        """app/views/api/v1/profiles/show.json.jbuilder -> api/v1/models/_user.json.jbuilder."""
+        user: TokenUser = g.user
+        account = {
+            "id": ACCOUNT_ID,
+            "name": ACCOUNT_NAME,
+            "status": "active",
+            "active_at": None,
+            "role": user.role,
+            "permissions": [user.role],
+            "availability": "online",
+            "availability_status": "online",
+            "auto_offline": True,
+        }
+        return jsonify(
+            {
+                "account_id": ACCOUNT_ID,
+                "available_name": user.person.name,
+                "avatar_url": "",
+                "confirmed": True,
+                "display_name": None,
+                "message_signature": None,
+                "email": user.person.email,
+                "id": user.person.id,
+                "inviter_id": None,
+                "name": user.person.name,
+                "provider": "email",
+                "role": user.role,
+                "ui_settings": {},
+                "uid": user.person.email,
+                "type": None,
+                "accounts": [account],
+            }
+        )
+
+    @app.get(f"{prefix}/inboxes")
+    def list_inboxes(account_id: int) -> Response:
+        """accounts/inboxes/index.json.jbuilder: an agent sees the inboxes it is a member of (InboxPolicy)."""
+        with helpdesk._lock:
+            inboxes = [inbox for inbox in helpdesk.inboxes.values() if g.user.sees(inbox.id)]
+        return jsonify(
+            {"payload": [{"id": inbox.id, "name": inbox.name, "channel_type": inbox.channel} for inbox in inboxes]}
+        )
 
     @app.get(f"{prefix}/labels")
     def list_labels(account_id: int) -> Response:
@@ -699,16 +1067,17 @@ def create_api(helpdesk: DemoHelpdesk) -> Flask:
 
     @app.get(f"{prefix}/conversations")
     def list_conversations(account_id: int) -> Response:
+        """accounts/conversations/index.json.jbuilder; 25 a page (ConversationFinder), an agent's inboxes only."""
         status = request.args.get("status", "open")
         page = max(1, request.args.get("page", 1, type=int))
         with helpdesk._lock:
             chosen = [
                 conversation
                 for conversation in helpdesk.conversations.values()
-                if status == "all" or conversation.status == status
+                if (status == "all" or conversation.status == status) and g.user.sees(conversation.inbox.id)
             ]
             payload = [
-                helpdesk.conversation_json(conversation)
+                helpdesk.rest_conversation(conversation)
                 for conversation in chosen[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
             ]
         return jsonify({"data": {"meta": {"all_count": len(chosen)}, "payload": payload}})
@@ -716,8 +1085,7 @@ def create_api(helpdesk: DemoHelpdesk) -> Flask:
     @app.get(f"{prefix}/conversations/<int:conversation_id>")
     def get_conversation(account_id: int, conversation_id: int) -> Response:
         with helpdesk._lock:
-            conversation = helpdesk._conversation(conversation_id)
-            return jsonify({**helpdesk.conversation_json(conversation), "account_id": ACCOUNT_ID})
+            return jsonify(helpdesk.rest_conversation(helpdesk._conversation(conversation_id)))
 
     @app.get(f"{prefix}/conversations/<int:conversation_id>/labels")
     def get_labels(account_id: int, conversation_id: int) -> Response:
@@ -734,10 +1102,7 @@ def create_api(helpdesk: DemoHelpdesk) -> Flask:
     def list_messages(account_id: int, conversation_id: int) -> Response:
         before = request.args.get("before", type=int)
         with helpdesk._lock:
-            conversation = helpdesk._conversation(conversation_id)
-            messages = [message for message in conversation.messages if before is None or message.id < before]
-            payload = [helpdesk._push_message(conversation, message) for message in messages[-MESSAGES_PAGE_SIZE:]]
-        return jsonify({"meta": {"labels": list(conversation.labels)}, "payload": payload})
+            return jsonify(helpdesk.rest_messages_page(helpdesk._conversation(conversation_id), before))
 
     @app.post(f"{prefix}/conversations/<int:conversation_id>/messages")
     def create_message(account_id: int, conversation_id: int) -> Response:
@@ -746,7 +1111,9 @@ def create_api(helpdesk: DemoHelpdesk) -> Flask:
         if message_type not in ("outgoing", "template") or not isinstance(body.get("content"), str):
             return _error(422, "content and an outgoing message_type are required")
         return jsonify(
-            helpdesk.api_create_message(conversation_id, body["content"], message_type, body.get("private") is True)
+            helpdesk.api_create_message(
+                conversation_id, body["content"], message_type, body.get("private") is True, g.user.person
+            )
         )
 
     @app.post(f"{prefix}/conversations/<int:conversation_id>/custom_attributes")
@@ -799,9 +1166,38 @@ def create_api(helpdesk: DemoHelpdesk) -> Flask:
     return app
 
 
+class ConnectionDropped(ConnectionError):
+    """Raised by the API for a ``down`` fault: the server closes the connection without an answer."""
+
+
+def _fault_answer(fault: Fault) -> Response | None:
+    """The response of an injected fault; None for ``slow`` (answered normally, late)."""
+    if fault.kind == "down":
+        raise ConnectionDropped
+    if fault.kind == "slow":
+        time.sleep(fault.seconds)
+        return None
+    if fault.kind == "429":
+        # Rack::Attack's default throttled response (config/initializers/rack_attack.rb): text, no Retry-After;
+        # a proxy in front of Chatwoot may add one.
+        response = Response("Retry later\n", status=429, mimetype="text/plain")
+        if fault.seconds:
+            response.headers["Retry-After"] = f"{fault.seconds:g}"
+        return response
+    if fault.kind == "401":
+        return _error(401, INVALID_TOKEN)
+    return _error(fault.status, "Internal Server Error")
+
+
+def _admin_only(method: str, path: str) -> bool:
+    """Endpoints Chatwoot's policies keep to administrators: webhooks, creating and deleting labels."""
+    account_path = path.split("/", 5)[-1] if path.startswith("/api/v1/accounts/") else ""
+    return account_path.startswith("webhooks") or (account_path.startswith("labels") and method != "GET")
+
+
 class _RequestHandler(WSGIRequestHandler):
-    """Werkzeug's handler, with Chatwoot's token header and without an access log line per request (the
-    terminal shows what the helpdesk announces instead)."""
+    """Werkzeug's handler, with Chatwoot's token header, a ``down`` fault as a connection closed unanswered,
+    and without an access log line per request (the terminal shows what the helpdesk announces instead)."""
 
     def make_environ(self):
         environ = super().make_environ()
@@ -812,7 +1208,16 @@ class _RequestHandler(WSGIRequestHandler):
             environ["HTTP_API_ACCESS_TOKEN"] = token
         return environ
 
+    def connection_dropped(self, error, environ=None) -> None:
+        # A ConnectionDropped from the app (a ``down`` fault): close the socket without an answer.
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
     def log_request(self, *args, **kwargs) -> None:
+        pass
+
+    def log_error(self, *args, **kwargs) -> None:
         pass
 
 
@@ -828,10 +1233,11 @@ class HelpdeskServer:
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="demo-helpdesk", daemon=True
         )
 
-    def start(self) -> HelpdeskServer:
-        """Serve requests and send webhooks."""
+    def start(self, send_webhooks: bool = True) -> HelpdeskServer:
+        """Serve requests and (unless a test collects them with ``capturing``) send webhooks."""
         self._thread.start()
-        self.helpdesk.start_sending()
+        if send_webhooks:
+            self.helpdesk.start_sending()
         return self
 
     def stop(self) -> None:
@@ -885,8 +1291,34 @@ def _tracked(conversation: Conversation) -> dict[str, Any]:
 
 
 def _human_reply(message: Message) -> bool:
-    """Chatwoot's ``human_response?``: a public outgoing message from a user."""
-    return message.message_type == "outgoing" and message.sender.kind == "user" and not message.private
+    """Chatwoot's ``Message#human_response?`` (app/models/message.rb): outgoing, from a user, not an automation
+    rule's nor a campaign's. (Chatwoot also counts private notes; the plugin never does.)"""
+    return (
+        message.message_type == "outgoing"
+        and message.sender is not None
+        and message.sender.kind == "user"
+        and not message.content_attributes.get("automation_rule_id")
+        and not message.additional_attributes.get("campaign_id")
+        and not message.private
+    )
+
+
+def _chat(message: Message) -> bool:
+    """``Message.chat``: neither an activity message nor a private note (the webhook's ``messages[]``)."""
+    return message.message_type != "activity" and not message.private
+
+
+def _unread(conversation: Conversation) -> int:
+    unread = 0
+    for message in reversed([message for message in conversation.messages if _chat(message)]):
+        if message.message_type != "incoming":
+            break
+        unread += 1
+    return unread
+
+
+def _last_activity(conversation: Conversation) -> int:
+    return int(conversation.messages[-1].created_at if conversation.messages else conversation.created_at)
 
 
 def _default_attributes(inbox: Inbox) -> dict[str, Any]:
@@ -899,7 +1331,16 @@ def _default_attributes(inbox: Inbox) -> dict[str, Any]:
     }
 
 
+def _sender_type(person: Person) -> str:
+    return "Contact" if person.kind == "contact" else "User"
+
+
+def _sender_push(person: Person) -> dict[str, Any]:
+    return _contact_push(person) if person.kind == "contact" else _user_push(person)
+
+
 def _contact_push(contact: Person) -> dict[str, Any]:
+    """``Contact#push_event_data`` (app/models/contact.rb; ``blocked`` since v4.1)."""
     return {
         "additional_attributes": contact.additional_attributes,
         "custom_attributes": contact.custom_attributes,
@@ -909,11 +1350,29 @@ def _contact_push(contact: Person) -> dict[str, Any]:
         "name": contact.name,
         "phone_number": contact.phone_number,
         "thumbnail": "",
+        "blocked": False,
         "type": "contact",
     }
 
 
+def _contact_rest(contact: Person) -> dict[str, Any]:
+    """A contact in REST (app/views/api/v1/models/_contact.json.jbuilder)."""
+    return {
+        "additional_attributes": contact.additional_attributes,
+        "availability_status": "offline",
+        "email": contact.email,
+        "id": contact.id,
+        "name": contact.name,
+        "phone_number": contact.phone_number,
+        "blocked": False,
+        "identifier": None,
+        "thumbnail": "",
+        "custom_attributes": contact.custom_attributes,
+    }
+
+
 def _user_push(user: Person) -> dict[str, Any]:
+    """``User#push_event_data`` (app/models/user.rb)."""
     return {
         "id": user.id,
         "name": user.name,
@@ -921,6 +1380,23 @@ def _user_push(user: Person) -> dict[str, Any]:
         "avatar_url": "",
         "type": "user",
         "availability_status": "online",
+        "thumbnail": "",
+    }
+
+
+def _agent_rest(user: Person, role: str = "agent") -> dict[str, Any]:
+    """A user in REST (app/views/api/v1/models/_agent.json.jbuilder)."""
+    return {
+        "id": user.id,
+        "account_id": ACCOUNT_ID,
+        "availability_status": "online",
+        "auto_offline": True,
+        "confirmed": True,
+        "email": user.email,
+        "provider": "email",
+        "available_name": user.name,
+        "name": user.name,
+        "role": role,
         "thumbnail": "",
     }
 

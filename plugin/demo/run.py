@@ -175,7 +175,7 @@ class DemoSession:
             1
             for conversation in conversations
             for message in conversation.messages
-            if message.private and message.sender.id == PLUGIN_USER_ID
+            if message.private and message.sender is not None and message.sender.id == PLUGIN_USER_ID
         )
         return [*lines, f"labels in the helpdesk: {labels}", f"private notes posted by the plugin: {notes}"]
 

@@ -148,3 +148,53 @@ def test_a_conversation_that_cannot_be_evaluated_is_set_aside_and_the_batch_goes
     assert runtime.store.summary((1, 500)) is None
     assert runtime.redis.xlen("sla:events:dead") == 1
     assert runtime.redis.xlen(ingest.STREAM) == 0  # nothing left to be claimed again
+
+
+# -- every Chatwoot version in use, through the web receiver -----------------------------------------------
+
+CHANNEL_RULES = {
+    "policies": {
+        "chat": {"name": "Chat", "first_response": "1h", "next_response": "1h", "resolution": "24h"},
+        "email": {"name": "Email", "first_response": "8h", "resolution": "72h"},
+    },
+    "rules": [
+        {"name": "Chat", "when": {"field": "channel", "op": "equals", "value": "Channel::WebWidget"}, "apply": "chat"},
+        {"name": "Email", "when": {"field": "channel", "op": "equals", "value": "Channel::Email"}, "apply": "email"},
+    ],
+}
+
+
+def test_every_chatwoot_version_is_processed_like_replay(chatwoot, runtime_factory, make_app):
+    # Unsigned without account (before v4.12.0), signed without account, signed with account (v4.14.2+):
+    # bodies rendered as Chatwoot renders them, through the web receiver, into the store.
+    from datetime import timedelta
+
+    from fake_chatwoot import post_deliveries, register_webhook, replayed
+
+    from plugin.demo import script
+
+    helpdesk = chatwoot.helpdesk
+    auth = register_webhook(helpdesk)
+    runtime = runtime_factory(CHANNEL_RULES, CHATWOOT_ACCOUNT_ID="1")
+    client = make_app(CHATWOOT_ACCOUNT_ID="1", **auth).test_client()
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+    with helpdesk.capturing() as deliveries:
+        chat = helpdesk.open_conversation(script.JANE, script.CHAT, "Where is my order?", at=start)
+        helpdesk.agent_replies(chat, script.SAM, "Looking into it", at=start + timedelta(minutes=20))
+        helpdesk.customer_writes(chat, "Thanks!", at=start + timedelta(minutes=30))
+        helpdesk.automation_replies(chat, "We will get back to you", at=start + timedelta(minutes=31))
+        helpdesk.set_status(chat, "resolved", at=start + timedelta(minutes=50))
+        mail = helpdesk.open_conversation(script.OMAR, script.EMAIL, "Invoice question", at=start)
+        helpdesk.set_status(mail, "pending", at=start + timedelta(minutes=5))
+    post_deliveries(client, deliveries)
+    run_worker(runtime.redis)
+
+    expected = replayed(deliveries, runtime.settings.SLA_RULES_DIR)
+    assert set(expected) == {(1, chat), (1, mail)}
+    for key, wanted in expected.items():
+        stored = runtime.store.summary(key)
+        assert {name: stored[name] for name in wanted} == wanted
+    assert runtime.store.summary((1, chat))["policy"] == "chat"
+    assert runtime.store.summary((1, chat))["status"] == "hit"
+    assert runtime.store.summary((1, mail))["policy"] == "email"
+    assert runtime.redis.xlen("sla:events:dead") == 0

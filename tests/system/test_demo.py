@@ -121,7 +121,7 @@ def test_private_notes_and_the_conversation_list(helpdesk, client):
     assert [conversation["id"] for conversation in client.list_conversations("open")] == [first]
     assert [conversation["id"] for conversation in client.list_conversations("resolved")] == [second]
     # A private note answers nobody: the customer is still waiting.
-    assert client.get_conversation(first)["first_reply_created_at"] is None
+    assert client.get_conversation(first)["first_reply_created_at"] == 0  # REST: Unix seconds, 0 for none
 
 
 def test_custom_attributes_replace_the_whole_object(helpdesk, client):
