@@ -265,3 +265,83 @@ def test_a_recovered_campaign_message_is_no_human_reply(runtime, fixture_payload
         reconcile(runtime, ChatwootClient(BASE, 1, "token", sleep=lambda seconds: None))
     process_events(runtime.redis)
     assert runtime.store.summary((1, 87))["metrics"]["first_response"]["stopped_at"] is None
+
+
+# -- against the fake Chatwoot of every version profile --------------------------------------------------
+
+
+def test_what_lost_webhooks_hid_is_recovered_from_every_chatwoot_version(chatwoot, runtime_factory):
+    # Only the creation webhooks arrive; everything after is recovered from the REST API. The store must end
+    # where replaying every webhook would have put it: same policy (by channel), same clocks.
+    from datetime import timedelta
+
+    from fake_chatwoot import register_webhook, replayed
+
+    from plugin.demo import script
+
+    helpdesk = chatwoot.helpdesk
+    register_webhook(helpdesk)
+    runtime = runtime_factory(CHANNEL_RULES, CHATWOOT_URL=chatwoot.url, CHATWOOT_ACCOUNT_ID="1")
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=5)
+    with helpdesk.capturing() as arrived:
+        chat = helpdesk.open_conversation(script.JANE, script.CHAT, "Hello", at=start)
+        mail = helpdesk.open_conversation(script.OMAR, script.EMAIL, "Invoice?", at=start)
+    with helpdesk.capturing() as lost:
+        helpdesk.automation_replies(chat, "Thanks, we got it", at=start + timedelta(minutes=1))
+        helpdesk.agent_replies(chat, script.SAM, "Here to help", at=start + timedelta(minutes=40))
+        for number in range(25):  # more than one page of messages after the reply
+            helpdesk.customer_writes(chat, f"detail {number}", at=start + timedelta(minutes=41 + number))
+        helpdesk.agent_replies(chat, script.SAM, "All clear", at=start + timedelta(minutes=70))
+        helpdesk.agent_replies(mail, script.PRIYA, "Sent again", at=start + timedelta(hours=2))
+        helpdesk.set_status(mail, "resolved", at=start + timedelta(hours=3))
+    for delivery in arrived:
+        ingest.submit(runtime.redis, "chatwoot", delivery.body, received_at=datetime.now(UTC))
+    process_events(runtime.redis)
+
+    reconcile(runtime, ChatwootClient(chatwoot.url, 1, helpdesk.api_token, sleep=lambda seconds: None))
+    process_events(runtime.redis)
+
+    expected = replayed([*arrived, *lost], runtime.settings.SLA_RULES_DIR)
+    for key in ((1, chat), (1, mail)):
+        stored = runtime.store.summary(key)
+        assert stored["policy"] == expected[key]["policy"]
+        for metric in ("first_response", "resolution"):
+            assert stored["metrics"][metric] == expected[key]["metrics"][metric], (key, metric)
+    assert runtime.store.summary((1, chat))["metrics"]["first_response"]["stopped_at"] == iso(start, minutes=40)
+    assert runtime.redis.xlen("sla:events:dead") == 0
+
+
+def iso(start: datetime, minutes: int) -> str:
+    from datetime import timedelta
+
+    return (start + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_an_agent_token_reconciles_the_inboxes_it_sees_on_the_fake(chatwoot, runtime_factory):
+    from datetime import timedelta
+
+    from fake_chatwoot import register_webhook
+
+    from plugin.demo import script
+
+    helpdesk = chatwoot.helpdesk
+    register_webhook(helpdesk)
+    helpdesk.add_token("agent-token", script.SAM, inbox_ids=[script.CHAT.id])
+    runtime = runtime_factory(CHANNEL_RULES, CHATWOOT_URL=chatwoot.url, CHATWOOT_ACCOUNT_ID="1")
+    start = datetime.now(UTC) - timedelta(hours=1)
+    with helpdesk.capturing() as arrived:
+        mail = helpdesk.open_conversation(script.OMAR, script.EMAIL, "Invoice?", at=start)
+        chat = helpdesk.open_conversation(script.JANE, script.CHAT, "Hello", at=start)
+    for delivery in arrived:
+        ingest.submit(runtime.redis, "chatwoot", delivery.body, received_at=datetime.now(UTC))
+    process_events(runtime.redis)
+    with helpdesk.capturing():
+        helpdesk.agent_replies(chat, script.SAM, "Hi Jane", at=start + timedelta(minutes=5))
+        helpdesk.agent_replies(mail, script.PRIYA, "Hi Omar", at=start + timedelta(minutes=5))
+
+    # The e-mail conversation is believed open but answers 401 "not authorized to do this action".
+    reconcile(runtime, ChatwootClient(chatwoot.url, 1, "agent-token", sleep=lambda seconds: None))
+    process_events(runtime.redis)
+    assert runtime.store.summary((1, chat))["metrics"]["first_response"]["status"] == "hit"
+    assert runtime.store.summary((1, mail))["metrics"]["first_response"]["status"] == "running"
+    assert runtime.redis.hgetall("sla:metrics:sla_reconcile_failures_total") == {b'{reason="not_permitted"}': b"1"}

@@ -296,3 +296,77 @@ def test_a_conversation_the_token_may_not_see_fails_alone(runtime, fixture_paylo
     assert helpdesk.labels == ["billing", "sla-missed"] and len(helpdesk.notes) == 1
     failures = runtime.redis.hgetall("sla:metrics:sla_writeback_failures_total")
     assert {key.decode(): int(value) for key, value in failures.items()} == {'{reason="not_permitted"}': 1}
+
+
+# -- against the fake Chatwoot of every version profile --------------------------------------------------
+
+
+def test_every_chatwoot_version_gets_its_labels_and_one_note(chatwoot, runtime_factory, make_app, monkeypatch):
+    from fake_chatwoot import post_deliveries, register_webhook
+
+    from plugin.demo import script
+
+    helpdesk = chatwoot.helpdesk
+    monkeypatch.setattr(
+        writeback,
+        "client_for",
+        lambda runtime: ChatwootClient(chatwoot.url, 1, helpdesk.api_token, sleep=lambda seconds: None),
+    )
+    auth = register_webhook(helpdesk)
+    runtime = runtime_factory(RULES, CHATWOOT_URL=chatwoot.url, CHATWOOT_ACCOUNT_ID="1", CHATWOOT_API_TOKEN="x")
+    client = make_app(CHATWOOT_ACCOUNT_ID="1", **auth).test_client()
+    with helpdesk.capturing() as deliveries:
+        missed = helpdesk.open_conversation(
+            script.JANE, script.CHAT, "Hello?", at=datetime.now(UTC) - timedelta(hours=2)
+        )
+        helpdesk.agent_adds_label(missed, "billing")
+        answered = helpdesk.open_conversation(
+            script.LEE, script.CHAT, "Hi", at=datetime.now(UTC) - timedelta(minutes=5)
+        )
+        helpdesk.agent_replies(answered, script.SAM, "Hello Lee")
+    post_deliveries(client, deliveries)
+    work(runtime.redis)
+    with helpdesk.capturing() as echoes:  # Chatwoot echoes the plugin's own writes as webhooks
+        # The same events again, as new deliveries (or, unsigned, the same bodies): nothing new is written.
+        post_deliveries(client, [delivery.again() for delivery in deliveries], outcomes=("queued", "duplicate"))
+        work(runtime.redis)
+    post_deliveries(client, echoes)
+    work(runtime.redis)
+
+    assert helpdesk.conversations[missed].labels == ["billing", "sla-missed"]
+    assert helpdesk.conversations[answered].labels == ["sla-on-track"]
+    notes = [message for message in helpdesk.conversations[missed].messages if message.private]
+    assert len(notes) == 1 and "first response" in notes[0].content
+    assert not any(message.private for message in helpdesk.conversations[answered].messages)
+
+
+def test_a_conversation_an_agent_token_may_not_see_fails_alone_on_the_fake(chatwoot, runtime_factory, monkeypatch):
+    # The token's user is an agent of the chat inbox only: the e-mail conversation answers 401 "You are not
+    # authorized to do this action"; the chat conversation is written all the same.
+    from fake_chatwoot import register_webhook
+
+    from plugin.demo import script
+
+    helpdesk = chatwoot.helpdesk
+    register_webhook(helpdesk)
+    helpdesk.add_token("agent-token", script.SAM, inbox_ids=[script.CHAT.id])
+    monkeypatch.setattr(
+        writeback,
+        "client_for",
+        lambda runtime: ChatwootClient(chatwoot.url, 1, "agent-token", sleep=lambda seconds: None),
+    )
+    runtime = runtime_factory(RULES, CHATWOOT_URL=chatwoot.url, CHATWOOT_ACCOUNT_ID="1", CHATWOOT_API_TOKEN="x")
+    two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
+    with helpdesk.capturing() as deliveries:
+        mail = helpdesk.open_conversation(script.OMAR, script.EMAIL, "Invoice?", at=two_hours_ago)
+        chat = helpdesk.open_conversation(script.JANE, script.CHAT, "Hello?", at=two_hours_ago)
+    deliver(runtime.redis, [delivery.body for delivery in deliveries])
+    work(runtime.redis)
+    writeback.requeue_stale_outbox(runtime, datetime.now(UTC) + timedelta(minutes=10))
+    work(runtime.redis)
+
+    assert helpdesk.conversations[chat].labels == ["sla-missed"]
+    assert helpdesk.conversations[mail].labels == []
+    refused = [call for call in helpdesk.calls if f"/conversations/{mail}/" in call[1]]
+    assert [status for _, _, status in refused] == [401]  # tried once, not again
+    assert not runtime.redis.exists("sla:writeback:auth-failed:1")
