@@ -16,7 +16,8 @@ that pass the filters; every figure is about that cohort:
 - per policy: its target success rate against the actual, the misses its budget allows and the misses over
   that budget (:func:`target_figures`).
 
-Time buckets (hourly and daily series, the hour-of-day x weekday grid) are computed in SQL, in UTC.
+Time buckets (hourly and daily series, the hour-of-day x weekday grid) are computed in SQL, in the report's
+time zone (``tz``); instants in the answers stay UTC.
 Every figure is a sum over rows, so groups can be merged exactly in Python (policies across versions, a
 conversation's several labels) without a second query.
 """
@@ -30,15 +31,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import FunctionElement
 
-from plugin.adapters.store import Store, applied, misses
+from plugin.adapters.store import Store, applied, as_utc, misses
 from plugin.core.engine.clocks import AT_RISK, HIT, MISSED, NOT_STARTED, PAUSED, RUNNING
-from plugin.core.events import format_time, parse_time
+from plugin.core.events import format_time
 from plugin.core.reports.figures import (
     BUCKETS,
     DEFAULT_PER_PAGE,
@@ -59,6 +59,16 @@ from plugin.core.reports.figures import (
     target_figures,
 )
 from plugin.core.reports.filters import Filters
+from plugin.core.reports.zones import (
+    local_day_start,
+    local_hour_start,
+    local_text,
+    next_hour,
+    next_local_day,
+    offset_seconds,
+    offset_spans,
+    zone,
+)
 
 # Breakdown dimensions: URL name -> sla_applied column. "label" is a list column, expanded in Python.
 DIMENSIONS: dict[str, sa.Column | None] = {
@@ -81,84 +91,71 @@ _FILTER_COLUMNS = {
 }
 
 
-# --- time buckets, rendered per dialect -------------------------------------------------------------------
-# One query for both databases: only these expressions differ, so they are compiled per dialect. Each
-# renders its format as a literal, not a bound parameter, so GROUP BY repeats the same text as SELECT.
+# --- time buckets in the report's zone, rendered per dialect ---------------------------------------------
+# One query for both databases: only these expressions differ. A stored UTC time is shifted by the zone's
+# offset in force at that instant (a CASE over the offset spans of the range, zones.offset_spans) and then
+# formatted. Everything is rendered as literal SQL built from numbers and instants the code made (never
+# from request text), so GROUP BY repeats exactly the text of SELECT on PostgreSQL.
 
 
-class _Bucket(FunctionElement):
-    """The UTC bucket of a time column, as ISO-8601 text (``2026-03-02T09:00:00Z``)."""
+@dataclass(frozen=True)
+class LocalClock:
+    """SQL expressions for the local time of a time column, in one dialect, over known offset spans."""
 
-    type = sa.String()
-    inherit_cache = True
-    sqlite_format = ""
-    postgresql_format = ""
+    dialect: str
+    spans: Sequence[tuple[datetime, int]]
 
+    def _instant(self, moment: datetime) -> str:
+        moment = moment.astimezone(UTC)
+        if self.dialect == "sqlite":
+            # The text SQLAlchemy's SQLite dialect stores, so text comparison orders as time does.
+            return f"'{moment:%Y-%m-%d %H:%M:%S}.000000'"
+        return f"TIMESTAMPTZ '{moment:%Y-%m-%d %H:%M:%S}+00'"
 
-class HourBucket(_Bucket):
-    """The UTC hour of a time column."""
+    def shift(self, column: str) -> str:
+        """The zone's UTC offset (seconds) at the instant in ``column``."""
+        if len(self.spans) == 1:
+            return str(self.spans[0][1])
+        cases = " ".join(
+            f"WHEN {column} < {self._instant(start)} THEN {offset}"
+            for (_, offset), (start, _) in zip(self.spans, self.spans[1:], strict=False)
+        )
+        return f"(CASE {cases} ELSE {self.spans[-1][1]} END)"
 
-    inherit_cache = True
-    sqlite_format = "%Y-%m-%dT%H:00:00Z"
-    postgresql_format = 'YYYY-MM-DD"T"HH24:00:00"Z"'
+    def _format(self, column: str, sqlite_format: str, postgresql_format: str) -> str:
+        shift = self.shift(column)
+        if self.dialect == "sqlite":
+            return f"strftime('{sqlite_format}', {column}, {shift} || ' seconds')"
+        return f"to_char(({column} AT TIME ZONE 'UTC') + {shift} * INTERVAL '1 second', '{postgresql_format}')"
 
+    def hour(self, column: sa.Column) -> sa.ColumnElement[str]:
+        """The local hour, ``2026-03-29T03``."""
+        return sa.literal_column(self._format(_name(column), "%Y-%m-%dT%H", 'YYYY-MM-DD"T"HH24'), sa.String)
 
-class DayBucket(_Bucket):
-    """The UTC day of a time column."""
+    def day(self, column: sa.Column) -> sa.ColumnElement[str]:
+        """The local date, ``2026-03-29``."""
+        return sa.literal_column(self._format(_name(column), "%Y-%m-%d", "YYYY-MM-DD"), sa.String)
 
-    inherit_cache = True
-    sqlite_format = "%Y-%m-%dT00:00:00Z"
-    postgresql_format = 'YYYY-MM-DD"T00:00:00Z"'
+    def weekday_hour(self, column: sa.Column) -> sa.ColumnElement[str]:
+        """The local weekday (0 = Sunday, both databases count so) and hour: ``0 09``."""
+        return sa.literal_column(self._format(_name(column), "%w %H", "D HH24"), sa.String)
 
+    def weekday_and_hour(self, text: str) -> tuple[int, int]:
+        """``weekday_hour``'s text as (weekday, Monday = 0; hour)."""
+        day, hour = text.split()
+        sunday_first = int(day) - (1 if self.dialect == "postgresql" else 0)  # to_char's D counts from 1
+        return (sunday_first + 6) % 7, int(hour)
 
-@compiles(_Bucket, "sqlite")
-def _bucket_sqlite(element: _Bucket, compiler, **kw) -> str:
-    # SQLite keeps times as UTC text (the store writes UTC), which strftime reads as is.
-    return f"strftime('{element.sqlite_format}', {compiler.process(element.clauses, **kw)})"
-
-
-@compiles(_Bucket, "postgresql")
-def _bucket_postgresql(element: _Bucket, compiler, **kw) -> str:
-    return f"to_char(({compiler.process(element.clauses, **kw)}) AT TIME ZONE 'UTC', '{element.postgresql_format}')"
-
-
-class _Part(FunctionElement):
-    """An integer part of a time column in UTC."""
-
-    type = sa.Integer()
-    inherit_cache = True
-    sqlite_format = ""
-    postgresql_field = ""
-
-
-class WeekdayOf(_Part):
-    """Day of the week in UTC, 0 = Sunday (both databases count the same way)."""
-
-    inherit_cache = True
-    sqlite_format = "%w"
-    postgresql_field = "DOW"
-
-
-class HourOf(_Part):
-    """Hour of the day in UTC, 0-23."""
-
-    inherit_cache = True
-    sqlite_format = "%H"
-    postgresql_field = "HOUR"
+    def offset(self, column: sa.Column) -> sa.ColumnElement[int]:
+        """The offset in force, which tells the two hours of a repeated autumn hour apart."""
+        # Cast: a bare number in GROUP BY would be read as a column position.
+        return sa.literal_column(f"CAST({self.shift(_name(column))} AS INTEGER)", sa.Integer)
 
 
-@compiles(_Part, "sqlite")
-def _part_sqlite(element: _Part, compiler, **kw) -> str:
-    return f"CAST(strftime('{element.sqlite_format}', {compiler.process(element.clauses, **kw)}) AS INTEGER)"
+def _name(column: sa.Column) -> str:
+    return f"{column.table.name}.{column.name}"
 
 
-@compiles(_Part, "postgresql")
-def _part_postgresql(element: _Part, compiler, **kw) -> str:
-    column = compiler.process(element.clauses, **kw)
-    return f"CAST(EXTRACT({element.postgresql_field} FROM ({column}) AT TIME ZONE 'UTC') AS INTEGER)"
-
-
-_BUCKET_TYPES = {"hour": HourBucket, "day": DayBucket}
 _BUCKET_STEPS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 
 
@@ -289,44 +286,72 @@ class Reports:
             )
         return result
 
+    def _clock(self, filters: Filters, column: sa.Column, join_misses: bool = False) -> LocalClock | None:
+        """The local clock of the report's zone over the range of ``column`` in the cohort (None: no rows).
+
+        The range is the filter's when ``column`` is ``applied_at`` and both bounds are set; otherwise
+        (a due time may lie after ``until``) it is read from the data."""
+        place = zone(filters.tz)
+        if column is applied.c.applied_at and filters.since is not None and filters.until is not None:
+            return LocalClock(self.engine.dialect.name, offset_spans(place, filters.since, filters.until))
+        source = _with_misses() if join_misses else applied
+        query = sa.select(sa.func.min(column), sa.func.max(column)).select_from(source)
+        query = query.where(*filter_conditions(filters))
+        if join_misses:
+            query = query.where(misses.c.corrected_at.is_(None))
+        with self.engine.connect() as connection:
+            low, high = connection.execute(query).one()
+        if low is None:
+            return None
+        return LocalClock(self.engine.dialect.name, offset_spans(place, as_utc(low), as_utc(high)))
+
     def series(self, filters: Filters, bucket: str) -> dict[str, Any]:
-        """Figures per UTC hour or day of ``applied_at``; buckets without SLAs are filled with zeros
-        between ``since`` and ``until`` (or the first and last bucket found)."""
+        """Figures per hour or day of ``applied_at`` in the report's zone; buckets without SLAs are filled
+        with zeros between ``since`` and ``until`` (or the first and last bucket found). Each point has
+        its ``start`` and ``end`` (UTC) and ``local`` start: a day with a daylight-saving change lasts 23
+        or 25 hours, and the repeated autumn hour is two points."""
         if bucket not in BUCKETS:
             raise ReportError(f"bucket must be one of {', '.join(BUCKETS)}; got {bucket!r}")
-        key = _BUCKET_TYPES[bucket](applied.c.applied_at).label("bucket")
-        found = {row_key[0]: totals for row_key, totals in self._grouped(filters, [key])}
-        points = []
-        for start in _bucket_starts(bucket, filters, found):
-            points.append({"start": start, **figures(found.get(start) or _zero())})
-        return {"filters": filters.describe(), "bucket": bucket, "points": points}
+        place = zone(filters.tz)
+        clock = self._clock(filters, applied.c.applied_at)
+        found: dict[tuple, Totals] = {}
+        if clock is not None:
+            column = applied.c.applied_at
+            keys: list[sa.ColumnElement[Any]] = (
+                [clock.hour(column), clock.offset(column)] if bucket == "hour" else [clock.day(column)]
+            )
+            found = dict(self._grouped(filters, [key.label(f"k{index}") for index, key in enumerate(keys)]))
+        points = [
+            {
+                "start": format_time(start),
+                "end": format_time(end),
+                "local": local_text(place, start),
+                **figures(found.get(_bucket_key(place, bucket, start)) or _zero()),
+            }
+            for start, end in _buckets(place, bucket, filters, found)
+        ]
+        return {"filters": filters.describe(), "bucket": bucket, "timezone": filters.tz, "points": points}
 
     def grid(self, filters: Filters) -> dict[str, Any]:
-        """Misses (not corrected) of the cohort by the UTC weekday and hour of their due time:
-        ``cells[weekday][hour]`` with Monday first, plus totals per hour and per weekday."""
-        weekday = WeekdayOf(misses.c.due_at).label("weekday")
-        hour = HourOf(misses.c.due_at).label("hour")
-        query = (
-            sa.select(weekday, hour, sa.func.count().label("misses"))
-            .select_from(
-                applied.join(
-                    misses,
-                    sa.and_(
-                        misses.c.account_id == applied.c.account_id,
-                        misses.c.conversation_id == applied.c.conversation_id,
-                    ),
-                )
-            )
-            .where(*filter_conditions(filters), misses.c.corrected_at.is_(None))
-            .group_by(weekday, hour)
-        )
+        """Misses (not corrected) of the cohort by the weekday and hour of their due time in the report's
+        zone: ``cells[weekday][hour]`` with Monday first, plus totals per hour and per weekday."""
         cells = [[0] * 24 for _ in WEEKDAYS]
-        with self.engine.connect() as connection:
-            for row in connection.execute(query):
-                cells[(row.weekday + 6) % 7][row.hour] = row.misses  # SQL counts from Sunday = 0
+        clock = self._clock(filters, misses.c.due_at, join_misses=True)
+        if clock is not None:
+            moment = clock.weekday_hour(misses.c.due_at).label("moment")
+            query = (
+                sa.select(moment, sa.func.count().label("misses"))
+                .select_from(_with_misses())
+                .where(*filter_conditions(filters), misses.c.corrected_at.is_(None))
+                .group_by(moment)
+            )
+            with self.engine.connect() as connection:
+                for row in connection.execute(query):
+                    weekday, hour = clock.weekday_and_hour(row.moment)
+                    cells[weekday][hour] += row.misses
         return {
             "filters": filters.describe(),
-            "timezone": "UTC",
+            "timezone": filters.tz,
             "weekdays": list(WEEKDAYS),
             "cells": cells,
             "by_hour": [sum(day[hour] for day in cells) for hour in range(24)],
@@ -483,27 +508,50 @@ class Reports:
         return data
 
 
-def _bucket_starts(bucket: str, filters: Filters, found: Mapping[str, Any]) -> list[str]:
-    """Every bucket start from the range's first to its last bucket, as the SQL renders them."""
-    step = _BUCKET_STEPS[bucket]
-    existing = sorted(found)
-    first = _floor(filters.since, bucket) if filters.since else (parse_time(existing[0]) if existing else None)
-    last = filters.until - timedelta(seconds=1) if filters.until else (parse_time(existing[-1]) if existing else None)
+def _with_misses() -> sa.Join:
+    """``sla_applied`` joined to its conversations' misses."""
+    return applied.join(
+        misses,
+        sa.and_(misses.c.account_id == applied.c.account_id, misses.c.conversation_id == applied.c.conversation_id),
+    )
+
+
+def _bucket_key(place: ZoneInfo, bucket: str, start: datetime) -> tuple:
+    """The key the SQL of :class:`LocalClock` gives the rows of the bucket starting at ``start``."""
+    local = start.astimezone(place)
+    if bucket == "hour":
+        return (local.strftime("%Y-%m-%dT%H"), offset_seconds(place, start))
+    return (local.strftime("%Y-%m-%d"),)
+
+
+def _buckets(
+    place: ZoneInfo, bucket: str, filters: Filters, found: Mapping[tuple, Any]
+) -> list[tuple[datetime, datetime]]:
+    """Every bucket, ``(start, end)`` in UTC, from the range's first to its last (the data's, when the
+    range is open on a side)."""
+    existing = sorted(_key_start(place, bucket, key) for key in found)
+    first = filters.since or (existing[0] if existing else None)
+    last = filters.until - timedelta(seconds=1) if filters.until else (existing[-1] if existing else None)
     if first is None or last is None:
-        return existing
-    if (last - first) / step >= MAX_BUCKETS:
+        return []
+    if (last - first) / _BUCKET_STEPS[bucket] >= MAX_BUCKETS:
         raise ReportError(
             f"{bucket}ly series are limited to {MAX_BUCKETS:,} points: choose a shorter range"
             + (" or bucket=day" if bucket == "hour" else "")
         )
-    starts = []
-    moment = first
-    while moment <= last:
-        starts.append(format_time(moment))
-        moment += step
-    return starts
+    floor, following = (local_hour_start, next_hour) if bucket == "hour" else (local_day_start, next_local_day)
+    buckets = []
+    start = floor(place, first)
+    while start <= last:
+        end = following(place, start)
+        buckets.append((start, end))
+        start = end
+    return buckets
 
 
-def _floor(moment: datetime, bucket: str) -> datetime:
-    moment = moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    return moment.replace(hour=0) if bucket == "day" else moment
+def _key_start(place: ZoneInfo, bucket: str, key: tuple) -> datetime:
+    """The UTC start of the bucket whose SQL key is ``key``."""
+    if bucket == "hour":
+        local = datetime.fromisoformat(key[0] + ":00")
+        return (local - timedelta(seconds=key[1])).replace(tzinfo=UTC)
+    return local_day_start(place, datetime.fromisoformat(key[0]).replace(tzinfo=place))

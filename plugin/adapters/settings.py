@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from plugin.resources import shipped
 
@@ -123,6 +124,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
         kind="integer",
     ),
     SettingSpec(
+        "SLA_REPORT_TIMEZONE",
+        "UTC",
+        "IANA time zone of the reports when a request names none (`tz`): date filters, hourly and daily "
+        "buckets and the weekday x hour grid, e.g. `Europe/Berlin`.",
+    ),
+    SettingSpec(
         "SLA_LOG_LEVEL",
         "INFO",
         "Level of the JSON logs written to standard error: `DEBUG`, `INFO`, `WARNING` or `ERROR`.",
@@ -157,6 +164,7 @@ class Settings:
     SLA_CLAIM_IDLE_SECONDS: int
     SLA_RECONCILE_SECONDS: int
     SLA_QUEUE_STUCK_SECONDS: int
+    SLA_REPORT_TIMEZONE: str
     SLA_LOG_LEVEL: str
 
     @classmethod
@@ -178,6 +186,7 @@ class Settings:
         if values["DATABASE_URL"] is None:
             values["DATABASE_URL"] = f"sqlite:///{instance / 'sla.sqlite3'}"
         values["SLA_LOG_LEVEL"] = values["SLA_LOG_LEVEL"].upper()
+        _check_zone(values["SLA_REPORT_TIMEZONE"])
         if values["SLA_MAX_BODY_BYTES"] <= 0:
             raise SettingsError(
                 f"SLA_MAX_BODY_BYTES must be a positive number of bytes, got {values['SLA_MAX_BODY_BYTES']}"
@@ -229,6 +238,15 @@ def mask_url_password(url: str) -> str:
     host = parts.hostname or ""
     port = f":{parts.port}" if parts.port else ""
     return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{host}{port}"))
+
+
+def _check_zone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(
+            f"SLA_REPORT_TIMEZONE must be an IANA time zone such as UTC or Europe/Berlin, got {name!r}"
+        ) from None
 
 
 def _parse_text(spec: SettingSpec, raw: str) -> str:

@@ -47,7 +47,11 @@ TERMINAL_COLUMNS = {
 
 
 @click.command("report")
-@click.option("--since", help="Start of the range (ISO-8601 date or time, UTC). Default: 30 days ago.")
+@click.option(
+    "--tz",
+    help="IANA time zone of dates, buckets and the grid, e.g. Europe/Berlin. Default: SLA_REPORT_TIMEZONE, else UTC.",
+)
+@click.option("--since", help="Start of the range (ISO-8601 date or time, in --tz). Default: 30 days ago.")
 @click.option("--until", help="End of the range, excluded; a date means the end of that day. Default: now.")
 @click.option("--inbox", multiple=True, help="Inbox id (repeat for several).")
 @click.option("--team", multiple=True, help="Team id.")
@@ -72,7 +76,7 @@ TERMINAL_COLUMNS = {
     help="Which report.",
 )
 @click.option(
-    "--bucket", type=click.Choice(BUCKETS), default="day", show_default=True, help="Series: hourly or daily (UTC)."
+    "--bucket", type=click.Choice(BUCKETS), default="day", show_default=True, help="Series: hourly or daily (in --tz)."
 )
 @click.option(
     "--by",
@@ -105,7 +109,7 @@ def report(
     store.migrate()  # an empty database reports zeros instead of failing on missing tables
     reports = Reports(store.engine, settings.CHATWOOT_URL)
     try:
-        chosen = Filters.from_params(params)
+        chosen = Filters.from_params(params, default_tz=settings.SLA_REPORT_TIMEZONE)
         if kind == "summary":
             data = reports.summary(chosen)
         elif kind == "series":
@@ -140,7 +144,7 @@ def _summary_text(data: dict[str, Any]) -> str:
     overall = data["overall"]
     filters = data["filters"]
     lines = [
-        f"SLA report {filters['since']} to {filters['until']} (UTC)",
+        f"SLA report {filters['since']} to {filters['until']} (UTC instants; buckets in {filters['tz']})",
         f"  applied {overall['applied']}, missed {overall['conversations_missed']}, "
         f"hit rate {overall['hit_rate_text']}",
         f"  misses: first response {overall['frt_misses']}, next response {overall['nrt_misses']} cycles / "

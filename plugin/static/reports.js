@@ -60,15 +60,16 @@
     return function (value) { return bottom - plotHeight * value / maximum; };
   }
 
-  function dayLabel(start) { return start.slice(5, 10); }
-  function hourLabel(start) { return start.slice(5, 10) + " " + start.slice(11, 13) + "h"; }
+  // Labels are the local times of the report's zone (each point's "local" start, with its offset).
+  function dayLabel(local) { return local.slice(5, 10); }
+  function hourLabel(local) { return local.slice(5, 10) + " " + local.slice(11, 13) + "h"; }
   function percent(value) { return Math.round(value * 100) + "%"; }
   function count(value) { return String(Math.round(value)); }
 
   function hitRateChart() {
     var points = data.daily, svg = canvas("chart-hit-rate");
     if (!points.some(function (p) { return p.applied > 0; })) { return empty(svg, "No SLA applied in this range"); }
-    var x = xAxis(svg, points.map(function (p) { return dayLabel(p.start); }));
+    var x = xAxis(svg, points.map(function (p) { return dayLabel(p.local); }));
     var y = yAxis(svg, [0, 0.25, 0.5, 0.75, 1], percent);
     var target = "", actual = "", pen = "M";
     points.forEach(function (p, index) {
@@ -86,7 +87,7 @@
       if (p.hit_rate === null) { return; }
       var dot = node("circle", {cx: x(index), cy: y(p.hit_rate), r: 3, fill: "#1f6feb", "class": "point",
                                 "data-value": p.hit_rate}, svg);
-      node("title", {}, dot).textContent = p.start.slice(0, 10) + ": " + p.hit_rate_text + " of " + p.applied +
+      node("title", {}, dot).textContent = p.local.slice(0, 10) + ": " + p.hit_rate_text + " of " + p.applied +
         (p.target !== null ? " (target " + percent(p.target) + ")" : "");
     });
     var legend = node("g", {"class": "legend"}, svg);
@@ -115,7 +116,7 @@
 
   function hourlyChart() {
     var points = data.hourly;
-    bars("chart-hourly", points.map(function (p) { return hourLabel(p.start); }), [
+    bars("chart-hourly", points.map(function (p) { return hourLabel(p.local); }), [
       {name: "applied", color: "#9db9e8", values: points.map(function (p) { return p.applied; })},
       {name: "missed", color: "#c62828", values: points.map(function (p) { return p.conversations_missed; })}
     ], "No SLA applied in this range");
@@ -139,7 +140,7 @@
         var cell = node("rect", {x: LEFT + hour * cellWidth, y: TOP + day * cellHeight, width: cellWidth - 1,
                                  height: cellHeight - 1, rx: 2, "class": "grid-cell", "data-value": value,
                                  fill: value ? "rgba(198, 40, 40, " + (0.15 + 0.85 * shade) + ")" : "#f1f3f5"}, svg);
-        node("title", {}, cell).textContent = grid.weekdays[day] + " " + hour + ":00 UTC: " + value + " misses";
+        node("title", {}, cell).textContent = grid.weekdays[day] + " " + hour + ":00 " + grid.timezone + ": " + value + " misses";
         if (value) {
           text(svg, LEFT + (hour + 0.5) * cellWidth, TOP + cellHeight * (day + 0.65), String(value))
             .style.fill = shade > 0.5 ? "#fff" : "#1f2933";

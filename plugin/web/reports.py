@@ -28,6 +28,7 @@ from plugin.core.reports.figures import (
     table,
 )
 from plugin.core.reports.filters import Filters
+from plugin.core.reports.zones import all_zones
 from plugin.web.auth import admin_page, admin_required
 
 blueprint = Blueprint(
@@ -47,9 +48,14 @@ def _params() -> dict[str, list[str]]:
     return request.args.to_dict(flat=False)
 
 
+def filters_from(params: dict[str, list[str]]) -> Filters:
+    """The request's filters; the zone defaults to the ``SLA_REPORT_TIMEZONE`` setting."""
+    return Filters.from_params(params, default_tz=current_app.extensions["sla"].settings.SLA_REPORT_TIMEZONE)
+
+
 def build(kind: str, params: dict[str, list[str]]) -> dict[str, Any]:
     """The report called ``kind`` for request parameters (raises ReportError on a bad value)."""
-    filters = Filters.from_params(params)
+    filters = filters_from(params)
     source = reports()
     if kind == "summary":
         return source.summary(filters)
@@ -82,7 +88,7 @@ def report(name: str) -> Response:
 
 
 def _csv(kind: str, params: dict[str, list[str]]) -> Response:
-    filters = Filters.from_params(params)
+    filters = filters_from(params)
     columns: tuple[str, ...]
     rows: Iterable[list[Any]]
     if kind == "conversations":
@@ -123,7 +129,7 @@ def page() -> str | tuple[str, int]:
     if "missed" not in params:
         params["missed"] = ["true"]  # the page lists the conversations that missed, like Chatwoot's
     try:
-        filters = Filters.from_params(params)
+        filters = filters_from(params)
         page_number, per_page, only_missed = parse_page(params)
         source = reports()
         data = {
@@ -153,6 +159,9 @@ def page() -> str | tuple[str, int]:
         metric_prefixes=METRIC_PREFIXES,
         only_missed=only_missed,
         token=token,
+        zones=all_zones(),
+        local_range=filters.local_range(),
+        form=filters.form_values(),
         generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
 

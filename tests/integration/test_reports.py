@@ -13,7 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from plugin.adapters.report_queries import Reports
-from plugin.adapters.store import MIGRATIONS, Store, applied, schema_version
+from plugin.adapters.store import MIGRATIONS, Store, applied, misses, schema_version
+from plugin.core.events import format_time
 from plugin.core.reports.figures import ReportError, hit_rate_text, misses_allowed, table, target_figures
 from plugin.core.reports.filters import Filters
 
@@ -317,3 +318,106 @@ def test_migration_marks_stored_next_responses_that_never_started(database_url):
     with store.engine.connect() as connection:
         statuses = dict(connection.execute(sa.select(applied.c.conversation_id, applied.c.nrt_status)).all())
     assert statuses == {1: "not_started", 2: "hit", 3: "missed"}
+
+
+def _rows_at(store, moments: list[datetime], first_id: int = 1) -> None:
+    """One applied SLA at each instant, each with one FRT miss due an hour later."""
+    rows = [
+        row
+        for number, moment in enumerate(moments)
+        for row in synthetic_rows(1, 1, start=moment, first_id=first_id + number)
+    ]
+    with store.engine.begin() as connection:
+        connection.execute(applied.insert(), rows)
+        connection.execute(
+            misses.insert(),
+            [
+                {
+                    "account_id": 1,
+                    "conversation_id": row["conversation_id"],
+                    "miss": "first_response#0",
+                    "metric": "first_response",
+                    "due_at": row["frt_due_at"],
+                    "policy_id": row["policy_id"],
+                    "policy_version": "v1",
+                    "recorded_at": row["frt_due_at"],
+                }
+                for row in rows
+            ],
+        )
+
+
+def berlin(**params) -> Filters:
+    return Filters.from_params({"tz": "Europe/Berlin", **params})
+
+
+def test_days_hours_and_dates_in_a_zone_across_the_spring_change(store):
+    # Berlin moves from +01:00 to +02:00 at 2026-03-29 01:00Z: that local day has 23 hours.
+    _rows_at(
+        store,
+        [
+            datetime(2026, 3, 28, 22, 30, tzinfo=UTC),  # 23:30 on the 28th in Berlin
+            datetime(2026, 3, 28, 23, 30, tzinfo=UTC),  # 00:30 on the 29th
+            datetime(2026, 3, 29, 0, 30, tzinfo=UTC),  # 01:30 (+01:00)
+            datetime(2026, 3, 29, 1, 30, tzinfo=UTC),  # 03:30 (+02:00)
+            datetime(2026, 3, 29, 22, 30, tzinfo=UTC),  # 00:30 on the 30th
+        ],
+    )
+    reports = Reports(store.engine)
+    # A date filter is a local day: the 29th in Berlin is 2026-03-28T23:00Z to 2026-03-29T22:00Z.
+    day = berlin(since="2026-03-29", until="2026-03-29")
+    assert (format_time(day.since), format_time(day.until)) == ("2026-03-28T23:00:00Z", "2026-03-29T22:00:00Z")
+    assert reports.summary(day)["overall"]["applied"] == 3
+    daily = reports.series(berlin(since="2026-03-28", until="2026-03-30"), "day")
+    assert daily["timezone"] == "Europe/Berlin"
+    assert [(p["start"], p["end"], p["local"], p["applied"]) for p in daily["points"]] == [
+        ("2026-03-27T23:00:00Z", "2026-03-28T23:00:00Z", "2026-03-28T00:00:00+01:00", 1),
+        ("2026-03-28T23:00:00Z", "2026-03-29T22:00:00Z", "2026-03-29T00:00:00+01:00", 3),
+        ("2026-03-29T22:00:00Z", "2026-03-30T22:00:00Z", "2026-03-30T00:00:00+02:00", 1),
+    ]
+    hourly = reports.series(day, "hour")["points"]
+    assert len(hourly) == 23
+    local_hours = [point["local"][11:13] for point in hourly]
+    assert "02" not in local_hours and local_hours[:4] == ["00", "01", "03", "04"]
+    assert [point["applied"] for point in hourly[:4]] == [1, 1, 1, 0]
+    # The grid counts each miss at its local due time (an hour after each SLA): Sunday 01, 02 (= 03 in
+    # summer time, since 02 does not exist), 04; Monday 01 for the SLA after midnight.
+    grid = reports.grid(berlin(since="2026-03-28", until="2026-03-30"))
+    assert grid["timezone"] == "Europe/Berlin"
+    cells = {
+        (grid["weekdays"][day], hour): count
+        for day, row in enumerate(grid["cells"])
+        for hour, count in enumerate(row)
+        if count
+    }
+    assert cells == {("sun", 0): 1, ("sun", 1): 1, ("sun", 3): 1, ("sun", 4): 1, ("mon", 1): 1}
+    # The same data in UTC: different days and hours.
+    utc_daily = reports.series(Filters.from_params({"since": "2026-03-28", "until": "2026-03-30"}), "day")["points"]
+    assert [point["applied"] for point in utc_daily] == [2, 3, 0]
+
+
+def test_the_repeated_autumn_hour_is_two_hours_and_the_day_has_25(store):
+    # Berlin moves back from +02:00 to +01:00 at 2026-10-25 01:00Z: local 02:00-03:00 happens twice.
+    _rows_at(store, [datetime(2026, 10, 25, 0, 30, tzinfo=UTC), datetime(2026, 10, 25, 1, 30, tzinfo=UTC)])
+    reports = Reports(store.engine)
+    day = berlin(since="2026-10-25", until="2026-10-25")
+    hourly = reports.series(day, "hour")["points"]
+    assert len(hourly) == 25
+    twice = [(point["local"], point["applied"]) for point in hourly if point["local"][11:13] == "02"]
+    assert twice == [("2026-10-25T02:00:00+02:00", 1), ("2026-10-25T02:00:00+01:00", 1)]
+    (daily,) = reports.series(day, "day")["points"]
+    assert (daily["start"], daily["end"], daily["applied"]) == ("2026-10-24T22:00:00Z", "2026-10-25T23:00:00Z", 2)
+
+
+def test_a_zone_with_a_half_hour_offset_buckets_at_its_own_hours(store):
+    _rows_at(store, [datetime(2026, 3, 2, 3, 29, tzinfo=UTC), datetime(2026, 3, 2, 3, 30, tzinfo=UTC)])
+    filters = Filters.from_params({"tz": "Asia/Kolkata", "since": "2026-03-02", "until": "2026-03-02"})
+    hourly = {p["local"]: p["applied"] for p in Reports(store.engine).series(filters, "hour")["points"] if p["applied"]}
+    assert hourly == {"2026-03-02T08:00:00+05:30": 1, "2026-03-02T09:00:00+05:30": 1}
+
+
+def test_an_unknown_zone_is_refused_by_name():
+    with pytest.raises(ReportError, match="unknown time zone 'Mars/Olympus'.*Europe/Berlin"):
+        Filters.from_params({"tz": "Mars/Olympus"})
+    assert Filters.from_params({}, default_tz="America/New_York").tz == "America/New_York"
+    assert Filters.from_params({"tz": "UTC"}, default_tz="America/New_York").tz == "UTC"

@@ -47,7 +47,12 @@ def test_report_command_prints_the_api_figures(report_runtime, fixture_payload):
     missed = json.loads(run("--report", "conversations", "--missed", "--format", "json", "--per-page", "2"))
     assert (missed["total"], len(missed["items"])) == (5, 2)
 
+    berlin = json.loads(run("--report", "series", "--tz", "Europe/Berlin", "--format", "json"))
+    assert (berlin["timezone"], berlin["points"][0]["start"]) == ("Europe/Berlin", "2026-03-01T23:00:00Z")
+
 
 def test_report_command_explains_a_bad_filter(report_runtime):
     result = CliRunner().invoke(report, ["--since", "someday"])
     assert result.exit_code == 2 and "since must be an ISO-8601 date or time" in result.output
+    result = CliRunner().invoke(report, ["--tz", "Berlin"])
+    assert result.exit_code == 2 and "unknown time zone 'Berlin'" in result.output

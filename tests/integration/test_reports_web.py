@@ -95,7 +95,9 @@ def test_json_endpoints(client):
     assert client.get("/api/reports/conversations/1/404", headers=BEARER).status_code == 404
 
 
-@pytest.mark.parametrize("query", ["since=tomorrow", "bucket=minute", "by=moon", "per_page=0", "mode=dark"])
+@pytest.mark.parametrize(
+    "query", ["since=tomorrow", "bucket=minute", "by=moon", "per_page=0", "mode=dark", "tz=Europe/Atlantis"]
+)
 def test_bad_parameters_get_400_with_the_reason(client, query):
     kind = (
         "series"
@@ -108,6 +110,19 @@ def test_bad_parameters_get_400_with_the_reason(client, query):
     )
     response = client.get(f"/api/reports/{kind}?{query}", headers=BEARER)
     assert response.status_code == 400 and response.get_json()["error"]
+    if query.startswith("tz="):
+        assert "'Europe/Atlantis'" in response.get_json()["error"]
+
+
+def test_the_report_zone_defaults_to_the_setting(report_runtime, fixture_payload, make_app, database_url):
+    load_scenario(report_runtime.redis, fixture_payload)
+    app = make_app(DATABASE_URL=database_url, SLA_ADMIN_TOKEN=ADMIN, SLA_REPORT_TIMEZONE="Europe/Berlin")
+    client = app.test_client()
+    series = client.get(f"/api/reports/series?{WEEK}", headers=BEARER).get_json()
+    assert series["timezone"] == "Europe/Berlin" and series["filters"]["since"] == "2026-03-01T23:00:00Z"
+    assert series["points"][0]["local"] == "2026-03-02T00:00:00+01:00"
+    grid = client.get(f"/api/reports/grid?{WEEK}&tz=UTC", headers=BEARER).get_json()
+    assert grid["timezone"] == "UTC"
 
 
 def test_unknown_report_is_404(client):
@@ -191,8 +206,8 @@ def test_the_page_renders_figures_tables_and_chart_data(client):
     # The drill-down lists the conversations with a miss; links carry the filters and the token.
     assert html.count('class="misses"') == 5
     assert (
-        f"/api/reports/conversations.csv?since=2026-03-02T00%3A00%3A00Z&amp;until=2026-03-09T00%3A00%3A00Z&amp;token={ADMIN}"
-        in html
+        "/api/reports/conversations.csv?since=2026-03-02T00%3A00%3A00Z&amp;until=2026-03-09T00%3A00%3A00Z"
+        f"&amp;tz=UTC&amp;token={ADMIN}" in html
     )
     detail = client.get(f"/reports/conversations/1/6?token={ADMIN}").get_data(as_text=True)
     assert "miss corrected" in detail and 'class="corrected"' in detail

@@ -45,6 +45,7 @@ def test_defaults(tmp_path):
     assert settings.SLA_MAX_BODY_BYTES == 1024 * 1024
     assert settings.CHATWOOT_PLUGIN_USER_ID is None
     assert settings.SLA_LOG_LEVEL == "INFO"
+    assert settings.SLA_REPORT_TIMEZONE == "UTC"
     assert settings.CHATWOOT_WEBHOOK_SECRET is None
 
 
@@ -92,6 +93,7 @@ def test_values_are_parsed_and_empty_means_unset(tmp_path):
         ("SLA_MAX_BODY_BYTES", "1MB"),
         ("SLA_MAX_BODY_BYTES", "0"),
         ("CHATWOOT_PLUGIN_USER_ID", "1.5"),
+        ("SLA_REPORT_TIMEZONE", "Berlin"),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path, name, value):

@@ -215,6 +215,24 @@ def test_reports_page_shows_figures_and_charts(browser, servers):
     screenshot(browser, "reports.png")
     browser.set_window_size(1400, 1000)
 
+    # The zone picker: the same week in Berlin (UTC+1 in March) moves every due hour one hour later.
+    zone = browser.find_element(By.ID, "tz")
+    assert zone.get_attribute("value") == "UTC" and zone.get_attribute("list") == "zones"
+    assert browser.find_elements(By.CSS_SELECTOR, "#zones option[value='Europe/Berlin']")
+    zone.clear()
+    zone.send_keys("Europe/Berlin")
+    zone.submit()
+    wait_for(lambda: "tz=Europe%2FBerlin" in browser.current_url, what="the report in Berlin time")
+    wait_for(lambda: browser.find_element(By.TAG_NAME, "body").get_attribute("data-charts") == "ready", what="charts")
+    assert "(Europe/Berlin, until excluded)" in browser.find_element(By.ID, "range").text
+    assert browser.find_element(By.ID, "range").text.startswith("2026-03-02 00:00 to 2026-03-09 00:00")
+    by_hour = browser.execute_script(
+        "return JSON.parse(document.getElementById('report-data').textContent).grid.by_hour"
+    )
+    assert [hour for hour, count in enumerate(by_hour) for _ in range(count)] == [10, 12, 12, 13, 15, 17]
+    bars = browser.find_elements(By.CSS_SELECTOR, "#chart-misses-by-hour rect.bar")
+    assert any(bar.find_element(By.TAG_NAME, "title").get_attribute("textContent").startswith("10h") for bar in bars)
+
     # The drill-down's timeline link shows a conversation's event log.
     browser.find_element(
         By.CSS_SELECTOR, "#conversations tbody tr:last-child a[href*='/reports/conversations/']"
