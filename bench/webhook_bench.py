@@ -39,7 +39,10 @@ from plugin.adapters.services import EmbeddedRedis, pick_free_port  # noqa: E402
 
 PAYLOAD = PROJECT_ROOT / "tests" / "fixtures" / "chatwoot" / "message_created-incoming.json"
 SECRET = "bench-webhook-secret"
-GUNICORN_OPTIONS = ["--workers", "2", "--worker-class", "sync", "--backlog", "2048", "--log-level", "warning"]
+GUNICORN_OPTIONS = [
+    *("--workers", "2", "--worker-class", "sync", "--backlog", "2048", "--log-level", "warning"),
+    "--no-control-socket",  # no control socket file under the user's home
+]
 TARGET_RATIO = 0.8
 
 

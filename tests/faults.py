@@ -668,6 +668,7 @@ def start_gunicorn(
             "5",
             "--log-level",
             "warning",
+            "--no-control-socket",
             "plugin.web:create_app()",
         ],
         env=environment,

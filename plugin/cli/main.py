@@ -117,6 +117,8 @@ def serve(host: str, port: int, workers: int) -> None:
             "-",
             "--access-logformat",
             '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss',
+            # gunicorn's control socket would default to a file under the user's home; nothing uses it.
+            "--no-control-socket",
             "plugin.web:create_app()",
         ],
     )
@@ -176,9 +178,13 @@ def worker(burst: bool, sweeper: bool, queue_names: tuple[str, ...]) -> None:
 )
 def dev(port: int, workers: int, demo: bool | None) -> None:
     """Run web, worker and sweeper in one process group with the embedded defaults (SQLite, embedded Redis)."""
-    from plugin.adapters.services import embedded_redis
+    from plugin.adapters.services import embedded_redis, port_is_free
     from plugin.adapters.settings import Settings, load_dotenv_for_dev
 
+    # Before anything is registered with the helpdesk: a webhook pointing at someone else's server would
+    # outlive this failed start.
+    if not port_is_free(port):
+        raise click.ClickException(f"port {port} on 127.0.0.1 is in use: stop what listens there or pass --port")
     load_dotenv_for_dev()
     if demo is None:
         demo = not os.environ.get("CHATWOOT_URL")
