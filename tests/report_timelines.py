@@ -1,7 +1,7 @@
 """Conversations with known SLA outcomes, built from the real Chatwoot payloads, for the report tests.
 
 :func:`load_scenario` pushes the webhook bodies through the same hand-over the web receiver uses and a real RQ
-worker into the store; the expected figures in ``tests/test_reports.py`` are computed by hand from the
+worker into the store; the expected figures in ``tests/integration/test_reports.py`` are computed by hand from the
 timelines below (all in the week of Monday 2026-03-02, UTC, every conversation resolved so nothing changes
 with the wall clock the worker runs on).
 """

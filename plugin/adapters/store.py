@@ -173,7 +173,7 @@ schema_version = sa.Table(
 # transaction, recorded in sla_schema_version. This is all Alembic would give a schema of this size, without
 # a second configuration and a template tree to keep in step with the Core tables.
 def _report_indexes(connection: Connection) -> None:
-    """Version 2: indexes for the reports (plugin/reports.py), whose cohort is a range of ``applied_at``
+    """Version 2: indexes for the reports (plugin/adapters/report_queries.py), whose cohort is a range of ``applied_at``
     with at most a few equality filters. Plain DDL that both databases accept, kept out of the Core tables
     so that version 1 stays what it was."""
     for name, columns in (

@@ -55,3 +55,15 @@ def test_every_path_the_documentation_names_exists() -> None:
                 if not any(ROOT.glob(path)) and not (ROOT / f"{path}.py").is_file():  # a module, as in diagrams
                     missing.append(f"{page.relative_to(ROOT)}:{number}: {path}")
     assert missing == [], "paths named in the documentation that do not exist:\n" + "\n".join(missing)
+
+
+def test_every_docs_page_a_tracked_file_cites_exists() -> None:
+    missing = []
+    for path in tracked_files():
+        if not path.is_file():
+            continue
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        for page in sorted(set(re.findall(r"(?<![\w/])docs/[\w-]+\.(?:md|yaml)", text))):
+            if not (ROOT / page).is_file():
+                missing.append(f"{path.relative_to(ROOT)}: {page}")
+    assert missing == [], "\n".join(missing)
