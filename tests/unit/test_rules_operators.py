@@ -6,6 +6,8 @@ interpreter (the benchmark's baseline) and the compiled closures share one set o
 
 from __future__ import annotations
 
+import re
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -518,3 +520,75 @@ def test_first_match_is_the_sequential_first_match(written: list[dict], on: Matc
     compiled = [compiler.compile(condition, f"/rules/{index}") for index, condition in enumerate(written)]
     sequential = next((index for index, condition in enumerate(written) if interpret(condition, on, ENVIRONMENT)), None)
     assert FirstMatch(compiled).first(compiler.facts(on)) == sequential
+
+
+# --- matches runs in linear time (RE2) ------------------------------------------------------------------
+
+# Accepted before and slow on short texts (12-30 s and more each with a backtracking matcher), or refused
+# by the shape blacklist that came before RE2.
+BACKTRACKING_PATTERNS = [
+    r".*refund.*asap",
+    r"\d+\d+\d+x",
+    r"a*a*a*a*a*a*b",
+    r"(a{1,2}){40}$",
+    r"(a?){30}a{30}",
+    r"(a+)+$",
+    r"(a|aa)+$",
+    r"^(\w+\s?)+$",
+]
+HOSTILE_TEXTS = ("a" * 10_000, "1" * 10_000, "refund " * 1_400, "a" * 30, "a" * 79 + "!", "word " * 2_000 + "!")
+
+
+@pytest.mark.parametrize("pattern", BACKTRACKING_PATTERNS)
+def test_no_regular_expression_stalls_on_hostile_text(pattern: str) -> None:
+    """Not a timing assertion: the deadline is far above what a linear-time search of these texts needs
+    (milliseconds) and far below what backtracking took; a search still running after it has stalled."""
+    outcome: dict[str, list[bool]] = {}
+
+    def search() -> None:
+        condition = leaf("content", "matches", pattern)
+        outcome["results"] = [holds(condition, context(texts=(text,))) for text in HOSTILE_TEXTS]
+
+    searcher = threading.Thread(target=search, daemon=True)
+    searcher.start()
+    searcher.join(timeout=20)
+    assert "results" in outcome, f"{pattern!r} was still searching hostile text after 20 s"
+
+
+def test_expressions_that_backtrack_elsewhere_still_find_what_they_describe() -> None:
+    assert holds(leaf("content", "matches", r"(a?){30}a{30}"), context(texts=("a" * 30,)))
+    assert holds(leaf("content", "matches", r".*refund.*asap"), context(texts=("refund, asap!",)))
+    assert holds(leaf("content", "matches", r"(a+)+$"), context(texts=("baaa",)))
+    assert holds(leaf("content", "matches", r"(a+)+$"), context(texts=("aaab",))) is False
+
+
+# Python's Unicode classes, as RE2 runs them after rewriting: the same answers as Python's re.
+CLASS_PATTERNS = [r"\d+", r"\w+$", r"\s", r"\D", r"\W", r"\S", r"[\w-]+x", r"[^\d\s]", r"[\d.]", r"^\w+$", r"a\Z"]
+CLASS_PATTERNS += [r"\u00e9", r"[]a]", r"[^]a]", r"(?i)straSSe", r"[\s\w]+!", r"a$", r"(?m)a$", r"[$]b", r"\$"]
+
+
+@given(
+    pattern=st.sampled_from(CLASS_PATTERNS),
+    text=st.text(st.characters(exclude_categories=("Cn", "Cs", "Co")) | st.sampled_from(" _-.!aé٣\u00a0\u2028")),
+)
+def test_character_classes_keep_their_unicode_meaning(pattern: str, text: str) -> None:
+    assert holds(leaf("content", "matches", pattern), context(texts=(text,))) is (re.search(pattern, text) is not None)
+
+
+def test_a_lone_surrogate_in_a_text_is_searched_not_failed() -> None:
+    assert holds(leaf("content", "matches", "refund"), context(texts=("\ud800 refund",)))
+
+
+@pytest.mark.parametrize(
+    "pattern, reason",
+    [
+        (r"(?<!not )urgent", "linear-time matcher (RE2) does not have"),
+        (r"(a)\1", "linear-time matcher (RE2) does not have"),
+        (r"[\W_]", r"\W inside [...]"),
+        (r"(unclosed", "does not compile"),
+    ],
+)
+def test_an_expression_the_matcher_cannot_run_is_refused_with_the_reason(pattern: str, reason: str) -> None:
+    compiler = ConditionCompiler(ENVIRONMENT)
+    assert compiler.compile(leaf("content", "matches", pattern), "/when") is None
+    assert any(reason in problem.message for problem in compiler.problems), compiler.problems

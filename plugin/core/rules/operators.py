@@ -5,10 +5,8 @@ condition goes through (compiled and interpreted alike).
 from __future__ import annotations
 
 import operator as operator_module
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from re import _parser as regex_parser  # type: ignore[attr-defined]  # private module typeshed does not describe
 from typing import Any
 
 from plugin.core.calendar import Calendar
@@ -31,7 +29,7 @@ from plugin.core.rules.fields import (
     show_value,
     words,
 )
-from plugin.core.rules.regex_safety import _nested_repetition
+from plugin.core.rules.patterns import compile_pattern
 
 # --- operators ----------------------------------------------------------------------------------------
 
@@ -108,20 +106,10 @@ def _prepare_words(value: Any, field: Field, environment: Environment) -> frozen
     return frozenset(fold(entry) for entry in entries)
 
 
-def _prepare_pattern(value: Any, field: Field, environment: Environment) -> re.Pattern[str]:
+def _prepare_pattern(value: Any, field: Field, environment: Environment) -> Any:
     if not isinstance(value, str) or not value:
         raise ValueError(f"expected a regular expression as a string, got {show_value(value)}")
-    try:
-        pattern = re.compile(value)
-    except re.error as error:
-        raise ValueError(f"regular expression does not compile: {error}") from None
-    nested = _nested_repetition(regex_parser.parse(value))
-    if nested:
-        raise ValueError(
-            f"regular expression repeats a repetition ({nested}), which can take exponential "
-            f"time on some texts; rewrite it without an unbounded quantifier inside another"
-        )
-    return pattern
+    return compile_pattern(value)
 
 
 def _prepare_number(value: Any, field: Field, environment: Environment) -> int | float:
@@ -163,9 +151,12 @@ def _any_word(expected: frozenset[str]) -> Callable[[frozenset[str]], bool]:
     return lambda value: not expected.isdisjoint(value)
 
 
-def _matches(pattern: re.Pattern[str]) -> Callable[[Any], bool]:
+def _matches(pattern: Any) -> Callable[[Any], bool]:
     search = pattern.search
-    return lambda value: isinstance(value, str) and search(value, 0, MATCH_TEXT_LIMIT) is not None
+    # RE2 reads UTF-8: a lone surrogate (valid in JSON, not in UTF-8) is searched as "?" rather than failing.
+    return lambda value: (
+        isinstance(value, str) and search(value[:MATCH_TEXT_LIMIT].encode("utf-8", "replace")) is not None
+    )
 
 
 def _comparison(compare: Callable[[Any, Any], bool]) -> Callable[[float], Callable[[Any], bool]]:
