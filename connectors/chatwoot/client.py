@@ -150,6 +150,25 @@ class ChatwootClient:
     def __repr__(self) -> str:
         return f"ChatwootClient(base_url={self.base_url!r}, account_id={self.account_id})"
 
+    # -- who the token is ------------------------------------------------------------------------------
+
+    def get_profile(self) -> dict[str, Any]:
+        """The token's user (``GET /api/v1/profile``, not account-scoped; app/views/api/v1/profiles/
+        show.json.jbuilder): ``{id, name, email, role, accounts: [{id, role, ...}]}``. It also echoes the
+        user's ``access_token``: never log it."""
+        return self._expect(self._request("GET", "/api/v1/profile", account_scoped=False), dict)
+
+    def role_in_account(self, profile: Mapping[str, Any]) -> str | None:
+        """The user's role in this client's account (``administrator`` or ``agent``) from a profile."""
+        for account in profile.get("accounts") or ():
+            if isinstance(account, Mapping) and account.get("id") == self.account_id:
+                return account.get("role")
+        return profile.get("role") if profile.get("account_id") == self.account_id else None
+
+    def list_inboxes(self) -> list[dict[str, Any]]:
+        """The inboxes the token's user sees: all for an administrator, its own for an agent (InboxPolicy)."""
+        return self._expect(self._expect(self._request("GET", "/inboxes"), dict).get("payload"), list)
+
     # -- conversations --------------------------------------------------------------------------------
 
     def get_conversation(self, conversation_id: int) -> dict[str, Any]:
@@ -295,12 +314,15 @@ class ChatwootClient:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         creates: bool = False,
+        account_scoped: bool = True,
     ) -> Any:
-        """Send one call with retries; the decoded JSON body (None when empty)."""
+        """Send one call with retries; the decoded JSON body (None when empty). ``path`` is under the
+        account's URL, or under the base URL when not ``account_scoped``."""
+        url = (self._account_url if account_scoped else self.base_url) + path
         attempt = 1
         while True:
             try:
-                return self._attempt(method, path, params, json)
+                return self._attempt(method, url, path, params, json)
             except ChatwootError as error:
                 if attempt >= self._max_attempts or not _may_retry(error, creates):
                     raise
@@ -317,12 +339,12 @@ class ChatwootClient:
                 self._sleep(delay)
                 attempt += 1
 
-    def _attempt(self, method: str, path: str, params: Mapping[str, Any] | None, json: Any) -> Any:
+    def _attempt(self, method: str, url: str, path: str, params: Mapping[str, Any] | None, json: Any) -> Any:
         try:
             # Redirects are refused: requests would forward the api_access_token header to any host.
             response = self._session.request(
                 method,
-                self._account_url + path,
+                url,
                 params=params,
                 json=json,
                 headers=self._headers,

@@ -1,8 +1,12 @@
 """``sla-plugin install`` / ``uninstall``: set the helpdesk up from manifest.json, idempotently.
 
-Install creates the plugin's status labels (existing titles are left alone), registers the webhook with the
-events the manifest lists, reads back the signing secret the helpdesk generated (Chatwoot makes its own),
-and optionally registers the Dashboard App. Uninstall removes what install created. Both print each step.
+Install first checks whose the API token is (``GET /api/v1/profile``): an administrator's passes; an agent's
+is refused unless ``allow_agent_token``, because an agent sees only the inboxes it is a member of (the
+plugin could neither label nor note nor reconcile conversations of the others) and may not register webhooks
+or create labels. Then it creates the plugin's status labels (existing titles are left alone), registers the
+webhook with the events the manifest lists, reads back the signing secret the helpdesk generated (Chatwoot
+makes its own), and optionally registers the Dashboard App. Uninstall removes what install created. Both
+print each step.
 """
 
 from __future__ import annotations
@@ -14,9 +18,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from connectors.chatwoot.client import ChatwootClient
+from connectors.chatwoot.client import ChatwootClient, NotPermitted
 
 DASHBOARD_APP_TITLE = "SLA"
+
+
+class InstallRefused(Exception):
+    """Install stopped before changing anything; the message says why and what to do."""
 
 
 @dataclass
@@ -38,22 +46,35 @@ def install(
     webhook_token: str | None = None,
     sidebar_token: str | None = None,
     dashboard_app: bool = False,
+    allow_agent_token: bool = False,
 ) -> InstallReport:
-    """Create labels, the webhook and (optionally) the Dashboard App; skip what already exists."""
+    """Check the token's user, then create labels, the webhook and (optionally) the Dashboard App; skip what
+    already exists. Raises :class:`InstallRefused` for an agent's token unless ``allow_agent_token``."""
     report = InstallReport()
+    report.say(check_token(client, allow_agent_token))
     labels = labels or manifest["labels"]
     existing = {label["title"] for label in client.list_account_labels()}
     for spec in labels.values():
         if spec["title"] in existing:
             report.say(f"label {spec['title']}: exists, kept")
-        else:
+            continue
+        try:
             client.create_account_label(spec["title"], spec.get("description", ""), spec["color"])
-            report.say(f"label {spec['title']}: created ({spec['color']})")
+        except NotPermitted:
+            report.say(f"label {spec['title']}: NOT created, only an administrator may create labels")
+            continue
+        report.say(f"label {spec['title']}: created ({spec['color']})")
 
     webhook_url = public_url.rstrip("/") + manifest["webhook"]["path"]
     if webhook_token:
         webhook_url += "?" + urlencode({"token": webhook_token})
-    ours = [hook for hook in client.list_webhooks() if _same_endpoint(hook.get("url", ""), webhook_url)]
+    try:
+        ours = [hook for hook in client.list_webhooks() if _same_endpoint(hook.get("url", ""), webhook_url)]
+    except NotPermitted:
+        report.say(
+            f"webhook {_without_query(webhook_url)}: NOT registered, only an administrator may register webhooks"
+        )
+        return _dashboard_app(client, manifest, public_url, sidebar_token, dashboard_app, report)
     if ours:
         report.say(f"webhook {_without_query(webhook_url)}: exists (id {ours[0].get('id')}), kept")
         report.webhook_secret = ours[0].get("secret")
@@ -66,7 +87,44 @@ def install(
         )
     if report.webhook_secret is None:
         report.say("the helpdesk returned no signing secret: use SLA_WEBHOOK_TOKEN (unsigned install)")
+    return _dashboard_app(client, manifest, public_url, sidebar_token, dashboard_app, report)
 
+
+def check_token(client: ChatwootClient, allow_agent_token: bool = False) -> str:
+    """One line saying whose the token is; raises :class:`InstallRefused` for an agent's token unless allowed.
+
+    An agent's token sees only the inboxes its user is a member of (Chatwoot's InboxPolicy and
+    Conversations::PermissionFilterService): the refusal names them, since the others cannot be listed.
+    """
+    profile = client.get_profile()
+    role = client.role_in_account(profile)
+    who = f"{profile.get('name') or 'user'} (user {profile.get('id')})"
+    if role == "administrator":
+        return f"token: {who}, administrator of account {client.account_id}"
+    if role is None:
+        raise InstallRefused(f"the API token's user {who} is not a member of account {client.account_id}")
+    visible = ", ".join(f"{inbox.get('name')} (inbox {inbox.get('id')})" for inbox in client.list_inboxes())
+    line = (
+        f"token: {who} is an {role} of account {client.account_id}, not an administrator. It sees only the "
+        f"inboxes it is a member of: {visible or 'none'}. Conversations of every other inbox would get no "
+        "labels or notes and would not be reconciled, and an agent may not register the webhook or create labels."
+    )
+    if not allow_agent_token:
+        raise InstallRefused(
+            line + " Use an administrator's access token (Profile settings > Access Token of an administrator), "
+            "or pass --allow-agent-token to go on with these limits."
+        )
+    return line + " Going on (--allow-agent-token)."
+
+
+def _dashboard_app(
+    client: ChatwootClient,
+    manifest: Mapping[str, Any],
+    public_url: str,
+    sidebar_token: str | None,
+    dashboard_app: bool,
+    report: InstallReport,
+) -> InstallReport:
     if dashboard_app:
         app_url = public_url.rstrip("/") + manifest["endpoints"]["dashboard_app"]
         if sidebar_token:

@@ -290,22 +290,41 @@ def _label_specs(rules_dir: str):
     type=click.Path(dir_okay=False),
     help="Env file the webhook's signing secret is saved to (never printed).",
 )
-def install(url: str, account: int, token: str, public_url: str, dashboard_app: bool, secret_file: str) -> None:
-    """Create the labels, register the webhook (and the Dashboard App) from manifest.json. Idempotent."""
+@click.option(
+    "--allow-agent-token",
+    is_flag=True,
+    help="Go on with an agent's token (it sees only its own inboxes and may not register webhooks or labels).",
+)
+def install(
+    url: str,
+    account: int,
+    token: str,
+    public_url: str,
+    dashboard_app: bool,
+    secret_file: str,
+    allow_agent_token: bool,
+) -> None:
+    """Check the token's user, create the labels, register the webhook (and the Dashboard App) from
+    manifest.json. Idempotent."""
     from connectors.chatwoot.client import ChatwootClient
     from plugin.adapters.manifest import load_manifest
+    from plugin.cli.install import InstallRefused, save_secret
     from plugin.cli.install import install as run_install
-    from plugin.cli.install import save_secret
 
-    report = run_install(
-        ChatwootClient(url, account, token),
-        load_manifest(),
-        public_url,
-        labels=_label_specs(rules_dir()),
-        webhook_token=os.environ.get("SLA_WEBHOOK_TOKEN"),
-        sidebar_token=os.environ.get("SLA_SIDEBAR_TOKEN"),
-        dashboard_app=dashboard_app,
-    )
+    try:
+        report = run_install(
+            ChatwootClient(url, account, token),
+            load_manifest(),
+            public_url,
+            labels=_label_specs(rules_dir()),
+            webhook_token=os.environ.get("SLA_WEBHOOK_TOKEN"),
+            sidebar_token=os.environ.get("SLA_SIDEBAR_TOKEN"),
+            dashboard_app=dashboard_app,
+            allow_agent_token=allow_agent_token,
+        )
+    except InstallRefused as refusal:
+        click.echo(f"install refused: {refusal}", err=True)
+        sys.exit(1)
     for line in report.lines:
         click.echo(line)
     if report.webhook_secret:

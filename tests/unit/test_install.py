@@ -1,10 +1,8 @@
-"""`sla-plugin install` / `uninstall` against a stand-in Chatwoot (`responses`): idempotent, and they say
-what they did without printing secrets."""
+"""`sla-plugin install` / `uninstall` against the fake Chatwoot (served through `responses`): idempotent, they
+say what they did without printing secrets, and an agent's token is refused."""
 
 from __future__ import annotations
 
-import json
-import re
 import stat
 
 import pytest
@@ -12,72 +10,46 @@ import responses
 from click.testing import CliRunner
 
 from plugin.cli.main import main
+from plugin.demo import script
+from plugin.demo.helpdesk import DemoHelpdesk
 
 BASE = "http://chatwoot.test"
-API = f"{BASE}/api/v1/accounts/1"
-
-
-class FakeAccount:
-    """Account labels, webhooks and dashboard apps kept in memory, as Chatwoot's API serves them."""
-
-    def __init__(self, mock: responses.RequestsMock):
-        self.labels: list[dict] = [{"id": 1, "title": "billing", "color": "#000000"}]
-        self.webhooks: list[dict] = []
-        self.apps: list[dict] = []
-        self.next_id = 100
-        for method, path, handler in [
-            (responses.GET, "/labels", lambda body: {"payload": self.labels}),
-            (responses.POST, "/labels", self._create_label),
-            (responses.GET, "/webhooks", lambda body: {"payload": {"webhooks": self.webhooks}}),
-            (responses.POST, "/webhooks", self._create_webhook),
-            (responses.GET, "/dashboard_apps", lambda body: self.apps),
-            (responses.POST, "/dashboard_apps", self._create_app),
-        ]:
-            mock.add_callback(method, API + path, callback=self._respond(handler))
-        mock.add_callback(
-            responses.DELETE, re.compile(API + r"/(labels|webhooks|dashboard_apps)/\d+"), callback=self._delete
-        )
-
-    def _respond(self, handler):
-        def callback(request):
-            body = json.loads(request.body) if request.body else None
-            return (200, {}, json.dumps(handler(body)))
-
-        return callback
-
-    def _new_id(self) -> int:
-        self.next_id += 1
-        return self.next_id
-
-    def _create_label(self, body):
-        label = {"id": self._new_id(), **(body.get("label") or body)}
-        self.labels.append(label)
-        return label
-
-    def _create_webhook(self, body):
-        webhook = {"id": self._new_id(), **(body.get("webhook") or body), "secret": "generated-signing-secret"}
-        self.webhooks.append(webhook)
-        return {"payload": {"webhook": webhook}}
-
-    def _create_app(self, body):
-        app = {"id": self._new_id(), **(body.get("dashboard_app") or body)}
-        self.apps.append(app)
-        return app
-
-    def _delete(self, request):
-        kind, identifier = request.url.rsplit("/", 2)[-2:]
-        collection = {"labels": self.labels, "webhooks": self.webhooks, "dashboard_apps": self.apps}[kind]
-        collection[:] = [item for item in collection if str(item["id"]) != identifier]
-        return (200, {}, "{}")
 
 
 ARGUMENTS = ["--url", BASE, "--account", "1", "--token", "admin-token", "--public-url", "https://sla.example.com"]
 
 
+class Account:
+    """What the fake Chatwoot holds, in the shapes these tests compare."""
+
+    def __init__(self, helpdesk: DemoHelpdesk):
+        self.helpdesk = helpdesk
+
+    @property
+    def labels(self) -> list[dict]:
+        return list(self.helpdesk.account_labels.values())
+
+    @property
+    def webhooks(self) -> list[dict]:
+        return [hook.to_json() for hook in self.helpdesk.webhooks.values()]
+
+    @property
+    def apps(self) -> list[dict]:
+        return list(self.helpdesk.dashboard_apps.values())
+
+
 @pytest.fixture
-def account():
+def helpdesk():
+    desk = DemoHelpdesk(api_token="admin-token")
+    desk.api_create_label("billing", "", "#000000", True)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield FakeAccount(mock)
+        desk.register(mock, BASE)
+        yield desk
+
+
+@pytest.fixture
+def account(helpdesk):
+    return Account(helpdesk)
 
 
 def invoke(tmp_path, *arguments):
@@ -106,8 +78,9 @@ def test_install_creates_labels_webhook_and_app_then_is_idempotent(account, tmp_
     }
     assert [app["title"] for app in account.apps] == ["SLA"]
     assert "label sla-missed: created" in first and "webhook https://sla.example.com/webhooks/chatwoot" in first
-    assert "generated-signing-secret" not in first
-    assert secret_file.read_text() == "CHATWOOT_WEBHOOK_SECRET=generated-signing-secret\n"
+    assert webhook["secret"] not in first
+    assert secret_file.read_text() == f"CHATWOOT_WEBHOOK_SECRET={webhook['secret']}\n"
+    assert "administrator of account 1" in first
     assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
 
     second = invoke(tmp_path, "install", *ARGUMENTS, "--dashboard-app", "--secret-file", str(secret_file))
@@ -122,3 +95,28 @@ def test_uninstall_removes_what_install_created_and_keeps_agent_labels(account, 
     assert account.webhooks == [] and account.apps == []
     assert "webhook https://sla.example.com/webhooks/chatwoot: removed" in output
     assert invoke(tmp_path, "uninstall", *ARGUMENTS).strip() == "nothing to remove"
+
+
+def test_an_agent_token_is_refused_naming_what_it_sees(helpdesk, account, tmp_path):
+    # An agent's token sees only its inboxes (InboxPolicy): refused before anything is changed.
+    with helpdesk.capturing():
+        helpdesk.open_conversation(script.JANE, script.CHAT, "Hello")
+        helpdesk.open_conversation(script.OMAR, script.EMAIL, "Invoice?")
+    helpdesk.add_token("agent-token", script.SAM, inbox_ids=[script.CHAT.id])
+    arguments = [*ARGUMENTS[:5], "agent-token", *ARGUMENTS[6:]]
+    result = CliRunner().invoke(main, ["install", *arguments, "--secret-file", str(tmp_path / ".env")])
+    assert result.exit_code == 1
+    assert "Sam Agent" in result.stderr and "an agent of account 1" in result.stderr
+    assert "Website Chat (inbox 1)" in result.stderr and "Support Email" not in result.stderr
+    assert "--allow-agent-token" in result.stderr
+    assert [label["title"] for label in account.labels] == ["billing"] and account.webhooks == []
+
+
+def test_an_agent_token_goes_on_when_allowed_and_says_what_it_could_not_do(helpdesk, account, tmp_path):
+    helpdesk.add_token("agent-token", script.SAM, inbox_ids=[script.CHAT.id])
+    arguments = [*ARGUMENTS[:5], "agent-token", *ARGUMENTS[6:]]
+    output = invoke(tmp_path, "install", *arguments, "--allow-agent-token", "--secret-file", str(tmp_path / ".env"))
+    assert "Going on (--allow-agent-token)" in output
+    assert "label sla-missed: NOT created, only an administrator may create labels" in output
+    assert "NOT registered, only an administrator may register webhooks" in output
+    assert account.webhooks == []
