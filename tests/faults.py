@@ -314,7 +314,7 @@ class HelpdeskState:
         """How many notes carry each plugin marker key (``note:first_response#0``...)."""
         found = Counter()
         for _, content in self.notes.get(conversation, []):
-            for key in re.findall(r"\[sla-plugin \d+/\d+ ([^\]]+)\]", content):
+            for key in re.findall(r"ref sla-plugin/\d+/\d+/(\S+)", content):
                 found[key] += 1
         return found
 

@@ -112,9 +112,12 @@ class AccountSchema(_Schema):
 
 
 class ReferenceSchema(_Schema):
-    """Something referred to by id: ``meta.team``, ``meta.assignee``."""
+    """Something referred to by id: ``meta.team``, ``meta.assignee`` (``type`` ``user`` or ``agent_bot``);
+    the name is what a mention in a note shows."""
 
     id = required_id()
+    name = optional_text()
+    type = optional_text()
 
 
 class ContactAttributesSchema(_Schema):
@@ -134,6 +137,7 @@ class ContactSchema(_Schema):
     phone_number = optional_text()
     additional_attributes = fields.Nested(ContactAttributesSchema, allow_none=True, load_default=None)
     custom_attributes = json_object()
+    blocked = fields.Boolean(allow_none=True, load_default=None)  # since Chatwoot v4.0/4.1 (#10899)
 
 
 class ConversationAttributesSchema(_Schema):
@@ -150,6 +154,7 @@ class MetaSchema(_Schema):
 
     sender = fields.Nested(ContactSchema, allow_none=True, load_default=None)
     assignee = fields.Nested(ReferenceSchema, allow_none=True, load_default=None)
+    assignee_type = optional_text()  # "User", "AgentBot" or null
     team = fields.Nested(ReferenceSchema, allow_none=True, load_default=None)
 
 

@@ -398,6 +398,8 @@ def _conversation(data: Mapping[str, Any], account_id: int) -> Conversation:
     attributes = data["additional_attributes"] or {}
     team = meta.get("team") or {}
     assignee = meta.get("assignee") or {}
+    # A bot can be the assignee (assignee_type "AgentBot"); only a person can be mentioned in a note.
+    person = meta.get("assignee_type") in (None, "User") and (assignee.get("type") or "user") == "user"
     return Conversation(
         account_id=account_id,
         conversation_id=data["id"],
@@ -408,6 +410,8 @@ def _conversation(data: Mapping[str, Any], account_id: int) -> Conversation:
         priority=data["priority"],
         team_id=team.get("id"),
         assignee_id=assignee.get("id"),
+        assignee_name=assignee.get("name") if person else None,
+        team_name=team.get("name"),
         labels=tuple(data["labels"] or ()),
         custom_attributes=data["custom_attributes"] or {},
         snoozed_until=data["snoozed_until"],
@@ -432,6 +436,7 @@ def _contact(data: Mapping[str, Any] | None) -> Contact:
         city=attributes.get("city"),
         company=attributes.get("company_name"),
         custom_attributes=data.get("custom_attributes") or {},
+        blocked=bool(data.get("blocked")),
     )
 
 

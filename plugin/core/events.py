@@ -71,6 +71,7 @@ class Contact:
     city: str | None = None
     company: str | None = None
     custom_attributes: Mapping[str, Any] = field(default_factory=dict)
+    blocked: bool = False  # the helpdesk blocked this contact: no SLA (docs/notifications.md)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,8 @@ class Conversation:
     priority: str | None = None
     team_id: int | None = None
     assignee_id: int | None = None
+    assignee_name: str | None = None  # a person's display name (None when a bot is assigned)
+    team_name: str | None = None
     labels: tuple[str, ...] = ()
     custom_attributes: Mapping[str, Any] = field(default_factory=dict)
     snoozed_until: datetime | None = None

@@ -146,7 +146,7 @@ def process_entries(runtime: Runtime, entries: Sequence[tuple[bytes, dict]], clo
                 state, evaluation = evaluate(state, rules.match, rules.content_hash, at)
                 current = summary(evaluation)
                 found = changes(previous, evaluation)
-                intents = writeback_intents(previous, current, found)
+                intents = writeback_intents(previous, current, found, evaluation)
                 deliveries = routed(sla_events(previous, current, found, evaluation), evaluation)
                 batch.save(state, evaluation, current, found, intents, deliveries)
             except Exception as error:  # noqa: BLE001 - one bad conversation must not hold the batch back

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from redis import Redis
@@ -27,7 +27,8 @@ from plugin.adapters.settings import SettingsError
 from plugin.adapters.store import outbox
 from plugin.adapters.streams import WRITEBACK_QUEUE
 from plugin.core.engine.effects import LABELS_KEY
-from plugin.core.events import Event, parse_time
+from plugin.core.events import Event
+from plugin.core.wording import legacy_note_marker, note_marker, note_text
 from plugin.jobs.runtime import Runtime, current_runtime
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,6 @@ MAX_ROUNDS = 5  # a conversation whose intents keep changing is finished by the 
 AUTH_BACKOFF_SECONDS = 300
 # How long the labels we wrote are remembered: the echo webhook arrives within seconds.
 WRITTEN_LABELS_TTL_SECONDS = 900
-METRIC_NAMES = {"first_response": "first response", "next_response": "next response", "resolution": "resolution"}
 
 # Take one of N slots of an account's semaphore (slots expire, so a killed worker's slot comes back).
 _ACQUIRE = """
@@ -155,37 +155,9 @@ def requeue_stale_outbox(runtime: Runtime, now: datetime) -> int:
     return len(rows)
 
 
-def note_marker(account_id: int, conversation_id: int, key: str) -> str:
-    """The text that identifies one note of the plugin (and lets a retry find it)."""
-    return f"[sla-plugin {account_id}/{conversation_id} {key}]"
-
-
-def note_text(payload: Mapping[str, Any], now: datetime, marker: str) -> str:
-    """A miss note or its correction, with times in the calendar's zone."""
-    zone = ZoneInfo(payload.get("timezone") or "UTC")
-    due = parse_time(payload["due_at"])
-    metric = METRIC_NAMES.get(payload["metric"], payload["metric"])
-    version = (payload.get("policy_version") or "")[:8]
-    local_due = due.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
-    if payload["kind"] == "correction":
-        return (
-            f"SLA correction: the {metric} miss noted earlier did not happen. A reply or status change "
-            f"that arrived late shows the clock stopped in time (due {local_due}, policy "
-            f"{payload['policy_name']} v{version}). {marker}"
-        )
-    late = _duration_text(max(now - due, timedelta(0)))
-    return (
-        f"SLA missed: {metric} was due {local_due} ({zone.key}); {late} late as of "
-        f"{now.astimezone(zone).strftime('%H:%M %Z')}. Policy {payload['policy_name']} v{version}. {marker}"
-    )
-
-
-def _duration_text(duration: timedelta) -> str:
-    minutes = int(duration.total_seconds() // 60)
-    days, minutes = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(minutes, 60)
-    parts = [f"{days}d"] * bool(days) + [f"{hours}h"] * bool(hours) + [f"{minutes}m"]
-    return " ".join(parts)
+def _ends_line(content: str, marker: str) -> bool:
+    """Whether *marker* occurs in *content* followed by whitespace or the end (``...#1`` is not ``...#10``)."""
+    return re.search(re.escape(marker) + r"(?!\S)", content) is not None
 
 
 class Writer:
@@ -347,7 +319,9 @@ class Writer:
     def _write_labels(self, conversation_id: int, label_key: str | None) -> None:
         rules = self.runtime.rules.current()
         owned = rules.owned_label_titles
-        wanted = rules.labels[label_key].title if label_key else None
+        # A kept SLA ("hit") shows the on-track label unless the rule files define labels.hit.
+        spec = (rules.labels.get(label_key) or rules.labels["on_track"]) if label_key else None
+        wanted = spec.title if spec else None
         try:
             current = self.client.conversation_labels(conversation_id)
         except NotFound:
@@ -379,8 +353,10 @@ class Writer:
     def _write_note(self, row, payload: Mapping[str, Any]) -> None:
         marker = note_marker(row.account_id, row.conversation_id, row.key)
         if row.state == "sending":
-            # A previous attempt may have posted the note and died before recording it.
-            found = self._find_note(row.conversation_id, marker)
+            # A previous attempt may have posted the note and died before recording it (with the marker of
+            # this version, or of a version before the marker moved to the note's last line).
+            legacy = legacy_note_marker(row.account_id, row.conversation_id, row.key)
+            found = self._find_note(row.conversation_id, (marker, legacy))
             if found is not None:
                 self._finish(row, "done", remote_id=str(found))
                 return
@@ -388,8 +364,9 @@ class Writer:
         message_id = self.client.create_private_note(row.conversation_id, note_text(payload, self.clock(), marker))
         self._finish(row, "done", remote_id=str(message_id))
 
-    def _find_note(self, conversation_id: int, marker: str) -> int | None:
+    def _find_note(self, conversation_id: int, markers: tuple[str, ...]) -> int | None:
         for message in self.client.iter_messages(conversation_id):
-            if message.get("private") and marker in (message.get("content") or ""):
+            content = message.get("content") or ""
+            if message.get("private") and any(_ends_line(content, marker) for marker in markers):
                 return message.get("id")
         return None

@@ -370,3 +370,46 @@ def test_a_conversation_an_agent_token_may_not_see_fails_alone_on_the_fake(chatw
     refused = [call for call in helpdesk.calls if f"/conversations/{mail}/" in call[1]]
     assert [status for _, _, status in refused] == [401]  # tried once, not again
     assert not runtime.redis.exists("sla:writeback:auth-failed:1")
+
+
+def test_notes_mention_the_assignee_and_at_risk_gets_one_note_with_mention(
+    runtime_factory, fixture_payload, monkeypatch
+):
+    monkeypatch.setattr(
+        writeback, "client_for", lambda runtime: ChatwootClient(BASE, 1, "secret-token-123", sleep=lambda seconds: None)
+    )
+    mentioning = {**RULES, "policies": {"quick": {**RULES["policies"]["quick"], "mention": ["assignee"]}}}
+    runtime = runtime_factory(mentioning, **HELPDESK)
+    now = datetime.now(UTC)
+    created = now - timedelta(minutes=55)  # at risk now (10 minutes before the 1 h first response)
+    payload = json.loads(retimed(fixture_payload, "conversation_created", created))
+    payload["meta"]["assignee"] = {"id": 7, "name": "Sam Agent", "type": "user"}
+    payload["meta"]["assignee_type"] = "User"
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        helpdesk = FakeHelpdesk(mock)
+        deliver(runtime.redis, [json.dumps(payload).encode()])
+        work(runtime.redis)
+        deliver(runtime.redis, [json.dumps(payload).encode()])  # a duplicate: still one note
+        work(runtime.redis)
+    assert helpdesk.labels == ["billing", "sla-at-risk"]
+    assert len(helpdesk.notes) == 1
+    assert helpdesk.notes[0].startswith("[@Sam Agent](mention://user/7/Sam%20Agent) SLA at risk: first response")
+    assert helpdesk.notes[0].endswith("\n\nref sla-plugin/1/87/at_risk:first_response@" + retimed_due(created))
+
+
+def retimed_due(created: datetime) -> str:
+    return (created.replace(microsecond=0) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_a_note_with_the_marker_of_an_older_version_is_found_and_not_posted_again(runtime, fixture_payload):
+    now = datetime.now(UTC)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        helpdesk = FakeHelpdesk(mock)
+        deliver(runtime.redis, [retimed(fixture_payload, "conversation_created", now - timedelta(hours=2))])
+        SimpleWorker([Queue(EVENTS_QUEUE, connection=runtime.redis)], connection=runtime.redis).work(burst=True)
+        # An older version posted the note with its bracketed marker, then died before recording it.
+        helpdesk.notes.append("SLA missed: ... Policy Quick v1234. [sla-plugin 1/87 note:first_response#0]")
+        writer = writeback.Writer(runtime, writeback.client_for(runtime))
+        writer._set_state(1, 87, "note:first_response#0", "sending")
+        writer.deliver(1, 87)
+    assert len(helpdesk.notes) == 1

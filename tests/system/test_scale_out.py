@@ -170,11 +170,11 @@ def test_web_and_worker_processes_scale_out_processing_each_event_once_in_order(
             recorded = connection.execute(
                 sa.select(misses.c.conversation_id, misses.c.miss, misses.c.corrected_at)
             ).all()
-        markers = Counter(note.rsplit("[", 1)[1] for conversation in expected for note in stack.notes(conversation))
+        markers = Counter(note.rsplit("\n", 1)[1] for conversation in expected for note in stack.notes(conversation))
         assert max(markers.values()) == 1, markers.most_common(3)
         for row in recorded:
-            note = f"sla-plugin 1/{row.conversation_id} note:{row.miss}]"
-            correction = f"sla-plugin 1/{row.conversation_id} correction:{row.miss}]"
+            note = f"ref sla-plugin/1/{row.conversation_id}/note:{row.miss}"
+            correction = f"ref sla-plugin/1/{row.conversation_id}/correction:{row.miss}"
             if row.corrected_at is None:
                 assert note in markers and correction not in markers, (row, markers)
             else:

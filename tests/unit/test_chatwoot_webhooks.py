@@ -764,3 +764,19 @@ def test_payload_is_not_modified(connector):
         before = copy.deepcopy(payload)
         connector.normalize(payload, RECEIVED_AT)
         assert payload == before
+
+
+def test_names_for_mentions_only_for_a_person_and_the_blocked_flag(connector):
+    payload = fixture("conversation_status_changed-resolved")
+    payload["meta"]["assignee"] = {"id": 7, "name": "Sam Agent", "type": "user"}
+    payload["meta"]["assignee_type"] = "User"
+    payload["meta"]["team"] = {"id": 2, "name": "support"}
+    payload["meta"]["sender"]["blocked"] = True
+    conversation = connector.normalize(payload, RECEIVED_AT).conversation
+    assert (conversation.assignee_name, conversation.team_name) == ("Sam Agent", "support")
+    assert conversation.contact.blocked is True
+    payload["meta"]["assignee"] = {"id": 9, "name": "Helper Bot", "type": "agent_bot"}
+    payload["meta"]["assignee_type"] = "AgentBot"
+    del payload["meta"]["sender"]["blocked"]  # before Chatwoot v4.1 there is no blocked key
+    conversation = connector.normalize(payload, RECEIVED_AT).conversation
+    assert conversation.assignee_name is None and conversation.contact.blocked is False

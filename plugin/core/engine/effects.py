@@ -16,9 +16,10 @@ from plugin.core.engine.clocks import AT_RISK, HIT, MISSED, ON_TRACK, PAUSED
 from plugin.core.engine.evaluate import Evaluation
 from plugin.core.events import format_time
 
-# The status label a conversation status asks for; a resolved conversation that kept its SLA keeps the
-# on-track label (there is no fourth status label, and removing it would hide a kept SLA from filters).
-LABEL_FOR_STATUS = {ON_TRACK: "on_track", AT_RISK: "at_risk", MISSED: "missed", HIT: "on_track"}
+# The status label a conversation status asks for. A resolved conversation that kept its SLA asks for the
+# ``hit`` label, which the writer maps to the on-track label when the rule files define no ``labels.hit``
+# (removing the label would hide a kept SLA from filters).
+LABEL_FOR_STATUS = {ON_TRACK: "on_track", AT_RISK: "at_risk", MISSED: "missed", HIT: "hit"}
 
 
 @dataclass(frozen=True)
@@ -112,14 +113,36 @@ def changes(previous: Mapping[str, Any] | None, current: Evaluation) -> list[Cha
 LABELS_KEY = "labels"
 
 
+def mentions_of(evaluation: Evaluation | None) -> tuple[dict[str, Any], ...] | None:
+    """Who the policy's ``mention`` names on this conversation: ``{"type": "user"|"team", "id", "name"}``
+    for an assigned person and for the team; None when the policy has no ``mention``."""
+    if evaluation is None or evaluation.policy is None or not evaluation.policy.mention:
+        return None
+    conversation = evaluation.conversation
+    found: list[dict[str, Any]] = []
+    if conversation is not None:
+        wanted = evaluation.policy.mention
+        if "assignee" in wanted and conversation.assignee_id is not None and conversation.assignee_name:
+            found.append({"type": "user", "id": conversation.assignee_id, "name": conversation.assignee_name})
+        if "team" in wanted and conversation.team_id is not None and conversation.team_name:
+            found.append({"type": "team", "id": conversation.team_id, "name": conversation.team_name})
+    return tuple(found)
+
+
 def writeback_intents(
-    previous: Mapping[str, Any] | None, current: Mapping[str, Any], found: Sequence[Change]
+    previous: Mapping[str, Any] | None,
+    current: Mapping[str, Any],
+    found: Sequence[Change],
+    evaluation: Evaluation | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
     """The write-back work a change asks for, keyed so that recording it twice does nothing twice.
 
     ``labels`` carries the status label wanted now (None: the plugin's labels removed, e.g. when a policy
-    goes to shadow mode); ``note:<miss>`` one miss note; ``correction:<miss>`` one correction note.
-    Shadow policies write nothing.
+    goes to shadow mode); ``note:<miss>`` one miss note; ``correction:<miss>`` one correction note;
+    ``at_risk:<metric>@<due>`` one at-risk note per episode, only when the policy has ``mention``.
+    Shadow policies write nothing. With *evaluation*, miss and at-risk notes carry the people the policy
+    mentions (its ``mention``: the assignee and/or the team, as the conversation shows them now), and a
+    miss note the time its clock stopped when it stopped late.
     """
     previous = previous or {}
     intents: list[tuple[str, dict[str, Any]]] = []
@@ -129,10 +152,32 @@ def writeback_intents(
         intents.append((LABELS_KEY, {"label": wanted}))
     if not current["live"]:
         return intents
+    mentions = mentions_of(evaluation)
+    metrics = current.get("metrics") or {}
     for change in found:
         if change.kind == "missed":
             key = change.miss
-            intents.append((f"note:{key}", {"kind": "miss", "miss": key, **current["misses_detail"][key]}))
+            detail = current["misses_detail"][key]
+            stopped = (metrics.get(detail["metric"]) or {}).get("stopped_at")
+            late_stop = stopped if stopped and stopped > detail["due_at"] else None
+            note = {"kind": "miss", "miss": key, **detail, "stopped_at": late_stop, "mentions": list(mentions or ())}
+            intents.append((f"note:{key}", note))
+        elif change.kind == AT_RISK and mentions is not None and evaluation is not None and change.metric:
+            policy = evaluation.policy
+            due = (metrics.get(change.metric) or {}).get("due_at")
+            if policy is None or due is None:
+                continue
+            note = {
+                "kind": "at_risk",
+                "metric": change.metric,
+                "due_at": due,
+                "policy": policy.id,
+                "policy_name": policy.name,
+                "policy_version": policy.version,
+                "timezone": policy.calendar.timezone,
+                "mentions": list(mentions),
+            }
+            intents.append((f"at_risk:{change.metric}@{due}", note))
         elif change.kind == "miss_corrected":
             key = change.miss
             intents.append((f"correction:{key}", {"kind": "correction", "miss": key, **previous["misses_detail"][key]}))
