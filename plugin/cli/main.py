@@ -100,8 +100,27 @@ def replay(events_file, rules_dir: str, at_text: str | None, account_id: int | N
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes.")
-def serve(host: str, port: int, workers: int) -> None:
-    """Run the web app under gunicorn (production): webhooks, health, metrics, reports."""
+@click.option(
+    "--insecure-no-webhook-auth",
+    is_flag=True,
+    help="Start even though neither CHATWOOT_WEBHOOK_SECRET nor SLA_WEBHOOK_TOKEN is set: anyone who can "
+    "reach the webhook URL can then feed the plugin events. Never in production.",
+)
+def serve(host: str, port: int, workers: int, insecure_no_webhook_auth: bool) -> None:
+    """Run the web app under gunicorn (production): webhooks, health, metrics, reports.
+
+    Refuses to start when webhooks would be accepted without a signature or token (see
+    ``--insecure-no-webhook-auth``).
+    """
+    if not insecure_no_webhook_auth and not _webhook_auth_configured():
+        click.echo(
+            "sla-plugin serve: refusing to start: neither CHATWOOT_WEBHOOK_SECRET nor SLA_WEBHOOK_TOKEN is set, "
+            "so anyone who can reach /webhooks/chatwoot could feed the plugin events. Set the signing secret "
+            "(`sla-plugin install` saves it) or a URL token, or pass --insecure-no-webhook-auth to accept "
+            "unsigned webhooks anyway.",
+            err=True,
+        )
+        sys.exit(2)
     # The access log shows the path without its query string: links to reports may carry ?token=.
     os.execvp(
         sys.executable,
@@ -122,6 +141,25 @@ def serve(host: str, port: int, workers: int) -> None:
             "plugin.web:create_app()",
         ],
     )
+
+
+def _webhook_auth_configured() -> bool:
+    """Whether the environment sets a webhook signing secret or a URL token (the receiver's credentials)."""
+    from plugin.adapters.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        raise click.ClickException(str(error)) from None
+    return bool(settings.CHATWOOT_WEBHOOK_SECRET or settings.SLA_WEBHOOK_TOKEN)
+
+
+UNAUTHENTICATED_WEBHOOKS_WARNING = """
+  !!! WARNING: webhooks are accepted WITHOUT authentication !!!
+  Neither CHATWOOT_WEBHOOK_SECRET nor SLA_WEBHOOK_TOKEN is set: anyone who can reach
+  /webhooks/chatwoot can feed this plugin events. Fine for a local try-out only;
+  `sla-plugin install` saves the helpdesk's signing secret to .env.
+"""
 
 
 @main.command()
@@ -203,9 +241,11 @@ def dev(port: int, workers: int, demo: bool | None) -> None:
     command = [sys.executable, "-m", "plugin.cli"]
     # In the demo, the access log (a line per webhook) goes to a file: the terminal tells the demo's story.
     access_log = open(Path(settings.instance_path) / "access.log", "ab") if session else None
-    children = [
-        subprocess.Popen([*command, "serve", "--port", str(port), "--workers", "1"], env=environment, stdout=access_log)
-    ]
+    serve_command = [*command, "serve", "--port", str(port), "--workers", "1"]
+    if not (settings.CHATWOOT_WEBHOOK_SECRET or settings.SLA_WEBHOOK_TOKEN):
+        click.secho(UNAUTHENTICATED_WEBHOOKS_WARNING, fg="red", bold=True, err=True)
+        serve_command.append("--insecure-no-webhook-auth")
+    children = [subprocess.Popen(serve_command, env=environment, stdout=access_log)]
     children += [subprocess.Popen([*command, "worker"], env=environment) for _ in range(workers)]
     click.echo(
         f"sla-plugin dev: web on http://127.0.0.1:{port}, {workers} worker(s), "

@@ -28,6 +28,7 @@ def test_serve_starts_gunicorn_without_a_control_socket_under_home(tmp_path: Pat
         REDIS_URL=redis_server.url,
         DATABASE_URL=f"sqlite:///{tmp_path / 'sla.sqlite3'}",
         SLA_RULES_DIR=str(ROOT / "rules"),
+        SLA_WEBHOOK_TOKEN="a-url-token",  # serve refuses to start without a webhook credential
         # gunicorn says at debug level whether it started its control socket (after its workers).
         GUNICORN_CMD_ARGS="--log-level debug",
     )
