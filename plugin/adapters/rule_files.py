@@ -111,23 +111,31 @@ class RulesHolder:
 
     def current(self) -> RuleSet:
         """The rule set in force, re-read first when the interval has passed and the files changed."""
-        if self._clock() - self._checked_at >= self.min_interval_seconds:
-            with self._lock:
-                if self._clock() - self._checked_at >= self.min_interval_seconds:
-                    self._checked_at = self._clock()
-                    self._refresh()
+        self._refresh_when_due()
         if self._live is None:
             raise RulesError(self._problems)
         return self._live
 
     def status(self) -> dict[str, Any]:
-        """For ``/healthz``: whether the live set is the files' current content, its hash, when, the error."""
+        """For ``/healthz``: whether the live set is the files' current content, its hash, when, the error.
+
+        Re-reads the folder first when due, as :meth:`current` does: a process that never evaluates rules
+        (the web app) still shows a broken or changed folder.
+        """
+        self._refresh_when_due()
         return {
             "ok": self._live is not None and self.error is None,
             "content_hash": None if self._live is None else self._live.content_hash,
             "loaded_at": format_time(self._loaded_at),
             "error": self.error,
         }
+
+    def _refresh_when_due(self) -> None:
+        if self._clock() - self._checked_at >= self.min_interval_seconds:
+            with self._lock:
+                if self._clock() - self._checked_at >= self.min_interval_seconds:
+                    self._checked_at = self._clock()
+                    self._refresh()
 
     def _refresh(self) -> None:
         try:

@@ -10,7 +10,6 @@ from flask import Blueprint, Response, current_app, jsonify
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
-from sqlalchemy import text
 
 from plugin.adapters import metrics
 from plugin.adapters.settings import MASK
@@ -30,7 +29,7 @@ def healthz() -> tuple[Response, int]:
     checks = {
         "redis": _check(lambda: _redis_state(sla.redis)),
         "database": _check(lambda: _database_state(sla.database_engine())),
-        "rules": _check(sla.rules.status),
+        "rules": _check(sla.rules.status),  # re-reads the folder when due
         "queue": _queue_state(sla.redis, sla.settings.SLA_QUEUE_STUCK_SECONDS),
     }
     healthy = all(check.get("ok") for check in checks.values())
@@ -67,8 +66,16 @@ def _redis_state(redis: Redis) -> dict[str, Any]:
 
 def _database_state(engine) -> dict[str, Any]:
     started = time.perf_counter()
-    with engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
+    # A bare DBAPI connection, outside any transaction: the store begins SQLite transactions with BEGIN
+    # IMMEDIATE, which would wait for (and time out on) the write lock a worker's batch holds.
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        cursor.execute("SELECT 1")
+        cursor.fetchall()
+        cursor.close()
+    finally:
+        connection.close()
     return {"ok": True, "backend": engine.dialect.name, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
 
 

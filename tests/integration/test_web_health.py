@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sqlite3
 from pathlib import Path
 
 from plugin.adapters import metrics
@@ -183,3 +184,44 @@ def test_reports_answer_on_a_fresh_database_before_any_worker_ran(make_app):
     )
     assert response.status_code == 200
     assert response.get_json()["overall"]["applied"] == 0
+
+
+def test_healthz_shows_a_broken_then_reloaded_rules_folder(make_app, redis, tmp_path):
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    rule_file = rules / "10-rules.json"
+    good = {"policies": {"p": {"first_response": "1h"}}, "rules": [{"name": "r", "when": {"all": []}, "apply": "p"}]}
+    rule_file.write_text(json.dumps(good))
+    app = make_app(SLA_RULES_DIR=rules)
+    app.extensions["sla"].rules.min_interval_seconds = 0  # re-read on every request, not once a second
+    client = app.test_client()
+    first = client.get("/healthz").get_json()["rules"]
+    assert first["ok"] is True
+
+    rule_file.write_text("{ broken")
+    broken = client.get("/healthz")
+    assert broken.status_code == 503
+    assert broken.get_json()["rules"]["ok"] is False
+    assert "10-rules.json" in broken.get_json()["rules"]["error"]
+
+    good["policies"]["p"]["first_response"] = "2h"
+    rule_file.write_text(json.dumps(good))
+    reloaded = client.get("/healthz")
+    assert reloaded.status_code == 200
+    assert reloaded.get_json()["rules"]["ok"] is True
+    assert reloaded.get_json()["rules"]["content_hash"] != first["content_hash"]
+
+
+def test_healthz_does_not_wait_for_a_batch_holding_the_sqlite_write_lock(make_app, redis, tmp_path):
+    database = tmp_path / "held.sqlite3"
+    client = make_app(DATABASE_URL=f"sqlite:///{database}").test_client()
+    assert client.get("/healthz").status_code == 200  # schema created, WAL mode on
+    writer = sqlite3.connect(database, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # as a worker's batch does, for as long as it runs
+    try:
+        response = client.get("/healthz")
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["database"]["ok"] is True
