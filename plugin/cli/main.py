@@ -373,6 +373,52 @@ def install(
 
 
 @main.command()
+@click.option(
+    "--public-url",
+    default=None,
+    help="Where the helpdesk reaches this plugin (default: any webhook whose path is the plugin's).",
+)
+@click.option("--timeout", default=10.0, show_default=True, type=float, help="Seconds to wait for each answer.")
+def doctor(public_url: str | None, timeout: float) -> None:
+    """Check this deployment against the configured helpdesk and say what is wrong, in plain words.
+
+    Exits 1 when any check finds a problem (warnings alone exit 0).
+    """
+    from connectors.chatwoot.client import ChatwootClient
+    from plugin.adapters.manifest import load_manifest
+    from plugin.adapters.services import redis_connection
+    from plugin.adapters.settings import Settings, SettingsError
+    from plugin.adapters.store import Store
+    from plugin.cli.doctor import PROBLEM, diagnose
+    from plugin.jobs.sweeper import LEADER_KEY
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        click.echo(f"[PROBLEM] settings: {error}")
+        sys.exit(1)
+    try:
+        client = ChatwootClient.from_settings(settings.as_mapping(), timeout=timeout, max_attempts=1)
+    except ValueError:
+        client = None
+    redis = redis_connection(settings)
+    findings = diagnose(
+        settings,
+        client,
+        load_manifest(),
+        public_url,
+        redis_ping=redis.ping,
+        database_ping=lambda: Store.from_url(settings.DATABASE_URL).ping(),
+        sweeper_alive=lambda: bool(redis.exists(LEADER_KEY)),
+    )
+    for finding in findings:
+        click.echo(finding.line())
+    problems = sum(finding.level == PROBLEM for finding in findings)
+    click.echo(f"{problems} problem(s)" if problems else "everything checked is in order")
+    sys.exit(1 if problems else 0)
+
+
+@main.command()
 @_helpdesk_options
 def uninstall(url: str, account: int, token: str, public_url: str) -> None:
     """Remove what install created (webhook, Dashboard App, status labels). Idempotent."""

@@ -1,0 +1,111 @@
+"""``sla-plugin doctor`` against the fake Chatwoot of every version profile, with each fault it can inject,
+and against the real Redis and databases."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from plugin.cli.main import main
+from plugin.jobs.sweeper import LEADER_KEY
+
+PUBLIC_URL = "https://sla.example.com"
+WEBHOOK_TOKEN = "url-token-for-doctor"
+
+
+@pytest.fixture
+def environment(chatwoot, redis_server, redis, database_url, tmp_path):
+    """The settings of a deployment installed into the fake Chatwoot (install itself, through the CLI), with a
+    sweeper holding its lock."""
+    base = {
+        "CHATWOOT_URL": chatwoot.url,
+        "CHATWOOT_ACCOUNT_ID": "1",
+        "CHATWOOT_API_TOKEN": chatwoot.helpdesk.api_token,
+        "REDIS_URL": redis_server.url,
+        "DATABASE_URL": database_url,
+        "SLA_WEBHOOK_TOKEN": "" if chatwoot.helpdesk.profile.signed else WEBHOOK_TOKEN,
+    }
+    secret_file = tmp_path / ".env"
+    result = CliRunner().invoke(
+        main,
+        ["install", "--public-url", PUBLIC_URL, "--dashboard-app", "--secret-file", str(secret_file)],
+        env={**base, "CHATWOOT_WEBHOOK_SECRET": ""},
+    )
+    assert result.exit_code == 0, result.output
+    saved = dict(line.split("=", 1) for line in secret_file.read_text().splitlines()) if secret_file.exists() else {}
+    redis.set(LEADER_KEY, "a-worker", ex=60)
+    return {**base, "CHATWOOT_WEBHOOK_SECRET": saved.get("CHATWOOT_WEBHOOK_SECRET", "")}
+
+
+def doctor(environment, *arguments):
+    return CliRunner().invoke(main, ["doctor", "--public-url", PUBLIC_URL, *arguments], env=environment)
+
+
+def test_a_fresh_install_is_in_order_on_every_chatwoot_version(environment, chatwoot):
+    result = doctor(environment)
+    assert result.exit_code == 0, result.output
+    assert "administrator of account 1" in result.output
+    assert f"{PUBLIC_URL}/webhooks/chatwoot" in result.output
+    expected = "CHATWOOT_WEBHOOK_SECRET matches" if chatwoot.helpdesk.profile.signed else "the URL token matches"
+    assert expected in result.output
+    assert "PROBLEM" not in result.output and "everything checked is in order" in result.output
+    assert environment["CHATWOOT_WEBHOOK_SECRET"] not in result.output or not environment["CHATWOOT_WEBHOOK_SECRET"]
+    assert WEBHOOK_TOKEN not in result.output
+
+
+@pytest.mark.parametrize(
+    "fault, options, words",
+    [
+        ("down", {}, "cannot reach Chatwoot at"),
+        ("slow", {"seconds": 1.5}, "did not answer in time"),
+        ("5xx", {"status": 502}, "Chatwoot failed (HTTP 502)"),
+        ("429", {"seconds": 30}, "rate-limiting this host"),
+        ("401", {}, "refused the API token"),
+    ],
+)
+def test_each_helpdesk_fault_is_named_in_plain_words(environment, chatwoot, fault, options, words):
+    if chatwoot.helpdesk.profile.name != "current":
+        pytest.skip("the faults are the same on every version")
+    chatwoot.helpdesk.fail_next(20, fault, **options)
+    result = doctor(environment, "--timeout", "0.5")
+    assert result.exit_code == 1, result.output
+    assert words in result.output
+    assert "[ok     ] redis" in result.output and "[ok     ] database" in result.output
+
+
+def test_a_wrong_secret_a_missing_label_and_no_sweeper_are_problems(environment, chatwoot, redis):
+    if chatwoot.helpdesk.profile.name == "unsigned":
+        environment["SLA_WEBHOOK_TOKEN"] = "another-token"
+        wrong = "the webhook URL's token differs from SLA_WEBHOOK_TOKEN"
+    else:
+        environment["CHATWOOT_WEBHOOK_SECRET"] = "not-the-secret"
+        wrong = "CHATWOOT_WEBHOOK_SECRET differs from the webhook's secret"
+    [label] = [label for label in chatwoot.helpdesk.account_labels.values() if label["title"] == "sla-missed"]
+    chatwoot.helpdesk.api_delete_label(label["id"])
+    redis.delete(LEADER_KEY)
+    result = doctor(environment)
+    assert result.exit_code == 1
+    assert wrong in result.output
+    assert "missing: sla-missed" in result.output
+    assert "no sweeper is running" in result.output
+    assert "not-the-secret" not in result.output and "another-token" not in result.output
+
+
+def test_an_agent_token_is_a_warning_naming_its_inboxes(environment, chatwoot):
+    from plugin.demo import script
+
+    with chatwoot.helpdesk.capturing():
+        chatwoot.helpdesk.open_conversation(script.JANE, script.CHAT, "Hello")
+    chatwoot.helpdesk.add_token("agent-token", script.SAM, inbox_ids=[script.CHAT.id])
+    result = doctor({**environment, "CHATWOOT_API_TOKEN": "agent-token"})
+    assert "[WARNING] token" in result.output and "Sam Agent" in result.output and "Website Chat" in result.output
+    # An agent may not list webhooks: Chatwoot answers 401 "You are not authorized to do this action".
+    assert "only an administrator may" in result.output
+    assert result.exit_code == 1
+
+
+def test_missing_helpdesk_settings_and_unreachable_redis(environment):
+    result = doctor({**environment, "CHATWOOT_URL": "", "REDIS_URL": "redis://127.0.0.1:9/0"})
+    assert result.exit_code == 1
+    assert "CHATWOOT_URL, CHATWOOT_ACCOUNT_ID and CHATWOOT_API_TOKEN must all be set" in result.output
+    assert "[PROBLEM] redis: unreachable" in result.output
