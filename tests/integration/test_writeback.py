@@ -413,3 +413,33 @@ def test_a_note_with_the_marker_of_an_older_version_is_found_and_not_posted_agai
         writer._set_state(1, 87, "note:first_response#0", "sending")
         writer.deliver(1, 87)
     assert len(helpdesk.notes) == 1
+
+
+@pytest.mark.parametrize("hit_label", [None, "sla-hit"])
+def test_resolved_within_every_target_gets_the_hit_label_when_one_is_defined(
+    runtime_factory, fixture_payload, monkeypatch, hit_label
+):
+    monkeypatch.setattr(
+        writeback, "client_for", lambda runtime: ChatwootClient(BASE, 1, "secret-token-123", sleep=lambda seconds: None)
+    )
+    labels = {**RULES["labels"], **({"hit": {"title": hit_label, "color": "#1565C0"}} if hit_label else {})}
+    runtime = runtime_factory({**RULES, "labels": labels}, **HELPDESK)
+    created = datetime.now(UTC) - timedelta(minutes=30)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        helpdesk = FakeHelpdesk(mock)
+        deliver(
+            runtime.redis,
+            [
+                retimed(fixture_payload, "conversation_created", created),
+                retimed(fixture_payload, "message_created-outgoing", created + timedelta(minutes=10)),
+            ],
+        )
+        work(runtime.redis)
+        assert helpdesk.labels == ["billing", "sla-on-track"]
+        deliver(
+            runtime.redis,
+            [retimed(fixture_payload, "conversation_status_changed-resolved", created + timedelta(minutes=20))],
+        )
+        work(runtime.redis)
+    assert runtime.store.summary((1, 87))["status"] == "hit"
+    assert helpdesk.labels == ["billing", hit_label or "sla-on-track"]

@@ -92,6 +92,12 @@ def evaluate(
     if facts is None or not folded.segments:
         return state, evaluation(policy=None, rule=None, status=NONE)
     segments = folded.segments
+    if facts.blocked_at is not None:
+        # The contact was blocked while the SLA ran: judge the clocks as they stood then, and never again.
+        now = facts.blocked_at
+        frozen = fold(state, matcher, rules_hash, now)
+        facts, segments = frozen.facts or facts, frozen.segments or segments
+        resolved = facts.resolved_at is not None
     metrics: dict[str, MetricResult] = {}
     judgements: dict[str, list[Judgement]] = {}
     for metric in METRICS:
@@ -105,9 +111,10 @@ def evaluate(
         policy=current.policy,
         rule=current.rule,
         status=conversation_status(metrics, resolved),
+        resolved=resolved,
         metrics=metrics,
         misses=collect_misses(judgements),
-        next_check_at=min(checks) if checks else None,
+        next_check_at=min(checks) if checks and facts.blocked_at is None else None,
         applied_at=segments[0].start,
         segments=tuple(segments),
         judgements=judgements,

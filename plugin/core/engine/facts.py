@@ -80,6 +80,8 @@ class Facts:
     cycles: list[Cycle] = field(default_factory=list)
     customer_messages: list[datetime] = field(default_factory=list)
     latest: Conversation | None = None  # the latest attributes seen (report dimensions)
+    # When an event first showed the contact blocked while an SLA ran: its clocks stop there, without a miss.
+    blocked_at: datetime | None = None
 
     @property
     def status(self) -> str:
@@ -130,6 +132,7 @@ def fold(state: ConversationState, matcher: Matcher | None, rules_hash: str, now
     sticky = False
     customer_texts: list[str] = []
     waiting_cycle: Cycle | None = None
+    blocked = False
 
     for entry in state.timeline:
         event = entry.event
@@ -144,6 +147,9 @@ def fold(state: ConversationState, matcher: Matcher | None, rules_hash: str, now
             facts = Facts(created_at=min(created, at), spans=[StatusSpan(min(created, at), initial)])
         if event.conversation is not None:
             facts.latest = event.conversation
+            blocked = event.conversation.contact.blocked
+            if blocked and segments and facts.blocked_at is None:
+                facts.blocked_at = at
 
         if event.kind == STATUS_CHANGED and event.new_status:
             snoozed_until = event.conversation.snoozed_until if event.conversation else None
@@ -169,8 +175,9 @@ def fold(state: ConversationState, matcher: Matcher | None, rules_hash: str, now
                     waiting_cycle.stop = at
                     waiting_cycle = None
 
-        # Rules are evaluated on every event until resolution (and again after a reopen).
-        if matcher is None or facts.status == RESOLVED or event.conversation is None:
+        # Rules are evaluated on every event until resolution (and again after a reopen); a blocked contact's
+        # conversation gets no SLA (as in Chatwoot), so no rule is evaluated while the contact is blocked.
+        if matcher is None or facts.status == RESOLVED or event.conversation is None or blocked:
             continue
         decision = decisions.get(event.key)
         if decision is None or decision.rules_hash == rules_hash:
