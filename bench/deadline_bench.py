@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
 
-from plugin import deadlines  # noqa: E402
+from plugin.adapters import deadlines, redis_keys  # noqa: E402
 from plugin.adapters.services import EmbeddedRedis  # noqa: E402
 from plugin.adapters.store import as_utc, misses, outbox  # noqa: E402
 from plugin.core.engine import ConversationState, add_events, evaluate  # noqa: E402
@@ -108,7 +108,7 @@ def main() -> None:
         )
         tracked = deadlines.pending(redis)
         per_deadline = (int(redis.info("memory")["used_memory"]) - memory_before) / max(tracked, 1)
-        zset_bytes = int(redis.memory_usage(deadlines.DEADLINES) or 0)
+        zset_bytes = int(redis.memory_usage(redis_keys.DEADLINES) or 0)
 
         workers = [
             subprocess.Popen(

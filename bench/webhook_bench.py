@@ -35,6 +35,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
+from plugin.adapters import redis_keys  # noqa: E402
 from plugin.adapters.services import EmbeddedRedis, pick_free_port  # noqa: E402  (needs the path above)
 
 PAYLOAD = PROJECT_ROOT / "tests" / "fixtures" / "chatwoot" / "message_created-incoming.json"
@@ -306,7 +307,7 @@ def main() -> None:
                         )
                     results[name].append(result)
                     # flushall ran before the round, so only this app's hand-over holds anything
-                    queued = connection.xlen("sla:events") + connection.llen("rq:queue:baseline")
+                    queued = connection.xlen(redis_keys.EVENT_STREAM) + connection.llen("rq:queue:baseline")
                     print(
                         f"  {name}: {result.per_second:8.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
                         f"p99 {result.p99_ms:7.2f} ms  errors {result.errors}  queued {queued}",

@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from rq import Queue, SimpleWorker  # noqa: E402
 
-from plugin import ingest  # noqa: E402
+from plugin.adapters import redis_keys  # noqa: E402
+from plugin.adapters import streams as ingest  # noqa: E402
 from plugin.adapters.services import EmbeddedRedis  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "chatwoot"
@@ -75,7 +76,7 @@ def main() -> None:
 
         redis = current_runtime().redis
         bodies = payloads(arguments.conversations, arguments.events_per_conversation)
-        events_queue = Queue(ingest.EVENTS_QUEUE, connection=redis)
+        events_queue = Queue(redis_keys.EVENTS_QUEUE, connection=redis)
 
         # Baseline: one no-op RQ job per event.
         for _ in bodies:

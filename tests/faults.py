@@ -42,8 +42,8 @@ import requests
 import sqlalchemy as sa
 from rq import Queue
 
+from plugin.adapters import redis_keys
 from plugin.adapters.services import EmbeddedRedis, pick_free_port
-from plugin.adapters.streams import EVENTS_QUEUE, WRITEBACK_QUEUE
 from plugin.jobs.drain import backlog
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -615,7 +615,7 @@ def all_processed(store: Any, bodies, helpdesk: HelpdeskState | None = None) -> 
 def settled(redis) -> bool:
     """No event waits in the stream and no job in either queue."""
     return backlog(redis) == 0 and all(
-        Queue(name, connection=redis).count == 0 for name in (EVENTS_QUEUE, WRITEBACK_QUEUE)
+        Queue(name, connection=redis).count == 0 for name in (redis_keys.EVENTS_QUEUE, redis_keys.WRITEBACK_QUEUE)
     )
 
 

@@ -25,9 +25,9 @@ import sqlalchemy as sa
 from redis import Redis
 from rq import Queue, Worker
 
+from plugin.adapters import redis_keys
 from plugin.adapters.services import EmbeddedRedis, pick_free_port
 from plugin.adapters.store import Store, outbox
-from plugin.adapters.streams import EVENTS_QUEUE, GROUP, STREAM, WRITEBACK_QUEUE
 from plugin.demo.helpdesk import DEMO_API_TOKEN, PLUGIN_USER_ID, DemoHelpdesk, HelpdeskServer
 
 from databases import empty_public_schema
@@ -210,9 +210,12 @@ class ProductionStack:
         if self.helpdesk.webhooks_pending():
             return False
         redis = self.redis()
-        if redis.exists(STREAM) and (redis.xlen(STREAM) or redis.xpending(STREAM, GROUP)["pending"]):
+        if redis.exists(redis_keys.EVENT_STREAM) and (
+            redis.xlen(redis_keys.EVENT_STREAM)
+            or redis.xpending(redis_keys.EVENT_STREAM, redis_keys.EVENT_GROUP)["pending"]
+        ):
             return False
-        for name in (EVENTS_QUEUE, WRITEBACK_QUEUE):
+        for name in (redis_keys.EVENTS_QUEUE, redis_keys.WRITEBACK_QUEUE):
             queue = Queue(name, connection=redis)
             if queue.count or queue.started_job_registry.count or queue.scheduled_job_registry.count:
                 return False

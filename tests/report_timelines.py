@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from rq import Queue, SimpleWorker
 
+from plugin.adapters import redis_keys
 from plugin.adapters import streams as ingest
-from plugin.adapters.streams import EVENTS_QUEUE
 from plugin.core.calendar import WEEKDAYS
 
 UTC = UTC
@@ -266,7 +266,7 @@ def deliver_and_work(redis, bodies: list[dict]) -> None:
     """Hand the bodies to the workers as the web receiver does, then drain them with a real RQ worker."""
     for body in bodies:
         ingest.submit(redis, "chatwoot", json.dumps(body).encode(), received_at=datetime.now(UTC))
-    SimpleWorker([Queue(EVENTS_QUEUE, connection=redis)], connection=redis).work(burst=True)
+    SimpleWorker([Queue(redis_keys.EVENTS_QUEUE, connection=redis)], connection=redis).work(burst=True)
 
 
 def load_running(redis, fixture_payload: Callable[[str], dict]) -> datetime:

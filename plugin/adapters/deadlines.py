@@ -12,7 +12,7 @@ from datetime import datetime
 
 from redis import Redis
 
-DEADLINES = "sla:deadlines"
+from plugin.adapters import redis_keys
 
 # Pop what is due atomically, so two sweepers (during a leader hand-over) never both take a deadline.
 _POP_DUE = """
@@ -39,23 +39,23 @@ def schedule(redis: Redis, checks: Iterable[tuple[tuple[int, int], datetime | No
     pipeline = redis.pipeline(transaction=False)
     for (account_id, conversation_id), when in checks:
         if when is None:
-            pipeline.zrem(DEADLINES, member(account_id, conversation_id))
+            pipeline.zrem(redis_keys.DEADLINES, member(account_id, conversation_id))
         else:
-            pipeline.zadd(DEADLINES, {member(account_id, conversation_id): when.timestamp()})
+            pipeline.zadd(redis_keys.DEADLINES, {member(account_id, conversation_id): when.timestamp()})
     pipeline.execute()
 
 
 def pop_due(redis: Redis, now: datetime, limit: int = 5000) -> list[tuple[int, int]]:
     """Remove and return the conversations whose check time is at or before ``now``."""
-    return [parse_member(value) for value in redis.eval(_POP_DUE, 1, DEADLINES, now.timestamp(), limit)]
+    return [parse_member(value) for value in redis.eval(_POP_DUE, 1, redis_keys.DEADLINES, now.timestamp(), limit)]
 
 
 def earliest(redis: Redis) -> float | None:
     """The Unix time of the earliest pending check, if any."""
-    first = redis.zrange(DEADLINES, 0, 0, withscores=True)
+    first = redis.zrange(redis_keys.DEADLINES, 0, 0, withscores=True)
     return float(first[0][1]) if first else None
 
 
 def pending(redis: Redis) -> int:
     """How many conversations have a pending check."""
-    return int(redis.zcard(DEADLINES))
+    return int(redis.zcard(redis_keys.DEADLINES))

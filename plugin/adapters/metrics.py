@@ -22,13 +22,10 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
 
-from plugin.adapters.streams import EVENTS_QUEUE, GROUP, NOTIFICATIONS_QUEUE, STREAM, WRITEBACK_QUEUE
+from plugin.adapters import redis_keys
 
 log = logging.getLogger(__name__)
 
-KEY_PREFIX = "sla:metrics:"
-DEADLINES_KEY = "sla:deadlines"
-QUEUES = (EVENTS_QUEUE, WRITEBACK_QUEUE, NOTIFICATIONS_QUEUE)
 
 COUNTER, HISTOGRAM = "counter", "histogram"
 
@@ -55,7 +52,7 @@ def incr(redis: Redis, name: str, labels: Mapping[str, str] | None = None, amoun
     """Add *amount* to counter *name* with *labels*. A Redis failure is logged, never raised: metrics must
     not fail the work they count."""
     try:
-        redis.hincrby(KEY_PREFIX + name, _label_text(labels), amount)
+        redis.hincrby(redis_keys.metric(name), _label_text(labels), amount)
     except RedisError as error:
         log.warning("metric not recorded", extra={"metric": name, "error": type(error).__name__})
 
@@ -115,7 +112,7 @@ class CounterBuffer:
         if pending:
             pipeline = self.redis.pipeline(transaction=False)
             for (name, labels), amount in pending.items():
-                pipeline.hincrby(KEY_PREFIX + name, labels, amount)
+                pipeline.hincrby(redis_keys.metric(name), labels, amount)
             pipeline.execute()
 
     def _flush_until_closed(self) -> None:
@@ -129,9 +126,9 @@ def observe(redis: Redis, name: str, value: float) -> None:
     try:
         pipeline = redis.pipeline(transaction=False)
         if bucket is not None:  # beyond the last bound only the +Inf bucket, which is the count, grows
-            pipeline.hincrby(KEY_PREFIX + name, bucket, 1)
-        pipeline.hincrby(KEY_PREFIX + name, _COUNT_FIELD, 1)
-        pipeline.hincrbyfloat(KEY_PREFIX + name, _SUM_FIELD, value)
+            pipeline.hincrby(redis_keys.metric(name), bucket, 1)
+        pipeline.hincrby(redis_keys.metric(name), _COUNT_FIELD, 1)
+        pipeline.hincrbyfloat(redis_keys.metric(name), _SUM_FIELD, value)
         pipeline.execute()
     except RedisError as error:
         log.warning("metric not recorded", extra={"metric": name, "error": type(error).__name__})
@@ -140,20 +137,24 @@ def observe(redis: Redis, name: str, value: float) -> None:
 def render(redis: Redis) -> str:
     """Every metric in Prometheus' text exposition format (version 0.0.4)."""
     lines: list[str] = []
-    names = sorted(key.decode()[len(KEY_PREFIX) :] for key in redis.scan_iter(match=KEY_PREFIX + "*", count=500))
+    prefix = redis_keys.METRICS_PREFIX
+    names = sorted(key.decode()[len(prefix) :] for key in redis.scan_iter(match=prefix + "*", count=500))
     for name in sorted(set(names) | set(RECORDED)):
         kind, help_text = RECORDED.get(name, (COUNTER, "Counted by the plugin."))
-        values = {_text(field): _text(value) for field, value in redis.hgetall(KEY_PREFIX + name).items()}
+        values = {_text(field): _text(value) for field, value in redis.hgetall(redis_keys.metric(name)).items()}
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
         lines += _histogram_lines(name, values) if kind == HISTOGRAM else _counter_lines(name, values)
 
     lines += [
         "# HELP sla_deadlines_pending Deadlines waiting in the sweeper's index.",
         "# TYPE sla_deadlines_pending gauge",
-        f"sla_deadlines_pending {redis.zcard(DEADLINES_KEY)}",
+        f"sla_deadlines_pending {redis.zcard(redis_keys.DEADLINES)}",
     ]
     lines += ["# HELP sla_queue_depth Jobs waiting in each RQ queue.", "# TYPE sla_queue_depth gauge"]
-    lines += [f"sla_queue_depth{_label_text({'queue': name})} {Queue(name, connection=redis).count}" for name in QUEUES]
+    lines += [
+        f"sla_queue_depth{_label_text({'queue': name})} {Queue(name, connection=redis).count}"
+        for name in redis_keys.QUEUES
+    ]
     stream_length, pending = event_stream_state(redis)
     lines += [
         "# HELP sla_event_stream_length Webhook bodies in the event stream (read or not).",
@@ -168,9 +169,9 @@ def render(redis: Redis) -> str:
 
 def event_stream_state(redis: Redis) -> tuple[int, int]:
     """The event stream's length and the number of entries read but not acknowledged by the workers."""
-    stream_length = redis.xlen(STREAM)
+    stream_length = redis.xlen(redis_keys.EVENT_STREAM)
     try:
-        pending = redis.xpending(STREAM, GROUP)["pending"]
+        pending = redis.xpending(redis_keys.EVENT_STREAM, redis_keys.EVENT_GROUP)["pending"]
     except RedisError:
         pending = 0  # no worker has created the consumer group yet, so nothing was read
     return stream_length, pending

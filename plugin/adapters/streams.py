@@ -14,16 +14,11 @@ from datetime import datetime
 
 from redis import Redis
 
-STREAM = "sla:events"
-GROUP = "sla-workers"
-DRAIN_PENDING = "sla:drain:pending"
-DEDUPE_PREFIX = "sla:delivery:"
+from plugin.adapters import redis_keys
+
 DEDUPE_TTL_SECONDS = 7 * 24 * 3600
 # A pending marker outlives a killed worker only this long, then the next webhook enqueues a new drain.
 DRAIN_MARKER_TTL_SECONDS = 30
-EVENTS_QUEUE = "events"
-WRITEBACK_QUEUE = "writeback"
-NOTIFICATIONS_QUEUE = "notifications"
 
 
 # Accept one delivery in one atomic step: refuse it if its dedupe key exists, else append it to the stream,
@@ -50,7 +45,7 @@ def submit_once(redis: Redis, connector: str, delivery_key: str, body: bytes, *,
     """
     script = redis.register_script(_ACCEPT_ONCE)
     answer = script(
-        keys=[f"{DEDUPE_PREFIX}{connector}:{delivery_key}", STREAM, DRAIN_PENDING],
+        keys=[redis_keys.delivery(connector, delivery_key), redis_keys.EVENT_STREAM, redis_keys.DRAIN_PENDING],
         args=[DEDUPE_TTL_SECONDS, DRAIN_MARKER_TTL_SECONDS, connector, body, received_at.isoformat(), delivery_key],
     )
     if not answer:
@@ -70,7 +65,7 @@ def submit(redis: Redis, connector: str, body: bytes, *, received_at: datetime, 
     # One round trip for the append and the pending marker: this is the receiver's hot path.
     pipeline = redis.pipeline(transaction=False)
     pipeline.xadd(
-        STREAM,
+        redis_keys.EVENT_STREAM,
         {
             "connector": connector,
             "body": body,
@@ -78,7 +73,7 @@ def submit(redis: Redis, connector: str, body: bytes, *, received_at: datetime, 
             "delivery_id": delivery_id or "",
         },
     )
-    pipeline.set(DRAIN_PENDING, 1, nx=True, ex=DRAIN_MARKER_TTL_SECONDS)
+    pipeline.set(redis_keys.DRAIN_PENDING, 1, nx=True, ex=DRAIN_MARKER_TTL_SECONDS)
     entry_id, marked = pipeline.execute()
     if marked:
         _enqueue_drain(redis)
@@ -90,7 +85,7 @@ def oldest_entry_age(redis: Redis) -> float | None:
 
     Entries are deleted once processed, so this is the age of the oldest event not yet processed.
     """
-    oldest = redis.xrange(STREAM, count=1)
+    oldest = redis.xrange(redis_keys.EVENT_STREAM, count=1)
     if not oldest:
         return None
     entry_id = oldest[0][0]
@@ -102,19 +97,19 @@ def oldest_entry_age(redis: Redis) -> float | None:
 
 def submit_tick(redis: Redis, account_id: int, conversation_id: int, connector: str = "chatwoot") -> None:
     """Ask the workers to re-evaluate one conversation now (a deadline or at-risk instant has come)."""
-    redis.xadd(STREAM, {"connector": connector, "tick": f"{account_id}:{conversation_id}"})
+    redis.xadd(redis_keys.EVENT_STREAM, {"connector": connector, "tick": f"{account_id}:{conversation_id}"})
     ensure_drain(redis)
 
 
 def ensure_drain(redis: Redis) -> None:
     """Enqueue a drain job unless one is already pending (the marker expires after a crash)."""
-    if redis.set(DRAIN_PENDING, 1, nx=True, ex=DRAIN_MARKER_TTL_SECONDS):
+    if redis.set(redis_keys.DRAIN_PENDING, 1, nx=True, ex=DRAIN_MARKER_TTL_SECONDS):
         _enqueue_drain(redis)
 
 
 def _enqueue_drain(redis: Redis) -> None:
     from rq import Queue  # imported here so a process that only reads the stream never loads RQ
 
-    Queue(EVENTS_QUEUE, connection=redis).enqueue(
+    Queue(redis_keys.EVENTS_QUEUE, connection=redis).enqueue(
         "plugin.jobs.drain.drain", job_timeout=120, result_ttl=0, failure_ttl=7 * 24 * 3600
     )

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from plugin.adapters import redis_keys
 from plugin.adapters.settings import rules_dir
 from plugin.cli.report import report
 from plugin.cli.rules import rules
@@ -174,7 +175,7 @@ UNAUTHENTICATED_WEBHOOKS_WARNING = """
     "--queue",
     "queue_names",
     multiple=True,
-    default=("events", "writeback", "notifications"),
+    default=redis_keys.QUEUES,
     show_default=True,
     help="Queues to work on, in priority order (repeat the option).",
 )
@@ -390,7 +391,6 @@ def doctor(public_url: str | None, timeout: float) -> None:
     from plugin.adapters.settings import Settings, SettingsError
     from plugin.adapters.store import Store
     from plugin.cli.doctor import PROBLEM, diagnose
-    from plugin.jobs.sweeper import LEADER_KEY
 
     try:
         settings = Settings.from_env()
@@ -409,7 +409,7 @@ def doctor(public_url: str | None, timeout: float) -> None:
         public_url,
         redis_ping=redis.ping,
         database_ping=lambda: Store.from_url(settings.DATABASE_URL).ping(),
-        sweeper_alive=lambda: bool(redis.exists(LEADER_KEY)),
+        sweeper_alive=lambda: bool(redis.exists(redis_keys.SWEEPER_LEADER)),
     )
     for finding in findings:
         click.echo(finding.line())

@@ -20,7 +20,7 @@ from redis import Redis
 from redis.exceptions import ResponseError
 
 from connectors.base import PayloadError
-from plugin.adapters import deadlines, metrics
+from plugin.adapters import deadlines, metrics, redis_keys
 from plugin.adapters import streams as ingest
 from plugin.core.engine import add_events, evaluate
 from plugin.core.engine.effects import changes, summary, writeback_intents
@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 500
 # A clock may be a little ahead of ours; an event stamped further in the future is not trusted as "now".
 MAX_CLOCK_SKEW = timedelta(minutes=5)
-DEAD_LETTERS = "sla:events:dead"
 
 Clock = Callable[[], datetime]
 
@@ -54,7 +53,7 @@ def drain(batches: int = 20) -> int:
     The pending marker is cleared first, so an event added while this job runs queues another drain.
     """
     runtime = current_runtime()
-    runtime.redis.delete(ingest.DRAIN_PENDING)
+    runtime.redis.delete(redis_keys.DRAIN_PENDING)
     total = 0
     for _ in range(batches):
         taken = process_stream(runtime, utcnow, consumer_name())
@@ -68,19 +67,21 @@ def drain(batches: int = 20) -> int:
 def backlog(redis: Redis) -> int:
     """Entries in the stream not yet acknowledged (read by nobody, or by a worker that may have died)."""
     try:
-        groups = redis.xinfo_groups(ingest.STREAM)
+        groups = redis.xinfo_groups(redis_keys.EVENT_STREAM)
     except ResponseError:
         return 0  # no stream yet
-    group = next((group for group in groups if group["name"] in (ingest.GROUP, ingest.GROUP.encode())), None)
+    group = next(
+        (group for group in groups if group["name"] in (redis_keys.EVENT_GROUP, redis_keys.EVENT_GROUP.encode())), None
+    )
     if group is None:
-        return int(redis.xlen(ingest.STREAM))
+        return int(redis.xlen(redis_keys.EVENT_STREAM))
     return int(group.get("pending") or 0) + int(group.get("lag") or 0)
 
 
 def ensure_group(redis: Redis) -> None:
     """Create the stream's consumer group (and the stream) if they do not exist."""
     try:
-        redis.xgroup_create(ingest.STREAM, ingest.GROUP, id="0", mkstream=True)
+        redis.xgroup_create(redis_keys.EVENT_STREAM, redis_keys.EVENT_GROUP, id="0", mkstream=True)
     except ResponseError as error:
         if "BUSYGROUP" not in str(error):
             raise
@@ -92,8 +93,8 @@ def process_stream(runtime: Runtime, clock: Clock, consumer: str, batch_size: in
     ensure_group(redis)
     # Entries read by a worker that died are taken over once they have been idle this long.
     claimed = redis.xautoclaim(
-        ingest.STREAM,
-        ingest.GROUP,
+        redis_keys.EVENT_STREAM,
+        redis_keys.EVENT_GROUP,
         consumer,
         runtime.settings.SLA_CLAIM_IDLE_SECONDS * 1000,
         start_id="0-0",
@@ -101,7 +102,9 @@ def process_stream(runtime: Runtime, clock: Clock, consumer: str, batch_size: in
     )
     entries = [entry for entry in claimed[1] if entry[1]]
     if len(entries) < batch_size:
-        replies = redis.xreadgroup(ingest.GROUP, consumer, {ingest.STREAM: ">"}, count=batch_size - len(entries))
+        replies = redis.xreadgroup(
+            redis_keys.EVENT_GROUP, consumer, {redis_keys.EVENT_STREAM: ">"}, count=batch_size - len(entries)
+        )
         assert isinstance(replies, list | None)  # RESP2: a list of [stream, entries] pairs, None when empty
         for _stream, fresh in replies or []:
             entries.extend(fresh)
@@ -109,8 +112,8 @@ def process_stream(runtime: Runtime, clock: Clock, consumer: str, batch_size: in
         return 0
     process_entries(runtime, entries, clock)
     ids = [entry_id for entry_id, _ in entries]
-    redis.xack(ingest.STREAM, ingest.GROUP, *ids)
-    redis.xdel(ingest.STREAM, *ids)
+    redis.xack(redis_keys.EVENT_STREAM, redis_keys.EVENT_GROUP, *ids)
+    redis.xdel(redis_keys.EVENT_STREAM, *ids)
     return len(entries)
 
 
@@ -210,7 +213,9 @@ def _set_aside(runtime: Runtime, key: tuple[int, int], entries, error: Exception
     )
     metrics.incr(runtime.redis, "sla_events_unreadable_total", amount=max(len(entries), 1))
     for _entry_id, fields in entries:
-        runtime.redis.xadd(DEAD_LETTERS, {**fields, "error": repr(error)[:1000]}, maxlen=100_000, approximate=True)
+        runtime.redis.xadd(
+            redis_keys.DEAD_LETTERS, {**fields, "error": repr(error)[:1000]}, maxlen=100_000, approximate=True
+        )
 
 
 def _read_entry(runtime: Runtime, entry_id: bytes, fields: dict) -> Event | tuple[int, int] | None:
@@ -225,7 +230,9 @@ def _read_entry(runtime: Runtime, entry_id: bytes, fields: dict) -> Event | tupl
         return connector.normalize(payload, received_at)
     except (PayloadError, ValueError, KeyError) as error:
         # Kept, not dropped: an operator can inspect and re-submit what a connector could not read.
-        runtime.redis.xadd(DEAD_LETTERS, {**fields, "error": str(error)[:1000]}, maxlen=100_000, approximate=True)
+        runtime.redis.xadd(
+            redis_keys.DEAD_LETTERS, {**fields, "error": str(error)[:1000]}, maxlen=100_000, approximate=True
+        )
         log.warning(
             "unreadable webhook payload skipped: %s",
             error,

@@ -28,10 +28,9 @@ from typing import Any
 import requests
 from redis import Redis
 
-from plugin.adapters import metrics
+from plugin.adapters import metrics, redis_keys
 from plugin.adapters.destinations import Outcome, post
 from plugin.adapters.store import as_utc
-from plugin.adapters.streams import NOTIFICATIONS_QUEUE
 from plugin.core.events import format_time, parse_time
 from plugin.core.notifications import signature, slack_message, webhook_body
 from plugin.core.rules.model import Destination
@@ -44,7 +43,6 @@ LEASE = timedelta(seconds=60)  # longer than one POST can take (connect + read t
 FIRST_BACKOFF_SECONDS = 30
 MAX_BACKOFF_SECONDS = 3600
 MAX_PER_JOB = 100  # then the job hands over to a fresh one, so no job holds a worker for long
-HOLD_PREFIX = "sla:notify:hold:"  # destination -> ISO time before which nothing is sent to it
 
 
 def backoff(attempts: int) -> timedelta:
@@ -56,9 +54,9 @@ def enqueue_deliveries(redis: Redis, destinations: Iterable[str]) -> None:
     """Queue one delivery job per destination (a job already queued for it is enough)."""
     from rq import Queue
 
-    queue = Queue(NOTIFICATIONS_QUEUE, connection=redis)
+    queue = Queue(redis_keys.NOTIFICATIONS_QUEUE, connection=redis)
     for destination in sorted(set(destinations)):
-        job_id = f"notify-{destination}"
+        job_id = redis_keys.notify_job(destination)
         existing = queue.fetch_job(job_id)
         if existing is not None and existing.get_status(refresh=False) in ("queued", "deferred", "scheduled"):
             continue
@@ -90,7 +88,7 @@ def requeue_due(runtime: Runtime, now: datetime) -> int:
 
 def held_until(redis: Redis, destination: str, now: datetime) -> datetime | None:
     """When a destination that failed may be tried again, or None when it may be tried now."""
-    raw = redis.get(HOLD_PREFIX + destination)
+    raw = redis.get(redis_keys.notify_hold(destination))
     until = parse_time(raw.decode() if isinstance(raw, bytes) else raw) if raw else None
     return until if until is not None and until > now else None
 
@@ -205,7 +203,9 @@ class Notifier:
     def _hold(self, destination_id: str, row: Any, now: datetime) -> None:
         """Send nothing more to a failing destination until the failed row's next attempt."""
         until = now + backoff(row.attempts)
-        self.runtime.redis.set(HOLD_PREFIX + destination_id, until.isoformat(), ex=int(RETRY_WINDOW.total_seconds()))
+        self.runtime.redis.set(
+            redis_keys.notify_hold(destination_id), until.isoformat(), ex=int(RETRY_WINDOW.total_seconds())
+        )
 
     def _drop(self, row: Any, destination_id: str, now: datetime, reason: str, context: dict[str, Any]) -> None:
         self.runtime.store.finish_notification(row.event_id, destination_id, now, "dropped", last_error=reason)

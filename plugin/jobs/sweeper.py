@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from rq import Queue
 
-from plugin.adapters import deadlines
+from plugin.adapters import deadlines, locks, redis_keys
 from plugin.adapters import streams as ingest
 from plugin.jobs.drain import backlog
 from plugin.jobs.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-LEADER_KEY = "sla:sweeper:leader"
 LEADER_TTL_SECONDS = 5
 INDEX_REFRESH_EVERY = timedelta(seconds=60)
 MINIMUM_WAIT_SECONDS = 0.02
@@ -34,12 +32,6 @@ NOTIFICATIONS_REQUEUE_EVERY = timedelta(seconds=5)
 # on every wake (up to 50 a second with dense deadlines) would only queue empty drains beside a running one.
 STALLED_DRAIN_CHECK_EVERY = timedelta(seconds=2)
 
-# Renew the lock only while we still hold it (compare-and-set on the token).
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-
 
 class Sweeper:
     """One process's sweeper; :meth:`step` does one second's work and is what tests drive."""
@@ -47,19 +39,16 @@ class Sweeper:
     def __init__(self, runtime: Runtime, clock: Callable[[], datetime]):
         self.runtime = runtime
         self.clock = clock
-        self.token = uuid.uuid4().hex
-        self.leader = False
+        self.lease = locks.Lease(runtime.redis, redis_keys.SWEEPER_LEADER, LEADER_TTL_SECONDS)
         self._last_run: dict[str, datetime] = {}  # periodic duty -> when it last ran
 
     def _hold_leadership(self) -> bool:
-        redis = self.runtime.redis
-        if self.leader and redis.eval(_RENEW, 1, LEADER_KEY, self.token, LEADER_TTL_SECONDS):
+        if self.lease.renew():
             return True
-        self.leader = bool(redis.set(LEADER_KEY, self.token, nx=True, ex=LEADER_TTL_SECONDS))
-        if self.leader:
+        if self.lease.take():
             log.info("sweeper elected leader")
             self._last_run.clear()  # a new leader trusts nothing in Redis: rebuild from SQL first
-        return self.leader
+        return self.lease.held
 
     def rebuild(self) -> int:
         """Re-create the deadline index from SQL; returns how many checks it holds."""
@@ -95,9 +84,9 @@ class Sweeper:
             reconcile_every = self.runtime.settings.SLA_RECONCILE_SECONDS
             if reconcile_every > 0 and self._every("reconciler", timedelta(seconds=reconcile_every), now):
                 # On the write-back queue: it calls the helpdesk's API, like the write-back, not the engine.
-                Queue(ingest.WRITEBACK_QUEUE, connection=self.runtime.redis).enqueue(
+                Queue(redis_keys.WRITEBACK_QUEUE, connection=self.runtime.redis).enqueue(
                     "plugin.jobs.reconciler.run",
-                    job_id="sla-reconciler",
+                    job_id=redis_keys.RECONCILER_JOB,
                     job_timeout=600,
                     result_ttl=0,
                     failure_ttl=24 * 3600,
@@ -119,8 +108,8 @@ class Sweeper:
         unacknowledged; without this, they would wait for the next webhook.
         """
         redis = self.runtime.redis
-        if Queue(ingest.EVENTS_QUEUE, connection=redis).count == 0 and backlog(redis) > 0:
-            redis.delete(ingest.DRAIN_PENDING)
+        if Queue(redis_keys.EVENTS_QUEUE, connection=redis).count == 0 and backlog(redis) > 0:
+            redis.delete(redis_keys.DRAIN_PENDING)
             ingest.ensure_drain(redis)
 
     def run(self, stop: threading.Event, interval: float = 1.0) -> None:
@@ -130,11 +119,11 @@ class Sweeper:
             wait = interval
             try:
                 self.step()
-                if self.leader:
+                if self.lease.held:
                     wait = self._until_next_deadline(interval)
             except Exception:  # noqa: BLE001 - a sweeper must outlive a Redis or database outage
                 log.exception("sweep failed; retrying")
-                self.leader = False
+                self.lease.held = False
             stop.wait(wait)
 
     def _until_next_deadline(self, interval: float) -> float:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,10 +22,9 @@ import sqlalchemy as sa
 from redis import Redis
 
 from connectors.chatwoot.client import ChatwootClient, NotFound, NotPermitted, TokenRefused
-from plugin.adapters import metrics
+from plugin.adapters import locks, metrics, redis_keys
 from plugin.adapters.settings import SettingsError
 from plugin.adapters.store import outbox
-from plugin.adapters.streams import WRITEBACK_QUEUE
 from plugin.core.engine.effects import LABELS_KEY
 from plugin.core.events import Event
 from plugin.core.wording import legacy_note_marker, note_marker, note_text
@@ -43,27 +42,15 @@ AUTH_BACKOFF_SECONDS = 300
 # How long the labels we wrote are remembered: the echo webhook arrives within seconds.
 WRITTEN_LABELS_TTL_SECONDS = 900
 
-# Take one of N slots of an account's semaphore (slots expire, so a killed worker's slot comes back).
-_ACQUIRE = """
-for slot = 1, tonumber(ARGV[1]) do
-  if redis.call('SET', KEYS[1] .. ':' .. slot, ARGV[2], 'NX', 'EX', ARGV[3]) then return slot end
-end
-return 0
-"""
-
-
-class WritebackBusy(RuntimeError):
-    """Another job writes this conversation, or every slot of the account is taken; RQ retries later."""
-
 
 def enqueue_writebacks(redis: Redis, keys: Iterable[tuple[int, int]]) -> None:
     """Queue one write-back job per conversation (a job already queued for it is enough)."""
     from rq import Queue, Retry
 
-    queue = Queue(WRITEBACK_QUEUE, connection=redis)
+    queue = Queue(redis_keys.WRITEBACK_QUEUE, connection=redis)
     for account_id, conversation_id in keys:
         # A job id per conversation: RQ keeps one queued job per id, so a burst of changes makes one call.
-        job_id = f"writeback-{account_id}-{conversation_id}"
+        job_id = redis_keys.writeback_job(account_id, conversation_id)
         existing = queue.fetch_job(job_id)
         if existing is not None and existing.get_status(refresh=False) in ("queued", "deferred", "scheduled"):
             continue
@@ -105,12 +92,12 @@ def repair_dropped_labels(runtime: Runtime, events: Iterable[Event]) -> int:
     for event in events:
         if event.previous_labels is None or event.conversation is None:
             continue
-        written = runtime.redis.get(_written_key(event.account_id, event.conversation_id))
+        written = runtime.redis.get(redis_keys.labels_written(event.account_id, event.conversation_id))
         if written is None or list(event.conversation.labels) != json.loads(written):
             continue
         dropped = sorted(set(event.previous_labels) - set(event.conversation.labels) - owned)
         if dropped:
-            Queue(WRITEBACK_QUEUE, connection=runtime.redis).enqueue(
+            Queue(redis_keys.WRITEBACK_QUEUE, connection=runtime.redis).enqueue(
                 "plugin.jobs.writeback.restore_labels",
                 event.account_id,
                 event.conversation_id,
@@ -120,14 +107,6 @@ def repair_dropped_labels(runtime: Runtime, events: Iterable[Event]) -> int:
             )
             queued += 1
     return queued
-
-
-def _auth_failed_key(account_id: int) -> str:
-    return f"sla:writeback:auth-failed:{account_id}"
-
-
-def _written_key(account_id: int, conversation_id: int) -> str:
-    return f"sla:labels-written:{account_id}:{conversation_id}"
 
 
 def client_for(runtime: Runtime) -> ChatwootClient:
@@ -142,7 +121,7 @@ def client_for(runtime: Runtime) -> ChatwootClient:
 def requeue_stale_outbox(runtime: Runtime, now: datetime) -> int:
     """Queue jobs for intents left pending (a job lost with Redis, a host that came back)."""
     account_id = runtime.settings.CHATWOOT_ACCOUNT_ID
-    if account_id is not None and runtime.redis.exists(_auth_failed_key(account_id)):
+    if account_id is not None and runtime.redis.exists(redis_keys.writeback_auth_failed(account_id)):
         return 0
     with runtime.store.engine.connect() as connection:
         rows = connection.execute(
@@ -170,7 +149,7 @@ class Writer:
 
     def deliver(self, account_id: int, conversation_id: int) -> int:
         """Write every pending intent of the conversation; raises (for RQ to retry) on a host failure."""
-        if self.runtime.redis.exists(_auth_failed_key(account_id)):
+        if self.runtime.redis.exists(redis_keys.writeback_auth_failed(account_id)):
             return 0  # the token was refused recently: the intents wait, nobody hammers the host
         with self._exclusive(account_id, conversation_id):
             try:
@@ -180,7 +159,7 @@ class Writer:
                 return self._refused(account_id, conversation_id, error)
             except TokenRefused:
                 # A revoked token will not heal by retrying: alert, and keep the intents for when it is fixed.
-                self.runtime.redis.set(_auth_failed_key(account_id), 1, ex=AUTH_BACKOFF_SECONDS)
+                self.runtime.redis.set(redis_keys.writeback_auth_failed(account_id), 1, ex=AUTH_BACKOFF_SECONDS)
                 metrics.incr(self.runtime.redis, "sla_writeback_failures_total", {"reason": "auth"})
                 log.error(
                     "helpdesk refused the API token; write-back paused until it is fixed",
@@ -213,28 +192,16 @@ class Writer:
         )
         return 0
 
-    @contextmanager
-    def _exclusive(self, account_id: int, conversation_id: int) -> Iterator[None]:
-        """Hold the conversation's write lock and one of the account's slots, or raise WritebackBusy.
+    def _exclusive(self, account_id: int, conversation_id: int) -> AbstractContextManager[None]:
+        """Hold the conversation's write lock and one of the account's slots, or raise locks.Busy (RQ retries).
 
         One writer per conversation: two label read-merge-writes interleaving would let a stale list land
         last. The slots bound the calls in flight against the host's rate limit.
         """
-        redis = self.runtime.redis
         token = f"{account_id}:{conversation_id}:{self.clock().timestamp()}"
-        conversation_lock = f"sla:writeback:conversation:{account_id}:{conversation_id}"
-        if not redis.set(conversation_lock, token, nx=True, ex=SEMAPHORE_TTL_SECONDS):
-            raise WritebackBusy(f"conversation {account_id}/{conversation_id} is being written by another job")
-        slot_key = f"sla:writeback:slots:{account_id}"
-        slot = redis.eval(_ACQUIRE, 1, slot_key, CONCURRENCY_PER_ACCOUNT, token, SEMAPHORE_TTL_SECONDS)
-        if not slot:
-            redis.delete(conversation_lock)
-            raise WritebackBusy(f"all {CONCURRENCY_PER_ACCOUNT} write-back slots of account {account_id} are busy")
-        try:
-            yield
-        finally:
-            redis.delete(f"{slot_key}:{slot}")
-            redis.delete(conversation_lock)
+        return locks.writeback_exclusive(
+            self.runtime.redis, account_id, conversation_id, token, CONCURRENCY_PER_ACCOUNT, SEMAPHORE_TTL_SECONDS
+        )
 
     def _deliver(self, account_id: int, conversation_id: int) -> int:
         """Deliver until nothing is pending: an intent recorded while we wrote is delivered in the next round."""
@@ -335,7 +302,9 @@ class Writer:
         """Replace the labels, remembering what we wrote so the echo webhook can tell our write from an agent's."""
         self.client.set_conversation_labels(conversation_id, labels)
         self.runtime.redis.set(
-            _written_key(self.client.account_id, conversation_id), json.dumps(labels), ex=WRITTEN_LABELS_TTL_SECONDS
+            redis_keys.labels_written(self.client.account_id, conversation_id),
+            json.dumps(labels),
+            ex=WRITTEN_LABELS_TTL_SECONDS,
         )
 
     def restore_labels(self, conversation_id: int, labels: list[str]) -> None:

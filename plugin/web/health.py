@@ -11,9 +11,9 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
 
-from plugin.adapters import metrics
+from plugin.adapters import metrics, redis_keys
 from plugin.adapters.settings import MASK
-from plugin.adapters.streams import EVENTS_QUEUE, oldest_entry_age
+from plugin.adapters.streams import oldest_entry_age
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +85,16 @@ def _queue_state(redis: Redis, stuck_after_seconds: int) -> dict[str, Any]:
         oldest = oldest_entry_age(redis)
     except RedisError:
         # Redis's own check says why; the queue cannot be judged without it.
-        return {"ok": True, EVENTS_QUEUE: None, "stream_length": None, "pending": None, "oldest_seconds": None}
+        return {
+            "ok": True,
+            redis_keys.EVENTS_QUEUE: None,
+            "stream_length": None,
+            "pending": None,
+            "oldest_seconds": None,
+        }
     state: dict[str, Any] = {
         "ok": oldest is None or oldest <= stuck_after_seconds,
-        EVENTS_QUEUE: Queue(EVENTS_QUEUE, connection=redis).count,
+        redis_keys.EVENTS_QUEUE: Queue(redis_keys.EVENTS_QUEUE, connection=redis).count,
         "stream_length": stream_length,
         "pending": pending,
         "oldest_seconds": None if oldest is None else round(oldest, 1),

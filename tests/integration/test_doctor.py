@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
+from plugin.adapters import redis_keys
 from plugin.cli.main import main
-from plugin.jobs.sweeper import LEADER_KEY
 
 PUBLIC_URL = "https://sla.example.com"
 WEBHOOK_TOKEN = "url-token-for-doctor"
@@ -33,7 +33,7 @@ def environment(chatwoot, redis_server, redis, database_url, tmp_path):
     )
     assert result.exit_code == 0, result.output
     saved = dict(line.split("=", 1) for line in secret_file.read_text().splitlines()) if secret_file.exists() else {}
-    redis.set(LEADER_KEY, "a-worker", ex=60)
+    redis.set(redis_keys.SWEEPER_LEADER, "a-worker", ex=60)
     return {**base, "CHATWOOT_WEBHOOK_SECRET": saved.get("CHATWOOT_WEBHOOK_SECRET", "")}
 
 
@@ -82,7 +82,7 @@ def test_a_wrong_secret_a_missing_label_and_no_sweeper_are_problems(environment,
         wrong = "CHATWOOT_WEBHOOK_SECRET differs from the webhook's secret"
     [label] = [label for label in chatwoot.helpdesk.account_labels.values() if label["title"] == "sla-missed"]
     chatwoot.helpdesk.api_delete_label(label["id"])
-    redis.delete(LEADER_KEY)
+    redis.delete(redis_keys.SWEEPER_LEADER)
     result = doctor(environment)
     assert result.exit_code == 1
     assert wrong in result.output

@@ -25,11 +25,11 @@ from hypothesis import strategies as st
 from rq import Queue, SimpleWorker
 from rq.registry import FailedJobRegistry
 
+from plugin.adapters import redis_keys
 from plugin.adapters.rule_files import check_rules, load_rules
-from plugin.adapters.streams import EVENTS_QUEUE, STREAM
 from plugin.cli.main import main as cli
 from plugin.core.events import Conversation, MatchContext
-from plugin.jobs.drain import DEAD_LETTERS, backlog
+from plugin.jobs.drain import backlog
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "chatwoot"
 FIXTURE_NAMES = sorted(path.stem for path in FIXTURES.glob("*.json"))
@@ -93,13 +93,15 @@ def assert_not_5xx(response) -> None:
 
 def run_worker_over_accepted(redis) -> dict:
     """A real RQ worker over everything accepted: no failed job, nothing left unacknowledged."""
-    SimpleWorker([Queue(EVENTS_QUEUE, connection=redis)], connection=redis).work(burst=True, logging_level="ERROR")
-    failed = FailedJobRegistry(EVENTS_QUEUE, connection=redis)
+    SimpleWorker([Queue(redis_keys.EVENTS_QUEUE, connection=redis)], connection=redis).work(
+        burst=True, logging_level="ERROR"
+    )
+    failed = FailedJobRegistry(redis_keys.EVENTS_QUEUE, connection=redis)
     assert failed.count == 0, [failed.get_job_ids()]
     assert backlog(redis) == 0, "entries left unacknowledged in the stream"
     outcome = {
-        "dead_letters": redis.xlen(DEAD_LETTERS) if redis.exists(DEAD_LETTERS) else 0,
-        "stream": redis.xlen(STREAM) if redis.exists(STREAM) else 0,
+        "dead_letters": redis.xlen(redis_keys.DEAD_LETTERS) if redis.exists(redis_keys.DEAD_LETTERS) else 0,
+        "stream": redis.xlen(redis_keys.EVENT_STREAM) if redis.exists(redis_keys.EVENT_STREAM) else 0,
     }
     print(f"worker over fuzzed input: {outcome}")
     return outcome

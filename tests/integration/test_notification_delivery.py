@@ -16,10 +16,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rq import Queue, SimpleWorker
 
-from plugin.adapters import destinations
+from plugin.adapters import destinations, redis_keys
 from plugin.adapters import streams as ingest
-from plugin.adapters.metrics import KEY_PREFIX
-from plugin.adapters.streams import EVENTS_QUEUE, NOTIFICATIONS_QUEUE
 from plugin.demo.receiver import NotificationReceiver
 from plugin.jobs import notify
 
@@ -103,14 +101,14 @@ def work(redis, *queues: str) -> None:
 
 
 def counter(redis, name: str) -> dict[str, int]:
-    return {key.decode(): int(value) for key, value in redis.hgetall(KEY_PREFIX + name).items()}
+    return {key.decode(): int(value) for key, value in redis.hgetall(redis_keys.metric(name)).items()}
 
 
 def missed_conversation(runtime, fixture_payload) -> bytes:
     """A conversation created two hours ago with no reply: applied, then missed (first response, 1h)."""
     body = retimed(fixture_payload, "conversation_created", datetime.now(UTC) - timedelta(hours=2))
     submit(runtime.redis, body)
-    work(runtime.redis, EVENTS_QUEUE)
+    work(runtime.redis, redis_keys.EVENTS_QUEUE)
     return body
 
 
@@ -118,8 +116,8 @@ def test_each_event_reaches_each_destination_once_signed_and_linked(runtime, rec
     slack, ops = receivers
     body = missed_conversation(runtime, fixture_payload)
     submit(runtime.redis, body, body)  # duplicate webhooks of the same event
-    work(runtime.redis, EVENTS_QUEUE, NOTIFICATIONS_QUEUE)
-    work(runtime.redis, EVENTS_QUEUE, NOTIFICATIONS_QUEUE)
+    work(runtime.redis, redis_keys.EVENTS_QUEUE, redis_keys.NOTIFICATIONS_QUEUE)
+    work(runtime.redis, redis_keys.EVENTS_QUEUE, redis_keys.NOTIFICATIONS_QUEUE)
 
     hooks = ops.bodies("/webhook")
     assert [hook["event"] for hook in hooks] == ["sla.applied", "sla.missed"]
@@ -151,7 +149,7 @@ def test_shadow_policies_notify_nobody(runtime, receivers, fixture_payload):
     slack, ops = receivers
     created = datetime.now(UTC) - timedelta(hours=2)
     submit(runtime.redis, retimed(fixture_payload, "conversation_created", created, inbox_id=99))
-    work(runtime.redis, EVENTS_QUEUE, NOTIFICATIONS_QUEUE)
+    work(runtime.redis, redis_keys.EVENTS_QUEUE, redis_keys.NOTIFICATIONS_QUEUE)
     assert runtime.store.summary((1, 87))["policy"] == "quiet"
     assert ops.received == [] and slack.received == []
 
@@ -236,7 +234,7 @@ def test_a_slow_destination_times_out_without_holding_up_the_others(runtime, rec
     monkeypatch.setattr(destinations, "TIMEOUT", (0.2, 0.2))
     missed_conversation(runtime, fixture_payload)
     try:
-        work(runtime.redis, NOTIFICATIONS_QUEUE)  # one job per destination
+        work(runtime.redis, redis_keys.NOTIFICATIONS_QUEUE)  # one job per destination
     finally:
         release.set()
     assert [hook["event"] for hook in ops.bodies("/webhook")] == ["sla.applied", "sla.missed"]
@@ -251,7 +249,7 @@ def test_an_unset_url_skips_the_destination_and_says_so(runtime_factory, receive
     runtime = runtime_factory(rules(), SLA_TEST_SLACK_URL=f"{slack.url}/slack", SLA_TEST_OPS_URL=None)
     caplog.set_level(logging.WARNING)
     missed_conversation(runtime, fixture_payload)
-    work(runtime.redis, NOTIFICATIONS_QUEUE)
+    work(runtime.redis, redis_keys.NOTIFICATIONS_QUEUE)
     assert len(slack.bodies("/slack")) == 2 and ops.received == []
     states = {row["state"] for row in runtime.store.notifications_of((1, 87)) if row["destination"] == "ops"}
     assert states == {"skipped"}
@@ -273,7 +271,16 @@ def test_a_worker_killed_mid_delivery_leaves_it_to_be_sent_again_with_the_same_i
     ops.respond = hold_the_first
     missed_conversation(runtime, fixture_payload)
     worker = subprocess.Popen(
-        [sys.executable, "-m", "plugin.cli", "worker", "--burst", "--no-sweeper", "--queue", NOTIFICATIONS_QUEUE],
+        [
+            sys.executable,
+            "-m",
+            "plugin.cli",
+            "worker",
+            "--burst",
+            "--no-sweeper",
+            "--queue",
+            redis_keys.NOTIFICATIONS_QUEUE,
+        ],
         env=os.environ.copy(),
         start_new_session=True,
     )

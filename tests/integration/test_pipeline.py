@@ -14,10 +14,9 @@ import pytest
 from rq import Queue, SimpleWorker
 
 from connectors import get_connector
-from plugin.adapters import deadlines
+from plugin.adapters import deadlines, redis_keys
 from plugin.adapters import streams as ingest
 from plugin.adapters.rule_files import load_rules
-from plugin.adapters.streams import EVENTS_QUEUE
 from plugin.cli.replay import replay
 
 TIMELINE = [
@@ -54,7 +53,7 @@ def runtime(runtime_factory):
 
 def run_worker(redis) -> None:
     """A real RQ worker, in burst mode, on the events queue."""
-    SimpleWorker([Queue(EVENTS_QUEUE, connection=redis)], connection=redis).work(burst=True)
+    SimpleWorker([Queue(redis_keys.EVENTS_QUEUE, connection=redis)], connection=redis).work(burst=True)
 
 
 def submit(redis, bodies: list[bytes]) -> None:
@@ -65,7 +64,7 @@ def submit(redis, bodies: list[bytes]) -> None:
 def test_fixture_timeline_through_real_worker_matches_replay(runtime, fixture_payload):
     bodies = [json.dumps(fixture_payload(name)).encode() for name in TIMELINE]
     submit(runtime.redis, bodies)
-    assert Queue(EVENTS_QUEUE, connection=runtime.redis).count == 1  # one drain job for the whole burst
+    assert Queue(redis_keys.EVENTS_QUEUE, connection=runtime.redis).count == 1  # one drain job for the whole burst
     run_worker(runtime.redis)
 
     stored = runtime.store.summary((1, 87))
@@ -118,7 +117,7 @@ def test_unreadable_payload_is_kept_aside_and_does_not_stop_the_queue(runtime, f
     )
     run_worker(runtime.redis)
     assert runtime.store.summary((1, 87))["policy"] == "standard"
-    assert runtime.redis.xlen("sla:events:dead") == 2
+    assert runtime.redis.xlen(redis_keys.DEAD_LETTERS) == 2
     assert any(getattr(record, "delivery_id", None) == "delivery-42" for record in caplog.records)
 
 
@@ -131,7 +130,7 @@ def test_running_clocks_are_indexed_for_the_sweeper(runtime, fixture_payload):
     run_worker(runtime.redis)
     summary = runtime.store.summary((1, 87))
     assert summary["status"] == "on_track"
-    scheduled = runtime.redis.zscore(deadlines.DEADLINES, deadlines.member(1, 87))
+    scheduled = runtime.redis.zscore(redis_keys.DEADLINES, deadlines.member(1, 87))
     # The next check is the first response's at-risk instant: created + 1h - 15m.
     assert scheduled == now - 60 + 45 * 60
 
@@ -146,8 +145,8 @@ def test_a_conversation_that_cannot_be_evaluated_is_set_aside_and_the_batch_goes
     run_worker(runtime.redis)
     assert runtime.store.summary((1, 87))["policy"] == "standard"
     assert runtime.store.summary((1, 500)) is None
-    assert runtime.redis.xlen("sla:events:dead") == 1
-    assert runtime.redis.xlen(ingest.STREAM) == 0  # nothing left to be claimed again
+    assert runtime.redis.xlen(redis_keys.DEAD_LETTERS) == 1
+    assert runtime.redis.xlen(redis_keys.EVENT_STREAM) == 0  # nothing left to be claimed again
 
 
 # -- every Chatwoot version in use, through the web receiver -----------------------------------------------
@@ -197,4 +196,4 @@ def test_every_chatwoot_version_is_processed_like_replay(chatwoot, runtime_facto
     assert runtime.store.summary((1, chat))["policy"] == "chat"
     assert runtime.store.summary((1, chat))["status"] == "hit"
     assert runtime.store.summary((1, mail))["policy"] == "email"
-    assert runtime.redis.xlen("sla:events:dead") == 0
+    assert runtime.redis.xlen(redis_keys.DEAD_LETTERS) == 0

@@ -10,8 +10,8 @@ import responses
 from rq import Queue, SimpleWorker
 
 from connectors.chatwoot.client import ChatwootClient
+from plugin.adapters import redis_keys
 from plugin.adapters import streams as ingest
-from plugin.adapters.streams import EVENTS_QUEUE
 from plugin.jobs.reconciler import reconcile
 
 BASE = "http://chatwoot.test"
@@ -28,7 +28,7 @@ def runtime(runtime_factory):
 
 
 def process_events(redis) -> None:
-    SimpleWorker([Queue(EVENTS_QUEUE, connection=redis)], connection=redis).work(burst=True)
+    SimpleWorker([Queue(redis_keys.EVENTS_QUEUE, connection=redis)], connection=redis).work(burst=True)
 
 
 def test_a_lost_reply_and_a_lost_resolution_are_recovered(runtime, fixture_payload):
@@ -174,7 +174,7 @@ def test_a_conversation_the_token_may_not_see_is_skipped_and_the_pass_goes_on(ru
     process_events(runtime.redis)
     assert runtime.store.summary((1, 87)) is not None
     assert runtime.store.summary((1, 86)) is None
-    failures = runtime.redis.hgetall("sla:metrics:sla_reconcile_failures_total")
+    failures = runtime.redis.hgetall(redis_keys.metric("sla_reconcile_failures_total"))
     assert list(failures.values()) == [b"1"]
 
 
@@ -308,7 +308,7 @@ def test_what_lost_webhooks_hid_is_recovered_from_every_chatwoot_version(chatwoo
         for metric in ("first_response", "resolution"):
             assert stored["metrics"][metric] == expected[key]["metrics"][metric], (key, metric)
     assert runtime.store.summary((1, chat))["metrics"]["first_response"]["stopped_at"] == iso(start, minutes=40)
-    assert runtime.redis.xlen("sla:events:dead") == 0
+    assert runtime.redis.xlen(redis_keys.DEAD_LETTERS) == 0
 
 
 def iso(start: datetime, minutes: int) -> str:
@@ -344,4 +344,6 @@ def test_an_agent_token_reconciles_the_inboxes_it_sees_on_the_fake(chatwoot, run
     process_events(runtime.redis)
     assert runtime.store.summary((1, chat))["metrics"]["first_response"]["status"] == "hit"
     assert runtime.store.summary((1, mail))["metrics"]["first_response"]["status"] == "running"
-    assert runtime.redis.hgetall("sla:metrics:sla_reconcile_failures_total") == {b'{reason="not_permitted"}': b"1"}
+    assert runtime.redis.hgetall(redis_keys.metric("sla_reconcile_failures_total")) == {
+        b'{reason="not_permitted"}': b"1"
+    }

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from plugin.adapters import metrics, services
+from plugin.adapters import metrics, redis_keys, services
 from plugin.adapters.logging import JsonFormatter, configure_logging
 from plugin.adapters.services import (
     EmbeddedRedis,
@@ -170,9 +170,9 @@ def test_counter_buffer_writes_on_flush(redis, counter_buffer):
     for _ in range(3):
         buffer.incr("sla_webhooks_received_total", {"connector": "chatwoot", "outcome": "queued"})
 
-    assert redis.hgetall("sla:metrics:sla_webhooks_received_total") == {}
+    assert redis.hgetall(redis_keys.metric("sla_webhooks_received_total")) == {}
     buffer.flush()
-    assert redis.hgetall("sla:metrics:sla_webhooks_received_total") == {
+    assert redis.hgetall(redis_keys.metric("sla_webhooks_received_total")) == {
         b'{connector="chatwoot",outcome="queued"}': b"3"
     }
 
@@ -183,9 +183,9 @@ def test_counter_buffer_flushes_in_the_background(redis, counter_buffer):
     buffer.incr("sla_events_processed_total", amount=2)
 
     deadline = time.monotonic() + 5
-    while redis.hget("sla:metrics:sla_events_processed_total", "") is None and time.monotonic() < deadline:
+    while redis.hget(redis_keys.metric("sla_events_processed_total"), "") is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert redis.hget("sla:metrics:sla_events_processed_total", "") == b"2"
+    assert redis.hget(redis_keys.metric("sla_events_processed_total"), "") == b"2"
 
 
 def test_counter_buffer_keeps_counts_while_redis_is_down(redis, tmp_path, caplog, counter_buffer):
@@ -198,7 +198,7 @@ def test_counter_buffer_keeps_counts_while_redis_is_down(redis, tmp_path, caplog
     buffer.incr("sla_events_processed_total")
     buffer.flush()
 
-    assert redis.hget("sla:metrics:sla_events_processed_total", "") == b"2"
+    assert redis.hget(redis_keys.metric("sla_events_processed_total"), "") == b"2"
 
 
 def test_closing_a_counter_buffer_writes_what_is_pending_and_stops_flushing(redis, counter_buffer):
@@ -206,11 +206,11 @@ def test_closing_a_counter_buffer_writes_what_is_pending_and_stops_flushing(redi
     buffer.incr("sla_events_processed_total")
 
     buffer.close()
-    assert redis.hget("sla:metrics:sla_events_processed_total", "") == b"1"
+    assert redis.hget(redis_keys.metric("sla_events_processed_total"), "") == b"1"
     buffer.incr("sla_events_processed_total")
     time.sleep(0.3)
 
-    assert redis.hget("sla:metrics:sla_events_processed_total", "") == b"1"
+    assert redis.hget(redis_keys.metric("sla_events_processed_total"), "") == b"1"
 
 
 # --- logs ---------------------------------------------------------------------------------------------------

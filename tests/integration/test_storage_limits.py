@@ -17,10 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors import get_connector
+from plugin.adapters import redis_keys
 from plugin.adapters import store as store_module
 from plugin.adapters import streams as ingest
 from plugin.adapters.store import applied, storable_text
-from plugin.jobs.drain import DEAD_LETTERS, process_stream
+from plugin.jobs.drain import process_stream
 
 RULES = {
     "policies": {"standard": {"name": "Standard", "first_response": "1h", "resolution": "24h"}},
@@ -75,8 +76,8 @@ def test_values_beyond_the_column_limits_are_stored_and_the_queue_moves(runtime,
 
     _drain(runtime)
 
-    assert runtime.redis.xlen(ingest.STREAM) == 0
-    assert runtime.redis.xlen(DEAD_LETTERS) == 0
+    assert runtime.redis.xlen(redis_keys.EVENT_STREAM) == 0
+    assert runtime.redis.xlen(redis_keys.DEAD_LETTERS) == 0
     assert _stored(runtime, healthy).priority == "high"
     connector = get_connector("chatwoot", {})
     for (conversation_id, *_), body in zip(hostile, bodies, strict=False):
@@ -107,6 +108,6 @@ def test_a_conversation_whose_rows_the_database_refuses_is_set_aside_and_the_bat
 
     assert runtime.store.summary((1, 502))["policy"] == "standard"
     assert runtime.store.summary((1, 501)) is None  # left as it was: unknown
-    assert runtime.redis.xlen(ingest.STREAM) == 0  # nothing left to be claimed and fail again
-    dead = runtime.redis.xrange(DEAD_LETTERS)
+    assert runtime.redis.xlen(redis_keys.EVENT_STREAM) == 0  # nothing left to be claimed and fail again
+    dead = runtime.redis.xrange(redis_keys.DEAD_LETTERS)
     assert len(dead) == 1 and b'"id": 501' in dead[0][1][b"body"]

@@ -8,8 +8,7 @@ import re
 import sqlite3
 from pathlib import Path
 
-from plugin.adapters import metrics
-from plugin.adapters import streams as ingest
+from plugin.adapters import metrics, redis_keys
 from plugin.adapters.services import pick_free_port
 
 
@@ -52,7 +51,7 @@ def test_healthz_is_degraded_when_the_event_queue_is_stuck(make_app, redis):
     # An event added ten minutes ago (by Redis's clock) is still unprocessed: a batch that keeps failing, or
     # no worker at all. The stream entry's id is the time Redis added it.
     seconds, _ = redis.time()
-    redis.xadd(ingest.STREAM, {"connector": "chatwoot", "body": b"{}"}, id=f"{(seconds - 600) * 1000}-0")
+    redis.xadd(redis_keys.EVENT_STREAM, {"connector": "chatwoot", "body": b"{}"}, id=f"{(seconds - 600) * 1000}-0")
     client = make_app(SLA_QUEUE_STUCK_SECONDS=300).test_client()
 
     response = client.get("/healthz")
@@ -129,7 +128,7 @@ def test_metrics_count_webhooks_and_read_gauges_from_redis(make_app, redis):
     metrics.observe(redis, "sla_event_lag_seconds", 0.2)
     metrics.observe(redis, "sla_event_lag_seconds", 7.0)
     metrics.observe(redis, "sla_event_lag_seconds", 1000.0)
-    redis.zadd("sla:deadlines", {"1:7:first_response": 1_700_000_000, "1:8:resolution": 1_700_000_100})
+    redis.zadd(redis_keys.DEADLINES, {"1:7:first_response": 1_700_000_000, "1:8:resolution": 1_700_000_100})
 
     response = client.get("/metrics")
 

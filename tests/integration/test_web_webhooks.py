@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from rq import Queue
 
-from plugin.adapters.streams import DEDUPE_PREFIX, EVENTS_QUEUE, STREAM
+from plugin.adapters import redis_keys
 
 FIXTURE_NAMES = sorted(path.stem for path in (Path(__file__).parents[1] / "fixtures" / "chatwoot").glob("*.json"))
 SECRET = "whsec-test-0123456789abcdef"
@@ -49,11 +49,11 @@ def post(client, body: bytes, headers: dict[str, str] | None = None, path: str =
 
 
 def queued_bodies(redis) -> list[bytes]:
-    return [fields[b"body"] for _, fields in redis.xrange(STREAM)]
+    return [fields[b"body"] for _, fields in redis.xrange(redis_keys.EVENT_STREAM)]
 
 
 def remembered_deliveries(redis) -> list[bytes]:
-    return list(redis.scan_iter(match=f"{DEDUPE_PREFIX}*"))
+    return list(redis.scan_iter(match=f"{redis_keys.DELIVERY_PREFIX}*"))
 
 
 @pytest.fixture
@@ -69,12 +69,12 @@ def test_every_shared_chatwoot_payload_is_queued(signed_client, redis, name):
 
     assert response.status_code == 202, response.get_data(as_text=True)
     assert response.get_json() == {"status": "queued"}
-    entries = redis.xrange(STREAM)
+    entries = redis.xrange(redis_keys.EVENT_STREAM)
     assert len(entries) == 1
     fields = entries[0][1]
     assert fields[b"body"] == body
     assert fields[b"connector"] == b"chatwoot"
-    queue = Queue(EVENTS_QUEUE, connection=redis)
+    queue = Queue(redis_keys.EVENTS_QUEUE, connection=redis)
     assert queue.count == 1
     assert queue.jobs[0].func_name == "plugin.jobs.drain.drain"
 
@@ -85,7 +85,7 @@ def test_several_deliveries_share_one_pending_drain_job(signed_client, redis):
         assert post(signed_client, body, signed_headers(body)).status_code == 202
 
     assert len(queued_bodies(redis)) == 3
-    assert Queue(EVENTS_QUEUE, connection=redis).count == 1
+    assert Queue(redis_keys.EVENTS_QUEUE, connection=redis).count == 1
 
 
 @pytest.mark.parametrize("case", ["missing", "wrong_secret", "tampered_body", "stale", "future", "garbage"])
@@ -203,7 +203,7 @@ def test_other_account_is_ignored_and_logged(make_app, redis, caplog):
     assert response.status_code == 202
     assert response.get_json() == {"status": "ignored"}
     assert queued_bodies(redis) == []
-    assert Queue(EVENTS_QUEUE, connection=redis).count == 0
+    assert Queue(redis_keys.EVENTS_QUEUE, connection=redis).count == 0
     assert remembered_deliveries(redis) == []
     ignored = [record for record in caplog.records if "another account" in record.getMessage()]
     assert ignored and ignored[0].account_id == 1
@@ -273,13 +273,13 @@ def test_redis_down_is_503(make_app, tmp_path):
 def test_failed_hand_over_does_not_remember_the_delivery_so_a_retry_is_queued(signed_client, redis):
     body = fixture_bytes("message_created-incoming")
     headers = signed_headers(body, delivery="4b7e2f0a-0000-4000-8000-000000000002")
-    redis.set(STREAM, "not a stream")  # XADD now fails
+    redis.set(redis_keys.EVENT_STREAM, "not a stream")  # XADD now fails
 
     failed = post(signed_client, body, headers)
 
     assert failed.status_code == 503
     assert remembered_deliveries(redis) == []
-    redis.delete(STREAM)
+    redis.delete(redis_keys.EVENT_STREAM)
     retried = post(signed_client, body, headers)
     assert retried.get_json() == {"status": "queued"}
     assert queued_bodies(redis) == [body]

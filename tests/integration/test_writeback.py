@@ -12,8 +12,8 @@ import responses
 from rq import Queue, SimpleWorker
 
 from connectors.chatwoot.client import ChatwootClient
+from plugin.adapters import redis_keys
 from plugin.adapters import streams as ingest
-from plugin.adapters.streams import EVENTS_QUEUE, WRITEBACK_QUEUE
 from plugin.jobs import writeback
 
 BASE = "http://chatwoot.test"
@@ -117,7 +117,7 @@ def retimed(fixture_payload, name: str, at: datetime) -> bytes:
 
 def work(redis) -> None:
     """Real RQ workers drain the events and write-back queues until both are empty."""
-    queues = [Queue(EVENTS_QUEUE, connection=redis), Queue(WRITEBACK_QUEUE, connection=redis)]
+    queues = [Queue(redis_keys.EVENTS_QUEUE, connection=redis), Queue(redis_keys.WRITEBACK_QUEUE, connection=redis)]
     SimpleWorker(queues, connection=redis).work(burst=True)
 
 
@@ -180,7 +180,9 @@ def test_a_note_posted_before_a_crash_is_not_posted_again(runtime, fixture_paylo
         helpdesk = FakeHelpdesk(mock)
         deliver(runtime.redis, [retimed(fixture_payload, "conversation_created", now - timedelta(hours=2))])
         # Process events only: the write-back job waits in its queue.
-        SimpleWorker([Queue(EVENTS_QUEUE, connection=runtime.redis)], connection=runtime.redis).work(burst=True)
+        SimpleWorker([Queue(redis_keys.EVENTS_QUEUE, connection=runtime.redis)], connection=runtime.redis).work(
+            burst=True
+        )
         writer = writeback.Writer(runtime, writeback.client_for(runtime))
         original = writer._finish
 
@@ -263,7 +265,7 @@ def test_a_revoked_token_stops_write_back_without_hammering_and_resumes_when_fix
             writeback.requeue_stale_outbox(runtime, now + timedelta(minutes=10))
             work(runtime.redis)
         assert refused.call_count == 1
-    runtime.redis.delete("sla:writeback:auth-failed:1")  # the back-off period is over; token fixed
+    runtime.redis.delete(redis_keys.writeback_auth_failed(1))  # the back-off period is over; token fixed
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         helpdesk = FakeHelpdesk(mock)
         writeback.requeue_stale_outbox(runtime, now + timedelta(minutes=10))
@@ -292,9 +294,9 @@ def test_a_conversation_the_token_may_not_see_fails_alone(runtime, fixture_paylo
         writeback.requeue_stale_outbox(runtime, now + timedelta(minutes=10))
         work(runtime.redis)
     assert refused.call_count == 1  # not retried: only an administrator can change what the token sees
-    assert not runtime.redis.exists("sla:writeback:auth-failed:1")
+    assert not runtime.redis.exists(redis_keys.writeback_auth_failed(1))
     assert helpdesk.labels == ["billing", "sla-missed"] and len(helpdesk.notes) == 1
-    failures = runtime.redis.hgetall("sla:metrics:sla_writeback_failures_total")
+    failures = runtime.redis.hgetall(redis_keys.metric("sla_writeback_failures_total"))
     assert {key.decode(): int(value) for key, value in failures.items()} == {'{reason="not_permitted"}': 1}
 
 
@@ -369,7 +371,7 @@ def test_a_conversation_an_agent_token_may_not_see_fails_alone_on_the_fake(chatw
     assert helpdesk.conversations[mail].labels == []
     refused = [call for call in helpdesk.calls if f"/conversations/{mail}/" in call[1]]
     assert [status for _, _, status in refused] == [401]  # tried once, not again
-    assert not runtime.redis.exists("sla:writeback:auth-failed:1")
+    assert not runtime.redis.exists(redis_keys.writeback_auth_failed(1))
 
 
 def test_notes_mention_the_assignee_and_at_risk_gets_one_note_with_mention(
@@ -406,7 +408,9 @@ def test_a_note_with_the_marker_of_an_older_version_is_found_and_not_posted_agai
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         helpdesk = FakeHelpdesk(mock)
         deliver(runtime.redis, [retimed(fixture_payload, "conversation_created", now - timedelta(hours=2))])
-        SimpleWorker([Queue(EVENTS_QUEUE, connection=runtime.redis)], connection=runtime.redis).work(burst=True)
+        SimpleWorker([Queue(redis_keys.EVENTS_QUEUE, connection=runtime.redis)], connection=runtime.redis).work(
+            burst=True
+        )
         # An older version posted the note with its bracketed marker, then died before recording it.
         helpdesk.notes.append("SLA missed: ... Policy Quick v1234. [sla-plugin 1/87 note:first_response#0]")
         writer = writeback.Writer(runtime, writeback.client_for(runtime))

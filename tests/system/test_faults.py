@@ -30,10 +30,9 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from sqlalchemy.engine import make_url
 
 from connectors.chatwoot.client import ChatwootClient
-from plugin.adapters import deadlines
+from plugin.adapters import redis_keys
 from plugin.adapters import streams as ingest
 from plugin.adapters.store import Store, outbox
-from plugin.adapters.streams import EVENTS_QUEUE, WRITEBACK_QUEUE
 from plugin.jobs import writeback
 from plugin.jobs.drain import utcnow
 from plugin.jobs.runtime import current_runtime
@@ -93,7 +92,7 @@ def enqueue_scheduled_now(redis) -> int:
     """Do what RQ's scheduler does when a retry's time has come, without waiting for it: enqueue every
     scheduled job now. Returns how many."""
     moved = 0
-    for name in (EVENTS_QUEUE, WRITEBACK_QUEUE):
+    for name in (redis_keys.EVENTS_QUEUE, redis_keys.WRITEBACK_QUEUE):
         queue = Queue(name, connection=redis)
         registry = ScheduledJobRegistry(queue=queue)
         for job_id in registry.get_job_ids():
@@ -107,7 +106,7 @@ def enqueue_scheduled_now(redis) -> int:
 def work_all(redis, rounds: int = 30) -> int:
     """Real RQ workers drain both queues; scheduled retries are run as their time comes (immediately here).
     Returns how many rounds it took."""
-    queues = [Queue(EVENTS_QUEUE, connection=redis), Queue(WRITEBACK_QUEUE, connection=redis)]
+    queues = [Queue(redis_keys.EVENTS_QUEUE, connection=redis), Queue(redis_keys.WRITEBACK_QUEUE, connection=redis)]
     for number in range(1, rounds + 1):
         SimpleWorker(queues, connection=redis).work(burst=True, logging_level="ERROR")
         if not enqueue_scheduled_now(redis) and all(queue.count == 0 for queue in queues):
@@ -214,7 +213,7 @@ def test_revoked_token_stops_write_back_without_hammering_until_it_is_fixed(plan
         # The operator sets the new token; once the pause after a refusal is over (simulated: its key
         # expires), the sweeper's periodic requeue delivers what waited.
         plant.token["value"] = helpdesk.valid_token
-        plant.runtime.redis.delete(writeback._auth_failed_key(1))
+        plant.runtime.redis.delete(redis_keys.writeback_auth_failed(1))
         later = datetime.now(UTC) + writeback.STALE_AFTER + timedelta(seconds=1)
         assert writeback.requeue_stale_outbox(plant.runtime, later) > 0
         work_all(plant.runtime.redis)
@@ -238,7 +237,7 @@ def test_redis_flush_loses_no_deadline_and_a_resent_delivery_is_processed(plant)
         helpdesk.register(mock)
         submit(redis, bodies + soon_bodies)
         work_all(redis)
-        index = sorted(redis.zrange(deadlines.DEADLINES, 0, -1, withscores=True))
+        index = sorted(redis.zrange(redis_keys.DEADLINES, 0, -1, withscores=True))
         assert index
 
         # Events accepted but still in the stream when Redis is flushed are lost by design
@@ -247,11 +246,11 @@ def test_redis_flush_loses_no_deadline_and_a_resent_delivery_is_processed(plant)
         in_flight = traffic.conversation(10)
         submit(redis, in_flight)
         redis.flushall()
-        assert redis.zcard(deadlines.DEADLINES) == 0
+        assert redis.zcard(redis_keys.DEADLINES) == 0
 
         sweeper = Sweeper(runtime, utcnow)  # a new leader: rebuilds the index from SQL
         sweeper.step()
-        rebuilt = sorted(redis.zrange(deadlines.DEADLINES, 0, -1, withscores=True))
+        rebuilt = sorted(redis.zrange(redis_keys.DEADLINES, 0, -1, withscores=True))
         assert {member for member, _ in rebuilt} >= {member for member, score in index if score > time.time()}
         submit(redis, in_flight)  # the helpdesk's re-send
         work_all(redis)
@@ -350,7 +349,7 @@ def test_redis_stalled_while_webhooks_arrive_loses_no_retried_delivery(tmp_path,
             sender.join(60)
         app.extensions["sla"].counters.close()
         redis = server.connection()
-        queued = Counter(fields[b"delivery_id"].decode() for _, fields in redis.xrange(ingest.STREAM))
+        queued = Counter(fields[b"delivery_id"].decode() for _, fields in redis.xrange(redis_keys.EVENT_STREAM))
     lost = [delivery_id for delivery_id, _ in deliveries if queued[delivery_id] != 1]
     refused = sum(1 for status in first_answers.values() if status == 503)
     print(
@@ -417,9 +416,9 @@ def test_database_unreachable_for_a_while_then_back(tmp_path, redis_server, redi
         proxy.cut()
         during = [body for bodies in traffic.conversations(10, start=10) for body in bodies]
         submit(redis, during)
-        failed = FailedJobRegistry(EVENTS_QUEUE, connection=redis)
+        failed = FailedJobRegistry(redis_keys.EVENTS_QUEUE, connection=redis)
         wait_until(lambda: failed.count > 0, 60, "a drain job fails while the database is unreachable")
-        pending = redis.xpending(ingest.STREAM, ingest.GROUP)["pending"]
+        pending = redis.xpending(redis_keys.EVENT_STREAM, redis_keys.EVENT_GROUP)["pending"]
         assert pending > 0, "the entries read by the failed drain must stay pending (not acknowledged)"
         assert not all_processed(store, during)
         print(
@@ -455,8 +454,8 @@ def test_worker_killed_mid_batch_a_second_worker_finishes_exactly_once(tmp_path,
         # Kill it while a batch is read but not acknowledged.
         wait_until(
             lambda: (
-                redis.xpending(ingest.STREAM, ingest.GROUP)["pending"] > 0
-                if redis.exists(ingest.STREAM) and redis.xinfo_groups(ingest.STREAM)
+                redis.xpending(redis_keys.EVENT_STREAM, redis_keys.EVENT_GROUP)["pending"] > 0
+                if redis.exists(redis_keys.EVENT_STREAM) and redis.xinfo_groups(redis_keys.EVENT_STREAM)
                 else False
             ),
             60,
@@ -464,7 +463,7 @@ def test_worker_killed_mid_batch_a_second_worker_finishes_exactly_once(tmp_path,
             interval=0.01,
         )
         stop_process(first, signal.SIGKILL)
-        pending_at_kill = redis.xpending(ingest.STREAM, ingest.GROUP)["pending"]
+        pending_at_kill = redis.xpending(redis_keys.EVENT_STREAM, redis_keys.EVENT_GROUP)["pending"]
         print(f"worker SIGKILLed with {pending_at_kill} entries read and not acknowledged")
         second = start_worker(environment, tmp_path / "worker-2.log")
         store = Store.from_url(database_url)
@@ -540,7 +539,7 @@ def test_a_label_intent_that_changes_during_a_write_back_is_not_lost(plant):
     """The intent moves from missed to on track while a job is writing: the newer one is written."""
     runtime = plant.runtime
     bodies = Traffic().conversation(1, "hit")
-    events = Queue(EVENTS_QUEUE, connection=runtime.redis)
+    events = Queue(redis_keys.EVENTS_QUEUE, connection=runtime.redis)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         helpdesk = HelpdeskState()
         helpdesk.register(mock)

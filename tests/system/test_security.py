@@ -27,8 +27,8 @@ import responses
 from rq import Queue, SimpleWorker
 
 from connectors.chatwoot.client import ChatwootClient, ChatwootError
+from plugin.adapters import redis_keys
 from plugin.adapters.store import Store
-from plugin.adapters.streams import EVENTS_QUEUE, STREAM, WRITEBACK_QUEUE
 from plugin.jobs import writeback
 from plugin.jobs.runtime import current_runtime
 from plugin.web import webhooks
@@ -86,7 +86,8 @@ def app(make_app, environment):
 
 def work(redis) -> None:
     SimpleWorker(
-        [Queue(EVENTS_QUEUE, connection=redis), Queue(WRITEBACK_QUEUE, connection=redis)], connection=redis
+        [Queue(redis_keys.EVENTS_QUEUE, connection=redis), Queue(redis_keys.WRITEBACK_QUEUE, connection=redis)],
+        connection=redis,
     ).work(burst=True, logging_level="ERROR")
 
 
@@ -109,7 +110,7 @@ def test_captured_signed_request_replayed_after_six_minutes_is_refused(app, redi
     for headers in (captured, {**captured, "X-Chatwoot-Delivery": "attacker-chosen"}):
         response = client.post("/webhooks/chatwoot", data=body, headers=headers)
         assert response.status_code == 401
-    assert redis.xlen(STREAM) == 1
+    assert redis.xlen(redis_keys.EVENT_STREAM) == 1
 
 
 def test_same_delivery_replayed_within_the_window_is_a_duplicate_processed_once(app, redis):
@@ -168,7 +169,7 @@ def test_forged_or_incomplete_signatures_are_refused(app, redis, tamper):
     else:
         headers["X-Chatwoot-Signature"] = headers["X-Chatwoot-Signature"].replace("sha256=", "SHA512=")
     assert client.post(path, data=body, headers=headers).status_code == 401
-    assert not redis.exists(STREAM)
+    assert not redis.exists(redis_keys.EVENT_STREAM)
 
 
 def test_url_token_installs_need_the_token(make_app, redis):
@@ -440,7 +441,9 @@ def test_report_csv_is_safe_to_open_in_a_spreadsheet(app, redis):
                 holder["labels"] = [formula, "vip"]
             body = json.dumps(payload).encode()
             assert client.post("/webhooks/chatwoot", data=body, headers=signed(body)).status_code == 202
-    SimpleWorker([Queue(EVENTS_QUEUE, connection=redis)], connection=redis).work(burst=True, logging_level="ERROR")
+    SimpleWorker([Queue(redis_keys.EVENTS_QUEUE, connection=redis)], connection=redis).work(
+        burst=True, logging_level="ERROR"
+    )
     cells = []
     for path in (
         "/api/reports/conversations.csv?missed=false",

@@ -1,0 +1,89 @@
+"""Every name the plugin gives a thing in Redis: keys, the event stream and its consumer group, RQ queues and
+RQ job ids. One module, so that what lives in Redis can be read in one place (docs/architecture.md, "Where
+state lives"); the modules that read and write these keys say what each holds.
+"""
+
+from __future__ import annotations
+
+# --- the hand-over from the receiver to the workers (plugin.adapters.streams, plugin.jobs.drain) ----------
+
+EVENT_STREAM = "sla:events"
+"""Stream of accepted webhook bodies and sweeper ticks, read by drain jobs."""
+EVENT_GROUP = "sla-workers"
+"""The workers' consumer group on :data:`EVENT_STREAM`."""
+DEAD_LETTERS = "sla:events:dead"
+"""Stream of entries set aside because they could not be read or folded."""
+DRAIN_PENDING = "sla:drain:pending"
+"""Marker: a drain job is queued (expires, so a killed worker's marker does not block the next drain)."""
+DELIVERY_PREFIX = "sla:delivery:"
+
+
+def delivery(connector: str, delivery_key: str) -> str:
+    """The dedupe key of one webhook delivery."""
+    return f"{DELIVERY_PREFIX}{connector}:{delivery_key}"
+
+
+# --- RQ queues and job ids ----------------------------------------------------------------------------------
+
+EVENTS_QUEUE = "events"
+WRITEBACK_QUEUE = "writeback"
+NOTIFICATIONS_QUEUE = "notifications"
+QUEUES = (EVENTS_QUEUE, WRITEBACK_QUEUE, NOTIFICATIONS_QUEUE)
+"""Every queue a worker serves, in the order it serves them."""
+RECONCILER_JOB = "sla-reconciler"
+
+
+def writeback_job(account_id: int, conversation_id: int) -> str:
+    """The RQ job id of one conversation's write-back (one queued job per conversation)."""
+    return f"writeback-{account_id}-{conversation_id}"
+
+
+def notify_job(destination: str) -> str:
+    """The RQ job id of one notification destination's delivery (one queued job per destination)."""
+    return f"notify-{destination}"
+
+
+# --- the deadline index and metrics -------------------------------------------------------------------------
+
+DEADLINES = "sla:deadlines"
+"""Sorted set: ``account:conversation`` scored by the Unix time of its next check."""
+METRICS_PREFIX = "sla:metrics:"
+
+
+def metric(name: str) -> str:
+    """The hash that holds one metric's values by label set (or histogram field)."""
+    return f"{METRICS_PREFIX}{name}"
+
+
+# --- locks (plugin.adapters.locks) --------------------------------------------------------------------------
+
+SWEEPER_LEADER = "sla:sweeper:leader"
+"""The sweeper leader's lease: the token of the process that leads."""
+
+
+def writeback_conversation(account_id: int, conversation_id: int) -> str:
+    """The lock of one conversation's write-back (one writer per conversation)."""
+    return f"sla:writeback:conversation:{account_id}:{conversation_id}"
+
+
+def writeback_slots(account_id: int) -> str:
+    """The prefix of one account's write-back slots (``<prefix>:1`` .. ``<prefix>:N``)."""
+    return f"sla:writeback:slots:{account_id}"
+
+
+# --- write-back state ---------------------------------------------------------------------------------------
+
+
+def writeback_auth_failed(account_id: int) -> str:
+    """Marker: the helpdesk refused the account's token; write-back waits until it expires."""
+    return f"sla:writeback:auth-failed:{account_id}"
+
+
+def notify_hold(destination: str) -> str:
+    """The ISO time before which nothing is sent to a notification destination (it asked us to back off)."""
+    return f"sla:notify:hold:{destination}"
+
+
+def labels_written(account_id: int, conversation_id: int) -> str:
+    """The labels the plugin last wrote on a conversation, to tell its own echo webhook from an agent's edit."""
+    return f"sla:labels-written:{account_id}:{conversation_id}"
