@@ -231,6 +231,10 @@ class ChatwootClient:
             raise ChatwootError("POST messages: the response has no message id")
         return message_id
 
+    def toggle_priority(self, conversation_id: int, priority: str | None) -> None:
+        """Set the conversation's priority (``low``, ``medium``, ``high``, ``urgent``; None clears it)."""
+        self._request("POST", f"{_conversation_path(conversation_id)}/toggle_priority", json={"priority": priority})
+
     def get_custom_attributes(self, conversation_id: int) -> dict[str, Any]:
         """The conversation's custom attributes (there is no endpoint for them alone)."""
         return self.get_conversation(conversation_id).get("custom_attributes") or {}

@@ -85,7 +85,7 @@ def replay(events_file, rules_dir: str, at_text: str | None, account_id: int | N
             click.echo(str(problem), err=True)
         sys.exit(1)
     connector = get_connector("chatwoot", {"CHATWOOT_ACCOUNT_ID": str(account_id or "")})
-    result = run_replay(events_file, connector, rule_set.match, rule_set.content_hash, at)
+    result = run_replay(events_file, connector, rule_set.match, rule_set.content_hash, at, rule_set.priority_for)
     for evaluation in result.evaluations:
         output = evaluation.to_replay_json()
         if timeline:

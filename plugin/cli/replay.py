@@ -50,7 +50,12 @@ def read_line(connector: Connector, line: str) -> Event | None:
 
 
 def replay(
-    lines: Iterable[str], connector: Connector, matcher, rules_hash: str, at: datetime | None = None
+    lines: Iterable[str],
+    connector: Connector,
+    matcher,
+    rules_hash: str,
+    at: datetime | None = None,
+    prioritizer=None,
 ) -> ReplayResult:
     """Fold every readable line's event into its conversation and evaluate each at ``at``.
 
@@ -78,6 +83,6 @@ def replay(
         by_conversation.setdefault((event.account_id, event.conversation_id), []).append(event)
     for (account_id, conversation_id), conversation_events in sorted(by_conversation.items()):
         state, _ = add_events(ConversationState(account_id, conversation_id), conversation_events)
-        _, evaluation = evaluate(state, matcher, rules_hash, at)
+        _, evaluation = evaluate(state, matcher, rules_hash, at, prioritizer)
         result.evaluations.append(evaluation)
     return result

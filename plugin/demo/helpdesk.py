@@ -873,6 +873,16 @@ class DemoHelpdesk:
             self.last_api_write_at = time.monotonic()
             return dict(conversation.custom_attributes)
 
+    def api_toggle_priority(self, conversation_id: int, priority: str | None) -> None:
+        """``POST .../toggle_priority``: ``self.priority = priority.presence; save`` (an update webhook follows)."""
+        with self._lock:
+            conversation = self._conversation(conversation_id)
+            before = _tracked(conversation)
+            conversation.priority = priority or None
+            self._updated(conversation, before, time.time())
+            self.last_api_write_at = time.monotonic()
+        self.announce(f"{_describe(conversation)} priority set to {priority or 'none'}")
+
     def api_create_label(self, title: str, description: str, color: str, show_on_sidebar: bool) -> dict:
         """``POST /labels``; raises ValueError with Chatwoot's message for a bad or taken title."""
         title = title.strip().lower()
@@ -1122,6 +1132,14 @@ def create_api(helpdesk: DemoHelpdesk) -> Flask:
         if not isinstance(attributes, dict):
             return _error(422, "custom_attributes must be an object")
         return jsonify({"custom_attributes": helpdesk.api_set_custom_attributes(conversation_id, attributes)})
+
+    @app.post(f"{prefix}/conversations/<int:conversation_id>/toggle_priority")
+    def toggle_priority(account_id: int, conversation_id: int) -> Response:
+        priority = _body().get("priority")
+        if priority not in (None, "", "low", "medium", "high", "urgent"):
+            return _error(500, f"'{priority}' is not a valid priority")  # Chatwoot's enum raises, unrescued
+        helpdesk.api_toggle_priority(conversation_id, priority)
+        return Response(status=200)  # head :ok
 
     @app.get(f"{prefix}/webhooks")
     def list_webhooks(account_id: int) -> Response:

@@ -146,7 +146,7 @@ def process_entries(runtime: Runtime, entries: Sequence[tuple[bytes, dict]], clo
             newest = max((event.occurred_at for event in added), default=now)
             at = max(now, min(newest, now + MAX_CLOCK_SKEW))
             try:
-                state, evaluation = evaluate(state, rules.match, rules.content_hash, at)
+                state, evaluation = evaluate(state, rules.match, rules.content_hash, at, rules.priority_for)
                 current = summary(evaluation)
                 found = changes(previous, evaluation)
                 intents = writeback_intents(previous, current, found, evaluation)

@@ -25,7 +25,7 @@ from connectors.chatwoot.client import ChatwootClient, NotFound, NotPermitted, T
 from plugin.adapters import locks, metrics, redis_keys
 from plugin.adapters.settings import SettingsError
 from plugin.adapters.store import outbox
-from plugin.core.engine.effects import LABELS_KEY
+from plugin.core.engine.effects import LABELS_KEY, PRIORITY_KEY
 from plugin.core.events import Event
 from plugin.core.wording import legacy_note_marker, note_marker, note_text
 from plugin.jobs.runtime import Runtime, current_runtime
@@ -220,6 +220,8 @@ class Writer:
             if row.key == LABELS_KEY:
                 self._write_labels(conversation_id, payload.get("label"))
                 self._finish_labels(row)
+            elif row.key == PRIORITY_KEY:
+                self._write_priority(row, payload)
             elif payload["kind"] == "correction":
                 done_miss = self._state_of(account_id, conversation_id, f"note:{payload['miss']}")
                 if done_miss == "done":
@@ -318,6 +320,27 @@ class Writer:
                 "restored agent labels lost to a concurrent edit",
                 extra={"conversation_id": conversation_id, "labels": missing},
             )
+
+    def _write_priority(self, row, payload: Mapping[str, Any]) -> None:
+        """Set the priority a prioritize rule chose, unless the conversation has one by now (never change
+        a priority that is set)."""
+        current = self.client.get_conversation(row.conversation_id).get("priority")
+        if current:
+            log.info(
+                "priority not set: the conversation has one already",
+                extra={"conversation_id": row.conversation_id, "priority": current},
+            )
+        else:
+            self.client.toggle_priority(row.conversation_id, payload["priority"])
+            log.info(
+                "priority set by a prioritize rule",
+                extra={
+                    "conversation_id": row.conversation_id,
+                    "priority": payload["priority"],
+                    "rule": payload["rule"],
+                },
+            )
+        self._finish(row, "done")
 
     def _write_note(self, row, payload: Mapping[str, Any]) -> None:
         marker = note_marker(row.account_id, row.conversation_id, row.key)

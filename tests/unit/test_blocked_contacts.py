@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from engine_helpers import Timeline, always, make_policy
 from plugin.core.events import Contact
+
+from engine_helpers import Timeline, always, make_policy
 
 POLICY = make_policy("quick", first_response="1h", resolution="8h", warn_before="10m")
 

@@ -51,6 +51,7 @@ def summary(evaluation: Evaluation) -> dict[str, Any]:
     data["resolved"] = evaluation.resolved
     data["live"] = bool(evaluation.policy and evaluation.policy.live)
     data["label"] = LABEL_FOR_STATUS.get(evaluation.status)
+    data["prioritized"] = evaluation.prioritized
     data["misses_detail"] = {
         miss_key(miss.metric, miss.index): {
             "metric": miss.metric,
@@ -111,6 +112,7 @@ def changes(previous: Mapping[str, Any] | None, current: Evaluation) -> list[Cha
 
 
 LABELS_KEY = "labels"
+PRIORITY_KEY = "priority"
 
 
 def mentions_of(evaluation: Evaluation | None) -> tuple[dict[str, Any], ...] | None:
@@ -139,7 +141,8 @@ def writeback_intents(
 
     ``labels`` carries the status label wanted now (None: the plugin's labels removed, e.g. when a policy
     goes to shadow mode); ``note:<miss>`` one miss note; ``correction:<miss>`` one correction note;
-    ``at_risk:<metric>@<due>`` one at-risk note per episode, only when the policy has ``mention``.
+    ``at_risk:<metric>@<due>`` one at-risk note per episode, only when the policy has ``mention``;
+    ``priority`` the priority a ``prioritize`` rule gave the conversation, to set in the helpdesk once.
     Shadow policies write nothing. With *evaluation*, miss and at-risk notes carry the people the policy
     mentions (its ``mention``: the assignee and/or the team, as the conversation shows them now), and a
     miss note the time its clock stopped when it stopped late.
@@ -150,6 +153,11 @@ def writeback_intents(
     had = previous.get("label") if previous.get("live") else None
     if wanted != had or (wanted is not None and not previous):
         intents.append((LABELS_KEY, {"label": wanted}))
+    shadow = evaluation is not None and evaluation.policy is not None and not evaluation.policy.live
+    if current.get("prioritized") and current["prioritized"] != previous.get("prioritized") and not shadow:
+        # Recorded once per conversation (the key is never reset): the helpdesk's priority is set once.
+        rule = evaluation.prioritized_by if evaluation is not None else None
+        intents.append((PRIORITY_KEY, {"kind": "priority", "priority": current["prioritized"], "rule": rule}))
     if not current["live"]:
         return intents
     mentions = mentions_of(evaluation)

@@ -16,7 +16,7 @@ from plugin.core.engine.clocks import (
     conversation_status,
     judge_metric,
 )
-from plugin.core.engine.facts import Facts, Matcher, PolicySegment, fold
+from plugin.core.engine.facts import Facts, Matcher, PolicySegment, Prioritizer, fold
 from plugin.core.engine.state import ConversationState
 from plugin.core.events import Conversation, format_time
 from plugin.core.policy import METRICS, NEXT_RESPONSE, Policy
@@ -39,6 +39,8 @@ class Evaluation:
     created_at: datetime | None = None
     next_check_at: datetime | None = None
     applied_at: datetime | None = None
+    prioritized: str | None = None  # the priority a prioritize rule gave the conversation, not yet in the helpdesk
+    prioritized_by: str | None = None  # that rule's name
     facts: Facts | None = field(default=None, compare=False, repr=False)
     segments: tuple[PolicySegment, ...] = field(default=(), compare=False, repr=False)
     judgements: dict[str, list[Judgement]] = field(default_factory=dict, compare=False, repr=False)
@@ -69,13 +71,18 @@ class Evaluation:
 
 
 def evaluate(
-    state: ConversationState, matcher: Matcher | None, rules_hash: str, now: datetime
+    state: ConversationState,
+    matcher: Matcher | None,
+    rules_hash: str,
+    now: datetime,
+    prioritizer: Prioritizer | None = None,
 ) -> tuple[ConversationState, Evaluation]:
     """Evaluate a conversation at ``now``; returns the state with its new decisions, and the evaluation.
 
-    ``matcher`` is the rule set's first-match function (None: keep the decisions already stored).
+    ``matcher`` is the rule set's first-match function (None: keep the decisions already stored);
+    ``prioritizer`` its first-match ``prioritize`` rule (see :func:`fold`).
     """
-    folded = fold(state, matcher, rules_hash, now)
+    folded = fold(state, matcher, rules_hash, now, prioritizer)
     state = replace(state, decisions=folded.decisions, pins=folded.pins)
     facts = folded.facts
     resolved = facts is not None and facts.resolved_at is not None
@@ -88,6 +95,8 @@ def evaluate(
         conversation=facts.latest if facts else None,
         created_at=facts.created_at if facts else None,
         resolved=resolved,
+        prioritized=None if folded.prioritized is None else folded.prioritized.priority,
+        prioritized_by=None if folded.prioritized is None else folded.prioritized.name,
     )
     if facts is None or not folded.segments:
         return state, evaluation(policy=None, rule=None, status=NONE)
@@ -95,7 +104,7 @@ def evaluate(
     if facts.blocked_at is not None:
         # The contact was blocked while the SLA ran: judge the clocks as they stood then, and never again.
         now = facts.blocked_at
-        frozen = fold(state, matcher, rules_hash, now)
+        frozen = fold(state, matcher, rules_hash, now, prioritizer)
         facts, segments = frozen.facts or facts, frozen.segments or segments
         resolved = facts.resolved_at is not None
     metrics: dict[str, MetricResult] = {}

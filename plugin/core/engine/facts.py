@@ -9,7 +9,7 @@ switching rules of docs/semantics.md (first match, switch on change, sticky, kee
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -41,6 +41,19 @@ class RuleChoice(Protocol):
 
 
 Matcher = Callable[[MatchContext], "RuleChoice | None"]
+
+
+class PriorityChoice(Protocol):
+    """What a prioritizer returns: the matching ``prioritize`` rule's name and the priority it sets."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def priority(self) -> str: ...
+
+
+Prioritizer = Callable[[MatchContext], "PriorityChoice | None"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +115,7 @@ class FoldResult:
     segments: list[PolicySegment]
     decisions: dict[str, Decision]
     pins: dict[str, dict]
+    prioritized: PriorityChoice | None = None
 
 
 _policy_cache: dict[str, Policy] = {}
@@ -118,8 +132,18 @@ def policy_of(snapshot) -> Policy:
     return policy
 
 
-def fold(state: ConversationState, matcher: Matcher | None, rules_hash: str, now: datetime) -> FoldResult:
+def fold(
+    state: ConversationState,
+    matcher: Matcher | None,
+    rules_hash: str,
+    now: datetime,
+    prioritizer: Prioritizer | None = None,
+) -> FoldResult:
     """Fold the timeline up to ``now`` into facts and the policy timeline.
+
+    ``prioritizer`` (the ``prioritize`` rules) gives a conversation whose priority is empty a priority, once:
+    the first match holds from that event on, and rules see it at once, until an event shows a priority set
+    in the helpdesk (the echo of ours, or an agent's), which then always wins.
 
     Events after ``now`` are ignored. A decision stored under another rules version is kept as it was
     (history is not rewritten by an edit); decisions under the current version are made again from the
@@ -133,6 +157,8 @@ def fold(state: ConversationState, matcher: Matcher | None, rules_hash: str, now
     customer_texts: list[str] = []
     waiting_cycle: Cycle | None = None
     blocked = False
+    prioritized: PriorityChoice | None = None
+    priority_seen = False
 
     for entry in state.timeline:
         event = entry.event
@@ -148,6 +174,7 @@ def fold(state: ConversationState, matcher: Matcher | None, rules_hash: str, now
         if event.conversation is not None:
             facts.latest = event.conversation
             blocked = event.conversation.contact.blocked
+            priority_seen = priority_seen or event.conversation.priority is not None
             if blocked and segments and facts.blocked_at is None:
                 facts.blocked_at = at
 
@@ -184,6 +211,10 @@ def fold(state: ConversationState, matcher: Matcher | None, rules_hash: str, now
             context = MatchContext(
                 conversation=event.conversation, at=at, message=event.message, customer_texts=tuple(customer_texts)
             )
+            if prioritizer is not None and not priority_seen:
+                prioritized = prioritized or prioritizer(context)
+                if prioritized is not None:
+                    context = replace(context, conversation=replace(event.conversation, priority=prioritized.priority))
             choice = matcher(context)
             decision = (
                 Decision(rules_hash=rules_hash)
@@ -202,7 +233,13 @@ def fold(state: ConversationState, matcher: Matcher | None, rules_hash: str, now
         if not segments or segments[-1].policy.id != policy.id or segments[-1].policy.version != policy.version:
             segments.append(PolicySegment(start=at, policy=policy, rule=decision.rule))
             sticky = decision.sticky
-    return FoldResult(facts=facts, segments=segments, decisions=decisions, pins=pins)
+    return FoldResult(
+        facts=facts,
+        segments=segments,
+        decisions=decisions,
+        pins=pins,
+        prioritized=None if priority_seen else prioritized,
+    )
 
 
 def _change_status(

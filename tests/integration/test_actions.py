@@ -1,0 +1,97 @@
+"""Actions on the helpdesk besides labels and notes, against the fake Chatwoot of every version profile over
+real HTTP: prioritize rules set an empty priority once, and SLA rules see it at once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from rq import Queue, SimpleWorker
+
+from connectors.chatwoot.client import ChatwootClient
+from plugin.adapters.streams import EVENTS_QUEUE, WRITEBACK_QUEUE
+from plugin.demo import script
+from plugin.jobs import writeback
+
+RULES = {
+    "policies": {
+        "urgent": {"first_response": "1h", "warn_before": "10m"},
+        "standard": {"first_response": "4h", "warn_before": "10m"},
+    },
+    "rules": [
+        {"name": "urgent", "when": {"field": "priority", "op": "equals", "value": "urgent"}, "apply": "urgent"},
+        {"name": "everything else", "when": {"all": []}, "apply": "standard"},
+    ],
+    "prioritize": [
+        {
+            "name": "E-mail is urgent",
+            "priority": "urgent",
+            "when": {"field": "channel", "op": "equals", "value": "Channel::Email"},
+        }
+    ],
+}
+
+
+def work(redis) -> None:
+    queues = [Queue(EVENTS_QUEUE, connection=redis), Queue(WRITEBACK_QUEUE, connection=redis)]
+    SimpleWorker(queues, connection=redis).work(burst=True)
+
+
+@pytest.fixture
+def plugin(chatwoot, runtime_factory, make_app, monkeypatch):
+    """The runtime and web client of a plugin installed into the fake Chatwoot."""
+    from fake_chatwoot import register_webhook
+
+    helpdesk = chatwoot.helpdesk
+    monkeypatch.setattr(
+        writeback,
+        "client_for",
+        lambda runtime: ChatwootClient(chatwoot.url, 1, helpdesk.api_token, sleep=lambda seconds: None),
+    )
+    auth = register_webhook(helpdesk)
+    runtime = runtime_factory(RULES, CHATWOOT_URL=chatwoot.url, CHATWOOT_ACCOUNT_ID="1", CHATWOOT_API_TOKEN="x")
+    return runtime, make_app(CHATWOOT_ACCOUNT_ID="1", **auth).test_client()
+
+
+def test_an_empty_priority_is_set_once_and_rules_see_it_at_once(chatwoot, plugin, monkeypatch):
+    from fake_chatwoot import post_deliveries
+
+    runtime, client = plugin
+    helpdesk = chatwoot.helpdesk
+    calls: list[tuple[int, str | None]] = []
+    original = helpdesk.api_toggle_priority
+    monkeypatch.setattr(
+        helpdesk,
+        "api_toggle_priority",
+        lambda conversation, priority: (calls.append((conversation, priority)), original(conversation, priority))[1],
+    )
+    now = datetime.now(UTC)
+    with helpdesk.capturing() as deliveries:
+        mail = helpdesk.open_conversation(script.JANE, script.EMAIL, "Invoice is wrong", at=now - timedelta(minutes=10))
+        chat = helpdesk.open_conversation(script.LEE, script.CHAT, "Hi", at=now - timedelta(minutes=10))
+        low = helpdesk.open_conversation(
+            script.LEE, script.EMAIL, "No hurry", at=now - timedelta(minutes=10), priority="low"
+        )
+    post_deliveries(client, deliveries)
+    work(runtime.redis)
+
+    assert runtime.store.summary((1, mail))["policy"] == "urgent"  # before any echo of the priority
+    assert runtime.store.summary((1, chat))["policy"] == "standard"
+    assert runtime.store.summary((1, low))["policy"] == "standard"  # a priority that is set is never changed
+    assert calls == [(mail, "urgent")]
+    assert [conversation.priority for conversation in (helpdesk.conversations[mail], helpdesk.conversations[low])] == [
+        "urgent",
+        "low",
+    ]
+
+    with helpdesk.capturing() as echoes:
+        post_deliveries(client, [delivery.again() for delivery in deliveries], outcomes=("queued", "duplicate"))
+        work(runtime.redis)
+    post_deliveries(client, echoes)  # Chatwoot's conversation_updated for our priority
+    work(runtime.redis)
+    with helpdesk.capturing() as later:
+        helpdesk.customer_writes(mail, "Any news?")
+    post_deliveries(client, later)
+    work(runtime.redis)
+    assert calls == [(mail, "urgent")]
+    assert runtime.store.summary((1, mail))["policy"] == "urgent"
