@@ -9,7 +9,7 @@ import pytest
 from rq import Queue, SimpleWorker
 
 from connectors.chatwoot.client import ChatwootClient
-from plugin.adapters.streams import EVENTS_QUEUE, WRITEBACK_QUEUE
+from plugin.adapters.redis_keys import EVENTS_QUEUE, WRITEBACK_QUEUE
 from plugin.demo import script
 from plugin.jobs import writeback
 
