@@ -87,3 +87,7 @@ class Connector(Protocol):
         the event's time only when the payload states none. Raises :class:`PayloadError` when the body is a
         webhook the plugin uses but fields it needs are missing or of the wrong type.
         """
+
+    def names(self, payload: Mapping) -> list[tuple[str, str, str]]:
+        """The names the payload shows beside ids, as ``(kind, id as text, name)`` with kind ``inbox``,
+        ``team`` or ``agent`` (for reports); empty when it shows none."""

@@ -58,6 +58,10 @@ CHANNELS = {
     5: "Channel::WebWidget",
     9: "Channel::Api",
 }
+# The names the payloads show beside the ids (what reports learn and print).
+INBOX_NAMES = {1: "Support Email", 2: "Website Chat", 4: "Sales Email", 5: "Sales Chat", 9: "Partner API"}
+TEAM_NAMES = {10: "Billing", 20: "Tier 2"}
+AGENT_NAMES = {7: "Sam Agent", 8: "Lee Park"}
 
 
 def at(day: int, clock: str) -> datetime:
@@ -103,9 +107,9 @@ class Timeline:
         conversation.update(self.attributes, status=status, updated_at=updated.timestamp())
         conversation["account"] = {"id": self.account, "name": "Acme Support"}
         meta = conversation["meta"]
-        meta["team"] = {"id": self.team, "name": f"Team {self.team}"} if self.team else None
+        meta["team"] = {"id": self.team, "name": TEAM_NAMES[self.team]} if self.team else None
         meta["assignee"] = (
-            {"id": self.assignee, "name": f"Agent {self.assignee}", "type": "user"} if self.assignee else None
+            {"id": self.assignee, "name": AGENT_NAMES[self.assignee], "type": "user"} if self.assignee else None
         )
         return conversation
 
@@ -122,7 +126,7 @@ class Timeline:
         payload["created_at"] = moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
         payload["account"] = {"id": self.account, "name": "Acme Support"}
         payload["conversation"] = self._conversation(payload["conversation"], "open", moment)
-        payload["inbox"] = {"id": self.attributes["inbox_id"], "name": "Inbox"}
+        payload["inbox"] = {"id": self.attributes["inbox_id"], "name": INBOX_NAMES[self.attributes["inbox_id"]]}
         return payload
 
     def customer(self, moment: datetime) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from marshmallow import Schema, ValidationError
 
 from connectors.base import PayloadError, WebhookRejected
 from connectors.chatwoot import schemas
+from connectors.chatwoot.names import names_in
 from plugin.core.events import (
     AUTOMATION,
     BOT,
@@ -181,6 +182,10 @@ class ChatwootConnector:
             if isinstance(account_id, int) and not isinstance(account_id, bool):
                 return account_id
         return None
+
+    def names(self, payload: Mapping) -> list[tuple[str, str, str]]:
+        """The inbox, assignee and team names the body shows (:func:`connectors.chatwoot.names.names_in`)."""
+        return names_in(payload)
 
     # -- normalisation --------------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from plugin.adapters.directory import Directory, Names, name_of
 from plugin.adapters.store import Store, applied, as_utc, misses
 from plugin.core.engine.clocks import AT_RISK, HIT, MISSED, NOT_STARTED, PAUSED, RUNNING
 from plugin.core.events import format_time
@@ -69,6 +70,11 @@ from plugin.core.reports.zones import (
     offset_spans,
     zone,
 )
+
+# The breakdowns whose keys are ids with names, and the drill-down's id columns with their name columns.
+NAMED_DIMENSIONS = ("inbox", "team", "agent")
+NAME_COLUMNS = {"inbox_id": "inbox_name", "team_id": "team_name", "assignee_id": "assignee_name"}
+NAME_KINDS = {"inbox_id": "inbox", "team_id": "team", "assignee_id": "agent"}
 
 # Breakdown dimensions: URL name -> sla_applied column. "label" is a list column, expanded in Python.
 DIMENSIONS: dict[str, sa.Column | None] = {
@@ -227,6 +233,11 @@ class Reports:
         if self.engine.dialect.name == "sqlite":
             self.engine = _sqlite_reader(self.engine.url.render_as_string(hide_password=False))
         self._store = Store(self.engine)
+        self._directory = Directory(self.engine)
+
+    def names(self, filters: Filters | None = None) -> Names:
+        """The known names of inboxes, teams, agents and policies (of the filtered accounts)."""
+        return self._directory.names(filters.account if filters is not None and filters.account else None)
 
     def _grouped(self, filters: Filters, keys: Sequence[sa.ColumnElement]) -> list[tuple[tuple, Totals]]:
         """One aggregate query: the totals of each group of ``keys`` in the filtered cohort."""
@@ -382,8 +393,9 @@ class Reports:
             column = DIMENSIONS[by]
             assert column is not None  # only "label" has no column of its own
             grouped = [(key[0], totals) for key, totals in self._grouped(filters, [column])]
+        known = self.names(filters) if by in NAMED_DIMENSIONS else {}
         rows = [
-            {"key": key, **figures(totals)}
+            {"key": key, "name": name_of(known, by, key) if by in NAMED_DIMENSIONS else key, **figures(totals)}
             for key, totals in sorted(grouped, key=lambda item: (item[0] is None, str(item[0])))
         ]
         return {"filters": filters.describe(), "by": by, "rows": rows}
@@ -455,9 +467,14 @@ class Reports:
             found[(miss.account_id, miss.conversation_id)].append(
                 {"miss": miss.miss, "metric": miss.metric, "due_at": format_time(miss.due_at)}
             )
-        return [self._conversation_item(row._mapping, found[(row.account_id, row.conversation_id)]) for row in rows]
+        known = self._directory.names({row.account_id for row in rows})
+        return [
+            self._conversation_item(row._mapping, found[(row.account_id, row.conversation_id)], known) for row in rows
+        ]
 
-    def _conversation_item(self, row: Mapping[Any, Any], miss_list: list[dict[str, Any]]) -> dict[str, Any]:
+    def _conversation_item(
+        self, row: Mapping[Any, Any], miss_list: list[dict[str, Any]], known: Names
+    ) -> dict[str, Any]:
         item: dict[str, Any] = {}
         for name, value in row.items():
             if name == "labels":
@@ -465,6 +482,8 @@ class Reports:
             elif isinstance(value, datetime):
                 value = format_time(value)
             item[name] = value
+            if name in NAME_COLUMNS:
+                item[NAME_COLUMNS[name]] = name_of(known, NAME_KINDS[name], value)
         item["link"] = conversation_link(self.chatwoot_url, row["account_id"], row["conversation_id"])
         item["misses"] = miss_list
         item["missed_metrics"] = [prefix for prefix in METRIC_PREFIXES.values() if row[f"{prefix}_misses"]]
@@ -502,6 +521,7 @@ class Reports:
                 }
                 for miss in miss_rows
             ],
+            self._directory.names([account_id]),
         )
         data["policy_snapshot"] = json.loads(row.policy_snapshot)
         data["log"] = self._store.log_entries((account_id, conversation_id))

@@ -124,6 +124,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
         kind="integer",
     ),
     SettingSpec(
+        "SLA_NAMES_REFRESH_SECONDS",
+        3600,
+        "How often the names of the helpdesk's inboxes, agents and teams are read from its API for the "
+        "reports (0: never; webhooks still teach the names they show).",
+        kind="integer",
+    ),
+    SettingSpec(
         "SLA_REPORT_TIMEZONE",
         "UTC",
         "IANA time zone of the reports when a request names none (`tz`): date filters, hourly and daily "
@@ -164,6 +171,7 @@ class Settings:
     SLA_CLAIM_IDLE_SECONDS: int
     SLA_RECONCILE_SECONDS: int
     SLA_QUEUE_STUCK_SECONDS: int
+    SLA_NAMES_REFRESH_SECONDS: int
     SLA_REPORT_TIMEZONE: str
     SLA_LOG_LEVEL: str
 

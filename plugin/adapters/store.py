@@ -7,6 +7,7 @@ Tables:
   per-metric outcome, inbox, team, agent, channel, priority, labels).
 - ``sla_misses``: one row per miss (metric and clock instance), corrected rather than deleted.
 - ``sla_log``: the append-only SLA event log (applied, paused, resumed, at_risk, hit, missed, ...).
+- ``sla_names``: the names of inboxes, teams, agents and policies, for reports (plugin/adapters/directory.py).
 - ``sla_outbox``: write-back intents recorded in the same transaction as the state that caused them.
 - ``sla_notifications``: one row per SLA event and destination, recorded in the same transaction as the
   state that caused it; its state, attempts and next attempt drive delivery (plugin/jobs/notify.py).
@@ -160,6 +161,16 @@ notifications = sa.Table(
     sa.Index("ix_sla_notifications_due", "state", "next_attempt_at"),
 )
 
+names = sa.Table(
+    "sla_names",
+    metadata,
+    sa.Column("account_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String(20), primary_key=True),  # inbox, team, agent, policy
+    sa.Column("key", sa.String(200), primary_key=True),  # the id as text (a policy's id is text)
+    sa.Column("name", sa.String(500), nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
 schema_version = sa.Table(
     "sla_schema_version",
     metadata,
@@ -199,6 +210,7 @@ MIGRATIONS: tuple = (
     _report_indexes,
     _next_response_not_started,
     lambda connection: metadata.create_all(connection, tables=[notifications]),  # version 4
+    lambda connection: metadata.create_all(connection, tables=[names]),  # version 5: plugin/adapters/directory.py
 )
 
 
@@ -630,9 +642,9 @@ class Batch:
                 ),
                 [{**row, "b_account": row["account_id"], "b_conversation": row["conversation_id"]} for row in updates],
             )
-        _upsert(connection, applied, [row for rows in batch for row in rows.applied], ("account_id", "conversation_id"))
+        upsert(connection, applied, [row for rows in batch for row in rows.applied], ("account_id", "conversation_id"))
         # A miss seen again (same metric and instance) keeps its first record; a disproved one is corrected.
-        _upsert(
+        upsert(
             connection,
             misses,
             [row for rows in batch for row in rows.misses],
@@ -658,16 +670,16 @@ class Batch:
         # and never reset, so a miss that comes back after a correction gets no second note.
         outbox_rows = [row for rows in batch for row in rows.outbox]
         outbox_keys = ("account_id", "conversation_id", "key")
-        _upsert(
+        upsert(
             connection,
             outbox,
             [row for row in outbox_rows if row["key"] == LABELS_KEY],
             outbox_keys,
             update=("payload", "state", "attempts", "updated_at"),
         )
-        _upsert(connection, outbox, [row for row in outbox_rows if row["key"] != LABELS_KEY], outbox_keys, update=())
+        upsert(connection, outbox, [row for row in outbox_rows if row["key"] != LABELS_KEY], outbox_keys, update=())
         # One delivery per event and destination: an event found again (a retry, a duplicate) adds nothing.
-        _upsert(
+        upsert(
             connection,
             notifications,
             [row for rows in batch for row in rows.notifications],
@@ -762,7 +774,7 @@ def _applied_row(evaluation: Evaluation, policy: Policy, now: datetime) -> dict[
     return row
 
 
-def _upsert(
+def upsert(
     connection: Connection, table: sa.Table, rows: list[dict], keys: Sequence[str], update: Sequence[str] | None = None
 ) -> None:
     """Insert ``rows``; on a key conflict update the ``update`` columns (default: every non-key column;

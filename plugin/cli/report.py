@@ -16,7 +16,7 @@ import click
 from plugin.adapters.report_queries import DIMENSIONS, Reports
 from plugin.core.reports.csv_export import csv_lines
 from plugin.core.reports.figures import BUCKETS, MODES, ReportError, parse_page, row_values, table
-from plugin.core.reports.filters import Filters
+from plugin.core.reports.filters import Filters, resolve_names
 
 # The columns a terminal has room for; --format csv and json carry every figure.
 TERMINAL_FIGURES = (
@@ -38,8 +38,8 @@ TERMINAL_COLUMNS = {
         "policy_id",
         "status",
         "applied_at",
-        "inbox_id",
-        "assignee_id",
+        "inbox_name",
+        "assignee_name",
         "missed_metrics",
         "misses",
     ),
@@ -53,10 +53,10 @@ TERMINAL_COLUMNS = {
 )
 @click.option("--since", help="Start of the range (ISO-8601 date or time, in --tz). Default: 30 days ago.")
 @click.option("--until", help="End of the range, excluded; a date means the end of that day. Default: now.")
-@click.option("--inbox", multiple=True, help="Inbox id (repeat for several).")
-@click.option("--team", multiple=True, help="Team id.")
-@click.option("--agent", multiple=True, help="Assignee (agent) id.")
-@click.option("--policy", multiple=True, help="Policy id.")
+@click.option("--inbox", multiple=True, help="Inbox id or name (repeat for several).")
+@click.option("--team", multiple=True, help="Team id or name.")
+@click.option("--agent", multiple=True, help="Assignee (agent) id or name.")
+@click.option("--policy", multiple=True, help="Policy id or name.")
 @click.option("--channel", multiple=True, help="Channel type, e.g. Channel::Email.")
 @click.option("--priority", multiple=True, help="Priority: low, medium, high, urgent.")
 @click.option("--label", multiple=True, help="Conversation label.")
@@ -109,7 +109,7 @@ def report(
     store.migrate()  # an empty database reports zeros instead of failing on missing tables
     reports = Reports(store.engine, settings.CHATWOOT_URL)
     try:
-        chosen = Filters.from_params(params, default_tz=settings.SLA_REPORT_TIMEZONE)
+        chosen = Filters.from_params(resolve_names(params, reports.names()), default_tz=settings.SLA_REPORT_TIMEZONE)
         if kind == "summary":
             data = reports.summary(chosen)
         elif kind == "series":
@@ -135,7 +135,7 @@ def report(
         return
     if kind == "summary":
         click.echo(_summary_text(data))
-    shown = TERMINAL_COLUMNS.get(kind) or (columns if kind == "grid" else (by, *TERMINAL_FIGURES))
+    shown = TERMINAL_COLUMNS.get(kind) or (columns if kind == "grid" else (by, "name", *TERMINAL_FIGURES))
     records = [dict(zip(columns, row, strict=False)) for row in rows]
     click.echo(_aligned(shown, [row_values(record, shown) for record in records]))
 

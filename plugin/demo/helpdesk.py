@@ -1052,6 +1052,20 @@ def create_api(helpdesk: DemoHelpdesk) -> Flask:
             {"payload": [{"id": inbox.id, "name": inbox.name, "channel_type": inbox.channel} for inbox in inboxes]}
         )
 
+    @app.get(f"{prefix}/agents")
+    def list_agents(account_id: int) -> Response:
+        """accounts/agents/index.json.jbuilder: a JSON array of the account's users (every role may list).
+        The stand-in knows the users that hold a token or are assigned to a conversation."""
+        with helpdesk._lock:
+            users = {user.person.id: user.person for user in helpdesk.tokens.values()}
+            users.update({c.assignee.id: c.assignee for c in helpdesk.conversations.values() if c.assignee})
+        return jsonify([{**_user_push(user), "email": user.email} for _, user in sorted(users.items())])
+
+    @app.get(f"{prefix}/teams")
+    def list_teams(account_id: int) -> Response:
+        """accounts/teams/index.json.jbuilder: a JSON array; the stand-in has no teams."""
+        return jsonify([])
+
     @app.get(f"{prefix}/labels")
     def list_labels(account_id: int) -> Response:
         return jsonify({"payload": list(helpdesk.account_labels.values())})

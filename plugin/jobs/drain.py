@@ -22,6 +22,7 @@ from redis.exceptions import ResponseError
 from connectors.base import PayloadError
 from plugin.adapters import deadlines, metrics, redis_keys
 from plugin.adapters import streams as ingest
+from plugin.adapters.directory import Directory, Name
 from plugin.core.engine import add_events, evaluate
 from plugin.core.engine.effects import changes, summary, writeback_intents
 from plugin.core.events import Event, parse_time
@@ -122,14 +123,16 @@ def process_entries(runtime: Runtime, entries: Sequence[tuple[bytes, dict]], clo
     by_conversation: dict[tuple[int, int], list[Event]] = defaultdict(list)
     entries_of: dict[tuple[int, int], list[tuple[bytes, dict]]] = defaultdict(list)
     account = runtime.settings.CHATWOOT_ACCOUNT_ID
+    learned: list[Name] = []
     for entry_id, fields in entries:
-        event = _read_entry(runtime, entry_id, fields)
+        event, shown = _read_entry(runtime, entry_id, fields)
         if isinstance(event, tuple):  # a tick: re-evaluate the conversation, no new event
             by_conversation.setdefault(event, [])
         elif event is not None and (account is None or event.account_id == account):
             key = (event.account_id, event.conversation_id)
             by_conversation[key].append(event)
             entries_of[key].append((entry_id, fields))
+            learned += [Name(event.account_id, kind, item, name) for kind, item, name in shown]
     if not by_conversation:
         return
     rules = runtime.rules.current()
@@ -156,6 +159,8 @@ def process_entries(runtime: Runtime, entries: Sequence[tuple[bytes, dict]], clo
                 _set_aside(runtime, key, entries_of.get(key, ()), error)
                 continue
             checks[key] = evaluation.next_check_at
+            if evaluation.policy is not None:
+                learned.append(Name(key[0], "policy", evaluation.policy.id, evaluation.policy.name))
             if intents:
                 outbox.add(key)
             destinations.update(destination for _, destination in deliveries)
@@ -178,6 +183,7 @@ def process_entries(runtime: Runtime, entries: Sequence[tuple[bytes, dict]], clo
             checks.pop(key, None)
             outbox.discard(key)
     deadlines.schedule(runtime.redis, list(checks.items()))
+    _learn_names(runtime, learned)
     metrics.incr(runtime.redis, "sla_events_processed_total", amount=sum(map(len, by_conversation.values())))
     if destinations:
         from plugin.jobs.notify import enqueue_deliveries
@@ -218,16 +224,30 @@ def _set_aside(runtime: Runtime, key: tuple[int, int], entries, error: Exception
         )
 
 
-def _read_entry(runtime: Runtime, entry_id: bytes, fields: dict) -> Event | tuple[int, int] | None:
-    """One stream entry -> an event, a tick's conversation key, or None (ignored or unreadable)."""
+def _learn_names(runtime: Runtime, learned: list[Name]) -> None:
+    """Keep the names the batch showed (inboxes, agents, teams, policies) for reports. After the batch's
+    transaction, in a short one of its own: a name is not SLA state, and failing to store one loses none."""
+    if not learned:
+        return
+    try:
+        Directory(runtime.store.engine).learn(learned)
+    except Exception as error:  # noqa: BLE001 - names are for people reading reports; the SLA state is saved
+        log.warning("names seen in webhooks could not be stored: %r", error)
+
+
+def _read_entry(
+    runtime: Runtime, entry_id: bytes, fields: dict
+) -> tuple[Event | tuple[int, int] | None, list[tuple[str, str, str]]]:
+    """One stream entry -> an event, a tick's conversation key, or None (ignored or unreadable), and the
+    names its payload shows."""
     if b"tick" in fields:
-        return deadlines.parse_member(fields[b"tick"])
+        return deadlines.parse_member(fields[b"tick"]), []
     delivery_id = fields.get(b"delivery_id", b"").decode() or None
     try:
         connector = runtime.connectors.get(fields[b"connector"].decode())
         payload = json.loads(fields[b"body"])
         received_at = parse_time(fields[b"received_at"].decode()) if fields.get(b"received_at") else None
-        return connector.normalize(payload, received_at)
+        return connector.normalize(payload, received_at), connector.names(payload)
     except (PayloadError, ValueError, KeyError) as error:
         # Kept, not dropped: an operator can inspect and re-submit what a connector could not read.
         runtime.redis.xadd(
@@ -239,4 +259,4 @@ def _read_entry(runtime: Runtime, entry_id: bytes, fields: dict) -> Event | tupl
             extra={"delivery_id": delivery_id, "entry_id": entry_id.decode()},
         )
         metrics.incr(runtime.redis, "sla_events_unreadable_total")
-        return None
+        return None, []

@@ -16,7 +16,8 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request, stream_with_context
 
-from plugin.adapters.report_queries import DIMENSIONS, Reports
+from plugin.adapters.directory import Names, name_of
+from plugin.adapters.report_queries import DIMENSIONS, NAMED_DIMENSIONS, Reports
 from plugin.core.reports.csv_export import csv_lines
 from plugin.core.reports.figures import (
     CONVERSATION_COLUMNS,
@@ -27,7 +28,7 @@ from plugin.core.reports.figures import (
     row_values,
     table,
 )
-from plugin.core.reports.filters import Filters
+from plugin.core.reports.filters import PRIORITIES, Filters, resolve_names
 from plugin.core.reports.zones import all_zones
 from plugin.web.auth import admin_page, admin_required
 
@@ -48,9 +49,11 @@ def _params() -> dict[str, list[str]]:
     return request.args.to_dict(flat=False)
 
 
-def filters_from(params: dict[str, list[str]]) -> Filters:
-    """The request's filters; the zone defaults to the ``SLA_REPORT_TIMEZONE`` setting."""
-    return Filters.from_params(params, default_tz=current_app.extensions["sla"].settings.SLA_REPORT_TIMEZONE)
+def filters_from(params: dict[str, list[str]], known: Names | None = None) -> Filters:
+    """The request's filters, with names typed for ids resolved (``known``, default the stored names); the
+    zone defaults to the ``SLA_REPORT_TIMEZONE`` setting."""
+    resolved = resolve_names(params, reports().names() if known is None else known)
+    return Filters.from_params(resolved, default_tz=current_app.extensions["sla"].settings.SLA_REPORT_TIMEZONE)
 
 
 def build(kind: str, params: dict[str, list[str]]) -> dict[str, Any]:
@@ -128,10 +131,12 @@ def page() -> str | tuple[str, int]:
     params = _params()
     if "missed" not in params:
         params["missed"] = ["true"]  # the page lists the conversations that missed, like Chatwoot's
+    token = request.args.get("token")
+    source = reports()
+    known = source.names()
     try:
-        filters = filters_from(params)
+        filters = filters_from(params, known)
         page_number, per_page, only_missed = parse_page(params)
-        source = reports()
         data = {
             "summary": source.summary(filters),
             "daily": source.series(filters, "day"),
@@ -141,8 +146,7 @@ def page() -> str | tuple[str, int]:
             "conversations": source.conversations(filters, page_number, per_page, only_missed),
         }
     except ReportError as error:
-        return render_template("reports_error.html", error=str(error)), 400
-    token = request.args.get("token")
+        return render_template("reports_error.html", error=str(error), back=_start_again(token)), 400
     link_params = {**filters.to_params(), **({"token": [token]} if token else {})}
 
     def link(path: str, **extra: Any) -> str:
@@ -161,7 +165,8 @@ def page() -> str | tuple[str, int]:
         token=token,
         zones=all_zones(),
         local_range=filters.local_range(),
-        form=filters.form_values(),
+        form={**filters.form_values(), **_named_values(filters, known)},
+        choices=_choices(known, data),
         generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
 
@@ -171,11 +176,43 @@ def page() -> str | tuple[str, int]:
 def conversation_page(account_id: int, conversation_id: int) -> tuple[str, int] | str:
     """One conversation's SLA, misses and event log, as a page linked from the drill-down."""
     data = reports().conversation(account_id, conversation_id)
-    if data is None:
-        return render_template("reports_error.html", error="No SLA was applied to this conversation."), 404
     token = request.args.get("token")
-    back = "/reports" + (f"?{urlencode({'token': token})}" if token else "")
+    back = _start_again(token)
+    if data is None:
+        return render_template("reports_error.html", error="No SLA was applied to this conversation.", back=back), 404
     return render_template("conversation.html", item=data, back=back, metric_prefixes=METRIC_PREFIXES)
+
+
+def _start_again(token: str | None) -> str:
+    """The page with the default filters, keeping the token (a link cannot carry a header)."""
+    return "/reports" + (f"?{urlencode({'token': token})}" if token else "")
+
+
+def _named_values(filters: Filters, known: Names) -> dict[str, str]:
+    """The form's inbox, team, agent and policy fields: the chosen ids shown as their names."""
+    return {
+        kind: ", ".join(name_of(known, kind, key) or "" for key in getattr(filters, kind))
+        for kind in ("inbox", "team", "agent", "policy")
+    }
+
+
+def _choices(known: Names, data: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
+    """The pickers' choices, ``(value typed, label)``: every known name, plus the values the range shows
+    (ids without a name yet, channels, priorities, labels)."""
+    found: dict[str, dict[str, str]] = {kind: {} for kind in ("inbox", "team", "agent", "policy")}
+    for kind in found:
+        for key, name in known.get(kind, {}).items():
+            found[kind][name] = f"#{key}" if kind != "policy" else key
+    for row in data["summary"]["policies"]:
+        found["policy"].setdefault(row["name"], row["policy"])
+    for by, breakdown in data["breakdowns"].items():
+        choices = found.setdefault(by, {})
+        for row in breakdown["rows"]:
+            if row["key"] is not None:
+                choices.setdefault(str(row["name"]), f"#{row['key']}" if by in NAMED_DIMENSIONS else "")
+    for priority in PRIORITIES:
+        found.setdefault("priority", {}).setdefault(priority, "")
+    return {kind: sorted(values.items(), key=lambda item: item[0].casefold()) for kind, values in found.items()}
 
 
 @blueprint.after_request

@@ -16,7 +16,7 @@ from plugin.adapters.report_queries import Reports
 from plugin.adapters.store import MIGRATIONS, Store, applied, misses, schema_version
 from plugin.core.events import format_time
 from plugin.core.reports.figures import ReportError, hit_rate_text, misses_allowed, table, target_figures
-from plugin.core.reports.filters import Filters
+from plugin.core.reports.filters import Filters, resolve_names
 
 from report_timelines import load_scenario, report_rules, report_runtime, synthetic_rows  # noqa: F401 (fixtures)
 
@@ -421,3 +421,45 @@ def test_an_unknown_zone_is_refused_by_name():
         Filters.from_params({"tz": "Mars/Olympus"})
     assert Filters.from_params({}, default_tz="America/New_York").tz == "America/New_York"
     assert Filters.from_params({"tz": "UTC"}, default_tz="America/New_York").tz == "UTC"
+
+
+def test_rows_carry_the_names_learned_from_payloads(reports):
+    def names(by):
+        return {row["key"]: row["name"] for row in reports.breakdown(week(), by)["rows"]}
+
+    assert names("inbox") == {1: "Support Email", 2: "Website Chat", 9: "Partner API"}
+    assert names("team") == {10: "Billing", 20: "Tier 2", None: None}
+    assert names("agent") == {7: "Sam Agent", 8: "Lee Park", None: None}
+    assert names("channel")["Channel::Email"] == "Channel::Email"
+    assert names("policy")["trial"] == "Trial chat"
+    items = {item["conversation_id"]: item for item in reports.conversations(week(), per_page=50)["items"]}
+    assert (items[3]["inbox_name"], items[3]["team_name"], items[3]["assignee_name"]) == (
+        "Website Chat",
+        "Billing",
+        "Lee Park",
+    )
+    assert reports.conversation(1, 3)["inbox_name"] == "Website Chat"
+    known = reports.names()
+    assert known["policy"]["standard"] == "Standard" and known["inbox"]["9"] == "Partner API"
+
+
+def test_an_id_without_a_name_is_named_by_its_id(store):
+    with store.engine.begin() as connection:
+        connection.execute(applied.insert(), [{**row, "inbox_id": 77} for row in synthetic_rows(1, 0)])
+    (row,) = Reports(store.engine).breakdown(week(), "inbox")["rows"]
+    assert (row["key"], row["name"]) == (77, "77")
+
+
+def test_names_typed_in_filters_are_ids(reports):
+    known = reports.names()
+    resolved = resolve_names({"inbox": ["website chat", "9"], "agent": "Sam Agent", "policy": "Trial chat"}, known)
+    assert resolved == {"inbox": ["2", "9"], "agent": ["7"], "policy": ["trial"]}
+    by_name = reports.summary(Filters.from_params({**WEEK, "inbox": resolved["inbox"]}))["overall"]
+    assert by_name["applied"] == 4  # 3, 5, 8 on Website Chat and 7 on Partner API
+    with pytest.raises(ReportError, match=r"no inbox is called 'Helpdesk'.*Known: Partner API \(9\), Support Email"):
+        resolve_names({"inbox": "Helpdesk"}, known)
+    with pytest.raises(ReportError, match="no policy is called 'gold'"):
+        resolve_names({"policy": "gold"}, known)
+    with pytest.raises(ReportError, match="priority must be one of low, medium, high, urgent"):
+        resolve_names({"priority": "asap"}, known)
+    assert resolve_names({"policy": "anything"}, {}) == {"policy": ["anything"]}  # nothing known: not checked

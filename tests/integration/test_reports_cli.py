@@ -37,6 +37,13 @@ def test_report_command_prints_the_api_figures(report_runtime, fixture_payload):
 
     rows = list(csv.DictReader(io.StringIO(run("--format", "csv", "--report", "breakdown", "--by", "agent"))))
     assert {row["agent"]: row["applied"] for row in rows} == {"7": "3", "8": "3", "": "2"}
+    assert {row["agent"]: row["name"] for row in rows} == {"7": "Sam Agent", "8": "Lee Park", "": ""}
+
+    # Names, in and out: an inbox typed by name, inbox and agent names printed.
+    by_inbox = run("--report", "breakdown", "--by", "inbox")
+    assert "Website Chat" in by_inbox and "Partner API" in by_inbox
+    chat = run("--report", "conversations", "--inbox", "Website Chat")
+    assert "Website Chat" in chat and "Lee Park" in chat and "Support Email" not in chat
 
     daily = run("--report", "series", "--label", "billing")
     assert daily.splitlines()[1].split()[:3] == ["2026-03-02T00:00:00Z", "2", "1"]
@@ -54,5 +61,7 @@ def test_report_command_prints_the_api_figures(report_runtime, fixture_payload):
 def test_report_command_explains_a_bad_filter(report_runtime):
     result = CliRunner().invoke(report, ["--since", "someday"])
     assert result.exit_code == 2 and "since must be an ISO-8601 date or time" in result.output
+    result = CliRunner().invoke(report, ["--inbox", "Helpdesk"])
+    assert result.exit_code == 2 and "no inbox is called 'Helpdesk'" in result.output
     result = CliRunner().invoke(report, ["--tz", "Berlin"])
     assert result.exit_code == 2 and "unknown time zone 'Berlin'" in result.output

@@ -216,3 +216,31 @@ def test_the_page_renders_figures_tables_and_chart_data(client):
 def test_the_page_reports_a_bad_filter(client):
     response = client.get(f"/reports?since=soon&token={ADMIN}")
     assert response.status_code == 400 and "since must be" in response.get_data(as_text=True)
+
+
+def test_the_page_shows_names_and_offers_them_in_pickers(client):
+    html = client.get(f"/reports?{WEEK}&token={ADMIN}").get_data(as_text=True)
+    breakdown = html.split('id="breakdown-inbox"')[1].split("</table>")[0]
+    assert "Website Chat" in breakdown and "Inbox 2" not in breakdown
+    assert '<datalist id="choices-inbox">' in html and '<option value="Website Chat" label="#2">' in html
+    assert '<option value="Standard" label="standard">' in html  # policies by name
+    assert '<option value="billing">' in html.split('id="choices-label"')[1].split("</datalist>")[0]
+    # A breakdown row links to the report filtered by it, keeping the token.
+    assert (
+        f"/reports?since=2026-03-02T00%3A00%3A00Z&amp;until=2026-03-09T00%3A00%3A00Z&amp;tz=UTC&amp;token={ADMIN}&amp;inbox=2"
+        in html
+    )
+
+
+def test_a_name_typed_in_a_filter_is_resolved_or_refused_with_what_to_do(client):
+    by_name = client.get(f"/api/reports/summary?{WEEK}&inbox=website%20chat", headers=BEARER).get_json()
+    assert by_name["filters"]["inbox"] == [2] and by_name["overall"]["applied"] == 3
+    page = client.get(f"/reports?{WEEK}&agent=Lee%20Park&token={ADMIN}").get_data(as_text=True)
+    assert 'id="filter-agent"' in page and 'value="Lee Park"' in page
+    refused = client.get(f"/api/reports/summary?{WEEK}&inbox=Helpdesk", headers=BEARER)
+    assert refused.status_code == 400
+    assert "no inbox is called 'Helpdesk': choose one from the inbox list" in refused.get_json()["error"]
+    error_page = client.get(f"/reports?policy=Gold&token={ADMIN}")
+    text = error_page.get_data(as_text=True)
+    assert error_page.status_code == 400 and "no policy is called &#39;Gold&#39;" in text
+    assert f'href="/reports?token={ADMIN}" id="start-again"' in text  # the way back keeps the token

@@ -210,7 +210,12 @@ def test_reports_page_shows_figures_and_charts(browser, servers):
     assert browser.find_elements(By.CSS_SELECTOR, "#chart-hourly rect.bar.missed")
     rows = browser.find_elements(By.CSS_SELECTOR, "#conversations tbody tr")
     assert len(rows) == 5 and "next response 2026-03-04T11:20:00Z" in browser.find_element(By.ID, "conversations").text
-    assert "Inbox 1" in browser.find_element(By.ID, "breakdown-inbox").text
+    # Breakdowns and the drill-down show names, not ids.
+    by_inbox = browser.find_element(By.ID, "breakdown-inbox").text
+    assert "Support Email" in by_inbox and "Inbox 1" not in by_inbox
+    assert "Sam Agent" in browser.find_element(By.ID, "breakdown-agent").text
+    assert "Billing" in browser.find_element(By.ID, "breakdown-team").text
+    assert "Website Chat" in browser.find_element(By.ID, "conversations").text
     browser.set_window_size(1400, browser.execute_script("return document.body.scrollHeight") + 40)
     screenshot(browser, "reports.png")
     browser.set_window_size(1400, 1000)
@@ -232,6 +237,41 @@ def test_reports_page_shows_figures_and_charts(browser, servers):
     assert [hour for hour, count in enumerate(by_hour) for _ in range(count)] == [10, 12, 12, 13, 15, 17]
     bars = browser.find_elements(By.CSS_SELECTOR, "#chart-misses-by-hour rect.bar")
     assert any(bar.find_element(By.TAG_NAME, "title").get_attribute("textContent").startswith("10h") for bar in bars)
+
+    # The pickers offer names: typing one filters the report by that inbox (its id in the links).
+    options = browser.find_elements(By.CSS_SELECTOR, "#choices-inbox option")
+    assert {option.get_attribute("value") for option in options} == {
+        "Support Email",
+        "Website Chat",
+        "Partner API",
+        "Sales Email",  # the running conversations' inboxes: known, though not in this week
+        "Sales Chat",
+    }
+    assert {o.get_attribute("value") for o in browser.find_elements(By.CSS_SELECTOR, "#choices-agent option")} == {
+        "Sam Agent",
+        "Lee Park",
+    }
+    picker = browser.find_element(By.ID, "filter-inbox")
+    picker.send_keys("Website Chat")
+    picker.submit()
+    wait_for(lambda: "inbox=Website+Chat" in browser.current_url, what="the report for Website Chat")
+    assert browser.find_element(By.ID, "applied").text == "3"
+    assert browser.find_element(By.ID, "filter-inbox").get_attribute("value") == "Website Chat"
+    assert "(Europe/Berlin, until excluded)" in browser.find_element(By.ID, "range").text  # the zone is kept
+    # A breakdown row opens the report filtered by it.
+    browser.find_element(By.LINK_TEXT, "Lee Park").click()
+    wait_for(lambda: "agent=8" in browser.current_url, what="the report for Lee Park")
+    assert browser.find_element(By.ID, "filter-agent").get_attribute("value") == "Lee Park"
+    assert browser.find_element(By.ID, "applied").text == "3"  # 3, 5 and 8: Lee Park's, all on Website Chat
+    # A name nobody has is refused with what to do, and the way back keeps the token.
+    picker = browser.find_element(By.ID, "filter-team")
+    picker.send_keys("Nightshift")
+    picker.submit()
+    wait_for(lambda: browser.find_elements(By.ID, "start-again"), what="the error page")
+    assert "no team is called 'Nightshift'" in browser.find_element(By.CSS_SELECTOR, "p.error").text
+    browser.find_element(By.ID, "start-again").click()
+    wait_for(lambda: browser.find_elements(By.ID, "hit-rate"), what="the report again")
+    browser.get(f"{servers['plugin']}/reports?{WEEK}&token={ADMIN}")
 
     # The drill-down's timeline link shows a conversation's event log.
     browser.find_element(

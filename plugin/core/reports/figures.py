@@ -182,8 +182,11 @@ CONVERSATION_COLUMNS = (
     "status",
     "applied_at",
     "inbox_id",
+    "inbox_name",
     "team_id",
+    "team_name",
     "assignee_id",
+    "assignee_name",
     "channel",
     "priority",
     "labels",
@@ -213,7 +216,7 @@ def table(kind: str, report: Mapping[str, Any]) -> tuple[tuple[str, ...], list[l
         grid = zip(report["weekdays"], report["cells"], strict=True)
         return columns, [[day, *cells, sum(cells)] for day, cells in grid]
     elif kind == "breakdown":
-        columns = (report["by"], *FIGURE_COLUMNS) + (POLICY_COLUMNS[8:] if report["by"] == "policy" else ())
+        columns = (report["by"], "name", *FIGURE_COLUMNS) + (POLICY_COLUMNS[8:] if report["by"] == "policy" else ())
         rows = [{report["by"]: row["key"], **row} for row in report["rows"]]
     elif kind == "conversations":
         columns = CONVERSATION_COLUMNS

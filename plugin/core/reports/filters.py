@@ -88,7 +88,7 @@ class Filters:
             agent=integers("agent"),
             policy=tuple(values("policy")),
             channel=tuple(values("channel")),
-            priority=tuple(values("priority")),
+            priority=tuple(value.lower() for value in values("priority")),
             tz=tz,
             label=tuple(value.lower() for value in values("label")),
         )
@@ -161,3 +161,57 @@ def _parse_bound(values: list[str], name: str, end_of_day: bool, place: tzinfo) 
         raise ReportError(
             f"{name} must be an ISO-8601 date or time such as 2026-03-02 or 2026-03-02T09:00:00Z, got {text!r}"
         ) from None
+
+
+# --- names typed where ids are expected -------------------------------------------------------------------
+
+NAMED_FILTERS = {"inbox": "inbox", "team": "team", "agent": "agent", "policy": "policy"}
+PRIORITIES = ("low", "medium", "high", "urgent")  # Chatwoot's conversation priorities
+_SHOWN_CHOICES = 8
+
+
+def resolve_names(
+    params: Mapping[str, Sequence[str] | str], known: Mapping[str, Mapping[str, str]]
+) -> dict[str, list[str]]:
+    """``params`` with inbox, team, agent and policy names replaced by their ids (``known``: kind -> id ->
+    name), so a person may type what the page shows. An id stays as it is. A value that is neither a known
+    id nor a known name (ignoring case) raises :class:`ReportError` saying what to do instead, as does a
+    priority Chatwoot does not have. A policy is checked only when some policy is known."""
+    resolved: dict[str, list[str]] = {}
+    for name, raw in params.items():
+        listed = [raw] if isinstance(raw, str) else [value for value in raw if value is not None]
+        kind = NAMED_FILTERS.get(name)
+        if kind is None:
+            if name == "priority":
+                _check_priorities(listed)
+            resolved[name] = listed
+            continue
+        parts = [part.strip() for value in listed for part in value.split(",") if part.strip()]
+        resolved[name] = [key for part in parts for key in _ids_for(kind, part, known.get(kind, {}))]
+    return resolved
+
+
+def _ids_for(kind: str, value: str, names: Mapping[str, str]) -> list[str]:
+    if value in names or (kind != "policy" and value.lstrip("-").isdigit()) or (kind == "policy" and not names):
+        return [value]
+    matches = sorted((key for key, name in names.items() if name.casefold() == value.casefold()), key=_id_order)
+    if matches:
+        return matches
+    by_name = sorted(names.items(), key=lambda item: item[1].casefold())
+    choices = ", ".join(f"{name} ({key})" for key, name in by_name[:_SHOWN_CHOICES])
+    if len(by_name) > _SHOWN_CHOICES:
+        choices += f" and {len(by_name) - _SHOWN_CHOICES} more"
+    known_text = f" Known: {choices}." if names else f" No {kind} names are known yet: give the {kind}'s id."
+    raise ReportError(
+        f"no {kind} is called {value!r}: choose one from the {kind} list on the page, or give its id.{known_text}"
+    )
+
+
+def _id_order(key: str) -> tuple[int, str]:
+    return (int(key), key) if key.lstrip("-").isdigit() else (0, key)
+
+
+def _check_priorities(values: list[str]) -> None:
+    for part in (part.strip() for value in values for part in value.split(",")):
+        if part and part.lower() not in PRIORITIES:
+            raise ReportError(f"priority must be one of {', '.join(PRIORITIES)}; got {part!r}")
