@@ -248,11 +248,7 @@ class ChatwootClient:
         )
         return self._expect(body, dict).get("custom_attributes") or {}
 
-    # -- the account's directory (names for reports) --------------------------------------------------
-
-    def list_inboxes(self) -> list[dict[str, Any]]:
-        """The inboxes the token's user sees (``{id, name, channel_type, ...}``; ``{"payload": [...]}``)."""
-        return self._expect(self._expect(self._request("GET", "/inboxes"), dict).get("payload"), list)
+    # -- the account's agents and teams (names for reports; inboxes above) -----------------------------
 
     def list_agents(self) -> list[dict[str, Any]]:
         """The account's agents (``{id, name, available_name, email, role, ...}``; a JSON array)."""

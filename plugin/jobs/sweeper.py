@@ -83,7 +83,7 @@ class Sweeper:
                 requeue_stale_outbox(self.runtime, now)
             names_every = self.runtime.settings.SLA_NAMES_REFRESH_SECONDS
             if names_every > 0 and self._every("names", timedelta(seconds=names_every), now):
-                Queue(ingest.WRITEBACK_QUEUE, connection=self.runtime.redis).enqueue(
+                Queue(redis_keys.WRITEBACK_QUEUE, connection=self.runtime.redis).enqueue(
                     "plugin.jobs.names.run", job_id="sla-names", job_timeout=120, result_ttl=0, failure_ttl=24 * 3600
                 )
             reconcile_every = self.runtime.settings.SLA_RECONCILE_SECONDS

@@ -9,6 +9,7 @@ from rq import Queue, SimpleWorker
 
 from connectors.chatwoot.client import ChatwootClient
 from connectors.chatwoot.names import names_in
+from plugin.adapters import redis_keys
 from plugin.adapters import streams as ingest
 from plugin.adapters.directory import Directory, Name
 from plugin.jobs.names import refresh
@@ -33,7 +34,7 @@ def test_names_come_from_webhooks_and_the_api(chatwoot, runtime_factory):
         helpdesk.agent_replies(chat, script.SAM, "Hi Jane")
     for delivery in deliveries:
         ingest.submit(runtime.redis, "chatwoot", delivery.body, received_at=datetime.now(UTC))
-    SimpleWorker([Queue(ingest.EVENTS_QUEUE, connection=runtime.redis)], connection=runtime.redis).work(burst=True)
+    SimpleWorker([Queue(redis_keys.EVENTS_QUEUE, connection=runtime.redis)], connection=runtime.redis).work(burst=True)
 
     directory = Directory(runtime.store.engine)
     learned = directory.names([1])
