@@ -631,7 +631,9 @@ def child_environment(**values: str) -> dict[str, str]:
     }
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
     # The reconciler polls the helpdesk's conversation list, which the fake helpdesk does not keep.
-    environment.update({"SLA_LOG_LEVEL": "INFO", "SLA_RECONCILE_SECONDS": "0", **values})
+    environment.update(
+        {"SLA_LOG_LEVEL": "INFO", "SLA_RECONCILE_SECONDS": "0", "SLA_NAMES_REFRESH_SECONDS": "0", **values}
+    )
     return environment
 
 

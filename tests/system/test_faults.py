@@ -74,6 +74,7 @@ def plant(monkeypatch, tmp_path, redis_server, redis, runtime_environment):
         CHATWOOT_ACCOUNT_ID="1",
         CHATWOOT_API_TOKEN=API_TOKEN,
         SLA_RECONCILE_SECONDS="0",
+        SLA_NAMES_REFRESH_SECONDS="0",
     )
     sleeps: list[float] = []
     token = {"value": API_TOKEN}

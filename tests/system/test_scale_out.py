@@ -91,7 +91,7 @@ def test_web_and_worker_processes_scale_out_processing_each_event_once_in_order(
         RULES,
         web_processes=2,
         worker_processes=3,
-        settings={"SLA_RECONCILE_SECONDS": "0", "SLA_LOG_LEVEL": "INFO"},
+        settings={"SLA_RECONCILE_SECONDS": "0", "SLA_NAMES_REFRESH_SECONDS": "0", "SLA_LOG_LEVEL": "INFO"},
     ) as stack:
         with stack.helpdesk.capturing() as deliveries:
             labelled = a_morning_of_conversations(stack.helpdesk, datetime.now(UTC), randomness)

@@ -71,6 +71,7 @@ def environment(monkeypatch, tmp_path, redis_server, runtime_environment):
         "SLA_ADMIN_TOKEN": ADMIN_TOKEN,
         "SLA_SIDEBAR_TOKEN": SIDEBAR_TOKEN,
         "SLA_RECONCILE_SECONDS": "0",
+        "SLA_NAMES_REFRESH_SECONDS": "0",
     }
     runtime_environment(**values)
     monkeypatch.setattr(
@@ -81,7 +82,13 @@ def environment(monkeypatch, tmp_path, redis_server, runtime_environment):
 
 @pytest.fixture
 def app(make_app, environment):
-    return make_app(**{name: value for name, value in environment.items() if name != "SLA_RECONCILE_SECONDS"})
+    return make_app(
+        **{
+            name: value
+            for name, value in environment.items()
+            if name not in ("SLA_RECONCILE_SECONDS", "SLA_NAMES_REFRESH_SECONDS")
+        }
+    )
 
 
 def work(redis) -> None:
