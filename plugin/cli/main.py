@@ -180,12 +180,16 @@ UNAUTHENTICATED_WEBHOOKS_WARNING = """
     help="Queues to work on, in priority order (repeat the option).",
 )
 def worker(burst: bool, sweeper: bool, queue_names: tuple[str, ...]) -> None:
-    """Run an RQ worker for the events, write-back and notifications queues, and the deadline sweeper."""
-    from rq import Queue, SimpleWorker
+    """Run an RQ worker for the events, write-back and notifications queues, and the deadline sweeper.
 
+    Production runs separate pools: ``--queue events`` for event processing, ``--queue writeback --queue
+    notifications`` for the calls to the helpdesk and other hosts, so a slow helpdesk never delays an event.
+    A lost Redis does not end the process: the worker starts again once Redis answers.
+    """
     from plugin.adapters.logging import configure_logging
     from plugin.adapters.services import redis_connection
     from plugin.jobs.drain import utcnow
+    from plugin.jobs.rq_worker import work
     from plugin.jobs.runtime import current_runtime
     from plugin.jobs.sweeper import Sweeper
 
@@ -194,21 +198,22 @@ def worker(burst: bool, sweeper: bool, queue_names: tuple[str, ...]) -> None:
     stop = threading.Event()
     if sweeper:
         threading.Thread(target=Sweeper(runtime, utcnow).run, args=(stop,), daemon=True, name="sla-sweeper").start()
-    # RQ blocks on the queues for minutes at a time: its client has no socket timeout.
-    connection = redis_connection(runtime.settings, blocking=True)
-    queues = [Queue(name, connection=connection) for name in queue_names]
     try:
-        # SimpleWorker runs jobs in this process: a fork per job would cap us near 55 jobs/s
-        # (docs/architecture.md, "Where state lives").
-        # The scheduler moves retries (RQ Retry with intervals) back onto their queue when they are due.
-        SimpleWorker(queues, connection=connection).work(burst=burst, logging_level="WARNING", with_scheduler=True)
+        # RQ blocks on the queues for minutes at a time: its client has no socket timeout.
+        work(queue_names, redis_connection(runtime.settings, blocking=True), burst=burst)
     finally:
         stop.set()
 
 
 @main.command()
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--workers", default=1, show_default=True, type=int, help="Worker processes to start.")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Worker processes to start in each pool (events; write-back and notifications).",
+)
 @click.option(
     "--demo/--no-demo",
     default=None,
@@ -246,42 +251,71 @@ def dev(port: int, workers: int, demo: bool | None) -> None:
     if not (settings.CHATWOOT_WEBHOOK_SECRET or settings.SLA_WEBHOOK_TOKEN):
         click.secho(UNAUTHENTICATED_WEBHOOKS_WARNING, fg="red", bold=True, err=True)
         serve_command.append("--insecure-no-webhook-auth")
-    children = [subprocess.Popen(serve_command, env=environment, stdout=access_log)]
-    children += [subprocess.Popen([*command, "worker"], env=environment) for _ in range(workers)]
+    web = subprocess.Popen(serve_command, env=environment, stdout=access_log)
+    # Two pools, as in production: a slow helpdesk must not delay the events behind its write-back.
+    pools = [[*command, "worker", *WORKER_POOLS[pool]] for pool in WORKER_POOLS for _ in range(workers)]
     click.echo(
-        f"sla-plugin dev: web on http://127.0.0.1:{port}, {workers} worker(s), "
+        f"sla-plugin dev: web on http://127.0.0.1:{port}, {workers} worker(s) per pool ({', '.join(WORKER_POOLS)}), "
         f"database {settings.DATABASE_URL.split('://')[0]}, redis {environment.get('REDIS_URL')}"
     )
     if session:
         session.play_in_background()
     try:
-        _supervise(children)
+        _supervise(web, pools, environment)
     finally:
         if session:
             session.stop()
 
 
-def _supervise(children: list[subprocess.Popen]) -> None:
-    """Wait until a child exits or we are interrupted, then stop them all."""
+# `sla-plugin worker` options of each worker pool (deploy/Procfile, compose.yaml and the systemd units run the
+# same two pools).
+WORKER_POOLS = {
+    "events": ("--queue", "events"),
+    "writeback": ("--queue", "writeback", "--queue", "notifications"),
+}
+WORKER_RESTART_DELAY_SECONDS = 2.0
+
+
+def _supervise(web: subprocess.Popen, worker_commands: list[list[str]], environment: dict[str, str]) -> None:
+    """Run the workers beside the web process until it exits or we are interrupted, then stop them all.
+
+    A worker that exits is started again (after a short pause, so one that cannot start does not spin).
+    """
+    workers = [subprocess.Popen(command, env=environment) for command in worker_commands]
+    exited_at: dict[int, float] = {}
+    stopping = threading.Event()
+
+    def children() -> list[subprocess.Popen]:
+        return [web, *workers]
 
     def stop_all(*_):
-        for child in children:
+        stopping.set()  # no worker is started again from now on
+        for child in children():
             if child.poll() is None:
                 child.terminate()
 
-    signal.signal(signal.SIGTERM, stop_all)
+    previous_handler = signal.signal(signal.SIGTERM, stop_all)
     try:
-        while all(child.poll() is None for child in children):
+        while web.poll() is None and not stopping.is_set():
+            for number, child in enumerate(workers):
+                if child.poll() is None:
+                    continue
+                exited_at.setdefault(number, time.monotonic())
+                if time.monotonic() - exited_at[number] >= WORKER_RESTART_DELAY_SECONDS:
+                    click.echo(f"sla-plugin dev: a worker exited ({child.returncode}); starting it again", err=True)
+                    workers[number] = subprocess.Popen(worker_commands[number], env=environment)
+                    del exited_at[number]
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
     finally:
         stop_all()
-        for child in children:
+        for child in children():
             try:
                 child.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 child.kill()
+        signal.signal(signal.SIGTERM, previous_handler)
 
 
 def _helpdesk_options(command):

@@ -65,3 +65,24 @@ def test_dev_refuses_a_busy_port_before_it_registers_anything(tmp_path: Path, mo
             assert "helpdesk on" not in result.output  # the demo helpdesk was never started nor installed into
             assert "sla-plugin dev: web on" not in result.output  # no process was started
     assert not (tmp_path / "instance").exists()
+
+
+def test_dev_starts_a_worker_that_exits_again(tmp_path: Path) -> None:
+    from plugin.cli.main import _supervise
+
+    runs = tmp_path / "runs"
+    runs.write_text("")
+    # The "worker" exits at once, leaving a mark; the "web" process ends once the worker has run twice.
+    worker = [sys.executable, "-c", f"open({str(runs)!r}, 'a').write('x')"]
+    web = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import time\nwhile len(open({str(runs)!r}).read()) < 2: time.sleep(0.05)",
+        ]
+    )
+    try:
+        _supervise(web, [worker], dict(os.environ))
+    finally:
+        stop_process(web)
+    assert runs.read_text().count("x") >= 2

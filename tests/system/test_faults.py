@@ -33,6 +33,7 @@ from connectors.chatwoot.client import ChatwootClient
 from plugin.adapters import redis_keys
 from plugin.adapters import streams as ingest
 from plugin.adapters.store import Store, outbox
+from plugin.cli.main import WORKER_POOLS
 from plugin.jobs import writeback
 from plugin.jobs.drain import utcnow
 from plugin.jobs.runtime import current_runtime
@@ -395,6 +396,100 @@ def test_redis_restarted_mid_load_the_worker_reconnects(tmp_path, helpdesk_serve
             stop_process(worker)
         verdict = verify(store, before + after, rules_dir, helpdesk_server.state, "redis restarted")
         assert verdict.lost == 0, verdict.problems
+
+
+def test_redis_stopped_while_a_job_runs_the_worker_carries_on_once_it_is_back(tmp_path, helpdesk_server):
+    """Redis goes away while a write-back job waits on the helpdesk: the job fails, and so does recording its
+    failure. The worker process must not exit: once Redis is back it processes what comes next."""
+    rules_dir = write_rules(tmp_path / "rules")
+    database_url = f"sqlite:///{tmp_path / 'sla.sqlite3'}"
+    log_path = tmp_path / "worker.log"
+    gate, inside = threading.Event(), threading.Event()
+    answer = helpdesk_server.state.handle
+
+    def held(method, path, token, body):
+        if method == "POST" and not gate.is_set():  # the first write-back call waits for the test
+            inside.set()
+            gate.wait(60)
+        return answer(method, path, token, body)
+
+    helpdesk_server.state.handle = held
+    with RestartableRedis(tmp_path / "redis") as server:
+        redis = server.connection(socket_timeout=5)
+        worker = start_worker(worker_environment(server.url, database_url, rules_dir, helpdesk_server.url), log_path)
+        try:
+            traffic = Traffic()
+            submit_retrying(redis, traffic.conversation(0))
+            wait_until(inside.is_set, 60, "a write-back job is inside a helpdesk call")
+            server.stop()
+            gate.set()  # the job goes on, without Redis
+            wait_until(
+                lambda: worker.poll() is not None or "quitting" in log_path.read_text(),
+                60,
+                "the RQ worker gives up its job loop",
+            )
+            server.start()
+            after = [body for bodies in traffic.conversations(10, start=1) for body in bodies]
+            submit_retrying(redis, after)
+            store = Store.from_url(database_url)
+            wait_until(
+                lambda: worker.poll() is None and all_processed(store, after, helpdesk_server.state),
+                60,
+                "the same worker process handles the events sent once Redis is back",
+            )
+            wait_until(lambda: settled(redis), 30, "queues drained")
+        finally:
+            stop_process(worker)
+    verdict = verify(store, after, rules_dir, helpdesk_server.state, "redis stopped mid-job")
+    assert verdict.lost == 0, verdict.problems
+
+
+def test_a_stuck_helpdesk_does_not_delay_events_in_the_worker_pools_of_production(
+    tmp_path, redis_server, redis, helpdesk_server
+):
+    """The helpdesk stops answering write-back calls: the event pool still folds new events (misses are
+    still detected), and the write-back catches up once the helpdesk answers again."""
+    rules_dir = write_rules(tmp_path / "rules")
+    database_url = f"sqlite:///{tmp_path / 'sla.sqlite3'}"
+    environment = worker_environment(redis_server.url, database_url, rules_dir, helpdesk_server.url)
+    gate, inside = threading.Event(), threading.Event()
+    answer = helpdesk_server.state.handle
+    calls = []
+
+    def stuck(method, path, token, body):
+        calls.append(path)
+        if not gate.is_set():
+            inside.set()
+            gate.wait(120)
+        return answer(method, path, token, body)
+
+    helpdesk_server.state.handle = stuck
+    workers = [
+        start_worker(environment, tmp_path / f"worker-{pool}.log", *options) for pool, options in WORKER_POOLS.items()
+    ]
+    try:
+        traffic = Traffic()
+        first = traffic.conversation(0)
+        submit(redis, first)
+        wait_until(inside.is_set, 60, "a write-back job waits on the stuck helpdesk")
+        later = [body for bodies in traffic.conversations(10, start=1) for body in bodies]
+        submit(redis, later)
+        store = Store.from_url(database_url)
+        calls_until_folded = wait_until(
+            lambda: all_processed(store, later) and len(calls), 60, "events are folded while the helpdesk is stuck"
+        )
+        # Folded while the first write-back call still waited (its client gives up after 10 s and retries):
+        # a worker that also ran write-back would have been inside that job, and its retries, meanwhile.
+        assert calls_until_folded == 1, calls
+        gate.set()
+        wait_until(lambda: all_processed(store, first + later, helpdesk_server.state), 60, "write-back catches up")
+        wait_until(lambda: settled(redis), 30, "queues drained")
+    finally:
+        gate.set()
+        for worker in workers:
+            stop_process(worker)
+    verdict = verify(store, first + later, rules_dir, helpdesk_server.state, "helpdesk stuck, pools apart")
+    assert verdict.lost == 0, verdict.problems
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
