@@ -355,6 +355,76 @@ class Store:
             for row in rows
         ]
 
+    # --- write-back outbox (plugin.jobs.writeback) ------------------------------------------------------
+
+    def stale_intent_conversations(self, older_than: datetime, limit: int = 1000) -> list[ConversationKey]:
+        """Conversations with a write-back intent still to write that nobody has touched since *older_than*."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(outbox.c.account_id, outbox.c.conversation_id)
+                .distinct()
+                .where(outbox.c.state.in_(_INTENTS_TO_WRITE), outbox.c.updated_at < older_than)
+                .limit(limit)
+            ).all()
+        return [(row.account_id, row.conversation_id) for row in rows]
+
+    def pending_intents(self, key: ConversationKey) -> list[Any]:
+        """A conversation's intents still to write (pending, or sending when a job died mid-call), oldest first."""
+        with self.engine.connect() as connection:
+            return list(
+                connection.execute(
+                    sa.select(outbox)
+                    .where(*_intents_of(key), outbox.c.state.in_(_INTENTS_TO_WRITE))
+                    .order_by(outbox.c.created_at, outbox.c.key)
+                ).all()
+            )
+
+    def intent_state(self, key: ConversationKey, intent: str) -> str | None:
+        """The state of one intent (``note:<miss>``, ``labels``...), None when it was never recorded."""
+        with self.engine.connect() as connection:
+            return connection.execute(
+                sa.select(outbox.c.state).where(*_intents_of(key), outbox.c.key == intent)
+            ).scalar()
+
+    def set_intent_state(self, key: ConversationKey, intent: str, state: str, now: datetime, **values: Any) -> None:
+        """Move one intent to *state*, with other columns (``remote_id``, ``attempts``) in *values*."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                outbox.update()
+                .where(*_intents_of(key), outbox.c.key == intent)
+                .values(state=state, updated_at=now, **values)
+            )
+
+    def finish_intent_if_unchanged(self, key: ConversationKey, intent: str, payload: str, now: datetime) -> None:
+        """Mark an intent done only if it still asks for *payload*: one recorded since stays pending."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                outbox.update()
+                .where(*_intents_of(key), outbox.c.key == intent, outbox.c.payload == payload)
+                .values(state="done", updated_at=now)
+            )
+
+    def fail_intents(self, key: ConversationKey, now: datetime) -> int:
+        """Mark every intent of a conversation still to write as failed; returns how many."""
+        with self.engine.begin() as connection:
+            return connection.execute(
+                outbox.update()
+                .where(*_intents_of(key), outbox.c.state.in_(_INTENTS_TO_WRITE))
+                .values(state="failed", updated_at=now)
+            ).rowcount
+
+    # --- the reconciler's view (plugin.jobs.reconciler) -------------------------------------------------
+
+    def unresolved_conversations(self, account_id: int) -> set[int]:
+        """The account's conversations under an SLA that the plugin last saw unresolved."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(applied.c.conversation_id).where(
+                    applied.c.account_id == account_id, applied.c.resolved.is_(False)
+                )
+            )
+            return {row.conversation_id for row in rows}
+
     # --- notification outbox -------------------------------------------------------------------------
 
     def due_notification_destinations(self, now: datetime) -> list[str]:
@@ -699,6 +769,13 @@ class _ConversationRows:
     log: list[dict] = field(default_factory=list)
     outbox: list[dict] = field(default_factory=list)
     notifications: list[dict] = field(default_factory=list)
+
+
+_INTENTS_TO_WRITE = ("pending", "sending")
+
+
+def _intents_of(key: ConversationKey) -> tuple[sa.ColumnElement[bool], ...]:
+    return outbox.c.account_id == key[0], outbox.c.conversation_id == key[1]
 
 
 def _refused_value(error: Exception) -> bool:

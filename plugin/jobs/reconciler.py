@@ -19,13 +19,10 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
-
 from connectors.chatwoot import recovery
 from connectors.chatwoot.client import ChatwootClient, NotFound, NotPermitted
 from plugin.adapters import metrics
 from plugin.adapters import streams as ingest
-from plugin.adapters.store import applied
 from plugin.jobs.runtime import Runtime, current_runtime
 
 log = logging.getLogger(__name__)
@@ -51,7 +48,7 @@ def reconcile(runtime: Runtime, client: ChatwootClient) -> int:
     for conversation in _open_conversations(client):
         seen.add(conversation["id"])
         submitted += _recover(runtime, client, conversation["id"], conversation, received_at)
-    for conversation_id in sorted(_believed_open(runtime, client.account_id) - seen):
+    for conversation_id in sorted(runtime.store.unresolved_conversations(client.account_id) - seen):
         submitted += _recover(runtime, client, conversation_id, None, received_at)
     log.info("reconciled %d conversations, %d bodies handed over", len(seen), submitted)
     return submitted
@@ -63,16 +60,6 @@ def _open_conversations(client: ChatwootClient) -> Iterator[dict[str, Any]]:
         if not conversations:
             return
         yield from conversations
-
-
-def _believed_open(runtime: Runtime, account_id: int) -> set[int]:
-    with runtime.store.engine.connect() as connection:
-        rows = connection.execute(
-            sa.select(applied.c.conversation_id).where(
-                applied.c.account_id == account_id, applied.c.resolved.is_(False)
-            )
-        )
-        return {row.conversation_id for row in rows}
 
 
 def _recover(

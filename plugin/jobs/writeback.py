@@ -18,13 +18,11 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from redis import Redis
 
 from connectors.chatwoot.client import ChatwootClient, NotFound, NotPermitted, TokenRefused
 from plugin.adapters import locks, metrics, redis_keys
 from plugin.adapters.settings import SettingsError
-from plugin.adapters.store import outbox
 from plugin.core.engine.effects import LABELS_KEY, PRIORITY_KEY
 from plugin.core.events import Event
 from plugin.core.wording import legacy_note_marker, note_marker, note_text
@@ -123,15 +121,9 @@ def requeue_stale_outbox(runtime: Runtime, now: datetime) -> int:
     account_id = runtime.settings.CHATWOOT_ACCOUNT_ID
     if account_id is not None and runtime.redis.exists(redis_keys.writeback_auth_failed(account_id)):
         return 0
-    with runtime.store.engine.connect() as connection:
-        rows = connection.execute(
-            sa.select(outbox.c.account_id, outbox.c.conversation_id)
-            .distinct()
-            .where(outbox.c.state.in_(("pending", "sending")), outbox.c.updated_at < now - STALE_AFTER)
-            .limit(1000)
-        ).all()
-    enqueue_writebacks(runtime.redis, [(row.account_id, row.conversation_id) for row in rows])
-    return len(rows)
+    stale = runtime.store.stale_intent_conversations(now - STALE_AFTER)
+    enqueue_writebacks(runtime.redis, stale)
+    return len(stale)
 
 
 def _ends_line(content: str, marker: str) -> bool:
@@ -173,16 +165,7 @@ class Writer:
     def _refused(self, account_id: int, conversation_id: int, error: NotPermitted) -> int:
         """Mark the conversation's pending intents failed: retrying cannot help until an administrator gives
         the token's user access to its inbox (a newer intent is recorded as pending again)."""
-        with self.runtime.store.engine.begin() as connection:
-            failed = connection.execute(
-                outbox.update()
-                .where(
-                    outbox.c.account_id == account_id,
-                    outbox.c.conversation_id == conversation_id,
-                    outbox.c.state.in_(("pending", "sending")),
-                )
-                .values(state="failed", updated_at=self.clock())
-            ).rowcount
+        failed = self.runtime.store.fail_intents((account_id, conversation_id), self.clock())
         metrics.incr(self.runtime.redis, "sla_writeback_failures_total", {"reason": "not_permitted"})
         log.error(
             "helpdesk refused this conversation to the API token's user (%s); its write-back is dropped, the "
@@ -207,7 +190,7 @@ class Writer:
         """Deliver until nothing is pending: an intent recorded while we wrote is delivered in the next round."""
         done = 0
         for _ in range(MAX_ROUNDS):
-            rows = self._pending(account_id, conversation_id)
+            rows = self.runtime.store.pending_intents((account_id, conversation_id))
             if not rows:
                 break
             done += self._deliver_rows(account_id, conversation_id, rows)
@@ -223,7 +206,7 @@ class Writer:
             elif row.key == PRIORITY_KEY:
                 self._write_priority(row, payload)
             elif payload["kind"] == "correction":
-                done_miss = self._state_of(account_id, conversation_id, f"note:{payload['miss']}")
+                done_miss = self.runtime.store.intent_state((account_id, conversation_id), f"note:{payload['miss']}")
                 if done_miss == "done":
                     self._write_note(row, payload)
                 else:
@@ -235,52 +218,16 @@ class Writer:
             done += 1
         return done
 
-    def _pending(self, account_id: int, conversation_id: int):
-        with self.runtime.store.engine.connect() as connection:
-            return connection.execute(
-                sa.select(outbox)
-                .where(
-                    outbox.c.account_id == account_id,
-                    outbox.c.conversation_id == conversation_id,
-                    outbox.c.state.in_(("pending", "sending")),
-                )
-                .order_by(outbox.c.created_at, outbox.c.key)
-            ).all()
-
-    def _state_of(self, account_id: int, conversation_id: int, key: str) -> str | None:
-        with self.runtime.store.engine.connect() as connection:
-            return connection.execute(
-                sa.select(outbox.c.state).where(
-                    outbox.c.account_id == account_id, outbox.c.conversation_id == conversation_id, outbox.c.key == key
-                )
-            ).scalar()
-
     def _set_state(self, account_id: int, conversation_id: int, key: str, state: str, **values) -> None:
-        with self.runtime.store.engine.begin() as connection:
-            connection.execute(
-                outbox.update()
-                .where(
-                    outbox.c.account_id == account_id, outbox.c.conversation_id == conversation_id, outbox.c.key == key
-                )
-                .values(state=state, updated_at=self.clock(), **values)
-            )
+        self.runtime.store.set_intent_state((account_id, conversation_id), key, state, self.clock(), **values)
 
     def _finish(self, row, state: str, **values) -> None:
         self._set_state(row.account_id, row.conversation_id, row.key, state, **values)
 
     def _finish_labels(self, row) -> None:
         """Mark the label intent done only if it is still the one we wrote; a newer one stays pending."""
-        with self.runtime.store.engine.begin() as connection:
-            connection.execute(
-                outbox.update()
-                .where(
-                    outbox.c.account_id == row.account_id,
-                    outbox.c.conversation_id == row.conversation_id,
-                    outbox.c.key == row.key,
-                    outbox.c.payload == row.payload,
-                )
-                .values(state="done", updated_at=self.clock())
-            )
+        key = (row.account_id, row.conversation_id)
+        self.runtime.store.finish_intent_if_unchanged(key, row.key, row.payload, self.clock())
 
     def _cancel(self, account_id: int, conversation_id: int, key: str) -> None:
         self._set_state(account_id, conversation_id, key, "cancelled")

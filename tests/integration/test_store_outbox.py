@@ -1,0 +1,71 @@
+"""The store's write-back outbox queries (what plugin.jobs.writeback asks of SQL), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from plugin.adapters.store import Store, outbox
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(database_url):
+    store = Store.from_url(database_url)
+    store.migrate()
+    yield store
+    store.engine.dispose()
+
+
+def record(store: Store, key: tuple[int, int], intent: str, state: str, updated_at: datetime, payload: str = "{}"):
+    with store.engine.begin() as connection:
+        connection.execute(
+            outbox.insert().values(
+                account_id=key[0],
+                conversation_id=key[1],
+                key=intent,
+                payload=payload,
+                state=state,
+                attempts=0,
+                created_at=updated_at,
+                updated_at=updated_at,
+            )
+        )
+
+
+def test_stale_and_pending_intents(store):
+    record(store, (1, 7), "labels", "pending", NOW - timedelta(minutes=5))
+    record(store, (1, 7), "note:first_response#0", "sending", NOW - timedelta(minutes=4))
+    record(store, (1, 8), "labels", "pending", NOW)  # recent: its job may still be queued
+    record(store, (1, 9), "labels", "done", NOW - timedelta(hours=1))  # written: nothing owed
+
+    assert store.stale_intent_conversations(NOW - timedelta(minutes=2)) == [(1, 7)]
+    assert [row.key for row in store.pending_intents((1, 7))] == ["labels", "note:first_response#0"]
+    assert store.pending_intents((1, 9)) == []
+    assert store.intent_state((1, 9), "labels") == "done"
+    assert store.intent_state((1, 9), "note:first_response#0") is None
+
+
+def test_a_label_intent_changed_meanwhile_stays_pending(store):
+    record(store, (1, 7), "labels", "pending", NOW, payload='{"label": "at_risk"}')
+
+    store.finish_intent_if_unchanged((1, 7), "labels", '{"label": "running"}', NOW)  # we wrote an older one
+    assert store.intent_state((1, 7), "labels") == "pending"
+    store.finish_intent_if_unchanged((1, 7), "labels", '{"label": "at_risk"}', NOW)
+    assert store.intent_state((1, 7), "labels") == "done"
+
+
+def test_failing_a_conversations_intents_leaves_written_ones_and_other_conversations(store):
+    record(store, (1, 7), "labels", "done", NOW)
+    record(store, (1, 7), "note:first_response#0", "pending", NOW)
+    record(store, (1, 7), "note:resolution#0", "sending", NOW)
+    record(store, (1, 8), "labels", "pending", NOW)
+
+    assert store.fail_intents((1, 7), NOW) == 2
+    assert store.intent_state((1, 7), "labels") == "done"
+    assert store.intent_state((1, 7), "note:resolution#0") == "failed"
+    assert store.intent_state((1, 8), "labels") == "pending"
+    store.set_intent_state((1, 8), "labels", "done", NOW, remote_id="42")
+    assert store.intent_state((1, 8), "labels") == "done"
