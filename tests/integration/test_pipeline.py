@@ -119,6 +119,38 @@ def test_unreadable_payload_is_kept_aside_and_does_not_stop_the_queue(runtime, f
     assert runtime.store.summary((1, 87))["policy"] == "standard"
     assert runtime.redis.xlen(redis_keys.DEAD_LETTERS) == 2
     assert any(getattr(record, "delivery_id", None) == "delivery-42" for record in caplog.records)
+    # The log line names the field that is missing, so an operator sees what an unknown version changed.
+    assert any("conversation.id" in record.getMessage() for record in caplog.records)
+
+
+def unknown_version_payload(fixture_payload) -> dict:
+    """A conversation webhook of a future Chatwoot: new keys everywhere, keys the plugin does not read gone."""
+    payload = fixture_payload("conversation_created")
+    for key in ("contact_inbox", "can_reply", "unread_count", "agent_last_seen_at", "timestamp", "messages", "account"):
+        payload.pop(key, None)
+    payload.update(sla_policy_id=None, applied_sla=None, brand_new_key={"nested": [1, 2]})
+    payload["meta"]["sender"]["company_id"] = 5
+    return payload
+
+
+def test_a_payload_of_an_unknown_version_is_processed_when_the_needed_fields_are_there(
+    runtime_factory, fixture_payload
+):
+    runtime = runtime_factory(RULES, CHATWOOT_ACCOUNT_ID="1")
+    submit(runtime.redis, [json.dumps(unknown_version_payload(fixture_payload)).encode()])
+    run_worker(runtime.redis)
+    assert runtime.store.summary((1, 87))["policy"] == "standard"
+    assert runtime.redis.xlen("sla:events:dead") == 0
+
+
+def test_a_payload_lacking_a_needed_field_is_dead_lettered_naming_it(runtime, fixture_payload, caplog):
+    # No account in the payload and none configured: nothing can tell whose conversation it is.
+    submit(runtime.redis, [json.dumps(unknown_version_payload(fixture_payload)).encode()])
+    run_worker(runtime.redis)
+    assert runtime.store.summary((1, 87)) is None
+    [(_entry, fields)] = runtime.redis.xrange("sla:events:dead")
+    assert b"account" in fields[b"error"]
+    assert any("account: Missing data" in record.getMessage() for record in caplog.records)
 
 
 def test_running_clocks_are_indexed_for_the_sweeper(runtime, fixture_payload):
