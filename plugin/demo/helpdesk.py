@@ -347,8 +347,10 @@ class DemoHelpdesk:
         assignee: Person | None = None,
         priority: str | None = None,
         additional_attributes: dict[str, Any] | None = None,
+        message_at: datetime | None = None,
     ) -> int:
-        """A customer starts a conversation with a first message; returns its display id."""
+        """A customer starts a conversation with a first message (at ``message_at``, default the same time);
+        returns its display id."""
         moment = _seconds(at)
         with self._lock:
             conversation = self._new_conversation(
@@ -359,8 +361,13 @@ class DemoHelpdesk:
                 priority=priority,
                 additional_attributes=additional_attributes,
             )
+            # Chatwoot's listeners render webhooks in a job, after the request that created the conversation
+            # and its first message: conversation_created already shows that message.
+            with self.capturing() as first_message:
+                first_moment = moment if message_at is None else _seconds(message_at)
+                self._add_message(conversation, "incoming", content, contact, first_moment, private=False)
             self._emit("conversation_created", self._conversation_webhook(conversation))
-            self._add_message(conversation, "incoming", content, contact, moment, private=False)
+            self.send(first_message)
             return conversation.id
 
     def _new_conversation(
@@ -451,6 +458,46 @@ class DemoHelpdesk:
         with self._lock:
             conversation = self._conversation(conversation_id)
             self._replace_labels(conversation, [*conversation.labels, title], _seconds(at))
+
+    def assign(self, conversation_id: int, agent: Person, *, at: datetime | None = None) -> None:
+        """An agent is assigned the conversation."""
+        with self._lock:
+            conversation = self._conversation(conversation_id)
+            before = _tracked(conversation)
+            conversation.assignee = agent
+            self._updated(conversation, before, _seconds(at))
+
+    def write_note(self, conversation_id: int, author: Person, content: str, *, at: datetime | None = None) -> None:
+        """A private note (only agents see it; it answers nobody)."""
+        with self._lock:
+            conversation = self._conversation(conversation_id)
+            self._add_message(conversation, "outgoing", content, author, _seconds(at), private=True)
+
+    def set_custom_attributes(
+        self, conversation_id: int, attributes: dict[str, Any], *, at: datetime | None = None
+    ) -> None:
+        """The conversation's custom attributes are replaced (an agent, or an API client)."""
+        with self._lock:
+            conversation = self._conversation(conversation_id)
+            before = _tracked(conversation)
+            conversation.custom_attributes = dict(attributes)
+            self._updated(conversation, before, _seconds(at))
+
+    def sla_evaluated(self, conversation_id: int) -> None:
+        """Chatwoot's own SLA evaluator (enterprise) touches the conversation: ``conversation_updated`` with
+        ``changed_attributes: null`` (``dispatch_conversation_updated_event`` without changes,
+        enterprise/app/models/applied_sla.rb)."""
+        with self._lock:
+            conversation = self._conversation(conversation_id)
+            self._emit("conversation_updated", {**self._conversation_webhook(conversation), "changed_attributes": None})
+
+    def agent_typing(self, conversation_id: int, agent: Person) -> None:
+        """``conversation_typing_on``: ``{user, conversation, is_private}`` (app/listeners/webhook_listener.rb)."""
+        with self._lock:
+            conversation = self._conversation(conversation_id)
+            user = {"id": agent.id, "name": agent.name, "email": agent.email, "type": "user"}
+            payload = {"user": user, "conversation": self._conversation_webhook(conversation), "is_private": False}
+            self._emit("conversation_typing_on", payload)
 
     # -- webhooks -------------------------------------------------------------------------------------
 

@@ -296,6 +296,7 @@ def test_free_form_attributes_of_the_wrong_type_count_as_absent(connector):
 def test_status_comes_from_changed_attributes_not_the_rendered_status(connector):
     payload = fixture("conversation_status_changed-resolved")
     payload["status"] = "open"  # rendered late, after a reopen
+    payload["changed_attributes"] = [{"status": {"previous_value": "open", "current_value": "resolved"}}]
     event = connector.normalize(payload, RECEIVED_AT)
     assert event.kind == STATUS_CHANGED and event.new_status == "resolved"
 
