@@ -258,6 +258,21 @@ class ChatwootClient:
         """The account's teams (``{id, name, description, ...}``; a JSON array)."""
         return self._expect(self._request("GET", "/teams"), list)
 
+    # -- custom attribute definitions -----------------------------------------------------------------
+
+    def list_custom_attribute_definitions(self, model: str = "conversation_attribute") -> list[dict[str, Any]]:
+        """The account's custom attribute definitions of a model (``conversation_attribute``, ``contact_attribute``)."""
+        return self._expect(
+            self._request("GET", "/custom_attribute_definitions", params={"attribute_model": model}), list
+        )
+
+    def create_custom_attribute_definition(self, definition: Mapping[str, Any]) -> dict[str, Any]:
+        """Define a custom attribute (administrator token): ``attribute_key``, ``attribute_display_name``,
+        ``attribute_display_type`` (``text``, ``date``, ``list``, ...), ``attribute_model``, ``attribute_description``,
+        ``attribute_values`` (a list's choices). Raises :class:`Unprocessable` when the key is taken."""
+        body = {"custom_attribute_definition": dict(definition)}
+        return self._expect(self._request("POST", "/custom_attribute_definitions", json=body, creates=True), dict)
+
     # -- account labels -------------------------------------------------------------------------------
 
     def list_account_labels(self) -> list[dict[str, Any]]:

@@ -32,7 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from plugin.core.engine import ConversationState, Evaluation, state_from_json
-from plugin.core.engine.effects import LABELS_KEY, Change
+from plugin.core.engine.effects import REPLACED_KEYS, Change
 from plugin.core.events import format_time, parse_time
 from plugin.core.notifications import SlaEvent
 from plugin.core.policy import FIRST_RESPONSE, NEXT_RESPONSE, RESOLUTION, Policy
@@ -743,11 +743,13 @@ class Batch:
         upsert(
             connection,
             outbox,
-            [row for row in outbox_rows if row["key"] == LABELS_KEY],
+            [row for row in outbox_rows if row["key"] in REPLACED_KEYS],
             outbox_keys,
             update=("payload", "state", "attempts", "updated_at"),
         )
-        upsert(connection, outbox, [row for row in outbox_rows if row["key"] != LABELS_KEY], outbox_keys, update=())
+        upsert(
+            connection, outbox, [row for row in outbox_rows if row["key"] not in REPLACED_KEYS], outbox_keys, update=()
+        )
         # One delivery per event and destination: an event found again (a retry, a duplicate) adds nothing.
         upsert(
             connection,

@@ -47,6 +47,7 @@ def install(
     sidebar_token: str | None = None,
     dashboard_app: bool = False,
     allow_agent_token: bool = False,
+    custom_attributes: bool = False,
 ) -> InstallReport:
     """Check the token's user, then create labels, the webhook and (optionally) the Dashboard App; skip what
     already exists. Raises :class:`InstallRefused` for an agent's token unless ``allow_agent_token``."""
@@ -64,6 +65,8 @@ def install(
             report.say(f"label {spec['title']}: NOT created, only an administrator may create labels")
             continue
         report.say(f"label {spec['title']}: created ({spec['color']})")
+    if custom_attributes:
+        _attribute_definitions(client, report)
 
     webhook_url = public_url.rstrip("/") + manifest["webhook"]["path"]
     if webhook_token:
@@ -88,6 +91,49 @@ def install(
     if report.webhook_secret is None:
         report.say("the helpdesk returned no signing secret: use SLA_WEBHOOK_TOKEN (unsigned install)")
     return _dashboard_app(client, manifest, public_url, sidebar_token, dashboard_app, report)
+
+
+# The conversation attributes the plugin writes with writeback.custom_attributes (docs/notifications.md).
+ATTRIBUTE_DEFINITIONS = (
+    {
+        "attribute_key": "sla_status",
+        "attribute_display_name": "SLA status",
+        "attribute_display_type": "list",
+        "attribute_values": ["on_track", "at_risk", "missed", "hit"],
+        "attribute_description": "Set by the SLA plugin: on_track, at_risk, missed; after resolution hit or missed.",
+    },
+    {
+        "attribute_key": "sla_policy",
+        "attribute_display_name": "SLA policy",
+        "attribute_display_type": "text",
+        "attribute_description": "Set by the SLA plugin: the SLA policy that applies.",
+    },
+    {
+        "attribute_key": "sla_next_due_at",
+        "attribute_display_name": "SLA next due",
+        "attribute_display_type": "date",
+        "attribute_description": "Set by the SLA plugin: when the next running SLA clock is due (empty: none runs).",
+    },
+)
+
+
+def _attribute_definitions(client: ChatwootClient, report: InstallReport) -> None:
+    """Define the SLA's conversation attributes, so agents see them and can filter conversations by them."""
+    try:
+        existing = {item.get("attribute_key") for item in client.list_custom_attribute_definitions()}
+    except NotPermitted:
+        existing = set()
+    for definition in ATTRIBUTE_DEFINITIONS:
+        key = definition["attribute_key"]
+        if key in existing:
+            report.say(f"custom attribute {key}: exists, kept")
+            continue
+        try:
+            client.create_custom_attribute_definition({**definition, "attribute_model": "conversation_attribute"})
+        except NotPermitted:
+            report.say(f"custom attribute {key}: NOT defined, only an administrator may define attributes")
+            continue
+        report.say(f"custom attribute {key}: defined ({definition['attribute_display_type']})")
 
 
 def check_token(client: ChatwootClient, allow_agent_token: bool = False) -> str:

@@ -355,6 +355,16 @@ def _label_specs(rules_dir: str):
         return None  # the manifest's defaults
 
 
+def _custom_attributes_enabled(rules_dir: str) -> bool:
+    from plugin.adapters.rule_files import load_rules
+    from plugin.core.rules import RulesError
+
+    try:
+        return load_rules(rules_dir).custom_attributes
+    except RulesError:
+        return False
+
+
 @main.command()
 @_helpdesk_options
 @click.option("--dashboard-app/--no-dashboard-app", default=False, help="Also register the sidebar app.")
@@ -396,6 +406,7 @@ def install(
             sidebar_token=os.environ.get("SLA_SIDEBAR_TOKEN"),
             dashboard_app=dashboard_app,
             allow_agent_token=allow_agent_token,
+            custom_attributes=_custom_attributes_enabled(rules_dir()),
         )
     except InstallRefused as refusal:
         click.echo(f"install refused: {refusal}", err=True)

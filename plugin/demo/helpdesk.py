@@ -291,6 +291,7 @@ class DemoHelpdesk:
         self.account_labels: dict[int, dict[str, Any]] = {}
         self.webhooks: dict[int, Webhook] = {}
         self.dashboard_apps: dict[int, dict[str, Any]] = {}
+        self.attribute_definitions: dict[int, dict[str, Any]] = {}
         self.last_api_write_at = time.monotonic()
         self._next_conversation_id = first_conversation_id
         self._next_message_id = 9001
@@ -1202,6 +1203,42 @@ def create_api(helpdesk: DemoHelpdesk) -> Flask:
         helpdesk.api_toggle_priority(conversation_id, priority)
         return Response(status=200)  # head :ok
 
+    @app.get(f"{prefix}/custom_attribute_definitions")
+    def list_attribute_definitions(account_id: int) -> Response:
+        model = request.args.get("attribute_model")
+        found = [item for item in helpdesk.attribute_definitions.values() if model in (None, item["attribute_model"])]
+        return jsonify(found)  # a bare array (custom_attribute_definitions/index.json.jbuilder)
+
+    @app.post(f"{prefix}/custom_attribute_definitions")
+    def create_attribute_definition(account_id: int) -> Response:
+        definition = _body().get("custom_attribute_definition") or {}
+        key, model = definition.get("attribute_key"), definition.get("attribute_model")
+        if not key or model not in ("conversation_attribute", "contact_attribute"):
+            return _error(422, "attribute_key and attribute_model are required")
+        with helpdesk._lock:
+            if any(
+                (d["attribute_key"], d["attribute_model"]) == (key, model)
+                for d in helpdesk.attribute_definitions.values()
+            ):
+                taken = jsonify({"message": "Attribute key has already been taken", "attributes": ["attribute_key"]})
+                taken.status_code = 422  # render_record_invalid
+                return taken
+            identifier = len(helpdesk.attribute_definitions) + 1
+            helpdesk.attribute_definitions[identifier] = {
+                "id": identifier,
+                "attribute_display_name": definition.get("attribute_display_name") or key,
+                "attribute_display_type": definition.get("attribute_display_type") or "text",
+                "attribute_description": definition.get("attribute_description") or "",
+                "attribute_key": key,
+                "regex_pattern": None,
+                "regex_cue": None,
+                "attribute_values": definition.get("attribute_values") or [],
+                "attribute_model": model,
+                "default_value": None,
+            }
+        helpdesk.announce(f"custom attribute {key} defined")
+        return jsonify(helpdesk.attribute_definitions[identifier])
+
     @app.get(f"{prefix}/webhooks")
     def list_webhooks(account_id: int) -> Response:
         return jsonify({"payload": {"webhooks": [hook.to_json() for hook in helpdesk.webhooks.values()]}})
@@ -1271,7 +1308,9 @@ def _fault_answer(fault: Fault) -> Response | None:
 def _admin_only(method: str, path: str) -> bool:
     """Endpoints Chatwoot's policies keep to administrators: webhooks, creating and deleting labels."""
     account_path = path.split("/", 5)[-1] if path.startswith("/api/v1/accounts/") else ""
-    return account_path.startswith("webhooks") or (account_path.startswith("labels") and method != "GET")
+    return account_path.startswith("webhooks") or (
+        account_path.startswith(("labels", "custom_attribute_definitions")) and method != "GET"
+    )
 
 
 class _RequestHandler(WSGIRequestHandler):

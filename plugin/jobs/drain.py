@@ -152,7 +152,7 @@ def process_entries(runtime: Runtime, entries: Sequence[tuple[bytes, dict]], clo
                 state, evaluation = evaluate(state, rules.match, rules.content_hash, at, rules.priority_for)
                 current = summary(evaluation)
                 found = changes(previous, evaluation)
-                intents = writeback_intents(previous, current, found, evaluation)
+                intents = writeback_intents(previous, current, found, evaluation, rules.custom_attributes)
                 deliveries = routed(sla_events(previous, current, found, evaluation), evaluation)
                 batch.save(state, evaluation, current, found, intents, deliveries)
             except Exception as error:  # noqa: BLE001 - one bad conversation must not hold the batch back

@@ -23,7 +23,7 @@ from redis import Redis
 from connectors.chatwoot.client import ChatwootClient, NotFound, NotPermitted, TokenRefused
 from plugin.adapters import locks, metrics, redis_keys
 from plugin.adapters.settings import SettingsError
-from plugin.core.engine.effects import LABELS_KEY, PRIORITY_KEY
+from plugin.core.engine.effects import ATTRIBUTES_KEY, LABELS_KEY, PRIORITY_KEY, SLA_ATTRIBUTES
 from plugin.core.events import Event
 from plugin.core.wording import legacy_note_marker, note_marker, note_text
 from plugin.jobs.runtime import Runtime, current_runtime
@@ -203,6 +203,9 @@ class Writer:
             if row.key == LABELS_KEY:
                 self._write_labels(conversation_id, payload.get("label"))
                 self._finish_labels(row)
+            elif row.key == ATTRIBUTES_KEY:
+                self._write_attributes(conversation_id, payload.get("attributes"))
+                self._finish_labels(row)
             elif row.key == PRIORITY_KEY:
                 self._write_priority(row, payload)
             elif payload["kind"] == "correction":
@@ -225,7 +228,8 @@ class Writer:
         self._set_state(row.account_id, row.conversation_id, row.key, state, **values)
 
     def _finish_labels(self, row) -> None:
-        """Mark the label intent done only if it is still the one we wrote; a newer one stays pending."""
+        """Mark a label (or attributes) intent done only if it is still the one we wrote; a newer one stays
+        pending."""
         key = (row.account_id, row.conversation_id)
         self.runtime.store.finish_intent_if_unchanged(key, row.key, row.payload, self.clock())
 
@@ -267,6 +271,18 @@ class Writer:
                 "restored agent labels lost to a concurrent edit",
                 extra={"conversation_id": conversation_id, "labels": missing},
             )
+
+    def _write_attributes(self, conversation_id: int, wanted: Mapping[str, str] | None) -> None:
+        """Read, merge, write the conversation's custom attributes: only the plugin's keys change (the endpoint
+        replaces the whole object, like labels)."""
+        try:
+            current = self.client.get_custom_attributes(conversation_id)
+        except NotFound:
+            log.warning("conversation gone; attributes not written", extra={"conversation_id": conversation_id})
+            return
+        merged = {key: value for key, value in current.items() if key not in SLA_ATTRIBUTES} | dict(wanted or {})
+        if merged != current:
+            self.client.set_custom_attributes(conversation_id, merged)
 
     def _write_priority(self, row, payload: Mapping[str, Any]) -> None:
         """Set the priority a prioritize rule chose, unless the conversation has one by now (never change

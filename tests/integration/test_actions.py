@@ -95,3 +95,38 @@ def test_an_empty_priority_is_set_once_and_rules_see_it_at_once(chatwoot, plugin
     work(runtime.redis)
     assert calls == [(mail, "urgent")]
     assert runtime.store.summary((1, mail))["policy"] == "urgent"
+
+
+def test_the_sla_is_kept_in_custom_attributes_beside_the_agents_own(chatwoot, runtime_factory, make_app, monkeypatch):
+    from fake_chatwoot import post_deliveries, register_webhook
+
+    helpdesk = chatwoot.helpdesk
+    monkeypatch.setattr(
+        writeback,
+        "client_for",
+        lambda runtime: ChatwootClient(chatwoot.url, 1, helpdesk.api_token, sleep=lambda seconds: None),
+    )
+    auth = register_webhook(helpdesk)
+    rules = {**RULES, "prioritize": [], "writeback": {"custom_attributes": True}}
+    runtime = runtime_factory(rules, CHATWOOT_URL=chatwoot.url, CHATWOOT_ACCOUNT_ID="1", CHATWOOT_API_TOKEN="x")
+    client = make_app(CHATWOOT_ACCOUNT_ID="1", **auth).test_client()
+    created = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    with helpdesk.capturing() as deliveries:
+        conversation = helpdesk.open_conversation(script.JANE, script.CHAT, "Hello", at=created)
+        helpdesk.api_set_custom_attributes(conversation, {"product": "Orange"})  # an agent's own attribute
+    post_deliveries(client, deliveries)
+    work(runtime.redis)
+    due = (created + timedelta(hours=4)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert helpdesk.conversations[conversation].custom_attributes == {
+        "product": "Orange",
+        "sla_status": "on_track",
+        "sla_policy": "standard",
+        "sla_next_due_at": due,
+    }
+    with helpdesk.capturing() as later:
+        helpdesk.agent_replies(conversation, script.SAM, "Hello Jane")
+        helpdesk.set_status(conversation, "resolved")
+    post_deliveries(client, later)
+    work(runtime.redis)
+    attributes = helpdesk.conversations[conversation].custom_attributes
+    assert attributes == {"product": "Orange", "sla_status": "hit", "sla_policy": "standard", "sla_next_due_at": ""}

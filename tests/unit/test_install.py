@@ -120,3 +120,24 @@ def test_an_agent_token_goes_on_when_allowed_and_says_what_it_could_not_do(helpd
     assert "label sla-missed: NOT created, only an administrator may create labels" in output
     assert "NOT registered, only an administrator may register webhooks" in output
     assert account.webhooks == []
+
+
+def test_install_defines_the_sla_attributes_and_the_hit_label_when_the_rules_ask(account, helpdesk, tmp_path):
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "10-a.json").write_text(
+        '{"writeback": {"custom_attributes": true}, "labels": {"hit": {"title": "sla-hit", "color": "#1565C0"}}}'
+    )
+    arguments = ["install", *ARGUMENTS, "--secret-file", str(tmp_path / ".env")]
+    for _ in range(2):
+        result = CliRunner().invoke(main, arguments, env={"SLA_RULES_DIR": str(rules)})
+        assert result.exit_code == 0, result.output
+    definitions = list(helpdesk.attribute_definitions.values())
+    assert [(item["attribute_key"], item["attribute_display_type"]) for item in definitions] == [
+        ("sla_status", "list"),
+        ("sla_policy", "text"),
+        ("sla_next_due_at", "date"),
+    ]
+    assert {item["attribute_model"] for item in definitions} == {"conversation_attribute"}
+    assert "custom attribute sla_status: exists, kept" in result.output
+    assert "sla-hit" in [label["title"] for label in account.labels]

@@ -52,6 +52,7 @@ def summary(evaluation: Evaluation) -> dict[str, Any]:
     data["live"] = bool(evaluation.policy and evaluation.policy.live)
     data["label"] = LABEL_FOR_STATUS.get(evaluation.status)
     data["prioritized"] = evaluation.prioritized
+    data["policy_name"] = evaluation.policy.name if evaluation.policy else None
     data["misses_detail"] = {
         miss_key(miss.metric, miss.index): {
             "metric": miss.metric,
@@ -113,6 +114,28 @@ def changes(previous: Mapping[str, Any] | None, current: Evaluation) -> list[Cha
 
 LABELS_KEY = "labels"
 PRIORITY_KEY = "priority"
+ATTRIBUTES_KEY = "attributes"
+# Intents that a newer one replaces (and resets to pending); every other key is recorded once, ever.
+REPLACED_KEYS = (LABELS_KEY, ATTRIBUTES_KEY)
+# The conversation custom attributes the plugin keeps (writeback.custom_attributes), in definition order.
+SLA_ATTRIBUTES = ("sla_status", "sla_policy", "sla_next_due_at")
+
+
+def sla_attributes(current: Mapping[str, Any]) -> dict[str, str] | None:
+    """The SLA as conversation custom attributes: status, policy name, and the earliest due time of a running
+    clock (ISO 8601, empty when none runs); None when no live policy applies (the attributes are removed)."""
+    if not current.get("live") or current.get("policy") is None:
+        return None
+    running = sorted(
+        metric["due_at"]
+        for metric in (current.get("metrics") or {}).values()
+        if metric.get("status") in ("running", "at_risk") and metric.get("due_at")
+    )
+    return {
+        "sla_status": current["status"],
+        "sla_policy": current.get("policy_name") or current["policy"],
+        "sla_next_due_at": running[0] if running else "",
+    }
 
 
 def mentions_of(evaluation: Evaluation | None) -> tuple[dict[str, Any], ...] | None:
@@ -136,13 +159,15 @@ def writeback_intents(
     current: Mapping[str, Any],
     found: Sequence[Change],
     evaluation: Evaluation | None = None,
+    custom_attributes: bool = False,
 ) -> list[tuple[str, dict[str, Any]]]:
     """The write-back work a change asks for, keyed so that recording it twice does nothing twice.
 
     ``labels`` carries the status label wanted now (None: the plugin's labels removed, e.g. when a policy
     goes to shadow mode); ``note:<miss>`` one miss note; ``correction:<miss>`` one correction note;
     ``at_risk:<metric>@<due>`` one at-risk note per episode, only when the policy has ``mention``;
-    ``priority`` the priority a ``prioritize`` rule gave the conversation, to set in the helpdesk once.
+    ``priority`` the priority a ``prioritize`` rule gave the conversation, to set in the helpdesk once;
+    with *custom_attributes*, ``attributes`` the :func:`sla_attributes` wanted now (None: remove them).
     Shadow policies write nothing. With *evaluation*, miss and at-risk notes carry the people the policy
     mentions (its ``mention``: the assignee and/or the team, as the conversation shows them now), and a
     miss note the time its clock stopped when it stopped late.
@@ -153,6 +178,10 @@ def writeback_intents(
     had = previous.get("label") if previous.get("live") else None
     if wanted != had or (wanted is not None and not previous):
         intents.append((LABELS_KEY, {"label": wanted}))
+    if custom_attributes:
+        attributes = sla_attributes(current)
+        if attributes != sla_attributes(previous) or (attributes is not None and not previous):
+            intents.append((ATTRIBUTES_KEY, {"attributes": attributes}))
     shadow = evaluation is not None and evaluation.policy is not None and not evaluation.policy.live
     if current.get("prioritized") and current["prioritized"] != previous.get("prioritized") and not shadow:
         # Recorded once per conversation (the key is never reset): the helpdesk's priority is set once.
