@@ -227,6 +227,7 @@ class Reports:
 
     engine: Engine
     chatwoot_url: str | None = None  # for links to conversations
+    own_labels: frozenset[str] = frozenset()  # the plugin's status labels: left out of the label breakdown
     _store: Store = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -372,8 +373,8 @@ class Reports:
 
     def breakdown(self, filters: Filters, by: str) -> dict[str, Any]:
         """Figures per value of one dimension (``inbox``, ``team``, ``agent``, ``policy``, ``channel``,
-        ``priority``, ``label``). A conversation counts once under each of its labels; ``policy`` rows
-        carry the target figures."""
+        ``priority``, ``label``). A conversation counts once under each of its labels (the plugin's own
+        status labels left out: they say what the SLA says); ``policy`` rows carry the target figures."""
         if by not in DIMENSIONS:
             raise ReportError(f"by must be one of {', '.join(DIMENSIONS)}; got {by!r}")
         if by == "policy":
@@ -386,7 +387,8 @@ class Reports:
             merged: dict[str | None, Totals] = {}
             # Grouped by the label set in SQL (few distinct sets), then added to each label of the set.
             for (labels,), totals in self._grouped(filters, [applied.c.labels]):
-                for label in [part for part in (labels or "").split(",") if part] or [None]:
+                listed = [part for part in (labels or "").split(",") if part and part not in self.own_labels]
+                for label in listed or [None]:
                     merged[label] = _add(merged.get(label) or _zero(), totals)
             grouped = list(merged.items())
         else:

@@ -100,14 +100,17 @@ def report(
     kind: str, bucket: str, by: str, missed: bool, page: int, per_page: int, output: str, **filters: Any
 ) -> None:
     """Print SLA reports: hit rate against targets, misses per metric, series, grid, breakdowns."""
+    from plugin.adapters.rule_files import check_directory
     from plugin.adapters.settings import Settings
     from plugin.adapters.store import Store
 
     params = {name: list(value) if isinstance(value, tuple) else value for name, value in filters.items() if value}
     settings = Settings.from_env()
     store = Store.from_url(settings.DATABASE_URL)
-    store.migrate()  # an empty database reports zeros instead of failing on missing tables
-    reports = Reports(store.engine, settings.CHATWOOT_URL)
+    # On standard error, so JSON and CSV output stay clean: which database, and whether it holds anything.
+    click.echo(f"Reading {_database_state(store, settings.DATABASE_URL)}", err=True)
+    rules, _ = check_directory(settings.SLA_RULES_DIR)
+    reports = Reports(store.engine, settings.CHATWOOT_URL, rules.owned_label_titles if rules else frozenset())
     try:
         chosen = Filters.from_params(resolve_names(params, reports.names()), default_tz=settings.SLA_REPORT_TIMEZONE)
         if kind == "summary":
@@ -138,6 +141,29 @@ def report(
     shown = TERMINAL_COLUMNS.get(kind) or (columns if kind == "grid" else (by, "name", *TERMINAL_FIGURES))
     records = [dict(zip(columns, row, strict=False)) for row in rows]
     click.echo(_aligned(shown, [row_values(record, shown) for record in records]))
+
+
+def _database_state(store: Any, url: str) -> str:
+    """The database named (password masked) and what it holds; migrates it, so an empty or new one
+    reports zeros instead of failing on missing tables."""
+    import sqlalchemy as sa
+
+    from plugin.adapters.settings import mask_url_password
+    from plugin.adapters.store import applied
+
+    new = not sa.inspect(store.engine).has_table(applied.name)
+    store.migrate()
+    with store.engine.connect() as connection:
+        empty = connection.execute(sa.select(applied.c.account_id).limit(1)).first() is None
+    named = f"{mask_url_password(url)} (DATABASE_URL)"
+    if new:
+        return (
+            f"{named}: a new database, created just now, so every figure is zero. Is DATABASE_URL the plugin's "
+            "database? (`sla-plugin dev` prints the command that reads the demo's.)"
+        )
+    if empty:
+        return f"{named}: no SLA has been applied in it yet, so every figure is zero."
+    return named
 
 
 def _summary_text(data: dict[str, Any]) -> str:

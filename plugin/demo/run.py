@@ -10,6 +10,7 @@ label change and note the helpdesk receives from the plugin.
 from __future__ import annotations
 
 import secrets
+import shlex
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -22,6 +23,7 @@ import requests
 
 from connectors.chatwoot.client import ChatwootClient
 from plugin.adapters.manifest import load_manifest
+from plugin.adapters.settings import mask_url_password
 from plugin.cli.install import install
 from plugin.demo import script
 from plugin.demo.helpdesk import ACCOUNT_ID, DEMO_API_TOKEN, PLUGIN_USER_ID, DemoHelpdesk, HelpdeskServer
@@ -124,6 +126,8 @@ class DemoSession:
                 return
             admin_token = self.settings["SLA_ADMIN_TOKEN"]
             self.say("demo", f"reports page: {self.plugin_url}/reports?token={admin_token}")
+            for line in self.address_lines():
+                self.say("demo", line)
             self.say(
                 "demo",
                 f"playing a helpdesk morning at {script.DEFAULT_SPEED:g}x (one scripted minute a "
@@ -136,6 +140,16 @@ class DemoSession:
             self.say("demo", "still running: the helpdesk, the plugin and its sweeper; Ctrl-C stops everything")
         except script.Stopped:
             return
+
+    def address_lines(self) -> list[str]:
+        """Where to look besides the terminal: the report command that reads this demo's database (another
+        terminal would read the default one) and the sidebar's address (Chatwoot frames it as a Dashboard
+        App, which install registered)."""
+        database = mask_url_password(self.settings["DATABASE_URL"])
+        return [
+            f"reports in a terminal: DATABASE_URL={shlex.quote(database)} sla-plugin report",
+            f"sidebar (Dashboard App): {self.plugin_url}/sidebar?token={self.settings['SLA_SIDEBAR_TOKEN']}",
+        ]
 
     def _wait_until_ready(self) -> bool:
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS

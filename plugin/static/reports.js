@@ -114,11 +114,30 @@
     });
   }
 
+  // A long range has too many hours for readable bars: sum them into blocks of 2, 3, 4, 6, 8 or 12 hours,
+  // or whole days, so that at most MAX_BARS bars are drawn (30 days: blocks of 8 hours).
+  var MAX_BARS = 96, BLOCKS = [1, 2, 3, 4, 6, 8, 12, 24];
+  function blockHours(count) {
+    var fitting = BLOCKS.filter(function (hours) { return Math.ceil(count / hours) <= MAX_BARS; })[0];
+    return fitting || 24 * Math.ceil(count / 24 / MAX_BARS);
+  }
+
   function hourlyChart() {
-    var points = data.hourly;
-    bars("chart-hourly", points.map(function (p) { return hourLabel(p.local); }), [
-      {name: "applied", color: "#9db9e8", values: points.map(function (p) { return p.applied; })},
-      {name: "missed", color: "#c62828", values: points.map(function (p) { return p.conversations_missed; })}
+    var points = data.hourly, hours = blockHours(points.length), blocks = [];
+    for (var start = 0; start < points.length; start += hours) {
+      var slice = points.slice(start, start + hours);
+      blocks.push({
+        label: hours >= 24 ? dayLabel(slice[0].local) : hourLabel(slice[0].local),
+        applied: slice.reduce(function (sum, p) { return sum + p.applied; }, 0),
+        missed: slice.reduce(function (sum, p) { return sum + p.conversations_missed; }, 0)
+      });
+    }
+    var caption = document.getElementById("hourly-caption");
+    caption.textContent = "Applied and missed per " + (hours === 1 ? "hour" : hours + " hours");
+    caption.parentNode.setAttribute("data-block-hours", hours);
+    bars("chart-hourly", blocks.map(function (b) { return b.label; }), [
+      {name: "applied", color: "#9db9e8", values: blocks.map(function (b) { return b.applied; })},
+      {name: "missed", color: "#c62828", values: blocks.map(function (b) { return b.missed; })}
     ], "No SLA applied in this range");
   }
 

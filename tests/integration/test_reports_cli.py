@@ -18,7 +18,8 @@ WEEK = ["--since", "2026-03-02", "--until", "2026-03-08"]
 def run(*arguments: str) -> str:
     result = CliRunner().invoke(report, [*WEEK, *arguments], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    return result.output
+    assert result.stderr.startswith("Reading ")  # which database, on standard error
+    return result.stdout
 
 
 def test_report_command_prints_the_api_figures(report_runtime, fixture_payload):
@@ -65,3 +66,24 @@ def test_report_command_explains_a_bad_filter(report_runtime):
     assert result.exit_code == 2 and "no inbox is called 'Helpdesk'" in result.output
     result = CliRunner().invoke(report, ["--tz", "Berlin"])
     assert result.exit_code == 2 and "unknown time zone 'Berlin'" in result.output
+
+
+def test_report_command_names_the_database_and_says_when_it_is_new_or_empty(tmp_path, runtime_environment):
+    url = f"sqlite:///{tmp_path / 'elsewhere.sqlite3'}"
+    runtime_environment(DATABASE_URL=url)
+    first = CliRunner().invoke(report, [])
+    assert first.exit_code == 0
+    assert f"Reading {url} (DATABASE_URL): a new database, created just now" in first.stderr
+    assert "applied 0, missed 0" in first.stdout
+    again = CliRunner().invoke(report, [])
+    assert f"Reading {url} (DATABASE_URL): no SLA has been applied in it yet" in again.stderr
+
+
+def test_the_plugins_own_labels_are_left_out_of_the_label_breakdown(report_runtime, fixture_payload):
+    from plugin.adapters.store import applied
+
+    load_scenario(report_runtime.redis, fixture_payload)
+    with report_runtime.store.engine.begin() as connection:
+        connection.execute(applied.update().values(labels=",billing,sla-missed,"))
+    rows = list(csv.DictReader(io.StringIO(run("--format", "csv", "--report", "breakdown", "--by", "label"))))
+    assert [row["label"] for row in rows] == ["billing"]

@@ -244,3 +244,12 @@ def test_a_name_typed_in_a_filter_is_resolved_or_refused_with_what_to_do(client)
     text = error_page.get_data(as_text=True)
     assert error_page.status_code == 400 and "no policy is called &#39;Gold&#39;" in text
     assert f'href="/reports?token={ADMIN}" id="start-again"' in text  # the way back keeps the token
+
+
+def test_the_label_breakdown_leaves_out_the_plugins_own_labels(client, report_runtime):
+    from plugin.adapters.store import applied
+
+    with report_runtime.store.engine.begin() as connection:
+        connection.execute(applied.update().where(applied.c.labels.is_(None)).values(labels=",sla-on-track,"))
+    by_label = client.get(f"/api/reports/breakdown?{WEEK}&by=label", headers=BEARER).get_json()
+    assert {row["key"]: row["applied"] for row in by_label["rows"]} == {"billing": 2, "vip": 1, None: 6}

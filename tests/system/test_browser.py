@@ -208,6 +208,8 @@ def test_reports_page_shows_figures_and_charts(browser, servers):
     assert len(cells) == 7 * 24
     assert sum(int(cell.get_attribute("data-value")) for cell in cells) == 6
     assert browser.find_elements(By.CSS_SELECTOR, "#chart-hourly rect.bar.missed")
+    # A week of hours is drawn in 2-hour blocks (84 slots), not 168 hair-thin bars.
+    assert browser.find_element(By.ID, "hourly-caption").text == "Applied and missed per 2 hours"
     rows = browser.find_elements(By.CSS_SELECTOR, "#conversations tbody tr")
     assert len(rows) == 5 and "next response 2026-03-04T11:20:00Z" in browser.find_element(By.ID, "conversations").text
     # Breakdowns and the drill-down show names, not ids.
@@ -271,6 +273,9 @@ def test_reports_page_shows_figures_and_charts(browser, servers):
     assert "no team is called 'Nightshift'" in browser.find_element(By.CSS_SELECTOR, "p.error").text
     browser.find_element(By.ID, "start-again").click()
     wait_for(lambda: browser.find_elements(By.ID, "hit-rate"), what="the report again")
+    # The default 30 days: 720 hours in 8-hour blocks.
+    wait_for(lambda: browser.find_element(By.TAG_NAME, "body").get_attribute("data-charts") == "ready", what="charts")
+    assert browser.find_element(By.ID, "hourly-caption").text == "Applied and missed per 8 hours"
     browser.get(f"{servers['plugin']}/reports?{WEEK}&token={ADMIN}")
 
     # The drill-down's timeline link shows a conversation's event log.

@@ -286,6 +286,12 @@ def test_the_dev_session_installs_into_its_helpdesk_and_summarises_from_the_stor
         assert "SLA_ADMIN_TOKEN" not in settings  # what the environment sets wins
         assert any("label sla-missed: created" in line for line in lines)
         assert len(session.helpdesk.dashboard_apps) == 1
+        # The demo says how to read its own data from another terminal, and where the sidebar is.
+        command, sidebar = session.address_lines()
+        assert command == f"reports in a terminal: DATABASE_URL=sqlite:///{tmp_path / 'demo.sqlite3'} sla-plugin report"
+        assert (
+            sidebar == f"sidebar (Dashboard App): http://127.0.0.1:8123/sidebar?token={settings['SLA_SIDEBAR_TOKEN']}"
+        )
 
         Store.from_url(settings["DATABASE_URL"]).migrate()
         session.plugin_url = "http://127.0.0.1:1"  # nothing listens: the summary falls back to the store
