@@ -253,3 +253,34 @@ def test_the_label_breakdown_leaves_out_the_plugins_own_labels(client, report_ru
         connection.execute(applied.update().where(applied.c.labels.is_(None)).values(labels=",sla-on-track,"))
     by_label = client.get(f"/api/reports/breakdown?{WEEK}&by=label", headers=BEARER).get_json()
     assert {row["key"]: row["applied"] for row in by_label["rows"]} == {"billing": 2, "vip": 1, None: 6}
+
+
+EXTREME = [
+    ("until=9999-12-31", "until must lie between"),
+    ("since=0001-01-01T00:00:00%2B05:00", "since must lie between"),  # before year 1 once in UTC
+    ("until=9999-12-31T23:59:59-05:00", "until must lie between"),  # after year 9999 once in UTC
+    ("since=9999-12-30&until=9999-12-31", "must lie between"),
+    ("since=0001-01-01&until=0001-01-02&tz=Asia/Tokyo", "must lie between"),
+    ("page=99999999999999999999", "page must be at most"),
+    ("page=9223372036854775807&missed=true", "page must be at most"),
+]
+EXTREME_ENDPOINTS = [
+    "/api/reports/summary",
+    "/api/reports/series?bucket=hour",
+    "/api/reports/grid",
+    "/api/reports/breakdown?by=inbox",
+    "/api/reports/conversations",
+    "/api/reports/summary.csv",
+    "/reports",
+]
+
+
+@pytest.mark.parametrize("query, message", EXTREME)
+def test_extreme_dates_and_pages_are_a_clear_400_never_a_500(client, query, message):
+    for endpoint in EXTREME_ENDPOINTS:
+        if query.startswith("page") and "conversations" not in endpoint and endpoint != "/reports":
+            continue  # only the drill-down pages
+        separator = "&" if "?" in endpoint else "?"
+        response = client.get(f"{endpoint}{separator}{query}", headers=BEARER)
+        assert response.status_code == 400, (endpoint, response.status_code, response.get_data(as_text=True)[:300])
+        assert message in response.get_data(as_text=True), endpoint

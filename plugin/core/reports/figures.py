@@ -16,6 +16,7 @@ UTC = UTC
 DEFAULT_DAYS = 30
 DEFAULT_PER_PAGE = 25  # Chatwoot's page size for applied SLAs
 MAX_PER_PAGE = 500
+MAX_PAGE = 1_000_000  # far past any real drill-down; a larger page would overflow the SQL OFFSET
 MAX_ID = 2**63 - 1  # ids are stored in BIGINT columns
 METRIC_PREFIXES = {FIRST_RESPONSE: "frt", NEXT_RESPONSE: "nrt", RESOLUTION: "rt"}
 PREFIX_METRICS = {prefix: metric for metric, prefix in METRIC_PREFIXES.items()}
@@ -252,4 +253,6 @@ def parse_page(params: Mapping[str, Sequence[str] | str]) -> tuple[int, int, boo
         page, per_page = int(one("page", "1")), int(one("per_page", str(DEFAULT_PER_PAGE)))
     except ValueError:
         raise ReportError("page and per_page must be whole numbers") from None
+    if page > MAX_PAGE:
+        raise ReportError(f"page must be at most {MAX_PAGE:,}, got {page}")
     return page, per_page, one("missed", "false").lower() in ("1", "true", "yes", "on")

@@ -154,13 +154,27 @@ def _parse_bound(values: list[str], name: str, end_of_day: bool, place: tzinfo) 
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
-            return utc(datetime.combine(day + timedelta(days=1) if end_of_day else day, time(), place))
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-        return utc(moment if moment.tzinfo is not None else moment.replace(tzinfo=place))
+            bound = utc(datetime.combine(day + timedelta(days=1) if end_of_day else day, time(), place))
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+            bound = utc(moment if moment.tzinfo is not None else moment.replace(tzinfo=place))
     except ValueError:
         raise ReportError(
             f"{name} must be an ISO-8601 date or time such as 2026-03-02 or 2026-03-02T09:00:00Z, got {text!r}"
         ) from None
+    except OverflowError:  # a day after 9999-12-31, or an offset that moves the time out of years 1-9999
+        bound = None
+    if bound is None or not EARLIEST_BOUND <= bound <= LATEST_BOUND:
+        raise ReportError(
+            f"{name} must lie between {EARLIEST_BOUND:%Y-%m-%d} and {LATEST_BOUND:%Y-%m-%d}, got {text!r}"
+        )
+    return bound
+
+
+# Report dates within these years: days, hours and zone offsets can be added to either without leaving the
+# years Python's datetime and the databases hold (a request for until=9999-12-31 used to fail with a 500).
+EARLIEST_BOUND = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST_BOUND = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 # --- names typed where ids are expected -------------------------------------------------------------------
