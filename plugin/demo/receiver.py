@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,7 +78,9 @@ class NotificationReceiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 status, extra = receiver.respond(self.path, headers, body)
-                checked = signature_valid(receiver.secret, headers, body) if receiver.secret else None
+                checked = None  # no secret to check against, or a Slack message (never signed)
+                if receiver.secret and "x-sla-event" in headers:
+                    checked = signature_valid(receiver.secret, headers, body)
                 with receiver.lock:
                     receiver.received.append(Received(self.path, headers, body, status, checked))
                 self.send_response(status)
@@ -101,6 +104,7 @@ class NotificationReceiver:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            self._server = None
 
     def bodies(self, path: str) -> list[Any]:
         """The JSON bodies of the requests to *path* that were answered 2xx."""
@@ -112,7 +116,7 @@ def describe(path: str, headers: dict[str, str], body: bytes, signature_ok: bool
     """One line for the terminal: the Slack message's text, or the webhook's event and what it names."""
     data = json.loads(body)
     if "text" in data:
-        return f"Slack    {data['text']}"
+        return "Slack    " + re.sub(r"<[^|>]+\|([^>]+)>", r"\1", data["text"])  # a link shows its label
     checked = {True: "signature ok", False: "BAD SIGNATURE", None: "unsigned"}[signature_ok]
     metric = f" {data['metric']}" if data.get("metric") else ""
     return (

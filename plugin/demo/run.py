@@ -27,6 +27,7 @@ from plugin.adapters.settings import mask_url_password
 from plugin.cli.install import install
 from plugin.demo import script
 from plugin.demo.helpdesk import ACCOUNT_ID, DEMO_API_TOKEN, PLUGIN_USER_ID, DemoHelpdesk, HelpdeskServer
+from plugin.demo.receiver import NotificationReceiver
 from plugin.resources import shipped
 
 DEMO_RULES = shipped("demo", "rules")
@@ -45,6 +46,10 @@ class DemoSession:
         self.echo = echo
         self.helpdesk = DemoHelpdesk(announce=lambda line: self.say("helpdesk", line))
         self.server: HelpdeskServer | None = None
+        # Where the demo rules send SLA events: a Slack-style and a signed webhook receiver that print them.
+        self.receiver = NotificationReceiver(
+            secret=secrets.token_urlsafe(18), announce=lambda line: self.say("notify", line)
+        )
         self.settings: dict[str, str] = {}
         self._stop = threading.Event()
 
@@ -60,6 +65,7 @@ class DemoSession:
         so a second run does not meet the first run's conversations under the same ids.
         """
         self.server = HelpdeskServer(self.helpdesk).start()
+        self.receiver.start()
         settings = {
             "CHATWOOT_URL": self.server.url,
             "CHATWOOT_ACCOUNT_ID": str(ACCOUNT_ID),
@@ -72,6 +78,9 @@ class DemoSession:
             "SLA_SIDEBAR_TOKEN": secrets.token_urlsafe(18),
             # The terminal is for the story; a warning or an error still shows.
             "SLA_LOG_LEVEL": "WARNING",
+            "SLA_DEMO_SLACK_URL": f"{self.receiver.url}/slack",
+            "SLA_DEMO_WEBHOOK_URL": f"{self.receiver.url}/webhook",
+            "SLA_DEMO_WEBHOOK_SECRET": self.receiver.secret or "",
         }
         if not environ.get("DATABASE_URL"):
             database = Path(instance_path) / DEMO_DATABASE
@@ -114,6 +123,7 @@ class DemoSession:
         self._stop.set()
         if self.server is not None:
             self.server.stop()
+        self.receiver.stop()
 
     def _play(self) -> None:
         try:

@@ -96,3 +96,30 @@ def test_slack_text_for_a_clock_still_running_past_its_due_time_counts_the_laten
         "first response was due 10:00 UTC; still open, 1h 35m late"
     )
     assert [block["type"] for block in message["blocks"]] == ["section", "context"]
+
+
+def test_the_demo_receiver_checks_signatures_and_prints_one_line_per_notification() -> None:
+    import json
+
+    import requests
+
+    from plugin.demo.receiver import NotificationReceiver
+
+    lines: list[str] = []
+    receiver = NotificationReceiver(secret="s3cret", announce=lines.append).start()
+    try:
+        _, found, _ = step(Timeline(), None, "10:30")
+        missed = next(event for event in found if event.name == "sla.missed")
+        body = json.dumps(webhook_body(missed.to_json(), None)).encode()
+        headers = {"X-SLA-Event": "sla.missed", "X-SLA-Timestamp": "1768381200"}
+        good = {**headers, "X-SLA-Signature": signature("s3cret", "1768381200", body)}
+        requests.post(f"{receiver.url}/webhook", data=body, headers=good, timeout=5)
+        requests.post(f"{receiver.url}/webhook", data=body, headers={**good, "X-SLA-Timestamp": "1"}, timeout=5)
+        slack = slack_message(missed.to_json(), "https://chat.example/c/87", t("10:40"))
+        requests.post(f"{receiver.url}/slack", json=slack, timeout=5)
+    finally:
+        receiver.stop()
+    assert [item.signature_ok for item in receiver.received] == [True, False, None]
+    assert lines[0].startswith("webhook  sla.missed first_response conversation 87") and "signature ok" in lines[0]
+    assert "BAD SIGNATURE" in lines[1]
+    assert lines[2].startswith("Slack    :red_circle: SLA missed: conversation #87 (Quick)")
