@@ -23,6 +23,9 @@ from plugin.core.rules.model import ERROR, RuleProblem, RulesError, RuleSet
 
 logger = logging.getLogger("plugin.rules")
 
+MAX_RULE_FILE_BYTES = 1024 * 1024
+"""A rule file larger than this is refused unread (the shipped files are a few KB)."""
+
 
 def is_rule_file(path: Path) -> bool:
     """Whether *path* is a rule file: ``*.json``, not ``*.schema.json``, not hidden."""
@@ -51,6 +54,19 @@ def read_sources(directory: str | Path) -> list[RuleSource]:
     sources = []
     for path in sorted((path for path in folder.iterdir() if is_rule_file(path)), key=lambda path: path.name):
         try:
+            size = path.stat().st_size
+            if size > MAX_RULE_FILE_BYTES:
+                # Not read at all: an 11 MB file took 20 s and 561 MB of memory to load.
+                sources.append(
+                    RuleSource(
+                        str(path),
+                        path.name,
+                        b"",
+                        f"the file is {size:,} bytes, more than the {MAX_RULE_FILE_BYTES:,} a rule file may have; "
+                        f"split it into several files",
+                    )
+                )
+                continue
             sources.append(RuleSource(str(path), path.name, path.read_bytes()))
         except OSError as error:
             sources.append(RuleSource(str(path), path.name, b"", f"cannot read the file: {error.strerror}"))

@@ -137,6 +137,9 @@ def serve(host: str, port: int, workers: int, insecure_no_webhook_auth: bool) ->
             "-",
             "--access-logformat",
             '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss',
+            # The path is written with control characters percent-encoded: a %0A must not forge a line.
+            "--logger-class",
+            "plugin.web.access_log.AccessLogger",
             # gunicorn's control socket would default to a file under the user's home; nothing uses it.
             "--no-control-socket",
             "plugin.web:create_app()",

@@ -30,6 +30,9 @@ CONTACT, HUMAN, BOT, AUTOMATION, CAMPAIGN = "contact", "human", "bot", "automati
 
 INCOMING, OUTGOING = "incoming", "outgoing"
 
+MAX_MESSAGE_TEXT = 10_000
+"""A message's text is kept up to this many characters (what rules can test of it)."""
+
 
 def utc(moment: datetime) -> datetime:
     """Return *moment* as an aware UTC datetime floored to the whole second (docs/contracts.md section 4)."""
@@ -110,6 +113,12 @@ class Message:
     private: bool = False
     sender_id: int | None = None
     content: str | None = None
+
+    def __post_init__(self) -> None:
+        # The engine needs a message's words, not megabytes: a conversation keeps every event it saw, and
+        # sixty messages of 500 KB made one 30 MB row. Rules see the same cut text live and in replay.
+        if self.content is not None and len(self.content) > MAX_MESSAGE_TEXT:
+            object.__setattr__(self, "content", self.content[:MAX_MESSAGE_TEXT])
 
     @property
     def is_human_reply(self) -> bool:

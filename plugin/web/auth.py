@@ -65,15 +65,14 @@ def check(settings_names: tuple[str, ...], allow_query: bool) -> Response | None
     return None
 
 
-def requires(*settings_names: str, allow_query: bool = False) -> Callable:
-    """Decorate a view so it answers only requests with one of these settings' tokens."""
+def requires(*settings_names: str, allow_query: bool | Callable[[], bool] = False) -> Callable:
+    """Decorate a view so it answers only requests with one of these settings' tokens; ``allow_query`` (or,
+    when callable, its answer for the request) says whether ``?token=`` is taken besides the header."""
 
     def decorate(view: Callable) -> Callable:
         @functools.wraps(view)
         def guarded(*args, **kwargs):
-            refusal = check(
-                settings_names, allow_query or request.path.endswith(".csv") or request.args.get("format") == "csv"
-            )
+            refusal = check(settings_names, allow_query() if callable(allow_query) else allow_query)
             return refusal if refusal is not None else view(*args, **kwargs)
 
         return guarded
@@ -81,7 +80,14 @@ def requires(*settings_names: str, allow_query: bool = False) -> Callable:
     return decorate
 
 
+def _asks_for_csv() -> bool:
+    return request.path.endswith(".csv") or request.args.get("format") == "csv"
+
+
 admin_required = requires(ADMIN)
+# A CSV download is a link (from the page, a bookmark), which cannot carry a header: ?token= is taken there,
+# and only there, never for the same endpoint's JSON nor for any other admin endpoint.
+admin_download = requires(ADMIN, allow_query=_asks_for_csv)
 admin_page = requires(ADMIN, allow_query=True)
 # The Dashboard App's URL carries the sidebar token, so its page and API take it as ?token= as well.
 sidebar_required = requires(SIDEBAR, ADMIN, allow_query=True)

@@ -31,7 +31,7 @@ from plugin.core.reports.figures import (
 from plugin.core.reports.filters import PRIORITIES, Filters, resolve_names
 from plugin.core.reports.zones import all_zones
 from plugin.core.rules.model import RulesError
-from plugin.web.auth import admin_page, admin_required
+from plugin.web.auth import admin_download, admin_page, admin_required
 
 blueprint = Blueprint(
     "reports", __name__, template_folder="../templates", static_folder="../static", static_url_path="/static/sla"
@@ -83,7 +83,7 @@ def _bad_request(error: ReportError) -> tuple[Response, int]:
 
 
 @blueprint.get("/api/reports/<name>")
-@admin_required
+@admin_download
 def report(name: str) -> Response:
     """One report as JSON, or as CSV for ``<kind>.csv`` or ``?format=csv``."""
     kind, _, extension = name.partition(".")

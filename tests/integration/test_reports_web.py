@@ -62,6 +62,15 @@ def test_the_json_api_takes_the_token_only_as_a_header(client):
     assert client.get(f"/reports?token={ADMIN}").status_code == 200
 
 
+def test_the_admin_token_in_the_query_opens_csv_downloads_and_pages_only(client):
+    # ?format=csv on an endpoint without CSV used to let the token ride in the URL for its JSON.
+    for path in ("/api/reports/conversations/1/2", "/api/reports/conversations/1/2?format=csv"):
+        separator = "&" if "?" in path else "?"
+        assert client.get(f"{path}{separator}token={ADMIN}").status_code == 401, path
+    assert client.get("/api/reports/conversations/1/2", headers=BEARER).status_code == 200
+    assert client.get(f"/api/reports/conversations.csv?{WEEK}&token={ADMIN}").status_code == 200
+
+
 @pytest.mark.parametrize("path", ["/api/reports/summary", "/reports", "/sidebar", "/api/sidebar/conversations/1/2"])
 def test_nothing_is_open_when_the_tokens_are_not_configured(make_app, path):
     client = make_app().test_client()
@@ -190,6 +199,21 @@ def test_csv_export_neutralises_formulas_from_the_store(database_url, make_app):
         as_text=True
     )
     assert "'+Channel" in summary
+    store.engine.dispose()
+
+
+def test_a_formula_inside_a_label_list_is_neutralised_too(database_url, make_app):
+    store = Store.from_url(database_url)
+    store.migrate()
+    rows = synthetic_rows(1, 1)
+    rows[0]["labels"] = ',billing,=HYPERLINK("http://evil"),'
+    with store.engine.begin() as connection:
+        connection.execute(applied.insert(), rows)
+    client = make_app(DATABASE_URL=database_url, SLA_ADMIN_TOKEN=ADMIN).test_client()
+    text = client.get("/api/reports/conversations.csv?since=2026-03-01", headers=BEARER).get_data(as_text=True)
+    (row,) = csv.DictReader(io.StringIO(text))
+    # Split at ";" (as a spreadsheet in a ";" locale would), no part starts a formula.
+    assert row["labels"] == 'billing;\'=HYPERLINK("http://evil")'
     store.engine.dispose()
 
 

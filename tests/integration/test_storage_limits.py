@@ -20,7 +20,8 @@ from connectors import get_connector
 from plugin.adapters import redis_keys
 from plugin.adapters import store as store_module
 from plugin.adapters import streams as ingest
-from plugin.adapters.store import applied, storable_text
+from plugin.adapters.store import applied, conversations, storable_text
+from plugin.core.events import MAX_MESSAGE_TEXT
 from plugin.jobs.drain import process_stream
 
 RULES = {
@@ -111,3 +112,24 @@ def test_a_conversation_whose_rows_the_database_refuses_is_set_aside_and_the_bat
     assert runtime.redis.xlen(redis_keys.EVENT_STREAM) == 0  # nothing left to be claimed and fail again
     dead = runtime.redis.xrange(redis_keys.DEAD_LETTERS)
     assert len(dead) == 1 and b'"id": 501' in dead[0][1][b"body"]
+
+
+def test_huge_messages_keep_their_words_not_their_megabytes(runtime, fixture_payload):
+    # Twenty customer messages of 500 KB each (a pasted log, an inlined attachment) used to make a 10 MB row.
+    bodies = [_conversation(fixture_payload, 601, "high", "Channel::Email", [])]
+    for number in range(20):
+        message = fixture_payload("message_created-incoming")
+        message["conversation"]["id"] = 601
+        message.update(id=70_000 + number, content=f"refund please {number} " + "x" * 500_000)
+        bodies.append(json.dumps(message).encode())
+    for body in bodies:
+        ingest.submit(runtime.redis, "chatwoot", body, received_at=datetime.now(UTC))
+
+    _drain(runtime)
+
+    with runtime.store.engine.connect() as connection:
+        state = connection.execute(
+            sa.select(conversations.c.state).where(conversations.c.conversation_id == 601)
+        ).scalar_one()
+    assert len(state) < 20 * (MAX_MESSAGE_TEXT + 5_000)  # each message's first 10,000 characters, not 500 KB
+    assert "refund please 19" in state

@@ -305,7 +305,7 @@ def test_health_check_never_shows_the_database_password(make_app, caplog):
     assert all(DB_PASSWORD not in record.getMessage() for record in caplog.records)
 
 
-def test_the_production_server_access_log_never_shows_url_tokens(tmp_path, redis_server):
+def test_the_production_server_access_log_never_shows_url_tokens_nor_forged_lines(tmp_path, redis_server):
     """`sla-plugin serve` logs every request; the sidebar and report links and unsigned installs carry
     tokens in the URL, so the access log must not print query strings."""
     from plugin.adapters.services import pick_free_port
@@ -348,11 +348,15 @@ def test_the_production_server_access_log_never_shows_url_tokens(tmp_path, redis
         )
         assert get(f"/reports?token={ADMIN_TOKEN}").status_code == 200
         assert get(f"/sidebar?token={SIDEBAR_TOKEN}").status_code == 200
-        wait_until(lambda: log_path.read_text().count("GET /") >= 3, 15, "the access log is written")
+        # An encoded newline in the path must not start a forged line of its own.
+        assert get("/healthz%0A6.6.6.6%20%22GET%20/forged%22%20200%20-%200.1s").status_code == 404
+        wait_until(lambda: log_path.read_text().count("GET /") >= 4, 15, "the access log is written")
     finally:
         stop_process(server)
     text = log_path.read_text()
     assert "/webhooks/chatwoot" in text
+    assert not [line for line in text.splitlines() if line.startswith("6.6.6.6")], text
+    assert '/healthz%0A6.6.6.6 %22GET /forged%22 200 - 0.1s"' in text
     for secret in (WEBHOOK_TOKEN, ADMIN_TOKEN, SIDEBAR_TOKEN):
         assert secret not in text, f"the access log shows a token: {secret[:8]}..."
 

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from plugin.core.policy import FIRST_RESPONSE, NEXT_RESPONSE, RESOLUTION
+from plugin.core.reports.csv_export import neutralise
 
 UTC = UTC
 DEFAULT_DAYS = 30
@@ -236,7 +237,8 @@ def _cell(value: Any, column: str) -> Any:
     if column == "misses" and isinstance(value, list):
         return "; ".join(f"{miss['metric']} {miss['due_at']}" for miss in value)
     if isinstance(value, (list, tuple)):
-        return ";".join(str(part) for part in value)
+        # Each part on its own: a spreadsheet that splits cells at ";" would read "=..." after it as a formula.
+        return ";".join(str(neutralise(part)) for part in value)
     if column == "target" and isinstance(value, float):
         return round(value, 4)
     return value
