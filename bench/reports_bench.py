@@ -126,6 +126,10 @@ def synthetic(rows: int) -> tuple[list[tuple], list[tuple]]:
             "rt_missed_at": stamp(rt_due) if rt_missed else None,
             "rt_misses": int(rt_missed),
             "nrt_misses_per_message": nrt_misses + (rng.randrange(3) if nrt_misses else 0),
+            "frt_working_seconds": rng.randrange(60, 7200),
+            "frt_target_seconds": 3600,
+            "rt_working_seconds": rng.randrange(3600, 48 * 3600) if resolved else None,
+            "rt_target_seconds": 86400 if resolved else None,
             "any_miss": int(any_miss),
             "evaluated_at": stamp(moment),
         }

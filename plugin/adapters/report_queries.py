@@ -47,6 +47,7 @@ from plugin.core.reports.figures import (
     MAX_ID,
     MAX_PER_PAGE,
     METRIC_PREFIXES,
+    PREFIX_METRICS,
     UTC,
     WEEKDAYS,
     ReportError,
@@ -60,6 +61,7 @@ from plugin.core.reports.figures import (
     target_figures,
 )
 from plugin.core.reports.filters import Filters
+from plugin.core.reports.targets import FACTORS, PERCENTILES, TIMED, target_fit
 from plugin.core.reports.zones import (
     local_day_start,
     local_hour_start,
@@ -401,6 +403,44 @@ class Reports:
             for key, totals in sorted(grouped, key=lambda item: (item[0] is None, str(item[0])))
         ]
         return {"filters": filters.describe(), "by": by, "rows": rows}
+
+    def targets(self, filters: Filters) -> dict[str, Any]:
+        """Targets that fit: per policy, first-response and resolution times of the cohort in working time
+        (percentiles) and the hit rate the same conversations would have had at other targets
+        (:func:`plugin.core.reports.targets.target_fit`). Only stopped clocks count (answered, resolved)."""
+        columns = [applied.c[f"{prefix}_{name}"] for prefix in ("frt", "rt") for name in TIMED]
+        query = (
+            sa.select(applied.c.policy_id, applied.c.mode, *columns)
+            .where(*filter_conditions(filters))
+            .where(sa.or_(applied.c.frt_working_seconds.is_not(None), applied.c.rt_working_seconds.is_not(None)))
+        )
+        timed: dict[tuple[str, str], dict[str, list[tuple[int, int]]]] = {}
+        with self.engine.connect() as connection:
+            for row in connection.execute(query):
+                entry = timed.setdefault((row.policy_id, row.mode), {"frt": [], "rt": []})
+                for prefix in ("frt", "rt"):
+                    seconds, target = (
+                        row._mapping[f"{prefix}_working_seconds"],
+                        row._mapping[f"{prefix}_target_seconds"],
+                    )
+                    if seconds is not None and target:
+                        entry[prefix].append((seconds, target))
+        known = self.names(filters).get("policy", {})
+        policies = [
+            {
+                "policy": policy_id,
+                "name": known.get(policy_id, policy_id),
+                "mode": mode,
+                **{PREFIX_METRICS[prefix]: target_fit(entry[prefix]) for prefix in ("frt", "rt")},
+            }
+            for (policy_id, mode), entry in sorted(timed.items())
+        ]
+        return {
+            "filters": filters.describe(),
+            "factors": list(FACTORS),
+            "percentiles": list(PERCENTILES),
+            "policies": policies,
+        }
 
     def conversations(
         self, filters: Filters, page: int = 1, per_page: int = DEFAULT_PER_PAGE, only_missed: bool = False

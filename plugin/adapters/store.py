@@ -90,6 +90,12 @@ applied = sa.Table(
         )
     ],
     sa.Column("nrt_misses_per_message", sa.Integer, nullable=False, default=0),
+    # Added in version 6: working seconds to the stop, and the target they were judged against.
+    *[
+        sa.Column(f"{prefix}_{name}", sa.Integer)
+        for prefix in ("frt", "rt")
+        for name in ("working_seconds", "target_seconds")
+    ],
     sa.Column("any_miss", sa.Boolean, nullable=False),
     sa.Column("evaluated_at", UTCDateTime, nullable=False),
     sa.Index("ix_sla_applied_account_applied", "account_id", "applied_at"),
@@ -205,12 +211,24 @@ def _next_response_not_started(connection: Connection) -> None:
     )
 
 
+def _working_times(connection: Connection) -> None:
+    """Version 6: first-response and resolution times in working time, with their targets, for the
+    "targets that fit" report. A database created at version 1 by this code has them already; rows
+    stored before stay null (they are reported once evaluated again)."""
+    present = {column["name"] for column in sa.inspect(connection).get_columns(applied.name)}
+    for prefix in ("frt", "rt"):
+        for name in ("working_seconds", "target_seconds"):
+            if f"{prefix}_{name}" not in present:
+                connection.exec_driver_sql(f"ALTER TABLE {applied.name} ADD COLUMN {prefix}_{name} INTEGER")
+
+
 MIGRATIONS: tuple = (
     lambda connection: metadata.create_all(connection, tables=[conversations, applied, misses, log, outbox]),
     _report_indexes,
     _next_response_not_started,
     lambda connection: metadata.create_all(connection, tables=[notifications]),  # version 4
     lambda connection: metadata.create_all(connection, tables=[names]),  # version 5: plugin/adapters/directory.py
+    _working_times,
 )
 
 
@@ -850,6 +868,9 @@ def _applied_row(evaluation: Evaluation, policy: Policy, now: datetime) -> dict[
         row[f"{prefix}_misses"] = result.misses if result else 0
         if metric == NEXT_RESPONSE and result is not None:
             row["nrt_misses_per_message"] = result.misses_per_message or 0
+        elif prefix in ("frt", "rt"):
+            row[f"{prefix}_working_seconds"] = result.working_seconds if result else None
+            row[f"{prefix}_target_seconds"] = result.target_seconds if result else None
     return row
 
 

@@ -15,8 +15,9 @@ import click
 
 from plugin.adapters.report_queries import DIMENSIONS, Reports
 from plugin.core.reports.csv_export import csv_lines
-from plugin.core.reports.figures import BUCKETS, MODES, ReportError, parse_page, row_values, table
+from plugin.core.reports.figures import BUCKETS, MODES, ReportError, parse_page, percent, row_values, table
 from plugin.core.reports.filters import Filters, resolve_names
+from plugin.core.reports.targets import duration_text
 
 # The columns a terminal has room for; --format csv and json carry every figure.
 TERMINAL_FIGURES = (
@@ -32,6 +33,7 @@ TERMINAL_FIGURES = (
 TERMINAL_COLUMNS = {
     "summary": ("scope", "policy", "mode", *TERMINAL_FIGURES, "budget", "over_budget"),
     "series": ("start", *TERMINAL_FIGURES),
+    "targets": ("policy", "mode", "metric", "count", "target", "p50", "p90", "p95", "at 0.5x", "at 1x", "at 2x"),
     "conversations": (
         "account_id",
         "conversation_id",
@@ -70,7 +72,7 @@ TERMINAL_COLUMNS = {
 @click.option(
     "--report",
     "kind",
-    type=click.Choice(["summary", "series", "grid", "breakdown", "conversations"]),
+    type=click.Choice(["summary", "series", "grid", "breakdown", "conversations", "targets"]),
     default="summary",
     show_default=True,
     help="Which report.",
@@ -121,6 +123,8 @@ def report(
             data = reports.grid(chosen)
         elif kind == "breakdown":
             data = reports.breakdown(chosen, by)
+        elif kind == "targets":
+            data = reports.targets(chosen)
         else:
             page, per_page, _ = parse_page({"page": str(page), "per_page": str(per_page)})
             data = reports.conversations(chosen, page, per_page, missed)
@@ -140,7 +144,19 @@ def report(
         click.echo(_summary_text(data))
     shown = TERMINAL_COLUMNS.get(kind) or (columns if kind == "grid" else (by, "name", *TERMINAL_FIGURES))
     records = [dict(zip(columns, row, strict=False)) for row in rows]
+    if kind == "targets":
+        records = [_target_cells(record) for record in records]
     click.echo(_aligned(shown, [row_values(record, shown) for record in records]))
+
+
+def _target_cells(record: dict[str, Any]) -> dict[str, Any]:
+    """A targets row as people read it: durations in hours and minutes, hit rates in per cent."""
+    return {
+        **record,
+        "target": duration_text(record["target_seconds"]),
+        **{share: duration_text(record[share]) for share in ("p50", "p90", "p95")},
+        **{f"at {factor}": percent(record[f"hit_rate_at_{factor}"]) for factor in ("0.5x", "1x", "2x")},
+    }
 
 
 def _database_state(store: Any, url: str) -> str:

@@ -29,6 +29,7 @@ from plugin.core.reports.figures import (
     table,
 )
 from plugin.core.reports.filters import PRIORITIES, Filters, resolve_names
+from plugin.core.reports.targets import duration_text
 from plugin.core.reports.zones import all_zones
 from plugin.core.rules.model import RulesError
 from plugin.web.auth import admin_download, admin_page, admin_required
@@ -37,7 +38,7 @@ blueprint = Blueprint(
     "reports", __name__, template_folder="../templates", static_folder="../static", static_url_path="/static/sla"
 )
 
-REPORT_KINDS = ("summary", "series", "grid", "breakdown", "conversations")
+REPORT_KINDS = ("summary", "series", "grid", "breakdown", "conversations", "targets")
 
 
 def reports() -> Reports:
@@ -73,6 +74,8 @@ def build(kind: str, params: dict[str, list[str]]) -> dict[str, Any]:
         return source.grid(filters)
     if kind == "breakdown":
         return source.breakdown(filters, (params.get("by") or ["inbox"])[0])
+    if kind == "targets":
+        return source.targets(filters)
     page, per_page, only_missed = parse_page(params)
     return source.conversations(filters, page, per_page, only_missed)
 
@@ -149,6 +152,7 @@ def page() -> str | tuple[str, int]:
             "grid": source.grid(filters),
             "breakdowns": {by: source.breakdown(filters, by) for by in DIMENSIONS if by != "policy"},
             "conversations": source.conversations(filters, page_number, per_page, only_missed),
+            "targets": source.targets(filters),
         }
     except ReportError as error:
         return render_template("reports_error.html", error=str(error), back=_start_again(token)), 400
@@ -165,6 +169,7 @@ def page() -> str | tuple[str, int]:
         filters=filters.describe(),
         link=link,
         percent=percent,
+        duration=duration_text,
         metric_prefixes=METRIC_PREFIXES,
         only_missed=only_missed,
         token=token,

@@ -463,3 +463,37 @@ def test_names_typed_in_filters_are_ids(reports):
     with pytest.raises(ReportError, match="priority must be one of low, medium, high, urgent"):
         resolve_names({"priority": "asap"}, known)
     assert resolve_names({"policy": "anything"}, {}) == {"policy": ["anything"]}  # nothing known: not checked
+
+
+def test_targets_that_fit_from_working_times(reports):
+    targets = reports.targets(week())
+    assert (targets["percentiles"], targets["factors"]) == ([50, 90, 95], [0.5, 0.75, 1.0, 1.5, 2.0])
+    fits = {
+        (row["policy"], metric): row[metric]
+        for row in targets["policies"]
+        for metric in ("first_response", "resolution")
+    }
+    standard = fits[("standard", "first_response")]
+    # Five standard conversations answered; 2 took 3 h against 2 h (the one FRT miss): 4 of 5 in time,
+    # all 5 had the target been 1.5 x.
+    assert (standard["count"], standard["target_seconds"], standard["p90"]) == (5, 7200, 3 * 3600)
+    at = {rate["factor"]: rate["hit_rate"] for rate in standard["hit_rates"]}
+    assert (at[1.0], at[1.5]) == (0.8, 1.0)
+    # Urgent resolution: 4 was resolved 10 h after it was opened against 8 h.
+    urgent = fits[("urgent", "resolution")]
+    assert (urgent["count"], urgent["p95"], urgent["hit_rates"][2]["hit_rate"]) == (2, 10 * 3600, 0.5)
+    # The shadow trial answered after 1 h against 30 min: only 2 x would have kept it.
+    trial = fits[("trial", "first_response")]
+    assert [rate["hit_rate"] for rate in trial["hit_rates"]] == [0, 0, 0, 0, 1]
+    assert fits[("trial", "resolution")]["count"] == 0  # the trial policy sets no resolution target
+    assert reports.targets(week(policy="urgent"))["policies"][0]["policy"] == "urgent"
+
+
+def test_migration_adds_the_working_time_columns(store):
+    columns = ("frt_working_seconds", "frt_target_seconds", "rt_working_seconds", "rt_target_seconds")
+    with store.engine.begin() as connection:
+        for column in columns:  # a database from before version 6
+            connection.exec_driver_sql(f"ALTER TABLE sla_applied DROP COLUMN {column}")
+        connection.execute(schema_version.delete().where(schema_version.c.version == 6))
+    store.migrate()
+    assert set(columns) <= {column["name"] for column in sa.inspect(store.engine).get_columns("sla_applied")}

@@ -55,6 +55,40 @@ def test_report_command_prints_the_api_figures(report_runtime, fixture_payload):
     missed = json.loads(run("--report", "conversations", "--missed", "--format", "json", "--per-page", "2"))
     assert (missed["total"], len(missed["items"])) == (5, 2)
 
+    targets = run("--report", "targets").splitlines()
+    assert targets[0].split() == [
+        "policy",
+        "mode",
+        "metric",
+        "count",
+        "target",
+        "p50",
+        "p90",
+        "p95",
+        "at",
+        "0.5x",
+        "at",
+        "1x",
+        "at",
+        "2x",
+    ]
+    assert targets[1].split() == [
+        "standard",
+        "live",
+        "first_response",
+        "5",
+        "2h",
+        "30m",
+        "3h",
+        "3h",
+        "80",
+        "%",
+        "80",
+        "%",
+        "100",
+        "%",
+    ]
+
     berlin = json.loads(run("--report", "series", "--tz", "Europe/Berlin", "--format", "json"))
     assert (berlin["timezone"], berlin["points"][0]["start"]) == ("Europe/Berlin", "2026-03-01T23:00:00Z")
 

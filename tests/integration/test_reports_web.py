@@ -308,3 +308,15 @@ def test_extreme_dates_and_pages_are_a_clear_400_never_a_500(client, query, mess
         response = client.get(f"{endpoint}{separator}{query}", headers=BEARER)
         assert response.status_code == 400, (endpoint, response.status_code, response.get_data(as_text=True)[:300])
         assert message in response.get_data(as_text=True), endpoint
+
+
+def test_targets_that_fit_in_json_csv_and_on_the_page(client):
+    data = client.get(f"/api/reports/targets?{WEEK}", headers=BEARER).get_json()
+    assert {row["policy"] for row in data["policies"]} == {"standard", "urgent", "trial"}
+    text = client.get(f"/api/reports/targets.csv?{WEEK}", headers=BEARER).get_data(as_text=True)
+    header, *rows = text.splitlines()
+    assert header.startswith("policy,name,mode,metric,count,target_seconds,p50,p90,p95,hit_rate_at_0.5x")
+    assert "standard,Standard,live,first_response,5,7200,1800,10800,10800,0.8,0.8,0.8,1.0,1.0" in rows
+    html = client.get(f"/reports?{WEEK}&token={ADMIN}").get_data(as_text=True)
+    row = html.split('<tr data-policy="standard" data-metric="first_response">')[1].split("</tr>")[0]
+    assert "<td>2h</td>" in row and '<td class="p90">3h</td>' in row and "80.0 %" in row

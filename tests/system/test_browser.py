@@ -208,6 +208,12 @@ def test_reports_page_shows_figures_and_charts(browser, servers):
     assert len(cells) == 7 * 24
     assert sum(int(cell.get_attribute("data-value")) for cell in cells) == 6
     assert browser.find_elements(By.CSS_SELECTOR, "#chart-hourly rect.bar.missed")
+    # Targets that fit: the standard policy's first responses, with the current target marked.
+    standard = browser.find_element(
+        By.CSS_SELECTOR, '#targets tr[data-policy="standard"][data-metric="first_response"]'
+    )
+    assert standard.find_element(By.CSS_SELECTOR, "td.p90").text == "3h"
+    assert standard.find_element(By.CSS_SELECTOR, "td.current").text == "80.0 %"
     # A week of hours is drawn in 2-hour blocks (84 slots), not 168 hair-thin bars.
     assert browser.find_element(By.ID, "hourly-caption").text == "Applied and missed per 2 hours"
     rows = browser.find_elements(By.CSS_SELECTOR, "#conversations tbody tr")

@@ -360,3 +360,14 @@ def test_a_clock_timeline_shows_running_outside_hours_holiday_and_pauses_in_the_
     # 1.5h on Friday + 2.5h on Tuesday: due Tuesday 11:30 Berlin.
     assert metric(evaluation, "first_response")["due_at"] == "2026-01-20T10:30:00Z"
     assert timelines_json(evaluation)["first_response"][0]["from"] == "2026-01-16T15:00:00+01:00"
+
+
+def test_stopped_clocks_carry_their_working_time_and_target():
+    evaluation = _TIMELINE.evaluate("15:00", always(_PAUSING))
+    first, resolution = evaluation.metrics["first_response"], evaluation.metrics["resolution"]
+    assert (first.working_seconds, first.target_seconds) == (42 * 60 + 10, 3600)
+    # 09:00 to the resolution at 14:00, less the 30 minutes pending (a pause of this policy).
+    assert (resolution.working_seconds, resolution.target_seconds) == (4 * 3600 + 30 * 60, 6 * 3600)
+    running = _TIMELINE.evaluate("09:30", always(_PAUSING)).metrics["first_response"]
+    assert (running.working_seconds, running.target_seconds) == (None, None)
+    assert evaluation.metrics["next_response"].working_seconds is None

@@ -73,6 +73,10 @@ class MetricResult:
     misses: int
     misses_per_message: int | None = None  # next_response only
     next_change_at: datetime | None = None
+    # First response and resolution, once stopped: the working, unpaused seconds from start to stop under
+    # the policy that judged it, and that policy's target (what "targets that fit" reports compare).
+    working_seconds: int | None = None
+    target_seconds: int | None = None
 
 
 def pause_spans(policy: Policy, facts: Facts, now: datetime) -> list[tuple[datetime, datetime, str]]:
@@ -231,7 +235,10 @@ def judge_metric(
         started = latest.instance.start if latest else facts.created_at
         due = latest.due_at if latest else None
         stopped = latest.instance.stop if latest else None
+    elapsed = _working_time(metric, latest, facts, now) if metric != NEXT_RESPONSE else None
     result = MetricResult(
+        working_seconds=elapsed,
+        target_seconds=latest.policy.targets.get(metric) if elapsed is not None and latest is not None else None,
         status=status,
         started_at=started,
         due_at=due,
@@ -242,6 +249,15 @@ def judge_metric(
         next_change_at=open_judgement.next_change_at if open_judgement else None,
     )
     return result, judgements
+
+
+def _working_time(metric: str, judgement: Judgement | None, facts: Facts, now: datetime) -> int | None:
+    """The working, unpaused seconds a stopped clock ran, on the judging policy's calendar."""
+    stop = judgement.instance.stop if judgement is not None else None
+    if judgement is None or stop is None:
+        return None
+    breaks = pause_breaks(judgement.policy, facts, now) + list(judgement.instance.breaks)
+    return judgement.policy.calendar.working_between(judgement.instance.start, stop, breaks)
 
 
 def _misses_per_message(missed: list[Judgement], now: datetime) -> int:

@@ -204,7 +204,8 @@ CONVERSATION_COLUMNS = (
 def table(kind: str, report: Mapping[str, Any]) -> tuple[tuple[str, ...], list[list[Any]]]:
     """A report as a header and rows of plain values (lists joined with ``;``), for CSV and the terminal.
 
-    ``kind`` is the report's name: ``summary``, ``series``, ``grid``, ``breakdown`` or ``conversations``.
+    ``kind`` is the report's name: ``summary``, ``series``, ``grid``, ``breakdown``, ``conversations`` or
+    ``targets``.
     """
     if kind == "summary":
         columns = ("scope", *POLICY_COLUMNS[:3], *FIGURE_COLUMNS, *POLICY_COLUMNS[8:])
@@ -223,6 +224,21 @@ def table(kind: str, report: Mapping[str, Any]) -> tuple[tuple[str, ...], list[l
     elif kind == "conversations":
         columns = CONVERSATION_COLUMNS
         rows = report["items"]
+    elif kind == "targets":
+        factors = [f"hit_rate_at_{factor:g}x" for factor in report["factors"]]
+        percentiles = [f"p{share}" for share in report["percentiles"]]
+        columns = ("policy", "name", "mode", "metric", "count", "target_seconds", *percentiles, *factors)
+        rows = [
+            {
+                **policy,
+                "metric": metric,
+                **fit,
+                **{name: rate["hit_rate"] for name, rate in zip(factors, fit["hit_rates"], strict=True)},
+            }
+            for policy in report["policies"]
+            for metric in (FIRST_RESPONSE, RESOLUTION)
+            for fit in [policy[metric]]
+        ]
     else:
         raise ReportError(f"no table for a report called {kind!r}")
     return columns, [row_values(row, columns) for row in rows]
