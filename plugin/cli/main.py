@@ -190,7 +190,6 @@ def worker(burst: bool, sweeper: bool, queue_names: tuple[str, ...]) -> None:
     A lost Redis does not end the process: the worker starts again once Redis answers.
     """
     from plugin.adapters.logging import configure_logging
-    from plugin.adapters.services import redis_connection
     from plugin.jobs.drain import utcnow
     from plugin.jobs.rq_worker import work
     from plugin.jobs.runtime import current_runtime
@@ -203,7 +202,7 @@ def worker(burst: bool, sweeper: bool, queue_names: tuple[str, ...]) -> None:
         threading.Thread(target=Sweeper(runtime, utcnow).run, args=(stop,), daemon=True, name="sla-sweeper").start()
     try:
         # RQ blocks on the queues for minutes at a time: its client has no socket timeout.
-        work(queue_names, redis_connection(runtime.settings, blocking=True), burst=burst)
+        work(queue_names, runtime.blocking_redis(), burst=burst)
     finally:
         stop.set()
 
@@ -435,10 +434,9 @@ def doctor(public_url: str | None, timeout: float) -> None:
     """
     from connectors.chatwoot.client import ChatwootClient
     from plugin.adapters.manifest import load_manifest
-    from plugin.adapters.services import redis_connection
     from plugin.adapters.settings import Settings, SettingsError
-    from plugin.adapters.store import Store
     from plugin.cli.doctor import PROBLEM, diagnose
+    from plugin.jobs.runtime import Runtime
 
     try:
         settings = Settings.from_env()
@@ -449,15 +447,15 @@ def doctor(public_url: str | None, timeout: float) -> None:
         client = ChatwootClient.from_settings(settings.as_mapping(), timeout=timeout, max_attempts=1)
     except ValueError:
         client = None
-    redis = redis_connection(settings)
+    runtime = Runtime(settings)
     findings = diagnose(
         settings,
         client,
         load_manifest(),
         public_url,
-        redis_ping=redis.ping,
-        database_ping=lambda: Store.from_url(settings.DATABASE_URL).ping(),
-        sweeper_alive=lambda: bool(redis.exists(redis_keys.SWEEPER_LEADER)),
+        redis_ping=lambda: runtime.redis.ping(),
+        database_ping=lambda: runtime.store.ping(),
+        sweeper_alive=lambda: bool(runtime.redis.exists(redis_keys.SWEEPER_LEADER)),
     )
     for finding in findings:
         click.echo(finding.line())

@@ -20,10 +20,8 @@ log = logging.getLogger(__name__)
 
 def run() -> int:
     """RQ job: refresh the configured account's names once; returns how many changed."""
-    from plugin.jobs.writeback import client_for
-
     runtime = current_runtime()
-    return refresh(runtime, client_for(runtime))
+    return refresh(runtime, runtime.helpdesk())
 
 
 def refresh(runtime: Runtime, client: ChatwootClient) -> int:

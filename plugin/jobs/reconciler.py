@@ -34,10 +34,8 @@ FAILURES_METRIC = "sla_reconcile_failures_total"
 
 def run() -> int:
     """RQ job: reconcile the configured account once; returns how many bodies were handed over."""
-    from plugin.jobs.writeback import client_for
-
     runtime = current_runtime()
-    return reconcile(runtime, client_for(runtime))
+    return reconcile(runtime, runtime.helpdesk())
 
 
 def reconcile(runtime: Runtime, client: ChatwootClient) -> int:

@@ -1,45 +1,87 @@
-"""One process's wiring of the shells around the core: settings, Redis, the store, the rules, connectors.
+"""The composition root: the one place that turns settings into the services the plugin runs on (Redis, the
+SQL store, the rules, the connectors, the helpdesk's REST client, the report queries).
 
-Workers and the sweeper build one :class:`Runtime` per process from the environment and reuse it for every
-job (opening a database engine or parsing the rule files per job would cost more than the job).
+The web app (:mod:`plugin.web`), the workers and the sweeper, and the CLI commands all take their services
+from a :class:`Runtime`. Each service is built on first use, so a process builds only what it uses: the
+webhook receiver never opens the database, ``sla-plugin report`` never starts Redis. Workers build one runtime
+per process and reuse it for every job (opening a database engine or parsing the rule files per job would cost
+more than the job).
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from functools import cached_property
 
 from redis import Redis
 
 from connectors import Connectors
+from connectors.chatwoot.client import ChatwootClient
+from plugin.adapters.report_queries import Reports
 from plugin.adapters.rule_files import RulesHolder
 from plugin.adapters.services import redis_connection
-from plugin.adapters.settings import Settings
+from plugin.adapters.settings import Settings, SettingsError
 from plugin.adapters.store import Store
+from plugin.core.rules import RulesError
 
 
-@dataclass
 class Runtime:
-    """The services one process uses."""
+    """The services of one process, built from one :class:`Settings` on first use."""
 
-    settings: Settings
-    redis: Redis
-    store: Store
-    rules: RulesHolder
-    connectors: Connectors
+    def __init__(self, settings: Settings, redis: Redis | None = None) -> None:
+        self.settings = settings
+        if redis is not None:
+            self.redis = redis
 
     @classmethod
     def from_settings(cls, settings: Settings, redis: Redis | None = None) -> Runtime:
-        """Wire a runtime; migrates the database schema (idempotent)."""
-        store = Store.from_url(settings.DATABASE_URL)
-        store.migrate()
-        return cls(
-            settings=settings,
-            redis=redis or redis_connection(settings),
-            store=store,
-            rules=RulesHolder(settings.SLA_RULES_DIR),
-            connectors=Connectors(settings.as_mapping()),
-        )
+        """A worker's runtime, its database schema brought up to date (idempotent)."""
+        runtime = cls(settings, redis)
+        runtime.store.migrate()
+        return runtime
+
+    @cached_property
+    def redis(self) -> Redis:
+        """The configured Redis (or the embedded server), failing fast on a request path."""
+        return redis_connection(self.settings)
+
+    def blocking_redis(self) -> Redis:
+        """A new Redis client without a socket timeout, for an RQ worker that waits on its queues for minutes."""
+        return redis_connection(self.settings, blocking=True)
+
+    @cached_property
+    def store(self) -> Store:
+        """The SQL store (its engine connects on first query)."""
+        return Store.from_url(self.settings.DATABASE_URL)
+
+    @cached_property
+    def rules(self) -> RulesHolder:
+        """The rule set of ``SLA_RULES_DIR``, re-read when its files change."""
+        return RulesHolder(self.settings.SLA_RULES_DIR)
+
+    @cached_property
+    def connectors(self) -> Connectors:
+        """The inbound connectors, each built on first use."""
+        return Connectors(self.settings.as_mapping())
+
+    def helpdesk(self) -> ChatwootClient:
+        """The helpdesk's REST API as the configured account and token (write-back, reconciler, names)."""
+        settings = self.settings
+        url, account_id, token = settings.CHATWOOT_URL, settings.CHATWOOT_ACCOUNT_ID, settings.CHATWOOT_API_TOKEN
+        if url is None or account_id is None or token is None:
+            raise SettingsError(
+                "writing to the helpdesk needs CHATWOOT_URL, CHATWOOT_ACCOUNT_ID and CHATWOOT_API_TOKEN"
+            )
+        return ChatwootClient(url, account_id, token)
+
+    def reports(self) -> Reports:
+        """The report queries on the store's database, told the plugin's own labels (none while the rules
+        are broken: /healthz says so, and the reports still answer)."""
+        try:
+            own_labels = self.rules.current().owned_label_titles
+        except RulesError:
+            own_labels = frozenset()
+        return Reports(self.store.engine, self.settings.CHATWOOT_URL, own_labels)
 
 
 @functools.lru_cache(maxsize=1)

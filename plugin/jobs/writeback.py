@@ -22,7 +22,6 @@ from redis import Redis
 
 from connectors.chatwoot.client import ChatwootClient, NotFound, NotPermitted, TokenRefused
 from plugin.adapters import locks, metrics, redis_keys
-from plugin.adapters.settings import SettingsError
 from plugin.core.engine.effects import ATTRIBUTES_KEY, LABELS_KEY, PRIORITY_KEY, SLA_ATTRIBUTES
 from plugin.core.events import Event
 from plugin.core.wording import legacy_note_marker, note_marker, note_text
@@ -67,13 +66,13 @@ def enqueue_writebacks(redis: Redis, keys: Iterable[tuple[int, int]]) -> None:
 def deliver(account_id: int, conversation_id: int) -> int:
     """RQ job: perform a conversation's pending write-back; returns how many intents were done."""
     runtime = current_runtime()
-    return Writer(runtime, client_for(runtime)).deliver(account_id, conversation_id)
+    return Writer(runtime, runtime.helpdesk()).deliver(account_id, conversation_id)
 
 
 def restore_labels(account_id: int, conversation_id: int, labels: list[str]) -> None:
     """RQ job: put back agent labels that our label write dropped."""
     runtime = current_runtime()
-    Writer(runtime, client_for(runtime)).restore_labels(conversation_id, labels)
+    Writer(runtime, runtime.helpdesk()).restore_labels(conversation_id, labels)
 
 
 def repair_dropped_labels(runtime: Runtime, events: Iterable[Event]) -> int:
@@ -105,15 +104,6 @@ def repair_dropped_labels(runtime: Runtime, events: Iterable[Event]) -> int:
             )
             queued += 1
     return queued
-
-
-def client_for(runtime: Runtime) -> ChatwootClient:
-    """The helpdesk client configured by the settings."""
-    settings = runtime.settings
-    url, account_id, token = settings.CHATWOOT_URL, settings.CHATWOOT_ACCOUNT_ID, settings.CHATWOOT_API_TOKEN
-    if url is None or account_id is None or token is None:
-        raise SettingsError("writing to the helpdesk needs CHATWOOT_URL, CHATWOOT_ACCOUNT_ID and CHATWOOT_API_TOKEN")
-    return ChatwootClient(url, account_id, token)
 
 
 def requeue_stale_outbox(runtime: Runtime, now: datetime) -> int:

@@ -28,7 +28,7 @@ def healthz() -> tuple[Response, int]:
     sla = current_app.extensions["sla"]
     checks = {
         "redis": _check(lambda: _redis_state(sla.redis)),
-        "database": _check(lambda: _database_state(sla.database_engine())),
+        "database": _check(lambda: _database_state(sla.store.engine)),
         "rules": _check(sla.rules.status),  # re-reads the folder when due
         "queue": _queue_state(sla.redis, sla.settings.SLA_QUEUE_STUCK_SECONDS),
     }

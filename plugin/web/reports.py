@@ -31,7 +31,6 @@ from plugin.core.reports.figures import (
 from plugin.core.reports.filters import PRIORITIES, Filters, resolve_names
 from plugin.core.reports.targets import duration_text
 from plugin.core.reports.zones import all_zones
-from plugin.core.rules.model import RulesError
 from plugin.web.auth import admin_download, admin_page, admin_required
 
 blueprint = Blueprint(
@@ -43,12 +42,7 @@ REPORT_KINDS = ("summary", "series", "grid", "breakdown", "conversations", "targ
 
 def reports() -> Reports:
     """The report queries on the app's database."""
-    sla = current_app.extensions["sla"]
-    try:
-        own_labels = sla.rules.current().owned_label_titles
-    except RulesError:  # broken rules: /healthz says so; the reports still answer
-        own_labels = frozenset()
-    return Reports(sla.database_engine(), sla.settings.CHATWOOT_URL, own_labels)
+    return current_app.extensions["sla"].reports()
 
 
 def _params() -> dict[str, list[str]]:

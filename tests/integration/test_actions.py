@@ -11,7 +11,7 @@ from rq import Queue, SimpleWorker
 from connectors.chatwoot.client import ChatwootClient
 from plugin.adapters.redis_keys import EVENTS_QUEUE, WRITEBACK_QUEUE
 from plugin.demo import script
-from plugin.jobs import writeback
+from plugin.jobs.runtime import Runtime
 
 RULES = {
     "policies": {
@@ -44,8 +44,8 @@ def plugin(chatwoot, runtime_factory, make_app, monkeypatch):
 
     helpdesk = chatwoot.helpdesk
     monkeypatch.setattr(
-        writeback,
-        "client_for",
+        Runtime,
+        "helpdesk",
         lambda runtime: ChatwootClient(chatwoot.url, 1, helpdesk.api_token, sleep=lambda seconds: None),
     )
     auth = register_webhook(helpdesk)
@@ -102,8 +102,8 @@ def test_the_sla_is_kept_in_custom_attributes_beside_the_agents_own(chatwoot, ru
 
     helpdesk = chatwoot.helpdesk
     monkeypatch.setattr(
-        writeback,
-        "client_for",
+        Runtime,
+        "helpdesk",
         lambda runtime: ChatwootClient(chatwoot.url, 1, helpdesk.api_token, sleep=lambda seconds: None),
     )
     auth = register_webhook(helpdesk)

@@ -15,6 +15,7 @@ from connectors.chatwoot.client import ChatwootClient
 from plugin.adapters import redis_keys
 from plugin.adapters import streams as ingest
 from plugin.jobs import writeback
+from plugin.jobs.runtime import Runtime
 
 BASE = "http://chatwoot.test"
 CONVERSATION = f"{BASE}/api/v1/accounts/1/conversations/87"
@@ -98,7 +99,7 @@ class FakeHelpdesk:
 def runtime(runtime_factory, monkeypatch):
     # The client's backoff must not sleep in tests; everything else is the production path.
     monkeypatch.setattr(
-        writeback, "client_for", lambda runtime: ChatwootClient(BASE, 1, "secret-token-123", sleep=lambda seconds: None)
+        Runtime, "helpdesk", lambda runtime: ChatwootClient(BASE, 1, "secret-token-123", sleep=lambda seconds: None)
     )
     return runtime_factory(RULES, **HELPDESK)
 
@@ -183,7 +184,7 @@ def test_a_note_posted_before_a_crash_is_not_posted_again(runtime, fixture_paylo
         SimpleWorker([Queue(redis_keys.EVENTS_QUEUE, connection=runtime.redis)], connection=runtime.redis).work(
             burst=True
         )
-        writer = writeback.Writer(runtime, writeback.client_for(runtime))
+        writer = writeback.Writer(runtime, runtime.helpdesk())
         original = writer._finish
 
         def crash_after_post(row, state, **values):
@@ -310,8 +311,8 @@ def test_every_chatwoot_version_gets_its_labels_and_one_note(chatwoot, runtime_f
 
     helpdesk = chatwoot.helpdesk
     monkeypatch.setattr(
-        writeback,
-        "client_for",
+        Runtime,
+        "helpdesk",
         lambda runtime: ChatwootClient(chatwoot.url, 1, helpdesk.api_token, sleep=lambda seconds: None),
     )
     auth = register_webhook(helpdesk)
@@ -353,8 +354,8 @@ def test_a_conversation_an_agent_token_may_not_see_fails_alone_on_the_fake(chatw
     register_webhook(helpdesk)
     helpdesk.add_token("agent-token", script.SAM, inbox_ids=[script.CHAT.id])
     monkeypatch.setattr(
-        writeback,
-        "client_for",
+        Runtime,
+        "helpdesk",
         lambda runtime: ChatwootClient(chatwoot.url, 1, "agent-token", sleep=lambda seconds: None),
     )
     runtime = runtime_factory(RULES, CHATWOOT_URL=chatwoot.url, CHATWOOT_ACCOUNT_ID="1", CHATWOOT_API_TOKEN="x")
@@ -378,7 +379,7 @@ def test_notes_mention_the_assignee_and_at_risk_gets_one_note_with_mention(
     runtime_factory, fixture_payload, monkeypatch
 ):
     monkeypatch.setattr(
-        writeback, "client_for", lambda runtime: ChatwootClient(BASE, 1, "secret-token-123", sleep=lambda seconds: None)
+        Runtime, "helpdesk", lambda runtime: ChatwootClient(BASE, 1, "secret-token-123", sleep=lambda seconds: None)
     )
     mentioning = {**RULES, "policies": {"quick": {**RULES["policies"]["quick"], "mention": ["assignee"]}}}
     runtime = runtime_factory(mentioning, **HELPDESK)
@@ -413,7 +414,7 @@ def test_a_note_with_the_marker_of_an_older_version_is_found_and_not_posted_agai
         )
         # An older version posted the note with its bracketed marker, then died before recording it.
         helpdesk.notes.append("SLA missed: ... Policy Quick v1234. [sla-plugin 1/87 note:first_response#0]")
-        writer = writeback.Writer(runtime, writeback.client_for(runtime))
+        writer = writeback.Writer(runtime, runtime.helpdesk())
         writer._set_state(1, 87, "note:first_response#0", "sending")
         writer.deliver(1, 87)
     assert len(helpdesk.notes) == 1
@@ -424,7 +425,7 @@ def test_resolved_within_every_target_gets_the_hit_label_when_one_is_defined(
     runtime_factory, fixture_payload, monkeypatch, hit_label
 ):
     monkeypatch.setattr(
-        writeback, "client_for", lambda runtime: ChatwootClient(BASE, 1, "secret-token-123", sleep=lambda seconds: None)
+        Runtime, "helpdesk", lambda runtime: ChatwootClient(BASE, 1, "secret-token-123", sleep=lambda seconds: None)
     )
     labels = {**RULES["labels"], **({"hit": {"title": hit_label, "color": "#1565C0"}} if hit_label else {})}
     runtime = runtime_factory({**RULES, "labels": labels}, **HELPDESK)

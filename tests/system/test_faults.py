@@ -36,7 +36,7 @@ from plugin.adapters.store import Store, outbox
 from plugin.cli.main import WORKER_POOLS
 from plugin.jobs import writeback
 from plugin.jobs.drain import utcnow
-from plugin.jobs.runtime import current_runtime
+from plugin.jobs.runtime import Runtime, current_runtime
 from plugin.jobs.sweeper import Sweeper
 
 from faults import (
@@ -80,7 +80,7 @@ def plant(monkeypatch, tmp_path, redis_server, redis, runtime_environment):
     sleeps: list[float] = []
     token = {"value": API_TOKEN}
     monkeypatch.setattr(
-        writeback, "client_for", lambda runtime: ChatwootClient(BASE_URL, 1, token["value"], sleep=sleeps.append)
+        Runtime, "helpdesk", lambda runtime: ChatwootClient(BASE_URL, 1, token["value"], sleep=sleeps.append)
     )
     return SimpleNamespace(runtime=current_runtime(), rules_dir=rules_dir, sleeps=sleeps, token=token)
 
@@ -641,7 +641,7 @@ def test_a_label_intent_that_changes_during_a_write_back_is_not_lost(plant):
         helpdesk.register(mock)
         submit(runtime.redis, bodies[:1])
         SimpleWorker([events], connection=runtime.redis).work(burst=True)
-        client = writeback.client_for(runtime)
+        client = runtime.helpdesk()
         original = client.conversation_labels
 
         def read_while_the_rest_arrives(conversation_id):

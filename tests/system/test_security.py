@@ -29,8 +29,7 @@ from rq import Queue, SimpleWorker
 from connectors.chatwoot.client import ChatwootClient, ChatwootError
 from plugin.adapters import redis_keys
 from plugin.adapters.store import Store
-from plugin.jobs import writeback
-from plugin.jobs.runtime import current_runtime
+from plugin.jobs.runtime import Runtime, current_runtime
 from plugin.web import webhooks
 
 from faults import PROJECT_ROOT, HelpdeskState, Traffic, child_environment, stop_process, wait_until, write_rules
@@ -75,7 +74,7 @@ def environment(monkeypatch, tmp_path, redis_server, runtime_environment):
     }
     runtime_environment(**values)
     monkeypatch.setattr(
-        writeback, "client_for", lambda runtime: ChatwootClient(BASE, 1, API_TOKEN, sleep=lambda seconds: None)
+        Runtime, "helpdesk", lambda runtime: ChatwootClient(BASE, 1, API_TOKEN, sleep=lambda seconds: None)
     )
     return values
 
