@@ -121,12 +121,19 @@ def worker_environment(tmp_path, redis_server, runtime_environment):
 
 
 @pytest.fixture
-def client(make_app):
+def worker_database(database_url, worker_environment, runtime_environment):
+    """The worker over what the app accepted writes to each database: PostgreSQL refuses values (too long for
+    a column, a NUL) that SQLite keeps."""
+    runtime_environment(DATABASE_URL=database_url)
+
+
+@pytest.fixture
+def client(make_app, worker_database):
     return make_app(CHATWOOT_ACCOUNT_ID=1).test_client()
 
 
 @pytest.fixture
-def open_client(make_app):
+def open_client(make_app, worker_database):
     """No account filter: every readable body reaches the worker."""
     return make_app().test_client()
 
@@ -194,6 +201,8 @@ def test_real_payloads_with_fields_replaced_or_removed_never_crash_anything(open
         "byte order mark",
         "null id",
         "negative id",
+        "values longer than their columns",
+        "NUL and lone surrogates in labels, channel and priority",
     ],
 )
 def test_hostile_bodies_get_a_clear_answer_and_the_worker_survives(open_client, redis, case):
@@ -240,11 +249,19 @@ def test_hostile_bodies_get_a_clear_answer_and_the_worker_survives(open_client, 
         body, expected = b"\xef\xbb\xbf" + json.dumps(created).encode(), 202  # json reads UTF-8 with a BOM
     elif case == "null id":
         body, expected = json.dumps(dict(created, id=None)).encode(), 202
+    elif case == "values longer than their columns":
+        body = json.dumps(dict(created, priority="p" * 300, channel="c" * 300, labels=["l" * 5000])).encode()
+        expected = 202
+    elif case == "NUL and lone surrogates in labels, channel and priority":
+        body = json.dumps(dict(created, priority="hi\x00gh", channel="\ud800", labels=["a\x00b", "\udfff"])).encode()
+        expected = 202
     else:
         body, expected = json.dumps(dict(created, id=-5)).encode(), 202
     response = post(open_client, body)
     assert response.status_code == expected, response.get_data(as_text=True)
-    run_worker_over_accepted(redis)
+    outcome = run_worker_over_accepted(redis)
+    if case in ("values longer than their columns", "NUL and lone surrogates in labels, channel and priority"):
+        assert outcome["dead_letters"] == 0  # stored, made storable, not set aside
 
 
 def signed(body: bytes, timestamp: int, secret: str = SECRET) -> dict:

@@ -10,6 +10,7 @@ a timing.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -490,6 +491,56 @@ def test_a_stuck_helpdesk_does_not_delay_events_in_the_worker_pools_of_productio
             stop_process(worker)
     verdict = verify(store, first + later, rules_dir, helpdesk_server.state, "helpdesk stuck, pools apart")
     assert verdict.lost == 0, verdict.problems
+
+
+# Accepted by rule files and 12-30 s or more each on short texts with a backtracking matcher.
+SLOW_EXPRESSIONS = [r".*refund.*asap", r"\d+\d+\d+x", r"a*a*a*a*a*a*b", r"(a{1,2}){40}$", r"(a?){30}a{30}"]
+HOSTILE_TEXTS = ("a" * 10_000, "1" * 10_000, "refund " * 1_400)
+
+
+def hostile(body: bytes, number: int) -> bytes:
+    """One conversation's body with what used to stall the queue: values longer than their columns, NUL
+    characters and lone surrogates (on conversations 0, 4, 8...), 10 KB of text that makes backtracking
+    expressions explode (1, 5, 9...)."""
+    payload = json.loads(body)
+    if number % 4 == 0 and payload.get("event") == "conversation_created":
+        payload.update(priority="p" * 300, channel="Channel::\x00" + "c" * 200, labels=["a\x00b", "\ud800", "l" * 300])
+    if number % 4 == 1 and payload.get("message_type") == "incoming":
+        payload["content"] = HOSTILE_TEXTS[number % len(HOSTILE_TEXTS)]
+    return json.dumps(payload).encode()
+
+
+def test_hostile_values_and_slow_expressions_never_stall_the_queue(
+    tmp_path, redis_server, redis, database_url, helpdesk_server
+):
+    rules_dir = write_rules(tmp_path / "rules")
+    rules = json.loads((rules_dir / "rules.json").read_text())
+    slow = {"any": [{"field": "content", "op": "matches", "value": expression} for expression in SLOW_EXPRESSIONS]}
+    rules["rules"].insert(0, {"name": "Slow expressions", "when": slow, "apply": "quick"})
+    (rules_dir / "rules.json").write_text(json.dumps(rules))
+    conversations = Traffic().conversations(20)
+    bodies = [hostile(body, number) for number, sent in enumerate(conversations) for body in sent]
+    store = Store.from_url(database_url)
+    store.migrate()  # as the worker does when it starts: the test reads the tables meanwhile
+    worker = start_worker(
+        worker_environment(redis_server.url, database_url, rules_dir, helpdesk_server.url), tmp_path / "worker.log"
+    )
+    try:
+        submit(redis, bodies)
+        wait_until(lambda: all_processed(store, bodies, helpdesk_server.state), 90, "every conversation processed")
+        wait_until(lambda: settled(redis), 30, "queues drained")
+        assert redis.xlen(redis_keys.DEAD_LETTERS) == 0  # made storable, not set aside
+    finally:
+        stop_process(worker)
+    verdict = verify(
+        store,
+        bodies,
+        rules_dir,
+        helpdesk_server.state,
+        f"hostile values, slow expressions ({store.engine.dialect.name})",
+    )
+    assert verdict.lost == 0, verdict.problems
+    store.engine.dispose()
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
