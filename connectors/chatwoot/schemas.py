@@ -241,6 +241,19 @@ class MessageEventSchema(_Schema):
 
 
 # Schemas hold no per-load state, so one instance of each serves every request and thread.
+class ContactEventSchema(_Schema):
+    """The body of ``contact_updated``: ``Contact#webhook_data`` (app/models/contact.rb) plus ``event`` and
+    ``changed_attributes``; the plugin reads only whether the contact was blocked or unblocked, and when."""
+
+    account = fields.Nested(AccountSchema, required=True)
+    id = required_id()
+    blocked = fields.Boolean(allow_none=True, load_default=None)
+    changed_attributes = fields.List(
+        fields.Dict(keys=fields.String(), values=fields.Raw()), allow_none=True, load_default=None
+    )
+
+
+CONTACT_EVENT = ContactEventSchema()
 CONVERSATION_EVENT = ConversationEventSchema()
 STATUS_CHANGE = StatusChangeSchema()
 MESSAGE_EVENT = MessageEventSchema()

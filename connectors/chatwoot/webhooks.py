@@ -13,7 +13,9 @@ Which Chatwoot event becomes which plugin event (docs/contracts.md section 4):
   ``status`` is the new one;
 - the deprecated ``conversation_opened`` / ``conversation_resolved`` -> STATUS_CHANGED open / resolved;
 - ``message_created`` -> MESSAGE_CREATED at the message's ``created_at``;
-- anything else (``message_updated``, typing, contact, inbox and widget events, automation events, names
+- ``contact_updated`` whose ``changed_attributes`` hold ``blocked`` -> CONTACT_UPDATED (conversation id 0: the
+  worker hands it to each conversation of the contact) at the ``updated_at`` they show;
+- anything else (``message_updated``, typing, other contact, inbox and widget events, automation events, names
   this version does not know) -> None: acknowledged and ignored.
 
 Conversation webhooks carry ``account`` only since Chatwoot v4.14.2 (PR #12445); before that they have none,
@@ -39,6 +41,7 @@ from plugin.core.events import (
     BOT,
     CAMPAIGN,
     CONTACT,
+    CONTACT_UPDATED,
     CONVERSATION_CREATED,
     CONVERSATION_UPDATED,
     HUMAN,
@@ -53,6 +56,7 @@ from plugin.core.events import (
     Event,
     Message,
     format_time,
+    parse_time,
     utc,
 )
 
@@ -108,6 +112,7 @@ class ChatwootConnector:
             "conversation_opened": self._deprecated_status_event,
             "conversation_resolved": self._deprecated_status_event,
             "message_created": self._message_created,
+            "contact_updated": self._contact_updated,
         }
 
     @classmethod
@@ -305,6 +310,35 @@ class ChatwootConnector:
             occurred_at=message.created_at,
             conversation=conversation,
             message=message,
+            connector=self.name,
+        )
+
+    def _contact_updated(
+        self, payload: Mapping[str, Any], event_name: str, received_at: datetime | None
+    ) -> Event | None:
+        """A contact blocked or unblocked (the only contact change the SLA depends on), at the ``updated_at``
+        its ``changed_attributes`` show; every other contact change is ignored."""
+        data = _load(schemas.CONTACT_EVENT, payload, event_name)
+        changes = {key: value for change in data["changed_attributes"] or () for key, value in change.items()}
+        if "blocked" not in changes or data["blocked"] is None:
+            return None
+        stated = (
+            (changes.get("updated_at") or {}).get("current_value")
+            if isinstance(changes.get("updated_at"), Mapping)
+            else None
+        )
+        try:
+            moment = parse_time(stated) if isinstance(stated, str) else None
+        except ValueError:
+            moment = None
+        occurred_at = _event_time(moment, received_at, event_name, "changed_attributes[].updated_at")
+        return Event(
+            kind=CONTACT_UPDATED,
+            key=f"{event_name}:{data['id']}:{occurred_at.isoformat()}",
+            account_id=data["account"]["id"],
+            conversation_id=0,  # the worker routes it to each conversation of the contact
+            occurred_at=occurred_at,
+            contact=Contact(id=data["id"], blocked=bool(data["blocked"])),
             connector=self.name,
         )
 

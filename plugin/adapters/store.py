@@ -11,6 +11,8 @@ Tables:
 - ``sla_outbox``: write-back intents recorded in the same transaction as the state that caused them.
 - ``sla_notifications``: one row per SLA event and destination, recorded in the same transaction as the
   state that caused it; its state, attempts and next attempt drive delivery (plugin/jobs/notify.py).
+- ``sla_contact_conversations``: which conversations each contact has, so a contact blocked later reaches
+  every one of them.
 
 Concurrency: a batch locks its conversations' rows (``SELECT ... FOR UPDATE`` on PostgreSQL, ``BEGIN
 IMMEDIATE`` on SQLite), so two workers never fold the same conversation at once and no Redis lock can
@@ -148,6 +150,14 @@ outbox = sa.Table(
     sa.Index("ix_sla_outbox_state", "state", "updated_at"),
 )
 
+contact_conversations = sa.Table(
+    "sla_contact_conversations",
+    metadata,
+    sa.Column("account_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("contact_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("conversation_id", sa.BigInteger, primary_key=True, autoincrement=False),
+)
+
 notifications = sa.Table(
     "sla_notifications",
     metadata,
@@ -229,6 +239,8 @@ MIGRATIONS: tuple = (
     lambda connection: metadata.create_all(connection, tables=[notifications]),  # version 4
     lambda connection: metadata.create_all(connection, tables=[names]),  # version 5: plugin/adapters/directory.py
     _working_times,
+    # version 7: which conversations a contact has, so blocking a contact reaches each of them
+    lambda connection: metadata.create_all(connection, tables=[contact_conversations]),
 )
 
 
@@ -444,6 +456,16 @@ class Store:
             return {row.conversation_id for row in rows}
 
     # --- notification outbox -------------------------------------------------------------------------
+
+    def conversations_of_contact(self, account_id: int, contact_id: int) -> list[ConversationKey]:
+        """The conversations the store has seen of one contact."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(contact_conversations.c.conversation_id).where(
+                    contact_conversations.c.account_id == account_id, contact_conversations.c.contact_id == contact_id
+                )
+            ).scalars()
+            return [(account_id, conversation_id) for conversation_id in rows]
 
     def due_notification_destinations(self, now: datetime) -> list[str]:
         """Destinations with a delivery due: pending, or being sent by a worker whose lease has run out."""
@@ -662,6 +684,10 @@ class Batch:
                 }
             )
 
+        contact_id = summary.get("contact_id")
+        previous = self._states.get(key, (None, None))[1] or {}
+        if contact_id is not None and previous.get("contact_id") != contact_id:
+            rows.contacts.append({"account_id": key[0], "contact_id": contact_id, "conversation_id": key[1]})
         for sla_event, destination in deliveries:
             rows.notifications.append(
                 {
@@ -776,6 +802,13 @@ class Batch:
             ("event_id", "destination"),
             update=(),
         )
+        upsert(
+            connection,
+            contact_conversations,
+            [row for rows in batch for row in rows.contacts],
+            ("account_id", "contact_id", "conversation_id"),
+            update=(),
+        )
 
 
 @dataclass
@@ -789,6 +822,7 @@ class _ConversationRows:
     log: list[dict] = field(default_factory=list)
     outbox: list[dict] = field(default_factory=list)
     notifications: list[dict] = field(default_factory=list)
+    contacts: list[dict] = field(default_factory=list)
 
 
 _INTENTS_TO_WRITE = ("pending", "sending")

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from connectors.base import Connector, PayloadError
 from plugin.core.engine import ConversationState, Evaluation, add_events, evaluate
-from plugin.core.events import EVENT_KINDS, Event, parse_time
+from plugin.core.events import CONTACT_UPDATED, EVENT_KINDS, Event, parse_time
 
 
 @dataclass
@@ -78,8 +78,21 @@ def replay(
         return result
     at = at or max(event.occurred_at for event in events)
     by_conversation: dict[tuple[int, int], list[Event]] = {}
+    # As the worker does, a contact's change goes to every conversation of that contact.
+    conversations_of: dict[tuple[int, int | None], set[int]] = {}
+    for event in events:
+        if event.conversation is not None:
+            conversations_of.setdefault((event.account_id, event.conversation.contact.id), set()).add(
+                event.conversation_id
+            )
     # A stable sort keeps the file's order for events at the same second (arrival order).
     for event in sorted((event for event in events if event.occurred_at <= at), key=lambda e: e.occurred_at):
+        if event.kind == CONTACT_UPDATED and event.contact is not None:
+            for conversation_id in sorted(conversations_of.get((event.account_id, event.contact.id), ())):
+                by_conversation.setdefault((event.account_id, conversation_id), []).append(
+                    replace(event, conversation_id=conversation_id)
+                )
+            continue
         by_conversation.setdefault((event.account_id, event.conversation_id), []).append(event)
     for (account_id, conversation_id), conversation_events in sorted(by_conversation.items()):
         state, _ = add_events(ConversationState(account_id, conversation_id), conversation_events)

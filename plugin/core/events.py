@@ -18,8 +18,11 @@ CONVERSATION_CREATED = "conversation_created"
 CONVERSATION_UPDATED = "conversation_updated"
 STATUS_CHANGED = "status_changed"
 MESSAGE_CREATED = "message_created"
+# A contact changed (blocked or unblocked): it concerns every conversation of the contact, so the connector
+# leaves conversation_id 0 and the worker delivers one copy to each conversation it knows of the contact.
+CONTACT_UPDATED = "contact_updated"
 TICK = "tick"
-EVENT_KINDS = (CONVERSATION_CREATED, CONVERSATION_UPDATED, STATUS_CHANGED, MESSAGE_CREATED)
+EVENT_KINDS = (CONVERSATION_CREATED, CONVERSATION_UPDATED, STATUS_CHANGED, MESSAGE_CREATED, CONTACT_UPDATED)
 
 # Conversation statuses (Chatwoot's vocabulary, which most helpdesks map onto).
 OPEN, RESOLVED, PENDING, SNOOZED = "open", "resolved", "pending", "snoozed"
@@ -144,6 +147,7 @@ class Event:
     message: Message | None = None
     new_status: str | None = None  # only on STATUS_CHANGED: the status changed into
     previous_labels: tuple[str, ...] | None = None  # when the event changed the labels: the list before
+    contact: Contact | None = None  # only on CONTACT_UPDATED: the contact as it is now
     connector: str = "chatwoot"
     delivery_id: str | None = None
 
@@ -170,6 +174,7 @@ def event_from_json(data: Mapping[str, Any]) -> Event:
     if message is not None:
         message = Message(**{**message, "created_at": parse_time(message["created_at"])})
     previous_labels = data.get("previous_labels")
+    changed_contact = data.get("contact")
     return Event(
         **{
             **data,
@@ -177,6 +182,7 @@ def event_from_json(data: Mapping[str, Any]) -> Event:
             "conversation": conversation,
             "message": message,
             "previous_labels": None if previous_labels is None else tuple(previous_labels),
+            "contact": None if changed_contact is None else Contact(**changed_contact),
         }
     )
 

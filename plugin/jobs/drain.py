@@ -14,6 +14,7 @@ import os
 import socket
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from redis import Redis
@@ -25,7 +26,7 @@ from plugin.adapters import streams as ingest
 from plugin.adapters.directory import Directory, Name
 from plugin.core.engine import add_events, evaluate
 from plugin.core.engine.effects import changes, summary, writeback_intents
-from plugin.core.events import Event, parse_time
+from plugin.core.events import CONTACT_UPDATED, Event, parse_time
 from plugin.core.notifications import routed, sla_events
 from plugin.jobs.runtime import Runtime, current_runtime
 
@@ -129,9 +130,10 @@ def process_entries(runtime: Runtime, entries: Sequence[tuple[bytes, dict]], clo
         if isinstance(event, tuple):  # a tick: re-evaluate the conversation, no new event
             by_conversation.setdefault(event, [])
         elif event is not None and (account is None or event.account_id == account):
-            key = (event.account_id, event.conversation_id)
-            by_conversation[key].append(event)
-            entries_of[key].append((entry_id, fields))
+            for copy in _per_conversation(runtime, event):
+                key = (copy.account_id, copy.conversation_id)
+                by_conversation[key].append(copy)
+                entries_of[key].append((entry_id, fields))
             learned += [Name(event.account_id, kind, item, name) for kind, item, name in shown]
     if not by_conversation:
         return
@@ -194,6 +196,14 @@ def process_entries(runtime: Runtime, entries: Sequence[tuple[bytes, dict]], clo
 
         enqueue_writebacks(runtime.redis, sorted(outbox))
         repair_dropped_labels(runtime, (event for events in by_conversation.values() for event in events))
+
+
+def _per_conversation(runtime: Runtime, event: Event) -> list[Event]:
+    """The event itself, or for a contact's change one copy per conversation the store knows of the contact."""
+    if event.kind != CONTACT_UPDATED or event.contact is None or event.contact.id is None:
+        return [event]
+    keys = runtime.store.conversations_of_contact(event.account_id, event.contact.id)
+    return [replace(event, conversation_id=conversation_id) for _, conversation_id in keys]
 
 
 def _received_at(fields: dict) -> datetime | None:

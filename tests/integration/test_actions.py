@@ -130,3 +130,50 @@ def test_the_sla_is_kept_in_custom_attributes_beside_the_agents_own(chatwoot, ru
     work(runtime.redis)
     attributes = helpdesk.conversations[conversation].custom_attributes
     assert attributes == {"product": "Orange", "sla_status": "hit", "sla_policy": "standard", "sla_next_due_at": ""}
+
+
+def test_a_contact_blocked_later_stops_every_one_of_its_conversations_clocks(runtime_factory, fixture_payload):
+    import json
+
+    from connectors import get_connector
+    from plugin.adapters import streams as ingest
+    from plugin.cli.replay import replay
+
+    runtime = runtime_factory({"policies": RULES["policies"], "rules": RULES["rules"][1:]})
+    created = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=5)  # first response due 4 h later
+
+    def conversation(conversation_id: int, contact_id: int) -> bytes:
+        payload = fixture_payload("conversation_created")
+        payload.update(id=conversation_id, created_at=int(created.timestamp()), updated_at=created.timestamp())
+        payload["meta"]["sender"]["id"] = contact_id
+        return json.dumps(payload).encode()
+
+    blocked_at = created + timedelta(hours=1)
+    block = {
+        "event": "contact_updated",
+        "account": {"id": 1, "name": "Acme"},
+        "id": 42,
+        "name": "Jane Doe",
+        "blocked": True,
+        "changed_attributes": [
+            {"blocked": {"previous_value": False, "current_value": True}},
+            {"updated_at": {"previous_value": None, "current_value": blocked_at.isoformat().replace("+00:00", "Z")}},
+        ],
+    }
+    bodies = [conversation(87, 42), conversation(88, 42), conversation(89, 7)]
+    for body in bodies[:2]:
+        ingest.submit(runtime.redis, "chatwoot", body, received_at=created)
+    work(runtime.redis)  # the store learns which conversations contact 42 has
+    for body in [json.dumps(block).encode(), bodies[2]]:
+        ingest.submit(runtime.redis, "chatwoot", body, received_at=datetime.now(UTC))
+    work(runtime.redis)
+
+    for conversation_id in (87, 88):
+        summary = runtime.store.summary((1, conversation_id))
+        assert (summary["status"], summary["metrics"]["first_response"]["misses"]) == ("on_track", 0)
+    assert runtime.store.summary((1, 89))["status"] == "missed"  # another contact's: missed as usual
+    rules = runtime.rules.current()
+    lines = [body.decode() for body in bodies] + [json.dumps(block)]
+    replayed = replay(lines, get_connector("chatwoot", {}), rules.match, rules.content_hash, datetime.now(UTC))
+    statuses = {evaluation.conversation_id: evaluation.status for evaluation in replayed.evaluations}
+    assert statuses == {87: "on_track", 88: "on_track", 89: "missed"}

@@ -781,3 +781,49 @@ def test_names_for_mentions_only_for_a_person_and_the_blocked_flag(connector):
     del payload["meta"]["sender"]["blocked"]  # before Chatwoot v4.1 there is no blocked key
     conversation = connector.normalize(payload, RECEIVED_AT).conversation
     assert conversation.assignee_name is None and conversation.contact.blocked is False
+
+
+def contact_updated(changes: list[dict], blocked: bool = True) -> dict:
+    """``contact_updated`` as WebhookListener#contact_updated renders it (Contact#webhook_data + changes)."""
+    return {
+        "event": "contact_updated",
+        "account": {"id": 1, "name": "Acme Support"},
+        "additional_attributes": {},
+        "avatar": "",
+        "custom_attributes": {},
+        "email": "jane.doe@example.com",
+        "id": 42,
+        "identifier": None,
+        "name": "Jane Doe",
+        "phone_number": None,
+        "thumbnail": "",
+        "blocked": blocked,
+        "changed_attributes": changes,
+    }
+
+
+def test_a_contact_blocked_or_unblocked_is_an_event_other_contact_changes_are_not(connector):
+    blocked = connector.normalize(
+        contact_updated(
+            [
+                {"blocked": {"previous_value": False, "current_value": True}},
+                {
+                    "updated_at": {
+                        "previous_value": "2026-01-14T09:00:00.000Z",
+                        "current_value": "2026-01-14T09:30:05.120Z",
+                    }
+                },
+            ]
+        ),
+        RECEIVED_AT,
+    )
+    assert (blocked.kind, blocked.account_id, blocked.conversation_id) == ("contact_updated", 1, 0)
+    assert blocked.contact.id == 42 and blocked.contact.blocked is True
+    assert blocked.occurred_at == at("2026-01-14T09:30:05")
+    assert event_from_json(blocked.to_json()) == blocked
+    renamed = contact_updated([{"name": {"previous_value": "Jane", "current_value": "Jane Doe"}}])
+    assert connector.normalize(renamed, RECEIVED_AT) is None
+    unblocked = connector.normalize(
+        contact_updated([{"blocked": {"current_value": False}}], blocked=False), RECEIVED_AT
+    )
+    assert unblocked.contact.blocked is False and unblocked.occurred_at == RECEIVED_AT

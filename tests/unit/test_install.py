@@ -75,6 +75,7 @@ def test_install_creates_labels_webhook_and_app_then_is_idempotent(account, tmp_
         "conversation_updated",
         "conversation_status_changed",
         "message_created",
+        "contact_updated",  # a contact blocked later stops its conversations' clocks
     }
     assert [app["title"] for app in account.apps] == ["SLA"]
     assert "label sla-missed: created" in first and "webhook https://sla.example.com/webhooks/chatwoot" in first

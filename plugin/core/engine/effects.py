@@ -53,6 +53,7 @@ def summary(evaluation: Evaluation) -> dict[str, Any]:
     data["label"] = LABEL_FOR_STATUS.get(evaluation.status)
     data["prioritized"] = evaluation.prioritized
     data["policy_name"] = evaluation.policy.name if evaluation.policy else None
+    data["contact_id"] = evaluation.conversation.contact.id if evaluation.conversation else None
     data["misses_detail"] = {
         miss_key(miss.metric, miss.index): {
             "metric": miss.metric,

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from plugin.core.engine.state import ConversationState, Decision
 from plugin.core.events import (
+    CONTACT_UPDATED,
     CONVERSATION_CREATED,
     MESSAGE_CREATED,
     OPEN,
@@ -171,6 +172,10 @@ def fold(
             if event.kind == CONVERSATION_CREATED and event.conversation is not None:
                 initial = event.conversation.status
             facts = Facts(created_at=min(created, at), spans=[StatusSpan(min(created, at), initial)])
+        if event.kind == CONTACT_UPDATED and event.contact is not None:
+            blocked = event.contact.blocked
+            if blocked and segments and facts.blocked_at is None:
+                facts.blocked_at = at
         if event.conversation is not None:
             facts.latest = event.conversation
             blocked = event.conversation.contact.blocked
