@@ -123,9 +123,11 @@
   }
 
   function hourlyChart() {
-    var points = data.hourly, hours = blockHours(points.length), blocks = [];
-    for (var start = 0; start < points.length; start += hours) {
-      var slice = points.slice(start, start + hours);
+    // Over a very long range the server sends days instead of hours (each point is then 24 hours).
+    var points = data.hourly, pointHours = data.hourly_bucket === "day" ? 24 : 1;
+    var hours = blockHours(points.length * pointHours), perBlock = Math.max(1, hours / pointHours), blocks = [];
+    for (var start = 0; start < points.length; start += perBlock) {
+      var slice = points.slice(start, start + perBlock);
       blocks.push({
         label: hours >= 24 ? dayLabel(slice[0].local) : hourLabel(slice[0].local),
         applied: slice.reduce(function (sum, p) { return sum + p.applied; }, 0),

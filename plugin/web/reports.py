@@ -21,6 +21,7 @@ from plugin.adapters.report_queries import DIMENSIONS, NAMED_DIMENSIONS, Reports
 from plugin.core.reports.csv_export import csv_lines
 from plugin.core.reports.figures import (
     CONVERSATION_COLUMNS,
+    MAX_BUCKETS,
     METRIC_PREFIXES,
     ReportError,
     parse_page,
@@ -142,7 +143,8 @@ def page() -> str | tuple[str, int]:
         data = {
             "summary": source.summary(filters),
             "daily": source.series(filters, "day"),
-            "hourly": source.series(filters, "hour"),
+            # The hourly chart of a range longer than an hourly series may be is drawn from days.
+            "hourly": source.series(filters, "hour" if _hours(filters) < MAX_BUCKETS else "day"),
             "grid": source.grid(filters),
             "breakdowns": {by: source.breakdown(filters, by) for by in DIMENSIONS if by != "policy"},
             "conversations": source.conversations(filters, page_number, per_page, only_missed),
@@ -185,6 +187,13 @@ def conversation_page(account_id: int, conversation_id: int) -> tuple[str, int] 
     if data is None:
         return render_template("reports_error.html", error="No SLA was applied to this conversation.", back=back), 404
     return render_template("conversation.html", item=data, back=back, metric_prefixes=METRIC_PREFIXES)
+
+
+def _hours(filters: Filters) -> float:
+    """How many hours the range spans (0 when it is open on a side: the data decides)."""
+    if filters.since is None or filters.until is None:
+        return 0
+    return (filters.until - filters.since).total_seconds() / 3600
 
 
 def _start_again(token: str | None) -> str:

@@ -320,3 +320,12 @@ def test_targets_that_fit_in_json_csv_and_on_the_page(client):
     html = client.get(f"/reports?{WEEK}&token={ADMIN}").get_data(as_text=True)
     row = html.split('<tr data-policy="standard" data-metric="first_response">')[1].split("</tr>")[0]
     assert "<td>2h</td>" in row and '<td class="p90">3h</td>' in row and "80.0 %" in row
+
+
+def test_a_range_longer_than_an_hourly_series_still_shows_the_page(client):
+    response = client.get(f"/reports?since=2025-01-01&until=2026-12-31&token={ADMIN}")
+    assert response.status_code == 200
+    data = json.loads(response.get_data(as_text=True).split('id="report-data">')[1].split("</script>")[0])
+    assert data["hourly_bucket"] == "day" and len(data["hourly"]) == 730
+    week = client.get(f"/reports?{WEEK}&token={ADMIN}").get_data(as_text=True)
+    assert '"hourly_bucket": "hour"' in week
