@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -88,6 +88,8 @@ DIMENSIONS: dict[str, sa.Column | None] = {
     "priority": applied.c.priority,
     "label": None,
 }
+# The page shows the policies in their own table (the summary's), so not as a breakdown.
+PAGE_BREAKDOWNS = tuple(by for by in DIMENSIONS if by != "policy")
 _FILTER_COLUMNS = {
     "account": applied.c.account_id,
     "inbox": applied.c.inbox_id,
@@ -441,6 +443,25 @@ class Reports:
             "percentiles": list(PERCENTILES),
             "policies": policies,
         }
+
+    def page_calls(
+        self, filters: Filters, page: int = 1, per_page: int = DEFAULT_PER_PAGE, only_missed: bool = True
+    ) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
+        """Every report the page shows, as named calls (the page makes them; the benchmark times them):
+        summary, daily and hourly series, grid, a breakdown per dimension but policy, the drill-down page
+        and the targets. The hourly chart of a range longer than an hourly series may be is drawn from
+        days."""
+        span = (filters.until - filters.since) / _BUCKET_STEPS["hour"] if filters.since and filters.until else 0
+        hourly = "hour" if span < MAX_BUCKETS else "day"
+        return [
+            ("summary", lambda: self.summary(filters)),
+            ("daily", lambda: self.series(filters, "day")),
+            ("hourly", lambda: self.series(filters, hourly)),
+            ("grid", lambda: self.grid(filters)),
+            *[(f"breakdown {by}", functools.partial(self.breakdown, filters, by)) for by in PAGE_BREAKDOWNS],
+            ("conversations", lambda: self.conversations(filters, page, per_page, only_missed)),
+            ("targets", lambda: self.targets(filters)),
+        ]
 
     def conversations(
         self, filters: Filters, page: int = 1, per_page: int = DEFAULT_PER_PAGE, only_missed: bool = False

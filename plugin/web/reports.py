@@ -17,11 +17,10 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request, stream_with_context
 
 from plugin.adapters.directory import Names, name_of
-from plugin.adapters.report_queries import DIMENSIONS, NAMED_DIMENSIONS, Reports
+from plugin.adapters.report_queries import NAMED_DIMENSIONS, PAGE_BREAKDOWNS, Reports
 from plugin.core.reports.csv_export import csv_lines
 from plugin.core.reports.figures import (
     CONVERSATION_COLUMNS,
-    MAX_BUCKETS,
     METRIC_PREFIXES,
     ReportError,
     parse_page,
@@ -140,15 +139,10 @@ def page() -> str | tuple[str, int]:
     try:
         filters = filters_from(params, known)
         page_number, per_page, only_missed = parse_page(params)
+        results = {name: call() for name, call in source.page_calls(filters, page_number, per_page, only_missed)}
         data = {
-            "summary": source.summary(filters),
-            "daily": source.series(filters, "day"),
-            # The hourly chart of a range longer than an hourly series may be is drawn from days.
-            "hourly": source.series(filters, "hour" if _hours(filters) < MAX_BUCKETS else "day"),
-            "grid": source.grid(filters),
-            "breakdowns": {by: source.breakdown(filters, by) for by in DIMENSIONS if by != "policy"},
-            "conversations": source.conversations(filters, page_number, per_page, only_missed),
-            "targets": source.targets(filters),
+            **results,
+            "breakdowns": {by: results[f"breakdown {by}"] for by in PAGE_BREAKDOWNS},
         }
     except ReportError as error:
         return render_template("reports_error.html", error=str(error), back=_start_again(token)), 400
@@ -187,13 +181,6 @@ def conversation_page(account_id: int, conversation_id: int) -> tuple[str, int] 
     if data is None:
         return render_template("reports_error.html", error="No SLA was applied to this conversation.", back=back), 404
     return render_template("conversation.html", item=data, back=back, metric_prefixes=METRIC_PREFIXES)
-
-
-def _hours(filters: Filters) -> float:
-    """How many hours the range spans (0 when it is open on a side: the data decides)."""
-    if filters.since is None or filters.until is None:
-        return 0
-    return (filters.until - filters.since).total_seconds() / 3600
 
 
 def _start_again(token: str | None) -> str:
