@@ -337,15 +337,12 @@ class Reports:
                 [clock.hour(column), clock.offset(column)] if bucket == "hour" else [clock.day(column)]
             )
             found = dict(self._grouped(filters, [key.label(f"k{index}") for index, key in enumerate(keys)]))
-        points = [
-            {
-                "start": format_time(start),
-                "end": format_time(end),
-                "local": local_text(place, start),
-                **figures(found.get(_bucket_key(place, bucket, start)) or _zero()),
-            }
-            for start, end in _buckets(place, bucket, filters, found)
-        ]
+        empty = figures(_zero())  # most buckets of a long range are empty: their figures are worked out once
+        points = []
+        for start, end in _buckets(place, bucket, filters, found):
+            totals = found.get(_bucket_key(place, bucket, start))
+            point = {"start": format_time(start), "end": format_time(end), "local": local_text(place, start)}
+            points.append({**point, **(figures(totals) if totals else empty)})
         return {"filters": filters.describe(), "bucket": bucket, "timezone": filters.tz, "points": points}
 
     def grid(self, filters: Filters) -> dict[str, Any]:

@@ -261,6 +261,8 @@ def test_a_name_typed_in_a_filter_is_resolved_or_refused_with_what_to_do(client)
     assert by_name["filters"]["inbox"] == [2] and by_name["overall"]["applied"] == 3
     page = client.get(f"/reports?{WEEK}&agent=Lee%20Park&token={ADMIN}").get_data(as_text=True)
     assert 'id="filter-agent"' in page and 'value="Lee Park"' in page
+    detail = client.get(f"/reports/conversations/1/3?token={ADMIN}").get_data(as_text=True)
+    assert "inbox Website Chat · team Billing · agent Lee Park" in detail
     refused = client.get(f"/api/reports/summary?{WEEK}&inbox=Helpdesk", headers=BEARER)
     assert refused.status_code == 400
     assert "no inbox is called 'Helpdesk': choose one from the inbox list" in refused.get_json()["error"]
