@@ -39,14 +39,15 @@ ROOT = BENCH.parent
 sys.path[:0] = [str(ROOT), str(BENCH), str(ROOT / "tests")]
 
 from plugin.adapters.services import EmbeddedRedis  # noqa: E402
+from plugin.demo.helpdesk import HelpdeskServer  # noqa: E402
 from plugin.jobs.drain import backlog  # noqa: E402
 
 import webhook_bench  # noqa: E402  (the baseline app, gunicorn settings and server wrapper)
 from faults import (  # noqa: E402
     API_TOKEN,
-    HelpdeskServer,
     Traffic,
     child_environment,
+    fake_helpdesk,
     start_worker,
     stop_process,
     write_rules,
@@ -306,7 +307,7 @@ class Plant:
     def __init__(self, workdir: Path, redis_server: EmbeddedRedis, workers: int) -> None:
         self.workdir = workdir
         self.redis = redis_server.connection()
-        self.helpdesk = HelpdeskServer()
+        self.helpdesk = HelpdeskServer(fake_helpdesk()).start(send_webhooks=False)
         rules_dir = write_rules(workdir / "rules")
         self.environment = child_environment(
             REDIS_URL=redis_server.url,
@@ -332,7 +333,7 @@ class Plant:
         self.web.stop()
         for worker in self.workers:
             stop_process(worker)
-        self.helpdesk.close()
+        self.helpdesk.stop()
 
 
 def sustained(redis_server: EmbeddedRedis, workdir: Path, arguments) -> None:
@@ -348,7 +349,7 @@ def sustained(redis_server: EmbeddedRedis, workdir: Path, arguments) -> None:
         load = Sustained(plant.port, arguments.rate, arguments.duration)
         load.run(on_second=lambda _elapsed: lags.append(plant.lag()))
         finished = time.monotonic()
-        history = plant.helpdesk.state.label_history
+        history = plant.helpdesk.helpdesk.label_history
         while time.monotonic() - finished < 300 and (
             plant.lag() > 0 or any(not history.get(cid) for cid in list(load.first_sent))
         ):
@@ -356,7 +357,7 @@ def sustained(redis_server: EmbeddedRedis, workdir: Path, arguments) -> None:
         catch_up = time.monotonic() - finished
     finally:
         plant.stop()
-    history = plant.helpdesk.state.label_history
+    history = plant.helpdesk.helpdesk.label_history
     e2e = [history[cid][0][0] - sent for cid, sent in load.first_sent.items() if history.get(cid)]
     missing = sum(1 for cid in load.first_sent if not history.get(cid))
     print(

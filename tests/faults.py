@@ -5,10 +5,9 @@ that tell whether anything was lost.
   refuse new ones, then let them through again.
 - :class:`RestartableRedis`: a private redis-server on a unix socket that can be restarted on the same socket
   (its data is gone afterwards, as after a crash of a Redis without persistence) or flushed.
-- :class:`HelpdeskState`: the Chatwoot label and message endpoints over in-memory state, with injectable
-  faults (5xx, 429 with Retry-After, connection errors, timeouts, a revoked token). Served either through
-  `responses` (:meth:`HelpdeskState.register`) for in-process workers or as a real HTTP server on loopback
-  (:class:`HelpdeskServer`) for worker subprocesses.
+- :func:`fake_helpdesk`: the fake Chatwoot of ``plugin.demo.helpdesk`` (faults injected with its ``fail_next``),
+  taking the conversations of these suites' own webhook bodies. Served through `responses` (its ``register``)
+  for in-process workers or over real HTTP on loopback (:func:`fake_helpdesk_server`) for worker subprocesses.
 - :class:`Traffic`: realistic Chatwoot webhook bodies (the shared fixtures with new ids, re-timed relative to
   now so that every due and at-risk instant stays far from the test's own duration).
 - :func:`verify`: the store's summaries against ``plugin.cli.replay`` on the same bodies, every label, one note
@@ -31,19 +30,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import requests
 import sqlalchemy as sa
 from rq import Queue
 
 from plugin.adapters import redis_keys
 from plugin.adapters.services import EmbeddedRedis, pick_free_port
+from plugin.demo.helpdesk import DemoHelpdesk, HelpdeskServer
 from plugin.jobs.drain import backlog
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -207,175 +206,41 @@ class RestartableRedis(EmbeddedRedis):
             self.process.send_signal(signal.SIGCONT)
 
 
-# -- a fake helpdesk with faults --------------------------------------------------------------------------
-
-_PATH = re.compile(r"^/api/v1/accounts/(?P<account>\d+)/conversations/(?P<conversation>\d+)/(?P<what>labels|messages)$")
+# -- the fake Chatwoot, for traffic it did not play ---------------------------------------------------------
 
 
-class HelpdeskState:
-    """Chatwoot's conversation label and message endpoints for any conversation, in memory.
+def fake_helpdesk(token: str = API_TOKEN) -> DemoHelpdesk:
+    """The fake Chatwoot (``plugin.demo.helpdesk``, the one the demo and every suite use) for bodies these
+    suites make themselves: a conversation it never played exists when the plugin first calls for it, with
+    the agent's label :data:`AGENT_LABELS`. Faults: ``fail_next``; a revoked token: ``replace_token``."""
+    return DemoHelpdesk(api_token=token, adopt_unknown_with_labels=AGENT_LABELS)
 
-    Faults: :meth:`fail_next` makes the next *n* calls fail with ``kind`` (``"500"``, ``"429"`` with
-    ``retry_after``, ``"connection"``, ``"timeout"``); ``valid_token`` is the only API token accepted (others
-    get 401, as after a revocation). Every call is recorded in ``calls``.
-    """
 
-    def __init__(self, token: str = API_TOKEN, agent_labels: Iterable[str] = AGENT_LABELS) -> None:
-        self.valid_token = token
-        self.agent_labels = list(agent_labels)
-        self.labels: dict[int, list[str]] = {}
-        self.notes: dict[int, list[tuple[int, str]]] = defaultdict(list)
-        self.label_history: dict[int, list[tuple[float, list[str]]]] = defaultdict(list)
-        self.calls: list[tuple[str, str, int | str]] = []
-        self._faults: list[tuple[str, float]] = []
-        self._next_id = 50_000
-        self._lock = threading.Lock()
+@contextlib.contextmanager
+def fake_helpdesk_server(token: str = API_TOKEN) -> Iterator[HelpdeskServer]:
+    """:func:`fake_helpdesk` served over real HTTP on loopback (for worker subprocesses); ``.helpdesk`` is it."""
+    server = HelpdeskServer(fake_helpdesk(token)).start(send_webhooks=False)
+    try:
+        yield server
+    finally:
+        server.stop()
 
-    def fail_next(self, count: int, kind: str = "500", retry_after: float = 0) -> None:
-        with self._lock:
-            self._faults.extend([(kind, retry_after)] * count)
 
-    def faults_left(self) -> int:
-        with self._lock:
-            return len(self._faults)
+def labels_of(helpdesk: DemoHelpdesk, conversation_id: int) -> list[str] | None:
+    """The conversation's labels in the helpdesk, None when the plugin never called for it."""
+    conversation = helpdesk.conversations.get(conversation_id)
+    return None if conversation is None else list(conversation.labels)
 
-    def handle(
-        self, method: str, path: str, token: str | None, body: bytes | None
-    ) -> tuple[int, dict, str] | Exception:
-        """One call: a (status, headers, JSON text) answer, or an exception to raise (connection faults)."""
-        with self._lock:
-            if self._faults:
-                kind, retry_after = self._faults.pop(0)
-                self.calls.append((method, path, kind))
-                if kind == "connection":
-                    return requests.ConnectionError("connection refused (injected)")
-                if kind == "timeout":
-                    return requests.ReadTimeout("read timed out (injected)")
-                if kind == "429":
-                    return 429, {"Retry-After": f"{retry_after:g}"}, json.dumps({"error": "slow down"})
-                return int(kind), {}, json.dumps({"error": "injected failure"})
-            match = _PATH.match(path.split("?", 1)[0])
-            if token != self.valid_token:
-                status, answer = 401, {"error": "Invalid Access Token"}
-            elif match is None:
-                status, answer = 404, {"error": "not found"}
-            else:
-                status, answer = self._route(method, int(match["conversation"]), match["what"], body)
-            self.calls.append((method, path, status))
-            return status, {}, json.dumps(answer)
 
-    def _route(self, method: str, conversation: int, what: str, body: bytes | None) -> tuple[int, Any]:
-        labels = self.labels.setdefault(conversation, list(self.agent_labels))
-        if what == "labels" and method == "GET":
-            return 200, {"payload": labels}
-        if what == "labels" and method == "POST":
-            self.labels[conversation] = list(json.loads(body)["labels"])
-            self.label_history[conversation].append((time.time(), list(self.labels[conversation])))
-            return 200, {"payload": self.labels[conversation]}
-        if what == "messages" and method == "POST":
-            message = json.loads(body)
-            if message.get("private") is not True:
-                return 422, {"error": "the plugin only writes private notes"}
-            self._next_id += 1
-            self.notes[conversation].append((self._next_id, message["content"]))
-            return 200, {"id": self._next_id, "content": message["content"], "private": True}
-        if what == "messages" and method == "GET":
-            return 200, {
-                "payload": [
-                    {"id": number, "content": content, "private": True} for number, content in self.notes[conversation]
-                ]
-            }
-        return 405, {"error": "method not allowed"}
-
-    # -- adapters ---------------------------------------------------------------------------------------
-
-    def register(self, mock, base_url: str = BASE_URL) -> None:
-        """Serve the endpoints through a ``responses.RequestsMock``."""
-        import responses
-
-        prefix = re.escape(base_url.rstrip("/"))
-
-        def callback(request):
-            path = request.path_url[len("") :]
-            answer = self.handle(
-                request.method,
-                path,
-                request.headers.get("api_access_token"),
-                request.body.encode() if isinstance(request.body, str) else request.body,
-            )
-            return answer
-
-        for method in (responses.GET, responses.POST):
-            mock.add_callback(method, re.compile(prefix + r"/api/v1/.*"), callback=callback)
-
-    # -- what was written ------------------------------------------------------------------------------
-
-    def markers(self, conversation: int) -> Counter:
-        """How many notes carry each plugin marker key (``note:first_response#0``...)."""
-        found = Counter()
-        for _, content in self.notes.get(conversation, []):
-            for key in re.findall(r"ref sla-plugin/\d+/\d+/(\S+)", content):
+def markers(helpdesk: DemoHelpdesk, conversation_id: int) -> Counter:
+    """How many private notes carry each plugin marker key (``note:first_response#0``...)."""
+    found: Counter = Counter()
+    conversation = helpdesk.conversations.get(conversation_id)
+    for message in conversation.messages if conversation else ():
+        if message.private:
+            for key in re.findall(r"ref sla-plugin/\d+/\d+/(\S+)", message.content):
                 found[key] += 1
-        return found
-
-    def call_count(self) -> int:
-        with self._lock:
-            return len(self.calls)
-
-
-class HelpdeskServer:
-    """A :class:`HelpdeskState` served over real HTTP on a loopback port (for worker subprocesses).
-
-    Built on ``http.server``: Werkzeug's development server drops headers with underscores, and Chatwoot's
-    token header is ``api_access_token``. A connection fault answers 503 (a real server cannot raise).
-    """
-
-    def __init__(self, state: HelpdeskState | None = None) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.state = state = state or HelpdeskState()
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # Headers and body go out in two writes: without this, Nagle and delayed ACKs add ~40 ms a call.
-            disable_nagle_algorithm = True
-
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                answer = state.handle(self.command, self.path, self.headers.get("api_access_token"), body)
-                if isinstance(answer, Exception):
-                    answer = (503, {}, json.dumps({"error": str(answer)}))
-                status, headers, text = answer
-                data = text.encode()
-                self.send_response(status)
-                for name, value in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = _serve
-
-            def log_message(self, *_args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self._thread = threading.Thread(target=self.server.serve_forever, name="fake-helpdesk", daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> HelpdeskServer:
-        return self
-
-    def __exit__(self, *_) -> None:
-        self.close()
+    return found
 
 
 # -- realistic traffic ------------------------------------------------------------------------------------
@@ -547,7 +412,7 @@ def verify(
     store,
     bodies: list[bytes],
     rules_dir: Path | str,
-    helpdesk: HelpdeskState | None = None,
+    helpdesk: DemoHelpdesk | None = None,
     name: str = "faults",
     at: datetime | None = None,
 ) -> Verdict:
@@ -570,22 +435,22 @@ def verify(
         label = summary_of(evaluation)["label"]
         # A kept SLA ("hit") wears the on-track label: these rules define no labels.hit.
         title = LABEL_TITLES["on_track" if label == "hit" else label] if label else None
-        wanted_labels = list(helpdesk.agent_labels) + ([title] if title else [])
-        labels = helpdesk.labels.get(key[1])
+        wanted_labels = list(AGENT_LABELS) + ([title] if title else [])
+        labels = labels_of(helpdesk, key[1])
         if labels != wanted_labels:
             verdict.problems.append(f"{key}: labels {labels} != {wanted_labels}")
-        markers = helpdesk.markers(key[1])
-        verdict.notes += sum(markers.values())
+        found = markers(helpdesk, key[1])
+        verdict.notes += sum(found.values())
         misses = {f"{miss.metric}#{miss.index}" for miss in evaluation.misses}
-        for marker, count in markers.items():
+        for marker, count in found.items():
             if count != 1:
                 verdict.problems.append(f"{key}: note {marker} written {count} times")
         for miss in misses:
-            if markers[f"note:{miss}"] != 1:
-                verdict.problems.append(f"{key}: miss {miss} has {markers[f'note:{miss}']} notes")
-        for marker in markers:
+            if found[f"note:{miss}"] != 1:
+                verdict.problems.append(f"{key}: miss {miss} has {found[f'note:{miss}']} notes")
+        for marker in found:
             kind, _, miss = marker.partition(":")
-            if kind == "note" and miss not in misses and markers[f"correction:{miss}"] != 1:
+            if kind == "note" and miss not in misses and found[f"correction:{miss}"] != 1:
                 verdict.problems.append(f"{key}: a note for {miss}, which replay says is no miss, has no correction")
     print(verdict.line(name))
     return verdict
@@ -603,7 +468,7 @@ def duplicated_log_entries(store, keys: Iterable[tuple[int, int]]) -> list[str]:
     return found
 
 
-def all_processed(store: Any, bodies, helpdesk: HelpdeskState | None = None) -> bool:
+def all_processed(store: Any, bodies, helpdesk: DemoHelpdesk | None = None) -> bool:
     """Every conversation of *bodies* is stored, and (with a helpdesk) has its status label."""
     keys = {conversation_id_of(body) for body in bodies} - {None}
     try:
@@ -611,7 +476,7 @@ def all_processed(store: Any, bodies, helpdesk: HelpdeskState | None = None) -> 
             return False
     except sa.exc.OperationalError:
         return False
-    return helpdesk is None or all(len(helpdesk.labels.get(key, ())) == 2 for key in keys)
+    return helpdesk is None or all(len(labels_of(helpdesk, key) or ()) == 2 for key in keys)
 
 
 def settled(redis) -> bool:
@@ -632,7 +497,7 @@ def child_environment(**values: str) -> dict[str, str]:
         if not name.startswith(("SLA_", "CHATWOOT_")) and name not in ("DATABASE_URL", "REDIS_URL")
     }
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
-    # The reconciler polls the helpdesk's conversation list, which the fake helpdesk does not keep.
+    # The reconciler polls the helpdesk's conversation list; these suites' conversations are not in the fake's.
     environment.update(
         {"SLA_LOG_LEVEL": "INFO", "SLA_RECONCILE_SECONDS": "0", "SLA_NAMES_REFRESH_SECONDS": "0", **values}
     )

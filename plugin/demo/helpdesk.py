@@ -50,7 +50,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -279,6 +279,7 @@ class DemoHelpdesk:
         announce: Callable[[str], None] | None = None,
         first_conversation_id: int = 101,
         profile: Profile | str = CURRENT,
+        adopt_unknown_with_labels: Sequence[str] | None = None,
     ) -> None:
         self.profile = PROFILES[profile] if isinstance(profile, str) else profile
         self.announce = announce or (lambda line: None)
@@ -287,6 +288,12 @@ class DemoHelpdesk:
         self.inboxes: dict[int, Inbox] = {}
         self.calls: list[tuple[str, str, int]] = []  # (method, path, status) of every REST call
         self._faults: list[Fault] = []
+        # Tests that send their own webhook bodies: a conversation the fake never played exists all the same
+        # (with these labels) when the plugin first calls for it.
+        self.adopt_unknown_with_labels = adopt_unknown_with_labels
+        self.label_history: dict[int, list[tuple[float, list[str]]]] = {}  # REST label writes, by conversation
+        # Called with (method, path) at the start of every REST call: a test can hold the helpdesk there.
+        self.before_call: Callable[[str, str], None] | None = None
         self.conversations: dict[int, Conversation] = {}
         self.account_labels: dict[int, dict[str, Any]] = {}
         self.webhooks: dict[int, Webhook] = {}
@@ -330,6 +337,12 @@ class DemoHelpdesk:
         """Injected faults not yet served."""
         with self._lock:
             return len(self._faults)
+
+    def _take_slow_fault(self) -> Fault | None:
+        with self._lock:
+            if self._faults and self._faults[0].kind == "slow":
+                return self._faults.pop(0)
+            return None
 
     def take_fault(self) -> Fault | None:
         """The next injected fault, if any (the API calls this once per request)."""
@@ -663,10 +676,32 @@ class DemoHelpdesk:
             )
 
     def _conversation(self, conversation_id: int) -> Conversation:
-        try:
-            return self.conversations[conversation_id]
-        except KeyError:
-            raise LookupError(f"no conversation {conversation_id}") from None
+        conversation = self.conversations.get(conversation_id)
+        if conversation is None and self.adopt_unknown_with_labels is not None:
+            conversation = self.adopt(conversation_id, self.adopt_unknown_with_labels)
+        if conversation is None:
+            raise LookupError(f"no conversation {conversation_id}")
+        return conversation
+
+    def adopt(self, conversation_id: int, labels: Sequence[str] = ()) -> Conversation:
+        """A conversation that exists in Chatwoot but was not played in the fake (its webhooks came from the
+        test itself): a web chat with these labels and no messages yet."""
+        with self._lock:
+            inbox = self.inboxes.get(1) or Inbox(1, "Website Chat", "Channel::WebWidget")
+            contact = Person(
+                10_000 + conversation_id, "A Customer", f"customer-{conversation_id}@example.com", "contact"
+            )
+            now = time.time()
+            conversation = Conversation(conversation_id, inbox, contact, now, now, labels=list(labels))
+            self.conversations[conversation_id] = conversation
+            self.inboxes[inbox.id] = inbox
+            return conversation
+
+    def replace_token(self, new_token: str) -> None:
+        """The administrator's token is revoked (401 "Invalid Access Token") and this one issued instead."""
+        with self._lock:
+            user = self.tokens.pop(self.api_token)
+            self.tokens = {new_token: user, **self.tokens}
 
     # -- webhook bodies ---------------------------------------------------------------------------------
 
@@ -887,6 +922,7 @@ class DemoHelpdesk:
             conversation = self._conversation(conversation_id)
             before = list(conversation.labels)
             after = self._replace_labels(conversation, labels, time.time())
+            self.label_history.setdefault(conversation_id, []).append((time.time(), list(after)))
             self.last_api_write_at = time.monotonic()
         if after != before:
             removed = [label for label in before if label not in after]
@@ -989,12 +1025,19 @@ class DemoHelpdesk:
             path = request.url[len(prefix) :]
             body = request.body.encode() if isinstance(request.body, str) else request.body
             headers = {"api_access_token": request.headers.get("api_access_token", "")}
+            # A slow answer is applied, then comes after the client's read timeout (if it has one shorter).
+            slow = self._take_slow_fault()
             try:
                 answer = client.open(
                     path, method=request.method, headers=headers, data=body, content_type="application/json"
                 )
             except ConnectionDropped:
                 return requests.ConnectionError("connection closed unanswered (injected)")
+            if slow is not None:
+                read_timeout = _read_timeout(request.req_kwargs.get("timeout"))
+                if read_timeout is not None and slow.seconds >= read_timeout:
+                    return requests.ReadTimeout(f"no answer within {read_timeout:g} s (injected)")
+                time.sleep(slow.seconds)
             return answer.status_code, dict(answer.headers), answer.get_data()
 
         pattern = re.compile(re.escape(prefix) + r"/api/v1/.*")
@@ -1021,6 +1064,8 @@ def create_api(helpdesk: DemoHelpdesk) -> Flask:
 
     @app.before_request
     def authenticate() -> Response | None:
+        if helpdesk.before_call is not None:
+            helpdesk.before_call(request.method, request.path)
         fault = helpdesk.take_fault()
         if fault is not None:
             answer = _fault_answer(fault)
@@ -1305,6 +1350,13 @@ def _fault_answer(fault: Fault) -> Response | None:
     return _error(fault.status, "Internal Server Error")
 
 
+def _read_timeout(timeout: Any) -> float | None:
+    """The read part of a requests ``timeout`` (a number, or a (connect, read) pair)."""
+    if isinstance(timeout, (tuple, list)):
+        timeout = timeout[-1]
+    return float(timeout) if isinstance(timeout, (int, float)) else None
+
+
 def _admin_only(method: str, path: str) -> bool:
     """Endpoints Chatwoot's policies keep to administrators: webhooks, creating and deleting labels."""
     account_path = path.split("/", 5)[-1] if path.startswith("/api/v1/accounts/") else ""
@@ -1316,6 +1368,9 @@ def _admin_only(method: str, path: str) -> bool:
 class _RequestHandler(WSGIRequestHandler):
     """Werkzeug's handler, with Chatwoot's token header, a ``down`` fault as a connection closed unanswered,
     and without an access log line per request (the terminal shows what the helpdesk announces instead)."""
+
+    # Headers and body go out in two writes: without this, Nagle and delayed ACKs add ~40 ms a call.
+    disable_nagle_algorithm = True
 
     def make_environ(self):
         environ = super().make_environ()

@@ -1,10 +1,10 @@
-"""Write-back on real parts: real Redis, real RQ workers, a real database; `responses` stands in for
-Chatwoot's REST API. Fixtures are re-timed relative to now, because the workers use the real clock."""
+"""Write-back on real parts: real Redis, real RQ workers, a real database; the fake Chatwoot
+(``plugin.demo.helpdesk``) answers the REST API, through `responses` or over HTTP. Fixtures are re-timed
+relative to now, because the workers use the real clock."""
 
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,6 +14,7 @@ from rq import Queue, SimpleWorker
 from connectors.chatwoot.client import ChatwootClient
 from plugin.adapters import redis_keys
 from plugin.adapters import streams as ingest
+from plugin.demo.helpdesk import DemoHelpdesk
 from plugin.jobs import writeback
 from plugin.jobs.runtime import Runtime
 
@@ -32,67 +33,46 @@ RULES = {
 
 
 class FakeHelpdesk:
-    """Chatwoot's label and message endpoints over in-memory state, registered on `responses`."""
+    """Conversation 87 of the fake Chatwoot (``plugin.demo.helpdesk``), served through `responses`: its labels
+    and private notes, the (before, after) of each label write, and an agent who adds a label between the
+    plugin's read and its write when ``agent_edit_after_next_read`` is set."""
 
     def __init__(self, mock: responses.RequestsMock, labels=("billing",), failures: int = 0):
-        self.labels = list(labels)
-        self.echoes: list[tuple[list[str], list[str]]] = []  # (before, after) of each label write
+        self.fake = DemoHelpdesk(api_token="secret-token-123")
+        self.conversation = self.fake.adopt(87, labels)
+        self.fake.register(mock, BASE)
+        if failures:
+            self.fake.fail_next(failures, "5xx")
         self.agent_edit_after_next_read: str | None = None
-        self.notes: list[str] = []
-        self.failures = failures
-        self.label_writes = 0
-        mock.add_callback(responses.GET, f"{CONVERSATION}/labels", callback=self._get_labels)
-        mock.add_callback(responses.POST, f"{CONVERSATION}/labels", callback=self._set_labels)
-        mock.add_callback(responses.POST, f"{CONVERSATION}/messages", callback=self._create_note)
-        mock.add_callback(responses.GET, re.compile(f"{CONVERSATION}/messages.*"), callback=self._messages)
+        self._before_writes: list[list[str]] = []
+        self.fake.before_call = self._before_call
 
-    def _failing(self):
-        if self.failures:
-            self.failures -= 1
-            return (500, {}, json.dumps({"error": "boom"}))
-        return None
+    def _before_call(self, method: str, path: str) -> None:
+        if method == "POST" and path.endswith("/conversations/87/labels"):
+            if self.agent_edit_after_next_read:
+                self.conversation.labels.append(self.agent_edit_after_next_read)
+                self.agent_edit_after_next_read = None
+            self._before_writes.append(list(self.conversation.labels))
 
-    def _get_labels(self, request):
-        failed = self._failing()
-        if failed:
-            return failed
-        answer = (200, {}, json.dumps({"payload": self.labels}))
-        if self.agent_edit_after_next_read:
-            # An agent adds a label between the plugin's read and its write.
-            self.labels = self.labels + [self.agent_edit_after_next_read]
-            self.agent_edit_after_next_read = None
-        return answer
+    @property
+    def labels(self) -> list[str]:
+        return list(self.conversation.labels)
 
-    def _set_labels(self, request):
-        failed = self._failing()
-        if failed:
-            return failed
-        before, self.labels = self.labels, json.loads(request.body)["labels"]
-        self.echoes.append((before, self.labels))
-        self.label_writes += 1
-        return (200, {}, json.dumps({"payload": self.labels}))
+    @labels.setter
+    def labels(self, titles: list[str]) -> None:
+        self.conversation.labels = list(titles)  # an agent's edit in Chatwoot
 
-    def _create_note(self, request):
-        failed = self._failing()
-        if failed:
-            return failed
-        body = json.loads(request.body)
-        assert body["private"] is True and body["message_type"] == "outgoing"
-        self.notes.append(body["content"])
-        return (200, {}, json.dumps({"id": 5000 + len(self.notes), "content": body["content"], "private": True}))
+    @property
+    def notes(self) -> list[str]:
+        return [message.content for message in self.conversation.messages if message.private]
 
-    def _messages(self, request):
-        return (
-            200,
-            {},
-            json.dumps(
-                {
-                    "payload": [
-                        {"id": 5000 + n, "content": c, "private": True} for n, c in enumerate(self.notes, start=1)
-                    ]
-                }
-            ),
-        )
+    def add_note(self, content: str) -> None:
+        self.fake.write_note(87, self.fake.plugin_user, content)
+
+    @property
+    def echoes(self) -> list[tuple[list[str], list[str]]]:
+        afters = [after for _, after in self.fake.label_history.get(87, [])]
+        return list(zip(self._before_writes, afters, strict=False))
 
 
 @pytest.fixture
@@ -413,7 +393,7 @@ def test_a_note_with_the_marker_of_an_older_version_is_found_and_not_posted_agai
             burst=True
         )
         # An older version posted the note with its bracketed marker, then died before recording it.
-        helpdesk.notes.append("SLA missed: ... Policy Quick v1234. [sla-plugin 1/87 note:first_response#0]")
+        helpdesk.add_note("SLA missed: ... Policy Quick v1234. [sla-plugin 1/87 note:first_response#0]")
         writer = writeback.Writer(runtime, runtime.helpdesk())
         writer._set_state(1, 87, "note:first_response#0", "sending")
         writer.deliver(1, 87)

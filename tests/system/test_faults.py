@@ -43,14 +43,15 @@ from plugin.jobs.sweeper import Sweeper
 from faults import (
     API_TOKEN,
     BASE_URL,
-    HelpdeskServer,
-    HelpdeskState,
     RestartableRedis,
     TcpProxy,
     Traffic,
     all_processed,
     child_environment,
     duplicated_log_entries,
+    fake_helpdesk,
+    fake_helpdesk_server,
+    labels_of,
     settled,
     start_gunicorn,
     start_worker,
@@ -128,22 +129,21 @@ def traffic_bodies(count: int, **options) -> list[bytes]:
     return [body for bodies in Traffic(**options).conversations(count) for body in bodies]
 
 
-@pytest.mark.parametrize("fault", ["500", "connection"])
+@pytest.mark.parametrize("fault", ["5xx", "down"])
 def test_helpdesk_down_for_a_while_then_back(plant, fault):
     import responses
 
     bodies = traffic_bodies(10)
-    helpdesk = HelpdeskState()
+    helpdesk = fake_helpdesk()
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        helpdesk.register(mock)
+        helpdesk.register(mock, BASE_URL)
         helpdesk.fail_next(40, fault)  # more than a job's own attempts: RQ's retries must take over
         submit(plant.runtime.redis, bodies)
         rounds = work_all(plant.runtime.redis)
     assert helpdesk.faults_left() == 0
-    failed = sum(1 for call in helpdesk.calls if call[2] == fault)
     print(
-        f"helpdesk down for {failed} calls ({fault}); settled after {rounds} worker rounds; "
-        f"{len(helpdesk.calls)} calls in all"
+        f"helpdesk down for 40 calls ({fault}); settled after {rounds} worker rounds; "
+        f"{len(helpdesk.calls)} answered calls in all"
     )
     assert rounds > 1  # the outage outlasted a job's own attempts
     assert pending_intents(plant.runtime) == 0
@@ -154,25 +154,16 @@ def test_helpdesk_slow_calls_time_out_and_nothing_is_doubled(plant):
     import responses
 
     bodies = traffic_bodies(10)
-    helpdesk = HelpdeskState()
-    original = helpdesk.handle
-    slow = {"left": 6}
-
-    def handle(method, path, token, body):
-        # A slow helpdesk: the call is applied, but the answer comes after the client gave up.
-        answer = original(method, path, token, body)
-        if slow["left"] and method == "POST":
-            slow["left"] -= 1
-            return requests.ReadTimeout("read timed out (injected, after the call was applied)")
-        return answer
-
-    helpdesk.handle = handle
+    helpdesk = fake_helpdesk()
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        helpdesk.register(mock)
-        helpdesk.fail_next(6, "timeout")  # and some that time out before reaching it
+        helpdesk.register(mock, BASE_URL)
+        # A slow helpdesk: the calls are applied, but each answer comes after the client gave up; then some
+        # calls that never reach it.
+        helpdesk.fail_next(6, "slow", seconds=60)
+        helpdesk.fail_next(6, "down")
         submit(plant.runtime.redis, bodies)
         work_all(plant.runtime.redis)
-    assert slow["left"] == 0 and helpdesk.faults_left() == 0
+    assert helpdesk.faults_left() == 0
     assert verify(plant.runtime.store, bodies, plant.rules_dir, helpdesk, "helpdesk slow").lost == 0
 
 
@@ -180,10 +171,10 @@ def test_helpdesk_rate_limit_retry_after_is_honoured(plant):
     import responses
 
     bodies = traffic_bodies(5)
-    helpdesk = HelpdeskState()
+    helpdesk = fake_helpdesk()
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        helpdesk.register(mock)
-        helpdesk.fail_next(3, "429", retry_after=7)
+        helpdesk.register(mock, BASE_URL)
+        helpdesk.fail_next(3, "429", seconds=7)  # with a Retry-After, as a proxy in front of Chatwoot sends
         submit(plant.runtime.redis, bodies)
         work_all(plant.runtime.redis)
     # The client waited what the helpdesk asked for (its sleep is injected and recorded).
@@ -196,26 +187,26 @@ def test_revoked_token_stops_write_back_without_hammering_until_it_is_fixed(plan
 
     bodies = traffic_bodies(10)
     conversations = 10
-    helpdesk = HelpdeskState()
-    helpdesk.valid_token = "a-new-token-the-plugin-does-not-have"
+    helpdesk = fake_helpdesk()
+    helpdesk.replace_token("a-new-token-the-plugin-does-not-have")
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        helpdesk.register(mock)
+        helpdesk.register(mock, BASE_URL)
         with caplog.at_level(logging.ERROR):
             submit(plant.runtime.redis, bodies)
             work_all(plant.runtime.redis)
-        refused = helpdesk.call_count()
+        refused = len(helpdesk.calls)
         # One refused call per conversation's job, then it stops: no retries, no hammering.
         assert 0 < refused <= conversations, helpdesk.calls
         assert all(call[2] == 401 for call in helpdesk.calls)
         assert any("refused the API token" in record.getMessage() for record in caplog.records)
         assert pending_intents(plant.runtime) > 0  # kept for when the token is fixed
         work_all(plant.runtime.redis)  # nothing is retried on its own
-        assert helpdesk.call_count() == refused
+        assert len(helpdesk.calls) == refused
         print(f"token revoked: {refused} calls refused for {conversations} conversations, then none")
 
         # The operator sets the new token; once the pause after a refusal is over (simulated: its key
         # expires), the sweeper's periodic requeue delivers what waited.
-        plant.token["value"] = helpdesk.valid_token
+        plant.token["value"] = helpdesk.api_token
         plant.runtime.redis.delete(redis_keys.writeback_auth_failed(1))
         later = datetime.now(UTC) + writeback.STALE_AFTER + timedelta(seconds=1)
         assert writeback.requeue_stale_outbox(plant.runtime, later) > 0
@@ -235,9 +226,9 @@ def test_redis_flush_loses_no_deadline_and_a_resent_delivery_is_processed(plant)
     soon = Traffic(now=datetime.now(UTC) - timedelta(minutes=50) + timedelta(seconds=4), first_conversation=5000)
     soon_bodies = soon.conversation(0, "on_track")
     soon_bodies = [soon_bodies[0]]  # created only: first response due in 1 h from its creation
-    helpdesk = HelpdeskState()
+    helpdesk = fake_helpdesk()
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        helpdesk.register(mock)
+        helpdesk.register(mock, BASE_URL)
         submit(redis, bodies + soon_bodies)
         work_all(redis)
         index = sorted(redis.zrange(redis_keys.DEADLINES, 0, -1, withscores=True))
@@ -264,7 +255,7 @@ def test_redis_flush_loses_no_deadline_and_a_resent_delivery_is_processed(plant)
             return runtime.store.summary((1, 5000))["status"] == "at_risk"
 
         wait_until(soon_at_risk, 30, "the rebuilt deadline index ticks the at-risk conversation", interval=0.5)
-    assert helpdesk.labels[5000] == ["billing", "sla-at-risk"]
+    assert labels_of(helpdesk, 5000) == ["billing", "sla-at-risk"]
     verdict = verify(runtime.store, bodies + in_flight + soon_bodies, plant.rules_dir, helpdesk, "redis flushed")
     assert verdict.lost == 0
 
@@ -274,7 +265,7 @@ def test_redis_flush_loses_no_deadline_and_a_resent_delivery_is_processed(plant)
 
 @pytest.fixture
 def helpdesk_server():
-    with HelpdeskServer() as server:
+    with fake_helpdesk_server() as server:
         yield server
 
 
@@ -378,7 +369,7 @@ def test_redis_restarted_mid_load_the_worker_reconnects(tmp_path, helpdesk_serve
             before = [body for bodies in traffic.conversations(15) for body in bodies]
             submit_retrying(redis, before)
             wait_until(
-                lambda: all_processed(store, before, helpdesk_server.state),
+                lambda: all_processed(store, before, helpdesk_server.helpdesk),
                 60,
                 "the events before the restart are processed and written back",
             )
@@ -387,7 +378,7 @@ def test_redis_restarted_mid_load_the_worker_reconnects(tmp_path, helpdesk_serve
             after = [body for bodies in traffic.conversations(15, start=15) for body in bodies]
             submit_retrying(redis, after)
             wait_until(
-                lambda: all_processed(store, after, helpdesk_server.state),
+                lambda: all_processed(store, after, helpdesk_server.helpdesk),
                 60,
                 "the worker reconnects and processes the events sent after the restart",
             )
@@ -395,7 +386,7 @@ def test_redis_restarted_mid_load_the_worker_reconnects(tmp_path, helpdesk_serve
             wait_until(lambda: settled(redis), 30, "queues drained")
         finally:
             stop_process(worker)
-        verdict = verify(store, before + after, rules_dir, helpdesk_server.state, "redis restarted")
+        verdict = verify(store, before + after, rules_dir, helpdesk_server.helpdesk, "redis restarted")
         assert verdict.lost == 0, verdict.problems
 
 
@@ -406,15 +397,13 @@ def test_redis_stopped_while_a_job_runs_the_worker_carries_on_once_it_is_back(tm
     database_url = f"sqlite:///{tmp_path / 'sla.sqlite3'}"
     log_path = tmp_path / "worker.log"
     gate, inside = threading.Event(), threading.Event()
-    answer = helpdesk_server.state.handle
 
-    def held(method, path, token, body):
+    def held(method, path):
         if method == "POST" and not gate.is_set():  # the first write-back call waits for the test
             inside.set()
             gate.wait(60)
-        return answer(method, path, token, body)
 
-    helpdesk_server.state.handle = held
+    helpdesk_server.helpdesk.before_call = held
     with RestartableRedis(tmp_path / "redis") as server:
         redis = server.connection(socket_timeout=5)
         worker = start_worker(worker_environment(server.url, database_url, rules_dir, helpdesk_server.url), log_path)
@@ -434,14 +423,14 @@ def test_redis_stopped_while_a_job_runs_the_worker_carries_on_once_it_is_back(tm
             submit_retrying(redis, after)
             store = Store.from_url(database_url)
             wait_until(
-                lambda: worker.poll() is None and all_processed(store, after, helpdesk_server.state),
+                lambda: worker.poll() is None and all_processed(store, after, helpdesk_server.helpdesk),
                 60,
                 "the same worker process handles the events sent once Redis is back",
             )
             wait_until(lambda: settled(redis), 30, "queues drained")
         finally:
             stop_process(worker)
-    verdict = verify(store, after, rules_dir, helpdesk_server.state, "redis stopped mid-job")
+    verdict = verify(store, after, rules_dir, helpdesk_server.helpdesk, "redis stopped mid-job")
     assert verdict.lost == 0, verdict.problems
 
 
@@ -454,17 +443,15 @@ def test_a_stuck_helpdesk_does_not_delay_events_in_the_worker_pools_of_productio
     database_url = f"sqlite:///{tmp_path / 'sla.sqlite3'}"
     environment = worker_environment(redis_server.url, database_url, rules_dir, helpdesk_server.url)
     gate, inside = threading.Event(), threading.Event()
-    answer = helpdesk_server.state.handle
     calls = []
 
-    def stuck(method, path, token, body):
+    def stuck(method, path):
         calls.append(path)
         if not gate.is_set():
             inside.set()
             gate.wait(120)
-        return answer(method, path, token, body)
 
-    helpdesk_server.state.handle = stuck
+    helpdesk_server.helpdesk.before_call = stuck
     workers = [
         start_worker(environment, tmp_path / f"worker-{pool}.log", *options) for pool, options in WORKER_POOLS.items()
     ]
@@ -483,13 +470,13 @@ def test_a_stuck_helpdesk_does_not_delay_events_in_the_worker_pools_of_productio
         # a worker that also ran write-back would have been inside that job, and its retries, meanwhile.
         assert calls_until_folded == 1, calls
         gate.set()
-        wait_until(lambda: all_processed(store, first + later, helpdesk_server.state), 60, "write-back catches up")
+        wait_until(lambda: all_processed(store, first + later, helpdesk_server.helpdesk), 60, "write-back catches up")
         wait_until(lambda: settled(redis), 30, "queues drained")
     finally:
         gate.set()
         for worker in workers:
             stop_process(worker)
-    verdict = verify(store, first + later, rules_dir, helpdesk_server.state, "helpdesk stuck, pools apart")
+    verdict = verify(store, first + later, rules_dir, helpdesk_server.helpdesk, "helpdesk stuck, pools apart")
     assert verdict.lost == 0, verdict.problems
 
 
@@ -558,7 +545,7 @@ def test_database_unreachable_for_a_while_then_back(tmp_path, redis_server, redi
         traffic = Traffic()
         before = [body for bodies in traffic.conversations(10) for body in bodies]
         submit(redis, before)
-        wait_until(lambda: all_processed(store, before, helpdesk_server.state), 60, "processed before the cut")
+        wait_until(lambda: all_processed(store, before, helpdesk_server.helpdesk), 60, "processed before the cut")
 
         proxy.cut()
         during = [body for bodies in traffic.conversations(10, start=10) for body in bodies]
@@ -575,7 +562,7 @@ def test_database_unreachable_for_a_while_then_back(tmp_path, redis_server, redi
 
         proxy.restore()
         wait_until(
-            lambda: all_processed(store, during, helpdesk_server.state),
+            lambda: all_processed(store, during, helpdesk_server.helpdesk),
             90,
             "a later drain processes the pending entries once the database is back",
         )
@@ -584,7 +571,7 @@ def test_database_unreachable_for_a_while_then_back(tmp_path, redis_server, redi
         stop_process(worker)
         proxy.close()
         store.engine.dispose()
-    verdict = verify(store, before + during, rules_dir, helpdesk_server.state, "database unreachable")
+    verdict = verify(store, before + during, rules_dir, helpdesk_server.helpdesk, "database unreachable")
     assert verdict.lost == 0, verdict.problems
 
 
@@ -615,14 +602,16 @@ def test_worker_killed_mid_batch_a_second_worker_finishes_exactly_once(tmp_path,
         second = start_worker(environment, tmp_path / "worker-2.log")
         store = Store.from_url(database_url)
         wait_until(
-            lambda: all_processed(store, bodies, helpdesk_server.state), 120, "the second worker processes every event"
+            lambda: all_processed(store, bodies, helpdesk_server.helpdesk),
+            120,
+            "the second worker processes every event",
         )
         wait_until(lambda: settled(redis), 30, "queues drained")
     finally:
         stop_process(first, signal.SIGKILL)
         if second is not None:
             stop_process(second)
-    verdict = verify(store, bodies, rules_dir, helpdesk_server.state, "worker SIGKILL")
+    verdict = verify(store, bodies, rules_dir, helpdesk_server.helpdesk, "worker SIGKILL")
     assert verdict.lost == 0, verdict.problems
     keys = {(1, Traffic().first_conversation + number) for number in range(len(conversations))}
     assert duplicated_log_entries(store, keys) == []
@@ -672,13 +661,13 @@ def test_web_process_restarted_under_load_loses_no_accepted_delivery(tmp_path, r
         assert sorted(outcomes) == list(range(len(bodies)))
         assert set(outcomes.values()) == {202}, outcomes
         store = Store.from_url(database_url)
-        wait_until(lambda: all_processed(store, bodies, helpdesk_server.state), 60, "every 202'd delivery processed")
+        wait_until(lambda: all_processed(store, bodies, helpdesk_server.helpdesk), 60, "every 202'd delivery processed")
         wait_until(lambda: settled(redis), 30, "queues drained")
     finally:
         stop_process(web)
         stop_process(worker)
     print(f"web restarted: {refused[0]} requests failed at the client during the restart and were retried")
-    verdict = verify(store, bodies, rules_dir, helpdesk_server.state, "web restarted")
+    verdict = verify(store, bodies, rules_dir, helpdesk_server.helpdesk, "web restarted")
     assert verdict.lost == 0, verdict.problems
 
 
@@ -688,8 +677,8 @@ def test_a_label_intent_that_changes_during_a_write_back_is_not_lost(plant):
     bodies = Traffic().conversation(1, "hit")
     events = Queue(redis_keys.EVENTS_QUEUE, connection=runtime.redis)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        helpdesk = HelpdeskState()
-        helpdesk.register(mock)
+        helpdesk = fake_helpdesk()
+        helpdesk.register(mock, BASE_URL)
         submit(runtime.redis, bodies[:1])
         SimpleWorker([events], connection=runtime.redis).work(burst=True)
         client = runtime.helpdesk()
@@ -704,4 +693,4 @@ def test_a_label_intent_that_changes_during_a_write_back_is_not_lost(plant):
         writeback.Writer(runtime, client).deliver(1, 1001)
         client.conversation_labels = original
         work_all(runtime.redis)
-    assert helpdesk.labels[1001] == ["billing", "sla-on-track"]
+    assert labels_of(helpdesk, 1001) == ["billing", "sla-on-track"]

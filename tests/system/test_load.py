@@ -21,10 +21,10 @@ from plugin.adapters.store import Store
 
 from faults import (
     API_TOKEN,
-    HelpdeskServer,
     Traffic,
     all_processed,
     child_environment,
+    fake_helpdesk_server,
     settled,
     start_gunicorn,
     start_worker,
@@ -54,7 +54,7 @@ def signed(body: bytes, delivery: str) -> dict:
 def test_mixed_webhook_traffic_under_load_loses_nothing(tmp_path, redis_server, redis):
     rules_dir = write_rules(tmp_path / "rules")
     database_url = f"sqlite:///{tmp_path / 'sla.sqlite3'}"
-    with HelpdeskServer() as helpdesk:
+    with fake_helpdesk_server() as helpdesk:
         environment = child_environment(
             REDIS_URL=redis_server.url,
             DATABASE_URL=database_url,
@@ -116,7 +116,7 @@ def test_mixed_webhook_traffic_under_load_loses_nothing(tmp_path, redis_server, 
             assert not any(thread.is_alive() for thread in threads)
             store = Store.from_url(database_url)
             wait_until(
-                lambda: all_processed(store, accepted, helpdesk.state),
+                lambda: all_processed(store, accepted, helpdesk.helpdesk),
                 90,
                 "every accepted delivery is processed and written back",
             )
@@ -134,5 +134,5 @@ def test_mixed_webhook_traffic_under_load_loses_nothing(tmp_path, redis_server, 
         assert not [status for status in statuses if status >= 500], statuses
         assert set(statuses) <= {202, 400, 401}, statuses
         assert len(accepted) > CONVERSATIONS  # the run got well past the first event of each conversation
-        verdict = verify(store, accepted, rules_dir, helpdesk.state, "load")
+        verdict = verify(store, accepted, rules_dir, helpdesk.helpdesk, "load")
         assert verdict.lost == 0, verdict.problems
