@@ -1,7 +1,9 @@
 """Helpdesk connectors, chosen by name (the ``<connector>`` of ``POST /webhooks/<connector>``).
 
 Adding a helpdesk: write a package beside ``chatwoot/`` whose connector satisfies
-:class:`connectors.base.Connector`, and add its factory to ``_FACTORIES``.
+:class:`connectors.base.Connector` (webhooks in) and whose REST client satisfies
+:class:`connectors.outbound.Helpdesk` (write-back, reconciler) and :class:`connectors.outbound.HelpdeskAdmin`
+(install), and add its factory to ``_FACTORIES``.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from connectors import outbound
 from connectors.base import HelpdeskAPIError
 
 logger = logging.getLogger(__name__)
@@ -41,19 +42,19 @@ class AuthError(ChatwootError):
     """401/403: the token is wrong, revoked, or lacks permission (an agent-bot token cannot set labels)."""
 
 
-class TokenRefused(AuthError):
+class TokenRefused(AuthError, outbound.TokenRefused):
     """401 for the whole account: ``{"error": "Invalid Access Token"}`` (a wrong or revoked token), or the
     token's user is not in the account, the account is suspended, a bot token is not allowed here
     (``AccessTokenAuthHelper``, ``EnsureCurrentAccountHelper``). Every call of the account will fail alike."""
 
 
-class NotPermitted(AuthError):
+class NotPermitted(AuthError, outbound.NotPermitted):
     """401 ``{"error": "You are not authorized to do this action"}`` for one resource: Pundit refused it, e.g.
     an agent's token asking for a conversation of an inbox the agent is not a member of
     (``RequestExceptionHandler``, ``ConversationPolicy#show?``). Other conversations may still work."""
 
 
-class NotFound(ChatwootError):
+class NotFound(ChatwootError, outbound.NotFound):
     """404: the conversation, label, webhook or app does not exist (or not in this account)."""
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from connectors.chatwoot.client import ChatwootClient, NotPermitted
+from connectors.outbound import HelpdeskAdmin, NotPermitted
 
 DASHBOARD_APP_TITLE = "SLA"
 
@@ -39,7 +39,7 @@ class InstallReport:
 
 
 def install(
-    client: ChatwootClient,
+    client: HelpdeskAdmin,
     manifest: Mapping[str, Any],
     public_url: str,
     labels: Mapping[str, Mapping[str, str]] | None = None,
@@ -117,7 +117,7 @@ ATTRIBUTE_DEFINITIONS = (
 )
 
 
-def _attribute_definitions(client: ChatwootClient, report: InstallReport) -> None:
+def _attribute_definitions(client: HelpdeskAdmin, report: InstallReport) -> None:
     """Define the SLA's conversation attributes, so agents see them and can filter conversations by them."""
     try:
         existing = {item.get("attribute_key") for item in client.list_custom_attribute_definitions()}
@@ -136,7 +136,7 @@ def _attribute_definitions(client: ChatwootClient, report: InstallReport) -> Non
         report.say(f"custom attribute {key}: defined ({definition['attribute_display_type']})")
 
 
-def check_token(client: ChatwootClient, allow_agent_token: bool = False) -> str:
+def check_token(client: HelpdeskAdmin, allow_agent_token: bool = False) -> str:
     """One line saying whose the token is; raises :class:`InstallRefused` for an agent's token unless allowed.
 
     An agent's token sees only the inboxes its user is a member of (Chatwoot's InboxPolicy and
@@ -164,7 +164,7 @@ def check_token(client: ChatwootClient, allow_agent_token: bool = False) -> str:
 
 
 def _dashboard_app(
-    client: ChatwootClient,
+    client: HelpdeskAdmin,
     manifest: Mapping[str, Any],
     public_url: str,
     sidebar_token: str | None,
@@ -185,7 +185,7 @@ def _dashboard_app(
 
 
 def uninstall(
-    client: ChatwootClient,
+    client: HelpdeskAdmin,
     manifest: Mapping[str, Any],
     public_url: str,
     labels: Mapping[str, Mapping[str, str]] | None = None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from connectors.base import HelpdeskAPIError
-from connectors.chatwoot.client import ChatwootClient
+from connectors.outbound import Helpdesk
 from plugin.adapters.directory import Directory, Name
 from plugin.jobs.runtime import Runtime, current_runtime
 
@@ -24,7 +24,7 @@ def run() -> int:
     return refresh(runtime, runtime.helpdesk())
 
 
-def refresh(runtime: Runtime, client: ChatwootClient) -> int:
+def refresh(runtime: Runtime, client: Helpdesk) -> int:
     """Read the account's inboxes, agents and teams and store their names; returns how many changed."""
     found: list[Name] = []
     for kind, listing in (("inbox", client.list_inboxes), ("agent", client.list_agents), ("team", client.list_teams)):

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.chatwoot import recovery
-from connectors.chatwoot.client import ChatwootClient, NotFound, NotPermitted
+from connectors.outbound import Helpdesk, NotFound, NotPermitted
 from plugin.adapters import metrics
 from plugin.adapters import streams as ingest
 from plugin.jobs.runtime import Runtime, current_runtime
@@ -38,7 +38,7 @@ def run() -> int:
     return reconcile(runtime, runtime.helpdesk())
 
 
-def reconcile(runtime: Runtime, client: ChatwootClient) -> int:
+def reconcile(runtime: Runtime, client: Helpdesk) -> int:
     """Hand the API's view of every open (or believed-open) conversation to the workers."""
     received_at = datetime.now(UTC)
     submitted = 0
@@ -52,7 +52,7 @@ def reconcile(runtime: Runtime, client: ChatwootClient) -> int:
     return submitted
 
 
-def _open_conversations(client: ChatwootClient) -> Iterator[dict[str, Any]]:
+def _open_conversations(client: Helpdesk) -> Iterator[dict[str, Any]]:
     for page in range(1, MAX_PAGES + 1):
         conversations = client.list_conversations("open", page)
         if not conversations:
@@ -62,7 +62,7 @@ def _open_conversations(client: ChatwootClient) -> Iterator[dict[str, Any]]:
 
 def _recover(
     runtime: Runtime,
-    client: ChatwootClient,
+    client: Helpdesk,
     conversation_id: int,
     conversation: Mapping[str, Any] | None,
     received_at: datetime,

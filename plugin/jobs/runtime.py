@@ -17,6 +17,7 @@ from redis import Redis
 
 from connectors import Connectors
 from connectors.chatwoot.client import ChatwootClient
+from connectors.outbound import Helpdesk
 from plugin.adapters.report_queries import Reports
 from plugin.adapters.rule_files import RulesHolder
 from plugin.adapters.services import redis_connection
@@ -64,7 +65,7 @@ class Runtime:
         """The inbound connectors, each built on first use."""
         return Connectors(self.settings.as_mapping())
 
-    def helpdesk(self) -> ChatwootClient:
+    def helpdesk(self) -> Helpdesk:
         """The helpdesk's REST API as the configured account and token (write-back, reconciler, names)."""
         settings = self.settings
         url, account_id, token = settings.CHATWOOT_URL, settings.CHATWOOT_ACCOUNT_ID, settings.CHATWOOT_API_TOKEN

@@ -20,7 +20,7 @@ from typing import Any
 
 from redis import Redis
 
-from connectors.chatwoot.client import ChatwootClient, NotFound, NotPermitted, TokenRefused
+from connectors.outbound import Helpdesk, NotFound, NotPermitted, TokenRefused
 from plugin.adapters import locks, metrics, redis_keys
 from plugin.core.engine.effects import ATTRIBUTES_KEY, LABELS_KEY, PRIORITY_KEY, SLA_ATTRIBUTES
 from plugin.core.events import Event
@@ -124,7 +124,7 @@ def _ends_line(content: str, marker: str) -> bool:
 class Writer:
     """Applies one conversation's outbox rows through a helpdesk client."""
 
-    def __init__(self, runtime: Runtime, client: ChatwootClient, clock=lambda: datetime.now(UTC)):
+    def __init__(self, runtime: Runtime, client: Helpdesk, clock=lambda: datetime.now(UTC)):
         self.runtime = runtime
         self.client = client
         self.clock = clock
