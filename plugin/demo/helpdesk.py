@@ -683,11 +683,11 @@ class DemoHelpdesk:
             raise LookupError(f"no conversation {conversation_id}")
         return conversation
 
-    def adopt(self, conversation_id: int, labels: Sequence[str] = ()) -> Conversation:
+    def adopt(self, conversation_id: int, labels: Sequence[str] = (), inbox: Inbox | None = None) -> Conversation:
         """A conversation that exists in Chatwoot but was not played in the fake (its webhooks came from the
-        test itself): a web chat with these labels and no messages yet."""
+        test itself): with these labels, in ``inbox`` (default a web chat), no messages yet."""
         with self._lock:
-            inbox = self.inboxes.get(1) or Inbox(1, "Website Chat", "Channel::WebWidget")
+            inbox = inbox or self.inboxes.get(1) or Inbox(1, "Website Chat", "Channel::WebWidget")
             contact = Person(
                 10_000 + conversation_id, "A Customer", f"customer-{conversation_id}@example.com", "contact"
             )

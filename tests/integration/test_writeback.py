@@ -19,7 +19,6 @@ from plugin.jobs import writeback
 from plugin.jobs.runtime import Runtime
 
 BASE = "http://chatwoot.test"
-CONVERSATION = f"{BASE}/api/v1/accounts/1/conversations/87"
 HELPDESK = {"CHATWOOT_URL": BASE, "CHATWOOT_ACCOUNT_ID": "1", "CHATWOOT_API_TOKEN": "secret-token-123"}
 RULES = {
     "policies": {"quick": {"name": "Quick", "first_response": "1h", "resolution": "8h", "warn_before": "10m"}},
@@ -239,16 +238,16 @@ def test_an_agent_removing_a_label_is_not_undone(runtime, fixture_payload):
 def test_a_revoked_token_stops_write_back_without_hammering_and_resumes_when_fixed(runtime, fixture_payload):
     now = datetime.now(UTC)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        refused = mock.add(responses.GET, f"{CONVERSATION}/labels", status=401, json={"error": "Invalid Access Token"})
+        helpdesk = FakeHelpdesk(mock)
+        helpdesk.fake.replace_token("a-token-the-plugin-does-not-have")  # 401 "Invalid Access Token"
         deliver(runtime.redis, [retimed(fixture_payload, "conversation_created", now - timedelta(hours=2))])
         work(runtime.redis)
         for _ in range(3):  # the sweeper's re-queue, several times: no call reaches the host
             writeback.requeue_stale_outbox(runtime, now + timedelta(minutes=10))
             work(runtime.redis)
-        assert refused.call_count == 1
-    runtime.redis.delete(redis_keys.writeback_auth_failed(1))  # the back-off period is over; token fixed
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        helpdesk = FakeHelpdesk(mock)
+        assert [status for _, _, status in helpdesk.fake.calls] == [401]
+        runtime.redis.delete(redis_keys.writeback_auth_failed(1))  # the back-off period is over
+        helpdesk.fake.replace_token("secret-token-123")  # the token is fixed
         writeback.requeue_stale_outbox(runtime, now + timedelta(minutes=10))
         work(runtime.redis)
     assert helpdesk.labels == ["billing", "sla-missed"] and len(helpdesk.notes) == 1
@@ -257,24 +256,23 @@ def test_a_revoked_token_stops_write_back_without_hammering_and_resumes_when_fix
 def test_a_conversation_the_token_may_not_see_fails_alone(runtime, fixture_payload):
     # Chatwoot's 401 "You are not authorized to do this action" (an agent's token, another inbox) concerns
     # one conversation: the account's write-back must not pause.
+    from plugin.demo import script
+
     now = datetime.now(UTC)
     hidden = json.loads(retimed(fixture_payload, "conversation_created", now - timedelta(hours=2)))
     hidden["id"] = 88
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        refused = mock.add(
-            responses.GET,
-            f"{BASE}/api/v1/accounts/1/conversations/88/labels",
-            status=401,
-            json={"error": "You are not authorized to do this action"},
-        )
         helpdesk = FakeHelpdesk(mock)
+        helpdesk.fake.adopt(88, ["billing"], inbox=script.EMAIL)
+        helpdesk.fake.add_token("secret-token-123", script.SAM, inbox_ids=[helpdesk.conversation.inbox.id])
         deliver(runtime.redis, [json.dumps(hidden).encode()])
         work(runtime.redis)
         deliver(runtime.redis, [retimed(fixture_payload, "conversation_created", now - timedelta(hours=2))])
         work(runtime.redis)
         writeback.requeue_stale_outbox(runtime, now + timedelta(minutes=10))
         work(runtime.redis)
-    assert refused.call_count == 1  # not retried: only an administrator can change what the token sees
+    refused = [status for _, path, status in helpdesk.fake.calls if "/conversations/88/" in path]
+    assert refused == [401]  # not retried: only an administrator can change what the token sees
     assert not runtime.redis.exists(redis_keys.writeback_auth_failed(1))
     assert helpdesk.labels == ["billing", "sla-missed"] and len(helpdesk.notes) == 1
     failures = runtime.redis.hgetall(redis_keys.metric("sla_writeback_failures_total"))
