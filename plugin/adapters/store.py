@@ -324,6 +324,15 @@ class Store:
         with self.engine.connect() as connection:
             connection.execute(sa.text("SELECT 1"))
 
+    def has_schema(self) -> bool:
+        """Whether the plugin's tables exist (False for a database it never migrated)."""
+        return sa.inspect(self.engine).has_table(applied.name)
+
+    def has_applied_slas(self) -> bool:
+        """Whether any SLA was ever applied in this database."""
+        with self.engine.connect() as connection:
+            return connection.execute(sa.select(applied.c.account_id).limit(1)).first() is not None
+
     @contextmanager
     def batch(self, keys: Iterable[ConversationKey]) -> Iterator[Batch]:
         """A transaction holding the row locks of ``keys``, with their states loaded."""

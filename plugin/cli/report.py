@@ -13,7 +13,8 @@ from typing import Any
 
 import click
 
-from plugin.adapters.report_queries import DIMENSIONS, Reports
+from plugin.adapters.report_queries import DIMENSIONS
+from plugin.adapters.store import Store
 from plugin.core.reports.csv_export import csv_lines
 from plugin.core.reports.figures import BUCKETS, MODES, ReportError, parse_page, percent, row_values, table
 from plugin.core.reports.filters import Filters, resolve_names
@@ -104,15 +105,15 @@ def report(
     """Print SLA reports: hit rate against targets, misses per metric, series, grid, breakdowns."""
     from plugin.adapters.rule_files import check_directory
     from plugin.adapters.settings import Settings
-    from plugin.adapters.store import Store
+    from plugin.jobs.runtime import Runtime
 
     params = {name: list(value) if isinstance(value, tuple) else value for name, value in filters.items() if value}
-    settings = Settings.from_env()
-    store = Store.from_url(settings.DATABASE_URL)
+    runtime = Runtime(Settings.from_env())
+    settings, store = runtime.settings, runtime.store
     # On standard error, so JSON and CSV output stay clean: which database, and whether it holds anything.
     click.echo(f"Reading {_database_state(store, settings.DATABASE_URL)}", err=True)
-    rules, _ = check_directory(settings.SLA_RULES_DIR)
-    reports = Reports(store.engine, settings.CHATWOOT_URL, rules.owned_label_titles if rules else frozenset())
+    rules, _ = check_directory(settings.SLA_RULES_DIR)  # quietly: the report needs only the plugin's labels
+    reports = runtime.reports(rules.owned_label_titles if rules else frozenset())
     try:
         chosen = Filters.from_params(resolve_names(params, reports.names()), default_tz=settings.SLA_REPORT_TIMEZONE)
         if kind == "summary":
@@ -159,18 +160,14 @@ def _target_cells(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _database_state(store: Any, url: str) -> str:
+def _database_state(store: Store, url: str) -> str:
     """The database named (password masked) and what it holds; migrates it, so an empty or new one
     reports zeros instead of failing on missing tables."""
-    import sqlalchemy as sa
-
     from plugin.adapters.settings import mask_url_password
-    from plugin.adapters.store import applied
 
-    new = not sa.inspect(store.engine).has_table(applied.name)
+    new = not store.has_schema()
     store.migrate()
-    with store.engine.connect() as connection:
-        empty = connection.execute(sa.select(applied.c.account_id).limit(1)).first() is None
+    empty = not store.has_applied_slas()
     named = f"{mask_url_password(url)} (DATABASE_URL)"
     if new:
         return (

@@ -140,7 +140,7 @@ def test_a_payload_of_an_unknown_version_is_processed_when_the_needed_fields_are
     submit(runtime.redis, [json.dumps(unknown_version_payload(fixture_payload)).encode()])
     run_worker(runtime.redis)
     assert runtime.store.summary((1, 87))["policy"] == "standard"
-    assert runtime.redis.xlen("sla:events:dead") == 0
+    assert runtime.redis.xlen(redis_keys.DEAD_LETTERS) == 0
 
 
 def test_a_payload_lacking_a_needed_field_is_dead_lettered_naming_it(runtime, fixture_payload, caplog):
@@ -148,7 +148,7 @@ def test_a_payload_lacking_a_needed_field_is_dead_lettered_naming_it(runtime, fi
     submit(runtime.redis, [json.dumps(unknown_version_payload(fixture_payload)).encode()])
     run_worker(runtime.redis)
     assert runtime.store.summary((1, 87)) is None
-    [(_entry, fields)] = runtime.redis.xrange("sla:events:dead")
+    [(_entry, fields)] = runtime.redis.xrange(redis_keys.DEAD_LETTERS)
     assert b"account" in fields[b"error"]
     assert any("account: Missing data" in record.getMessage() for record in caplog.records)
 
