@@ -48,11 +48,12 @@ def install(
     dashboard_app: bool = False,
     allow_agent_token: bool = False,
     custom_attributes: bool = False,
+    known_inboxes: Mapping[str, str] | None = None,
 ) -> InstallReport:
     """Check the token's user, then create labels, the webhook and (optionally) the Dashboard App; skip what
     already exists. Raises :class:`InstallRefused` for an agent's token unless ``allow_agent_token``."""
     report = InstallReport()
-    report.say(check_token(client, allow_agent_token))
+    report.say(check_token(client, allow_agent_token, known_inboxes))
     labels = labels or manifest["labels"]
     existing = {label["title"] for label in client.list_account_labels()}
     for spec in labels.values():
@@ -136,11 +137,14 @@ def _attribute_definitions(client: HelpdeskAdmin, report: InstallReport) -> None
         report.say(f"custom attribute {key}: defined ({definition['attribute_display_type']})")
 
 
-def check_token(client: HelpdeskAdmin, allow_agent_token: bool = False) -> str:
+def check_token(
+    client: HelpdeskAdmin, allow_agent_token: bool = False, known_inboxes: Mapping[str, str] | None = None
+) -> str:
     """One line saying whose the token is; raises :class:`InstallRefused` for an agent's token unless allowed.
 
     An agent's token sees only the inboxes its user is a member of (Chatwoot's InboxPolicy and
-    Conversations::PermissionFilterService): the refusal names them, since the others cannot be listed.
+    Conversations::PermissionFilterService), and cannot list the others: the refusal names the inboxes it
+    sees, and the ones it cannot see among ``known_inboxes`` (id -> name: those the plugin has met in webhooks).
     """
     profile = client.get_profile()
     role = client.role_in_account(profile)
@@ -149,18 +153,27 @@ def check_token(client: HelpdeskAdmin, allow_agent_token: bool = False) -> str:
         return f"token: {who}, administrator of account {client.account_id}"
     if role is None:
         raise InstallRefused(f"the API token's user {who} is not a member of account {client.account_id}")
-    visible = ", ".join(f"{inbox.get('name')} (inbox {inbox.get('id')})" for inbox in client.list_inboxes())
-    line = (
-        f"token: {who} is an {role} of account {client.account_id}, not an administrator. It sees only the "
-        f"inboxes it is a member of: {visible or 'none'}. Conversations of every other inbox would get no "
-        "labels or notes and would not be reconciled, and an agent may not register the webhook or create labels."
+    line = f"token: {who} is an {role} of account {client.account_id}, not an administrator. " + agent_sight(
+        client.list_inboxes(), known_inboxes or {}
     )
+    line += " An agent may not register the webhook or create labels either."
     if not allow_agent_token:
         raise InstallRefused(
             line + " Use an administrator's access token (Profile settings > Access Token of an administrator), "
             "or pass --allow-agent-token to go on with these limits."
         )
     return line + " Going on (--allow-agent-token)."
+
+
+def agent_sight(visible: list[dict[str, Any]], known_inboxes: Mapping[str, str]) -> str:
+    """What an agent's token sees and does not see, in words."""
+    seen = ", ".join(f"{inbox.get('name')} (inbox {inbox.get('id')})" for inbox in visible) or "none"
+    visible_ids = {str(inbox.get("id")) for inbox in visible}
+    hidden = [f"{name} (inbox {key})" for key, name in sorted(known_inboxes.items()) if key not in visible_ids]
+    text = f"It sees only the inboxes it is a member of: {seen}."
+    if hidden:
+        text += f" It cannot see: {', '.join(hidden)}."
+    return text + " Conversations of every other inbox get no labels or notes and are not reconciled."
 
 
 def _dashboard_app(

@@ -344,6 +344,20 @@ def _helpdesk_options(command):
     return command
 
 
+def _known_inboxes(account: int) -> dict[str, str]:
+    """The inboxes the plugin has met in webhooks (id -> name), when ``DATABASE_URL`` names its database;
+    empty otherwise or when it cannot be read (install must not depend on it)."""
+    if not os.environ.get("DATABASE_URL"):
+        return {}
+    from plugin.adapters.directory import Directory
+    from plugin.adapters.store import Store
+
+    try:
+        return Directory(Store.from_url(os.environ["DATABASE_URL"]).engine).names([account])["inbox"]
+    except Exception:  # noqa: BLE001 - naming hidden inboxes is a courtesy; install goes on without it
+        return {}
+
+
 def _label_specs(rules_dir: str):
     from plugin.adapters.rule_files import load_rules
     from plugin.core.rules import RulesError
@@ -409,6 +423,7 @@ def install(
             dashboard_app=dashboard_app,
             allow_agent_token=allow_agent_token,
             custom_attributes=_custom_attributes_enabled(rules_dir()),
+            known_inboxes=_known_inboxes(account),
         )
     except InstallRefused as refusal:
         click.echo(f"install refused: {refusal}", err=True)
@@ -433,6 +448,7 @@ def doctor(public_url: str | None, timeout: float) -> None:
     Exits 1 when any check finds a problem (warnings alone exit 0).
     """
     from connectors.chatwoot.client import ChatwootClient
+    from plugin.adapters.directory import Directory
     from plugin.adapters.manifest import load_manifest
     from plugin.adapters.settings import Settings, SettingsError
     from plugin.cli.doctor import PROBLEM, diagnose
@@ -456,6 +472,7 @@ def doctor(public_url: str | None, timeout: float) -> None:
         redis_ping=lambda: runtime.redis.ping(),
         database_ping=lambda: runtime.store.ping(),
         sweeper_alive=lambda: bool(runtime.redis.exists(redis_keys.SWEEPER_LEADER)),
+        known_inboxes=lambda: Directory(runtime.store.engine).names([client.account_id if client else 0])["inbox"],
     )
     for finding in findings:
         click.echo(finding.line())

@@ -7,6 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from plugin.adapters import redis_keys
+from plugin.adapters.directory import Directory, Name
+from plugin.adapters.store import Store
 from plugin.cli.main import main
 
 PUBLIC_URL = "https://sla.example.com"
@@ -97,8 +99,13 @@ def test_an_agent_token_is_a_warning_naming_its_inboxes(environment, chatwoot):
     with chatwoot.helpdesk.capturing():
         chatwoot.helpdesk.open_conversation(script.JANE, script.CHAT, "Hello")
     chatwoot.helpdesk.add_token("agent-token", script.SAM, inbox_ids=[script.CHAT.id])
+    # The plugin has met the e-mail inbox in webhooks (names learned into its database).
+    store = Store.from_url(environment["DATABASE_URL"])
+    store.migrate()
+    Directory(store.engine).learn([Name(1, "inbox", str(script.EMAIL.id), script.EMAIL.name)])
     result = doctor({**environment, "CHATWOOT_API_TOKEN": "agent-token"})
     assert "[WARNING] token" in result.output and "Sam Agent" in result.output and "Website Chat" in result.output
+    assert f"It cannot see: Support Email (inbox {script.EMAIL.id})" in result.output
     # An agent may not list webhooks: Chatwoot answers 401 "You are not authorized to do this action".
     assert "only an administrator may" in result.output
     assert result.exit_code == 1

@@ -142,3 +142,17 @@ def test_install_defines_the_sla_attributes_and_the_hit_label_when_the_rules_ask
     assert {item["attribute_model"] for item in definitions} == {"conversation_attribute"}
     assert "custom attribute sla_status: exists, kept" in result.output
     assert "sla-hit" in [label["title"] for label in account.labels]
+
+
+def test_the_refusal_names_the_inboxes_the_plugin_has_met_that_the_token_cannot_see(helpdesk):
+    from connectors.chatwoot.client import ChatwootClient
+    from plugin.cli.install import InstallRefused, check_token
+
+    with helpdesk.capturing():
+        helpdesk.open_conversation(script.JANE, script.CHAT, "Hello")
+    helpdesk.add_token("agent-token", script.SAM, inbox_ids=[script.CHAT.id])
+    known = {"1": "Website Chat", "2": "Support Email"}  # what webhooks told the plugin
+    with pytest.raises(InstallRefused) as refused:
+        check_token(ChatwootClient(BASE, 1, "agent-token", max_attempts=1), known_inboxes=known)
+    assert "sees only the inboxes it is a member of: Website Chat (inbox 1)" in str(refused.value)
+    assert "It cannot see: Support Email (inbox 2)" in str(refused.value)
