@@ -15,8 +15,6 @@ Prints requests/s, p50 and p99 latency of each, and the ratio plugin / baseline 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import http.client
 import os
 import re
@@ -37,6 +35,8 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from plugin.adapters import redis_keys  # noqa: E402
 from plugin.adapters.services import EmbeddedRedis, pick_free_port  # noqa: E402  (needs the path above)
+from plugin.demo.helpdesk import chatwoot_headers  # noqa: E402
+from plugin.demo.helpdesk import signature as chatwoot_signature  # noqa: E402
 
 PAYLOAD = PROJECT_ROOT / "tests" / "fixtures" / "chatwoot" / "message_created-incoming.json"
 SECRET = "bench-webhook-secret"
@@ -121,16 +121,12 @@ class Server:
 
 def signature(body: bytes, timestamp: int) -> str:
     """The ``X-Chatwoot-Signature`` Chatwoot sends for *body* at *timestamp*, with the bench's secret."""
-    return "sha256=" + hmac.new(SECRET.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return chatwoot_signature(SECRET, timestamp, body)
 
 
 def signed_headers(body: bytes, timestamp: int) -> dict[str, str]:
     """Headers of one signed delivery (the delivery id is added per request)."""
-    return {
-        "Content-Type": "application/json",
-        "X-Chatwoot-Signature": signature(body, timestamp),
-        "X-Chatwoot-Timestamp": str(timestamp),
-    }
+    return chatwoot_headers(body, SECRET, sent_at=timestamp)
 
 
 WRK_SCRIPT = """

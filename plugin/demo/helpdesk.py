@@ -238,15 +238,8 @@ class Delivery:
     delivery_id: str | None = field(default_factory=lambda: str(uuid.uuid4()))  # None before v4.12.0
 
     def headers(self, sent_at: float | None = None) -> dict[str, str]:
-        """Chatwoot's request headers, signed at *sent_at* (default: now) (lib/webhooks/trigger.rb)."""
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self.delivery_id:
-            headers["X-Chatwoot-Delivery"] = self.delivery_id
-        if self.secret:
-            timestamp = str(int(time.time() if sent_at is None else sent_at))
-            headers["X-Chatwoot-Timestamp"] = timestamp
-            headers["X-Chatwoot-Signature"] = "sha256=" + sign(self.secret, timestamp, self.body)
-        return headers
+        """Chatwoot's request headers, signed at *sent_at* (default: now)."""
+        return chatwoot_headers(self.body, self.secret, sent_at=sent_at, delivery_id=self.delivery_id)
 
     def post(self, session: requests.Session | None = None) -> int:
         """Send it once; returns the HTTP status (raises ``requests.RequestException`` on no answer)."""
@@ -260,9 +253,27 @@ class Delivery:
         return replace(self, delivery_id=str(uuid.uuid4()) if self.delivery_id else None)
 
 
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """The hex HMAC-SHA256 of ``"<timestamp>.<body>"`` with the webhook's secret (lib/webhooks/trigger.rb)."""
-    return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+def signature(secret: str, timestamp: int | str, body: bytes) -> str:
+    """``X-Chatwoot-Signature``: ``sha256=`` and the hex HMAC-SHA256 of ``"<timestamp>.<body>"`` with the
+    webhook's secret (lib/webhooks/trigger.rb)."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def chatwoot_headers(
+    body: bytes, secret: str | None, *, sent_at: float | None = None, delivery_id: str | None = None
+) -> dict[str, str]:
+    """The headers Chatwoot sends with a webhook body (``Webhooks::Trigger#request_headers``): JSON, then
+    ``X-Chatwoot-Delivery`` when there is one, and with a secret ``X-Chatwoot-Timestamp`` (``sent_at``,
+    default now) and ``X-Chatwoot-Signature``. Every test and bench that posts webhooks signs with this."""
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if delivery_id:
+        headers["X-Chatwoot-Delivery"] = delivery_id
+    if secret:
+        timestamp = str(int(time.time() if sent_at is None else sent_at))
+        headers["X-Chatwoot-Timestamp"] = timestamp
+        headers["X-Chatwoot-Signature"] = signature(secret, timestamp, body)
+    return headers
 
 
 class DemoHelpdesk:

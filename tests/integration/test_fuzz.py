@@ -9,8 +9,6 @@ rule file is a clear error of ``sla-plugin rules check`` (file, line, what was e
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import re
 import threading
@@ -29,6 +27,7 @@ from plugin.adapters import redis_keys
 from plugin.adapters.rule_files import check_rules, load_rules
 from plugin.cli.main import main as cli
 from plugin.core.events import Conversation, MatchContext
+from plugin.demo.helpdesk import chatwoot_headers
 from plugin.jobs.drain import backlog
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "chatwoot"
@@ -265,8 +264,7 @@ def test_hostile_bodies_get_a_clear_answer_and_the_worker_survives(open_client, 
 
 
 def signed(body: bytes, timestamp: int, secret: str = SECRET) -> dict:
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return {"X-Chatwoot-Signature": f"sha256={digest}", "X-Chatwoot-Timestamp": str(timestamp)}
+    return chatwoot_headers(body, secret, sent_at=timestamp)
 
 
 latin1_text = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=255), max_size=80)

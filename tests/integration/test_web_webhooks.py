@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import io
 import json
 import logging
@@ -15,6 +13,7 @@ import pytest
 from rq import Queue
 
 from plugin.adapters import redis_keys
+from plugin.demo.helpdesk import chatwoot_headers
 
 FIXTURE_NAMES = sorted(path.stem for path in (Path(__file__).parents[1] / "fixtures" / "chatwoot").glob("*.json"))
 SECRET = "whsec-test-0123456789abcdef"
@@ -32,16 +31,8 @@ def fixture_bytes(name: str) -> bytes:
 def signed_headers(
     body: bytes, secret: str = SECRET, timestamp: int | None = None, delivery: str | None = None
 ) -> dict[str, str]:
-    """Headers as Chatwoot sends them: ``sha256=`` HMAC of ``"<timestamp>.<raw body>"``."""
-    timestamp = int(time.time()) if timestamp is None else timestamp
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    headers = {
-        "X-Chatwoot-Signature": f"sha256={digest}",
-        "X-Chatwoot-Timestamp": str(timestamp),
-        "Content-Type": "application/json",
-    }
-    headers["X-Chatwoot-Delivery"] = delivery or str(uuid.uuid4())
-    return headers
+    """Headers as Chatwoot sends them (the fake Chatwoot's): ``sha256=`` HMAC of ``"<timestamp>.<raw body>"``."""
+    return chatwoot_headers(body, secret, sent_at=timestamp, delivery_id=delivery or str(uuid.uuid4()))
 
 
 def post(client, body: bytes, headers: dict[str, str] | None = None, path: str = "/webhooks/chatwoot"):

@@ -8,8 +8,6 @@ store equals a replay of the same bodies, labels and notes right), the queue dra
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import statistics
 import threading
 import time
@@ -18,6 +16,7 @@ from collections import Counter
 import requests
 
 from plugin.adapters.store import Store
+from plugin.demo.helpdesk import chatwoot_headers
 
 from faults import (
     API_TOKEN,
@@ -41,14 +40,7 @@ TIME_LIMIT_SECONDS = 12
 
 
 def signed(body: bytes, delivery: str) -> dict:
-    timestamp = str(int(time.time()))
-    digest = hmac.new(SECRET.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return {
-        "Content-Type": "application/json",
-        "X-Chatwoot-Signature": f"sha256={digest}",
-        "X-Chatwoot-Timestamp": timestamp,
-        "X-Chatwoot-Delivery": delivery,
-    }
+    return chatwoot_headers(body, SECRET, delivery_id=delivery)
 
 
 def test_mixed_webhook_traffic_under_load_loses_nothing(tmp_path, redis_server, redis):

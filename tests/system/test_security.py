@@ -6,8 +6,6 @@ helpdesk, spreadsheet-safe CSV, and the dependency audit command.
 from __future__ import annotations
 
 import csv
-import hashlib
-import hmac
 import io
 import json
 import logging
@@ -29,6 +27,7 @@ from rq import Queue, SimpleWorker
 from connectors.chatwoot.client import ChatwootClient, ChatwootError
 from plugin.adapters import redis_keys
 from plugin.adapters.store import Store
+from plugin.demo.helpdesk import chatwoot_headers
 from plugin.jobs.runtime import Runtime, current_runtime
 from plugin.web import webhooks
 
@@ -55,14 +54,7 @@ FIXTURES = Path(__file__).parents[1] / "fixtures" / "chatwoot"
 
 
 def signed(body: bytes, timestamp: int | None = None, secret: str = SECRET, delivery: str | None = None) -> dict:
-    timestamp = int(time.time()) if timestamp is None else timestamp
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return {
-        "Content-Type": "application/json",
-        "X-Chatwoot-Signature": f"sha256={digest}",
-        "X-Chatwoot-Timestamp": str(timestamp),
-        "X-Chatwoot-Delivery": delivery or str(uuid.uuid4()),
-    }
+    return chatwoot_headers(body, secret, sent_at=timestamp, delivery_id=delivery or str(uuid.uuid4()))
 
 
 @pytest.fixture
