@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from plugin.adapters.store import names, upsert
+from plugin.adapters.store import names, storable_text, upsert
 
 KINDS = ("inbox", "team", "agent", "policy")
 MAX_NAME = 500  # the column's width; a longer name is cut, not refused
@@ -46,7 +46,7 @@ class Directory:
         latest: dict[tuple[int, str, str], str] = {}
         for item in found:
             if item.kind in KINDS and item.name.strip():
-                latest[(item.account_id, item.kind, item.key)] = item.name.strip()[:MAX_NAME]
+                latest[(item.account_id, item.kind, item.key)] = storable_text(item.name.strip(), MAX_NAME)
         if not latest:
             return 0
         with self.engine.begin() as connection:

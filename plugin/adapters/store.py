@@ -534,7 +534,9 @@ class Store:
         last_error: str | None = None,
     ) -> None:
         """Record how a delivery attempt ended: done, dropped, skipped, or pending again at *next_attempt_at*."""
-        values: dict[str, Any] = {"state": state, "updated_at": now, "last_error": last_error}
+        # An error's text comes from anywhere (a host's answer): cut to the column, as every stored text is.
+        reason = None if last_error is None else storable_text(last_error, notifications.c.last_error.type.length)
+        values: dict[str, Any] = {"state": state, "updated_at": now, "last_error": reason}
         if next_attempt_at is not None:
             values["next_attempt_at"] = next_attempt_at
         with self.engine.begin() as connection:

@@ -20,7 +20,8 @@ from connectors import get_connector
 from plugin.adapters import redis_keys
 from plugin.adapters import store as store_module
 from plugin.adapters import streams as ingest
-from plugin.adapters.store import applied, conversations, storable_text
+from plugin.adapters.directory import MAX_NAME, Directory, Name
+from plugin.adapters.store import applied, conversations, notifications, storable_text
 from plugin.core.events import MAX_MESSAGE_TEXT
 from plugin.jobs.drain import process_stream
 
@@ -133,3 +134,42 @@ def test_huge_messages_keep_their_words_not_their_megabytes(runtime, fixture_pay
         ).scalar_one()
     assert len(state) < 20 * (MAX_MESSAGE_TEXT + 5_000)  # each message's first 10,000 characters, not 500 KB
     assert "refund please 19" in state
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=hostile_text.filter(lambda text: text.strip()))
+def test_names_beyond_the_column_limits_are_stored(runtime, name):
+    # A team or agent name is whatever the helpdesk's users typed: long, with NUL or lone surrogates.
+    key = str(next(conversation_ids))
+    directory = Directory(runtime.store.engine)
+    directory.learn([Name(1, "team", key, name + "x" * 600)])
+    stored = directory.names([1])["team"][key]
+    assert stored == storable_text((name + "x" * 600).strip(), MAX_NAME)
+
+
+def test_a_long_delivery_error_is_stored_cut_to_its_column(runtime):
+    now = datetime.now(UTC)
+    with runtime.store.engine.begin() as connection:
+        connection.execute(
+            notifications.insert(),
+            [
+                {
+                    "event_id": "e" * 36,
+                    "destination": "ops",
+                    "account_id": 1,
+                    "conversation_id": 1,
+                    "event": "sla.missed",
+                    "occurred_at": now,
+                    "payload": "{}",
+                    "state": "sending",
+                    "attempts": 1,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            ],
+        )
+    # A receiver's answer quoted in the error: longer than the column, with a NUL in it.
+    runtime.store.finish_notification("e" * 36, "ops", now, "dropped", last_error="HTTP 500: \x00" + "x" * 1000)
+    (row,) = runtime.store.notifications_of((1, 1))
+    assert row["last_error"] == storable_text("HTTP 500: \x00" + "x" * 1000, 200)
