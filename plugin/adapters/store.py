@@ -158,6 +158,8 @@ contact_conversations = sa.Table(
     sa.Column("conversation_id", sa.BigInteger, primary_key=True, autoincrement=False),
 )
 
+LAST_ERROR_LENGTH = 200
+
 notifications = sa.Table(
     "sla_notifications",
     metadata,
@@ -171,7 +173,7 @@ notifications = sa.Table(
     sa.Column("state", sa.String(20), nullable=False),  # pending, sending, done, dropped, skipped
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("next_attempt_at", UTCDateTime, nullable=False),  # for a row being sent: when its lease ends
-    sa.Column("last_error", sa.String(200)),
+    sa.Column("last_error", sa.String(LAST_ERROR_LENGTH)),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Index("ix_sla_notifications_due", "state", "next_attempt_at"),
@@ -535,7 +537,7 @@ class Store:
     ) -> None:
         """Record how a delivery attempt ended: done, dropped, skipped, or pending again at *next_attempt_at*."""
         # An error's text comes from anywhere (a host's answer): cut to the column, as every stored text is.
-        reason = None if last_error is None else storable_text(last_error, notifications.c.last_error.type.length)
+        reason = None if last_error is None else storable_text(last_error, LAST_ERROR_LENGTH)
         values: dict[str, Any] = {"state": state, "updated_at": now, "last_error": reason}
         if next_attempt_at is not None:
             values["next_attempt_at"] = next_attempt_at
