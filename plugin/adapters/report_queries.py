@@ -415,15 +415,12 @@ class Reports:
         )
         timed: dict[tuple[str, str], dict[str, list[tuple[int, int]]]] = {}
         with self.engine.connect() as connection:
-            for row in connection.execute(query):
-                entry = timed.setdefault((row.policy_id, row.mode), {"frt": [], "rt": []})
-                for prefix in ("frt", "rt"):
-                    seconds, target = (
-                        row._mapping[f"{prefix}_working_seconds"],
-                        row._mapping[f"{prefix}_target_seconds"],
-                    )
-                    if seconds is not None and target:
-                        entry[prefix].append((seconds, target))
+            for policy_id, mode, frt_seconds, frt_target, rt_seconds, rt_target in connection.execute(query):
+                entry = timed.setdefault((policy_id, mode), {"frt": [], "rt": []})
+                if frt_seconds is not None and frt_target:
+                    entry["frt"].append((frt_seconds, frt_target))
+                if rt_seconds is not None and rt_target:
+                    entry["rt"].append((rt_seconds, rt_target))
         known = self.names(filters).get("policy", {})
         policies = [
             {
