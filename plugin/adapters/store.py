@@ -468,6 +468,31 @@ class Store:
 
     # --- notification outbox -------------------------------------------------------------------------
 
+    def notification_backlog(self) -> dict[str, dict[str, int]]:
+        """Per destination, how many deliveries wait (pending, sending) or were given up (dropped, skipped).
+
+        Read on a bare DBAPI connection, outside any transaction, as the health check reads: the store begins
+        SQLite transactions with BEGIN IMMEDIATE, which would wait for the write lock a worker's batch holds.
+        """
+        query = (
+            sa.select(notifications.c.destination, notifications.c.state, sa.func.count())
+            .where(notifications.c.state != "done")
+            .group_by(notifications.c.destination, notifications.c.state)
+        )
+        compiled = query.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True})
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            cursor.execute(str(compiled))
+            rows = cursor.fetchall()
+            cursor.close()
+        finally:
+            connection.close()
+        backlog: dict[str, dict[str, int]] = {}
+        for destination, state, count in rows:
+            backlog.setdefault(destination, {})[state] = int(count)
+        return backlog
+
     def conversations_of_contact(self, account_id: int, contact_id: int) -> list[ConversationKey]:
         """The conversations the store has seen of one contact."""
         with self.engine.connect() as connection:

@@ -24,13 +24,16 @@ blueprint = Blueprint("health", __name__)
 def healthz() -> tuple[Response, int]:
     """Redis, the database, the rules in force and the event queue: 200 when every check passes, else 503
     with ``"status": "degraded"`` and the failing check's error. The queue fails when its oldest event has
-    waited longer than ``SLA_QUEUE_STUCK_SECONDS`` (no worker, or a batch that keeps failing)."""
+    waited longer than ``SLA_QUEUE_STUCK_SECONDS`` (no worker, or a batch that keeps failing).
+    ``notifications`` shows, per destination, the deliveries waiting or given up (docs/notifications.md)."""
     sla = current_app.extensions["sla"]
     checks = {
         "redis": _check(lambda: _redis_state(sla.redis)),
         "database": _check(lambda: _database_state(sla.store.engine)),
         "rules": _check(sla.rules.status),  # re-reads the folder when due
         "queue": _queue_state(sla.redis, sla.settings.SLA_QUEUE_STUCK_SECONDS),
+        # Informational: a receiver that is down is the receiver's problem, not the plugin's health.
+        "notifications": _check(lambda: {"ok": True, "backlog": sla.store.notification_backlog()}),
     }
     healthy = all(check.get("ok") for check in checks.values())
     body = {"status": "ok" if healthy else "degraded", **checks}

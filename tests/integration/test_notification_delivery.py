@@ -297,3 +297,18 @@ def test_a_worker_killed_mid_delivery_leaves_it_to_be_sent_again_with_the_same_i
     notify.Notifier(runtime, clock=lambda: later).deliver("ops")
     assert ids[0] == ids[1] == first and len(ids) == 3  # sent again once, with the same id; then the next
     assert {row["state"] for row in runtime.store.notifications_of((1, 87)) if row["destination"] == "ops"} == {"done"}
+
+
+def test_healthz_shows_each_destinations_backlog_without_failing(
+    runtime, receivers, fixture_payload, make_app, database_url
+):
+    slack, ops = receivers
+    ops.respond = lambda path, headers, body: (503, {})
+    missed_conversation(runtime, fixture_payload)
+    notifier = notify.Notifier(runtime)
+    notifier.deliver("ops")
+    notifier.deliver("support-slack")
+    response = make_app(DATABASE_URL=database_url).test_client().get("/healthz")
+    body = response.get_json()
+    assert response.status_code == 200 and body["status"] == "ok"
+    assert body["notifications"] == {"ok": True, "backlog": {"ops": {"pending": 2}}}
