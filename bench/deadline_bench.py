@@ -62,11 +62,12 @@ def populate(runtime, clocks: int, first_due: datetime, spread: float) -> None:
                     created,
                     conversation=Conversation(account_id=1, conversation_id=key[1], created_at=created),
                 )
-                state, _ = add_events(ConversationState(*key), [event])
+                state, added = add_events(ConversationState(*key), [event])
                 state, evaluation = evaluate(state, rules.match, rules.content_hash, now)
                 current = summary(evaluation)
                 found = changes(None, evaluation)
-                batch.save(state, evaluation, current, found, writeback_intents(None, current, found))
+                intents = writeback_intents(None, current, found)
+                batch.save(state, evaluation, current, found, intents, added=added)
                 checks.append((key, evaluation.next_check_at))
             batch.flush()
         deadlines.schedule(runtime.redis, checks)

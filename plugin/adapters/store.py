@@ -1,8 +1,11 @@
 """The SQL store (SQLAlchemy Core; SQLite by default, PostgreSQL in production).
 
 Tables:
-- ``sla_conversations``: each conversation's engine state (its event timeline and decisions) and the summary
-  of its last evaluation; the source of truth the Redis deadline index and dedupe keys are rebuilt from.
+- ``sla_conversations``: each conversation's engine state head (its fold checkpoint, pinned policies and
+  arrival counter, plugin/core/engine/stored.py) and the summary of its last evaluation; the source of
+  truth the Redis deadline index and dedupe keys are rebuilt from.
+- ``sla_events``: one compact record per event of each conversation (what the engine reads of it, and the
+  decision the rules made on it), read back only when a late event makes the fold start again.
 - ``sla_applied``: one row per conversation under an SLA, denormalised for reports (policy, version, status,
   per-metric outcome, inbox, team, agent, channel, priority, labels).
 - ``sla_misses``: one row per miss (metric and clock instance), corrected rather than deleted.
@@ -24,7 +27,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, overload
 
@@ -35,7 +38,16 @@ from sqlalchemy.engine import Connection, Engine
 
 from plugin.core.engine import ConversationState, Evaluation, state_from_json
 from plugin.core.engine.effects import REPLACED_KEYS, Change
-from plugin.core.events import format_time, parse_time
+from plugin.core.engine.stored import (
+    HEAD_FORMAT,
+    EventRecord,
+    Head,
+    expand_records,
+    head_from_json,
+    head_to_json,
+    plan_writes,
+)
+from plugin.core.events import Event, format_time, parse_time
 from plugin.core.notifications import SlaEvent
 from plugin.core.policy import FIRST_RESPONSE, NEXT_RESPONSE, RESOLUTION, Policy
 
@@ -54,6 +66,19 @@ conversations = sa.Table(
     sa.Column("next_check_at", UTCDateTime),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Index("ix_sla_conversations_next_check", "next_check_at"),
+)
+
+EVENT_KEY_LENGTH = 200
+events = sa.Table(
+    "sla_events",
+    metadata,
+    sa.Column("account_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("conversation_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("key", sa.String(EVENT_KEY_LENGTH), primary_key=True),  # the event's idempotency key
+    sa.Column("arrival", sa.Integer, nullable=False),
+    sa.Column("occurred_at", sa.BigInteger, nullable=False),  # seconds since the epoch
+    sa.Column("body", sa.Text, nullable=False),
+    sqlite_with_rowid=False,  # the key is the row's place: no second tree to store
 )
 
 _METRIC_PREFIX = {FIRST_RESPONSE: "frt", NEXT_RESPONSE: "nrt", RESOLUTION: "rt"}
@@ -234,6 +259,43 @@ def _working_times(connection: Connection) -> None:
                 connection.exec_driver_sql(f"ALTER TABLE {applied.name} ADD COLUMN {prefix}_{name} INTEGER")
 
 
+def _compact_events(connection: Connection) -> None:
+    """Version 8: each conversation's stored timeline (every event's whole normalised JSON, rewritten on
+    every event) becomes one compact record per event in ``sla_events`` and a small head without a
+    checkpoint; the next evaluation folds the records again from the first and stores its checkpoint.
+    Decisions and pins are kept as they were; customer texts are kept (the rules that test them are not
+    known here) within the per-conversation budget."""
+    events.create(connection, checkfirst=True)
+    rows = connection.execute(
+        sa.select(conversations.c.account_id, conversations.c.conversation_id, conversations.c.state)
+    ).all()
+    for row in rows:
+        data = json.loads(row.state)
+        if data.get("format") == HEAD_FORMAT:
+            continue
+        head, records = convert_legacy_state(data)
+        _insert_records(connection, row.account_id, row.conversation_id, records)
+        connection.execute(
+            conversations.update()
+            .where(conversations.c.account_id == row.account_id, conversations.c.conversation_id == row.conversation_id)
+            .values(state=_json(head_to_json(head)))
+        )
+
+
+def convert_legacy_state(data: Mapping[str, Any]) -> tuple[Head, list[EventRecord]]:
+    """A state as stored before version 8 -> its head (no checkpoint) and its event records."""
+    state = state_from_json(data)
+    pins = dict(state.pins)
+    for decision in state.decisions.values():
+        if decision.snapshot is not None:
+            pins.setdefault(decision.snapshot["id"], dict(decision.snapshot))
+    empty = Head(ConversationState(state.account_id, state.conversation_id, pins=pins), [], [], None)
+    arrivals = sorted(state.timeline, key=lambda entry: entry.arrival)
+    # Arrival numbers are renumbered from 0 in their order: the fold order (time, then arrival) is the same.
+    plan = plan_writes(empty, {}, [entry.event for entry in arrivals], replace(state, pins=pins))
+    return plan.head, plan.new
+
+
 MIGRATIONS: tuple = (
     lambda connection: metadata.create_all(connection, tables=[conversations, applied, misses, log, outbox]),
     _report_indexes,
@@ -243,6 +305,7 @@ MIGRATIONS: tuple = (
     _working_times,
     # version 7: which conversations a contact has, so blocking a contact reaches each of them
     lambda connection: metadata.create_all(connection, tables=[contact_conversations]),
+    _compact_events,  # version 8
 )
 
 
@@ -291,9 +354,71 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value
 
 
-def _decode(row) -> tuple[ConversationState, dict | None]:
-    """A ``sla_conversations`` row's state and last summary."""
-    return state_from_json(json.loads(row.state)), json.loads(row.summary) if row.summary else None
+def _head(row) -> Head:
+    """A ``sla_conversations`` row's state head."""
+    return head_from_json(row.account_id, row.conversation_id, json.loads(row.state))
+
+
+def _records(
+    connection: Connection, key: ConversationKey, event_keys: Iterable[str] | None = None
+) -> list[EventRecord]:
+    """A conversation's event records in arrival order: every one, or those of ``event_keys``."""
+    query = sa.select(events.c.key, events.c.arrival, events.c.occurred_at, events.c.body).where(
+        events.c.account_id == key[0], events.c.conversation_id == key[1]
+    )
+    if event_keys is not None:
+        wanted = [_event_key(event_key) for event_key in event_keys]
+        if not wanted:
+            return []
+        query = query.where(events.c.key.in_(wanted))
+    rows = connection.execute(query).all()
+    return sorted(
+        (EventRecord(row.arrival, row.key, row.occurred_at, json.loads(row.body)) for row in rows),
+        key=lambda record: record.arrival,
+    )
+
+
+def _with_records(head: Head, records: Sequence[EventRecord], history: bool) -> ConversationState:
+    """The head's state with ``records`` as its timeline (and, for ``history``, no checkpoint)."""
+    state = head.state
+    entries, decisions, _ = expand_records(state.account_id, state.conversation_id, records, head.choices, state.pins)
+    return replace(
+        state, timeline=tuple(entries), decisions=decisions, checkpoint=None if history else state.checkpoint
+    )
+
+
+def _insert_records(connection: Connection, account_id: int, conversation_id: int, records: Sequence[EventRecord]):
+    if records:
+        connection.execute(
+            events.insert(),
+            [
+                {
+                    "account_id": account_id,
+                    "conversation_id": conversation_id,
+                    "key": _event_key(record.key),
+                    "arrival": record.arrival,
+                    "occurred_at": record.occurred_at,
+                    "body": _json(record.body),
+                }
+                for record in records
+            ],
+        )
+
+
+def _event_key(key: str) -> str:
+    """An event key as its column stores it."""
+    return storable_text(key, EVENT_KEY_LENGTH)
+
+
+def _json(value: Any) -> str:
+    """Compact JSON; UTF-8 as it is (smaller than escapes), escaped only when it holds lone surrogates."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(value, separators=(",", ":"))
+    return text
 
 
 class Store:
@@ -314,9 +439,11 @@ class Store:
                 # Web and worker processes start together; one migrates, the others wait and find it done.
                 connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             schema_version.create(connection, checkfirst=True)
-            current = connection.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
+            # Every step not recorded runs, in order (not only those above the highest recorded: helpers that
+            # merged steps in parallel may have left a gap in a store that ran a branch's code).
+            applied_versions = set(connection.execute(sa.select(schema_version.c.version)).scalars())
             for version, step in enumerate(MIGRATIONS, start=1):
-                if version > current:
+                if version not in applied_versions:
                     step(connection)
                     connection.execute(schema_version.insert().values(version=version, applied_at=_utcnow()))
         return len(MIGRATIONS)
@@ -342,21 +469,27 @@ class Store:
         with self.engine.begin() as connection:
             yield Batch(connection, keys)
 
-    def load(self, key: ConversationKey) -> tuple[ConversationState, dict | None]:
-        """A conversation's state and last summary (an empty state when unknown), without locking."""
+    def summary(self, key: ConversationKey) -> dict | None:
+        """A conversation's last evaluation summary."""
+        with self.engine.connect() as connection:
+            summary = connection.execute(
+                sa.select(conversations.c.summary).where(
+                    conversations.c.account_id == key[0], conversations.c.conversation_id == key[1]
+                )
+            ).scalar()
+        return json.loads(summary) if summary else None
+
+    def history(self, key: ConversationKey) -> ConversationState:
+        """A conversation's whole stored timeline, with its decisions and pins, no checkpoint (unlocked)."""
         with self.engine.connect() as connection:
             row = connection.execute(
-                sa.select(conversations.c.state, conversations.c.summary).where(
+                sa.select(conversations.c.account_id, conversations.c.conversation_id, conversations.c.state).where(
                     conversations.c.account_id == key[0], conversations.c.conversation_id == key[1]
                 )
             ).first()
-        if row is None:
-            return ConversationState(*key), None
-        return _decode(row)
-
-    def summary(self, key: ConversationKey) -> dict | None:
-        """A conversation's last evaluation summary."""
-        return self.load(key)[1]
+            if row is None:
+                return ConversationState(*key)
+            return _with_records(_head(row), _records(connection, key), history=True)
 
     def due_conversations(self, until: datetime, limit: int = 10_000) -> list[tuple[ConversationKey, datetime]]:
         """Conversations whose next check falls before ``until`` (used to rebuild the deadline index)."""
@@ -608,7 +741,9 @@ class Batch:
     def __init__(self, connection: Connection, keys: Sequence[ConversationKey]):
         self.connection = connection
         self.keys = keys
-        self._states: dict[ConversationKey, tuple[ConversationState, dict | None]] = {}
+        self._heads: dict[ConversationKey, Head] = {}
+        self._summaries: dict[ConversationKey, dict | None] = {}
+        self._records: dict[ConversationKey, dict[str, EventRecord]] = {}  # the records read, by event key
         self._rows: dict[ConversationKey, _ConversationRows] = {}
         self._new_keys: set[ConversationKey] = set()
         self._load()
@@ -639,14 +774,52 @@ class Batch:
         for row in self.connection.execute(query):
             key = (row.account_id, row.conversation_id)
             if key in wanted:
-                self._states[key] = _decode(row)
-        for key in wanted - self._states.keys():
-            self._states[key] = (ConversationState(*key), None)
+                self._heads[key] = _head(row)
+                self._summaries[key] = json.loads(row.summary) if row.summary else None
+        for key in wanted - self._heads.keys():
+            self._heads[key] = Head(ConversationState(*key), [], [], None)
+            self._summaries[key] = None
             self._new_keys.add(key)
 
     def state(self, key: ConversationKey) -> tuple[ConversationState, dict | None]:
-        """The locked conversation's state and its previous summary."""
-        return self._states[key]
+        """The locked conversation's state (its checkpoint and the events after it) and previous summary.
+
+        A conversation stored without a checkpoint (converted from an older store) comes with its whole
+        timeline.
+        """
+        head = self._heads[key]
+        if head.state.checkpoint is None and head.state.known:
+            return self.history(key), self._summaries[key]
+        records = _records(self.connection, key, head.pending) if head.pending else []
+        self._records[key] = {record.key: record for record in records}
+        return _with_records(head, records, history=False), self._summaries[key]
+
+    def history(self, key: ConversationKey) -> ConversationState:
+        """The locked conversation's whole timeline with its decisions, to fold again from the first event."""
+        records = _records(self.connection, key)
+        self._records[key] = {record.key: record for record in records}
+        return _with_records(self._heads[key], records, history=True)
+
+    def stored_keys(self, keys: Mapping[ConversationKey, Iterable[str]]) -> set[tuple[int, int, str]]:
+        """Which of these event keys are stored already: ``(account, conversation, event key)``."""
+        found: set[tuple[int, int, str]] = set()
+        for key, event_keys in keys.items():
+            as_stored = {_event_key(event_key): event_key for event_key in event_keys}
+            wanted = sorted(as_stored)
+            if not wanted or not self._heads[key].state.known:
+                continue
+            for start in range(0, len(wanted), 500):
+                found.update(
+                    (key[0], key[1], as_stored[event_key])
+                    for event_key in self.connection.execute(
+                        sa.select(events.c.key).where(
+                            events.c.account_id == key[0],
+                            events.c.conversation_id == key[1],
+                            events.c.key.in_(wanted[start : start + 500]),
+                        )
+                    ).scalars()
+                )
+        return found
 
     def save(
         self,
@@ -656,19 +829,24 @@ class Batch:
         changes: Sequence[Change],
         writebacks: Sequence[tuple[str, Mapping[str, Any]]],
         deliveries: Sequence[tuple[SlaEvent, str]] = (),
+        added: Sequence[Event] = (),
     ) -> None:
         """Queue the rows for one conversation; they are written together when the batch closes.
 
-        ``deliveries`` are the SLA events to send, each with a destination id.
+        ``state`` is the evaluated state, ``added`` the new events :func:`add_events` took (their records
+        are inserted), ``deliveries`` the SLA events to send, each with a destination id.
         """
         key = (state.account_id, state.conversation_id)
         now = self.now
-        rows = self._rows[key] = _ConversationRows()
+        rows = self._rows[key] = _ConversationRows(key)
+        plan = plan_writes(self._heads[key], self._records.get(key, {}), added, state)
+        rows.new_records = plan.new
+        rows.changed_records = plan.changed
         rows.conversation = {
             "account_id": key[0],
             "conversation_id": key[1],
-            "state": json.dumps(state.to_json()),
-            "summary": json.dumps(summary),
+            "state": _json(head_to_json(plan.head)),
+            "summary": _json(summary),
             "next_check_at": evaluation.next_check_at,
             "updated_at": now,
         }
@@ -723,7 +901,7 @@ class Batch:
             )
 
         contact_id = summary.get("contact_id")
-        previous = self._states.get(key, (None, None))[1] or {}
+        previous = self._summaries.get(key) or {}
         if contact_id is not None and previous.get("contact_id") != contact_id:
             rows.contacts.append({"account_id": key[0], "contact_id": contact_id, "conversation_id": key[1]})
         for sla_event, destination in deliveries:
@@ -794,6 +972,20 @@ class Batch:
                 ),
                 [{**row, "b_account": row["account_id"], "b_conversation": row["conversation_id"]} for row in updates],
             )
+        for rows in batch:
+            account_id, conversation_id = rows.key
+            _insert_records(connection, account_id, conversation_id, rows.new_records)
+            if rows.changed_records:
+                connection.execute(
+                    events.update()
+                    .where(
+                        events.c.account_id == account_id,
+                        events.c.conversation_id == conversation_id,
+                        events.c.key == sa.bindparam("b_key"),
+                    )
+                    .values(body=sa.bindparam("body")),
+                    [{"b_key": _event_key(record.key), "body": _json(record.body)} for record in rows.changed_records],
+                )
         upsert(connection, applied, [row for rows in batch for row in rows.applied], ("account_id", "conversation_id"))
         # A miss seen again (same metric and instance) keeps its first record; a disproved one is corrected.
         upsert(
@@ -853,7 +1045,10 @@ class Batch:
 class _ConversationRows:
     """The rows one conversation's evaluation writes, kept apart so they can be written on their own."""
 
+    key: ConversationKey
     conversation: dict[str, Any] = field(default_factory=dict)
+    new_records: list[EventRecord] = field(default_factory=list)
+    changed_records: list[EventRecord] = field(default_factory=list)
     applied: list[dict] = field(default_factory=list)
     misses: list[dict] = field(default_factory=list)
     corrections: list[dict] = field(default_factory=list)

@@ -46,7 +46,7 @@ def utc(moment: datetime) -> datetime:
 
 def from_timestamp(seconds: float) -> datetime:
     """A Unix timestamp as an aware UTC datetime floored to the second."""
-    return utc(datetime.fromtimestamp(int(seconds // 1), tz=UTC))
+    return datetime.fromtimestamp(int(seconds // 1), tz=UTC)
 
 
 def parse_time(text: str) -> datetime:
@@ -160,16 +160,7 @@ def event_from_json(data: Mapping[str, Any]) -> Event:
     """Rebuild an :class:`Event` from :meth:`Event.to_json`'s output."""
     conversation = data.get("conversation")
     if conversation is not None:
-        contact = Contact(**conversation.get("contact") or {})
-        conversation = Conversation(
-            **{
-                **conversation,
-                "created_at": parse_time(conversation["created_at"]),
-                "snoozed_until": _maybe_time(conversation.get("snoozed_until")),
-                "labels": tuple(conversation.get("labels") or ()),
-                "contact": contact,
-            }
-        )
+        conversation = conversation_from_json(conversation)
     message = data.get("message")
     if message is not None:
         message = Message(**{**message, "created_at": parse_time(message["created_at"])})
@@ -185,6 +176,24 @@ def event_from_json(data: Mapping[str, Any]) -> Event:
             "contact": None if changed_contact is None else Contact(**changed_contact),
         }
     )
+
+
+def conversation_from_json(data: Mapping[str, Any]) -> Conversation:
+    """Rebuild a :class:`Conversation` from its JSON form (as :meth:`Event.to_json` writes it)."""
+    return Conversation(
+        **{
+            **data,
+            "created_at": parse_time(data["created_at"]),
+            "snoozed_until": _maybe_time(data.get("snoozed_until")),
+            "labels": tuple(data.get("labels") or ()),
+            "contact": Contact(**data.get("contact") or {}),
+        }
+    )
+
+
+def encode(value: Any) -> Any:
+    """A JSON-safe form of an event model value (dataclasses as dicts, times as UTC ISO texts)."""
+    return _encode(value)
 
 
 def _maybe_time(value: str | None) -> datetime | None:

@@ -24,8 +24,9 @@ from connectors.base import PayloadError
 from plugin.adapters import deadlines, metrics, redis_keys
 from plugin.adapters import streams as ingest
 from plugin.adapters.directory import Directory, Name
-from plugin.core.engine import add_events, evaluate
+from plugin.core.engine import add_events, evaluate, needs_history
 from plugin.core.engine.effects import changes, summary, writeback_intents
+from plugin.core.engine.stored import keeps_text, without_text
 from plugin.core.events import CONTACT_UPDATED, Event, parse_time
 from plugin.core.notifications import routed, sla_events
 from plugin.jobs.runtime import Runtime, current_runtime
@@ -143,20 +144,26 @@ def process_entries(runtime: Runtime, entries: Sequence[tuple[bytes, dict]], clo
     destinations: set[str] = set()
     with runtime.store.batch(by_conversation) as batch:
         now = clock()
+        stored = batch.stored_keys({key: [event.key for event in events] for key, events in by_conversation.items()})
         for key, events in by_conversation.items():
+            events = [event for event in events if (*key, event.key) not in stored]  # delivered before
             state, previous = batch.state(key)
-            state, added = add_events(state, events)
-            if not state.timeline:
-                continue  # a tick for a conversation the store no longer knows
-            newest = max((event.occurred_at for event in added), default=now)
+            newest = max((event.occurred_at for event in events), default=now)
             at = max(now, min(newest, now + MAX_CLOCK_SKEW))
+            if needs_history(state, events, at):
+                state = batch.history(key)  # a late event: fold again from the first, as if in order
+            if not keeps_text(rules.reads_content, state):
+                events = [without_text(event) for event in events]
+            state, added = add_events(state, events)
+            if not state.known:
+                continue  # a tick for a conversation the store no longer knows
             try:
                 state, evaluation = evaluate(state, rules.match, rules.content_hash, at, rules.priority_for)
                 current = summary(evaluation)
                 found = changes(previous, evaluation)
                 intents = writeback_intents(previous, current, found, evaluation, rules.custom_attributes)
                 deliveries = routed(sla_events(previous, current, found, evaluation), evaluation)
-                batch.save(state, evaluation, current, found, intents, deliveries)
+                batch.save(state, evaluation, current, found, intents, deliveries, added)
             except Exception as error:  # noqa: BLE001 - one bad conversation must not hold the batch back
                 _set_aside(runtime, key, entries_of.get(key, ()), error)
                 continue

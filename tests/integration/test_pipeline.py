@@ -95,7 +95,7 @@ def test_duplicate_and_shuffled_deliveries_end_in_the_same_state(runtime, fixtur
     runtime.redis.flushall()
     runtime.store.engine.dispose()
     with runtime.store.engine.begin() as connection:
-        for table in ("sla_conversations", "sla_applied", "sla_log", "sla_misses", "sla_outbox"):
+        for table in ("sla_conversations", "sla_events", "sla_applied", "sla_log", "sla_misses", "sla_outbox"):
             connection.exec_driver_sql(f"DELETE FROM {table}")
     submit(runtime.redis, bodies)
     run_worker(runtime.redis)

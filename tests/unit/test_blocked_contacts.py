@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from plugin.core.events import Contact
 
-from engine_helpers import Timeline, always, make_policy
+from engine_helpers import MemoryStore, Timeline, always, make_policy, t
 
 POLICY = make_policy("quick", first_response="1h", resolution="8h", warn_before="10m")
 
@@ -40,3 +40,16 @@ def test_misses_recorded_before_the_block_stay() -> None:
     assert [miss.metric for miss in evaluation.misses] == ["first_response"]
     assert evaluation.status == "missed"
     assert evaluation.metrics["resolution"].status == "running"  # due 17:00, stopped at the block
+
+
+def test_a_block_folded_from_a_checkpoint_and_delivered_late_judges_as_one_fold() -> None:
+    timeline = Timeline().customer("09:05").agent("09:20").customer("09:40")
+    blocked(timeline).customer("10:30", "spam again").customer("10:31")
+    expected = timeline.evaluate("20:00", always(POLICY))
+    for order in (timeline.events, [*timeline.events[:3], *timeline.events[4:], timeline.events[3]]):
+        store = MemoryStore()
+        for event in order:
+            store.deliver([event], always(POLICY), "rules-v1", event.occurred_at)
+        live = store.deliver([], always(POLICY), "rules-v1", t("20:00"))
+        assert live.to_replay_json() == expected.to_replay_json()
+        assert (live.misses, live.next_check_at) == (expected.misses, None)

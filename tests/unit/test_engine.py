@@ -11,7 +11,7 @@ from plugin.core.engine import ConversationState, add_events, evaluate
 from plugin.core.engine.effects import changes
 from plugin.core.events import AUTOMATION, BOT, PENDING, RESOLVED, SNOOZED
 
-from engine_helpers import Choice, Timeline, always, make_policy, t
+from engine_helpers import Choice, MemoryStore, Timeline, always, make_policy, t
 
 STANDARD = make_policy(first_response="2h", next_response="2h", resolution="24h", warn_before="15m")
 OFFICE = {"timezone": "Europe/Berlin", "hours": {day: ["09:00-17:00"] for day in ("mon", "tue", "wed", "thu", "fri")}}
@@ -327,6 +327,13 @@ def test_out_of_order_and_duplicate_deliveries_end_in_the_in_order_state(order, 
     _, evaluation = evaluate(state, always(_PAUSING), "rules-v1", t(at))
     assert evaluation.to_replay_json() == in_order.to_replay_json()
     assert evaluation.misses == in_order.misses
+    # The worker's way: each delivery stored and folded from the checkpoint (again from the first when late).
+    store = MemoryStore()
+    for event in shuffled:
+        store.deliver([event], always(_PAUSING), "rules-v1", event.occurred_at)
+    live = store.deliver([], always(_PAUSING), "rules-v1", t(at))
+    assert live.to_replay_json() == in_order.to_replay_json()
+    assert live.misses == in_order.misses
 
 
 def test_a_clock_timeline_shows_running_outside_hours_holiday_and_pauses_in_the_calendar_zone():

@@ -17,7 +17,7 @@ from plugin.core.engine.clocks import (
     Miss,
 )
 from plugin.core.engine.evaluate import Evaluation, evaluate
-from plugin.core.engine.state import ConversationState, Decision, add_events, state_from_json
+from plugin.core.engine.state import ConversationState, Decision, add_events, needs_history, state_from_json
 
 __all__ = [
     "AT_RISK",
@@ -35,5 +35,6 @@ __all__ = [
     "ConversationState",
     "Decision",
     "add_events",
+    "needs_history",
     "state_from_json",
 ]

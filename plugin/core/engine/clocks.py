@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
 
-from plugin.core.engine.facts import Facts, PolicySegment
+from plugin.core.engine.facts import Facts, PolicySegment, SettledCycles, SettledMiss
 from plugin.core.events import RESOLVED, SNOOZED
 from plugin.core.policy import FIRST_RESPONSE, METRICS, NEXT_RESPONSE, Policy
 
@@ -177,7 +177,7 @@ def instances(metric: str, policy: Policy, facts: Facts) -> list[Instance]:
     if metric == NEXT_RESPONSE:
         return [
             Instance(index, cycle.start, cycle.stop, customer_messages=tuple(cycle.customer_messages))
-            for index, cycle in enumerate(facts.cycles)
+            for index, cycle in enumerate(facts.cycles, start=facts.settled.count)
         ]
     return _resolution_instances(policy, facts)
 
@@ -207,30 +207,36 @@ def _resolution_instances(policy: Policy, facts: Facts) -> list[Instance]:
 def judge_metric(
     metric: str, segments: Sequence[PolicySegment], facts: Facts, now: datetime
 ) -> tuple[MetricResult | None, list[Judgement]]:
-    """Judge every instance of a metric; returns the contract's result and the judgements behind it."""
+    """Judge every instance of a metric; returns the contract's result and the judgements behind it.
+
+    Settled next-response cycles (see :func:`settle`) count as they were judged: their misses are listed
+    first, the met ones only in the count of cycles.
+    """
     current = segments[-1].policy
-    judgements = [
+    settled = facts.settled if metric == NEXT_RESPONSE else SettledCycles()
+    live = [
         judgement
         for instance in instances(metric, current, facts)
         if (judgement := judge(instance, metric, segments, facts, now)) is not None
     ]
+    judgements = [_settled_judgement(miss) for miss in settled.misses] + live
     missed = [judgement for judgement in judgements if judgement.status == MISSED]
     if metric not in current.targets and not missed:
         return None, judgements
-    open_judgement = next((j for j in judgements if j.status in (RUNNING, PAUSED, AT_RISK)), None)
+    open_judgement = next((j for j in live if j.status in (RUNNING, PAUSED, AT_RISK)), None)
     if missed:
         status = MISSED
     elif open_judgement is not None:
         status = open_judgement.status
-    elif metric == NEXT_RESPONSE and not judgements:
+    elif metric == NEXT_RESPONSE and not live and not settled.count:
         status = NOT_STARTED  # nothing to answer yet is not an answer in time (docs/semantics.md)
     else:
         status = HIT
-    latest = judgements[-1] if judgements else None
+    latest = live[-1] if live else None
     if metric == NEXT_RESPONSE:
         started = open_judgement.instance.start if open_judgement else None
         due = open_judgement.due_at if open_judgement else None
-        stopped = None if open_judgement or latest is None else latest.instance.stop
+        stopped = None if open_judgement else latest.instance.stop if latest else settled.last_stop
     else:
         started = latest.instance.start if latest else facts.created_at
         due = latest.due_at if latest else None
@@ -245,7 +251,12 @@ def judge_metric(
         stopped_at=stopped,
         missed_at=missed[0].due_at if missed else None,
         misses=len(missed),
-        misses_per_message=_misses_per_message(missed, now) if metric == NEXT_RESPONSE else None,
+        misses_per_message=(
+            sum(1 + miss.late_messages for miss in settled.misses)
+            + _misses_per_message([judgement for judgement in live if judgement.status == MISSED], now)
+            if metric == NEXT_RESPONSE
+            else None
+        ),
         next_change_at=open_judgement.next_change_at if open_judgement else None,
     )
     return result, judgements
@@ -258,6 +269,47 @@ def _working_time(metric: str, judgement: Judgement | None, facts: Facts, now: d
         return None
     breaks = pause_breaks(judgement.policy, facts, now) + list(judgement.instance.breaks)
     return judgement.policy.calendar.working_between(judgement.instance.start, stop, breaks)
+
+
+def _settled_judgement(miss: SettledMiss) -> Judgement:
+    return Judgement(Instance(miss.index, miss.start, miss.stop), miss.policy, MISSED, miss.due_at)
+
+
+def settle(facts: Facts, at: datetime, judgements: Sequence[Judgement]) -> Facts:
+    """``facts`` with the next-response cycles that no later event can re-judge folded into their outcome.
+
+    ``at`` is the time of the last folded event, ``judgements`` the cycles' judgements on these facts. An
+    event folded later in time order comes at or after ``at``: it can add a status span or a policy segment
+    from then on, nothing before. A cycle that stopped before ``at`` and was met, or missed with its due
+    time before its stop, keeps that outcome (a met cycle stays met whatever is added after its stop; a
+    missed one's due time lies before anything that could move it). Only a leading run of such cycles is
+    settled, so the cycles kept keep their indexes. Returns ``facts`` itself when nothing settles.
+    """
+    by_index = {judgement.instance.index: judgement for judgement in judgements}
+    settled = facts.settled
+    keep_from = 0
+    for cycle in facts.cycles:
+        judgement = by_index.get(settled.count + keep_from)
+        if judgement is None or cycle.stop is None or cycle.stop >= at:
+            break
+        if not (judgement.status == HIT or (judgement.status == MISSED and judgement.due_at < cycle.stop)):
+            break
+        keep_from += 1
+    if keep_from == 0:
+        return facts
+    result = facts.copy()
+    for cycle in facts.cycles[:keep_from]:
+        judgement = by_index[result.settled.count]
+        assert cycle.stop is not None  # checked above
+        if judgement.status == MISSED:
+            late = sum(1 for moment in cycle.customer_messages if judgement.due_at < moment <= cycle.stop)
+            result.settled.misses.append(
+                SettledMiss(result.settled.count, cycle.start, cycle.stop, judgement.due_at, judgement.policy, late)
+            )
+        result.settled.count += 1
+        result.settled.last_stop = cycle.stop
+    del result.cycles[:keep_from]
+    return result
 
 
 def _misses_per_message(missed: list[Judgement], now: datetime) -> int:

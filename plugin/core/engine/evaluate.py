@@ -15,6 +15,7 @@ from plugin.core.engine.clocks import (
     collect_misses,
     conversation_status,
     judge_metric,
+    settle,
 )
 from plugin.core.engine.facts import Facts, Matcher, PolicySegment, Prioritizer, fold
 from plugin.core.engine.state import ConversationState
@@ -77,13 +78,21 @@ def evaluate(
     now: datetime,
     prioritizer: Prioritizer | None = None,
 ) -> tuple[ConversationState, Evaluation]:
-    """Evaluate a conversation at ``now``; returns the state with its new decisions, and the evaluation.
+    """Evaluate a conversation at ``now``; returns the state folded up to ``now``, and the evaluation.
 
-    ``matcher`` is the rule set's first-match function (None: keep the decisions already stored);
-    ``prioritizer`` its first-match ``prioritize`` rule (see :func:`fold`).
+    The state returned has its checkpoint moved past every event up to ``now`` (its timeline keeps the
+    events after ``now``) and the decisions made on the way. ``matcher`` is the rule set's first-match
+    function (None: keep the decisions already stored); ``prioritizer`` its first-match ``prioritize`` rule
+    (see :func:`fold`).
     """
     folded = fold(state, matcher, rules_hash, now, prioritizer)
-    state = replace(state, decisions=folded.decisions, pins=folded.pins)
+    state = replace(
+        state,
+        timeline=state.timeline[folded.folded :],
+        checkpoint=folded.checkpoint,
+        decisions=folded.decisions,
+        pins=folded.pins,
+    )
     facts = folded.facts
     resolved = facts is not None and facts.resolved_at is not None
     evaluation = partial(
@@ -101,11 +110,11 @@ def evaluate(
     if facts is None or not folded.segments:
         return state, evaluation(policy=None, rule=None, status=NONE)
     segments = folded.segments
-    if facts.blocked_at is not None:
+    frozen = folded.checkpoint.frozen if folded.checkpoint is not None else None
+    if facts.blocked_at is not None and frozen is not None:
         # The contact was blocked while the SLA ran: judge the clocks as they stood then, and never again.
         now = facts.blocked_at
-        frozen = fold(state, matcher, rules_hash, now, prioritizer)
-        facts, segments = frozen.facts or facts, frozen.segments or segments
+        facts, segments = frozen.facts, frozen.segments or segments
         resolved = facts.resolved_at is not None
     metrics: dict[str, MetricResult] = {}
     judgements: dict[str, list[Judgement]] = {}
@@ -116,6 +125,10 @@ def evaluate(
             metrics[metric] = result
     checks = [result.next_change_at for result in metrics.values() if result.next_change_at is not None]
     current = segments[-1]
+    if folded.checkpoint is not None and frozen is None:
+        settled = settle(facts, folded.checkpoint.at, judgements[NEXT_RESPONSE])
+        if settled is not facts:
+            state = replace(state, checkpoint=replace(folded.checkpoint, facts=settled))
     return state, evaluation(
         policy=current.policy,
         rule=current.rule,

@@ -56,6 +56,11 @@ class CompiledCondition:
     read: Callable[[MatchContext], Any] | None = None  # a leaf's field value as the context has it
     cost: int = 1
     guard: Guard | None = None
+    field: str = ""  # a leaf's field name
+
+    def reads(self, field: str) -> bool:
+        """Whether this condition tests ``field`` anywhere."""
+        return self.field == field or any(child.reads(field) for child in self.children)
 
 
 def _all_of(tests: list[Test]) -> Test:
@@ -182,6 +187,7 @@ class ConditionCompiler:
             read=lambda context: field.read(context, environment),
             cost=(8 if operator.costly else 1) * (2 if multiple else 1),
             guard=guard,
+            field=field.name,
         )
 
     def _leaf_closure(self, field: Field, operator: Operator, prepared: Any, value: Any, value_slot: int) -> Test:

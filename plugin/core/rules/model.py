@@ -166,6 +166,11 @@ class RuleSet:
         self._matches = tuple(rule.match for rule in self.rules)
         self._first_priority = FirstMatch([rule.condition for rule in self.prioritize])
 
+    @property
+    def reads_content(self) -> bool:
+        """Whether a rule tests the customers' message text (else the store need not keep it)."""
+        return any(rule.condition.reads("content") for rule in self.rules)
+
     def match(self, context: MatchContext) -> RuleMatch | None:
         """The first rule whose condition holds (files by name, then position), or None."""
         position = self._first_match.first(self._facts(context))
