@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from plugin.core.engine import ConversationState, Evaluation, state_from_json
 from plugin.core.engine.effects import REPLACED_KEYS, Change
@@ -52,6 +53,8 @@ from plugin.core.notifications import SlaEvent
 from plugin.core.policy import FIRST_RESPONSE, NEXT_RESPONSE, RESOLUTION, Policy
 
 ConversationKey = tuple[int, int]
+DatabaseError = SQLAlchemyError
+"""What the store raises when the database cannot answer (unreachable, refused, a table missing)."""
 
 metadata = sa.MetaData()
 UTCDateTime = sa.DateTime(timezone=True)
@@ -448,10 +451,23 @@ class Store:
                     connection.execute(schema_version.insert().values(version=version, applied_at=_utcnow()))
         return len(MIGRATIONS)
 
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
     def ping(self) -> None:
         """Raise when the database cannot be reached."""
-        with self.engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
+        # A bare DBAPI connection, outside any transaction: the store begins SQLite transactions with BEGIN
+        # IMMEDIATE, which would wait for (and time out on) the write lock a worker's batch holds.
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.fetchall()
+            cursor.close()
+        finally:
+            connection.close()
 
     def has_schema(self) -> bool:
         """Whether the plugin's tables exist (False for a database it never migrated)."""

@@ -11,12 +11,11 @@ import os
 
 from flask import Flask
 from redis import Redis
-from sqlalchemy.exc import SQLAlchemyError
 
 from plugin.adapters.logging import configure_logging
 from plugin.adapters.metrics import CounterBuffer
 from plugin.adapters.settings import Settings
-from plugin.adapters.store import Store
+from plugin.adapters.store import DatabaseError, Store
 from plugin.jobs.runtime import Runtime
 from plugin.web import health, reports, sidebar, webhooks
 
@@ -59,5 +58,5 @@ def _migrate(store: Store) -> None:
     database, so an unreachable one is logged (and shown by /healthz), not fatal."""
     try:
         store.migrate()
-    except SQLAlchemyError as error:
+    except DatabaseError as error:
         logging.getLogger(__name__).warning("database not migrated at start: %s", error.__class__.__name__)

@@ -13,6 +13,7 @@ from rq import Queue
 
 from plugin.adapters import metrics, redis_keys
 from plugin.adapters.settings import MASK
+from plugin.adapters.store import Store
 from plugin.adapters.streams import oldest_entry_age
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def healthz() -> tuple[Response, int]:
     sla = current_app.extensions["sla"]
     checks = {
         "redis": _check(lambda: _redis_state(sla.redis)),
-        "database": _check(lambda: _database_state(sla.store.engine)),
+        "database": _check(lambda: _database_state(sla.store)),
         "rules": _check(sla.rules.status),  # re-reads the folder when due
         "queue": _queue_state(sla.redis, sla.settings.SLA_QUEUE_STUCK_SECONDS),
         # Informational: a receiver that is down is the receiver's problem, not the plugin's health.
@@ -67,19 +68,10 @@ def _redis_state(redis: Redis) -> dict[str, Any]:
     return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
 
 
-def _database_state(engine) -> dict[str, Any]:
+def _database_state(store: Store) -> dict[str, Any]:
     started = time.perf_counter()
-    # A bare DBAPI connection, outside any transaction: the store begins SQLite transactions with BEGIN
-    # IMMEDIATE, which would wait for (and time out on) the write lock a worker's batch holds.
-    connection = engine.raw_connection()
-    try:
-        cursor = connection.cursor()
-        cursor.execute("SELECT 1")
-        cursor.fetchall()
-        cursor.close()
-    finally:
-        connection.close()
-    return {"ok": True, "backend": engine.dialect.name, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+    store.ping()
+    return {"ok": True, "backend": store.backend, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
 
 
 def _queue_state(redis: Redis, stuck_after_seconds: int) -> dict[str, Any]:
