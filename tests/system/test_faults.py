@@ -514,7 +514,7 @@ def test_hostile_values_and_slow_expressions_never_stall_the_queue(
     )
     try:
         submit(redis, bodies)
-        wait_until(lambda: all_processed(store, bodies, helpdesk_server.state), 90, "every conversation processed")
+        wait_until(lambda: all_processed(store, bodies, helpdesk_server.helpdesk), 90, "every conversation processed")
         wait_until(lambda: settled(redis), 30, "queues drained")
         assert redis.xlen(redis_keys.DEAD_LETTERS) == 0  # made storable, not set aside
     finally:
@@ -523,7 +523,7 @@ def test_hostile_values_and_slow_expressions_never_stall_the_queue(
         store,
         bodies,
         rules_dir,
-        helpdesk_server.state,
+        helpdesk_server.helpdesk,
         f"hostile values, slow expressions ({store.engine.dialect.name})",
     )
     assert verdict.lost == 0, verdict.problems
