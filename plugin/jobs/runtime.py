@@ -21,7 +21,7 @@ from connectors.outbound import Helpdesk
 from plugin.adapters.report_queries import Reports
 from plugin.adapters.rule_files import RulesHolder
 from plugin.adapters.services import redis_connection
-from plugin.adapters.settings import Settings, SettingsError
+from plugin.adapters.settings import Settings
 from plugin.adapters.store import Store
 from plugin.core.rules import RulesError
 
@@ -66,14 +66,9 @@ class Runtime:
         return Connectors(self.settings.as_mapping())
 
     def helpdesk(self) -> Helpdesk:
-        """The helpdesk's REST API as the configured account and token (write-back, reconciler, names)."""
-        settings = self.settings
-        url, account_id, token = settings.CHATWOOT_URL, settings.CHATWOOT_ACCOUNT_ID, settings.CHATWOOT_API_TOKEN
-        if url is None or account_id is None or token is None:
-            raise SettingsError(
-                "writing to the helpdesk needs CHATWOOT_URL, CHATWOOT_ACCOUNT_ID and CHATWOOT_API_TOKEN"
-            )
-        return ChatwootClient(url, account_id, token)
+        """The helpdesk's REST API as the configured account and token (write-back, reconciler, names);
+        raises ValueError naming a missing or unusable setting."""
+        return ChatwootClient.from_settings(self.settings.as_mapping())
 
     def reports(self, own_labels: frozenset[str] | None = None) -> Reports:
         """The report queries on the store's database, told the plugin's own labels (default: those of the
