@@ -18,19 +18,19 @@ replaces the whole list. Faults are injected with :meth:`DemoHelpdesk.fail_next`
 ``5xx``, ``429``, ``401``) and served both over real HTTP (:class:`HelpdeskServer`) and through
 ``responses`` (:meth:`DemoHelpdesk.register`).
 
-What it serves under ``/api/v1/accounts/<account>/`` (header ``api_access_token`` required, 401 without):
-account labels (list, create, delete), a conversation's labels (get, and set, which REPLACES the whole list
-as Chatwoot's does), messages (list, create: the plugin's private notes), conversations (list by status,
-get), custom attributes (replace the whole object), webhooks (list, create with a generated ``secret``,
-delete) and dashboard apps (list, create, delete).
+What it serves: ``GET /api/v1/profile`` (whose the token is), and under ``/api/v1/accounts/<account>/``
+(header ``api_access_token`` required): inboxes, account labels (list, create, delete), a conversation's
+labels (get, and set, which REPLACES the whole list as Chatwoot's does), messages (list, create: the plugin's
+private notes), conversations (list by status, get), custom attributes (replace the whole object), webhooks
+(list, create with a generated ``secret`` when signed, delete) and dashboard apps (list, create, delete).
 
 What it sends: ``conversation_created``, ``message_created`` (incoming from a contact, outgoing from a user,
-private notes too), ``conversation_status_changed`` and ``conversation_updated`` (status, waiting time,
-first reply, labels, custom attributes), with the payload shapes of ``tests/fixtures/chatwoot/``. Every
-change is sent, including the plugin's own label writes and notes, because Chatwoot echoes them too. A
-delivery is signed like Chatwoot's (``X-Chatwoot-Signature: sha256=HMAC(secret, "<timestamp>.<body>")``,
-``X-Chatwoot-Timestamp``, ``X-Chatwoot-Delivery``) and POSTed once (Chatwoot does not retry account
-webhooks either).
+an automation or a campaign, private notes too), ``conversation_status_changed`` (``changed_attributes:
+null``, as Chatwoot sends it) and ``conversation_updated`` (status, assignee, waiting time, first reply,
+labels, custom attributes; null changes for the SLA evaluator), and typing events; the webhook fixtures of
+``tests/fixtures/chatwoot/`` are generated from it. Every change is sent, including the plugin's own label
+writes and notes, because Chatwoot echoes them too. A delivery carries Chatwoot's headers
+(:func:`chatwoot_headers`) and is POSTed once (Chatwoot does not retry account webhooks either).
 
 The scripted conversations call :class:`DemoHelpdesk`'s methods (what customers and agents do in the
 Chatwoot UI); the plugin calls the REST API. Times are real: an action happens now unless the script
