@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import socket
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -19,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from redis import Redis
 from redis.exceptions import ResponseError
+from sqlalchemy.engine import Engine
 
 from connectors.base import PayloadError
 from plugin.adapters import deadlines, metrics, redis_keys
@@ -241,15 +243,28 @@ def _set_aside(runtime: Runtime, key: tuple[int, int], entries, error: Exception
         )
 
 
+# The names this process has stored (or found stored): a batch whose names are all known here opens no
+# transaction for them (on SQLite every transaction takes the write lock). Bounded: cleared when full.
+# Per engine (one per database the process uses): (account, kind, id) -> name.
+_KNOWN_NAMES: weakref.WeakKeyDictionary[Engine, dict[tuple[int, str, str], str]] = weakref.WeakKeyDictionary()
+_KNOWN_NAMES_LIMIT = 10_000
+
+
 def _learn_names(runtime: Runtime, learned: list[Name]) -> None:
     """Keep the names the batch showed (inboxes, agents, teams, policies) for reports. After the batch's
     transaction, in a short one of its own: a name is not SLA state, and failing to store one loses none."""
-    if not learned:
+    known = _KNOWN_NAMES.setdefault(runtime.store.engine, {})
+    fresh = [name for name in learned if known.get((name.account_id, name.kind, name.key)) != name.name]
+    if not fresh:
         return
     try:
-        Directory(runtime.store.engine).learn(learned)
+        Directory(runtime.store.engine).learn(fresh)
     except Exception as error:  # noqa: BLE001 - names are for people reading reports; the SLA state is saved
         log.warning("names seen in webhooks could not be stored: %r", error)
+        return
+    if len(known) > _KNOWN_NAMES_LIMIT:
+        known.clear()
+    known.update({(name.account_id, name.kind, name.key): name.name for name in fresh})
 
 
 def _read_entry(

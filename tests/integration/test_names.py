@@ -75,3 +75,18 @@ def test_the_names_a_chatwoot_body_shows(fixture_payload):
         ("team", "4", "Tier 2")
     ]
     assert names_in(["not", "an", "object"]) == []
+
+
+def test_a_worker_writes_a_name_once_not_every_batch(runtime_factory, monkeypatch):
+    from plugin.jobs import drain
+
+    runtime = runtime_factory(RULES)
+    calls = []
+    learn = Directory.learn
+    monkeypatch.setattr(Directory, "learn", lambda self, found: calls.append(list(found)) or learn(self, found))
+    batch = [Name(1, "inbox", "3", "Website Chat"), Name(1, "policy", "standard", "Standard support")]
+    drain._learn_names(runtime, batch)
+    drain._learn_names(runtime, batch)  # the same names again: nothing to write, no transaction
+    drain._learn_names(runtime, [Name(1, "inbox", "3", "Web chat")])  # renamed: written
+    assert calls == [batch, [Name(1, "inbox", "3", "Web chat")]]
+    assert Directory(runtime.store.engine).names([1])["inbox"] == {"3": "Web chat"}
