@@ -20,12 +20,12 @@ from datetime import UTC, datetime, timedelta
 
 from redis import Redis
 from redis.exceptions import ResponseError
-from sqlalchemy.engine import Engine
 
 from connectors.base import PayloadError
 from plugin.adapters import deadlines, metrics, redis_keys
 from plugin.adapters import streams as ingest
 from plugin.adapters.directory import Directory, Name
+from plugin.adapters.store import Store
 from plugin.core.engine import add_events, evaluate, needs_history
 from plugin.core.engine.effects import changes, summary, writeback_intents
 from plugin.core.engine.stored import keeps_text, without_text
@@ -245,15 +245,15 @@ def _set_aside(runtime: Runtime, key: tuple[int, int], entries, error: Exception
 
 # The names this process has stored (or found stored): a batch whose names are all known here opens no
 # transaction for them (on SQLite every transaction takes the write lock). Bounded: cleared when full.
-# Per engine (one per database the process uses): (account, kind, id) -> name.
-_KNOWN_NAMES: weakref.WeakKeyDictionary[Engine, dict[tuple[int, str, str], str]] = weakref.WeakKeyDictionary()
+# Per store (one per database the process uses): (account, kind, id) -> name.
+_KNOWN_NAMES: weakref.WeakKeyDictionary[Store, dict[tuple[int, str, str], str]] = weakref.WeakKeyDictionary()
 _KNOWN_NAMES_LIMIT = 10_000
 
 
 def _learn_names(runtime: Runtime, learned: list[Name]) -> None:
     """Keep the names the batch showed (inboxes, agents, teams, policies) for reports. After the batch's
     transaction, in a short one of its own: a name is not SLA state, and failing to store one loses none."""
-    known = _KNOWN_NAMES.setdefault(runtime.store.engine, {})
+    known = _KNOWN_NAMES.setdefault(runtime.store, {})
     fresh = [name for name in learned if known.get((name.account_id, name.kind, name.key)) != name.name]
     if not fresh:
         return
