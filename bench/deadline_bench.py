@@ -45,7 +45,7 @@ RULES = {
 
 def populate(runtime, clocks: int, first_due: datetime, spread: float) -> None:
     """Store ``clocks`` conversations whose first response falls due between first_due and +spread."""
-    rules = runtime.rules.current()
+    rules = runtime.accounts.rules_for(1).current()
     now = datetime.now(UTC)
     for chunk_start in range(0, clocks, 2000):
         keys = [(1, number) for number in range(chunk_start + 1, min(chunk_start + 2000, clocks) + 1)]

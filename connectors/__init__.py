@@ -31,24 +31,9 @@ def get_connector(name: str, settings: Mapping[str, str]) -> Connector:
     return factory(settings)
 
 
-class Connectors:
-    """The connectors of one process, each built once from the same settings on first use."""
-
-    def __init__(self, settings: Mapping[str, str]):
-        self._settings = settings
-        self._built: dict[str, Connector] = {}
-
-    def get(self, name: str) -> Connector:
-        """The connector called ``name`` (raises like :func:`get_connector`)."""
-        if name not in self._built:
-            self._built[name] = get_connector(name, self._settings)
-        return self._built[name]
-
-
 __all__ = [
     "CONNECTOR_NAMES",
     "Connector",
-    "Connectors",
     "HelpdeskAPIError",
     "PayloadError",
     "UnknownConnector",

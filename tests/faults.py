@@ -39,6 +39,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from rq import Queue
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry
 
 from plugin.adapters import redis_keys
 from plugin.adapters.services import EmbeddedRedis, pick_free_port
@@ -592,3 +594,18 @@ def children_of(pid: int) -> list[int]:
             return [int(value) for value in handle.read().split()]
     except OSError:
         return []
+
+
+def enqueue_scheduled_now(redis) -> int:
+    """Do what RQ's scheduler does when a retry's time has come, without waiting for it: enqueue every
+    scheduled job now. Returns how many."""
+    moved = 0
+    for name in (redis_keys.EVENTS_QUEUE, redis_keys.WRITEBACK_QUEUE):
+        queue = Queue(name, connection=redis)
+        registry = ScheduledJobRegistry(queue=queue)
+        for job_id in registry.get_job_ids():
+            job = Job.fetch(job_id, connection=redis)
+            registry.remove(job)
+            queue.enqueue_job(job)
+            moved += 1
+    return moved

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from rq import Queue
 
 from plugin.adapters import redis_keys
+from plugin.adapters.streams import event_streams
 
 log = logging.getLogger(__name__)
 
@@ -168,12 +169,13 @@ def render(redis: Redis) -> str:
 
 
 def event_stream_state(redis: Redis) -> tuple[int, int]:
-    """The event stream's length and the number of entries read but not acknowledged by the workers."""
-    stream_length = redis.xlen(redis_keys.EVENT_STREAM)
-    try:
-        pending = redis.xpending(redis_keys.EVENT_STREAM, redis_keys.EVENT_GROUP)["pending"]
-    except RedisError:
-        pending = 0  # no worker has created the consumer group yet, so nothing was read
+    """The event streams' length and the number of entries read but not acknowledged by the workers."""
+    stream_length = pending = 0
+    for stream in event_streams(redis):
+        stream_length += redis.xlen(stream)
+        # No worker has created the consumer group yet: nothing was read.
+        with contextlib.suppress(RedisError):
+            pending += redis.xpending(stream, redis_keys.EVENT_GROUP)["pending"]
     return stream_length, pending
 
 

@@ -11,6 +11,17 @@ EVENT_STREAM = "sla:events"
 """Stream of accepted webhook bodies and sweeper ticks, read by drain jobs."""
 EVENT_GROUP = "sla-workers"
 """The workers' consumer group on :data:`EVENT_STREAM`."""
+ACCOUNT_STREAM_PREFIX = "sla:events:account:"
+ACCOUNT_STREAMS = "sla:events:streams"
+"""Set of the account streams that ever held an event, so health, metrics and drains find them all."""
+
+
+def account_stream(account_id: int) -> str:
+    """The event stream of one account of an accounts file: each account's events wait apart, so one
+    account's flood never holds another's back (a single-account deployment uses :data:`EVENT_STREAM`)."""
+    return f"{ACCOUNT_STREAM_PREFIX}{account_id}"
+
+
 DEAD_LETTERS = "sla:events:dead"
 """Stream of entries set aside because they could not be read or folded."""
 DRAIN_PENDING = "sla:drain:pending"
@@ -18,9 +29,10 @@ DRAIN_PENDING = "sla:drain:pending"
 DELIVERY_PREFIX = "sla:delivery:"
 
 
-def delivery(connector: str, delivery_key: str) -> str:
-    """The dedupe key of one webhook delivery."""
-    return f"{DELIVERY_PREFIX}{connector}:{delivery_key}"
+def delivery(connector: str, delivery_key: str, account_id: int | None = None) -> str:
+    """The dedupe key of one webhook delivery (of the account its URL names, when it names one)."""
+    scope = connector if account_id is None else f"{connector}:{account_id}"
+    return f"{DELIVERY_PREFIX}{scope}:{delivery_key}"
 
 
 # --- RQ queues and job ids ----------------------------------------------------------------------------------
@@ -33,9 +45,20 @@ QUEUES = (EVENTS_QUEUE, WRITEBACK_QUEUE, NOTIFICATIONS_QUEUE)
 RECONCILER_JOB = "sla-reconciler"
 
 
-def writeback_job(account_id: int, conversation_id: int) -> str:
-    """The RQ job id of one conversation's write-back (one queued job per conversation)."""
-    return f"writeback-{account_id}-{conversation_id}"
+def per_account_job(job: str, account_id: int | None) -> str:
+    """The RQ job id of one account's periodic pass (the reconciler's, the names'): ``job`` itself for a
+    single account without an id."""
+    return job if account_id is None else f"{job}-{account_id}"
+
+
+def writeback_owed(account_id: int) -> str:
+    """Set of one account's conversations owed a write-back, taken by the account's write-back rounds."""
+    return f"sla:writeback:owed:{account_id}"
+
+
+def writeback_round_pending(account_id: int) -> str:
+    """Marker: a write-back round of the account is queued (expires, like :data:`DRAIN_PENDING`)."""
+    return f"sla:writeback:round-pending:{account_id}"
 
 
 def notify_job(destination: str) -> str:

@@ -232,6 +232,7 @@ class Reports:
     engine: Engine
     chatwoot_url: str | None = None  # for links to conversations
     own_labels: frozenset[str] = frozenset()  # the plugin's status labels: left out of the label breakdown
+    chatwoot_urls: Mapping[int, str] = field(default_factory=dict)  # per account, when accounts differ
     _store: Store = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -541,7 +542,8 @@ class Reports:
             item[name] = value
             if name in NAME_COLUMNS:
                 item[NAME_COLUMNS[name]] = name_of(known, NAME_KINDS[name], value)
-        item["link"] = conversation_link(self.chatwoot_url, row["account_id"], row["conversation_id"])
+        base = self.chatwoot_urls.get(row["account_id"], self.chatwoot_url)
+        item["link"] = conversation_link(base, row["account_id"], row["conversation_id"])
         item["misses"] = miss_list
         item["missed_metrics"] = [prefix for prefix in METRIC_PREFIXES.values() if row[f"{prefix}_misses"]]
         return item

@@ -132,6 +132,12 @@ class RulesHolder:
             raise RulesError(self._problems)
         return self._live
 
+    def refresh(self) -> None:
+        """Re-read the files now if they changed, whatever the interval (an operator's reload, tests)."""
+        with self._lock:
+            self._checked_at = self._clock()
+            self._refresh()
+
     def status(self) -> dict[str, Any]:
         """For ``/healthz``: whether the live set is the files' current content, its hash, when, the error.
 

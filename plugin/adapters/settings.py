@@ -92,6 +92,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
         secret=True,
     ),
     SettingSpec(
+        "SLA_ACCOUNTS_FILE",
+        None,
+        "JSON file of the accounts one deployment serves, each with its helpdesk URL, API token, webhook "
+        "secret or token, rules folder and report and sidebar tokens (docs/accounts.md); re-read when it "
+        "changes. Unset: the single-account settings above describe one account.",
+    ),
+    SettingSpec(
         "SLA_MAX_BODY_BYTES",
         ONE_MEBIBYTE,
         "Largest request body accepted, in bytes; larger webhooks get 413.",
@@ -166,6 +173,7 @@ class Settings:
     SLA_ADMIN_TOKEN: str | None
     SLA_WEBHOOK_TOKEN: str | None
     SLA_SIDEBAR_TOKEN: str | None
+    SLA_ACCOUNTS_FILE: str | None
     SLA_MAX_BODY_BYTES: int
     CHATWOOT_PLUGIN_USER_ID: int | None
     SLA_CLAIM_IDLE_SECONDS: int

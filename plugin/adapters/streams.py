@@ -29,24 +29,51 @@ DRAIN_MARKER_TTL_SECONDS = 30
 _ACCEPT_ONCE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
 local entry = redis.call('XADD', KEYS[2], '*', 'connector', ARGV[3], 'body', ARGV[4], 'received_at', ARGV[5],
-                         'delivery_id', ARGV[6])
+                         'delivery_id', ARGV[6], 'account', ARGV[7])
+if KEYS[2] ~= ARGV[8] then redis.call('SADD', KEYS[4], KEYS[2]) end
 redis.call('SET', KEYS[1], 1, 'EX', ARGV[1])
 local marked = redis.call('SET', KEYS[3], 1, 'NX', 'EX', ARGV[2])
 return {entry, marked and 1 or 0}
 """
 
 
-def submit_once(redis: Redis, connector: str, delivery_key: str, body: bytes, *, received_at: datetime) -> str | None:
-    """Append a webhook body to the event stream unless the same delivery was accepted before (then None),
-    and make sure a drain job will read it; returns the stream entry id.
+def submit_once(
+    redis: Redis,
+    connector: str,
+    delivery_key: str,
+    body: bytes,
+    *,
+    received_at: datetime,
+    stream: str = redis_keys.EVENT_STREAM,
+    account_id: int | None = None,
+) -> str | None:
+    """Append a webhook body to ``stream`` unless the same delivery was accepted before (then None), and make
+    sure a drain job will read it; returns the stream entry id.
+
+    ``account_id`` is the account the webhook's URL names: the entry carries it (a conversation webhook that
+    names no account is that account's) and the delivery is remembered per account.
 
     One round trip, atomic (see ``_ACCEPT_ONCE``). The drain job is enqueued after the script: should that
     fail, the entry is already safe in the stream and the sweeper queues a drain once the marker expires.
     """
     script = redis.register_script(_ACCEPT_ONCE)
     answer = script(
-        keys=[redis_keys.delivery(connector, delivery_key), redis_keys.EVENT_STREAM, redis_keys.DRAIN_PENDING],
-        args=[DEDUPE_TTL_SECONDS, DRAIN_MARKER_TTL_SECONDS, connector, body, received_at.isoformat(), delivery_key],
+        keys=[
+            redis_keys.delivery(connector, delivery_key, account_id),
+            stream,
+            redis_keys.DRAIN_PENDING,
+            redis_keys.ACCOUNT_STREAMS,
+        ],
+        args=[
+            DEDUPE_TTL_SECONDS,
+            DRAIN_MARKER_TTL_SECONDS,
+            connector,
+            body,
+            received_at.isoformat(),
+            delivery_key,
+            "" if account_id is None else str(account_id),
+            redis_keys.EVENT_STREAM,
+        ],
     )
     if not answer:
         return None
@@ -56,48 +83,81 @@ def submit_once(redis: Redis, connector: str, delivery_key: str, body: bytes, *,
     return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
 
 
-def submit(redis: Redis, connector: str, body: bytes, *, received_at: datetime, delivery_id: str | None = None) -> str:
-    """Append one webhook body to the event stream and make sure a drain job will read it (no dedupe: the
-    reconciler's bodies, which the engine deduplicates by event key).
+def submit(
+    redis: Redis,
+    connector: str,
+    body: bytes,
+    *,
+    received_at: datetime,
+    delivery_id: str | None = None,
+    stream: str = redis_keys.EVENT_STREAM,
+    account_id: int | None = None,
+) -> str:
+    """Append one webhook body of ``account_id`` (when known) to ``stream`` and make sure a drain job will read
+    it (no dedupe: the reconciler's bodies, which the engine deduplicates by event key).
 
     Returns the stream entry id.
     """
     # One round trip for the append and the pending marker: this is the receiver's hot path.
     pipeline = redis.pipeline(transaction=False)
     pipeline.xadd(
-        redis_keys.EVENT_STREAM,
+        stream,
         {
             "connector": connector,
             "body": body,
             "received_at": received_at.isoformat(),
             "delivery_id": delivery_id or "",
+            "account": "" if account_id is None else str(account_id),
         },
     )
     pipeline.set(redis_keys.DRAIN_PENDING, 1, nx=True, ex=DRAIN_MARKER_TTL_SECONDS)
-    entry_id, marked = pipeline.execute()
+    if stream != redis_keys.EVENT_STREAM:
+        pipeline.sadd(redis_keys.ACCOUNT_STREAMS, stream)
+    entry_id, marked = pipeline.execute()[:2]
     if marked:
         _enqueue_drain(redis)
     return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
 
 
+def event_streams(redis: Redis) -> list[str]:
+    """Every event stream: the single-account one and each account stream that ever held an event."""
+    members = redis.smembers(redis_keys.ACCOUNT_STREAMS)
+    return [
+        redis_keys.EVENT_STREAM,
+        *sorted(member.decode() if isinstance(member, bytes) else member for member in members),
+    ]
+
+
 def oldest_entry_age(redis: Redis) -> float | None:
-    """Seconds since the oldest entry still in the stream was added (by Redis's clock), None when empty.
+    """Seconds since the oldest entry still in an event stream was added (by Redis's clock), None when they
+    are all empty.
 
     Entries are deleted once processed, so this is the age of the oldest event not yet processed.
     """
-    oldest = redis.xrange(redis_keys.EVENT_STREAM, count=1)
-    if not oldest:
+    added = []
+    for stream in event_streams(redis):
+        oldest = redis.xrange(stream, count=1)
+        if oldest:
+            entry_id = oldest[0][0]
+            text = str(entry_id, "ascii") if isinstance(entry_id, bytes) else str(entry_id)
+            added.append(int(text.split("-")[0]))
+    if not added:
         return None
-    entry_id = oldest[0][0]
-    text = str(entry_id, "ascii") if isinstance(entry_id, bytes) else str(entry_id)
-    added_ms = int(text.split("-")[0])
     seconds, microseconds = redis.time()
-    return max(0.0, seconds + microseconds / 1e6 - added_ms / 1000)
+    return max(0.0, seconds + microseconds / 1e6 - min(added) / 1000)
 
 
-def submit_tick(redis: Redis, account_id: int, conversation_id: int, connector: str = "chatwoot") -> None:
+def submit_tick(
+    redis: Redis,
+    account_id: int,
+    conversation_id: int,
+    connector: str = "chatwoot",
+    stream: str = redis_keys.EVENT_STREAM,
+) -> None:
     """Ask the workers to re-evaluate one conversation now (a deadline or at-risk instant has come)."""
-    redis.xadd(redis_keys.EVENT_STREAM, {"connector": connector, "tick": f"{account_id}:{conversation_id}"})
+    redis.xadd(stream, {"connector": connector, "tick": f"{account_id}:{conversation_id}"})
+    if stream != redis_keys.EVENT_STREAM:
+        redis.sadd(redis_keys.ACCOUNT_STREAMS, stream)
     ensure_drain(redis)
 
 

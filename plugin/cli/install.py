@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from connectors.outbound import HelpdeskAdmin, NotPermitted
 
@@ -33,6 +33,7 @@ class InstallReport:
 
     lines: list[str] = field(default_factory=list)
     webhook_secret: str | None = None
+    webhook_token: str | None = None  # the URL token of the registered webhook (an existing one keeps its own)
 
     def say(self, line: str) -> None:
         self.lines.append(line)
@@ -48,10 +49,13 @@ def install(
     dashboard_app: bool = False,
     allow_agent_token: bool = False,
     custom_attributes: bool = False,
+    webhook_path: str | None = None,
     known_inboxes: Mapping[str, str] | None = None,
 ) -> InstallReport:
     """Check the token's user, then create labels, the webhook and (optionally) the Dashboard App; skip what
-    already exists. Raises :class:`InstallRefused` for an agent's token unless ``allow_agent_token``."""
+    already exists. Raises :class:`InstallRefused` for an agent's token unless ``allow_agent_token``.
+
+    ``webhook_path`` replaces the manifest's (``/webhooks/chatwoot/<account id>`` for an accounts file)."""
     report = InstallReport()
     report.say(check_token(client, allow_agent_token, known_inboxes))
     labels = labels or manifest["labels"]
@@ -69,7 +73,7 @@ def install(
     if custom_attributes:
         _attribute_definitions(client, report)
 
-    webhook_url = public_url.rstrip("/") + manifest["webhook"]["path"]
+    webhook_url = public_url.rstrip("/") + (webhook_path or manifest["webhook"]["path"])
     if webhook_token:
         webhook_url += "?" + urlencode({"token": webhook_token})
     try:
@@ -82,9 +86,11 @@ def install(
     if ours:
         report.say(f"webhook {_without_query(webhook_url)}: exists (id {ours[0].get('id')}), kept")
         report.webhook_secret = ours[0].get("secret")
+        report.webhook_token = (parse_qs(urlsplit(ours[0].get("url", "")).query).get("token") or [None])[0]
     else:
         created = client.create_webhook(webhook_url, manifest["webhook"]["events"], name=manifest.get("title"))
         report.webhook_secret = created.get("secret")
+        report.webhook_token = webhook_token
         report.say(
             f"webhook {_without_query(webhook_url)}: registered (id {created.get('id')}) for "
             f"{', '.join(manifest['webhook']['events'])}"
@@ -202,10 +208,11 @@ def uninstall(
     manifest: Mapping[str, Any],
     public_url: str,
     labels: Mapping[str, Mapping[str, str]] | None = None,
+    webhook_path: str | None = None,
 ) -> InstallReport:
     """Remove the webhook, the Dashboard App and the status labels that install created."""
     report = InstallReport()
-    webhook_url = public_url.rstrip("/") + manifest["webhook"]["path"]
+    webhook_url = public_url.rstrip("/") + (webhook_path or manifest["webhook"]["path"])
     for hook in client.list_webhooks():
         if _same_endpoint(hook.get("url", ""), webhook_url):
             client.delete_webhook(hook["id"])

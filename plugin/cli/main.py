@@ -7,6 +7,7 @@ and the deadline sweeper, ``plugin.jobs.drain``), ``dev`` (both, with embedded d
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -115,7 +116,8 @@ def serve(host: str, port: int, workers: int, insecure_no_webhook_auth: bool) ->
     """
     if not insecure_no_webhook_auth and not _webhook_auth_configured():
         click.echo(
-            "sla-plugin serve: refusing to start: neither CHATWOOT_WEBHOOK_SECRET nor SLA_WEBHOOK_TOKEN is set, "
+            "sla-plugin serve: refusing to start: neither CHATWOOT_WEBHOOK_SECRET nor SLA_WEBHOOK_TOKEN is set "
+            "(or, with SLA_ACCOUNTS_FILE, an account has neither webhook_secret nor webhook_token), "
             "so anyone who can reach /webhooks/chatwoot could feed the plugin events. Set the signing secret "
             "(`sla-plugin install` saves it) or a URL token, or pass --insecure-no-webhook-auth to accept "
             "unsigned webhooks anyway.",
@@ -148,14 +150,17 @@ def serve(host: str, port: int, workers: int, insecure_no_webhook_auth: bool) ->
 
 
 def _webhook_auth_configured() -> bool:
-    """Whether the environment sets a webhook signing secret or a URL token (the receiver's credentials)."""
+    """Whether every account served has a webhook signing secret or a URL token (the receiver's credentials).
+    A settings or accounts file that cannot be used stops the command with its error (``FILE: pointer:
+    message`` for the accounts file)."""
+    from plugin.adapters.accounts import Accounts
     from plugin.adapters.settings import Settings, SettingsError
 
     try:
-        settings = Settings.from_env()
+        accounts = Accounts(Settings.from_env())
     except SettingsError as error:
         raise click.ClickException(str(error)) from None
-    return bool(settings.CHATWOOT_WEBHOOK_SECRET or settings.SLA_WEBHOOK_TOKEN)
+    return not accounts.unauthenticated()
 
 
 UNAUTHENTICATED_WEBHOOKS_WARNING = """
@@ -190,13 +195,18 @@ def worker(burst: bool, sweeper: bool, queue_names: tuple[str, ...]) -> None:
     A lost Redis does not end the process: the worker starts again once Redis answers.
     """
     from plugin.adapters.logging import configure_logging
+    from plugin.adapters.settings import SettingsError
     from plugin.jobs.drain import utcnow
     from plugin.jobs.rq_worker import work
     from plugin.jobs.runtime import current_runtime
     from plugin.jobs.sweeper import Sweeper
 
-    runtime = current_runtime()
-    configure_logging(runtime.settings.SLA_LOG_LEVEL, runtime.settings.secret_values())
+    try:
+        runtime = current_runtime()
+        accounts = runtime.accounts  # read now: a malformed accounts file stops the worker at start
+    except SettingsError as error:  # FILE: pointer: message
+        raise click.ClickException(str(error)) from None
+    configure_logging(runtime.settings.SLA_LOG_LEVEL, runtime.settings.secret_values() + accounts.secret_values())
     stop = threading.Event()
     if sweeper:
         threading.Thread(target=Sweeper(runtime, utcnow).run, args=(stop,), daemon=True, name="sla-sweeper").start()
@@ -412,27 +422,81 @@ def install(
     from plugin.cli.install import InstallRefused, save_secret
     from plugin.cli.install import install as run_install
 
+    accounts_file = os.environ.get("SLA_ACCOUNTS_FILE", "").strip()
+    manifest = load_manifest()
+    webhook_token: str | None
+    webhook_path: str | None
+    if accounts_file:
+        # One account of the accounts file: its own webhook URL, URL token and sidebar token.
+        document, entry = _account_entry(accounts_file, account)
+        webhook_token = entry.get("webhook_token") or secrets.token_urlsafe(24)
+        sidebar_token = entry.get("sidebar_token") or (secrets.token_urlsafe(24) if dashboard_app else None)
+        labels_dir = _account_rules_dir(accounts_file, entry)
+        webhook_path = _account_webhook_path(manifest, account)
+    else:
+        webhook_token = os.environ.get("SLA_WEBHOOK_TOKEN")
+        sidebar_token = os.environ.get("SLA_SIDEBAR_TOKEN")
+        labels_dir, webhook_path = rules_dir(), None
     try:
         report = run_install(
             ChatwootClient(url, account, token),
-            load_manifest(),
+            manifest,
             public_url,
-            labels=_label_specs(rules_dir()),
-            webhook_token=os.environ.get("SLA_WEBHOOK_TOKEN"),
-            sidebar_token=os.environ.get("SLA_SIDEBAR_TOKEN"),
+            labels=_label_specs(labels_dir),
+            webhook_token=webhook_token,
+            sidebar_token=sidebar_token,
             dashboard_app=dashboard_app,
             allow_agent_token=allow_agent_token,
-            custom_attributes=_custom_attributes_enabled(rules_dir()),
+            custom_attributes=_custom_attributes_enabled(labels_dir),
             known_inboxes=_known_inboxes(account),
+            webhook_path=webhook_path,
         )
     except InstallRefused as refusal:
         click.echo(f"install refused: {refusal}", err=True)
         sys.exit(1)
     for line in report.lines:
         click.echo(line)
-    if report.webhook_secret:
+    if accounts_file:
+        from plugin.adapters.accounts import set_account, write_accounts_file
+
+        values = {
+            "chatwoot_url": url,
+            "api_token": token,
+            "webhook_secret": report.webhook_secret,
+            "webhook_token": report.webhook_token or webhook_token,
+            "sidebar_token": sidebar_token,
+        }
+        set_account(document, account, values, os.environ)
+        write_accounts_file(accounts_file, document)
+        click.echo(
+            f"account {account} saved to {accounts_file} (its secrets are in the file, not shown); running "
+            "processes serve it within a second, without a restart"
+        )
+    elif report.webhook_secret:
         save_secret(report.webhook_secret, Path(secret_file))
         click.echo(f"webhook signing secret saved to {secret_file} as CHATWOOT_WEBHOOK_SECRET")
+
+
+def _account_entry(accounts_file: str, account: int) -> tuple[dict, dict[str, str]]:
+    """The accounts file to edit and one account's current values (a broken file stops the command)."""
+    from plugin.adapters.accounts import read_for_edit, resolved_entry
+    from plugin.adapters.settings import SettingsError
+
+    try:
+        document = read_for_edit(accounts_file)
+    except SettingsError as error:
+        raise click.ClickException(str(error)) from None
+    return document, resolved_entry(document, account, os.environ)
+
+
+def _account_rules_dir(accounts_file: str, entry: dict[str, str]) -> str:
+    """The account's rules folder (relative to the accounts file's folder), else ``SLA_RULES_DIR``."""
+    return str(Path(accounts_file).parent / entry["rules_dir"]) if "rules_dir" in entry else rules_dir()
+
+
+def _account_webhook_path(manifest: dict, account: int) -> str:
+    """``POST /webhooks/chatwoot/<account id>``: the webhook URL of one account of an accounts file."""
+    return f"{manifest['webhook']['path'].rstrip('/')}/{account}"
 
 
 @main.command()
@@ -484,19 +548,32 @@ def doctor(public_url: str | None, timeout: float) -> None:
 @main.command()
 @_helpdesk_options
 def uninstall(url: str, account: int, token: str, public_url: str) -> None:
-    """Remove what install created (webhook, Dashboard App, status labels). Idempotent."""
+    """Remove what install created (webhook, Dashboard App, status labels). Idempotent. With
+    SLA_ACCOUNTS_FILE, also removes the account from the file (running processes stop serving it)."""
     from connectors.chatwoot.client import ChatwootClient
     from plugin.adapters.manifest import load_manifest
     from plugin.cli.install import uninstall as run_uninstall
 
+    accounts_file = os.environ.get("SLA_ACCOUNTS_FILE", "").strip()
+    manifest = load_manifest()
+    labels_dir, webhook_path = rules_dir(), None
+    if accounts_file:
+        document, entry = _account_entry(accounts_file, account)
+        labels_dir, webhook_path = _account_rules_dir(accounts_file, entry), _account_webhook_path(manifest, account)
     report = run_uninstall(
         ChatwootClient(url, account, token),
-        load_manifest(),
+        manifest,
         public_url,
-        labels=_label_specs(rules_dir()),
+        labels=_label_specs(labels_dir),
+        webhook_path=webhook_path,
     )
     for line in report.lines:
         click.echo(line)
+    if accounts_file and document["accounts"].pop(str(account), None) is not None:
+        from plugin.adapters.accounts import write_accounts_file
+
+        write_accounts_file(accounts_file, document)
+        click.echo(f"account {account} removed from {accounts_file}")
 
 
 if __name__ == "__main__":

@@ -212,6 +212,7 @@ class Webhook:
     name: str | None
     subscriptions: list[str]
     secret: str | None  # None before v4.12.0: Chatwoot had no webhook secrets
+    account_id: int = ACCOUNT_ID
 
     def to_json(self) -> dict[str, Any]:
         """app/views/api/v1/accounts/webhooks/_webhook.json.jbuilder (``secret`` since v4.12.0)."""
@@ -219,7 +220,7 @@ class Webhook:
             "id": self.id,
             "name": self.name,
             "url": self.url,
-            "account_id": ACCOUNT_ID,
+            "account_id": self.account_id,
             "subscriptions": self.subscriptions,
         }
         if self.secret is not None:
@@ -290,9 +291,11 @@ class DemoHelpdesk:
         announce: Callable[[str], None] | None = None,
         first_conversation_id: int = 101,
         profile: Profile | str = CURRENT,
+        account_id: int = ACCOUNT_ID,
         adopt_unknown_with_labels: Sequence[str] | None = None,
     ) -> None:
         self.profile = PROFILES[profile] if isinstance(profile, str) else profile
+        self.account_id = account_id
         self.announce = announce or (lambda line: None)
         self.plugin_user = Person(PLUGIN_USER_ID, "SLA Monitor", "sla-monitor@acme.example", "user")
         self.tokens: dict[str, TokenUser] = {api_token: TokenUser(self.plugin_user)}
@@ -721,7 +724,7 @@ class DemoHelpdesk:
         (app/presenters/conversations/event_data_presenter.rb)."""
         data = self.conversation_json(conversation)
         if self.profile.conversation_account:
-            data["account"] = {"id": ACCOUNT_ID, "name": ACCOUNT_NAME}
+            data["account"] = {"id": self.account_id, "name": ACCOUNT_NAME}
         return data
 
     def conversation_json(self, conversation: Conversation) -> dict[str, Any]:
@@ -774,7 +777,7 @@ class DemoHelpdesk:
         data: dict[str, Any] = {
             "id": message.id,
             "content": message.content,
-            "account_id": ACCOUNT_ID,
+            "account_id": self.account_id,
             "inbox_id": conversation.inbox.id,
             "conversation_id": conversation.id,
             "message_type": MESSAGE_TYPES[message.message_type],
@@ -810,7 +813,7 @@ class DemoHelpdesk:
             sender = None
         elif message.sender.kind == "contact":
             sender = {
-                "account": {"id": ACCOUNT_ID, "name": ACCOUNT_NAME},
+                "account": {"id": self.account_id, "name": ACCOUNT_NAME},
                 "additional_attributes": {},
                 "avatar": "",
                 "custom_attributes": {},
@@ -830,7 +833,7 @@ class DemoHelpdesk:
                 "type": "user",
             }
         return {
-            "account": {"id": ACCOUNT_ID, "name": ACCOUNT_NAME},
+            "account": {"id": self.account_id, "name": ACCOUNT_NAME},
             "additional_attributes": dict(message.additional_attributes),
             "content_attributes": dict(message.content_attributes),
             "content_type": "text",
@@ -854,7 +857,7 @@ class DemoHelpdesk:
         the last message of any kind."""
         meta: dict[str, Any] = {"sender": _contact_rest(conversation.contact), "channel": conversation.inbox.channel}
         if conversation.assignee is not None:
-            meta["assignee"] = _agent_rest(conversation.assignee)
+            meta["assignee"] = _agent_rest(conversation.assignee, self.account_id)
             meta["assignee_type"] = "User"
         meta["hmac_verified"] = False
         last = conversation.messages[-1] if conversation.messages else None
@@ -863,7 +866,7 @@ class DemoHelpdesk:
             "meta": meta,
             "id": conversation.id,
             "messages": [self._push_message(conversation, last)] if last else [],
-            "account_id": ACCOUNT_ID,
+            "account_id": self.account_id,
             "uuid": conversation.source_id,
             "additional_attributes": conversation.additional_attributes,
             "agent_last_seen_at": 0,
@@ -1008,7 +1011,7 @@ class DemoHelpdesk:
         """``POST /webhooks``: Chatwoot generates the signing secret itself."""
         with self._lock:
             secret = secrets.token_urlsafe(24) if self.profile.signed else None
-            hook = Webhook(self._new_id(), url, name, list(subscriptions), secret)
+            hook = Webhook(self._new_id(), url, name, list(subscriptions), secret, self.account_id)
             self.webhooks[hook.id] = hook
             return hook
 
@@ -1085,7 +1088,7 @@ def create_api(helpdesk: DemoHelpdesk) -> Flask:
         user = helpdesk.tokens.get(request.headers.get("api_access_token") or "")
         if user is None:
             return _error(401, INVALID_TOKEN)
-        if (request.view_args or {}).get("account_id", ACCOUNT_ID) != ACCOUNT_ID:
+        if (request.view_args or {}).get("account_id", helpdesk.account_id) != helpdesk.account_id:
             return _error(401, "You are not authorized to access this account")
         g.user = user
         if user.role != "administrator" and _admin_only(request.method, request.path):
@@ -1116,7 +1119,7 @@ def create_api(helpdesk: DemoHelpdesk) -> Flask:
         """app/views/api/v1/profiles/show.json.jbuilder -> api/v1/models/_user.json.jbuilder."""
         user: TokenUser = g.user
         account = {
-            "id": ACCOUNT_ID,
+            "id": helpdesk.account_id,
             "name": ACCOUNT_NAME,
             "status": "active",
             "active_at": None,
@@ -1128,7 +1131,7 @@ def create_api(helpdesk: DemoHelpdesk) -> Flask:
         }
         return jsonify(
             {
-                "account_id": ACCOUNT_ID,
+                "account_id": helpdesk.account_id,
                 "available_name": user.person.name,
                 "avatar_url": "",
                 "confirmed": True,
@@ -1568,11 +1571,11 @@ def _user_push(user: Person) -> dict[str, Any]:
     }
 
 
-def _agent_rest(user: Person, role: str = "agent") -> dict[str, Any]:
+def _agent_rest(user: Person, account_id: int, role: str = "agent") -> dict[str, Any]:
     """A user in REST (app/views/api/v1/models/_agent.json.jbuilder)."""
     return {
         "id": user.id,
-        "account_id": ACCOUNT_ID,
+        "account_id": account_id,
         "availability_status": "online",
         "auto_offline": True,
         "confirmed": True,

@@ -31,6 +31,7 @@ from plugin.core.engine.effects import changes, summary, writeback_intents
 from plugin.core.engine.stored import keeps_text, without_text
 from plugin.core.events import CONTACT_UPDATED, Event, parse_time
 from plugin.core.notifications import routed, sla_events
+from plugin.core.rules.model import RulesError, RuleSet
 from plugin.jobs.runtime import Runtime, current_runtime
 
 log = logging.getLogger(__name__)
@@ -70,77 +71,111 @@ def drain(batches: int = 20) -> int:
 
 
 def backlog(redis: Redis) -> int:
-    """Entries in the stream not yet acknowledged (read by nobody, or by a worker that may have died)."""
-    try:
-        groups = redis.xinfo_groups(redis_keys.EVENT_STREAM)
-    except ResponseError:
-        return 0  # no stream yet
-    group = next(
-        (group for group in groups if group["name"] in (redis_keys.EVENT_GROUP, redis_keys.EVENT_GROUP.encode())), None
-    )
-    if group is None:
-        return int(redis.xlen(redis_keys.EVENT_STREAM))
-    return int(group.get("pending") or 0) + int(group.get("lag") or 0)
+    """Entries in the event streams not yet acknowledged (read by nobody, or by a worker that may have died)."""
+    total = 0
+    for stream in ingest.event_streams(redis):
+        try:
+            groups = redis.xinfo_groups(stream)
+        except ResponseError:
+            continue  # no stream yet
+        group = next(
+            (group for group in groups if group["name"] in (redis_keys.EVENT_GROUP, redis_keys.EVENT_GROUP.encode())),
+            None,
+        )
+        if group is None:
+            total += int(redis.xlen(stream))
+        else:
+            total += int(group.get("pending") or 0) + int(group.get("lag") or 0)
+    return total
 
 
-def ensure_group(redis: Redis) -> None:
+def ensure_group(redis: Redis, stream: str = redis_keys.EVENT_STREAM) -> None:
     """Create the stream's consumer group (and the stream) if they do not exist."""
     try:
-        redis.xgroup_create(redis_keys.EVENT_STREAM, redis_keys.EVENT_GROUP, id="0", mkstream=True)
+        redis.xgroup_create(stream, redis_keys.EVENT_GROUP, id="0", mkstream=True)
     except ResponseError as error:
         if "BUSYGROUP" not in str(error):
             raise
 
 
 def process_stream(runtime: Runtime, clock: Clock, consumer: str, batch_size: int = BATCH_SIZE) -> int:
-    """Read one batch (entries abandoned by dead workers first), process it, acknowledge it."""
+    """Read one batch (entries abandoned by dead workers first), process it, acknowledge it.
+
+    Every event stream (one per account of an accounts file) gets an equal share of the batch, and the shares
+    an account leaves unused go to those with more waiting. So one account's flood waits in its own stream and
+    never holds another account's events or deadline ticks back by more than one batch.
+    """
     redis = runtime.redis
-    ensure_group(redis)
-    # Entries read by a worker that died are taken over once they have been idle this long.
-    claimed = redis.xautoclaim(
-        redis_keys.EVENT_STREAM,
-        redis_keys.EVENT_GROUP,
-        consumer,
-        runtime.settings.SLA_CLAIM_IDLE_SECONDS * 1000,
-        start_id="0-0",
-        count=batch_size,
-    )
-    entries = [entry for entry in claimed[1] if entry[1]]
-    if len(entries) < batch_size:
-        replies = redis.xreadgroup(
-            redis_keys.EVENT_GROUP, consumer, {redis_keys.EVENT_STREAM: ">"}, count=batch_size - len(entries)
+    streams = ingest.event_streams(redis)
+    share = max(1, batch_size // len(streams))
+    entries: list[tuple[str, bytes, dict]] = []
+    for stream in streams:
+        ensure_group(redis, stream)
+        # Entries read by a worker that died are taken over once they have been idle this long.
+        claimed = redis.xautoclaim(
+            stream,
+            redis_keys.EVENT_GROUP,
+            consumer,
+            runtime.settings.SLA_CLAIM_IDLE_SECONDS * 1000,
+            start_id="0-0",
+            count=share,
         )
+        entries.extend((stream, entry_id, fields) for entry_id, fields in claimed[1] if fields)
+    wanting = streams
+    while wanting and len(entries) < batch_size:
+        share = max(1, (batch_size - len(entries)) // len(wanting))
+        replies = redis.xreadgroup(redis_keys.EVENT_GROUP, consumer, dict.fromkeys(wanting, ">"), count=share)
         assert isinstance(replies, list | None)  # RESP2: a list of [stream, entries] pairs, None when empty
-        for _stream, fresh in replies or []:
-            entries.extend(fresh)
+        wanting = []
+        for stream, fresh in replies or []:
+            name = stream.decode() if isinstance(stream, bytes) else stream
+            entries.extend((name, entry_id, fields) for entry_id, fields in fresh)
+            if len(fresh) == share:  # it may hold more: it gets a share of what the others left
+                wanting.append(name)
     if not entries:
         return 0
-    process_entries(runtime, entries, clock)
-    ids = [entry_id for entry_id, _ in entries]
-    redis.xack(redis_keys.EVENT_STREAM, redis_keys.EVENT_GROUP, *ids)
-    redis.xdel(redis_keys.EVENT_STREAM, *ids)
+    waiting = process_entries(runtime, entries, clock)
+    done: dict[str, list[bytes]] = defaultdict(list)
+    for stream, entry_id, _fields in entries:
+        if entry_id not in waiting:
+            done[stream].append(entry_id)
+    for stream, ids in done.items():
+        redis.xack(stream, redis_keys.EVENT_GROUP, *ids)
+        redis.xdel(stream, *ids)
     return len(entries)
 
 
-def process_entries(runtime: Runtime, entries: Sequence[tuple[bytes, dict]], clock: Clock) -> None:
-    """Normalise the entries and fold each conversation's new events in one transaction."""
+def process_entries(runtime: Runtime, entries: Sequence[tuple[str, bytes, dict]], clock: Clock) -> set[bytes]:
+    """Normalise the entries and fold each conversation's new events in one transaction, with the rules of
+    its account. Returns the ids of entries left unacknowledged: those of an account whose rule files have
+    never loaded (they are taken over again once fixed; the other accounts go on)."""
     by_conversation: dict[tuple[int, int], list[Event]] = defaultdict(list)
     entries_of: dict[tuple[int, int], list[tuple[bytes, dict]]] = defaultdict(list)
-    account = runtime.settings.CHATWOOT_ACCOUNT_ID
     learned: list[Name] = []
-    for entry_id, fields in entries:
+    for _stream, entry_id, fields in entries:
         event, shown = _read_entry(runtime, entry_id, fields)
         if isinstance(event, tuple):  # a tick: re-evaluate the conversation, no new event
-            by_conversation.setdefault(event, [])
-        elif event is not None and (account is None or event.account_id == account):
+            if runtime.accounts.get(event[0]) is not None:
+                by_conversation.setdefault(event, [])
+        elif event is not None and runtime.accounts.get(event.account_id) is not None:
             for copy in _per_conversation(runtime, event):
                 key = (copy.account_id, copy.conversation_id)
                 by_conversation[key].append(copy)
                 entries_of[key].append((entry_id, fields))
             learned += [Name(event.account_id, kind, item, name) for kind, item, name in shown]
+    rules_of: dict[int, RuleSet | None] = {}
+    waiting: set[bytes] = set()
+    for key in list(by_conversation):
+        account_id = key[0]
+        if account_id not in rules_of:
+            rules_of[account_id] = _rules_in_force(runtime, account_id)
+        if rules_of[account_id] is None:
+            del by_conversation[key]
+            waiting.update(entry_id for entry_id, _ in entries_of.pop(key, ()))
+    if waiting:
+        log.error("rules of an account could not be loaded; its events wait", extra={"entries": len(waiting)})
     if not by_conversation:
-        return
-    rules = runtime.rules.current()
+        return waiting
     checks = {}
     outbox = set()
     destinations: set[str] = set()
@@ -149,6 +184,8 @@ def process_entries(runtime: Runtime, entries: Sequence[tuple[bytes, dict]], clo
         stored = batch.stored_keys({key: [event.key for event in events] for key, events in by_conversation.items()})
         for key, events in by_conversation.items():
             events = [event for event in events if (*key, event.key) not in stored]  # delivered before
+            rules = rules_of[key[0]]
+            assert rules is not None  # accounts without rules were taken out above
             state, previous = batch.state(key)
             newest = max((event.occurred_at for event in events), default=now)
             at = max(now, min(newest, now + MAX_CLOCK_SKEW))
@@ -200,11 +237,31 @@ def process_entries(runtime: Runtime, entries: Sequence[tuple[bytes, dict]], clo
         from plugin.jobs.notify import enqueue_deliveries
 
         enqueue_deliveries(runtime.redis, destinations)
-    if runtime.settings.CHATWOOT_URL:
-        from plugin.jobs.writeback import enqueue_writebacks, repair_dropped_labels
+    from plugin.jobs.writeback import enqueue_writebacks, repair_dropped_labels
 
-        enqueue_writebacks(runtime.redis, sorted(outbox))
-        repair_dropped_labels(runtime, (event for events in by_conversation.values() for event in events))
+    writes = [key for key in sorted(outbox) if _writes_back(runtime, key[0])]
+    enqueue_writebacks(runtime.redis, writes)
+    repair_dropped_labels(
+        runtime,
+        (event for events in by_conversation.values() for event in events if _writes_back(runtime, event.account_id)),
+    )
+    return waiting
+
+
+def _rules_in_force(runtime: Runtime, account_id: int) -> RuleSet | None:
+    """The account's rules, or None when its rule files have never loaded (the error is logged by the
+    holder and shown by /healthz)."""
+    holder = runtime.accounts.rules_for(account_id)
+    try:
+        return None if holder is None else holder.current()
+    except RulesError:
+        return None
+
+
+def _writes_back(runtime: Runtime, account_id: int) -> bool:
+    """Whether the account has a helpdesk to write to."""
+    account = runtime.accounts.get(account_id)
+    return account is not None and account.chatwoot_url is not None
 
 
 def _per_conversation(runtime: Runtime, event: Event) -> list[Event]:
@@ -276,7 +333,13 @@ def _read_entry(
         return deadlines.parse_member(fields[b"tick"]), []
     delivery_id = fields.get(b"delivery_id", b"").decode() or None
     try:
-        connector = runtime.connectors.get(fields[b"connector"].decode())
+        # The account the webhook's URL named (conversation webhooks may name none), else the single one.
+        named = fields.get(b"account", b"").decode()
+        account = runtime.accounts.get(int(named)) if named else runtime.accounts.default()
+        if account is None:
+            log.info("event of an account no longer served ignored", extra={"delivery_id": delivery_id})
+            return None, []
+        connector = runtime.connectors.get(account, fields[b"connector"].decode())
         payload = json.loads(fields[b"body"])
         received_at = parse_time(fields[b"received_at"].decode()) if fields.get(b"received_at") else None
         return connector.normalize(payload, received_at), connector.names(payload)

@@ -18,10 +18,11 @@ from plugin.jobs.runtime import Runtime, current_runtime
 log = logging.getLogger(__name__)
 
 
-def run() -> int:
-    """RQ job: refresh the configured account's names once; returns how many changed."""
+def run(account_id: int | None = None) -> int:
+    """RQ job: refresh one account's names once (by default the single account of the settings); returns how
+    many changed."""
     runtime = current_runtime()
-    return refresh(runtime, runtime.helpdesk())
+    return refresh(runtime, runtime.helpdesk(account_id))
 
 
 def refresh(runtime: Runtime, client: Helpdesk) -> int:

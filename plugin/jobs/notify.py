@@ -145,7 +145,8 @@ class Notifier:
         if now - created_at > RETRY_WINDOW:
             self._drop(row, destination_id, now, row.last_error or "not sent within 24 h", context)
             return None
-        destination = self.runtime.rules.current().destinations.get(destination_id)
+        rules = self.runtime.accounts.rules_for(row.account_id)
+        destination = rules.current().destinations.get(destination_id) if rules is not None else None
         url = self.environ.get(destination.url_env) if destination is not None else None
         if destination is None or not url:
             reason = "not defined in the rule files" if destination is None else f"{destination.url_env} is not set"
@@ -195,7 +196,8 @@ class Notifier:
         return body, headers
 
     def _conversation_url(self, body: Mapping[str, Any]) -> str | None:
-        base = self.runtime.settings.CHATWOOT_URL
+        account = self.runtime.accounts.get(body["account_id"])
+        base = account.chatwoot_url if account is not None else None
         if not base:
             return None
         return f"{base.rstrip('/')}/app/accounts/{body['account_id']}/conversations/{body['conversation_id']}"

@@ -21,7 +21,7 @@ from typing import Any
 
 from connectors.chatwoot import recovery
 from connectors.outbound import Helpdesk, NotFound, NotPermitted
-from plugin.adapters import metrics
+from plugin.adapters import metrics, redis_keys
 from plugin.adapters import streams as ingest
 from plugin.jobs.runtime import Runtime, current_runtime
 
@@ -32,10 +32,11 @@ MAX_MESSAGE_PAGES = 50  # 20 messages a page: a conversation's latest 1,000 mess
 FAILURES_METRIC = "sla_reconcile_failures_total"
 
 
-def run() -> int:
-    """RQ job: reconcile the configured account once; returns how many bodies were handed over."""
+def run(account_id: int | None = None) -> int:
+    """RQ job: reconcile one account once (by default the single account of the settings); returns how many
+    bodies were handed over."""
     runtime = current_runtime()
-    return reconcile(runtime, runtime.helpdesk())
+    return reconcile(runtime, runtime.helpdesk(account_id))
 
 
 def reconcile(runtime: Runtime, client: Helpdesk) -> int:
@@ -86,6 +87,15 @@ def _recover(
         recovery.status_body(conversation, client.account_id),
         *recovery.message_bodies(conversation, messages, client.account_id),
     ]
+    account = runtime.accounts.get(client.account_id)
+    stream = account.stream if account is not None else redis_keys.EVENT_STREAM
     for body in bodies:
-        ingest.submit(runtime.redis, "chatwoot", json.dumps(body).encode(), received_at=received_at, delivery_id=None)
+        ingest.submit(
+            runtime.redis,
+            "chatwoot",
+            json.dumps(body).encode(),
+            received_at=received_at,
+            stream=stream,
+            account_id=client.account_id,
+        )
     return len(bodies)

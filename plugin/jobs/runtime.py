@@ -1,5 +1,6 @@
 """The composition root: the one place that turns settings into the services the plugin runs on (Redis, the
-SQL store, the rules, the connectors, the helpdesk's REST client, the report queries).
+SQL store, the accounts served and each account's rules, connectors and helpdesk REST client, the report
+queries).
 
 The web app (:mod:`plugin.web`), the workers and the sweeper, and the CLI commands all take their services
 from a :class:`Runtime`. Each service is built on first use, so a process builds only what it uses: the
@@ -10,20 +11,39 @@ more than the job).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Mapping
 from functools import cached_property
 
 from redis import Redis
 
-from connectors import Connectors
+from connectors import Connector, get_connector
 from connectors.chatwoot.client import ChatwootClient
 from connectors.outbound import Helpdesk
+from plugin.adapters.accounts import Account, Accounts
 from plugin.adapters.report_queries import Reports
-from plugin.adapters.rule_files import RulesHolder
 from plugin.adapters.services import redis_connection
-from plugin.adapters.settings import Settings
+from plugin.adapters.settings import Settings, SettingsError
 from plugin.adapters.store import Store
 from plugin.core.rules import RulesError
+
+
+class AccountConnectors:
+    """Each account's inbound connectors (its webhook credentials, its default account id), built once per
+    account settings: an account whose settings change in the accounts file gets new ones."""
+
+    def __init__(self, settings: Mapping[str, str]) -> None:
+        self._settings = settings
+        self._built: dict[tuple[Account, str], Connector] = {}
+
+    def get(self, account: Account, name: str) -> Connector:
+        """The connector called ``name`` for ``account`` (raises like :func:`connectors.get_connector`)."""
+        key = (account, name)
+        connector = self._built.get(key)
+        if connector is None:
+            connector = self._built[key] = get_connector(name, account.connector_settings(self._settings))
+        return connector
 
 
 class Runtime:
@@ -56,29 +76,40 @@ class Runtime:
         return Store.from_url(self.settings.DATABASE_URL)
 
     @cached_property
-    def rules(self) -> RulesHolder:
-        """The rule set of ``SLA_RULES_DIR``, re-read when its files change."""
-        return RulesHolder(self.settings.SLA_RULES_DIR)
+    def accounts(self) -> Accounts:
+        """The accounts served (``SLA_ACCOUNTS_FILE``, or the one of the single-account settings), each with its
+        rules re-read when its files change. Raises :class:`plugin.adapters.accounts.AccountsError` for an
+        accounts file that cannot be used."""
+        return Accounts(self.settings)
 
     @cached_property
-    def connectors(self) -> Connectors:
-        """The inbound connectors, each built on first use."""
-        return Connectors(self.settings.as_mapping())
+    def connectors(self) -> AccountConnectors:
+        """Each account's inbound connectors, each built on first use."""
+        return AccountConnectors(self.settings.as_mapping())
 
-    def helpdesk(self) -> Helpdesk:
-        """The helpdesk's REST API as the configured account and token (write-back, reconciler, names);
-        raises ValueError naming a missing or unusable setting."""
-        return ChatwootClient.from_settings(self.settings.as_mapping())
+    def helpdesk(self, account_id: int | None = None) -> Helpdesk:
+        """The helpdesk's REST API of an account (default: the single account), with that account's URL and
+        token (write-back, reconciler, names); raises ValueError naming a missing or unusable setting."""
+        account = self.accounts.get(account_id) if account_id is not None else self.accounts.default()
+        if account is None:
+            raise SettingsError(f"account {account_id} is not served by this deployment (SLA_ACCOUNTS_FILE)")
+        settings = account.connector_settings(self.settings.as_mapping())
+        if account.id is None and account_id is not None:  # a single account without CHATWOOT_ACCOUNT_ID
+            settings["CHATWOOT_ACCOUNT_ID"] = str(account_id)
+        return ChatwootClient.from_settings(settings)
 
     def reports(self, own_labels: frozenset[str] | None = None) -> Reports:
-        """The report queries on the store's database, told the plugin's own labels (default: those of the
-        rules in force, none while the rules are broken: /healthz says so, and the reports still answer)."""
+        """The report queries on the store's database, told the plugin's own labels (default: those of every
+        account's rules in force; an account whose rules are broken adds none: /healthz says so, and the
+        reports still answer) and each account's helpdesk for conversation links."""
+        accounts = self.accounts.all()
         if own_labels is None:
-            try:
-                own_labels = self.rules.current().owned_label_titles
-            except RulesError:
-                own_labels = frozenset()
-        return Reports(self.store.engine, self.settings.CHATWOOT_URL, own_labels)
+            own_labels = frozenset()
+            for account in accounts:
+                with contextlib.suppress(RulesError):
+                    own_labels |= self.accounts.rules(account).current().owned_label_titles
+        urls = {account.id: account.chatwoot_url for account in accounts if account.id and account.chatwoot_url}
+        return Reports(self.store.engine, self.settings.CHATWOOT_URL, own_labels, chatwoot_urls=urls)
 
 
 @functools.lru_cache(maxsize=1)

@@ -71,27 +71,39 @@ class Sweeper:
             self._restart_stalled_drain()
         due = deadlines.pop_due(self.runtime.redis, now)
         for account_id, conversation_id in due:
-            ingest.submit_tick(self.runtime.redis, account_id, conversation_id)
+            account = self.runtime.accounts.get(account_id)
+            if account is not None:  # an account removed from the accounts file gets no more ticks
+                ingest.submit_tick(self.runtime.redis, account_id, conversation_id, stream=account.stream)
         if self._every("notifications", NOTIFICATIONS_REQUEUE_EVERY, now):
             from plugin.jobs.notify import requeue_due
 
             requeue_due(self.runtime, now)
-        if self.runtime.settings.CHATWOOT_URL:
-            if self._every("outbox", OUTBOX_REQUEUE_EVERY, now):
-                from plugin.jobs.writeback import requeue_stale_outbox
+        helpdesks = [account for account in self.runtime.accounts.all() if account.chatwoot_url]
+        if helpdesks and self._every("outbox", OUTBOX_REQUEUE_EVERY, now):
+            from plugin.jobs.writeback import requeue_stale_outbox
 
-                requeue_stale_outbox(self.runtime, now)
-            names_every = self.runtime.settings.SLA_NAMES_REFRESH_SECONDS
-            if names_every > 0 and self._every("names", timedelta(seconds=names_every), now):
-                Queue(redis_keys.WRITEBACK_QUEUE, connection=self.runtime.redis).enqueue(
-                    "plugin.jobs.names.run", job_id="sla-names", job_timeout=120, result_ttl=0, failure_ttl=24 * 3600
+            requeue_stale_outbox(self.runtime, now)
+        # On the write-back queue: these call the helpdesk's API, like the write-back, not the engine. One job per
+        # account, so one slow helpdesk does not hold another's pass back.
+        queue = Queue(redis_keys.WRITEBACK_QUEUE, connection=self.runtime.redis)
+        names_every = self.runtime.settings.SLA_NAMES_REFRESH_SECONDS
+        if helpdesks and names_every > 0 and self._every("names", timedelta(seconds=names_every), now):
+            for account in helpdesks:
+                queue.enqueue(
+                    "plugin.jobs.names.run",
+                    account.id,
+                    job_id=redis_keys.per_account_job("sla-names", account.id),
+                    job_timeout=120,
+                    result_ttl=0,
+                    failure_ttl=24 * 3600,
                 )
-            reconcile_every = self.runtime.settings.SLA_RECONCILE_SECONDS
-            if reconcile_every > 0 and self._every("reconciler", timedelta(seconds=reconcile_every), now):
-                # On the write-back queue: it calls the helpdesk's API, like the write-back, not the engine.
-                Queue(redis_keys.WRITEBACK_QUEUE, connection=self.runtime.redis).enqueue(
+        reconcile_every = self.runtime.settings.SLA_RECONCILE_SECONDS
+        if helpdesks and reconcile_every > 0 and self._every("reconciler", timedelta(seconds=reconcile_every), now):
+            for account in helpdesks:
+                queue.enqueue(
                     "plugin.jobs.reconciler.run",
-                    job_id=redis_keys.RECONCILER_JOB,
+                    account.id,
+                    job_id=redis_keys.per_account_job(redis_keys.RECONCILER_JOB, account.id),
                     job_timeout=600,
                     result_ttl=0,
                     failure_ttl=24 * 3600,

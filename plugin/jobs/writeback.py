@@ -1,7 +1,11 @@
 """Write-back: the outbox's intents -> the helpdesk's labels and private notes (docs/writeback.md).
 
-Jobs run on the RQ queue ``writeback``, one conversation per job, at most a few at once per helpdesk account
-(a Redis semaphore) so a backlog cannot exceed the host's rate limit. Everything is idempotent:
+Jobs run on the RQ queue ``writeback`` in rounds, one account per round: the conversations owed a write-back
+wait in their account's Redis set, at most one round per account waits in the queue, and a round works for at
+most ``ROUND_SECONDS`` before it hands over to the back of the queue. So one account's backlog or slow
+helpdesk holds a worker for one round at a time, and every other account's round gets its turn
+(docs/accounts.md). Within an account, at most a few calls are in flight at once (a Redis semaphore) so a
+backlog cannot exceed the host's rate limit. Everything is idempotent:
 - labels are read, merged (only the plugin's own titles are touched) and written; a retry recomputes;
 - a note's outbox row is marked ``sending`` before the call; a retry of a row found ``sending`` first looks
   for the note's marker among the conversation's messages, so a crash between the call and the commit never
@@ -13,7 +17,9 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +28,8 @@ from redis import Redis
 
 from connectors.outbound import Helpdesk, NotFound, NotPermitted, TokenRefused
 from plugin.adapters import locks, metrics, redis_keys
+from plugin.adapters.accounts import DEFAULT_WRITEBACK_CONCURRENCY
+from plugin.adapters.settings import SettingsError
 from plugin.core.engine.effects import ATTRIBUTES_KEY, LABELS_KEY, PRIORITY_KEY, SLA_ATTRIBUTES
 from plugin.core.events import Event
 from plugin.core.wording import legacy_note_marker, note_marker, note_text
@@ -29,9 +37,13 @@ from plugin.jobs.runtime import Runtime, current_runtime
 
 log = logging.getLogger(__name__)
 
-CONCURRENCY_PER_ACCOUNT = 4
 SEMAPHORE_TTL_SECONDS = 60
 RETRY_INTERVALS = (2, 5, 15, 60, 120, 300)
+# A round serves one account for at most this long, then hands over (docs/accounts.md, fairness).
+ROUND_SECONDS = 5.0
+ROUND_BATCH = 10  # conversations taken from the account's set at a time
+HOST_RETRY_SECONDS = 5  # after a helpdesk failure, the account's next round waits this long
+ROUND_MARKER_TTL_SECONDS = 60
 STALE_AFTER = timedelta(minutes=2)
 MAX_ROUNDS = 5  # a conversation whose intents keep changing is finished by the next job
 # After a refused token, one attempt per this period until an operator fixes it.
@@ -41,38 +53,56 @@ WRITTEN_LABELS_TTL_SECONDS = 900
 
 
 def enqueue_writebacks(redis: Redis, keys: Iterable[tuple[int, int]]) -> None:
-    """Queue one write-back job per conversation (a job already queued for it is enough)."""
-    from rq import Queue, Retry
-
-    queue = Queue(redis_keys.WRITEBACK_QUEUE, connection=redis)
+    """Note each conversation as owed a write-back in its account's set (a burst of changes to one
+    conversation makes one entry) and make sure a round of each account is queued."""
+    owed: dict[int, list[int]] = defaultdict(list)
     for account_id, conversation_id in keys:
-        # A job id per conversation: RQ keeps one queued job per id, so a burst of changes makes one call.
-        job_id = redis_keys.writeback_job(account_id, conversation_id)
-        existing = queue.fetch_job(job_id)
-        if existing is not None and existing.get_status(refresh=False) in ("queued", "deferred", "scheduled"):
-            continue
-        queue.enqueue(
-            "plugin.jobs.writeback.deliver",
-            account_id,
-            conversation_id,
-            job_id=job_id,
-            retry=Retry(max=len(RETRY_INTERVALS), interval=list(RETRY_INTERVALS)),
-            job_timeout=120,
-            result_ttl=60,
-            failure_ttl=7 * 24 * 3600,
-        )
+        owed[account_id].append(conversation_id)
+    if not owed:
+        return
+    pipeline = redis.pipeline(transaction=False)
+    for account_id, conversations in owed.items():
+        pipeline.sadd(redis_keys.writeback_owed(account_id), *conversations)
+    pipeline.execute()
+    for account_id in owed:
+        ensure_round(redis, account_id)
 
 
-def deliver(account_id: int, conversation_id: int) -> int:
-    """RQ job: perform a conversation's pending write-back; returns how many intents were done."""
+def ensure_round(redis: Redis, account_id: int, delay_seconds: int = 0) -> None:
+    """Queue a round of the account's write-back unless one is already waiting (its marker expires, so a
+    worker killed before the round started does not block the next one)."""
+    from rq import Queue
+
+    marker = redis_keys.writeback_round_pending(account_id)
+    if not redis.set(marker, 1, nx=True, ex=ROUND_MARKER_TTL_SECONDS + delay_seconds):
+        return
+    queue = Queue(redis_keys.WRITEBACK_QUEUE, connection=redis)
+    options: dict[str, Any] = {"job_timeout": 600, "result_ttl": 0, "failure_ttl": 7 * 24 * 3600}
+    if delay_seconds:
+        queue.enqueue_in(timedelta(seconds=delay_seconds), "plugin.jobs.writeback.deliver_round", account_id, **options)
+    else:
+        queue.enqueue("plugin.jobs.writeback.deliver_round", account_id, **options)
+
+
+def deliver_round(account_id: int) -> int:
+    """RQ job: one round of an account's owed write-backs; returns how many intents were done."""
     runtime = current_runtime()
-    return Writer(runtime, runtime.helpdesk()).deliver(account_id, conversation_id)
+    # Cleared first, so a conversation owed while this round runs queues the next round.
+    runtime.redis.delete(redis_keys.writeback_round_pending(account_id))
+    try:
+        client = runtime.helpdesk(account_id)
+    except ValueError as error:  # not served any more, or its helpdesk settings are missing
+        # Its intents stay pending in the store: they are written once the account is configured again.
+        runtime.redis.delete(redis_keys.writeback_owed(account_id))
+        log.error("write-back of this account skipped: %s", error, extra={"account_id": account_id})
+        return 0
+    return Writer(runtime, client).deliver_owed(account_id)
 
 
 def restore_labels(account_id: int, conversation_id: int, labels: list[str]) -> None:
     """RQ job: put back agent labels that our label write dropped."""
     runtime = current_runtime()
-    Writer(runtime, runtime.helpdesk()).restore_labels(conversation_id, labels)
+    Writer(runtime, runtime.helpdesk(account_id)).restore_labels(conversation_id, labels)
 
 
 def repair_dropped_labels(runtime: Runtime, events: Iterable[Event]) -> int:
@@ -84,11 +114,14 @@ def repair_dropped_labels(runtime: Runtime, events: Iterable[Event]) -> int:
     """
     from rq import Queue, Retry
 
-    owned = runtime.rules.current().owned_label_titles
     queued = 0
     for event in events:
         if event.previous_labels is None or event.conversation is None:
             continue
+        rules = runtime.accounts.rules_for(event.account_id)
+        if rules is None:
+            continue
+        owned = rules.current().owned_label_titles
         written = runtime.redis.get(redis_keys.labels_written(event.account_id, event.conversation_id))
         if written is None or list(event.conversation.labels) != json.loads(written):
             continue
@@ -107,13 +140,17 @@ def repair_dropped_labels(runtime: Runtime, events: Iterable[Event]) -> int:
 
 
 def requeue_stale_outbox(runtime: Runtime, now: datetime) -> int:
-    """Queue jobs for intents left pending (a job lost with Redis, a host that came back)."""
-    account_id = runtime.settings.CHATWOOT_ACCOUNT_ID
-    if account_id is not None and runtime.redis.exists(redis_keys.writeback_auth_failed(account_id)):
-        return 0
-    stale = runtime.store.stale_intent_conversations(now - STALE_AFTER)
-    enqueue_writebacks(runtime.redis, stale)
-    return len(stale)
+    """Queue jobs for intents left pending (a job lost with Redis, a host that came back), for every account
+    with a helpdesk whose token was not refused recently."""
+    keys = [
+        (account_id, conversation_id)
+        for account_id, conversation_id in runtime.store.stale_intent_conversations(now - STALE_AFTER)
+        if (account := runtime.accounts.get(account_id)) is not None
+        and account.chatwoot_url is not None
+        and not runtime.redis.exists(redis_keys.writeback_auth_failed(account_id))
+    ]
+    enqueue_writebacks(runtime.redis, keys)
+    return len(keys)
 
 
 def _ends_line(content: str, marker: str) -> bool:
@@ -129,8 +166,49 @@ class Writer:
         self.client = client
         self.clock = clock
 
+    def deliver_owed(self, account_id: int, monotonic: Callable[[], float] = time.monotonic) -> int:
+        """Write the conversations owed in the account's set for at most ``ROUND_SECONDS``, then hand over to
+        a new round at the back of the queue; returns how many intents were done.
+
+        A conversation another job is writing (or, every slot of the account taken) waits for a later round;
+        a helpdesk failure (after the client's own retries) ends the round, and the next one starts after
+        ``HOST_RETRY_SECONDS``.
+        """
+        redis = self.runtime.redis
+        owed = redis_keys.writeback_owed(account_id)
+        started = monotonic()
+        done = 0
+        later: list[int] = []
+        try:
+            while monotonic() - started < ROUND_SECONDS:
+                popped = [int(value) for value in redis.spop(owed, ROUND_BATCH) or []]
+                if not popped:
+                    break
+                for position, conversation_id in enumerate(popped):
+                    try:
+                        done += self.deliver(account_id, conversation_id)
+                    except locks.Busy:
+                        later.append(conversation_id)
+                    except Exception as error:  # noqa: BLE001 - the intents stay pending; the next round retries
+                        later += popped[position:]
+                        log.warning(
+                            "write-back round of this account stopped by a helpdesk failure: %r",
+                            error,
+                            extra={"account_id": account_id, "conversation_id": conversation_id},
+                        )
+                        ensure_round(redis, account_id, delay_seconds=HOST_RETRY_SECONDS)
+                        return done
+        finally:
+            if later:  # back into the set whatever ends the round
+                redis.sadd(owed, *later)
+        if later:
+            ensure_round(redis, account_id, delay_seconds=1)
+        elif redis.scard(owed):
+            ensure_round(redis, account_id)
+        return done
+
     def deliver(self, account_id: int, conversation_id: int) -> int:
-        """Write every pending intent of the conversation; raises (for RQ to retry) on a host failure."""
+        """Write every pending intent of the conversation; raises on a host failure (the round retries)."""
         if self.runtime.redis.exists(redis_keys.writeback_auth_failed(account_id)):
             return 0  # the token was refused recently: the intents wait, nobody hammers the host
         with self._exclusive(account_id, conversation_id):
@@ -172,8 +250,10 @@ class Writer:
         last. The slots bound the calls in flight against the host's rate limit.
         """
         token = f"{account_id}:{conversation_id}:{self.clock().timestamp()}"
+        account = self.runtime.accounts.get(account_id)
+        slots = account.writeback_concurrency if account is not None else DEFAULT_WRITEBACK_CONCURRENCY
         return locks.writeback_exclusive(
-            self.runtime.redis, account_id, conversation_id, token, CONCURRENCY_PER_ACCOUNT, SEMAPHORE_TTL_SECONDS
+            self.runtime.redis, account_id, conversation_id, token, slots, SEMAPHORE_TTL_SECONDS
         )
 
     def _deliver(self, account_id: int, conversation_id: int) -> int:
@@ -227,7 +307,10 @@ class Writer:
         self._set_state(account_id, conversation_id, key, "cancelled")
 
     def _write_labels(self, conversation_id: int, label_key: str | None) -> None:
-        rules = self.runtime.rules.current()
+        holder = self.runtime.accounts.rules_for(self.client.account_id)
+        if holder is None:
+            raise SettingsError(f"account {self.client.account_id} is no longer served; its labels wait")
+        rules = holder.current()
         owned = rules.owned_label_titles
         # A kept SLA ("hit") shows the on-track label unless the rule files define labels.hit.
         spec = (rules.labels.get(label_key) or rules.labels["on_track"]) if label_key else None

@@ -12,6 +12,7 @@ import os
 from flask import Flask
 from redis import Redis
 
+from plugin.adapters.accounts import Accounts
 from plugin.adapters.logging import configure_logging
 from plugin.adapters.metrics import CounterBuffer
 from plugin.adapters.settings import Settings
@@ -31,19 +32,25 @@ class SlaExtension(Runtime):
 
 def create_app(settings: Settings | None = None, redis: Redis | None = None) -> Flask:
     """Build the Flask app from *settings* (default: the environment) and a Redis client (default: the one
-    the settings name, or the embedded server)."""
+    the settings name, or the embedded server). Raises :class:`plugin.adapters.accounts.AccountsError` for
+    an accounts file that cannot be used."""
     settings = settings or Settings.from_env()
-    configure_logging(settings.SLA_LOG_LEVEL, settings.secret_values())
+    accounts = Accounts(settings)
+    configure_logging(settings.SLA_LOG_LEVEL, settings.secret_values() + accounts.secret_values())
     app = Flask(__name__, instance_path=os.path.abspath(settings.instance_path))
     # Werkzeug caps every body read at this (one sent without a Content-Length too) but silently stops at
     # the cap, so one byte more than the limit is let through for the receiver to see the excess and 413.
     app.config["MAX_CONTENT_LENGTH"] = settings.SLA_MAX_BODY_BYTES + 1
     os.makedirs(app.instance_path, exist_ok=True)
     sla = app.extensions["sla"] = SlaExtension(settings, redis)
-    if not (settings.CHATWOOT_WEBHOOK_SECRET or settings.SLA_WEBHOOK_TOKEN):
+    sla.accounts = accounts
+    for account in accounts.unauthenticated():
         # `sla-plugin serve` refuses this unless told otherwise; gunicorn started by hand must still say so.
         logging.getLogger(__name__).warning(
             "webhooks are accepted without authentication: set CHATWOOT_WEBHOOK_SECRET or SLA_WEBHOOK_TOKEN"
+            if account.id is None or not accounts.from_file
+            else f"webhooks of account {account.id} are accepted without authentication: set its webhook_secret "
+            "or webhook_token in SLA_ACCOUNTS_FILE"
         )
     _migrate(sla.store)
     app.register_blueprint(webhooks.blueprint)

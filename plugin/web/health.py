@@ -31,7 +31,7 @@ def healthz() -> tuple[Response, int]:
     checks = {
         "redis": _check(lambda: _redis_state(sla.redis)),
         "database": _check(lambda: _database_state(sla.store)),
-        "rules": _check(sla.rules.status),  # re-reads the folder when due
+        "rules": _check(sla.accounts.status),  # each account's rules, re-read from their folders when due
         "queue": _queue_state(sla.redis, sla.settings.SLA_QUEUE_STUCK_SECONDS),
         # Informational: a receiver that is down is the receiver's problem, not the plugin's health.
         "notifications": _check(lambda: {"ok": True, "backlog": sla.store.notification_backlog()}),

@@ -31,7 +31,7 @@ from plugin.core.reports.figures import (
 from plugin.core.reports.filters import PRIORITIES, Filters, resolve_names
 from plugin.core.reports.targets import duration_text
 from plugin.core.reports.zones import all_zones
-from plugin.web.auth import admin_download, admin_page, admin_required
+from plugin.web.auth import admin_download, admin_page, admin_required, sees, visible_account
 
 blueprint = Blueprint(
     "reports", __name__, template_folder="../templates", static_folder="../static", static_url_path="/static/sla"
@@ -51,7 +51,11 @@ def _params() -> dict[str, list[str]]:
 
 def filters_from(params: dict[str, list[str]], known: Names | None = None) -> Filters:
     """The request's filters, with names typed for ids resolved (``known``, default the stored names); the
-    zone defaults to the ``SLA_REPORT_TIMEZONE`` setting."""
+    zone defaults to the ``SLA_REPORT_TIMEZONE`` setting. An account's token sees its own account only,
+    whatever ``account`` the request names."""
+    visible = visible_account()
+    if visible is not None:
+        params = {**params, "account": [str(visible)]}
     resolved = resolve_names(params, reports().names() if known is None else known)
     return Filters.from_params(resolved, default_tz=current_app.extensions["sla"].settings.SLA_REPORT_TIMEZONE)
 
@@ -119,7 +123,7 @@ def _csv(kind: str, params: dict[str, list[str]]) -> Response:
 @admin_required
 def conversation(account_id: int, conversation_id: int) -> tuple[Response, int] | Response:
     """One conversation's applied SLA, every miss (corrected ones marked) and its SLA event log."""
-    data = reports().conversation(account_id, conversation_id)
+    data = reports().conversation(account_id, conversation_id) if sees(account_id) else None
     if data is None:
         return jsonify({"error": "no SLA was applied to this conversation"}), 404
     return jsonify(data)
@@ -168,14 +172,24 @@ def page() -> str | tuple[str, int]:
         form={**filters.form_values(), **_named_values(filters, known)},
         choices=_choices(known, data),
         generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        account_choices=_account_choices(),
     )
+
+
+def _account_choices() -> list[int]:
+    """The accounts the page's picker offers: every account served, to a token that sees them all, when
+    there is more than one."""
+    if visible_account() is not None:
+        return []
+    ids = [account.id for account in current_app.extensions["sla"].accounts.all() if account.id is not None]
+    return ids if len(ids) > 1 else []
 
 
 @blueprint.get("/reports/conversations/<int:account_id>/<int:conversation_id>")
 @admin_page
 def conversation_page(account_id: int, conversation_id: int) -> tuple[str, int] | str:
     """One conversation's SLA, misses and event log, as a page linked from the drill-down."""
-    data = reports().conversation(account_id, conversation_id)
+    data = reports().conversation(account_id, conversation_id) if sees(account_id) else None
     token = request.args.get("token")
     back = _start_again(token)
     if data is None:

@@ -14,13 +14,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, current_app, jsonify, render_template
+from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
+from plugin.adapters.accounts import Account
 from plugin.core.engine.clocks import AT_RISK, RUNNING
 from plugin.core.events import format_time, parse_time
 from plugin.core.policy import METRICS, policy_from_snapshot
 from plugin.core.reports.figures import METRIC_PREFIXES
-from plugin.web.auth import sidebar_required
+from plugin.web.auth import sees, sidebar_required, visible_account
 from plugin.web.reports import reports
 
 blueprint = Blueprint(
@@ -47,12 +48,11 @@ def chatwoot_origin(url: str | None) -> str | None:
 @sidebar_required
 def page() -> tuple[str, int] | Response:
     """The Dashboard App page (an iframe in Chatwoot's conversation view)."""
-    settings = current_app.extensions["sla"].settings
-    origin = chatwoot_origin(settings.CHATWOOT_URL)
+    account = _page_account()
+    origin = chatwoot_origin(account.chatwoot_url if account is not None else None)
+    default_account = account.id if account is not None and account.id is not None else ""
     response = current_app.make_response(
-        render_template(
-            "sidebar.html", chatwoot_origin=origin or "", default_account=settings.CHATWOOT_ACCOUNT_ID or ""
-        )
+        render_template("sidebar.html", chatwoot_origin=origin or "", default_account=default_account)
     )
     # Only the helpdesk may frame the app; without CHATWOOT_URL nobody can, and the page says why.
     response.headers["Content-Security-Policy"] = f"frame-ancestors {origin or chr(39) + 'none' + chr(39)}"
@@ -64,11 +64,23 @@ def page() -> tuple[str, int] | Response:
 @sidebar_required
 def conversation(account_id: int, conversation_id: int) -> tuple[Response, int] | Response:
     """One conversation's SLA for the sidebar: policy, per-metric status and calendar state, timeline."""
-    settings = current_app.extensions["sla"].settings
-    if settings.CHATWOOT_ACCOUNT_ID is not None and account_id != settings.CHATWOOT_ACCOUNT_ID:
+    if current_app.extensions["sla"].accounts.get(account_id) is None or not sees(account_id):
         return jsonify({"error": "not this plugin's account"}), 404
     now = datetime.now(UTC)
     return jsonify(sidebar_view(reports().conversation(account_id, conversation_id), account_id, conversation_id, now))
+
+
+def _page_account() -> Account | None:
+    """The account whose helpdesk frames the page: the token's account, else ``?account=`` (a deployment-wide
+    token with an accounts file), else the single account."""
+    accounts = current_app.extensions["sla"].accounts
+    visible = visible_account()
+    if visible is not None:
+        return accounts.get(visible)
+    named = request.args.get("account", "")
+    if named.isascii() and named.isdigit():
+        return accounts.get(int(named))
+    return accounts.default()
 
 
 def sidebar_view(item: dict[str, Any] | None, account_id: int, conversation_id: int, now: datetime) -> dict[str, Any]:

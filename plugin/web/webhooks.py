@@ -1,9 +1,16 @@
-"""``POST /webhooks/<connector>``: accept a helpdesk's webhook and hand it to the workers.
+"""``POST /webhooks/<connector>/<account id>`` and ``POST /webhooks/<connector>``: accept a helpdesk's webhook
+and hand it to the workers.
 
-Checks run in this order, each answering as soon as it decides: unknown connector 404, body too large 413,
-bad credential 401 (the connector's verdict), not a JSON object (or one nested deeper than
-MAX_JSON_DEPTH) 400, another account 202 "ignored",
-already-seen delivery 202 "duplicate", else queued 202 "queued". Redis unreachable: 503. A delivery is
+The first is the URL of one account (docs/accounts.md): that account's secret or token verifies it, and its
+events wait in that account's stream. The second serves the single account of a deployment without an
+accounts file.
+
+Checks run in this order, each answering as soon as it decides: unknown connector 404, an account this
+deployment does not serve 404 (the same answer for every such id, so it tells nothing about which exist),
+body too large 413, bad credential 401 (the connector's verdict, with the account's credentials), not a
+JSON object (or one nested deeper than MAX_JSON_DEPTH) 400, a body naming another account: 401 on an
+account's URL, 202 "ignored" on the single-account URL; already-seen delivery 202 "duplicate", else queued
+202 "queued". Redis unreachable: 503. A delivery is
 remembered in the same atomic step that queues it, so a 503 never leaves it remembered and unqueued: the
 helpdesk's retry is queued, or is a duplicate of what was queued before the answer was lost. The request
 parses the body once and runs no SLA logic; unknown event names are queued too (the worker ignores them).
@@ -19,6 +26,7 @@ from flask import Blueprint, Response, current_app, request
 from redis.exceptions import RedisError
 
 from connectors.base import UnknownConnector, WebhookRejected
+from plugin.adapters.accounts import Account
 from plugin.adapters.metrics import CounterBuffer
 from plugin.adapters.streams import submit_once
 
@@ -33,10 +41,30 @@ MAX_JSON_DEPTH = 64
 
 @blueprint.post("/webhooks/<connector_name>")
 def receive(connector_name: str) -> Response:
-    """Verify one webhook delivery and queue its raw body (see the module's docstring for the answers)."""
+    """Verify one webhook delivery of the single account and queue its raw body (see the module's docstring)."""
     sla = current_app.extensions["sla"]
+    account = sla.accounts.default()
+    if account is None:
+        return _answer(404, "unknown_account")  # several accounts: each has its own URL
+    return _receive(sla, connector_name, account, account_in_url=False)
+
+
+@blueprint.post("/webhooks/<connector_name>/<account_id>")
+def receive_for_account(connector_name: str, account_id: str) -> Response:
+    """Verify one webhook delivery of the account in the URL and queue its raw body (see the module's
+    docstring)."""
+    sla = current_app.extensions["sla"]
+    number = int(account_id) if account_id.isascii() and account_id.isdigit() else None
+    account = sla.accounts.get(number) if number is not None else None
+    if account is None or account.id is None:
+        # Not counted or logged with the id: it comes from the URL, and anybody can make one up.
+        return _answer(404, "unknown_account")
+    return _receive(sla, connector_name, account, account_in_url=True)
+
+
+def _receive(sla, connector_name: str, account: Account, account_in_url: bool) -> Response:
     try:
-        connector = sla.connectors.get(connector_name)
+        connector = sla.connectors.get(account, connector_name)
     except UnknownConnector:
         # Not counted: the name comes from the URL, and a metric label per made-up name would grow unbounded.
         return _answer(404, "unknown_connector")
@@ -77,9 +105,16 @@ def receive(connector_name: str) -> Response:
         return _counted(sla.counters, name, 400, "invalid")
 
     account_id = connector.account_of(payload)
-    expected_account = sla.settings.CHATWOOT_ACCOUNT_ID
     delivery_key = connector.delivery_key(request.headers, body)
-    if expected_account is not None and account_id is not None and account_id != expected_account:
+    if account_in_url and account_id is not None and account_id != account.id:
+        # Verified with this account's credentials but about another account: never let one account's
+        # secret write into another's SLAs.
+        log.warning(
+            "webhook names another account than its URL: rejected",
+            extra={"connector": name, "account_id": account.id, "named_account_id": account_id},
+        )
+        return _counted(sla.counters, name, 401, "rejected")
+    if not account.serves(account_id):
         log.info(
             "webhook of another account ignored",
             extra={
@@ -92,7 +127,16 @@ def receive(connector_name: str) -> Response:
         return _counted(sla.counters, name, 202, "ignored")
 
     try:
-        if submit_once(sla.redis, name, delivery_key, body, received_at=received_at) is None:
+        accepted = submit_once(
+            sla.redis,
+            name,
+            delivery_key,
+            body,
+            received_at=received_at,
+            stream=account.stream,
+            account_id=account.id if account_in_url else None,
+        )
+        if accepted is None:
             log.info("duplicate webhook delivery dropped", extra={"connector": name, "delivery_id": delivery_key})
             return _counted(sla.counters, name, 202, "duplicate")
     except RedisError as error:

@@ -46,7 +46,7 @@ def plugin(chatwoot, runtime_factory, make_app, monkeypatch):
     monkeypatch.setattr(
         Runtime,
         "helpdesk",
-        lambda runtime: ChatwootClient(chatwoot.url, 1, helpdesk.api_token, sleep=lambda seconds: None),
+        lambda *_: ChatwootClient(chatwoot.url, 1, helpdesk.api_token, sleep=lambda seconds: None),
     )
     auth = register_webhook(helpdesk)
     runtime = runtime_factory(RULES, CHATWOOT_URL=chatwoot.url, CHATWOOT_ACCOUNT_ID="1", CHATWOOT_API_TOKEN="x")
@@ -104,7 +104,7 @@ def test_the_sla_is_kept_in_custom_attributes_beside_the_agents_own(chatwoot, ru
     monkeypatch.setattr(
         Runtime,
         "helpdesk",
-        lambda runtime: ChatwootClient(chatwoot.url, 1, helpdesk.api_token, sleep=lambda seconds: None),
+        lambda *_: ChatwootClient(chatwoot.url, 1, helpdesk.api_token, sleep=lambda seconds: None),
     )
     auth = register_webhook(helpdesk)
     rules = {**RULES, "prioritize": [], "writeback": {"custom_attributes": True}}
@@ -172,7 +172,7 @@ def test_a_contact_blocked_later_stops_every_one_of_its_conversations_clocks(run
         summary = runtime.store.summary((1, conversation_id))
         assert (summary["status"], summary["metrics"]["first_response"]["misses"]) == ("on_track", 0)
     assert runtime.store.summary((1, 89))["status"] == "missed"  # another contact's: missed as usual
-    rules = runtime.rules.current()
+    rules = runtime.accounts.rules_for(1).current()
     lines = [body.decode() for body in bodies] + [json.dumps(block)]
     replayed = replay(lines, get_connector("chatwoot", {}), rules.match, rules.content_hash, datetime.now(UTC))
     statuses = {evaluation.conversation_id: evaluation.status for evaluation in replayed.evaluations}

@@ -78,7 +78,9 @@ class FakeHelpdesk:
 def runtime(runtime_factory, monkeypatch):
     # The client's backoff must not sleep in tests; everything else is the production path.
     monkeypatch.setattr(
-        Runtime, "helpdesk", lambda runtime: ChatwootClient(BASE, 1, "secret-token-123", sleep=lambda seconds: None)
+        Runtime,
+        "helpdesk",
+        lambda *_: ChatwootClient(BASE, 1, "secret-token-123", sleep=lambda seconds: None),
     )
     return runtime_factory(RULES, **HELPDESK)
 
@@ -291,7 +293,7 @@ def test_every_chatwoot_version_gets_its_labels_and_one_note(chatwoot, runtime_f
     monkeypatch.setattr(
         Runtime,
         "helpdesk",
-        lambda runtime: ChatwootClient(chatwoot.url, 1, helpdesk.api_token, sleep=lambda seconds: None),
+        lambda *_: ChatwootClient(chatwoot.url, 1, helpdesk.api_token, sleep=lambda seconds: None),
     )
     auth = register_webhook(helpdesk)
     runtime = runtime_factory(RULES, CHATWOOT_URL=chatwoot.url, CHATWOOT_ACCOUNT_ID="1", CHATWOOT_API_TOKEN="x")
@@ -334,7 +336,7 @@ def test_a_conversation_an_agent_token_may_not_see_fails_alone_on_the_fake(chatw
     monkeypatch.setattr(
         Runtime,
         "helpdesk",
-        lambda runtime: ChatwootClient(chatwoot.url, 1, "agent-token", sleep=lambda seconds: None),
+        lambda *_: ChatwootClient(chatwoot.url, 1, "agent-token", sleep=lambda seconds: None),
     )
     runtime = runtime_factory(RULES, CHATWOOT_URL=chatwoot.url, CHATWOOT_ACCOUNT_ID="1", CHATWOOT_API_TOKEN="x")
     two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
@@ -357,7 +359,9 @@ def test_notes_mention_the_assignee_and_at_risk_gets_one_note_with_mention(
     runtime_factory, fixture_payload, monkeypatch
 ):
     monkeypatch.setattr(
-        Runtime, "helpdesk", lambda runtime: ChatwootClient(BASE, 1, "secret-token-123", sleep=lambda seconds: None)
+        Runtime,
+        "helpdesk",
+        lambda *_: ChatwootClient(BASE, 1, "secret-token-123", sleep=lambda seconds: None),
     )
     mentioning = {**RULES, "policies": {"quick": {**RULES["policies"]["quick"], "mention": ["assignee"]}}}
     runtime = runtime_factory(mentioning, **HELPDESK)
@@ -403,7 +407,9 @@ def test_resolved_within_every_target_gets_the_hit_label_when_one_is_defined(
     runtime_factory, fixture_payload, monkeypatch, hit_label
 ):
     monkeypatch.setattr(
-        Runtime, "helpdesk", lambda runtime: ChatwootClient(BASE, 1, "secret-token-123", sleep=lambda seconds: None)
+        Runtime,
+        "helpdesk",
+        lambda *_: ChatwootClient(BASE, 1, "secret-token-123", sleep=lambda seconds: None),
     )
     labels = {**RULES["labels"], **({"hit": {"title": hit_label, "color": "#1565C0"}} if hit_label else {})}
     runtime = runtime_factory({**RULES, "labels": labels}, **HELPDESK)

@@ -26,8 +26,7 @@ import responses
 import sqlalchemy as sa
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
-from rq.job import Job
-from rq.registry import FailedJobRegistry, ScheduledJobRegistry
+from rq.registry import FailedJobRegistry
 from sqlalchemy.engine import make_url
 
 from connectors.chatwoot.client import ChatwootClient
@@ -49,6 +48,7 @@ from faults import (
     all_processed,
     child_environment,
     duplicated_log_entries,
+    enqueue_scheduled_now,
     fake_helpdesk,
     fake_helpdesk_server,
     labels_of,
@@ -82,7 +82,9 @@ def plant(monkeypatch, tmp_path, redis_server, redis, runtime_environment):
     sleeps: list[float] = []
     token = {"value": API_TOKEN}
     monkeypatch.setattr(
-        Runtime, "helpdesk", lambda runtime: ChatwootClient(BASE_URL, 1, token["value"], sleep=sleeps.append)
+        Runtime,
+        "helpdesk",
+        lambda *_: ChatwootClient(BASE_URL, 1, token["value"], sleep=sleeps.append),
     )
     return SimpleNamespace(runtime=current_runtime(), rules_dir=rules_dir, sleeps=sleeps, token=token)
 
@@ -90,21 +92,6 @@ def plant(monkeypatch, tmp_path, redis_server, redis, runtime_environment):
 def submit(redis, bodies) -> None:
     for body in bodies:
         ingest.submit(redis, "chatwoot", body, received_at=datetime.now(UTC))
-
-
-def enqueue_scheduled_now(redis) -> int:
-    """Do what RQ's scheduler does when a retry's time has come, without waiting for it: enqueue every
-    scheduled job now. Returns how many."""
-    moved = 0
-    for name in (redis_keys.EVENTS_QUEUE, redis_keys.WRITEBACK_QUEUE):
-        queue = Queue(name, connection=redis)
-        registry = ScheduledJobRegistry(queue=queue)
-        for job_id in registry.get_job_ids():
-            job = Job.fetch(job_id, connection=redis)
-            registry.remove(job)
-            queue.enqueue_job(job)
-            moved += 1
-    return moved
 
 
 def work_all(redis, rounds: int = 30) -> int:

@@ -35,6 +35,7 @@ from faults import (
     PROJECT_ROOT,
     Traffic,
     child_environment,
+    enqueue_scheduled_now,
     fake_helpdesk,
     labels_of,
     markers,
@@ -76,7 +77,9 @@ def environment(monkeypatch, tmp_path, redis_server, runtime_environment):
     }
     runtime_environment(**values)
     monkeypatch.setattr(
-        Runtime, "helpdesk", lambda runtime: ChatwootClient(BASE, 1, API_TOKEN, sleep=lambda seconds: None)
+        Runtime,
+        "helpdesk",
+        lambda *_: ChatwootClient(BASE, 1, API_TOKEN, sleep=lambda seconds: None),
     )
     return values
 
@@ -93,10 +96,14 @@ def app(make_app, environment):
 
 
 def work(redis) -> None:
-    SimpleWorker(
-        [Queue(redis_keys.EVENTS_QUEUE, connection=redis), Queue(redis_keys.WRITEBACK_QUEUE, connection=redis)],
-        connection=redis,
-    ).work(burst=True, logging_level="ERROR")
+    """Real RQ workers drain both queues; retries scheduled for later (a write-back round after a helpdesk
+    failure) run at once."""
+    queues = [Queue(redis_keys.EVENTS_QUEUE, connection=redis), Queue(redis_keys.WRITEBACK_QUEUE, connection=redis)]
+    SimpleWorker(queues, connection=redis).work(burst=True, logging_level="ERROR")
+    for _ in range(30):
+        if not enqueue_scheduled_now(redis):
+            return
+        SimpleWorker(queues, connection=redis).work(burst=True, logging_level="ERROR")
 
 
 # -- signatures and the replay window ----------------------------------------------------------------------
@@ -204,7 +211,7 @@ REPORT_PATHS = [
     "/reports/conversations/1/1000",
 ]
 SIDEBAR_PATHS = ["/sidebar", "/api/sidebar/conversations/1/1000"]
-PUBLIC = {"/webhooks/<connector_name>", "/healthz", "/metrics"}
+PUBLIC = {"/webhooks/<connector_name>", "/webhooks/<connector_name>/<account_id>", "/healthz", "/metrics"}
 
 
 def bearer(token: str) -> dict:

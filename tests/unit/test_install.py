@@ -3,6 +3,7 @@ say what they did without printing secrets, and an agent's token is refused."""
 
 from __future__ import annotations
 
+import json
 import stat
 
 import pytest
@@ -156,3 +157,62 @@ def test_the_refusal_names_the_inboxes_the_plugin_has_met_that_the_token_cannot_
         check_token(ChatwootClient(BASE, 1, "agent-token", max_attempts=1), known_inboxes=known)
     assert "sees only the inboxes it is a member of: Website Chat (inbox 1)" in str(refused.value)
     assert "It cannot see: Support Email (inbox 2)" in str(refused.value)
+
+
+# -- one account of an accounts file ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("profile", ["signed", "unsigned"])
+def test_install_account_adds_it_to_the_accounts_file_and_uninstall_removes_it(tmp_path, profile):
+    accounts_file = tmp_path / "accounts.json"
+    accounts_file.write_text('{"accounts": {"9": {"api_token": {"env": "OTHER_TOKEN"}}}}')
+    desk = DemoHelpdesk(api_token="admin-token", profile=profile, account_id=4)
+    arguments = ["--url", BASE, "--account", "4", "--token", "admin-token", "--public-url", "https://sla.example.com"]
+    environment = {"SLA_RULES_DIR": "rules", "SLA_ACCOUNTS_FILE": str(accounts_file)}
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        desk.register(mock, BASE)
+        first = CliRunner().invoke(main, ["install", *arguments, "--dashboard-app"], env=environment)
+        again = CliRunner().invoke(main, ["install", *arguments], env=environment)
+        saved = json.loads(accounts_file.read_text())
+
+        assert first.exit_code == 0 and again.exit_code == 0, first.output + again.output
+        entry = saved["accounts"]["4"]
+        assert saved["accounts"]["9"] == {"api_token": {"env": "OTHER_TOKEN"}}  # the others are left as they were
+        (hook,) = desk.webhooks.values()
+        assert hook.url.split("?")[0] == "https://sla.example.com/webhooks/chatwoot/4"
+        assert entry["chatwoot_url"] == BASE and entry["api_token"] == "admin-token"
+        assert hook.url.endswith(f"?token={entry['webhook_token']}")  # unsigned releases need the URL token
+        assert entry.get("webhook_secret") == hook.secret  # signed releases: the secret Chatwoot generated
+        assert "sidebar_token" in entry
+        assert stat.S_IMODE(accounts_file.stat().st_mode) == 0o600
+        for secret in ("admin-token", entry["webhook_token"], entry["sidebar_token"], hook.secret or "admin-token"):
+            assert secret not in first.output + again.output
+        assert "saved to" in first.output
+
+        removed = CliRunner().invoke(main, ["uninstall", *arguments], env=environment)
+    assert removed.exit_code == 0, removed.output
+    assert desk.webhooks == {}
+    assert set(json.loads(accounts_file.read_text())["accounts"]) == {"9"}
+
+
+def test_install_account_keeps_environment_references_that_hold_the_value(tmp_path):
+    accounts_file = tmp_path / "accounts.json"
+    accounts_file.write_text('{"accounts": {"1": {"api_token": {"env": "ACME_TOKEN"}}}}')
+    desk = DemoHelpdesk(api_token="admin-token")
+    environment = {"SLA_RULES_DIR": "rules", "SLA_ACCOUNTS_FILE": str(accounts_file), "ACME_TOKEN": "admin-token"}
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        desk.register(mock, BASE)
+        result = CliRunner().invoke(main, ["install", *ARGUMENTS], env=environment)
+    assert result.exit_code == 0, result.output
+    assert json.loads(accounts_file.read_text())["accounts"]["1"]["api_token"] == {"env": "ACME_TOKEN"}
+
+
+def test_install_account_refuses_a_broken_accounts_file_before_touching_the_helpdesk(tmp_path, helpdesk):
+    accounts_file = tmp_path / "accounts.json"
+    accounts_file.write_text('{"accounts": {"1": {"api_tokn": "x"}}}')
+    result = CliRunner().invoke(
+        main, ["install", *ARGUMENTS], env={"SLA_RULES_DIR": "rules", "SLA_ACCOUNTS_FILE": str(accounts_file)}
+    )
+    assert result.exit_code == 1
+    assert f"{accounts_file}: /accounts/1/api_tokn: unknown key" in result.output
+    assert helpdesk.webhooks == {}

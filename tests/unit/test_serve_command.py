@@ -43,3 +43,25 @@ def test_serve_starts_with_a_secret_a_token_or_the_explicit_flag(executed, envir
     assert result.exit_code == 0, result.output
     assert len(executed) == 1 and "plugin.web:create_app()" in executed[0]
     assert "refusing" not in result.output
+
+
+def test_serve_refuses_a_malformed_accounts_file_with_file_pointer_and_message(executed, tmp_path) -> None:
+    accounts = tmp_path / "accounts.json"
+    accounts.write_text('{"accounts": {"7": {"webhook_secret": {"env": "UNSET_ACME_SECRET"}}}}')
+    result = CliRunner().invoke(cli_module.main, ["serve"], env={**NO_AUTH, "SLA_ACCOUNTS_FILE": str(accounts)})
+
+    assert result.exit_code == 1, result.output
+    assert f"{accounts}: /accounts/7/webhook_secret: environment variable UNSET_ACME_SECRET is not set" in result.output
+    assert executed == []
+
+
+def test_serve_refuses_an_accounts_file_with_an_unauthenticated_account(executed, tmp_path) -> None:
+    accounts = tmp_path / "accounts.json"
+    accounts.write_text('{"accounts": {"7": {"webhook_secret": "s"}, "8": {"api_token": "t"}}}')
+    environment = {**NO_AUTH, "SLA_ACCOUNTS_FILE": str(accounts)}
+    refused = CliRunner().invoke(cli_module.main, ["serve"], env=environment)
+    accounts.write_text('{"accounts": {"7": {"webhook_secret": "s"}, "8": {"webhook_token": "t"}}}')
+    started = CliRunner().invoke(cli_module.main, ["serve"], env=environment)
+
+    assert refused.exit_code == 2 and "refusing to start" in refused.output
+    assert started.exit_code == 0 and len(executed) == 1
