@@ -143,7 +143,7 @@ def test_same_delivery_replayed_within_the_window_is_a_duplicate_processed_once(
         helpdesk.register(mock, BASE)
         work(redis)
     runtime = current_runtime()
-    state, summary = runtime.store.load((1, 1000))
+    state = runtime.store.history((1, 1000))
     assert len(state.timeline) == 1
     assert [entry["kind"] for entry in runtime.store.log_entries((1, 1000))].count("applied") == 1
     assert sum(markers(helpdesk, 1000).values()) == 1  # one miss, one note
