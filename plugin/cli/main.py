@@ -6,6 +6,7 @@ and the deadline sweeper, ``plugin.jobs.drain``), ``dev`` (both, with embedded d
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import signal
@@ -330,10 +331,16 @@ def _supervise(web: subprocess.Popen, worker_commands: list[list[str]], environm
         signal.signal(signal.SIGTERM, previous_handler)
 
 
-def _helpdesk_options(command):
+def _helpdesk_options(command, from_accounts_file: bool = False):
+    """The helpdesk's options; with ``from_accounts_file``, ``--url`` and ``--token`` may be left out when
+    SLA_ACCOUNTS_FILE holds them for the account (the command checks)."""
+    required = not from_accounts_file
+    also = " or the account's in SLA_ACCOUNTS_FILE" if from_accounts_file else ""
     for option in reversed(
         [
-            click.option("--url", envvar="CHATWOOT_URL", required=True, help="Helpdesk base URL ($CHATWOOT_URL)."),
+            click.option(
+                "--url", envvar="CHATWOOT_URL", required=required, help=f"Helpdesk base URL ($CHATWOOT_URL{also})."
+            ),
             click.option(
                 "--account",
                 envvar="CHATWOOT_ACCOUNT_ID",
@@ -344,8 +351,8 @@ def _helpdesk_options(command):
             click.option(
                 "--token",
                 envvar="CHATWOOT_API_TOKEN",
-                required=True,
-                help="Administrator access token ($CHATWOOT_API_TOKEN).",
+                required=required,
+                help=f"Administrator access token ($CHATWOOT_API_TOKEN{also}).",
             ),
             click.option("--public-url", required=True, help="Where the helpdesk reaches this plugin."),
         ]
@@ -546,8 +553,8 @@ def doctor(public_url: str | None, timeout: float) -> None:
 
 
 @main.command()
-@_helpdesk_options
-def uninstall(url: str, account: int, token: str, public_url: str) -> None:
+@functools.partial(_helpdesk_options, from_accounts_file=True)
+def uninstall(url: str | None, account: int, token: str | None, public_url: str) -> None:
     """Remove what install created (webhook, Dashboard App, status labels). Idempotent. With
     SLA_ACCOUNTS_FILE, also removes the account from the file (running processes stop serving it)."""
     from connectors.chatwoot.client import ChatwootClient
@@ -560,6 +567,9 @@ def uninstall(url: str, account: int, token: str, public_url: str) -> None:
     if accounts_file:
         document, entry = _account_entry(accounts_file, account)
         labels_dir, webhook_path = _account_rules_dir(accounts_file, entry), _account_webhook_path(manifest, account)
+        url, token = url or entry.get("chatwoot_url"), token or entry.get("api_token")
+    if not url or not token:
+        raise click.UsageError("Missing option '--url' or '--token' (and no account of SLA_ACCOUNTS_FILE holds them)")
     report = run_uninstall(
         ChatwootClient(url, account, token),
         manifest,

@@ -189,7 +189,9 @@ def test_install_account_adds_it_to_the_accounts_file_and_uninstall_removes_it(t
             assert secret not in first.output + again.output
         assert "saved to" in first.output
 
-        removed = CliRunner().invoke(main, ["uninstall", *arguments], env=environment)
+        # The helpdesk's URL and token are the account's in the file.
+        uninstall = ["uninstall", "--account", "4", "--public-url", "https://sla.example.com"]
+        removed = CliRunner().invoke(main, uninstall, env=environment)
     assert removed.exit_code == 0, removed.output
     assert desk.webhooks == {}
     assert set(json.loads(accounts_file.read_text())["accounts"]) == {"9"}
@@ -216,3 +218,10 @@ def test_install_account_refuses_a_broken_accounts_file_before_touching_the_help
     assert result.exit_code == 1
     assert f"{accounts_file}: /accounts/1/api_tokn: unknown key" in result.output
     assert helpdesk.webhooks == {}
+
+
+def test_uninstall_without_an_accounts_file_still_needs_the_url_and_token(tmp_path, helpdesk):
+    result = CliRunner().invoke(
+        main, ["uninstall", "--account", "1", "--public-url", "https://sla.example.com"], env={"SLA_RULES_DIR": "rules"}
+    )
+    assert result.exit_code == 2 and "--url" in result.output
