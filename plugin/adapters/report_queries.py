@@ -28,7 +28,7 @@ import functools
 import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -37,8 +37,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from plugin.adapters.directory import Directory, Names, name_of
+from plugin.adapters.rollups import ID_DIMENSIONS, rollup, rollup_misses, rollup_total_columns, total_columns
 from plugin.adapters.store import Store, applied, as_utc, misses
-from plugin.core.engine.clocks import AT_RISK, HIT, MISSED, NOT_STARTED, PAUSED, RUNNING
 from plugin.core.events import format_time
 from plugin.core.reports.figures import (
     BUCKETS,
@@ -188,30 +188,68 @@ def filter_conditions(filters: Filters) -> list[sa.ColumnElement[bool]]:
     return found
 
 
-def _sum(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
-    return sa.func.sum(sa.case((condition, 1), else_=0))
+# --- rollups: which requests they answer --------------------------------------------------------------------
+# The rollups (plugin/adapters/rollups.py) hold whole UTC hours, so they serve the whole hours of a range in
+# a zone whose offsets are whole hours; the minutes at either end are read from sla_applied. Each rollup row
+# is keyed by one dimension: a request filtered on one of them (an inbox, say) is read from that dimension's
+# rows, so it can be grouped by nothing else; two such filters, or a policy filter with one, need the base.
+
+ROLLUP_FILTERS = ("inbox", "team", "agent", "channel", "priority", "label")
 
 
-def _total_columns() -> list[sa.ColumnElement]:
-    """The aggregate columns every report selects; all of them are sums, so groups merge by addition."""
-    columns: list[sa.ColumnElement] = [
-        sa.func.count().label("applied"),
-        _sum(applied.c.any_miss).label("conversations_missed"),
-        sa.func.sum(applied.c.target).label("target_sum"),
-        sa.func.count(applied.c.target).label("target_count"),
-    ]
-    for prefix in METRIC_PREFIXES.values():
-        status = applied.c[f"{prefix}_status"]
-        columns += [
-            # A next response that never started was never tracked (nothing waited for an answer).
-            sa.func.count(sa.case((status != NOT_STARTED, 1))).label(f"{prefix}_tracked"),
-            _sum(status == HIT).label(f"{prefix}_hit"),
-            _sum(status == MISSED).label(f"{prefix}_missed"),
-            _sum(status.in_((RUNNING, AT_RISK, PAUSED))).label(f"{prefix}_open"),
-            sa.func.sum(applied.c[f"{prefix}_misses"]).label(f"{prefix}_misses"),
-        ]
-    columns.append(sa.func.sum(applied.c.nrt_misses_per_message).label("nrt_misses_per_message"))
-    return columns
+def _dimension_column(by: str, source: sa.Table) -> list[sa.ColumnElement]:
+    """The key column of a breakdown dimension in ``sla_applied`` or ``sla_rollup``."""
+    if source is applied:
+        return [applied.c.labels if by == "label" else DIMENSIONS[by]]  # type: ignore[list-item]
+    return [source.c.value_id if by in ID_DIMENSIONS else source.c.value]
+
+
+def _whole_hours(filters: Filters) -> tuple[datetime, datetime] | None:
+    """The whole UTC hours inside the range, when the rollups can answer for them in the report's zone."""
+    if filters.since is None or filters.until is None:
+        return None
+    since, until = filters.since.astimezone(UTC), filters.until.astimezone(UTC)
+    floor = until.replace(minute=0, second=0, microsecond=0)
+    ceiling = since.replace(minute=0, second=0, microsecond=0)
+    if ceiling < since:
+        ceiling += _BUCKET_STEPS["hour"]
+    if ceiling >= floor:
+        return None
+    if any(offset % 3600 for _, offset in offset_spans(zone(filters.tz), since, until)):
+        return None  # a half-hour zone: its local hours cut UTC hours in two
+    return ceiling, floor
+
+
+def rollup_plan(
+    filters: Filters, need: str | None, table: sa.Table = rollup
+) -> tuple[list[sa.ColumnElement[bool]], list[Filters]] | None:
+    """How to answer from the rollups: the conditions on ``table`` for the whole hours of the range, and
+    the filters of the range's ends, read from ``sla_applied``; None when the rollups cannot answer.
+    ``need``: see :meth:`Reports._grouped`; ``sla_rollup_misses`` has no dimension rows."""
+    hours = _whole_hours(filters)
+    chosen = [name for name in ROLLUP_FILTERS if getattr(filters, name)]
+    if hours is None or len(chosen) > 1 or (chosen and table is rollup_misses):
+        return None
+    dimension = chosen[0] if chosen else (need or "all")
+    if need not in (None, dimension) or (filters.policy and dimension != "all"):
+        return None
+    start, end = hours
+    conditions = [table.c.hour_at >= start, table.c.hour_at < end]
+    if table is rollup:
+        conditions.append(rollup.c.dimension == dimension)
+    if filters.account:
+        conditions.append(table.c.account_id.in_(filters.account))
+    if filters.mode is not None:
+        conditions.append(table.c.mode == filters.mode)
+    if filters.policy:
+        conditions.append(table.c.policy_id.in_(filters.policy))
+    if chosen == ["label"]:
+        conditions.append(sa.or_(*(rollup.c.value.contains(f",{label},", autoescape=True) for label in filters.label)))
+    elif chosen:
+        column = rollup.c.value_id if dimension in ID_DIMENSIONS else rollup.c.value
+        conditions.append(column.in_(getattr(filters, dimension)))
+    edges = [replace(filters, since=filters.since, until=start), replace(filters, since=end, until=filters.until)]
+    return conditions, [edge for edge in edges if edge.since < edge.until]  # type: ignore[operator]
 
 
 # --- the reports -------------------------------------------------------------------------------------------
@@ -245,17 +283,36 @@ class Reports:
         """The known names of inboxes, teams, agents and policies (of the filtered accounts)."""
         return self._directory.names(filters.account if filters is not None and filters.account else None)
 
-    def _grouped(self, filters: Filters, keys: Sequence[sa.ColumnElement]) -> list[tuple[tuple, Totals]]:
-        """One aggregate query: the totals of each group of ``keys`` in the filtered cohort."""
-        query = sa.select(*keys, *_total_columns()).where(*filter_conditions(filters))
-        if keys:
-            query = query.group_by(*keys)
+    def _grouped(
+        self, filters: Filters, keys: Callable[[sa.Table], Sequence[sa.ColumnElement]], need: str | None = None
+    ) -> list[tuple[tuple, Totals]]:
+        """The totals of each group of ``keys`` in the filtered cohort. ``keys`` gives the key columns of
+        a source table (``sla_applied`` or ``sla_rollup``); ``need`` is the rollup dimension the keys
+        require (``all`` for the policy, a breakdown's dimension, None for none). The whole hours of the
+        range are read from the rollups when they can answer (:func:`rollup_plan`), the rest from
+        ``sla_applied``; every figure is a sum, so the parts are added."""
+        plan = rollup_plan(filters, need)
+        parts = [(applied, total_columns(), filter_conditions(filters))]
+        if plan is not None:
+            conditions, edges = plan
+            parts = [(rollup, rollup_total_columns(), conditions)]
+            parts += [(applied, total_columns(), filter_conditions(edge)) for edge in edges]
+        found: dict[tuple, Totals] = {}
         with self.engine.connect() as connection:
-            rows = connection.execute(query).all()
-        return [(tuple(row[: len(keys)]), _totals(row)) for row in rows]
+            for source, totals, conditions in parts:
+                labelled = [key.label(f"k{index}") for index, key in enumerate(keys(source))]
+                query = sa.select(*labelled, *totals).where(*conditions)
+                if labelled:
+                    query = query.group_by(*labelled)
+                for row in connection.execute(query):
+                    key = tuple(row[: len(labelled)])
+                    found[key] = _add(found[key], _totals(row)) if key in found else _totals(row)
+        if not keys(applied):
+            found.setdefault((), _zero())
+        return list(found.items())
 
     def summary(self, filters: Filters) -> dict[str, Any]:
-        """Overall figures and one row per policy (with its target), from one query."""
+        """Overall figures and one row per policy (with its target)."""
         policies = self._policy_rows(filters)
         total = _zero()
         for row in policies:
@@ -269,22 +326,26 @@ class Reports:
     def _policy_rows(self, filters: Filters) -> list[dict[str, Any]]:
         """Per policy and mode: figures plus target figures. Versions with different targets are grouped
         apart in SQL, so each keeps its own budget, and merged here."""
-        keys = (applied.c.policy_id, applied.c.mode, applied.c.target)
-        names = sa.func.max(applied.c.policy_name).label("policy_name")
-        query = sa.select(*keys, names, *_total_columns()).where(*filter_conditions(filters)).group_by(*keys)
-        with self.engine.connect() as connection:
-            rows = connection.execute(query).all()
+        grouped = self._grouped(
+            filters, lambda source: (source.c.policy_id, source.c.mode, source.c.target, source.c.policy_name), "all"
+        )
+        rows = [(*key, totals) for key, totals in grouped if totals["applied"]]
+        targets: dict[tuple, Totals] = {}
+        names: dict[tuple[str, str], str] = {}
+        for policy_id, mode, target, name, totals in rows:
+            names[(policy_id, mode)] = max(name, names.get((policy_id, mode), name))
+            key = (policy_id, mode, target)
+            targets[key] = _add(targets[key], totals) if key in targets else totals
         merged: dict[tuple[str, str], dict[str, Any]] = {}
-        for row in rows:
-            totals = _totals(row)
+        for (policy_id, mode, target), totals in targets.items():
             entry = merged.setdefault(
-                (row.policy_id, row.mode),
-                {"name": row.policy_name, "targets": set(), "allowed": None, "totals": _zero()},
+                (policy_id, mode),
+                {"name": names[(policy_id, mode)], "targets": set(), "allowed": None, "totals": _zero()},
             )
             entry["totals"] = _add(entry["totals"], totals)
-            if row.target is not None:
-                entry["targets"].add(row.target)
-                entry["allowed"] = (entry["allowed"] or 0) + misses_allowed(row.target, int(totals["applied"]))
+            if target is not None:
+                entry["targets"].add(target)
+                entry["allowed"] = (entry["allowed"] or 0) + misses_allowed(target, int(totals["applied"]))
         result = []
         for (policy_id, mode), entry in sorted(merged.items()):
             data = figures(entry["totals"])
@@ -333,11 +394,13 @@ class Reports:
         clock = self._clock(filters, applied.c.applied_at)
         found: dict[tuple, Totals] = {}
         if clock is not None:
-            column = applied.c.applied_at
-            keys: list[sa.ColumnElement[Any]] = (
-                [clock.hour(column), clock.offset(column)] if bucket == "hour" else [clock.day(column)]
-            )
-            found = dict(self._grouped(filters, [key.label(f"k{index}") for index, key in enumerate(keys)]))
+            local = clock
+
+            def keys(source: sa.Table) -> list[sa.ColumnElement[Any]]:
+                column = source.c.applied_at if source is applied else source.c.hour_at
+                return [local.hour(column), local.offset(column)] if bucket == "hour" else [local.day(column)]
+
+            found = {key: totals for key, totals in self._grouped(filters, keys) if totals["applied"]}
         empty = figures(_zero())  # most buckets of a long range are empty: their figures are worked out once
         points = []
         for start, end in _buckets(place, bucket, filters, found):
@@ -350,19 +413,41 @@ class Reports:
         """Misses (not corrected) of the cohort by the weekday and hour of their due time in the report's
         zone: ``cells[weekday][hour]`` with Monday first, plus totals per hour and per weekday."""
         cells = [[0] * 24 for _ in WEEKDAYS]
-        clock = self._clock(filters, misses.c.due_at, join_misses=True)
-        if clock is not None:
-            moment = clock.weekday_hour(misses.c.due_at).label("moment")
-            query = (
-                sa.select(moment, sa.func.count().label("misses"))
-                .select_from(_with_misses())
-                .where(*filter_conditions(filters), misses.c.corrected_at.is_(None))
-                .group_by(moment)
-            )
-            with self.engine.connect() as connection:
-                for row in connection.execute(query):
-                    weekday, hour = clock.weekday_and_hour(row.moment)
-                    cells[weekday][hour] += row.misses
+        place = zone(filters.tz)
+        base: list[tuple[Any, Any, Any, Any]] = [
+            (misses.c.due_at, _with_misses(), _grid_conditions(filters), sa.func.count())
+        ]
+        choices = [base]
+        plan = rollup_plan(filters, None, rollup_misses)
+        if plan is not None:
+            conditions, edges = plan
+            total = sa.func.sum(rollup_misses.c.misses)
+            choices.insert(0, [(rollup_misses.c.due_hour_at, rollup_misses, conditions, total)])
+            choices[0] += [(misses.c.due_at, _with_misses(), _grid_conditions(edge), sa.func.count()) for edge in edges]
+        with self.engine.connect() as connection:
+            for parts in choices:
+                ranges = [
+                    connection.execute(
+                        sa.select(sa.func.min(column), sa.func.max(column)).select_from(source).where(*where)
+                    ).one()
+                    for column, source, where, _ in parts
+                ]
+                found = [(as_utc(low), as_utc(high)) for low, high in ranges if low is not None]
+                if not found:
+                    break
+                spans = offset_spans(
+                    place, min(low for low, _ in found), max(high for _, high in found) + _BUCKET_STEPS["hour"]
+                )
+                if parts is not base and any(offset % 3600 for _, offset in spans):
+                    continue  # due hours in a half-hour offset: the rollups cannot say their local hour
+                clock = LocalClock(self.engine.dialect.name, spans)
+                for column, source, where, count in parts:
+                    moment = clock.weekday_hour(column).label("moment")
+                    query = sa.select(moment, count.label("misses")).select_from(source).where(*where).group_by(moment)
+                    for row in connection.execute(query):
+                        weekday, hour = clock.weekday_and_hour(row.moment)
+                        cells[weekday][hour] += int(row.misses)
+                break
         return {
             "filters": filters.describe(),
             "timezone": filters.tz,
@@ -388,15 +473,14 @@ class Reports:
         if by == "label":
             merged: dict[str | None, Totals] = {}
             # Grouped by the label set in SQL (few distinct sets), then added to each label of the set.
-            for (labels,), totals in self._grouped(filters, [applied.c.labels]):
+            for (labels,), totals in self._grouped(filters, functools.partial(_dimension_column, "label"), "label"):
                 listed = [part for part in (labels or "").split(",") if part and part not in self.own_labels]
                 for label in listed or [None]:
                     merged[label] = _add(merged.get(label) or _zero(), totals)
             grouped = list(merged.items())
         else:
-            column = DIMENSIONS[by]
-            assert column is not None  # only "label" has no column of its own
-            grouped = [(key[0], totals) for key, totals in self._grouped(filters, [column])]
+            keys = functools.partial(_dimension_column, by)
+            grouped = [(key[0], totals) for key, totals in self._grouped(filters, keys, by) if totals["applied"]]
         known = self.names(filters) if by in NAMED_DIMENSIONS else {}
         rows = [
             {"key": key, "name": name_of(known, by, key) if by in NAMED_DIMENSIONS else key, **figures(totals)}
@@ -467,8 +551,10 @@ class Reports:
         if not 1 <= per_page <= MAX_PER_PAGE:
             raise ReportError(f"per_page must be between 1 and {MAX_PER_PAGE}, got {per_page}")
         conditions = self._drilldown_conditions(filters, only_missed)
+        # The count is a total of every report (from the rollups when they answer); the page reads the base.
+        (_, totals), *_ = self._grouped(filters, lambda source: ())
+        total = int(totals["conversations_missed" if only_missed else "applied"])
         with self.engine.connect() as connection:
-            total = connection.execute(sa.select(sa.func.count()).select_from(applied).where(*conditions)).scalar_one()
             items = self._drilldown_page(connection, conditions, (page - 1) * per_page, per_page)
         return {
             "filters": filters.describe(),
@@ -585,6 +671,11 @@ class Reports:
         data["policy_snapshot"] = json.loads(row.policy_snapshot)
         data["log"] = self._store.log_entries((account_id, conversation_id))
         return data
+
+
+def _grid_conditions(filters: Filters) -> list[sa.ColumnElement[bool]]:
+    """The grid's misses: those not corrected, of the filtered cohort."""
+    return [*filter_conditions(filters), misses.c.corrected_at.is_(None)]
 
 
 def _with_misses() -> sa.Join:

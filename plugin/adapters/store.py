@@ -285,6 +285,13 @@ def _compact_events(connection: Connection) -> None:
         )
 
 
+def _create_rollups(connection: Connection) -> None:
+    """Version 9: the report rollups (plugin/adapters/rollups.py), created and filled from the base tables."""
+    from plugin.adapters import rollups
+
+    rollups.rebuild(connection)
+
+
 def convert_legacy_state(data: Mapping[str, Any]) -> tuple[Head, list[EventRecord]]:
     """A state as stored before version 8 -> its head (no checkpoint) and its event records."""
     state = state_from_json(data)
@@ -309,6 +316,7 @@ MIGRATIONS: tuple = (
     # version 7: which conversations a contact has, so blocking a contact reaches each of them
     lambda connection: metadata.create_all(connection, tables=[contact_conversations]),
     _compact_events,  # version 8
+    _create_rollups,  # version 9
 )
 
 
@@ -1002,6 +1010,7 @@ class Batch:
                     .values(body=sa.bindparam("body")),
                     [{"b_key": _event_key(record.key), "body": _json(record.body)} for record in rows.changed_records],
                 )
+        rollups_before = _rollup_snapshot(connection, batch)
         upsert(connection, applied, [row for rows in batch for row in rows.applied], ("account_id", "conversation_id"))
         # A miss seen again (same metric and instance) keeps its first record; a disproved one is corrected.
         upsert(
@@ -1023,6 +1032,7 @@ class Batch:
                 .values(corrected_at=sa.bindparam("t")),
                 corrections,
             )
+        _update_rollups(connection, batch, rollups_before)
         log_rows = [row for rows in batch for row in rows.log]
         if log_rows:
             connection.execute(log.insert(), log_rows)
@@ -1055,6 +1065,24 @@ class Batch:
             ("account_id", "contact_id", "conversation_id"),
             update=(),
         )
+
+
+def _rollup_snapshot(connection: Connection, batch: Sequence[_ConversationRows]) -> Any:
+    """The report rollups' rows of the batch's conversations before its writes (None: it writes no
+    applied SLA or miss, so the rollups stay as they are)."""
+    from plugin.adapters import rollups  # built on this module's tables
+
+    touched = [rows.key for rows in batch if rows.applied or rows.misses or rows.corrections]
+    return (touched, rollups.snapshot(connection, touched)) if touched else None
+
+
+def _update_rollups(connection: Connection, batch: Sequence[_ConversationRows], before: Any) -> None:
+    """Add the change of the batch's applied SLAs and misses to the report rollups (same transaction)."""
+    from plugin.adapters import rollups
+
+    if before is not None:
+        touched, rows = before
+        rollups.apply_change(connection, rows, rollups.snapshot(connection, touched))
 
 
 @dataclass

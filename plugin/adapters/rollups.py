@@ -1,0 +1,259 @@
+"""Report rollups: the additive report totals of ``sla_applied`` pre-aggregated per UTC hour, so that the
+reports over a long range read thousands of rows instead of millions (docs/reports.md, "Rollups").
+
+- ``sla_rollup``: per UTC hour of ``applied_at``, account, mode and one *dimension*, the totals of
+  :data:`plugin.core.reports.figures.TOTAL_NAMES`. Dimension ``all`` rows are keyed by the policy (id,
+  name, target); the rows of ``inbox``, ``team``, ``agent`` (``value_id``), ``channel``, ``priority`` and
+  ``label`` (``value``; for ``label`` the conversation's whole label list, as ``sla_applied`` keeps it) by
+  that dimension's value. Every applied SLA adds to exactly one row of each dimension.
+- ``sla_rollup_misses``: per UTC hour of ``applied_at``, UTC hour of the miss's due time, account, mode
+  and policy, the misses not corrected (the weekday x hour grid).
+
+One SQL definition (:func:`_contribution_queries`) gives the rollup rows of any set of applied SLAs. A
+store batch reads the rows of its conversations before and after its writes and adds the difference in
+the same transaction (:func:`snapshot`, :func:`apply_change`), so the rollups stay exact; :func:`rebuild`
+computes them again from the base tables (``sla-plugin report rebuild-rollups``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from plugin.adapters.store import UTCDateTime, applied, misses
+from plugin.core.engine.clocks import AT_RISK, HIT, MISSED, NOT_STARTED, PAUSED, RUNNING
+from plugin.core.reports.figures import METRIC_PREFIXES, TOTAL_NAMES
+
+rollup_metadata = sa.MetaData()
+
+# Dimension -> the sla_applied column whose value keys its rows (None: "all", keyed by the policy).
+ROLLUP_DIMENSIONS: dict[str, sa.Column | None] = {
+    "all": None,
+    "inbox": applied.c.inbox_id,
+    "team": applied.c.team_id,
+    "agent": applied.c.assignee_id,
+    "channel": applied.c.channel,
+    "priority": applied.c.priority,
+    "label": applied.c.labels,
+}
+ID_DIMENSIONS = ("inbox", "team", "agent")  # kept in value_id; the others in value
+
+_TOTAL_TYPES = {name: (sa.Float if name == "target_sum" else sa.BigInteger) for name in TOTAL_NAMES}
+
+rollup = sa.Table(
+    "sla_rollup",
+    rollup_metadata,
+    sa.Column("key", sa.String(64), primary_key=True),  # a hash of the key columns (some are null)
+    sa.Column("dimension", sa.String(20), nullable=False),
+    sa.Column("hour_at", UTCDateTime, nullable=False),
+    sa.Column("account_id", sa.BigInteger, nullable=False),
+    sa.Column("mode", sa.String(10), nullable=False),
+    sa.Column("policy_id", sa.String(200)),
+    sa.Column("policy_name", sa.String(200)),
+    sa.Column("target", sa.Float),
+    sa.Column("value_id", sa.BigInteger),
+    sa.Column("value", sa.Text),
+    *[sa.Column(name, kind, nullable=False) for name, kind in _TOTAL_TYPES.items()],
+    sa.Index("ix_sla_rollup_dimension_hour", "dimension", "hour_at"),
+)
+
+rollup_misses = sa.Table(
+    "sla_rollup_misses",
+    rollup_metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("hour_at", UTCDateTime, nullable=False),
+    sa.Column("due_hour_at", UTCDateTime, nullable=False),
+    sa.Column("account_id", sa.BigInteger, nullable=False),
+    sa.Column("mode", sa.String(10), nullable=False),
+    sa.Column("policy_id", sa.String(200), nullable=False),
+    sa.Column("misses", sa.BigInteger, nullable=False),
+    sa.Index("ix_sla_rollup_misses_hour", "hour_at"),
+)
+
+_ROLLUP_KEYS = ("dimension", "hour_at", "account_id", "mode", "policy_id", "policy_name", "target", "value_id", "value")
+_MISSES_KEYS = ("hour_at", "due_hour_at", "account_id", "mode", "policy_id")
+
+
+def _sum(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+    return sa.func.sum(sa.case((condition, 1), else_=0))
+
+
+def total_columns() -> list[sa.ColumnElement]:
+    """The aggregate columns of :data:`TOTAL_NAMES` over ``sla_applied`` rows; all of them are sums, so
+    groups merge by addition (the reports and the rollups select the same)."""
+    columns: list[sa.ColumnElement] = [
+        sa.func.count().label("applied"),
+        _sum(applied.c.any_miss).label("conversations_missed"),
+        sa.func.sum(applied.c.target).label("target_sum"),
+        sa.func.count(applied.c.target).label("target_count"),
+    ]
+    for prefix in METRIC_PREFIXES.values():
+        status = applied.c[f"{prefix}_status"]
+        columns += [
+            # A next response that never started was never tracked (nothing waited for an answer).
+            sa.func.count(sa.case((status != NOT_STARTED, 1))).label(f"{prefix}_tracked"),
+            _sum(status == HIT).label(f"{prefix}_hit"),
+            _sum(status == MISSED).label(f"{prefix}_missed"),
+            _sum(status.in_((RUNNING, AT_RISK, PAUSED))).label(f"{prefix}_open"),
+            sa.func.sum(applied.c[f"{prefix}_misses"]).label(f"{prefix}_misses"),
+        ]
+    columns.append(sa.func.sum(applied.c.nrt_misses_per_message).label("nrt_misses_per_message"))
+    return columns
+
+
+def rollup_total_columns(table: sa.Table = rollup) -> list[sa.ColumnElement]:
+    """The same totals summed over rollup rows."""
+    return [sa.func.sum(table.c[name]).label(name) for name in TOTAL_NAMES]
+
+
+def _hour(connection: Connection, column: sa.Column) -> sa.ColumnElement[Any]:
+    """The UTC hour of a stored time, as text (SQLite) or a timestamp without zone (PostgreSQL)."""
+    name = f"{column.table.name}.{column.name}"
+    if connection.dialect.name == "sqlite":
+        return sa.literal_column(f"strftime('%Y-%m-%d %H:00:00', {name})")
+    return sa.literal_column(f"date_trunc('hour', {name} AT TIME ZONE 'UTC')")
+
+
+def _as_hour(value: Any) -> datetime:
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.replace(tzinfo=UTC)
+
+
+def _contribution_queries(
+    connection: Connection, where: Sequence[sa.ColumnElement[bool]]
+) -> tuple[sa.Select, sa.Select]:
+    """The rollup rows (without key) of the applied SLAs matching ``where``: one query per table."""
+    hour = _hour(connection, applied.c.applied_at).label("hour_at")
+    parts = []
+    for dimension, column in ROLLUP_DIMENSIONS.items():
+        if column is None:
+            keys = [applied.c.policy_id, applied.c.policy_name, applied.c.target]
+            values = [sa.cast(sa.null(), sa.BigInteger).label("value_id"), sa.cast(sa.null(), sa.Text).label("value")]
+        else:
+            keys = [column]
+            nulls = [
+                sa.cast(sa.null(), sa.String(200)).label("policy_id"),
+                sa.cast(sa.null(), sa.String(200)).label("policy_name"),
+                sa.cast(sa.null(), sa.Float).label("target"),
+            ]
+            value = sa.cast(column, sa.BigInteger if dimension in ID_DIMENSIONS else sa.Text)
+            other = sa.cast(sa.null(), sa.Text if dimension in ID_DIMENSIONS else sa.BigInteger)
+            pair = (value, other) if dimension in ID_DIMENSIONS else (other, value)
+            values = [pair[0].label("value_id"), pair[1].label("value")]
+        selected = keys if column is None else nulls
+        parts.append(
+            sa.select(
+                sa.literal(dimension, sa.String(20)).label("dimension"),
+                hour,
+                applied.c.account_id,
+                applied.c.mode,
+                *selected,
+                *values,
+                *total_columns(),
+            )
+            .where(*where)
+            .group_by(hour, applied.c.account_id, applied.c.mode, *keys)
+        )
+    due_hour = _hour(connection, misses.c.due_at).label("due_hour_at")
+    misses_query = (
+        sa.select(
+            hour, due_hour, applied.c.account_id, applied.c.mode, applied.c.policy_id, sa.func.count().label("misses")
+        )
+        .select_from(
+            applied.join(
+                misses,
+                sa.and_(
+                    misses.c.account_id == applied.c.account_id, misses.c.conversation_id == applied.c.conversation_id
+                ),
+            )
+        )
+        .where(*where, misses.c.corrected_at.is_(None))
+        .group_by(hour, due_hour, applied.c.account_id, applied.c.mode, applied.c.policy_id)
+    )
+    return sa.union_all(*parts), misses_query  # type: ignore[return-value]
+
+
+Contributions = tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]
+
+
+def _key(row: dict[str, Any], names: Sequence[str]) -> str:
+    parts = [row[name].isoformat() if isinstance(row[name], datetime) else row[name] for name in names]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def _contributions(connection: Connection, where: Sequence[sa.ColumnElement[bool]]) -> Contributions:
+    rollup_query, misses_query = _contribution_queries(connection, where)
+    found: list[dict[str, dict[str, Any]]] = []
+    for query, names in ((rollup_query, _ROLLUP_KEYS), (misses_query, _MISSES_KEYS)):
+        rows: dict[str, dict[str, Any]] = {}
+        for result in connection.execute(query).mappings():
+            row = dict(result)
+            row["hour_at"] = _as_hour(row["hour_at"])
+            if "due_hour_at" in row:
+                row["due_hour_at"] = _as_hour(row["due_hour_at"])
+            for name in TOTAL_NAMES if names is _ROLLUP_KEYS else ("misses",):
+                row[name] = row[name] or 0
+            row["key"] = _key(row, names)
+            rows[row["key"]] = row
+        found.append(rows)
+    return found[0], found[1]
+
+
+def snapshot(connection: Connection, keys: Iterable[tuple[int, int]]) -> Contributions:
+    """The rollup rows of the applied SLAs of these conversations as they are now stored."""
+    chosen = sorted(set(keys))
+    if not chosen:
+        return {}, {}
+    return _contributions(connection, [sa.tuple_(applied.c.account_id, applied.c.conversation_id).in_(chosen)])
+
+
+def apply_change(connection: Connection, before: Contributions, after: Contributions) -> None:
+    """Add ``after - before`` to the rollups (in the caller's transaction); rows left with nothing go."""
+    for table, measures, old, new in (
+        (rollup, TOTAL_NAMES, before[0], after[0]),
+        (rollup_misses, ("misses",), before[1], after[1]),
+    ):
+        changes = []
+        for key in sorted(old.keys() | new.keys()):  # one order for every writer: no deadlocks between them
+            base = new.get(key) or old[key]
+            change = {
+                name: (new[key][name] if key in new else 0) - (old[key][name] if key in old else 0) for name in measures
+            }
+            if any(change.values()):
+                changes.append({**{name: base[name] for name in table.c.keys() if name not in measures}, **change})
+        _add(connection, table, measures, changes)
+        if changes:
+            counted = table.c["applied" if table is rollup else "misses"]
+            connection.execute(table.delete().where(table.c.key.in_([row["key"] for row in changes]), counted == 0))
+
+
+def _add(connection: Connection, table: sa.Table, measures: Sequence[str], rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=["key"], set_={name: table.c[name] + statement.excluded[name] for name in measures}
+    )
+    connection.execute(statement, rows)
+
+
+def rebuild(connection: Connection) -> int:
+    """Compute both rollup tables again from ``sla_applied`` and ``sla_misses``; returns the rows written."""
+    rollup_metadata.create_all(connection)
+    connection.execute(rollup.delete())
+    connection.execute(rollup_misses.delete())
+    written = 0
+    for table, rows in zip((rollup, rollup_misses), _contributions(connection, []), strict=True):
+        batch = list(rows.values())
+        for first in range(0, len(batch), 5000):
+            connection.execute(table.insert(), batch[first : first + 5000])
+        written += len(batch)
+    return written
