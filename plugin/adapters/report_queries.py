@@ -421,7 +421,7 @@ class Reports:
         plan = rollup_plan(filters, None, rollup_misses)
         if plan is not None:
             conditions, edges = plan
-            total = sa.func.sum(rollup_misses.c.misses)
+            total = sa.cast(sa.func.sum(rollup_misses.c.misses), sa.BigInteger)
             choices.insert(0, [(rollup_misses.c.due_hour_at, rollup_misses, conditions, total)])
             choices[0] += [(misses.c.due_at, _with_misses(), _grid_conditions(edge), sa.func.count()) for edge in edges]
         with self.engine.connect() as connection:

@@ -110,7 +110,8 @@ def total_columns() -> list[sa.ColumnElement]:
 
 def rollup_total_columns(table: sa.Table = rollup) -> list[sa.ColumnElement]:
     """The same totals summed over rollup rows."""
-    return [sa.func.sum(table.c[name]).label(name) for name in TOTAL_NAMES]
+    # Cast: PostgreSQL sums BIGINT as NUMERIC, which the driver reads as Decimal.
+    return [sa.cast(sa.func.sum(table.c[name]), _TOTAL_TYPES[name]).label(name) for name in TOTAL_NAMES]
 
 
 def _hour(connection: Connection, column: sa.Column) -> sa.ColumnElement[Any]:
