@@ -228,7 +228,9 @@ def apply_change(connection: Connection, before: Contributions, after: Contribut
                 name: (new[key][name] if key in new else 0) - (old[key][name] if key in old else 0) for name in measures
             }
             if any(change.values()):
-                changes.append({**{name: base[name] for name in table.c.keys() if name not in measures}, **change})
+                changes.append(
+                    {**{column.name: base[column.name] for column in table.c if column.name not in measures}, **change}
+                )
         _add(connection, table, measures, changes)
         if changes:
             counted = table.c["applied" if table is rollup else "misses"]
@@ -249,6 +251,10 @@ def _add(connection: Connection, table: sa.Table, measures: Sequence[str], rows:
 def rebuild(connection: Connection) -> int:
     """Compute both rollup tables again from ``sla_applied`` and ``sla_misses``; returns the rows written."""
     rollup_metadata.create_all(connection)
+    if connection.dialect.name == "postgresql":
+        # Writers add their changes after this commits (SQLite's BEGIN IMMEDIATE serialises them already):
+        # a change is either in the rows read here or added to the rows written here, never both.
+        connection.exec_driver_sql("LOCK TABLE sla_rollup, sla_rollup_misses IN EXCLUSIVE MODE")
     connection.execute(rollup.delete())
     connection.execute(rollup_misses.delete())
     written = 0

@@ -481,6 +481,13 @@ class Store:
         """Whether the plugin's tables exist (False for a database it never migrated)."""
         return sa.inspect(self.engine).has_table(applied.name)
 
+    def rebuild_rollups(self) -> int:
+        """Compute the report rollups again from the applied SLAs and misses; returns the rows written."""
+        from plugin.adapters import rollups  # built on this module's tables
+
+        with self.engine.begin() as connection:
+            return rollups.rebuild(connection)
+
     def has_applied_slas(self) -> bool:
         """Whether any SLA was ever applied in this database."""
         with self.engine.connect() as connection:

@@ -20,7 +20,7 @@ import click
 
 from plugin.adapters import redis_keys
 from plugin.adapters.settings import rules_dir
-from plugin.cli.report import report
+from plugin.cli.report import rebuild_rollups, report
 from plugin.cli.rules import rules
 from plugin.core.events import parse_time
 
@@ -33,6 +33,7 @@ def main() -> None:
 
 main.add_command(rules)
 main.add_command(report)
+main.add_command(rebuild_rollups)
 
 
 @main.command()

@@ -205,3 +205,16 @@ def _aligned(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     widths = [max(len(row[index]) for row in text_rows) for index in range(len(columns))]
     lines = ("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in text_rows)
     return "\n".join(line.rstrip() for line in lines)
+
+
+@click.command("rebuild-rollups")
+def rebuild_rollups() -> None:
+    """Rebuild the reports' rollups (per-hour totals) from the applied SLAs, e.g. after rows were changed
+    in the database by hand or restored from a backup. Workers may keep running."""
+    from plugin.adapters.settings import Settings
+    from plugin.jobs.runtime import Runtime
+
+    runtime = Runtime(Settings.from_env())
+    click.echo(f"Reading {_database_state(runtime.store, runtime.settings.DATABASE_URL)}", err=True)
+    runtime.store.migrate()
+    click.echo(f"rebuilt the report rollups: {runtime.store.rebuild_rollups():,} rows")

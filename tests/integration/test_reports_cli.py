@@ -8,7 +8,7 @@ import json
 
 from click.testing import CliRunner
 
-from plugin.cli.report import report
+from plugin.cli.report import rebuild_rollups, report
 
 from report_timelines import load_scenario, report_rules, report_runtime  # noqa: F401 (fixtures)
 
@@ -123,3 +123,18 @@ def test_the_plugins_own_labels_are_left_out_of_the_label_breakdown(report_runti
         rebuild_rollups(connection)  # written around the store: the rollups are rebuilt
     rows = list(csv.DictReader(io.StringIO(run("--format", "csv", "--report", "breakdown", "--by", "label"))))
     assert [row["label"] for row in rows] == ["billing"]
+
+
+def test_rebuild_rollups_restores_the_totals_the_reports_read(report_runtime, fixture_payload):
+    from plugin.adapters.rollups import rollup
+
+    load_scenario(report_runtime.redis, fixture_payload)
+    before = json.loads(run("--format", "json"))
+    with report_runtime.store.engine.begin() as connection:
+        connection.execute(rollup.delete())  # rollups lost (say, a table restored without them)
+    assert json.loads(run("--format", "json"))["overall"]["applied"] == 0  # the week is read from them
+
+    result = CliRunner().invoke(rebuild_rollups, [], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("rebuilt the report rollups: ")
+    assert json.loads(run("--format", "json")) == before
