@@ -225,18 +225,16 @@ def rollup_plan(
 ) -> tuple[list[sa.ColumnElement[bool]], list[Filters]] | None:
     """How to answer from the rollups: the conditions on ``table`` for the whole hours of the range, and
     the filters of the range's ends, read from ``sla_applied``; None when the rollups cannot answer.
-    ``need``: see :meth:`Reports._grouped`; ``sla_rollup_misses`` has no dimension rows."""
+    ``need``: see :meth:`Reports._grouped` (None for ``sla_rollup_misses``)."""
     hours = _whole_hours(filters)
     chosen = [name for name in ROLLUP_FILTERS if getattr(filters, name)]
-    if hours is None or len(chosen) > 1 or (chosen and table is rollup_misses):
+    if hours is None or len(chosen) > 1:
         return None
     dimension = chosen[0] if chosen else (need or "all")
     if need not in (None, dimension) or (filters.policy and dimension != "all"):
         return None
     start, end = hours
-    conditions = [table.c.hour_at >= start, table.c.hour_at < end]
-    if table is rollup:
-        conditions.append(rollup.c.dimension == dimension)
+    conditions = [table.c.dimension == dimension, table.c.hour_at >= start, table.c.hour_at < end]
     if filters.account:
         conditions.append(table.c.account_id.in_(filters.account))
     if filters.mode is not None:
@@ -244,9 +242,9 @@ def rollup_plan(
     if filters.policy:
         conditions.append(table.c.policy_id.in_(filters.policy))
     if chosen == ["label"]:
-        conditions.append(sa.or_(*(rollup.c.value.contains(f",{label},", autoescape=True) for label in filters.label)))
+        conditions.append(sa.or_(*(table.c.value.contains(f",{label},", autoescape=True) for label in filters.label)))
     elif chosen:
-        column = rollup.c.value_id if dimension in ID_DIMENSIONS else rollup.c.value
+        column = table.c.value_id if dimension in ID_DIMENSIONS else table.c.value
         conditions.append(column.in_(getattr(filters, dimension)))
     edges = [replace(filters, since=filters.since, until=start), replace(filters, since=end, until=filters.until)]
     return conditions, [edge for edge in edges if edge.since < edge.until]  # type: ignore[operator]

@@ -7,7 +7,7 @@ reports over a long range read thousands of rows instead of millions (docs/repor
   ``label`` (``value``; for ``label`` the conversation's whole label list, as ``sla_applied`` keeps it) by
   that dimension's value. Every applied SLA adds to exactly one row of each dimension.
 - ``sla_rollup_misses``: per UTC hour of ``applied_at``, UTC hour of the miss's due time, account, mode
-  and policy, the misses not corrected (the weekday x hour grid).
+  and one dimension (``all`` keyed by the policy id), the misses not corrected (the weekday x hour grid).
 
 One SQL definition (:func:`_contribution_queries`) gives the rollup rows of any set of applied SLAs. A
 store batch reads the rows of its conversations before and after its writes and adds the difference in
@@ -68,17 +68,20 @@ rollup_misses = sa.Table(
     "sla_rollup_misses",
     rollup_metadata,
     sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("dimension", sa.String(20), nullable=False),
     sa.Column("hour_at", UTCDateTime, nullable=False),
     sa.Column("due_hour_at", UTCDateTime, nullable=False),
     sa.Column("account_id", sa.BigInteger, nullable=False),
     sa.Column("mode", sa.String(10), nullable=False),
-    sa.Column("policy_id", sa.String(200), nullable=False),
+    sa.Column("policy_id", sa.String(200)),
+    sa.Column("value_id", sa.BigInteger),
+    sa.Column("value", sa.Text),
     sa.Column("misses", sa.BigInteger, nullable=False),
-    sa.Index("ix_sla_rollup_misses_hour", "hour_at"),
+    sa.Index("ix_sla_rollup_misses_dimension_hour", "dimension", "hour_at"),
 )
 
 _ROLLUP_KEYS = ("dimension", "hour_at", "account_id", "mode", "policy_id", "policy_name", "target", "value_id", "value")
-_MISSES_KEYS = ("hour_at", "due_hour_at", "account_id", "mode", "policy_id")
+_MISSES_KEYS = ("dimension", "hour_at", "due_hour_at", "account_id", "mode", "policy_id", "value_id", "value")
 
 
 def _sum(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
@@ -127,58 +130,49 @@ def _as_hour(value: Any) -> datetime:
     return moment.replace(tzinfo=UTC)
 
 
+def _dimension_keys(dimension: str, policy_keys: Sequence[sa.Column]) -> tuple[list[sa.Column], list[Any]]:
+    """A dimension's GROUP BY columns and its key columns as selected: ``all`` is keyed by ``policy_keys``
+    (the others null), the others by their value (the policy's columns null)."""
+    column = ROLLUP_DIMENSIONS[dimension]
+    if column is None:
+        values = [sa.cast(sa.null(), sa.BigInteger).label("value_id"), sa.cast(sa.null(), sa.Text).label("value")]
+        return list(policy_keys), [*policy_keys, *values]
+    nulls = [sa.cast(sa.null(), key.type).label(key.name) for key in policy_keys]
+    value = sa.cast(column, sa.BigInteger if dimension in ID_DIMENSIONS else sa.Text)
+    other = sa.cast(sa.null(), sa.Text if dimension in ID_DIMENSIONS else sa.BigInteger)
+    value_id, text = (value, other) if dimension in ID_DIMENSIONS else (other, value)
+    return [column], [*nulls, value_id.label("value_id"), text.label("value")]
+
+
 def _contribution_queries(
     connection: Connection, where: Sequence[sa.ColumnElement[bool]]
-) -> tuple[sa.Select, sa.Select]:
+) -> tuple[sa.CompoundSelect, sa.CompoundSelect]:
     """The rollup rows (without key) of the applied SLAs matching ``where``: one query per table."""
     hour = _hour(connection, applied.c.applied_at).label("hour_at")
-    parts = []
-    for dimension, column in ROLLUP_DIMENSIONS.items():
-        if column is None:
-            keys = [applied.c.policy_id, applied.c.policy_name, applied.c.target]
-            values = [sa.cast(sa.null(), sa.BigInteger).label("value_id"), sa.cast(sa.null(), sa.Text).label("value")]
-        else:
-            keys = [column]
-            nulls = [
-                sa.cast(sa.null(), sa.String(200)).label("policy_id"),
-                sa.cast(sa.null(), sa.String(200)).label("policy_name"),
-                sa.cast(sa.null(), sa.Float).label("target"),
-            ]
-            value = sa.cast(column, sa.BigInteger if dimension in ID_DIMENSIONS else sa.Text)
-            other = sa.cast(sa.null(), sa.Text if dimension in ID_DIMENSIONS else sa.BigInteger)
-            pair = (value, other) if dimension in ID_DIMENSIONS else (other, value)
-            values = [pair[0].label("value_id"), pair[1].label("value")]
-        selected = keys if column is None else nulls
-        parts.append(
-            sa.select(
-                sa.literal(dimension, sa.String(20)).label("dimension"),
-                hour,
-                applied.c.account_id,
-                applied.c.mode,
-                *selected,
-                *values,
-                *total_columns(),
-            )
+    due_hour = _hour(connection, misses.c.due_at).label("due_hour_at")
+    with_misses = applied.join(
+        misses,
+        sa.and_(misses.c.account_id == applied.c.account_id, misses.c.conversation_id == applied.c.conversation_id),
+    )
+    totals, counted = [], []
+    for dimension in ROLLUP_DIMENSIONS:
+        name = sa.literal(dimension, sa.String(20)).label("dimension")
+        keys, selected = _dimension_keys(dimension, (applied.c.policy_id, applied.c.policy_name, applied.c.target))
+        totals.append(
+            sa.select(name, hour, applied.c.account_id, applied.c.mode, *selected, *total_columns())
             .where(*where)
             .group_by(hour, applied.c.account_id, applied.c.mode, *keys)
         )
-    due_hour = _hour(connection, misses.c.due_at).label("due_hour_at")
-    misses_query = (
-        sa.select(
-            hour, due_hour, applied.c.account_id, applied.c.mode, applied.c.policy_id, sa.func.count().label("misses")
-        )
-        .select_from(
-            applied.join(
-                misses,
-                sa.and_(
-                    misses.c.account_id == applied.c.account_id, misses.c.conversation_id == applied.c.conversation_id
-                ),
+        keys, selected = _dimension_keys(dimension, (applied.c.policy_id,))
+        counted.append(
+            sa.select(
+                name, hour, due_hour, applied.c.account_id, applied.c.mode, *selected, sa.func.count().label("misses")
             )
+            .select_from(with_misses)
+            .where(*where, misses.c.corrected_at.is_(None))
+            .group_by(hour, due_hour, applied.c.account_id, applied.c.mode, *keys)
         )
-        .where(*where, misses.c.corrected_at.is_(None))
-        .group_by(hour, due_hour, applied.c.account_id, applied.c.mode, applied.c.policy_id)
-    )
-    return sa.union_all(*parts), misses_query  # type: ignore[return-value]
+    return sa.union_all(*totals), sa.union_all(*counted)
 
 
 Contributions = tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]

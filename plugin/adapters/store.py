@@ -292,6 +292,14 @@ def _create_rollups(connection: Connection) -> None:
     rollups.rebuild(connection)
 
 
+def _rollup_misses_by_dimension(connection: Connection) -> None:
+    """Version 10: the grid's rollup gets a row per dimension value (a filtered grid is read from it)."""
+    from plugin.adapters import rollups
+
+    rollups.rollup_misses.drop(connection, checkfirst=True)
+    rollups.rebuild(connection)
+
+
 def convert_legacy_state(data: Mapping[str, Any]) -> tuple[Head, list[EventRecord]]:
     """A state as stored before version 8 -> its head (no checkpoint) and its event records."""
     state = state_from_json(data)
@@ -317,6 +325,7 @@ MIGRATIONS: tuple = (
     lambda connection: metadata.create_all(connection, tables=[contact_conversations]),
     _compact_events,  # version 8
     _create_rollups,  # version 9
+    _rollup_misses_by_dimension,  # version 10
 )
 
 
