@@ -28,6 +28,18 @@ class NotPermitted(HelpdeskAPIError):
     other resources may still work."""
 
 
+class Pace(Protocol):
+    """What paces a client's calls: a budget shared with every other process calling the same account."""
+
+    def before_request(self) -> None:
+        """Wait until a call fits in the budget (and any wait the helpdesk asked for is over)."""
+
+    def rate_limited(self, retry_after: float | None) -> float:
+        """The helpdesk answered 429: make every caller wait; returns the seconds to wait (``retry_after``
+        when the helpdesk said, a backoff otherwise)."""
+        ...
+
+
 class Helpdesk(Protocol):
     """One account of a helpdesk as the plugin's token sees it: conversations, their messages, labels, notes,
     priority and custom attributes, and the names of inboxes, agents and teams."""

@@ -108,6 +108,7 @@ class ChatwootClient:
         sleep: Callable[[float], None] = time.sleep,
         backoff_seconds: float = 1.0,
         backoff_cap_seconds: float = 8.0,
+        pace: outbound.Pace | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -126,6 +127,7 @@ class ChatwootClient:
         self._sleep = sleep
         self._backoff_seconds = backoff_seconds
         self._backoff_cap_seconds = backoff_cap_seconds
+        self._pace = pace
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, str], **options: Any) -> ChatwootClient:
@@ -147,6 +149,11 @@ class ChatwootClient:
         return cls(
             settings["CHATWOOT_URL"].strip(), int(account_text), settings["CHATWOOT_API_TOKEN"].strip(), **options
         )
+
+    def paced(self, pace: outbound.Pace) -> ChatwootClient:
+        """This client with every call paced by ``pace`` (a budget shared with other processes); returns it."""
+        self._pace = pace
+        return self
 
     def __repr__(self) -> str:
         return f"ChatwootClient(base_url={self.base_url!r}, account_id={self.account_id})"
@@ -352,6 +359,8 @@ class ChatwootClient:
         attempt = 1
         while True:
             try:
+                if self._pace is not None:
+                    self._pace.before_request()
                 return self._attempt(method, url, path, params, json)
             except ChatwootError as error:
                 if attempt >= self._max_attempts or not _may_retry(error, creates):
@@ -394,6 +403,10 @@ class ChatwootClient:
         return self._decode(method, path, response)
 
     def _delay(self, attempt: int, error: ChatwootError) -> float:
+        if isinstance(error, RateLimited) and self._pace is not None:
+            # Every caller of the account waits (the pace's own wait comes before the next call).
+            self._pace.rate_limited(error.retry_after)
+            return 0.0
         if isinstance(error, RateLimited) and error.retry_after is not None:
             return min(error.retry_after, RETRY_AFTER_CAP_SECONDS)
         return min(self._backoff_cap_seconds, self._backoff_seconds * 2 ** (attempt - 1))

@@ -107,6 +107,27 @@ def notify_hold(destination: str) -> str:
     return f"sla:notify:hold:{destination}"
 
 
+def labels_known(account_id: int, conversation_id: int) -> str:
+    """A conversation's labels as the latest webhook (or the plugin's own write) showed them, with its time:
+    the write-back merges into these instead of reading the labels back from the helpdesk."""
+    return f"sla:labels-known:{account_id}:{conversation_id}"
+
+
+def request_budget(account_id: int, second: int) -> str:
+    """The helpdesk API calls one account's write-back made in one second (a counter that expires)."""
+    return f"sla:helpdesk:budget:{account_id}:{second}"
+
+
+def rate_limited_until(account_id: int) -> str:
+    """Set while the helpdesk asked this account's write-back to wait (a 429): every worker waits."""
+    return f"sla:helpdesk:paused:{account_id}"
+
+
+def rate_limited_streak(account_id: int) -> str:
+    """How many 429s without Retry-After came in a row, for the backoff."""
+    return f"sla:helpdesk:429-streak:{account_id}"
+
+
 def labels_written(account_id: int, conversation_id: int) -> str:
     """The labels the plugin last wrote on a conversation, to tell its own echo webhook from an agent's edit."""
     return f"sla:labels-written:{account_id}:{conversation_id}"

@@ -125,6 +125,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
         kind="integer",
     ),
     SettingSpec(
+        "SLA_HELPDESK_REQUESTS_PER_MINUTE",
+        2940,
+        "The write-back's budget of helpdesk API calls per minute, shared by every worker: below the "
+        "helpdesk's rate limit (Chatwoot allows 3,000 a minute by default), less what other API clients use.",
+        kind="integer",
+    ),
+    SettingSpec(
         "SLA_QUEUE_STUCK_SECONDS",
         300,
         "`/healthz` reports the event queue as stuck (503) when its oldest unprocessed event is older than this.",
@@ -178,6 +185,7 @@ class Settings:
     CHATWOOT_PLUGIN_USER_ID: int | None
     SLA_CLAIM_IDLE_SECONDS: int
     SLA_RECONCILE_SECONDS: int
+    SLA_HELPDESK_REQUESTS_PER_MINUTE: int
     SLA_QUEUE_STUCK_SECONDS: int
     SLA_NAMES_REFRESH_SECONDS: int
     SLA_REPORT_TIMEZONE: str
@@ -203,6 +211,11 @@ class Settings:
             values["DATABASE_URL"] = f"sqlite:///{instance / 'sla.sqlite3'}"
         values["SLA_LOG_LEVEL"] = values["SLA_LOG_LEVEL"].upper()
         _check_zone(values["SLA_REPORT_TIMEZONE"])
+        if values["SLA_HELPDESK_REQUESTS_PER_MINUTE"] <= 0:
+            raise SettingsError(
+                "SLA_HELPDESK_REQUESTS_PER_MINUTE must be a positive number of calls, "
+                f"got {values['SLA_HELPDESK_REQUESTS_PER_MINUTE']}"
+            )
         if values["SLA_MAX_BODY_BYTES"] <= 0:
             raise SettingsError(
                 f"SLA_MAX_BODY_BYTES must be a positive number of bytes, got {values['SLA_MAX_BODY_BYTES']}"

@@ -308,6 +308,12 @@ class DemoHelpdesk:
         self.label_history: dict[int, list[tuple[float, list[str]]]] = {}  # REST label writes, by conversation
         # Called with (method, path) at the start of every REST call: a test can hold the helpdesk there.
         self.before_call: Callable[[str, str], None] | None = None
+        # A bench's helpdesk: every REST call answered this many seconds late, and at most this many calls
+        # in each minute of the clock (Rack::Attack's throttle: a fixed window, 429 without Retry-After).
+        self.latency = 0.0
+        self.rate_limit_per_minute: int | None = None
+        self.throttled = 0  # calls answered 429 by the rate limit
+        self._window: tuple[int, int] = (0, 0)  # (minute, calls in it)
         self.conversations: dict[int, Conversation] = {}
         self.account_labels: dict[int, dict[str, Any]] = {}
         self.webhooks: dict[int, Webhook] = {}
@@ -362,6 +368,19 @@ class DemoHelpdesk:
         """The next injected fault, if any (the API calls this once per request)."""
         with self._lock:
             return self._faults.pop(0) if self._faults else None
+
+    def over_rate_limit(self) -> bool:
+        """Count one call in the current minute; whether it is over :attr:`rate_limit_per_minute`."""
+        if self.rate_limit_per_minute is None:
+            return False
+        with self._lock:
+            minute = int(time.time() // 60)
+            calls = self._window[1] + 1 if self._window[0] == minute else 1
+            self._window = (minute, calls)
+            if calls > self.rate_limit_per_minute:
+                self.throttled += 1
+                return True
+            return False
 
     # -- what customers and agents do (the script calls these) ----------------------------------------
 
@@ -1080,6 +1099,10 @@ def create_api(helpdesk: DemoHelpdesk) -> Flask:
     def authenticate() -> Response | None:
         if helpdesk.before_call is not None:
             helpdesk.before_call(request.method, request.path)
+        if helpdesk.latency:
+            time.sleep(helpdesk.latency)
+        if helpdesk.over_rate_limit():
+            return _fault_answer(Fault("429"))
         fault = helpdesk.take_fault()
         if fault is not None:
             answer = _fault_answer(fault)

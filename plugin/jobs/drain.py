@@ -14,7 +14,7 @@ import os
 import socket
 import weakref
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -239,6 +239,7 @@ def process_entries(runtime: Runtime, entries: Sequence[tuple[str, bytes, dict]]
         enqueue_deliveries(runtime.redis, destinations)
     from plugin.jobs.writeback import enqueue_writebacks, repair_dropped_labels
 
+    _remember_labels(runtime, by_conversation.values())
     writes = [key for key in sorted(outbox) if _writes_back(runtime, key[0])]
     enqueue_writebacks(runtime.redis, writes)
     repair_dropped_labels(
@@ -262,6 +263,22 @@ def _writes_back(runtime: Runtime, account_id: int) -> bool:
     """Whether the account has a helpdesk to write to."""
     account = runtime.accounts.get(account_id)
     return account is not None and account.chatwoot_url is not None
+
+
+def _remember_labels(runtime: Runtime, batches: Iterable[list[Event]]) -> None:
+    """Remember each conversation's labels as its newest event shows them, so the write-back need not read
+    them back from the helpdesk."""
+    from plugin.jobs.writeback import remember_labels
+
+    seen = []
+    for events in batches:
+        shown = [event for event in events if event.conversation is not None]
+        if shown:
+            newest = max(shown, key=lambda event: event.occurred_at)
+            assert newest.conversation is not None  # filtered above
+            seen.append((newest.account_id, newest.conversation_id, newest.occurred_at, newest.conversation.labels))
+    if seen:
+        remember_labels(runtime.redis, seen)
 
 
 def _per_conversation(runtime: Runtime, event: Event) -> list[Event]:

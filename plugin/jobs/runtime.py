@@ -23,6 +23,7 @@ from connectors.chatwoot.client import ChatwootClient
 from connectors.outbound import Helpdesk
 from plugin.adapters.accounts import Account, Accounts
 from plugin.adapters.report_queries import Reports
+from plugin.adapters.request_budget import RequestBudget
 from plugin.adapters.services import redis_connection
 from plugin.adapters.settings import Settings, SettingsError
 from plugin.adapters.store import Store
@@ -96,7 +97,10 @@ class Runtime:
         settings = account.connector_settings(self.settings.as_mapping())
         if account.id is None and account_id is not None:  # a single account without CHATWOOT_ACCOUNT_ID
             settings["CHATWOOT_ACCOUNT_ID"] = str(account_id)
-        return ChatwootClient.from_settings(settings)
+        client = ChatwootClient.from_settings(settings)
+        return client.paced(
+            RequestBudget(self.redis, client.account_id, self.settings.SLA_HELPDESK_REQUESTS_PER_MINUTE)
+        )
 
     def reports(self, own_labels: frozenset[str] | None = None) -> Reports:
         """The report queries on the store's database, told the plugin's own labels (default: those of every

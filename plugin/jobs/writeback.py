@@ -4,9 +4,14 @@ Jobs run on the RQ queue ``writeback`` in rounds, one account per round: the con
 wait in their account's Redis set, at most one round per account waits in the queue, and a round works for at
 most ``ROUND_SECONDS`` before it hands over to the back of the queue. So one account's backlog or slow
 helpdesk holds a worker for one round at a time, and every other account's round gets its turn
-(docs/accounts.md). Within an account, at most a few calls are in flight at once (a Redis semaphore) so a
-backlog cannot exceed the host's rate limit. Everything is idempotent:
-- labels are read, merged (only the plugin's own titles are touched) and written; a retry recomputes;
+(docs/accounts.md). Within an account, a round writes several conversations at once (up to the account's
+write-back concurrency, a Redis semaphore), and every call takes its place in the account's budget of calls
+per minute (plugin/adapters/request_budget.py), which keeps under the helpdesk's rate limit and makes every
+writer wait after a 429. Everything is idempotent:
+- labels are merged (only the plugin's own titles are touched) into the list the latest webhook (or our
+  own write) showed, and written: one call; only when no webhook told them are they read first. A retry
+  recomputes. A list that changed since that webhook (an agent's label in flight) is restored from the
+  echo of our write (:func:`repair_dropped_labels`);
 - a note's outbox row is marked ``sending`` before the call; a retry of a row found ``sending`` first looks
   for the note's marker among the conversation's messages, so a crash between the call and the commit never
   yields a second note.
@@ -17,9 +22,11 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,6 +57,8 @@ MAX_ROUNDS = 5  # a conversation whose intents keep changing is finished by the 
 AUTH_BACKOFF_SECONDS = 300
 # How long the labels we wrote are remembered: the echo webhook arrives within seconds.
 WRITTEN_LABELS_TTL_SECONDS = 900
+# How long a conversation's labels as a webhook showed them are trusted instead of a read.
+KNOWN_LABELS_TTL_SECONDS = 3600
 
 
 def enqueue_writebacks(redis: Redis, keys: Iterable[tuple[int, int]]) -> None:
@@ -139,6 +148,37 @@ def repair_dropped_labels(runtime: Runtime, events: Iterable[Event]) -> int:
     return queued
 
 
+# Set a conversation's known labels only when the news is at least as recent as what is known.
+_REMEMBER_LABELS = """
+local known = redis.call('GET', KEYS[1])
+if known then
+  local at = tonumber(string.match(known, '^(%d+)'))
+  if at and at > tonumber(ARGV[1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+
+
+def remember_labels(redis: Redis, seen: Iterable[tuple[int, int, datetime, Sequence[str]]]) -> None:
+    """Remember conversations' labels as of a time ``(account, conversation, at, labels)``: what a webhook
+    showed, or what we wrote. Older news never replaces newer (a late webhook shows old labels)."""
+    pipeline = redis.pipeline(transaction=False)
+    for account_id, conversation_id, at, labels in seen:
+        key = redis_keys.labels_known(account_id, conversation_id)
+        pipeline.eval(_REMEMBER_LABELS, 1, key, int(at.timestamp()), json.dumps(list(labels)), KNOWN_LABELS_TTL_SECONDS)
+    pipeline.execute()
+
+
+def known_labels(redis: Redis, account_id: int, conversation_id: int) -> list[str] | None:
+    """The conversation's labels as last remembered, or None when no recent webhook told them."""
+    known = redis.get(redis_keys.labels_known(account_id, conversation_id))
+    if known is None:
+        return None
+    _at, _, labels = (known.decode() if isinstance(known, bytes) else known).partition(" ")
+    return list(json.loads(labels))
+
+
 def requeue_stale_outbox(runtime: Runtime, now: datetime) -> int:
     """Queue jobs for intents left pending (a job lost with Redis, a host that came back), for every account
     with a helpdesk whose token was not refused recently."""
@@ -184,20 +224,17 @@ class Writer:
                 popped = [int(value) for value in redis.spop(owed, ROUND_BATCH) or []]
                 if not popped:
                     break
-                for position, conversation_id in enumerate(popped):
-                    try:
-                        done += self.deliver(account_id, conversation_id)
-                    except locks.Busy:
-                        later.append(conversation_id)
-                    except Exception as error:  # noqa: BLE001 - the intents stay pending; the next round retries
-                        later += popped[position:]
-                        log.warning(
-                            "write-back round of this account stopped by a helpdesk failure: %r",
-                            error,
-                            extra={"account_id": account_id, "conversation_id": conversation_id},
-                        )
-                        ensure_round(redis, account_id, delay_seconds=HOST_RETRY_SECONDS)
-                        return done
+                written, waiting, failure = self._deliver_batch(account_id, popped)
+                done += written
+                later += waiting
+                if failure is not None:
+                    log.warning(
+                        "write-back round of this account stopped by a helpdesk failure: %r",
+                        failure,
+                        extra={"account_id": account_id},
+                    )
+                    ensure_round(redis, account_id, delay_seconds=HOST_RETRY_SECONDS)
+                    return done
         finally:
             if later:  # back into the set whatever ends the round
                 redis.sadd(owed, *later)
@@ -206,6 +243,38 @@ class Writer:
         elif redis.scard(owed):
             ensure_round(redis, account_id)
         return done
+
+    def _deliver_batch(self, account_id: int, popped: list[int]) -> tuple[int, list[int], Exception | None]:
+        """Write these conversations, up to the account's write-back concurrency at once (each call waits for
+        the helpdesk's answer; the request budget keeps their rate under its limit). Returns the intents done,
+        the conversations to try again in a later round (busy elsewhere, or failed), and the first failure."""
+        workers = min(len(popped), self._concurrency(account_id))
+        if workers <= 1:
+            outcomes = [self._try_deliver(account_id, conversation_id) for conversation_id in popped]
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sla-writeback") as pool:
+                outcomes = list(
+                    pool.map(lambda conversation_id: self._try_deliver(account_id, conversation_id), popped)
+                )
+        done = sum(written for written, _ in outcomes if written is not None)
+        later = [
+            conversation_id for conversation_id, (written, _) in zip(popped, outcomes, strict=True) if written is None
+        ]
+        failure = next((error for _, error in outcomes if error is not None), None)
+        return done, later, failure
+
+    def _try_deliver(self, account_id: int, conversation_id: int) -> tuple[int | None, Exception | None]:
+        """``(intents done, None)``, or ``(None, None)`` when another writer holds it, or ``(None, error)``."""
+        try:
+            return self.deliver(account_id, conversation_id), None
+        except locks.Busy:
+            return None, None
+        except Exception as error:  # noqa: BLE001 - the intents stay pending; the next round retries
+            return None, error
+
+    def _concurrency(self, account_id: int) -> int:
+        account = self.runtime.accounts.get(account_id)
+        return account.writeback_concurrency if account is not None else DEFAULT_WRITEBACK_CONCURRENCY
 
     def deliver(self, account_id: int, conversation_id: int) -> int:
         """Write every pending intent of the conversation; raises on a host failure (the round retries)."""
@@ -249,11 +318,9 @@ class Writer:
         One writer per conversation: two label read-merge-writes interleaving would let a stale list land
         last. The slots bound the calls in flight against the host's rate limit.
         """
-        token = f"{account_id}:{conversation_id}:{self.clock().timestamp()}"
-        account = self.runtime.accounts.get(account_id)
-        slots = account.writeback_concurrency if account is not None else DEFAULT_WRITEBACK_CONCURRENCY
+        token = f"{account_id}:{conversation_id}:{self.clock().timestamp()}:{threading.get_ident()}"
         return locks.writeback_exclusive(
-            self.runtime.redis, account_id, conversation_id, token, slots, SEMAPHORE_TTL_SECONDS
+            self.runtime.redis, account_id, conversation_id, token, self._concurrency(account_id), SEMAPHORE_TTL_SECONDS
         )
 
     def _deliver(self, account_id: int, conversation_id: int) -> int:
@@ -315,11 +382,13 @@ class Writer:
         # A kept SLA ("hit") shows the on-track label unless the rule files define labels.hit.
         spec = (rules.labels.get(label_key) or rules.labels["on_track"]) if label_key else None
         wanted = spec.title if spec else None
-        try:
-            current = self.client.conversation_labels(conversation_id)
-        except NotFound:
-            log.warning("conversation gone; labels not written", extra={"conversation_id": conversation_id})
-            return
+        current = known_labels(self.runtime.redis, self.client.account_id, conversation_id)
+        if current is None:
+            try:
+                current = self.client.conversation_labels(conversation_id)
+            except NotFound:
+                log.warning("conversation gone; labels not written", extra={"conversation_id": conversation_id})
+                return
         merged = [title for title in current if title not in owned] + ([wanted] if wanted else [])
         if merged != current:
             self._set_labels(conversation_id, merged)
@@ -332,6 +401,7 @@ class Writer:
             json.dumps(labels),
             ex=WRITTEN_LABELS_TTL_SECONDS,
         )
+        remember_labels(self.runtime.redis, [(self.client.account_id, conversation_id, self.clock(), labels)])
 
     def restore_labels(self, conversation_id: int, labels: list[str]) -> None:
         """Add back agent labels our own read-merge-write dropped (an agent added them in between)."""

@@ -36,7 +36,10 @@ class FakeHelpdesk:
     and private notes, the (before, after) of each label write, and an agent who adds a label between the
     plugin's read and its write when ``agent_edit_after_next_read`` is set."""
 
+    current: FakeHelpdesk | None = None  # the one a test runs: webhooks show its labels
+
     def __init__(self, mock: responses.RequestsMock, labels=("billing",), failures: int = 0):
+        FakeHelpdesk.current = self
         self.fake = DemoHelpdesk(api_token="secret-token-123")
         self.conversation = self.fake.adopt(87, labels)
         self.fake.register(mock, BASE)
@@ -74,6 +77,12 @@ class FakeHelpdesk:
         return list(zip(self._before_writes, afters, strict=False))
 
 
+@pytest.fixture(autouse=True)
+def _no_fake_left_over():
+    yield
+    FakeHelpdesk.current = None
+
+
 @pytest.fixture
 def runtime(runtime_factory, monkeypatch):
     # The client's backoff must not sleep in tests; everything else is the production path.
@@ -104,7 +113,15 @@ def work(redis) -> None:
 
 
 def deliver(redis, bodies) -> None:
+    """Submit webhook bodies as the receiver does; like Chatwoot's, they show the conversation's labels as
+    they are in the helpdesk (the write-back merges into what the latest webhook showed)."""
     for body in bodies:
+        if FakeHelpdesk.current is not None:
+            payload = json.loads(body)
+            shown = payload["conversation"] if payload.get("event") == "message_created" else payload
+            if "labels" in shown:
+                shown["labels"] = FakeHelpdesk.current.labels
+            body = json.dumps(payload).encode()
         ingest.submit(redis, "chatwoot", body, received_at=datetime.now(UTC))
 
 
@@ -432,3 +449,18 @@ def test_resolved_within_every_target_gets_the_hit_label_when_one_is_defined(
         work(runtime.redis)
     assert runtime.store.summary((1, 87))["status"] == "hit"
     assert helpdesk.labels == ["billing", hit_label or "sla-on-track"]
+
+
+def test_labels_a_webhook_told_are_written_in_one_call_and_read_only_when_none_did(runtime, fixture_payload):
+    now = datetime.now(UTC)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        helpdesk = FakeHelpdesk(mock, labels=["billing"])
+        deliver(runtime.redis, [retimed(fixture_payload, "conversation_created", now - timedelta(minutes=5))])
+        work(runtime.redis)
+        assert helpdesk.labels == ["billing", "sla-on-track"]
+        assert [(method, status) for method, _, status in helpdesk.fake.calls] == [("POST", 200)]  # no GET
+        # Nothing told the labels (say Redis forgot them): they are read first, then written.
+        runtime.redis.delete(redis_keys.labels_known(1, 87))
+        writeback.Writer(runtime, runtime.helpdesk())._write_labels(87, "at_risk")
+        assert [method for method, _, _ in helpdesk.fake.calls] == ["POST", "GET", "POST"]
+        assert helpdesk.labels == ["billing", "sla-at-risk"]

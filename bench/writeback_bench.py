@@ -1,0 +1,154 @@
+"""Webhook-to-label latency against a helpdesk at its rate limit, and the 429s it answered, in one run.
+
+    python bench/writeback_bench.py [--rate 50] [--seconds 60] [--writers 2] [--latency 0.03] [--limit 3000]
+
+The fake Chatwoot (``plugin.demo.helpdesk``) serves its REST API over HTTP, answering every call
+``--latency`` seconds late and at most ``--limit`` calls a minute (Rack::Attack's fixed window, 429 without
+Retry-After). ``--rate`` new conversations a second for ``--seconds`` seconds are handed to the event stream
+as the web receiver hands them over; real ``sla-plugin worker`` processes (one on the events queue,
+``--writers`` on the write-back queue) fold them and write each one's status label. The latency of a
+conversation is from its webhook's hand-over to the helpdesk's answer to the label write (target: p99 at
+most 5 s); the write-back keeps under the limit with its request budget (SLA_HELPDESK_REQUESTS_PER_MINUTE).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from plugin.adapters import streams as ingest  # noqa: E402
+from plugin.adapters.services import EmbeddedRedis  # noqa: E402
+from plugin.demo.helpdesk import DemoHelpdesk, HelpdeskServer  # noqa: E402
+
+FIXTURES = ROOT / "tests" / "fixtures" / "chatwoot"
+RULES = {
+    "policies": {"standard": {"name": "Standard", "first_response": "1h", "resolution": "24h"}},
+    "rules": [{"name": "Everything", "when": {"all": []}, "apply": "standard"}],
+}
+
+
+def _seconds(stored) -> float:
+    """A stored time (SQLite gives text) as epoch seconds."""
+    moment = datetime.fromisoformat(str(stored))
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def percentile(values: list[float], share: float) -> float:
+    """The value below which ``share`` of ``values`` lie."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=50.0, help="new conversations a second")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--writers", type=int, default=2, help="write-back worker processes")
+    parser.add_argument("--latency", type=float, default=0.03, help="the helpdesk's answer time, seconds")
+    parser.add_argument("--limit", type=int, default=3000, help="the helpdesk's calls a minute")
+    arguments = parser.parse_args()
+    template = json.loads((FIXTURES / "conversation_created.json").read_text())
+
+    helpdesk = DemoHelpdesk(adopt_unknown_with_labels=[])
+    helpdesk.latency = arguments.latency
+    helpdesk.rate_limit_per_minute = arguments.limit
+    with tempfile.TemporaryDirectory() as folder, EmbeddedRedis(folder) as server, HelpdeskServer(helpdesk) as api:
+        rules_dir = Path(folder) / "rules"
+        rules_dir.mkdir()
+        (rules_dir / "rules.json").write_text(json.dumps(RULES))
+        environment = dict(
+            os.environ,
+            REDIS_URL=server.url,
+            DATABASE_URL=f"sqlite:///{folder}/bench.sqlite3",
+            SLA_RULES_DIR=str(rules_dir),
+            SLA_LOG_LEVEL="WARNING",
+            CHATWOOT_URL=api.url,
+            CHATWOOT_ACCOUNT_ID="1",
+            CHATWOOT_API_TOKEN=helpdesk.api_token,
+            SLA_RECONCILE_SECONDS="0",
+            SLA_NAMES_REFRESH_SECONDS="0",
+        )
+        os.environ.update(environment)
+        from plugin.jobs.runtime import current_runtime
+
+        redis = current_runtime().redis  # migrates the database before the workers start
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "plugin.cli", "worker", "--no-sweeper", "--queue", queue],
+                env=environment,
+                stderr=open(os.environ.get("BENCH_WORKER_LOG", os.devnull), "a"),  # noqa: SIM115
+            )
+            for queue in ["events"] + ["writeback"] * arguments.writers
+        ]
+        handed: dict[int, float] = {}
+        try:
+            time.sleep(3)  # the workers start
+            count = int(arguments.rate * arguments.seconds)
+            started = time.time()
+            for number in range(count):
+                due = started + number / arguments.rate
+                time.sleep(max(0.0, due - time.time()))
+                conversation_id = 100_000 + number
+                now = datetime.now(UTC)
+                body = dict(template, id=conversation_id, created_at=int(now.timestamp()), updated_at=now.timestamp())
+                ingest.submit(redis, "chatwoot", json.dumps(body).encode(), received_at=now)
+                handed[conversation_id] = time.time()
+            sending = time.time() - started
+            deadline = time.time() + 120
+            while time.time() < deadline and len(helpdesk.label_history) < count:
+                time.sleep(0.5)
+            # When each conversation's label intent was recorded: the event side's share of the latency.
+            with current_runtime().store.engine.connect() as connection:
+                recorded = dict(connection.exec_driver_sql("SELECT conversation_id, created_at FROM sla_outbox").all())
+        finally:
+            for worker in workers:
+                worker.terminate()
+            for worker in workers:
+                worker.wait(timeout=30)
+
+    labelled = sorted(
+        (conversation_id, history[0][0] - handed[conversation_id])
+        for conversation_id, history in helpdesk.label_history.items()
+        if conversation_id in handed and history
+    )
+    latencies = [latency for _, latency in labelled]
+    intents = sorted(
+        _seconds(recorded[conversation_id]) - handed[conversation_id]
+        for conversation_id in handed
+        if conversation_id in recorded
+    )
+    calls = [call for call in helpdesk.calls if "/labels" in call[1] or "/conversations/" in call[1]]
+    reads = sum(1 for method, path, _ in calls if method == "GET")
+    print(
+        f"{count} conversations handed over in {sending:.1f} s ({count / sending:.1f}/s); "
+        f"helpdesk: {arguments.latency * 1000:.0f} ms per call, {arguments.limit} calls a minute"
+    )
+    print(f"labelled: {len(latencies)} of {count}")
+    if latencies:
+        print(
+            f"webhook-to-label latency: p50 {percentile(latencies, 0.5):.2f} s, "
+            f"p99 {percentile(latencies, 0.99):.2f} s, max {max(latencies):.2f} s  (target: p99 <= 5 s)"
+        )
+    if intents:
+        print(
+            f"  of which webhook-to-intent (the event worker): p50 {percentile(intents, 0.5):.2f} s, "
+            f"p99 {percentile(intents, 0.99):.2f} s"
+        )
+    if latencies:
+        tenths = [latencies[len(latencies) * part // 10] for part in range(10)]
+        print("latency by hand-over order (each tenth's first):", " ".join(f"{value:.2f}" for value in tenths))
+    print(f"helpdesk calls: {len(helpdesk.calls)} ({reads} label reads); 429s answered: {helpdesk.throttled}")
+
+
+if __name__ == "__main__":
+    main()
