@@ -330,8 +330,13 @@ class Traffic:
 
     def _conversation_payload(self, template: dict, cid: int, created: datetime, updated: datetime) -> dict:
         payload = json.loads(json.dumps(template))
+        # Like Chatwoot's, every webhook shows the conversation's labels as they are: the agent's.
         payload.update(
-            id=cid, created_at=int(created.timestamp()), updated_at=updated.timestamp() + 0.25, labels=[], messages=[]
+            id=cid,
+            created_at=int(created.timestamp()),
+            updated_at=updated.timestamp() + 0.25,
+            labels=list(AGENT_LABELS),
+            messages=[],
         )
         return self._account(payload)
 

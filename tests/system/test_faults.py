@@ -669,15 +669,15 @@ def test_a_label_intent_that_changes_during_a_write_back_is_not_lost(plant):
         submit(runtime.redis, bodies[:1])
         SimpleWorker([events], connection=runtime.redis).work(burst=True)
         client = runtime.helpdesk()
-        original = client.conversation_labels
+        original = client.set_conversation_labels
 
-        def read_while_the_rest_arrives(conversation_id):
+        def write_while_the_rest_arrives(conversation_id, labels):
             submit(runtime.redis, bodies[1:])
             SimpleWorker([events], connection=runtime.redis).work(burst=True)
-            return original(conversation_id)
+            return original(conversation_id, labels)
 
-        client.conversation_labels = read_while_the_rest_arrives
+        client.set_conversation_labels = write_while_the_rest_arrives
         writeback.Writer(runtime, client).deliver(1, 1001)
-        client.conversation_labels = original
+        client.set_conversation_labels = original
         work_all(runtime.redis)
     assert labels_of(helpdesk, 1001) == ["billing", "sla-on-track"]
