@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from plugin.adapters.redis_keys import EVENT_STREAM  # noqa: E402
 from plugin.adapters.services import EmbeddedRedis  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "chatwoot"
@@ -49,7 +50,7 @@ class Conversation:
         self.outgoing = json.loads((FIXTURES / "message_created-outgoing.json").read_text())
         self.sent = 0
 
-    def next(self, number: int) -> tuple[tuple[bytes, dict], datetime]:
+    def next(self, number: int) -> tuple[tuple[str, bytes, dict], datetime]:
         """The next webhook body as the receiver hands it over (stream entry ``number``), and its time."""
         sent, self.sent = self.sent, self.sent + 1
         created_at = int(self.start.timestamp())
@@ -73,7 +74,7 @@ class Conversation:
             b"body": json.dumps(body).encode(),
             b"received_at": moment.isoformat().encode(),
         }
-        return (f"{number}-0".encode(), fields), moment
+        return (EVENT_STREAM, f"{number}-0".encode(), fields), moment
 
 
 def stored_bytes(database: Path) -> int:
