@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from connectors import get_connector
+from connectors.chatwoot.client import ChatwootClient
 from plugin.adapters.rule_files import load_rules
 from plugin.cli.replay import replay
 from plugin.demo.helpdesk import WEBHOOK_EVENTS, Delivery, DemoHelpdesk
+from plugin.jobs.runtime import Runtime
 
 PLUGIN_URL = "http://plugin.test/webhooks/chatwoot"
 WEBHOOK_TOKEN = "url-token-for-unsigned-chatwoot"
@@ -49,3 +52,35 @@ def replayed(deliveries: Iterable[Delivery], rules_dir, account_id: int = 1) -> 
 
 def bodies(deliveries: Iterable[Delivery]) -> list[dict]:
     return [json.loads(delivery.body) for delivery in deliveries]
+
+
+def use_fake_client(monkeypatch, chatwoot, token: str | None = None) -> None:
+    """Point the runtime's helpdesk client at the served fake (its admin token unless *token*), with retries
+    that do not sleep."""
+    token = token or chatwoot.helpdesk.api_token
+    monkeypatch.setattr(
+        Runtime, "helpdesk", lambda *_: ChatwootClient(chatwoot.url, 1, token, sleep=lambda seconds: None)
+    )
+
+
+def plugin_on_fake(chatwoot, runtime_factory, make_app, monkeypatch, rules: dict):
+    """The plugin installed into the served fake Chatwoot: its runtime (write-back through the fake's REST
+    API) and a test client of its web app, whose webhook the fake has registered."""
+    use_fake_client(monkeypatch, chatwoot)
+    auth = register_webhook(chatwoot.helpdesk)
+    runtime = runtime_factory(rules, CHATWOOT_URL=chatwoot.url, CHATWOOT_ACCOUNT_ID="1", CHATWOOT_API_TOKEN="x")
+    return runtime, make_app(CHATWOOT_ACCOUNT_ID="1", **auth).test_client()
+
+
+def retimed(fixture_payload, name: str, at: datetime, **changes) -> bytes:
+    """A fixture payload moved to *at* (a message's and its conversation's times, or a conversation
+    event's), with *changes* to its top-level keys."""
+    payload = fixture_payload(name)
+    if payload.get("event") == "message_created":
+        payload["created_at"] = at.isoformat().replace("+00:00", "Z")
+        payload["conversation"]["created_at"] = int(at.timestamp())
+    else:
+        payload["created_at"] = int(at.timestamp())
+        payload["updated_at"] = at.timestamp()
+    payload.update(changes)
+    return json.dumps(payload).encode()

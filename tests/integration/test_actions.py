@@ -8,10 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rq import Queue, SimpleWorker
 
-from connectors.chatwoot.client import ChatwootClient
 from plugin.adapters.redis_keys import EVENTS_QUEUE, WRITEBACK_QUEUE
 from plugin.demo import script
-from plugin.jobs.runtime import Runtime
 
 RULES = {
     "policies": {
@@ -40,17 +38,9 @@ def work(redis) -> None:
 @pytest.fixture
 def plugin(chatwoot, runtime_factory, make_app, monkeypatch):
     """The runtime and web client of a plugin installed into the fake Chatwoot."""
-    from fake_chatwoot import register_webhook
+    from fake_chatwoot import plugin_on_fake
 
-    helpdesk = chatwoot.helpdesk
-    monkeypatch.setattr(
-        Runtime,
-        "helpdesk",
-        lambda *_: ChatwootClient(chatwoot.url, 1, helpdesk.api_token, sleep=lambda seconds: None),
-    )
-    auth = register_webhook(helpdesk)
-    runtime = runtime_factory(RULES, CHATWOOT_URL=chatwoot.url, CHATWOOT_ACCOUNT_ID="1", CHATWOOT_API_TOKEN="x")
-    return runtime, make_app(CHATWOOT_ACCOUNT_ID="1", **auth).test_client()
+    return plugin_on_fake(chatwoot, runtime_factory, make_app, monkeypatch, RULES)
 
 
 def test_an_empty_priority_is_set_once_and_rules_see_it_at_once(chatwoot, plugin, monkeypatch):
@@ -98,18 +88,11 @@ def test_an_empty_priority_is_set_once_and_rules_see_it_at_once(chatwoot, plugin
 
 
 def test_the_sla_is_kept_in_custom_attributes_beside_the_agents_own(chatwoot, runtime_factory, make_app, monkeypatch):
-    from fake_chatwoot import post_deliveries, register_webhook
+    from fake_chatwoot import plugin_on_fake, post_deliveries
 
     helpdesk = chatwoot.helpdesk
-    monkeypatch.setattr(
-        Runtime,
-        "helpdesk",
-        lambda *_: ChatwootClient(chatwoot.url, 1, helpdesk.api_token, sleep=lambda seconds: None),
-    )
-    auth = register_webhook(helpdesk)
     rules = {**RULES, "prioritize": [], "writeback": {"custom_attributes": True}}
-    runtime = runtime_factory(rules, CHATWOOT_URL=chatwoot.url, CHATWOOT_ACCOUNT_ID="1", CHATWOOT_API_TOKEN="x")
-    client = make_app(CHATWOOT_ACCOUNT_ID="1", **auth).test_client()
+    runtime, client = plugin_on_fake(chatwoot, runtime_factory, make_app, monkeypatch, rules)
     created = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
     with helpdesk.capturing() as deliveries:
         conversation = helpdesk.open_conversation(script.JANE, script.CHAT, "Hello", at=created)

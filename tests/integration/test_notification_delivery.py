@@ -4,7 +4,6 @@ injected into the notifier for backoff; nothing sleeps for it."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -14,6 +13,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from fake_chatwoot import retimed
 from rq import Queue, SimpleWorker
 
 from plugin.adapters import destinations, redis_keys
@@ -77,18 +77,6 @@ def runtime(runtime_factory, receivers):
         SLA_TEST_OPS_URL=f"{ops.url}/webhook",
         SLA_TEST_OPS_SECRET=SECRET,
     )
-
-
-def retimed(fixture_payload, name: str, at: datetime, **changes) -> bytes:
-    payload = fixture_payload(name)
-    if payload.get("event") == "message_created":
-        payload["created_at"] = at.isoformat().replace("+00:00", "Z")
-        payload["conversation"]["created_at"] = int(at.timestamp())
-    else:
-        payload["created_at"] = int(at.timestamp())
-        payload["updated_at"] = at.timestamp()
-    payload.update(changes)
-    return json.dumps(payload).encode()
 
 
 def submit(redis, *bodies: bytes) -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import responses
+from fake_chatwoot import retimed
 from rq import Queue, SimpleWorker
 
 from connectors.chatwoot.client import ChatwootClient
@@ -92,18 +93,6 @@ def runtime(runtime_factory, monkeypatch):
         lambda *_: ChatwootClient(BASE, 1, "secret-token-123", sleep=lambda seconds: None),
     )
     return runtime_factory(RULES, **HELPDESK)
-
-
-def retimed(fixture_payload, name: str, at: datetime) -> bytes:
-    """A fixture payload moved to ``at`` (its conversation created two hours before ``now``)."""
-    payload = fixture_payload(name)
-    if payload.get("event") == "message_created":
-        payload["created_at"] = at.isoformat().replace("+00:00", "Z")
-        payload["conversation"]["created_at"] = int(at.timestamp())
-    else:
-        payload["created_at"] = int(at.timestamp())
-        payload["updated_at"] = at.timestamp()
-    return json.dumps(payload).encode()
 
 
 def work(redis) -> None:
@@ -302,19 +291,12 @@ def test_a_conversation_the_token_may_not_see_fails_alone(runtime, fixture_paylo
 
 
 def test_every_chatwoot_version_gets_its_labels_and_one_note(chatwoot, runtime_factory, make_app, monkeypatch):
-    from fake_chatwoot import post_deliveries, register_webhook
+    from fake_chatwoot import plugin_on_fake, post_deliveries
 
     from plugin.demo import script
 
     helpdesk = chatwoot.helpdesk
-    monkeypatch.setattr(
-        Runtime,
-        "helpdesk",
-        lambda *_: ChatwootClient(chatwoot.url, 1, helpdesk.api_token, sleep=lambda seconds: None),
-    )
-    auth = register_webhook(helpdesk)
-    runtime = runtime_factory(RULES, CHATWOOT_URL=chatwoot.url, CHATWOOT_ACCOUNT_ID="1", CHATWOOT_API_TOKEN="x")
-    client = make_app(CHATWOOT_ACCOUNT_ID="1", **auth).test_client()
+    runtime, client = plugin_on_fake(chatwoot, runtime_factory, make_app, monkeypatch, RULES)
     with helpdesk.capturing() as deliveries:
         missed = helpdesk.open_conversation(
             script.JANE, script.CHAT, "Hello?", at=datetime.now(UTC) - timedelta(hours=2)
@@ -343,18 +325,14 @@ def test_every_chatwoot_version_gets_its_labels_and_one_note(chatwoot, runtime_f
 def test_a_conversation_an_agent_token_may_not_see_fails_alone_on_the_fake(chatwoot, runtime_factory, monkeypatch):
     # The token's user is an agent of the chat inbox only: the e-mail conversation answers 401 "You are not
     # authorized to do this action"; the chat conversation is written all the same.
-    from fake_chatwoot import register_webhook
+    from fake_chatwoot import register_webhook, use_fake_client
 
     from plugin.demo import script
 
     helpdesk = chatwoot.helpdesk
     register_webhook(helpdesk)
     helpdesk.add_token("agent-token", script.SAM, inbox_ids=[script.CHAT.id])
-    monkeypatch.setattr(
-        Runtime,
-        "helpdesk",
-        lambda *_: ChatwootClient(chatwoot.url, 1, "agent-token", sleep=lambda seconds: None),
-    )
+    use_fake_client(monkeypatch, chatwoot, "agent-token")
     runtime = runtime_factory(RULES, CHATWOOT_URL=chatwoot.url, CHATWOOT_ACCOUNT_ID="1", CHATWOOT_API_TOKEN="x")
     two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
     with helpdesk.capturing() as deliveries:
