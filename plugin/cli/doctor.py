@@ -4,8 +4,9 @@ right and what is not. The first command to run after ``install``.
 Helpdesk checks (through its REST API): the token is valid and whose it is; our webhook is registered with
 our URL, the events we need and the secret (or URL token) we verify with; our status labels exist; the
 Dashboard App is registered. Local checks: the rule files are valid, Redis and the database answer, a
-sweeper holds its leader lock (a worker is running). Nothing is changed anywhere. Secrets are compared,
-never shown.
+sweeper holds its leader lock (a worker is running). With ``SLA_ACCOUNTS_FILE`` every account of the file is
+checked against its own helpdesk, rules and webhook URL (``/webhooks/chatwoot/<id>``), each finding named
+after its account. Nothing is changed anywhere. Secrets are compared, never shown.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from connectors.chatwoot.client import (
     TokenRefused,
     TransportError,
 )
+from plugin.adapters.accounts import Account, Accounts, AccountsError
 from plugin.adapters.rule_files import check_directory
-from plugin.adapters.settings import Settings
-from plugin.cli.install import DASHBOARD_APP_TITLE, agent_sight
+from plugin.cli.install import DASHBOARD_APP_TITLE, account_webhook_path, agent_sight
 from plugin.core.rules.model import ERROR
 
 OK, WARNING, PROBLEM = "ok", "warning", "problem"
@@ -47,39 +48,57 @@ class Finding:
         return f"[{mark}] {self.check}: {self.text}"
 
 
+@dataclass(frozen=True)
+class Checked:
+    """One account to check: its settings, its helpdesk client (None when its settings lack one), its webhook
+    path and the prefix of its findings (empty for the single account of the single-account settings)."""
+
+    account: Account
+    client: ChatwootClient | None
+    webhook_path: str
+    prefix: str = ""
+
+
+def accounts_to_check(
+    accounts: Callable[[], Accounts], manifest: Mapping[str, Any], settings: Mapping[str, str], timeout: float
+) -> tuple[list[Checked], list[Finding]]:
+    """The accounts ``accounts()`` serves, each with a client built from its settings (``settings`` are the
+    process's), and the findings of an accounts file that cannot be used or lists no account."""
+    try:
+        registry = accounts()
+    except AccountsError as error:
+        return [], [Finding("accounts file", PROBLEM, f"{error} (no account checked)")]
+    checked = []
+    for account in registry.all():
+        try:
+            client = ChatwootClient.from_settings(account.connector_settings(settings), timeout=timeout, max_attempts=1)
+        except ValueError:
+            client = None
+        if registry.from_file:
+            path, prefix = account_webhook_path(manifest, account.id or 0), f"account {account.id}: "
+        else:
+            path, prefix = manifest["webhook"]["path"], ""
+        checked.append(Checked(account, client, path, prefix))
+    if registry.from_file and not checked:
+        return [], [Finding("accounts file", WARNING, f"{registry.path} lists no account: nothing is served")]
+    return checked, []
+
+
 def diagnose(
-    settings: Settings,
-    client: ChatwootClient | None,
+    checked: Sequence[Checked],
     manifest: Mapping[str, Any],
     public_url: str | None,
     redis_ping: Callable[[], Any],
     database_ping: Callable[[], Any],
     sweeper_alive: Callable[[], bool],
-    known_inboxes: Callable[[], Mapping[str, str]] = dict,
+    known_inboxes: Callable[[Account], Mapping[str, str]] = lambda account: {},
 ) -> list[Finding]:
-    """Every check, in the order a reader fixes them. ``client`` is None when the helpdesk settings are missing;
-    ``known_inboxes`` gives the inboxes the plugin has met (id -> name), to name those an agent cannot see."""
+    """Every check, in the order a reader fixes them: each account's rules and helpdesk, then the local
+    services. ``known_inboxes`` gives the inboxes the plugin has met in an account (id -> name), to name
+    those an agent cannot see."""
     findings: list[Finding] = []
-    rule_set, problems = check_directory(settings.SLA_RULES_DIR)
-    errors = [problem for problem in problems if problem.severity == ERROR]
-    if rule_set is None or errors:
-        listed = "; ".join(map(str, (errors or problems)[:5]))
-        findings.append(Finding("rules", PROBLEM, f"{settings.SLA_RULES_DIR} cannot be used: {listed}"))
-    elif problems:
-        findings.append(Finding("rules", WARNING, "valid, with warnings: " + "; ".join(map(str, problems[:5]))))
-    else:
-        findings.append(Finding("rules", OK, f"{settings.SLA_RULES_DIR} is valid"))
-    if client is None:
-        findings.append(
-            Finding("helpdesk", PROBLEM, "CHATWOOT_URL, CHATWOOT_ACCOUNT_ID and CHATWOOT_API_TOKEN must all be set")
-        )
-    else:
-        label_titles = (
-            [spec.title for spec in rule_set.labels.values()]
-            if rule_set is not None and rule_set.labels
-            else [spec["title"] for spec in manifest["labels"].values()]
-        )
-        findings.extend(_helpdesk(settings, client, manifest, public_url, label_titles, known_inboxes))
+    for one in checked:
+        findings.extend(_account(one, manifest, public_url, known_inboxes))
     findings.append(_local("redis", redis_ping, "Redis answers"))
     findings.append(_local("database", database_ping, "the database answers"))
     try:
@@ -99,14 +118,50 @@ def diagnose(
     return findings
 
 
+def _account(
+    one: Checked,
+    manifest: Mapping[str, Any],
+    public_url: str | None,
+    known_inboxes: Callable[[Account], Mapping[str, str]],
+) -> list[Finding]:
+    """The rules and helpdesk findings of one account, named after it when there are several."""
+    findings: list[Finding] = []
+    rules_dir = one.account.rules_dir
+    rule_set, problems = check_directory(rules_dir)
+    errors = [problem for problem in problems if problem.severity == ERROR]
+    if rule_set is None or errors:
+        listed = "; ".join(map(str, (errors or problems)[:5]))
+        findings.append(Finding("rules", PROBLEM, f"{rules_dir} cannot be used: {listed}"))
+    elif problems:
+        findings.append(Finding("rules", WARNING, "valid, with warnings: " + "; ".join(map(str, problems[:5]))))
+    else:
+        findings.append(Finding("rules", OK, f"{rules_dir} is valid"))
+    if one.client is None:
+        missing = (
+            f"chatwoot_url and api_token must be set for account {one.account.id} in SLA_ACCOUNTS_FILE"
+            if one.prefix
+            else "CHATWOOT_URL, CHATWOOT_ACCOUNT_ID and CHATWOOT_API_TOKEN must all be set"
+        )
+        findings.append(Finding("helpdesk", PROBLEM, missing))
+    else:
+        label_titles = (
+            [spec.title for spec in rule_set.labels.values()]
+            if rule_set is not None and rule_set.labels
+            else [spec["title"] for spec in manifest["labels"].values()]
+        )
+        findings.extend(_helpdesk(one, manifest, public_url, label_titles, lambda: known_inboxes(one.account)))
+    return [Finding(f"{one.prefix}{finding.check}", finding.level, finding.text) for finding in findings]
+
+
 def _helpdesk(
-    settings: Settings,
-    client: ChatwootClient,
+    one: Checked,
     manifest: Mapping[str, Any],
     public_url: str | None,
     label_titles: Sequence[str],
     known_inboxes: Callable[[], Mapping[str, str]],
 ) -> list[Finding]:
+    client = one.client
+    assert client is not None
     try:
         profile = client.get_profile()
     except ChatwootError as error:
@@ -114,7 +169,7 @@ def _helpdesk(
         return [Finding("token", PROBLEM, _plain(error, client)), Finding("helpdesk", WARNING, unchecked)]
     findings = [_token(client, profile, known_inboxes)]
     for check, probe in (
-        ("webhook", lambda: _webhook(settings, client, manifest, public_url)),
+        ("webhook", lambda: _webhook(one, manifest, public_url)),
         ("labels", lambda: _labels(client, label_titles)),
         ("dashboard app", lambda: _dashboard_app(client)),
     ):
@@ -142,10 +197,9 @@ def _token(
     return Finding("token", WARNING, f"valid; {who} is an {role}, not an administrator. {sight}")
 
 
-def _webhook(
-    settings: Settings, client: ChatwootClient, manifest: Mapping[str, Any], public_url: str | None
-) -> list[Finding]:
-    path = manifest["webhook"]["path"]
+def _webhook(one: Checked, manifest: Mapping[str, Any], public_url: str | None) -> list[Finding]:
+    client, path = one.client, one.webhook_path
+    assert client is not None
     wanted = public_url.rstrip("/") + path if public_url else None
     hooks = [
         hook
@@ -163,7 +217,7 @@ def _webhook(
         findings.append(Finding("webhook", PROBLEM, f"{_without_query(url)} lacks the events {', '.join(missing)}"))
     else:
         findings.append(Finding("webhook", OK, f"{_without_query(url)} (id {hook.get('id')}) has every event we need"))
-    findings.append(_webhook_secret(settings, hook))
+    findings.append(_webhook_secret(one, hook))
     host = urlsplit(url).hostname or ""
     if _private(host):
         findings.append(
@@ -177,42 +231,46 @@ def _webhook(
     return findings
 
 
-def _webhook_secret(settings: Settings, hook: Mapping[str, Any]) -> Finding:
+def _webhook_secret(one: Checked, hook: Mapping[str, Any]) -> Finding:
+    # The settings' names in the single-account deployment, the accounts file's keys in one with several.
+    secret_name, token_name = (
+        ("webhook_secret", "webhook_token") if one.prefix else ("CHATWOOT_WEBHOOK_SECRET", "SLA_WEBHOOK_TOKEN")
+    )
     secret = hook.get("secret")
-    ours = settings.CHATWOOT_WEBHOOK_SECRET
+    ours = one.account.webhook_secret
     if secret:
         if not ours:
             return Finding(
                 "webhook secret",
                 PROBLEM,
-                "Chatwoot signs this webhook but CHATWOOT_WEBHOOK_SECRET is not set: run sla-plugin install again",
+                f"Chatwoot signs this webhook but {secret_name} is not set: run sla-plugin install again",
             )
         if not hmac.compare_digest(str(secret).encode(), ours.encode()):
             return Finding(
                 "webhook secret",
                 PROBLEM,
-                "CHATWOOT_WEBHOOK_SECRET differs from the webhook's secret in Chatwoot: every delivery is "
+                f"{secret_name} differs from the webhook's secret in Chatwoot: every delivery is "
                 "refused (401); run sla-plugin install again",
             )
-        return Finding("webhook secret", OK, "signed deliveries; CHATWOOT_WEBHOOK_SECRET matches")
+        return Finding("webhook secret", OK, f"signed deliveries; {secret_name} matches")
     if ours:
         return Finding(
             "webhook secret",
             PROBLEM,
-            "this Chatwoot (before v4.12) does not sign webhooks, but CHATWOOT_WEBHOOK_SECRET is set, so every "
-            "delivery is refused: unset it and use SLA_WEBHOOK_TOKEN",
+            f"this Chatwoot (before v4.12) does not sign webhooks, but {secret_name} is set, so every "
+            f"delivery is refused: unset it and use {token_name}",
         )
     token = (parse_qs(urlsplit(hook.get("url", "")).query).get("token") or [""])[0]
-    expected = settings.SLA_WEBHOOK_TOKEN or ""
+    expected = one.account.webhook_token or ""
     if not expected:
         return Finding(
             "webhook secret",
             PROBLEM,
-            "unsigned deliveries and no SLA_WEBHOOK_TOKEN: anyone can post events; set it and run install again",
+            f"unsigned deliveries and no {token_name}: anyone can post events; set it and run install again",
         )
     if not hmac.compare_digest(token.encode(), expected.encode()):
         return Finding(
-            "webhook secret", PROBLEM, "the webhook URL's token differs from SLA_WEBHOOK_TOKEN: run install again"
+            "webhook secret", PROBLEM, f"the webhook URL's token differs from {token_name}: run install again"
         )
     return Finding("webhook secret", OK, "unsigned deliveries (Chatwoot before v4.12); the URL token matches")
 

@@ -23,6 +23,11 @@ from connectors.outbound import HelpdeskAdmin, NotPermitted
 DASHBOARD_APP_TITLE = "SLA"
 
 
+def account_webhook_path(manifest: Mapping[str, Any], account_id: int) -> str:
+    """``/webhooks/chatwoot/<account id>``: the webhook path of one account of an accounts file."""
+    return f"{manifest['webhook']['path'].rstrip('/')}/{account_id}"
+
+
 class InstallRefused(Exception):
     """Install stopped before changing anything; the message says why and what to do."""
 

@@ -427,7 +427,7 @@ def install(
     manifest.json. Idempotent."""
     from connectors.chatwoot.client import ChatwootClient
     from plugin.adapters.manifest import load_manifest
-    from plugin.cli.install import InstallRefused, save_secret
+    from plugin.cli.install import InstallRefused, account_webhook_path, save_secret
     from plugin.cli.install import install as run_install
 
     accounts_file = os.environ.get("SLA_ACCOUNTS_FILE", "").strip()
@@ -440,7 +440,7 @@ def install(
         webhook_token = entry.get("webhook_token") or secrets.token_urlsafe(24)
         sidebar_token = entry.get("sidebar_token") or (secrets.token_urlsafe(24) if dashboard_app else None)
         labels_dir = _account_rules_dir(accounts_file, entry)
-        webhook_path = _account_webhook_path(manifest, account)
+        webhook_path = account_webhook_path(manifest, account)
     else:
         webhook_token = os.environ.get("SLA_WEBHOOK_TOKEN")
         sidebar_token = os.environ.get("SLA_SIDEBAR_TOKEN")
@@ -502,11 +502,6 @@ def _account_rules_dir(accounts_file: str, entry: dict[str, str]) -> str:
     return str(Path(accounts_file).parent / entry["rules_dir"]) if "rules_dir" in entry else rules_dir()
 
 
-def _account_webhook_path(manifest: dict, account: int) -> str:
-    """``POST /webhooks/chatwoot/<account id>``: the webhook URL of one account of an accounts file."""
-    return f"{manifest['webhook']['path'].rstrip('/')}/{account}"
-
-
 @main.command()
 @click.option(
     "--public-url",
@@ -519,11 +514,10 @@ def doctor(public_url: str | None, timeout: float) -> None:
 
     Exits 1 when any check finds a problem (warnings alone exit 0).
     """
-    from connectors.chatwoot.client import ChatwootClient
     from plugin.adapters.directory import Directory
     from plugin.adapters.manifest import load_manifest
     from plugin.adapters.settings import Settings, SettingsError
-    from plugin.cli.doctor import PROBLEM, diagnose
+    from plugin.cli.doctor import PROBLEM, accounts_to_check, diagnose
     from plugin.jobs.runtime import Runtime
 
     try:
@@ -531,20 +525,17 @@ def doctor(public_url: str | None, timeout: float) -> None:
     except SettingsError as error:
         click.echo(f"[PROBLEM] settings: {error}")
         sys.exit(1)
-    try:
-        client = ChatwootClient.from_settings(settings.as_mapping(), timeout=timeout, max_attempts=1)
-    except ValueError:
-        client = None
     runtime = Runtime(settings)
-    findings = diagnose(
-        settings,
-        client,
-        load_manifest(),
+    manifest = load_manifest()
+    checked, findings = accounts_to_check(lambda: runtime.accounts, manifest, settings.as_mapping(), timeout)
+    findings += diagnose(
+        checked,
+        manifest,
         public_url,
         redis_ping=lambda: runtime.redis.ping(),
         database_ping=lambda: runtime.store.ping(),
         sweeper_alive=lambda: bool(runtime.redis.exists(redis_keys.SWEEPER_LEADER)),
-        known_inboxes=lambda: Directory(runtime.store.engine).names([client.account_id if client else 0])["inbox"],
+        known_inboxes=lambda account: Directory(runtime.store.engine).names([account.id or 0])["inbox"],
     )
     for finding in findings:
         click.echo(finding.line())
@@ -560,6 +551,7 @@ def uninstall(url: str | None, account: int, token: str | None, public_url: str)
     SLA_ACCOUNTS_FILE, also removes the account from the file (running processes stop serving it)."""
     from connectors.chatwoot.client import ChatwootClient
     from plugin.adapters.manifest import load_manifest
+    from plugin.cli.install import account_webhook_path
     from plugin.cli.install import uninstall as run_uninstall
 
     accounts_file = os.environ.get("SLA_ACCOUNTS_FILE", "").strip()
@@ -567,7 +559,7 @@ def uninstall(url: str | None, account: int, token: str | None, public_url: str)
     labels_dir, webhook_path = rules_dir(), None
     if accounts_file:
         document, entry = _account_entry(accounts_file, account)
-        labels_dir, webhook_path = _account_rules_dir(accounts_file, entry), _account_webhook_path(manifest, account)
+        labels_dir, webhook_path = _account_rules_dir(accounts_file, entry), account_webhook_path(manifest, account)
         url, token = url or entry.get("chatwoot_url"), token or entry.get("api_token")
     if not url or not token:
         raise click.UsageError("Missing option '--url' or '--token' (and no account of SLA_ACCOUNTS_FILE holds them)")

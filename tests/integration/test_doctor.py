@@ -10,6 +10,7 @@ from plugin.adapters import redis_keys
 from plugin.adapters.directory import Directory, Name
 from plugin.adapters.store import Store
 from plugin.cli.main import main
+from plugin.demo.helpdesk import DemoHelpdesk, HelpdeskServer
 
 PUBLIC_URL = "https://sla.example.com"
 WEBHOOK_TOKEN = "url-token-for-doctor"
@@ -116,3 +117,58 @@ def test_missing_helpdesk_settings_and_unreachable_redis(environment):
     assert result.exit_code == 1
     assert "CHATWOOT_URL, CHATWOOT_ACCOUNT_ID and CHATWOOT_API_TOKEN must all be set" in result.output
     assert "[PROBLEM] redis: unreachable" in result.output
+
+
+def test_every_account_of_an_accounts_file_is_checked_against_its_own_helpdesk(
+    redis_server, redis, database_url, tmp_path
+):
+
+    acme = HelpdeskServer(DemoHelpdesk(profile="signed", account_id=1, api_token="acme-token")).start(
+        send_webhooks=False
+    )
+    globex = HelpdeskServer(DemoHelpdesk(profile="unsigned", account_id=2, api_token="globex-token")).start(
+        send_webhooks=False
+    )
+    accounts_file = tmp_path / "accounts.json"
+    accounts_file.write_text('{"accounts": {}}')
+    environment = {"SLA_ACCOUNTS_FILE": str(accounts_file), "REDIS_URL": redis_server.url, "DATABASE_URL": database_url}
+    try:
+        assert "lists no account" in doctor(environment).output
+        for server, account, token in ((acme, "1", "acme-token"), (globex, "2", "globex-token")):
+            arguments = ["install", "--url", server.url, "--account", account, "--token", token]
+            installed = CliRunner().invoke(main, [*arguments, "--public-url", PUBLIC_URL], env=environment)
+            assert installed.exit_code == 0, installed.output
+        redis.set(redis_keys.SWEEPER_LEADER, "a-worker", ex=60)
+
+        result = doctor(environment)
+        assert result.exit_code == 0, result.output
+        assert "account 1: token: valid;" in result.output and "administrator of account 1" in result.output
+        assert "account 2: token: valid;" in result.output and "administrator of account 2" in result.output
+        assert f"account 1: webhook: {PUBLIC_URL}/webhooks/chatwoot/1 " in result.output
+        assert f"account 2: webhook: {PUBLIC_URL}/webhooks/chatwoot/2 " in result.output
+        assert "account 1: webhook secret: signed deliveries; webhook_secret matches" in result.output
+        assert "account 2: webhook secret: unsigned deliveries" in result.output
+        file_text = accounts_file.read_text()
+        assert all(secret not in result.output for secret in ("acme-token", "globex-token"))
+        assert "token" in file_text  # the secrets are in the file, and only there
+
+        # Globex loses a label: only account 2 has the problem.
+        [label] = [label for label in globex.helpdesk.account_labels.values() if label["title"] == "sla-missed"]
+        globex.helpdesk.api_delete_label(label["id"])
+        result = doctor(environment)
+        assert result.exit_code == 1
+        assert "[PROBLEM] account 2: labels: missing: sla-missed" in result.output
+        assert "[ok     ] account 1: labels: present" in result.output
+    finally:
+        acme.stop()
+        globex.stop()
+
+    # Acme's helpdesk is gone: named for account 1 alone.
+    result = doctor(environment, "--timeout", "0.5")
+    assert "[PROBLEM] account 1: token: cannot reach Chatwoot at" in result.output
+
+    accounts_file.write_text('{"accounts": {"1": {"api_token": 12.5}}}')
+    result = doctor(environment)
+    assert result.exit_code == 1
+    assert f"[PROBLEM] accounts file: {accounts_file}: /accounts/1/api_token: " in result.output
+    assert "[ok     ] redis: Redis answers" in result.output
