@@ -542,16 +542,25 @@ class Store:
             ).all()
         return [((row.account_id, row.conversation_id), as_utc(row.next_check_at)) for row in rows]
 
-    def all_checks(self) -> Iterator[tuple[ConversationKey, datetime]]:
-        """Every conversation with a pending check (the deadline index's source of truth)."""
-        with self.engine.connect() as connection:
-            result = connection.execute(
-                sa.select(
-                    conversations.c.account_id, conversations.c.conversation_id, conversations.c.next_check_at
-                ).where(conversations.c.next_check_at.is_not(None))
-            )
-            for row in result:
-                yield (row.account_id, row.conversation_id), as_utc(row.next_check_at)
+    def all_checks(self, page: int = 10_000) -> Iterator[list[tuple[ConversationKey, datetime]]]:
+        """Every conversation with a pending check (the deadline index's source of truth), in pages of at
+        most ``page``, each read in a transaction of its own (in key order, from where the last one ended)."""
+        after = (-1, -1)
+        while True:
+            key = (conversations.c.account_id, conversations.c.conversation_id)
+            with self.engine.connect() as connection:
+                rows = connection.execute(
+                    sa.select(*key, conversations.c.next_check_at)
+                    .where(sa.tuple_(*key) > after, conversations.c.next_check_at.is_not(None))
+                    .order_by(*key)
+                    .limit(page)
+                ).all()
+            checks = [((row.account_id, row.conversation_id), as_utc(row.next_check_at)) for row in rows]
+            if checks:
+                yield checks
+            if len(rows) < page:
+                return
+            after = checks[-1][0]
 
     def log_entries(self, key: ConversationKey) -> list[dict[str, Any]]:
         """A conversation's SLA log, oldest first."""

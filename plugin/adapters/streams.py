@@ -10,6 +10,7 @@ duplicates by event key).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from redis import Redis
@@ -147,18 +148,29 @@ def oldest_entry_age(redis: Redis) -> float | None:
     return max(0.0, seconds + microseconds / 1e6 - min(added) / 1000)
 
 
-def submit_tick(
+def submit_ticks(
     redis: Redis,
-    account_id: int,
-    conversation_id: int,
+    keys: Iterable[tuple[int, int]],
     connector: str = "chatwoot",
     stream: str = redis_keys.EVENT_STREAM,
-) -> None:
-    """Ask the workers to re-evaluate one conversation now (a deadline or at-risk instant has come)."""
-    redis.xadd(stream, {"connector": connector, "tick": f"{account_id}:{conversation_id}"})
+) -> int:
+    """Ask the workers to re-evaluate these conversations now (their deadline or at-risk instant has come);
+    returns how many ticks were queued.
+
+    One round trip for all of them: a sweep may find thousands due in the same second, and a round trip per
+    tick would make the sweeper, not the workers, what a miss waits for.
+    """
+    pipeline = redis.pipeline(transaction=False)
+    for account_id, conversation_id in keys:
+        pipeline.xadd(stream, {"connector": connector, "tick": f"{account_id}:{conversation_id}"})
+    queued = len(pipeline)
+    if not queued:
+        return 0
     if stream != redis_keys.EVENT_STREAM:
-        redis.sadd(redis_keys.ACCOUNT_STREAMS, stream)
+        pipeline.sadd(redis_keys.ACCOUNT_STREAMS, stream)
+    pipeline.execute()
     ensure_drain(redis)
+    return queued
 
 
 def ensure_drain(redis: Redis) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 LEADER_TTL_SECONDS = 5
 INDEX_REFRESH_EVERY = timedelta(seconds=60)
+REBUILD_PAGE = 10_000  # running clocks read from SQL and indexed per step of a rebuild
 MINIMUM_WAIT_SECONDS = 0.02
 OUTBOX_REQUEUE_EVERY = timedelta(seconds=30)
 # Notification retries are due at their own times (backoff); a few seconds late is fine.
@@ -51,11 +53,16 @@ class Sweeper:
         return self.lease.held
 
     def rebuild(self) -> int:
-        """Re-create the deadline index from SQL; returns how many checks it holds."""
-        checks = list(self.runtime.store.all_checks())
-        for start in range(0, len(checks), 10_000):
-            deadlines.schedule(self.runtime.redis, checks[start : start + 10_000])
-        return len(checks)
+        """Re-create the deadline index from SQL; returns how many checks it holds.
+
+        Page by page: a million running clocks are never all in this process's memory at once, and no read
+        holds the database (SQLite's one write lock) for longer than a page.
+        """
+        total = 0
+        for page in self.runtime.store.all_checks(REBUILD_PAGE):
+            deadlines.schedule(self.runtime.redis, page)
+            total += len(page)
+        return total
 
     def step(self) -> int:
         """One sweep if this process leads: ticks for every due conversation; returns how many."""
@@ -70,10 +77,13 @@ class Sweeper:
         if self._every("stalled drain", STALLED_DRAIN_CHECK_EVERY, now):
             self._restart_stalled_drain()
         due = deadlines.pop_due(self.runtime.redis, now)
-        for account_id, conversation_id in due:
-            account = self.runtime.accounts.get(account_id)
+        ticks: dict[str, list[tuple[int, int]]] = defaultdict(list)  # event stream -> its conversations due
+        for key in due:
+            account = self.runtime.accounts.get(key[0])
             if account is not None:  # an account removed from the accounts file gets no more ticks
-                ingest.submit_tick(self.runtime.redis, account_id, conversation_id, stream=account.stream)
+                ticks[account.stream].append(key)
+        for stream, keys in ticks.items():
+            ingest.submit_ticks(self.runtime.redis, keys, stream=stream)
         if self._every("notifications", NOTIFICATIONS_REQUEUE_EVERY, now):
             from plugin.jobs.notify import requeue_due
 
