@@ -1,6 +1,7 @@
 """Webhook-to-label latency against a helpdesk at its rate limit, and the 429s it answered, in one run.
 
     python bench/writeback_bench.py [--rate 50] [--seconds 60] [--writers 2] [--latency 0.03] [--limit 3000]
+                                    [--database-url URL] [--stages]
 
 The fake Chatwoot (``plugin.demo.helpdesk``) serves its REST API over HTTP, answering every call
 ``--latency`` seconds late and at most ``--limit`` calls a minute (Rack::Attack's fixed window, 429 without
@@ -9,6 +10,8 @@ as the web receiver hands them over; real ``sla-plugin worker`` processes (one o
 ``--writers`` on the write-back queue) fold them and write each one's status label. The latency of a
 conversation is from its webhook's hand-over to the helpdesk's answer to the label write (target: p99 at
 most 5 s); the write-back keeps under the limit with its request budget (SLA_HELPDESK_REQUESTS_PER_MINUTE).
+``--stages`` runs the workers under ``bench/stage_trace.py`` and prints when conversations reached each stage
+(drain batch picked, committed, owed to the write-back, writer started, request budget passed, label written).
 
 Measured here (2 shared cores), 50 conversations a second for 60 s: on PostgreSQL (``--database-url``) p50
 0.54 s, p99 8.1 s, no label read, no 429; on SQLite the event worker's transactions hold the one write lock
@@ -62,6 +65,9 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.03, help="the helpdesk's answer time, seconds")
     parser.add_argument("--limit", type=int, default=3000, help="the helpdesk's calls a minute")
     parser.add_argument("--database-url", help="an empty database (default: a SQLite file in a temporary folder)")
+    parser.add_argument(
+        "--stages", action="store_true", help="time each stage of the way (workers run under bench/stage_trace.py)"
+    )
     arguments = parser.parse_args()
     template = json.loads((FIXTURES / "conversation_created.json").read_text())
 
@@ -88,9 +94,10 @@ def main() -> None:
         from plugin.jobs.runtime import current_runtime
 
         redis = current_runtime().redis  # migrates the database before the workers start
+        worker_command = [str(ROOT / "bench" / "stage_trace.py")] if arguments.stages else ["-m", "plugin.cli"]
         workers = [
             subprocess.Popen(
-                [sys.executable, "-m", "plugin.cli", "worker", "--no-sweeper", "--queue", queue],
+                [sys.executable, *worker_command, "worker", "--no-sweeper", "--queue", queue],
                 env=environment,
                 stderr=open(os.environ.get("BENCH_WORKER_LOG", os.devnull), "a"),  # noqa: SIM115
             )
@@ -116,6 +123,7 @@ def main() -> None:
             # When each conversation's label intent was recorded: the event side's share of the latency.
             with current_runtime().store.engine.connect() as connection:
                 recorded = dict(connection.exec_driver_sql("SELECT conversation_id, created_at FROM sla_outbox").all())
+            stages = [line.decode().split() for line in redis.lrange("bench:stages", 0, -1)]
         finally:
             for worker in workers:
                 worker.terminate()
@@ -154,6 +162,33 @@ def main() -> None:
         tenths = [latencies[len(latencies) * part // 10] for part in range(10)]
         print("latency by hand-over order (each tenth's first):", " ".join(f"{value:.2f}" for value in tenths))
     print(f"helpdesk calls: {len(helpdesk.calls)} ({reads} label reads); 429s answered: {helpdesk.throttled}")
+    if arguments.stages:
+        print_stages(stages, handed)
+
+
+def print_stages(stages: list[list[str]], handed: dict[int, float]) -> None:
+    """Per stage, the seconds from the hand-over to a conversation's first time there (p50, p99), and the
+    sizes the drain's batches and the write-back's rounds had."""
+    first: dict[str, dict[int, float]] = {}
+    details: dict[str, list[float]] = {}
+    for stage, conversation, at, *detail in stages:
+        first.setdefault(stage, {}).setdefault(int(conversation), float(at))
+        if detail:
+            details.setdefault(stage, []).append(float(detail[0]))
+    print("seconds from hand-over to each stage (p50 / p99 / max):")
+    for stage in ("picked", "committed", "enqueued", "started", "budgeted", "written"):
+        reached = first.get(stage, {})
+        spans = [at - handed[conversation] for conversation, at in reached.items() if conversation in handed]
+        if spans:
+            print(f"  {stage:<10} {percentile(spans, 0.5):6.2f} {percentile(spans, 0.99):6.2f} {max(spans):6.2f}")
+    sizes = (("picked", "drain batch size"), ("committed", "transaction seconds"), ("round", "owed at a round's start"))
+    for stage, label in sizes:
+        values = details.get(stage)
+        if values:
+            print(
+                f"  {label}: p50 {percentile(values, 0.5):.3f}, p99 {percentile(values, 0.99):.3f}, "
+                f"max {max(values):.3f}"
+            )
 
 
 if __name__ == "__main__":
