@@ -35,13 +35,16 @@ def parse_member(value: bytes | str) -> tuple[int, int]:
 
 
 def schedule(redis: Redis, checks: Iterable[tuple[tuple[int, int], datetime | None]]) -> None:
-    """Set (or clear, for None) the next check of each conversation, in one round trip."""
+    """Set (or clear, for None) the next check of each conversation (the last given for one counts): one ZADD
+    and one ZREM for the lot, whatever their number, in one round trip."""
+    latest = {member(*key): when for key, when in checks}
+    due = {name: when.timestamp() for name, when in latest.items() if when is not None}
+    cleared = [name for name, when in latest.items() if when is None]
     pipeline = redis.pipeline(transaction=False)
-    for (account_id, conversation_id), when in checks:
-        if when is None:
-            pipeline.zrem(redis_keys.DEADLINES, member(account_id, conversation_id))
-        else:
-            pipeline.zadd(redis_keys.DEADLINES, {member(account_id, conversation_id): when.timestamp()})
+    if due:
+        pipeline.zadd(redis_keys.DEADLINES, due)
+    if cleared:
+        pipeline.zrem(redis_keys.DEADLINES, *cleared)
     pipeline.execute()
 
 

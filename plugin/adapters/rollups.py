@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -145,9 +145,14 @@ def _dimension_keys(dimension: str, policy_keys: Sequence[sa.Column]) -> tuple[l
 
 
 def _contribution_queries(
-    connection: Connection, where: Sequence[sa.ColumnElement[bool]]
+    connection: Connection, conversations: Mapping[int, Sequence[int]] | None
 ) -> tuple[sa.CompoundSelect, sa.CompoundSelect]:
-    """The rollup rows (without key) of the applied SLAs matching ``where``: one query per table."""
+    """The rollup rows (without key) of the applied SLAs of these conversations (account -> conversation ids;
+    None: of all): one query per table."""
+    where = [] if conversations is None else [_of(applied, conversations)]
+    # The misses' side gets the conversations too: a join does not carry an IN over to the other table, and
+    # without it PostgreSQL reads every miss of the account for each snapshot.
+    misses_where = [] if conversations is None else [_of(misses, conversations)]
     hour = _hour(connection, applied.c.applied_at).label("hour_at")
     due_hour = _hour(connection, misses.c.due_at).label("due_hour_at")
     with_misses = applied.join(
@@ -169,7 +174,7 @@ def _contribution_queries(
                 name, hour, due_hour, applied.c.account_id, applied.c.mode, *selected, sa.func.count().label("misses")
             )
             .select_from(with_misses)
-            .where(*where, misses.c.corrected_at.is_(None))
+            .where(*where, *misses_where, misses.c.corrected_at.is_(None))
             .group_by(hour, due_hour, applied.c.account_id, applied.c.mode, *keys)
         )
     return sa.union_all(*totals), sa.union_all(*counted)
@@ -183,8 +188,19 @@ def _key(row: dict[str, Any], names: Sequence[str]) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
-def _contributions(connection: Connection, where: Sequence[sa.ColumnElement[bool]]) -> Contributions:
-    rollup_query, misses_query = _contribution_queries(connection, where)
+def _of(table: sa.Table, conversations: Mapping[int, Sequence[int]]) -> sa.ColumnElement[bool]:
+    """The rows of ``table`` of these conversations: per account, its conversation ids by IN (PostgreSQL turns
+    a tuple IN into an OR of every pair, tested on every row of the account; this is an index lookup)."""
+    return sa.or_(
+        *(
+            sa.and_(table.c.account_id == account_id, table.c.conversation_id.in_(ids))
+            for account_id, ids in conversations.items()
+        )
+    )
+
+
+def _contributions(connection: Connection, conversations: Mapping[int, Sequence[int]] | None) -> Contributions:
+    rollup_query, misses_query = _contribution_queries(connection, conversations)
     found: list[dict[str, dict[str, Any]]] = []
     for query, names in ((rollup_query, _ROLLUP_KEYS), (misses_query, _MISSES_KEYS)):
         rows: dict[str, dict[str, Any]] = {}
@@ -203,10 +219,12 @@ def _contributions(connection: Connection, where: Sequence[sa.ColumnElement[bool
 
 def snapshot(connection: Connection, keys: Iterable[tuple[int, int]]) -> Contributions:
     """The rollup rows of the applied SLAs of these conversations as they are now stored."""
-    chosen = sorted(set(keys))
-    if not chosen:
+    by_account: dict[int, list[int]] = {}
+    for account_id, conversation_id in sorted(set(keys)):
+        by_account.setdefault(account_id, []).append(conversation_id)
+    if not by_account:
         return {}, {}
-    return _contributions(connection, [sa.tuple_(applied.c.account_id, applied.c.conversation_id).in_(chosen)])
+    return _contributions(connection, by_account)
 
 
 def apply_change(connection: Connection, before: Contributions, after: Contributions) -> None:
@@ -252,7 +270,7 @@ def rebuild(connection: Connection) -> int:
     connection.execute(rollup.delete())
     connection.execute(rollup_misses.delete())
     written = 0
-    for table, rows in zip((rollup, rollup_misses), _contributions(connection, []), strict=True):
+    for table, rows in zip((rollup, rollup_misses), _contributions(connection, None), strict=True):
         batch = list(rows.values())
         for first in range(0, len(batch), 5000):
             connection.execute(table.insert(), batch[first : first + 5000])

@@ -61,3 +61,16 @@ def test_a_new_leader_rebuilds_the_whole_index_from_sql_page_by_page(runtime, fi
     assert Sweeper(runtime, lambda: datetime.now(UTC)).rebuild() == 7
 
     assert dict(runtime.redis.zrange(redis_keys.DEADLINES, 0, -1, withscores=True)) == indexed
+
+
+def test_scheduling_keeps_the_last_check_given_for_each_conversation(redis):
+    now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    deadlines.schedule(redis, [((1, 1), now), ((1, 2), now)])
+
+    deadlines.schedule(
+        redis, [((1, 1), None), ((1, 3), now), ((1, 3), None), ((1, 2), None), ((1, 2), now + timedelta(1))]
+    )
+
+    assert redis.zrange(redis_keys.DEADLINES, 0, -1, withscores=True) == [
+        (deadlines.member(1, 2).encode(), (now + timedelta(1)).timestamp())
+    ]
