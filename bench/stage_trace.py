@@ -84,7 +84,7 @@ def _wrap() -> None:
     deliver_owed = writeback.Writer.deliver_owed
 
     def traced_owed(self, account_id, *args, **kwargs):
-        record("round", [0], self.runtime.redis.scard(redis_keys.writeback_owed(account_id)))
+        record("round", [0], self.runtime.redis.zcard(redis_keys.writeback_owed(account_id)))
         return deliver_owed(self, account_id, *args, **kwargs)
 
     writeback.Writer.deliver_owed = traced_owed  # type: ignore[method-assign]

@@ -34,6 +34,10 @@ class Busy(RuntimeError):
     """The lock is held by someone else; the caller tries again later."""
 
 
+class SlotsBusy(Busy):
+    """Every slot of the account is taken: as many writers as allowed are at work already."""
+
+
 class Lease:
     """A lease on one key: taken when free, renewed by its holder, lost when the holder stops renewing it."""
 
@@ -66,7 +70,7 @@ def writeback_exclusive(
     slot = redis.eval(_TAKE_SLOT, 1, slot_key, slots, token, ttl_seconds)
     if not slot:
         redis.delete(conversation_lock)
-        raise Busy(f"all {slots} write-back slots of account {account_id} are busy")
+        raise SlotsBusy(f"all {slots} write-back slots of account {account_id} are busy")
     try:
         yield
     finally:

@@ -52,8 +52,9 @@ def per_account_job(job: str, account_id: int | None) -> str:
 
 
 def writeback_owed(account_id: int) -> str:
-    """Set of one account's conversations owed a write-back, taken by the account's write-back rounds."""
-    return f"sla:writeback:owed:{account_id}"
+    """One account's conversations owed a write-back, a sorted set scored by when each was first owed: the
+    account's write-back rounds take the longest-waiting first."""
+    return f"sla:writeback:owed-queue:{account_id}"
 
 
 def writeback_round_pending(account_id: int) -> str:

@@ -1,12 +1,12 @@
 """Write-back: the outbox's intents -> the helpdesk's labels and private notes (docs/writeback.md).
 
 Jobs run on the RQ queue ``writeback`` in rounds, one account per round: the conversations owed a write-back
-wait in their account's Redis set, at most one round per account waits in the queue, and a round works for at
-most ``ROUND_SECONDS`` before it hands over to the back of the queue. So one account's backlog or slow
-helpdesk holds a worker for one round at a time, and every other account's round gets its turn
-(docs/accounts.md). Within an account, a round writes several conversations at once (up to the account's
-write-back concurrency, a Redis semaphore), and every call takes its place in the account's budget of calls
-per minute (plugin/adapters/request_budget.py), which keeps under the helpdesk's rate limit and makes every
+wait in their account's Redis queue (longest-waiting first), at most one round per account waits in the RQ
+queue, and a round works for at most ``ROUND_SECONDS`` before it hands over to the back of the queue. So one
+account's backlog or slow helpdesk holds a worker for one round at a time, and every other account's round
+gets its turn (docs/accounts.md). Within an account, a round's writers work side by side (up to the account's
+write-back concurrency, a Redis semaphore), each taking the next owed conversation as soon as it is done with
+one, and every call takes its place in the account's budget of calls per minute (plugin/adapters/request_budget.py), which keeps under the helpdesk's rate limit and makes every
 writer wait after a 429. Everything is idempotent:
 - labels are merged (only the plugin's own titles are touched) into the list the latest webhook (or our
   own write) showed, and written: one call; only when no webhook told them are they read first. A retry
@@ -48,7 +48,6 @@ SEMAPHORE_TTL_SECONDS = 60
 RETRY_INTERVALS = (2, 5, 15, 60, 120, 300)
 # A round serves one account for at most this long, then hands over (docs/accounts.md, fairness).
 ROUND_SECONDS = 5.0
-ROUND_BATCH = 10  # conversations taken from the account's set at a time
 HOST_RETRY_SECONDS = 5  # after a helpdesk failure, the account's next round waits this long
 ROUND_MARKER_TTL_SECONDS = 60
 STALE_AFTER = timedelta(minutes=2)
@@ -62,16 +61,21 @@ KNOWN_LABELS_TTL_SECONDS = 3600
 
 
 def enqueue_writebacks(redis: Redis, keys: Iterable[tuple[int, int]]) -> None:
-    """Note each conversation as owed a write-back in its account's set (a burst of changes to one
-    conversation makes one entry) and make sure a round of each account is queued."""
+    """Note each conversation as owed a write-back in its account's queue (a burst of changes to one
+    conversation makes one entry, which keeps its place) and make sure a round of each account is queued."""
     owed: dict[int, list[int]] = defaultdict(list)
     for account_id, conversation_id in keys:
         owed[account_id].append(conversation_id)
     if not owed:
         return
+    now = time.time()
     pipeline = redis.pipeline(transaction=False)
     for account_id, conversations in owed.items():
-        pipeline.sadd(redis_keys.writeback_owed(account_id), *conversations)
+        pipeline.zadd(
+            redis_keys.writeback_owed(account_id),
+            {str(conversation_id): now for conversation_id in conversations},
+            nx=True,
+        )
     pipeline.execute()
     for account_id in owed:
         ensure_round(redis, account_id)
@@ -207,70 +211,65 @@ class Writer:
         self.clock = clock
 
     def deliver_owed(self, account_id: int, monotonic: Callable[[], float] = time.monotonic) -> int:
-        """Write the conversations owed in the account's set for at most ``ROUND_SECONDS``, then hand over to
-        a new round at the back of the queue; returns how many intents were done.
+        """Write the conversations owed in the account's queue, longest-waiting first, for at most
+        ``ROUND_SECONDS``, then hand over to a new round at the back of the queue; returns how many intents
+        were done.
 
-        A conversation another job is writing (or, every slot of the account taken) waits for a later round;
-        a helpdesk failure (after the client's own retries) ends the round, and the next one starts after
+        As many writers as the account's write-back concurrency work at once, each taking the next owed
+        conversation as soon as it is done with one (the request budget paces their calls). A writer that
+        finds every slot of the account taken (another round holds them) puts its conversation back in its
+        place and stops. A conversation another job is writing waits for a later round; a helpdesk failure
+        (after the client's own retries) ends the round, and the next one starts after
         ``HOST_RETRY_SECONDS``.
         """
         redis = self.runtime.redis
         owed = redis_keys.writeback_owed(account_id)
         started = monotonic()
-        done = 0
-        later: list[int] = []
-        try:
-            while monotonic() - started < ROUND_SECONDS:
-                popped = [int(value) for value in redis.spop(owed, ROUND_BATCH) or []]
+        stop = threading.Event()
+        later: dict[bytes, float] = {}  # conversation -> when it was first owed
+        failures: list[Exception] = []
+        crowded: list[bool] = []
+
+        def write_owed() -> int:
+            done = 0
+            while not stop.is_set() and monotonic() - started < ROUND_SECONDS:
+                popped: list[tuple[bytes, float]] = redis.zpopmin(owed, 1)  # type: ignore[assignment]
                 if not popped:
                     break
-                written, waiting, failure = self._deliver_batch(account_id, popped)
-                done += written
-                later += waiting
-                if failure is not None:
-                    log.warning(
-                        "write-back round of this account stopped by a helpdesk failure: %r",
-                        failure,
-                        extra={"account_id": account_id},
-                    )
-                    ensure_round(redis, account_id, delay_seconds=HOST_RETRY_SECONDS)
-                    return done
+                member, owed_since = popped[0]
+                try:
+                    done += self.deliver(account_id, int(member))
+                except locks.SlotsBusy:
+                    redis.zadd(owed, {member: owed_since}, lt=True)  # back in its place
+                    crowded.append(True)
+                    break
+                except locks.Busy:
+                    later[member] = owed_since
+                except Exception as error:  # noqa: BLE001 - the intents stay pending; a later round retries
+                    later[member] = owed_since
+                    failures.append(error)
+                    stop.set()
+            return done
+
+        writers = self._concurrency(account_id)
+        try:
+            with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="sla-writeback") as pool:
+                done = sum(pool.map(lambda _: write_owed(), range(writers)))
         finally:
-            if later:  # back into the set whatever ends the round
-                redis.sadd(owed, *later)
-        if later:
-            ensure_round(redis, account_id, delay_seconds=1)
-        elif redis.scard(owed):
+            if later:  # back into the queue, in their places, whatever ends the round
+                redis.zadd(owed, later, lt=True)
+        if failures:
+            log.warning(
+                "write-back round of this account stopped by a helpdesk failure: %r",
+                failures[0],
+                extra={"account_id": account_id},
+            )
+            ensure_round(redis, account_id, delay_seconds=HOST_RETRY_SECONDS)
+        elif later or (crowded and not done):
+            ensure_round(redis, account_id, delay_seconds=1)  # busy elsewhere: try again shortly
+        elif redis.zcard(owed):
             ensure_round(redis, account_id)
         return done
-
-    def _deliver_batch(self, account_id: int, popped: list[int]) -> tuple[int, list[int], Exception | None]:
-        """Write these conversations, up to the account's write-back concurrency at once (each call waits for
-        the helpdesk's answer; the request budget keeps their rate under its limit). Returns the intents done,
-        the conversations to try again in a later round (busy elsewhere, or failed), and the first failure."""
-        workers = min(len(popped), self._concurrency(account_id))
-        if workers <= 1:
-            outcomes = [self._try_deliver(account_id, conversation_id) for conversation_id in popped]
-        else:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sla-writeback") as pool:
-                outcomes = list(
-                    pool.map(lambda conversation_id: self._try_deliver(account_id, conversation_id), popped)
-                )
-        done = sum(written for written, _ in outcomes if written is not None)
-        later = [
-            conversation_id for conversation_id, (written, _) in zip(popped, outcomes, strict=True) if written is None
-        ]
-        failure = next((error for _, error in outcomes if error is not None), None)
-        return done, later, failure
-
-    def _try_deliver(self, account_id: int, conversation_id: int) -> tuple[int | None, Exception | None]:
-        """``(intents done, None)``, or ``(None, None)`` when another writer holds it, or ``(None, error)``."""
-        try:
-            return self.deliver(account_id, conversation_id), None
-        except locks.Busy:
-            return None, None
-        except Exception as error:  # noqa: BLE001 - the intents stay pending; the next round retries
-            return None, error
 
     def _concurrency(self, account_id: int) -> int:
         account = self.runtime.accounts.get(account_id)

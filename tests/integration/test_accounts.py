@@ -321,7 +321,7 @@ def test_one_accounts_flood_of_events_does_not_hold_back_anothers_miss_detection
             sa.select(applied.c.frt_status).where(applied.c.account_id == 2, applied.c.conversation_id == globex_id)
         ).scalar()
     assert judged == "missed"
-    assert runtime.redis.scard(redis_keys.writeback_owed(2)) == 1  # its label and note are owed already
+    assert runtime.redis.zcard(redis_keys.writeback_owed(2)) == 1  # its label and note are owed already
     assert runtime.redis.xlen(redis_keys.account_stream(1)) > 800
 
 
