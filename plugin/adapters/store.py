@@ -2,8 +2,9 @@
 
 Tables:
 - ``sla_conversations``: each conversation's engine state head (its fold checkpoint, pinned policies and
-  arrival counter, plugin/core/engine/stored.py) and the summary of its last evaluation; the source of
-  truth the Redis deadline index and dedupe keys are rebuilt from.
+  arrival counter, plugin/core/engine/stored.py) and the summary of its last evaluation, both as
+  zlib-compressed JSON (:func:`pack`); the source of truth the Redis deadline index and dedupe keys are
+  rebuilt from.
 - ``sla_events``: one compact record per event of each conversation (what the engine reads of it, and the
   decision the rules made on it), read back only when a late event makes the fold start again.
 - ``sla_applied``: one row per conversation under an SLA, denormalised for reports (policy, version, status,
@@ -25,6 +26,7 @@ expire under a slow worker.
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -64,8 +66,10 @@ conversations = sa.Table(
     metadata,
     sa.Column("account_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("conversation_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("state", sa.Text, nullable=False),
-    sa.Column("summary", sa.Text),
+    # Compressed (pack): the JSON of one conversation is read and written whole, never queried inside, and
+    # a third of its size packed (repeated keys, policy ids, customer texts), which fits several to a page.
+    sa.Column("packed_head", sa.LargeBinary, nullable=False),
+    sa.Column("packed_summary", sa.LargeBinary),
     sa.Column("next_check_at", UTCDateTime),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Index("ix_sla_conversations_next_check", "next_check_at"),
@@ -269,8 +273,10 @@ def _compact_events(connection: Connection) -> None:
     Decisions and pins are kept as they were; customer texts are kept (the rules that test them are not
     known here) within the per-conversation budget."""
     events.create(connection, checkfirst=True)
+    if not _has_text_states(connection):
+        return  # created by a version that packs them (version 11): nothing stored before version 8
     rows = connection.execute(
-        sa.select(conversations.c.account_id, conversations.c.conversation_id, conversations.c.state)
+        sa.select(_text_states.c.account_id, _text_states.c.conversation_id, _text_states.c.state)
     ).all()
     for row in rows:
         data = json.loads(row.state)
@@ -279,8 +285,8 @@ def _compact_events(connection: Connection) -> None:
         head, records = convert_legacy_state(data)
         _insert_records(connection, row.account_id, row.conversation_id, records)
         connection.execute(
-            conversations.update()
-            .where(conversations.c.account_id == row.account_id, conversations.c.conversation_id == row.conversation_id)
+            _text_states.update()
+            .where(_text_states.c.account_id == row.account_id, _text_states.c.conversation_id == row.conversation_id)
             .values(state=_json(head_to_json(head)))
         )
 
@@ -298,6 +304,62 @@ def _rollup_misses_by_dimension(connection: Connection) -> None:
 
     rollups.rollup_misses.drop(connection, checkfirst=True)
     rollups.rebuild(connection)
+
+
+# ``sla_conversations`` as versions 1 to 10 made it: head and summary as JSON text.
+_text_states = sa.table(
+    conversations.name,
+    sa.column("account_id"),
+    sa.column("conversation_id"),
+    sa.column("state", sa.Text),
+    sa.column("summary", sa.Text),
+)
+
+
+def _has_text_states(connection: Connection) -> bool:
+    return "state" in {column["name"] for column in sa.inspect(connection).get_columns(conversations.name)}
+
+
+def _pack_states(connection: Connection, page: int = 1000) -> None:
+    """Version 11: each conversation's head and summary, JSON text until now, become compressed JSON
+    (:func:`pack`) in new columns; the text columns are dropped. A store created by this version has them."""
+    if not _has_text_states(connection):
+        return
+    blob = "BYTEA" if connection.dialect.name == "postgresql" else "BLOB"
+    for name in ("packed_head", "packed_summary"):
+        connection.exec_driver_sql(f"ALTER TABLE {conversations.name} ADD COLUMN {name} {blob}")
+    last: tuple[int, int] = (-(2**63), -(2**63))
+    while True:  # in pages, keyed on the primary key: a large store is never read into memory at once
+        rows = connection.execute(
+            sa.select(_text_states)
+            .where(sa.tuple_(_text_states.c.account_id, _text_states.c.conversation_id) > last)
+            .order_by(_text_states.c.account_id, _text_states.c.conversation_id)
+            .limit(page)
+        ).all()
+        if not rows:
+            break
+        connection.execute(
+            conversations.update()
+            .where(
+                conversations.c.account_id == sa.bindparam("b_account"),
+                conversations.c.conversation_id == sa.bindparam("b_conversation"),
+            )
+            .values(packed_head=sa.bindparam("head"), packed_summary=sa.bindparam("summary")),
+            [
+                {
+                    "b_account": row.account_id,
+                    "b_conversation": row.conversation_id,
+                    "head": pack(json.loads(row.state)),
+                    "summary": pack(json.loads(row.summary)) if row.summary else None,
+                }
+                for row in rows
+            ],
+        )
+        last = (rows[-1].account_id, rows[-1].conversation_id)
+    for name in ("state", "summary"):
+        connection.exec_driver_sql(f"ALTER TABLE {conversations.name} DROP COLUMN {name}")
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"ALTER TABLE {conversations.name} ALTER COLUMN packed_head SET NOT NULL")
 
 
 def convert_legacy_state(data: Mapping[str, Any]) -> tuple[Head, list[EventRecord]]:
@@ -326,6 +388,7 @@ MIGRATIONS: tuple = (
     _compact_events,  # version 8
     _create_rollups,  # version 9
     _rollup_misses_by_dimension,  # version 10
+    _pack_states,  # version 11
 )
 
 
@@ -376,7 +439,7 @@ def as_utc(value: datetime | None) -> datetime | None:
 
 def _head(row) -> Head:
     """A ``sla_conversations`` row's state head."""
-    return head_from_json(row.account_id, row.conversation_id, json.loads(row.state))
+    return head_from_json(row.account_id, row.conversation_id, unpack(row.packed_head))
 
 
 def _records(
@@ -423,6 +486,16 @@ def _insert_records(connection: Connection, account_id: int, conversation_id: in
                 for record in records
             ],
         )
+
+
+def pack(value: Any) -> bytes:
+    """A JSON value as stored in a packed column: compact JSON (:func:`_json`), zlib-compressed."""
+    return zlib.compress(_json(value).encode("utf-8"), 9)
+
+
+def unpack(packed: bytes | None) -> Any:
+    """A packed column's value back (None for NULL)."""
+    return None if packed is None else json.loads(zlib.decompress(packed))
 
 
 def _event_key(key: str) -> str:
@@ -512,18 +585,20 @@ class Store:
     def summary(self, key: ConversationKey) -> dict | None:
         """A conversation's last evaluation summary."""
         with self.engine.connect() as connection:
-            summary = connection.execute(
-                sa.select(conversations.c.summary).where(
+            packed = connection.execute(
+                sa.select(conversations.c.packed_summary).where(
                     conversations.c.account_id == key[0], conversations.c.conversation_id == key[1]
                 )
             ).scalar()
-        return json.loads(summary) if summary else None
+        return unpack(packed)
 
     def history(self, key: ConversationKey) -> ConversationState:
         """A conversation's whole stored timeline, with its decisions and pins, no checkpoint (unlocked)."""
         with self.engine.connect() as connection:
             row = connection.execute(
-                sa.select(conversations.c.account_id, conversations.c.conversation_id, conversations.c.state).where(
+                sa.select(
+                    conversations.c.account_id, conversations.c.conversation_id, conversations.c.packed_head
+                ).where(
                     conversations.c.account_id == key[0], conversations.c.conversation_id == key[1]
                 )
             ).first()
@@ -806,7 +881,10 @@ class Batch:
         accounts = {account for account, _ in self.keys}
         wanted = set(self.keys)
         query = sa.select(
-            conversations.c.account_id, conversations.c.conversation_id, conversations.c.state, conversations.c.summary
+            conversations.c.account_id,
+            conversations.c.conversation_id,
+            conversations.c.packed_head,
+            conversations.c.packed_summary,
         ).where(
             conversations.c.account_id.in_(accounts),
             conversations.c.conversation_id.in_({conversation for _, conversation in self.keys}),
@@ -824,7 +902,7 @@ class Batch:
             key = (row.account_id, row.conversation_id)
             if key in wanted:
                 self._heads[key] = _head(row)
-                self._summaries[key] = json.loads(row.summary) if row.summary else None
+                self._summaries[key] = unpack(row.packed_summary)
         for key in wanted - self._heads.keys():
             self._heads[key] = Head(ConversationState(*key), [], [], None)
             self._summaries[key] = None
@@ -894,8 +972,8 @@ class Batch:
         rows.conversation = {
             "account_id": key[0],
             "conversation_id": key[1],
-            "state": _json(head_to_json(plan.head)),
-            "summary": _json(summary),
+            "packed_head": pack(head_to_json(plan.head)),
+            "packed_summary": pack(summary),
             "next_check_at": evaluation.next_check_at,
             "updated_at": now,
         }
@@ -1014,8 +1092,8 @@ class Batch:
                     conversations.c.conversation_id == sa.bindparam("b_conversation"),
                 )
                 .values(
-                    state=sa.bindparam("state"),
-                    summary=sa.bindparam("summary"),
+                    packed_head=sa.bindparam("packed_head"),
+                    packed_summary=sa.bindparam("packed_summary"),
                     next_check_at=sa.bindparam("next_check_at"),
                     updated_at=sa.bindparam("updated_at"),
                 ),

@@ -129,13 +129,13 @@ def test_huge_messages_keep_their_words_not_their_megabytes(runtime, fixture_pay
     _drain(runtime)
 
     with runtime.store.engine.connect() as connection:
-        state = connection.execute(
-            sa.select(conversations.c.state).where(conversations.c.conversation_id == 601)
+        head = connection.execute(
+            sa.select(conversations.c.packed_head).where(conversations.c.conversation_id == 601)
         ).scalar_one()
         records = connection.execute(sa.select(events.c.body).where(events.c.conversation_id == 601)).scalars().all()
     assert len(records) == 21
     # No rule tests content: no text is kept at all (with one, a conversation keeps 8,000 characters).
-    assert len(state) + sum(map(len, records)) < MAX_MESSAGE_TEXT
+    assert len(head) + sum(map(len, records)) < MAX_MESSAGE_TEXT
     assert runtime.store.summary((1, 601))["policy"] == "standard"
 
 

@@ -1,6 +1,7 @@
-"""A store written by the version before compact event records is converted losing nothing: its timelines
-become event records and a head, and the next evaluation equals what that version stored (and replay), on
-SQLite and PostgreSQL. The old store is made by the old code itself, taken from the repository's history."""
+"""A store written by an earlier version is converted losing nothing, on SQLite and PostgreSQL: one from
+before compact event records (its timelines become event records and a head), one from before packed
+states (its JSON text heads and summaries become compressed); the next evaluation equals what that version
+stored (and replay). The old store is made by the old code itself, taken from the repository's history."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 
 from connectors import get_connector
 from plugin.adapters.rule_files import load_rules
-from plugin.adapters.store import MIGRATIONS, Store, events
+from plugin.adapters.store import MIGRATIONS, Store, conversations, events
 from plugin.cli.replay import replay
 from plugin.core.engine import add_events, evaluate
 from plugin.core.engine.effects import changes, summary, writeback_intents
@@ -24,6 +25,7 @@ from plugin.core.events import parse_time
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "chatwoot"
 BEFORE_COMPACT_RECORDS = "380f795db9de2afad1d22cc73f2b3a3611f0d712"  # the last commit storing whole timelines
+BEFORE_PACKED_STATES = "83444d24f68be62a4471977aebf955c60bd87af6"  # the last commit storing JSON text heads
 AT = "2026-01-14T10:30:00Z"
 NAMES = [
     "conversation_created",
@@ -35,13 +37,18 @@ NAMES = [
 ]
 
 OLD_WORKER = """
-import json, sys
+import inspect, json, sys
 from connectors import get_connector
 from plugin.adapters.rule_files import load_rules
 from plugin.adapters.store import Store
 from plugin.core.engine import add_events, evaluate
 from plugin.core.engine.effects import changes, summary, writeback_intents
 from plugin.core.events import parse_time
+
+try:
+    from plugin.core.engine import needs_history
+except ImportError:  # the version before checkpoints folded the whole stored timeline every time
+    needs_history = None
 
 url, rules_dir, at, lines = sys.argv[1], sys.argv[2], parse_time(sys.argv[3]), sys.argv[4:]
 store = Store.from_url(url)
@@ -55,11 +62,15 @@ for line in lines:  # one delivery per transaction, as the worker takes them
     keys.append(key)
     with store.batch([key]) as batch:
         state, previous = batch.state(key)
-        state, _ = add_events(state, [event])
+        if needs_history is not None and needs_history(state, [event], at):
+            state = batch.history(key)  # a late delivery, as the worker takes it
+        state, added = add_events(state, [event])
         state, evaluation = evaluate(state, rules.match, rules.content_hash, at)
         current = summary(evaluation)
         found = changes(previous, evaluation)
-        batch.save(state, evaluation, current, found, writeback_intents(previous, current, found))
+        # Versions with event records are told the events added; the one before them stored the timeline.
+        extra = {"added": added} if "added" in inspect.signature(batch.save).parameters else {}
+        batch.save(state, evaluation, current, found, writeback_intents(previous, current, found), **extra)
         batch.flush()
 print(json.dumps({"%d/%d" % key: store.summary(key) for key in keys}))
 """
@@ -81,18 +92,19 @@ def bodies() -> list[str]:
     return lines
 
 
-@pytest.fixture
-def old_code(tmp_path: Path) -> Path:
-    """The packages of the version before compact event records, extracted from the repository's history."""
+@pytest.fixture(params=[BEFORE_COMPACT_RECORDS, BEFORE_PACKED_STATES], ids=["before-records", "before-packed"])
+def old_code(request, tmp_path: Path) -> Path:
+    """The packages of an earlier version, extracted from the repository's history."""
+    commit = request.param
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("needs the repository's history")
-    listed = subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", BEFORE_COMPACT_RECORDS], check=False)
+    listed = subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", commit], check=False)
     if listed.returncode != 0:
-        pytest.skip("the repository's history does not reach the version before compact event records")
+        pytest.skip(f"the repository's history does not reach {commit}")
     folder = tmp_path / "old"
     folder.mkdir()
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", BEFORE_COMPACT_RECORDS, "plugin", "connectors", "manifest.json", "rules"],
+        ["git", "-C", str(ROOT), "archive", commit, "plugin", "connectors", "manifest.json", "rules"],
         check=True,
         capture_output=True,
     ).stdout
@@ -118,6 +130,8 @@ def test_a_store_written_by_the_previous_version_is_converted_losing_nothing(dat
     store.migrate()  # again: nothing left to convert
     with store.engine.connect() as connection:
         assert connection.execute(sa.select(sa.func.count()).select_from(events)).scalar() == len(lines)
+        columns = {column["name"] for column in sa.inspect(connection).get_columns(conversations.name)}
+        assert {"packed_head", "packed_summary"} <= columns and not {"state", "summary"} & columns
     rules = load_rules(ROOT / "rules")
     at = parse_time(AT)
     replayed = {
