@@ -114,9 +114,9 @@ def labels_known(account_id: int, conversation_id: int) -> str:
     return f"sla:labels-known:{account_id}:{conversation_id}"
 
 
-def request_budget(account_id: int, second: int) -> str:
-    """The helpdesk API calls one account's write-back made in one second (a counter that expires)."""
-    return f"sla:helpdesk:budget:{account_id}:{second}"
+def request_log(account_id: int) -> str:
+    """The helpdesk API calls one account's write-back made in the last minute (a sorted set by call time)."""
+    return f"sla:helpdesk:calls:{account_id}"
 
 
 def rate_limited_until(account_id: int) -> str:

@@ -1,4 +1,5 @@
-"""The write-back's budget of helpdesk calls (real Redis): per-second pacing under the helpdesk's limit, a
+"""The write-back's budget of helpdesk calls (real Redis): a sliding window under the helpdesk's limit (any 60
+seconds within the minute's budget, any second within twice the even pace, a slow stretch caught up later), a
 429 that makes every caller wait (Retry-After when given, a doubling backoff when not, as Chatwoot's
 throttle answers), and the client paced by it against the fake Chatwoot."""
 
@@ -29,21 +30,42 @@ class Clock:
         self.now += seconds
 
 
-def test_calls_over_the_budget_of_a_second_wait_for_the_next_one(redis):
+def test_calls_over_twice_the_even_pace_of_a_second_wait_for_the_oldest_to_leave_it(redis):
     clock = Clock()
-    budget = RequestBudget(redis, 1, per_minute=180, sleep=clock.sleep, clock=clock)  # 3 a second
-    for _ in range(3):
+    budget = RequestBudget(redis, 1, per_minute=180, sleep=clock.sleep, clock=clock)  # 3 a second, 6 at most
+    for _ in range(6):
         budget.before_request()
     assert clock.slept == []
     budget.before_request()
-    assert len(clock.slept) == 1 and 0.75 <= clock.slept[0] <= 0.8  # to the next second, spread a little
-    assert int(clock.now) == 1_000_001
+    assert len(clock.slept) == 1 and 1.0 <= clock.slept[0] <= 1.011  # until the first call is a second old
     other_process = RequestBudget(redis, 1, per_minute=180, sleep=clock.sleep, clock=clock)
-    other_process.before_request()
-    other_process.before_request()
-    assert len(clock.slept) == 1  # the same budget: 1 + 2 calls in the second
+    for _ in range(5):
+        other_process.before_request()
+    assert len(clock.slept) == 1  # the same budget: 1 + 5 calls in the last second
     other_process.before_request()
     assert len(clock.slept) == 2
+
+
+def test_any_sixty_seconds_stay_within_the_budget_and_a_slow_stretch_is_caught_up_later(redis):
+    clock = Clock()
+    budget = RequestBudget(redis, 1, per_minute=180, sleep=clock.sleep, clock=clock)
+    calls: list[float] = []
+    for _ in range(100):  # a slow stretch: a call every second, a third of the pace
+        budget.before_request()
+        calls.append(clock.now)
+        clock.now += 1
+    slept_before = len(clock.slept)
+    for _ in range(60):  # then a backlog: its calls go at twice the even pace, not one
+        budget.before_request()
+        calls.append(clock.now)
+    caught_up = calls[-1] - calls[-60]
+    assert caught_up < 15  # about 10 s at 6 a second; at the even pace (3) it took 20
+    assert len(clock.slept) > slept_before  # the burst limit held it back
+    for _ in range(300):  # a long backlog: the minute's budget holds
+        budget.before_request()
+        calls.append(clock.now)
+    assert all(calls[index + 180] - calls[index] >= 60 for index in range(len(calls) - 180))
+    assert all(calls[index + 6] - calls[index] >= 1 for index in range(len(calls) - 6))
 
 
 def test_a_429_makes_every_caller_wait_retry_after_or_a_doubling_backoff(redis):
