@@ -37,7 +37,20 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from plugin.adapters.directory import Directory, Names, name_of
-from plugin.adapters.rollups import ID_DIMENSIONS, rollup, rollup_misses, rollup_total_columns, total_columns
+from plugin.adapters.rollups import (
+    DURATION_METRICS,
+    ID_DIMENSIONS,
+    ROLLUP,
+    ROLLUP_DURATIONS,
+    ROLLUP_MISSES,
+    Kept,
+    duration_histogram,
+    rollup,
+    rollup_durations,
+    rollup_misses,
+    rollup_total_columns,
+    total_columns,
+)
 from plugin.adapters.store import Store, applied, as_utc, misses
 from plugin.core.events import format_time
 from plugin.core.reports.figures import (
@@ -61,7 +74,7 @@ from plugin.core.reports.figures import (
     target_figures,
 )
 from plugin.core.reports.filters import Filters
-from plugin.core.reports.targets import FACTORS, PERCENTILES, TIMED, target_fit
+from plugin.core.reports.targets import CAP, FACTORS, PERCENTILES, STEPS, Bucket, merge, target_fit
 from plugin.core.reports.zones import (
     local_day_start,
     local_hour_start,
@@ -167,6 +180,7 @@ def _name(column: sa.Column) -> str:
 
 
 _BUCKET_STEPS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def filter_conditions(filters: Filters) -> list[sa.ColumnElement[bool]]:
@@ -189,8 +203,9 @@ def filter_conditions(filters: Filters) -> list[sa.ColumnElement[bool]]:
 
 
 # --- rollups: which requests they answer --------------------------------------------------------------------
-# The rollups (plugin/adapters/rollups.py) hold whole UTC hours, so they serve the whole hours of a range in
-# a zone whose offsets are whole hours; the minutes at either end are read from sla_applied. Each rollup row
+# The rollups (plugin/adapters/rollups.py) hold whole UTC hours (the duration histogram whole UTC days), so they
+# serve the whole hours of a range in a zone whose offsets are whole hours (the histogram, grouped by no time,
+# the whole days in any zone); the rest of the range at either end is read from sla_applied. Each rollup row
 # is keyed by one dimension: a request filtered on one of them (an inbox, say) is read from that dimension's
 # rows, so it can be grouped by nothing else; two such filters, or a policy filter with one, need the base.
 
@@ -204,37 +219,37 @@ def _dimension_column(by: str, source: sa.Table) -> list[sa.ColumnElement]:
     return [source.c.value_id if by in ID_DIMENSIONS else source.c.value]
 
 
-def _whole_hours(filters: Filters) -> tuple[datetime, datetime] | None:
-    """The whole UTC hours inside the range, when the rollups can answer for them in the report's zone."""
+def _whole_periods(filters: Filters, step: timedelta, zoned: bool) -> tuple[datetime, datetime] | None:
+    """The whole UTC periods of length ``step`` (an hour or a day) inside the range; with ``zoned`` (the
+    answer is grouped by local time) only when the report's zone never cuts a period in two."""
     if filters.since is None or filters.until is None:
         return None
     since, until = filters.since.astimezone(UTC), filters.until.astimezone(UTC)
-    floor = until.replace(minute=0, second=0, microsecond=0)
-    ceiling = since.replace(minute=0, second=0, microsecond=0)
-    if ceiling < since:
-        ceiling += _BUCKET_STEPS["hour"]
+    floor = _EPOCH + (until - _EPOCH) // step * step
+    ceiling = _EPOCH + -((_EPOCH - since) // step) * step  # the first period start at or after since
     if ceiling >= floor:
         return None
-    if any(offset % 3600 for _, offset in offset_spans(zone(filters.tz), since, until)):
+    if zoned and any(offset % step.total_seconds() for _, offset in offset_spans(zone(filters.tz), since, until)):
         return None  # a half-hour zone: its local hours cut UTC hours in two
     return ceiling, floor
 
 
 def rollup_plan(
-    filters: Filters, need: str | None, table: sa.Table = rollup
+    filters: Filters, need: str | None, kept: Kept = ROLLUP, zoned: bool = True
 ) -> tuple[list[sa.ColumnElement[bool]], list[Filters]] | None:
-    """How to answer from the rollups: the conditions on ``table`` for the whole hours of the range, and
-    the filters of the range's ends, read from ``sla_applied``; None when the rollups cannot answer.
-    ``need``: see :meth:`Reports._grouped` (None for ``sla_rollup_misses``)."""
-    hours = _whole_hours(filters)
+    """How to answer from a rollup table: the conditions on it for the whole periods of the range, and the
+    filters of the range's ends, read from ``sla_applied``; None when the rollup cannot answer. ``need``:
+    see :meth:`Reports._grouped` (None for ``sla_rollup_misses``); ``zoned``: see :func:`_whole_periods`."""
+    periods = _whole_periods(filters, kept.step, zoned)
     chosen = [name for name in ROLLUP_FILTERS if getattr(filters, name)]
-    if hours is None or len(chosen) > 1:
+    if periods is None or len(chosen) > 1:
         return None
     dimension = chosen[0] if chosen else (need or "all")
     if need not in (None, dimension) or (filters.policy and dimension != "all"):
         return None
-    start, end = hours
-    conditions = [table.c.dimension == dimension, table.c.hour_at >= start, table.c.hour_at < end]
+    start, end = periods
+    table = kept.table
+    conditions = [table.c.dimension == dimension, table.c[kept.period] >= start, table.c[kept.period] < end]
     if filters.account:
         conditions.append(table.c.account_id.in_(filters.account))
     if filters.mode is not None:
@@ -416,7 +431,7 @@ class Reports:
             (misses.c.due_at, _with_misses(), _grid_conditions(filters), sa.func.count())
         ]
         choices = [base]
-        plan = rollup_plan(filters, None, rollup_misses)
+        plan = rollup_plan(filters, None, ROLLUP_MISSES)
         if plan is not None:
             conditions, edges = plan
             total = sa.cast(sa.func.sum(rollup_misses.c.misses), sa.BigInteger)
@@ -489,35 +504,47 @@ class Reports:
     def targets(self, filters: Filters) -> dict[str, Any]:
         """Targets that fit: per policy, first-response and resolution times of the cohort in working time
         (percentiles) and the hit rate the same conversations would have had at other targets
-        (:func:`plugin.core.reports.targets.target_fit`). Only stopped clocks count (answered, resolved)."""
-        columns = [applied.c[f"{prefix}_{name}"] for prefix in ("frt", "rt") for name in TIMED]
-        query = (
-            sa.select(applied.c.policy_id, applied.c.mode, *columns)
-            .where(*filter_conditions(filters))
-            .where(sa.or_(applied.c.frt_working_seconds.is_not(None), applied.c.rt_working_seconds.is_not(None)))
-        )
-        timed: dict[tuple[str, str], dict[str, list[tuple[int, int]]]] = {}
+        (:func:`plugin.core.reports.targets.target_fit`). Only stopped clocks count (answered, resolved).
+        Their duration histogram is read from ``sla_rollup_durations`` for the whole UTC days of the range
+        and from ``sla_applied`` for the rest (or all of it, with a filter the rollup does not keep), with
+        the same buckets."""
+        parts = [filter_conditions(filters)]
+        # Not zoned: the cohort is a range of instants; nothing is grouped by local time.
+        plan = rollup_plan(filters, "all", ROLLUP_DURATIONS, zoned=False)
+        histogram = rollup_durations
+        queries: list[sa.Select | sa.CompoundSelect] = []
+        if plan is not None:
+            conditions, edges = plan
+            parts = [filter_conditions(edge) for edge in edges]
+            keys = (histogram.c.mode, histogram.c.policy_id, histogram.c.metric, histogram.c.target_seconds)
+            queries.append(
+                sa.select(*keys, histogram.c.bucket, sa.cast(sa.func.sum(histogram.c.clocks), sa.BigInteger))
+                .where(*conditions)
+                .group_by(*keys, histogram.c.bucket)
+            )
+        queries += [duration_histogram(where) for where in parts]
+        rows: dict[tuple[str, str], dict[str, list[Bucket]]] = {}
         with self.engine.connect() as connection:
-            for policy_id, mode, frt_seconds, frt_target, rt_seconds, rt_target in connection.execute(query):
-                entry = timed.setdefault((policy_id, mode), {"frt": [], "rt": []})
-                if frt_seconds is not None and frt_target:
-                    entry["frt"].append((frt_seconds, frt_target))
-                if rt_seconds is not None and rt_target:
-                    entry["rt"].append((rt_seconds, rt_target))
+            for query in queries:
+                for mode, policy_id, metric, target, bucket, clocks in connection.execute(query):
+                    per_metric = rows.setdefault((policy_id, mode), {name: [] for name in DURATION_METRICS})
+                    per_metric[metric].append((bucket, target, clocks))
         known = self.names(filters).get("policy", {})
         policies = [
             {
                 "policy": policy_id,
                 "name": known.get(policy_id, policy_id),
                 "mode": mode,
-                **{PREFIX_METRICS[prefix]: target_fit(entry[prefix]) for prefix in ("frt", "rt")},
+                **{PREFIX_METRICS[prefix]: target_fit(merge(found[prefix])) for prefix in DURATION_METRICS},
             }
-            for (policy_id, mode), entry in sorted(timed.items())
+            for (policy_id, mode), found in sorted(rows.items())
         ]
         return {
             "filters": filters.describe(),
             "factors": list(FACTORS),
             "percentiles": list(PERCENTILES),
+            "percentile_step": 1 / STEPS,
+            "percentile_cap": CAP,
             "policies": policies,
         }
 

@@ -8,11 +8,14 @@ reports over a long range read thousands of rows instead of millions (docs/repor
   that dimension's value. Every applied SLA adds to exactly one row of each dimension.
 - ``sla_rollup_misses``: per UTC hour of ``applied_at``, UTC hour of the miss's due time, account, mode
   and one dimension (``all`` keyed by the policy id), the misses not corrected (the weekday x hour grid).
+- ``sla_rollup_durations``: per UTC day of ``applied_at``, account, mode, policy, metric (``frt``, ``rt``),
+  the clock's own target and duration bucket (:func:`plugin.core.reports.targets.bucket_of`), the stopped
+  clocks (the targets that fit). Whole days: per hour the buckets would be nearly one row per clock.
 
 One SQL definition (:func:`_contribution_queries`) gives the rollup rows of any set of applied SLAs. A
 store batch reads the rows of its conversations before and after its writes and adds the difference in
 the same transaction (:func:`snapshot`, :func:`apply_change`), so the rollups stay exact; :func:`rebuild`
-computes them again from the base tables (``sla-plugin report rebuild-rollups``).
+computes them again from the base tables (``sla-plugin rebuild-rollups``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,6 +34,7 @@ from sqlalchemy.engine import Connection
 from plugin.adapters.store import UTCDateTime, applied, misses
 from plugin.core.engine.clocks import AT_RISK, HIT, MISSED, NOT_STARTED, PAUSED, RUNNING
 from plugin.core.reports.figures import METRIC_PREFIXES, TOTAL_NAMES
+from plugin.core.reports.targets import CAP, OVER, STEPS
 
 rollup_metadata = sa.MetaData()
 
@@ -45,14 +50,23 @@ ROLLUP_DIMENSIONS: dict[str, sa.Column | None] = {
 }
 ID_DIMENSIONS = ("inbox", "team", "agent")  # kept in value_id; the others in value
 
+
+def _leading(period: str) -> list[sa.Column]:
+    """The first columns of a rollup table: its key (a hash of the key columns, some of which are null),
+    dimension and period start."""
+    return [
+        sa.Column("key", sa.String(64), primary_key=True),
+        sa.Column("dimension", sa.String(20), nullable=False),
+        sa.Column(period, UTCDateTime, nullable=False),
+    ]
+
+
 _TOTAL_TYPES = {name: (sa.Float if name == "target_sum" else sa.BigInteger) for name in TOTAL_NAMES}
 
 rollup = sa.Table(
     "sla_rollup",
     rollup_metadata,
-    sa.Column("key", sa.String(64), primary_key=True),  # a hash of the key columns (some are null)
-    sa.Column("dimension", sa.String(20), nullable=False),
-    sa.Column("hour_at", UTCDateTime, nullable=False),
+    *_leading("hour_at"),
     sa.Column("account_id", sa.BigInteger, nullable=False),
     sa.Column("mode", sa.String(10), nullable=False),
     sa.Column("policy_id", sa.String(200)),
@@ -67,9 +81,7 @@ rollup = sa.Table(
 rollup_misses = sa.Table(
     "sla_rollup_misses",
     rollup_metadata,
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("dimension", sa.String(20), nullable=False),
-    sa.Column("hour_at", UTCDateTime, nullable=False),
+    *_leading("hour_at"),
     sa.Column("due_hour_at", UTCDateTime, nullable=False),
     sa.Column("account_id", sa.BigInteger, nullable=False),
     sa.Column("mode", sa.String(10), nullable=False),
@@ -80,8 +92,49 @@ rollup_misses = sa.Table(
     sa.Index("ix_sla_rollup_misses_dimension_hour", "dimension", "hour_at"),
 )
 
-_ROLLUP_KEYS = ("dimension", "hour_at", "account_id", "mode", "policy_id", "policy_name", "target", "value_id", "value")
-_MISSES_KEYS = ("dimension", "hour_at", "due_hour_at", "account_id", "mode", "policy_id", "value_id", "value")
+rollup_durations = sa.Table(
+    "sla_rollup_durations",
+    rollup_metadata,
+    *_leading("day_at"),
+    sa.Column("account_id", sa.BigInteger, nullable=False),
+    sa.Column("mode", sa.String(10), nullable=False),
+    sa.Column("policy_id", sa.String(200), nullable=False),
+    sa.Column("metric", sa.String(10), nullable=False),
+    sa.Column("target_seconds", sa.BigInteger, nullable=False),
+    sa.Column("bucket", sa.Integer, nullable=False),
+    sa.Column("clocks", sa.BigInteger, nullable=False),
+    sa.Index("ix_sla_rollup_durations_dimension_day", "dimension", "day_at"),
+)
+DURATION_METRICS = ("frt", "rt")  # the clocks whose working time is stored (sla_applied.<metric>_working_seconds)
+_HOUR, _DAY = timedelta(hours=1), timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Kept:
+    """One rollup table as the store keeps it: the measures it adds and the period its rows cover."""
+
+    table: sa.Table
+    measures: tuple[str, ...]
+    period: str  # the column of the period's start (UTC)
+    step: timedelta  # the period's length
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The columns that key a row (in table order: the row's ``key`` is a hash of their values)."""
+        return tuple(
+            column.name for column in self.table.c if column.name != "key" and column.name not in self.measures
+        )
+
+    @property
+    def counted(self) -> str:
+        """The measure that counts the row's SLAs or clocks: a row where it is 0 holds nothing."""
+        return self.measures[0]
+
+
+ROLLUP = Kept(rollup, TOTAL_NAMES, "hour_at", _HOUR)
+ROLLUP_MISSES = Kept(rollup_misses, ("misses",), "hour_at", _HOUR)
+ROLLUP_DURATIONS = Kept(rollup_durations, ("clocks",), "day_at", _DAY)
+KEPT = (ROLLUP, ROLLUP_MISSES, ROLLUP_DURATIONS)
 
 
 def _sum(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
@@ -117,17 +170,29 @@ def rollup_total_columns(table: sa.Table = rollup) -> list[sa.ColumnElement]:
     return [sa.cast(sa.func.sum(table.c[name]), _TOTAL_TYPES[name]).label(name) for name in TOTAL_NAMES]
 
 
-def _hour(connection: Connection, column: sa.Column) -> sa.ColumnElement[Any]:
-    """The UTC hour of a stored time, as text (SQLite) or a timestamp without zone (PostgreSQL)."""
+def _period_start(connection: Connection, column: sa.Column, unit: str) -> sa.ColumnElement[Any]:
+    """The UTC hour or day (``unit``) of a stored time, as text (SQLite) or a timestamp without zone
+    (PostgreSQL)."""
     name = f"{column.table.name}.{column.name}"
     if connection.dialect.name == "sqlite":
-        return sa.literal_column(f"strftime('%Y-%m-%d %H:00:00', {name})")
-    return sa.literal_column(f"date_trunc('hour', {name} AT TIME ZONE 'UTC')")
+        return sa.literal_column(f"strftime('{'%Y-%m-%d' if unit == 'day' else '%Y-%m-%d %H'}:00:00', {name})")
+    return sa.literal_column(f"date_trunc('{unit}', {name} AT TIME ZONE 'UTC')")
 
 
-def _as_hour(value: Any) -> datetime:
+def _as_utc_start(value: Any) -> datetime:
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
     return moment.replace(tzinfo=UTC)
+
+
+def duration_bucket(source: str, metric: str) -> sa.ColumnElement[int]:
+    """:func:`plugin.core.reports.targets.bucket_of` in SQL over the ``metric`` columns of the table or CTE
+    called ``source``, the same text on both databases (integer division of BIGINTs; literal numbers, so
+    that GROUP BY repeats SELECT's text on PostgreSQL)."""
+    clock, goal = (f"CAST({source}.{metric}_{name} AS BIGINT)" for name in ("working_seconds", "target_seconds"))
+    return sa.literal_column(
+        f"CASE WHEN {clock} > {CAP} * {goal} THEN {OVER} ELSE ({STEPS} * {clock} + {goal} - 1) / {goal} END",
+        sa.Integer,
+    )
 
 
 def _dimension_keys(dimension: str, policy_keys: Sequence[sa.Column]) -> tuple[list[sa.Column], list[Any]]:
@@ -146,15 +211,16 @@ def _dimension_keys(dimension: str, policy_keys: Sequence[sa.Column]) -> tuple[l
 
 def _contribution_queries(
     connection: Connection, conversations: Mapping[int, Sequence[int]] | None
-) -> tuple[sa.CompoundSelect, sa.CompoundSelect]:
+) -> dict[str, sa.CompoundSelect]:
     """The rollup rows (without key) of the applied SLAs of these conversations (account -> conversation ids;
-    None: of all): one query per table."""
+    None: of all): one query per table name."""
     where = [] if conversations is None else [_of(applied, conversations)]
     # The misses' side gets the conversations too: a join does not carry an IN over to the other table, and
     # without it PostgreSQL reads every miss of the account for each snapshot.
     misses_where = [] if conversations is None else [_of(misses, conversations)]
-    hour = _hour(connection, applied.c.applied_at).label("hour_at")
-    due_hour = _hour(connection, misses.c.due_at).label("due_hour_at")
+    hour = _period_start(connection, applied.c.applied_at, "hour").label("hour_at")
+    due_hour = _period_start(connection, misses.c.due_at, "hour").label("due_hour_at")
+    day = _period_start(connection, applied.c.applied_at, "day").label("day_at")
     with_misses = applied.join(
         misses,
         sa.and_(misses.c.account_id == applied.c.account_id, misses.c.conversation_id == applied.c.conversation_id),
@@ -177,10 +243,56 @@ def _contribution_queries(
             .where(*where, *misses_where, misses.c.corrected_at.is_(None))
             .group_by(hour, due_hour, applied.c.account_id, applied.c.mode, *keys)
         )
-    return sa.union_all(*totals), sa.union_all(*counted)
+    # Only dimension "all" (keyed by the policy): per inbox, agent or label the histogram would hold nearly a
+    # row per clock (at a million applied SLAs, 30 days: 12,000 "all" rows, 221,000 per inbox, 393,000 per
+    # agent), so a report filtered on a dimension reads sla_applied, through its indexes, with the same buckets.
+    everything = sa.literal("all", sa.String(20)).label("dimension")
+    return {
+        rollup.name: sa.union_all(*totals),
+        rollup_misses.name: sa.union_all(*counted),
+        rollup_durations.name: duration_histogram(where, [everything, day, applied.c.account_id.label("account_id")]),
+    }
 
 
-Contributions = tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]
+def duration_histogram(
+    where: Sequence[sa.ColumnElement[bool]], keys: Sequence[sa.Label[Any]] = ()
+) -> sa.CompoundSelect:
+    """The stopped clocks of the applied SLAs matching ``where``, counted per ``keys`` (labelled expressions
+    over ``sla_applied``, selected first), mode, policy, metric (``frt``, ``rt``), the clock's target and its
+    duration bucket: the rows of ``sla_rollup_durations``, and what the targets report reads from
+    ``sla_applied`` where the rollup cannot answer, so a figure never depends on which answered. The
+    cohort is read once (a materialised CTE) and grouped once per metric."""
+    timed = [
+        applied.c[f"{metric}_{name}"] for metric in DURATION_METRICS for name in ("working_seconds", "target_seconds")
+    ]
+    cohort = (
+        sa.select(*keys, applied.c.mode, applied.c.policy_id, *timed)
+        .where(*where)
+        .cte("timed_cohort")
+        .prefix_with("MATERIALIZED")
+    )
+    grouped = [cohort.c[key.name] for key in keys]
+    parts = []
+    for metric in DURATION_METRICS:
+        seconds, target = cohort.c[f"{metric}_working_seconds"], cohort.c[f"{metric}_target_seconds"]
+        bucket = duration_bucket(cohort.name, metric)
+        parts.append(
+            sa.select(
+                *grouped,
+                cohort.c.mode,
+                cohort.c.policy_id,
+                sa.literal(metric, sa.String(10)).label("metric"),
+                sa.cast(target, sa.BigInteger).label("target_seconds"),
+                bucket.label("bucket"),
+                sa.func.count().label("clocks"),
+            )
+            .where(seconds.is_not(None), target > 0)
+            .group_by(*grouped, cohort.c.mode, cohort.c.policy_id, target, bucket)
+        )
+    return sa.union_all(*parts)
+
+
+Contributions = dict[str, dict[str, dict[str, Any]]]  # table name -> row key -> row
 
 
 def _key(row: dict[str, Any], names: Sequence[str]) -> str:
@@ -199,22 +311,24 @@ def _of(table: sa.Table, conversations: Mapping[int, Sequence[int]]) -> sa.Colum
     )
 
 
-def _contributions(connection: Connection, conversations: Mapping[int, Sequence[int]] | None) -> Contributions:
-    rollup_query, misses_query = _contribution_queries(connection, conversations)
-    found: list[dict[str, dict[str, Any]]] = []
-    for query, names in ((rollup_query, _ROLLUP_KEYS), (misses_query, _MISSES_KEYS)):
+def _contributions(
+    connection: Connection, conversations: Mapping[int, Sequence[int]] | None, kept: Sequence[Kept] = KEPT
+) -> Contributions:
+    queries = _contribution_queries(connection, conversations)
+    found: Contributions = {}
+    for table in kept:
         rows: dict[str, dict[str, Any]] = {}
-        for result in connection.execute(query).mappings():
+        for result in connection.execute(queries[table.table.name]).mappings():
             row = dict(result)
-            row["hour_at"] = _as_hour(row["hour_at"])
-            if "due_hour_at" in row:
-                row["due_hour_at"] = _as_hour(row["due_hour_at"])
-            for name in TOTAL_NAMES if names is _ROLLUP_KEYS else ("misses",):
+            for name in ("hour_at", "due_hour_at", "day_at"):
+                if name in row:
+                    row[name] = _as_utc_start(row[name])
+            for name in table.measures:
                 row[name] = row[name] or 0
-            row["key"] = _key(row, names)
+            row["key"] = _key(row, table.keys)
             rows[row["key"]] = row
-        found.append(rows)
-    return found[0], found[1]
+        found[table.table.name] = rows
+    return found
 
 
 def snapshot(connection: Connection, keys: Iterable[tuple[int, int]]) -> Contributions:
@@ -223,16 +337,15 @@ def snapshot(connection: Connection, keys: Iterable[tuple[int, int]]) -> Contrib
     for account_id, conversation_id in sorted(set(keys)):
         by_account.setdefault(account_id, []).append(conversation_id)
     if not by_account:
-        return {}, {}
+        return {}
     return _contributions(connection, by_account)
 
 
 def apply_change(connection: Connection, before: Contributions, after: Contributions) -> None:
     """Add ``after - before`` to the rollups (in the caller's transaction); rows left with nothing go."""
-    for table, measures, old, new in (
-        (rollup, TOTAL_NAMES, before[0], after[0]),
-        (rollup_misses, ("misses",), before[1], after[1]),
-    ):
+    for kept in KEPT:
+        table, measures = kept.table, kept.measures
+        old, new = before.get(table.name, {}), after.get(table.name, {})
         changes = []
         for key in sorted(old.keys() | new.keys()):  # one order for every writer: no deadlocks between them
             base = new.get(key) or old[key]
@@ -245,7 +358,7 @@ def apply_change(connection: Connection, before: Contributions, after: Contribut
                 )
         _add(connection, table, measures, changes)
         if changes:
-            counted = table.c["applied" if table is rollup else "misses"]
+            counted = table.c[kept.counted]
             connection.execute(table.delete().where(table.c.key.in_([row["key"] for row in changes]), counted == 0))
 
 
@@ -260,19 +373,21 @@ def _add(connection: Connection, table: sa.Table, measures: Sequence[str], rows:
     connection.execute(statement, rows)
 
 
-def rebuild(connection: Connection) -> int:
-    """Compute both rollup tables again from ``sla_applied`` and ``sla_misses``; returns the rows written."""
-    rollup_metadata.create_all(connection)
+def rebuild(connection: Connection, kept: Sequence[Kept] = KEPT) -> int:
+    """Compute rollup tables (by default all) again from ``sla_applied`` and ``sla_misses``; returns the rows
+    written."""
+    tables = [table.table for table in kept]
+    rollup_metadata.create_all(connection, tables=tables)
     if connection.dialect.name == "postgresql":
         # Writers add their changes after this commits (SQLite's BEGIN IMMEDIATE serialises them already):
         # a change is either in the rows read here or added to the rows written here, never both.
-        connection.exec_driver_sql("LOCK TABLE sla_rollup, sla_rollup_misses IN EXCLUSIVE MODE")
-    connection.execute(rollup.delete())
-    connection.execute(rollup_misses.delete())
+        connection.exec_driver_sql(f"LOCK TABLE {', '.join(table.name for table in tables)} IN EXCLUSIVE MODE")
+    for table in tables:
+        connection.execute(table.delete())
     written = 0
-    for table, rows in zip((rollup, rollup_misses), _contributions(connection, None), strict=True):
+    for name, rows in _contributions(connection, None, kept).items():
         batch = list(rows.values())
         for first in range(0, len(batch), 5000):
-            connection.execute(table.insert(), batch[first : first + 5000])
+            connection.execute(rollup_metadata.tables[name].insert(), batch[first : first + 5000])
         written += len(batch)
     return written

@@ -134,7 +134,6 @@ applied = sa.Table(
     sa.Column("evaluated_at", UTCDateTime, nullable=False),
     sa.Index("ix_sla_applied_account_applied", "account_id", "applied_at"),
     sa.Index("ix_sla_applied_policy_applied", "policy_id", "applied_at"),
-    sa.Index("ix_sla_applied_inbox_applied", "inbox_id", "applied_at"),
 )
 
 misses = sa.Table(
@@ -295,7 +294,7 @@ def _create_rollups(connection: Connection) -> None:
     """Version 9: the report rollups (plugin/adapters/rollups.py), created and filled from the base tables."""
     from plugin.adapters import rollups
 
-    rollups.rebuild(connection)
+    rollups.rebuild(connection, (rollups.ROLLUP, rollups.ROLLUP_MISSES))
 
 
 def _rollup_misses_by_dimension(connection: Connection) -> None:
@@ -303,7 +302,23 @@ def _rollup_misses_by_dimension(connection: Connection) -> None:
     from plugin.adapters import rollups
 
     rollups.rollup_misses.drop(connection, checkfirst=True)
-    rollups.rebuild(connection)
+    rollups.rebuild(connection, (rollups.ROLLUP_MISSES,))
+
+
+def _rollup_durations(connection: Connection) -> None:
+    """Version 12: the duration histogram of the targets that fit (plugin/adapters/rollups.py), created and
+    filled from ``sla_applied``; and the inbox index (up to version 11 ``inbox_id, applied_at``, declared with
+    the table) made covering for the targets, which an inbox filter reads from ``sla_applied``: read from the
+    index alone, twice as fast at a million rows. Its first columns serve what the old one served."""
+    from plugin.adapters import rollups
+
+    rollups.rebuild(connection, (rollups.ROLLUP_DURATIONS,))
+    connection.exec_driver_sql("DROP INDEX IF EXISTS ix_sla_applied_inbox_applied")
+    timed = ", ".join(f"{metric}_{name}" for metric in ("frt", "rt") for name in ("working_seconds", "target_seconds"))
+    connection.exec_driver_sql(
+        f"CREATE INDEX IF NOT EXISTS ix_sla_applied_inbox_timed ON sla_applied"
+        f" (inbox_id, applied_at, policy_id, mode, {timed})"
+    )
 
 
 # ``sla_conversations`` as versions 1 to 10 made it: head and summary as JSON text.
@@ -389,6 +404,7 @@ MIGRATIONS: tuple = (
     _create_rollups,  # version 9
     _rollup_misses_by_dimension,  # version 10
     _pack_states,  # version 11
+    _rollup_durations,  # version 12
 )
 
 
@@ -598,9 +614,7 @@ class Store:
             row = connection.execute(
                 sa.select(
                     conversations.c.account_id, conversations.c.conversation_id, conversations.c.packed_head
-                ).where(
-                    conversations.c.account_id == key[0], conversations.c.conversation_id == key[1]
-                )
+                ).where(conversations.c.account_id == key[0], conversations.c.conversation_id == key[1])
             ).first()
             if row is None:
                 return ConversationState(*key)

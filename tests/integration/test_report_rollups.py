@@ -1,6 +1,7 @@
 """The report rollups answer exactly what the base tables answer, on SQLite and PostgreSQL: on random data
 written through the store's write path, and again after rows change (a miss corrected, a status changed,
-a conversation moved to another inbox), with the maintained rollups equal to rebuilt ones."""
+a conversation moved to another inbox, a clock stopped later), with the maintained rollups equal to rebuilt
+ones. The targets that fit (the duration histogram) included."""
 
 from __future__ import annotations
 
@@ -14,8 +15,16 @@ from hypothesis import strategies as st
 
 from plugin.adapters import report_queries
 from plugin.adapters.report_queries import PAGE_BREAKDOWNS, Reports
-from plugin.adapters.rollups import rebuild, rollup, rollup_misses
-from plugin.adapters.store import Store, _ConversationRows, applied, misses
+from plugin.adapters.rollups import ROLLUP_DURATIONS, rebuild, rollup, rollup_durations, rollup_misses
+from plugin.adapters.store import (
+    MIGRATIONS,
+    Store,
+    _ConversationRows,
+    _rollup_durations,
+    applied,
+    misses,
+    schema_version,
+)
 from plugin.core.reports.filters import Filters
 
 START = datetime(2026, 3, 27, tzinfo=UTC)  # Europe's clocks go forward on the 29th
@@ -33,6 +42,18 @@ FILTERS = [
     {"inbox": "2", "team": "1"},  # two dimensions: the base tables answer
 ]
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata"]
+TARGET_SECONDS = [None, 0, 1800, 3600]
+
+
+def timed(draw: Any) -> dict[str, Any]:
+    """Working seconds and targets of the first response and the resolution (some over 10 x the target)."""
+    return {
+        f"{prefix}_{name}": draw(st.one_of(st.none(), st.integers(0, 40_000)))
+        if name == "working_seconds"
+        else draw(st.sampled_from(TARGET_SECONDS))
+        for prefix in ("frt", "rt")
+        for name in ("working_seconds", "target_seconds")
+    }
 
 
 @pytest.fixture
@@ -72,6 +93,7 @@ def conversation(number: int, draw: Any) -> dict[str, Any]:
         "nrt_misses_per_message": counts["nrt"] + draw(st.integers(0, 1)),
         "any_miss": any(counts.values()),
         "evaluated_at": moment,
+        **timed(draw),
     }
 
 
@@ -109,6 +131,7 @@ def answers(reports: Reports, filters: Filters) -> list[Any]:
         reports.conversations(filters, only_missed=True)["total"],
         reports.conversations(filters)["total"],
         *(reports.breakdown(filters, by) for by in (*PAGE_BREAKDOWNS, "policy")),
+        reports.targets(filters),
     ]
     return rounded(found)
 
@@ -128,7 +151,7 @@ def rollup_rows(store: Store) -> dict[str, Any]:
     with store.engine.connect() as connection:
         return {
             table.name: sorted(tuple(rounded(list(row))) for row in connection.execute(sa.select(table)))
-            for table in (rollup, rollup_misses)
+            for table in (rollup, rollup_misses, rollup_durations)
         }
 
 
@@ -136,6 +159,7 @@ def assert_rollups_answer_as_the_base(store: Store, monkeypatch: pytest.MonkeyPa
     reports = Reports(store.engine)
     used = [filters for filters in ranges if report_queries.rollup_plan(filters, None) is not None]
     assert used  # some requests are answered from the rollups
+    assert any(report_queries.rollup_plan(filters, "all", ROLLUP_DURATIONS, zoned=False) for filters in ranges)
     from_rollups = [answers(reports, filters) for filters in ranges]
     with monkeypatch.context() as patch:
         patch.setattr(report_queries, "rollup_plan", lambda *arguments, **named: None)
@@ -148,16 +172,18 @@ def assert_rollups_answer_as_the_base(store: Store, monkeypatch: pytest.MonkeyPa
 
 
 # Without shrinking: each example writes to a database, and a failing one is printed as drawn.
-@settings(
-    max_examples=10,
-    deadline=None,
-    phases=[Phase.explicit, Phase.reuse, Phase.generate],
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+WRITING = {
+    "deadline": None,
+    "phases": [Phase.explicit, Phase.reuse, Phase.generate],
+    "suppress_health_check": [HealthCheck.function_scoped_fixture],
+}
+
+
+@settings(max_examples=10, **WRITING)
 @given(data=st.data())
 def test_rollups_answer_as_the_base_tables_before_and_after_changes(store, monkeypatch, data):
     with store.engine.begin() as connection:
-        for table in (applied, misses, rollup, rollup_misses):
+        for table in (applied, misses, rollup, rollup_misses, rollup_durations):
             connection.execute(table.delete())
     draw = data.draw
     rows = {}
@@ -179,6 +205,12 @@ def test_rollups_answer_as_the_base_tables_before_and_after_changes(store, monke
         )
         for index, chosen in enumerate(FILTERS)
     ]
+    # Whole UTC days inside, in a half-hour zone: the duration histogram answers for them.
+    ranges.append(
+        Filters.from_params(
+            {"since": since.isoformat(), "until": (since + timedelta(days=3)).isoformat(), "tz": "Asia/Kolkata"}
+        )
+    )
     assert_rollups_answer_as_the_base(store, monkeypatch, ranges)
 
     # Changes: a miss corrected, a status changed, a conversation moved to another inbox and label.
@@ -187,6 +219,7 @@ def test_rollups_answer_as_the_base_tables_before_and_after_changes(store, monke
         (row,) = rows[key].applied
         new = {**row, "frt_status": draw(st.sampled_from(STATUSES)), "inbox_id": draw(st.sampled_from([1, 2]))}
         new["labels"] = draw(st.sampled_from(LABELS))
+        new.update(timed(draw))
         corrections = []
         if rows[key].misses and draw(st.booleans()):
             first = rows[key].misses[0]
@@ -198,3 +231,32 @@ def test_rollups_answer_as_the_base_tables_before_and_after_changes(store, monke
     if changed:
         write(store, changed)
     assert_rollups_answer_as_the_base(store, monkeypatch, ranges)
+
+
+@settings(max_examples=3, **WRITING)
+@given(data=st.data())
+def test_the_migration_to_the_histogram_fills_it_from_the_stored_clocks(store, data):
+    with store.engine.begin() as connection:
+        for table in (applied, misses, rollup, rollup_misses, rollup_durations):
+            connection.execute(table.delete())
+    rows = {}
+    for number in range(1, data.draw(st.integers(5, 30)) + 1):
+        row = {**conversation(number, data.draw), "frt_working_seconds": number * 300, "frt_target_seconds": 3600}
+        rows[(row["account_id"], number)] = _ConversationRows((row["account_id"], number), applied=[row])
+    write(store, rows)
+    week = Filters.from_params({"since": START.isoformat(), "until": (START + timedelta(days=5)).isoformat()})
+    reports = Reports(store.engine)
+    expected = reports.targets(week)
+    version = MIGRATIONS.index(_rollup_durations) + 1
+    with store.engine.begin() as connection:  # the store as the version before left it: no histogram
+        rollup_durations.drop(connection)
+        connection.execute(schema_version.delete().where(schema_version.c.version >= version))
+    assert store.migrate() == len(MIGRATIONS) >= version
+    with store.engine.connect() as connection:
+        clocks = connection.execute(sa.select(sa.func.sum(rollup_durations.c.clocks))).scalar()
+    assert clocks == len(rows) + sum(
+        1
+        for key in rows
+        if rows[key].applied[0]["rt_working_seconds"] is not None and rows[key].applied[0]["rt_target_seconds"]
+    )
+    assert reports.targets(week) == expected and expected["policies"]

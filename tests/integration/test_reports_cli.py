@@ -126,15 +126,19 @@ def test_the_plugins_own_labels_are_left_out_of_the_label_breakdown(report_runti
 
 
 def test_rebuild_rollups_restores_the_totals_the_reports_read(report_runtime, fixture_payload):
-    from plugin.adapters.rollups import rollup
+    from plugin.adapters.rollups import rollup, rollup_durations
 
     load_scenario(report_runtime.redis, fixture_payload)
     before = json.loads(run("--format", "json"))
+    targets = json.loads(run("--format", "json", "--report", "targets"))
     with report_runtime.store.engine.begin() as connection:
         connection.execute(rollup.delete())  # rollups lost (say, a table restored without them)
+        connection.execute(rollup_durations.delete())
     assert json.loads(run("--format", "json"))["overall"]["applied"] == 0  # the week is read from them
+    assert json.loads(run("--format", "json", "--report", "targets"))["policies"] == []
 
     result = CliRunner().invoke(rebuild_rollups, [], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("rebuilt the report rollups: ")
     assert json.loads(run("--format", "json")) == before
+    assert json.loads(run("--format", "json", "--report", "targets")) == targets and targets["policies"]
