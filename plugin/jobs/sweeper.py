@@ -2,7 +2,7 @@
 
 Any number of worker processes run a sweeper thread; a Redis lock elects one leader, and a leader that dies
 is replaced when its lock expires. A new leader rebuilds the deadline index from SQL first, and every
-minute it re-reads the checks that SQL says are due, so neither a Redis flush nor a lost ZADD can hide a
+minute it re-reads the checks that SQL says are overdue, so neither a Redis flush nor a lost ZADD can hide a
 deadline (docs/architecture.md, "How an event flows" and "Where state lives").
 """
 
@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 LEADER_TTL_SECONDS = 5
 INDEX_REFRESH_EVERY = timedelta(seconds=60)
+# A check still due in SQL this long after its time was lost from the index (a healthy pipeline re-evaluates a
+# conversation within seconds). One due more recently is most likely ticked and waiting in the stream: adding
+# it again would tick it twice, a burst of duplicate work every minute when thousands fall due a second.
+LOST_AFTER = timedelta(seconds=30)
 REBUILD_PAGE = 10_000  # running clocks read from SQL and indexed per step of a rebuild
 MINIMUM_WAIT_SECONDS = 0.02
 OUTBOX_REQUEUE_EVERY = timedelta(seconds=30)
@@ -73,7 +77,7 @@ class Sweeper:
             self.rebuild()
             self._last_run["index"] = now
         elif self._every("index", INDEX_REFRESH_EVERY, now):
-            deadlines.schedule(self.runtime.redis, self.runtime.store.due_conversations(now))
+            deadlines.schedule(self.runtime.redis, self.runtime.store.due_conversations(now - LOST_AFTER))
         if self._every("stalled drain", STALLED_DRAIN_CHECK_EVERY, now):
             self._restart_stalled_drain()
         due = deadlines.pop_due(self.runtime.redis, now)

@@ -26,11 +26,13 @@ def runtime(runtime_factory):
 
 
 def store_conversations(runtime, fixture_payload, numbers: range) -> None:
-    """Conversations created a minute ago, folded by a real RQ worker (each gets a running clock)."""
+    """Conversations created two minutes apart, the last a minute ago, folded by a real RQ worker (each gets a
+    running clock)."""
     now = int(datetime.now(UTC).timestamp())
     for number in numbers:
+        created = now - 60 - 120 * (numbers.stop - 1 - number)
         body = fixture_payload("conversation_created")
-        body.update(id=number, created_at=now - 60, updated_at=now - 60)
+        body.update(id=number, created_at=created, updated_at=created)
         ingest.submit(runtime.redis, "chatwoot", json.dumps(body).encode(), received_at=datetime.now(UTC))
     SimpleWorker([Queue(redis_keys.EVENTS_QUEUE, connection=runtime.redis)], connection=runtime.redis).work(burst=True)
 
@@ -74,3 +76,32 @@ def test_scheduling_keeps_the_last_check_given_for_each_conversation(redis):
     assert redis.zrange(redis_keys.DEADLINES, 0, -1, withscores=True) == [
         (deadlines.member(1, 2).encode(), (now + timedelta(1)).timestamp())
     ]
+
+
+def test_the_minute_refresh_restores_lost_checks_but_not_one_just_due(runtime, fixture_payload):
+    store_conversations(runtime, fixture_payload, range(201, 203))
+    due = {
+        int(name.split(b":")[1]): score
+        for name, score in runtime.redis.zrange(redis_keys.DEADLINES, 0, -1, withscores=True)
+    }
+    assert due[202] - due[201] == 120
+
+    def ticked() -> set[int]:
+        entries = runtime.redis.xrange(redis_keys.EVENT_STREAM)
+        runtime.redis.delete(redis_keys.EVENT_STREAM)
+        return {deadlines.parse_member(fields[b"tick"])[1] for _, fields in entries}
+
+    now = datetime.fromtimestamp(due[201], UTC) + timedelta(seconds=5)
+    sweeper = Sweeper(runtime, lambda: now)
+    sweeper.step()  # a new leader: the index rebuilt from SQL, then what is due ticked
+    assert ticked() == {201}
+    runtime.redis.delete(redis_keys.DEADLINES)  # a Redis flush: 202's check is lost (201's tick was never run)
+
+    now = datetime.fromtimestamp(due[202], UTC) + timedelta(seconds=5)
+    sweeper._last_run["index"] = now - sweeper_module.INDEX_REFRESH_EVERY  # the minute refresh is due
+    sweeper.step()
+    assert ticked() == {201}  # 2 minutes overdue in SQL: restored; 202 is due since 5 s only, likely in flight
+
+    now += sweeper_module.INDEX_REFRESH_EVERY
+    sweeper.step()
+    assert ticked() == {201, 202}  # a minute later 202 is overdue too: restored and ticked
