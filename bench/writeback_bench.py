@@ -51,6 +51,13 @@ def _seconds(stored) -> float:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
+def _cpu_seconds(worker: subprocess.Popen) -> float:
+    """Wait for a worker process to end; the CPU seconds (user and system) it used."""
+    _pid, status, usage = os.wait4(worker.pid, 0)
+    worker.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_utime + usage.ru_stime
+
+
 def percentile(values: list[float], share: float) -> float:
     """The value below which ``share`` of ``values`` lie."""
     ordered = sorted(values)
@@ -127,8 +134,8 @@ def main() -> None:
         finally:
             for worker in workers:
                 worker.terminate()
-            for worker in workers:
-                worker.wait(timeout=30)
+            # The CPU seconds each worker spent (its children included), from the kernel's accounting.
+            cpu = [_cpu_seconds(worker) for worker in workers]
 
     labelled = sorted(
         (conversation_id, history[0][0] - handed[conversation_id])
@@ -162,6 +169,10 @@ def main() -> None:
         tenths = [latencies[len(latencies) * part // 10] for part in range(10)]
         print("latency by hand-over order (each tenth's first):", " ".join(f"{value:.2f}" for value in tenths))
     print(f"helpdesk calls: {len(helpdesk.calls)} ({reads} label reads); 429s answered: {helpdesk.throttled}")
+    print(
+        f"worker CPU per conversation: events {cpu[0] / count * 1000:.1f} ms, "
+        f"write-back {sum(cpu[1:]) / count * 1000:.1f} ms ({len(cpu) - 1} processes)"
+    )
     if arguments.stages:
         print_stages(stages, handed)
 

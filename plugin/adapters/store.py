@@ -707,14 +707,27 @@ class Store:
                 .values(state=state, updated_at=now, **values)
             )
 
-    def finish_intent_if_unchanged(self, key: ConversationKey, intent: str, payload: str, now: datetime) -> None:
-        """Mark an intent done only if it still asks for *payload*: one recorded since stays pending."""
-        with self.engine.begin() as connection:
-            connection.execute(
-                outbox.update()
-                .where(*_intents_of(key), outbox.c.key == intent, outbox.c.payload == payload)
-                .values(state="done", updated_at=now)
+    def finish_intents_if_unchanged(self, written: Iterable[tuple[ConversationKey, str, str]], now: datetime) -> None:
+        """Mark intents ``(conversation, intent, payload)`` done, each only if it still asks for that payload (one
+        recorded since stays pending), in one short transaction (on SQLite it takes the one write lock once)."""
+        rows = [
+            {"written_account": key[0], "written_conversation": key[1], "written_key": intent, "written": payload}
+            for key, intent, payload in written
+        ]
+        if not rows:
+            return
+        statement = (
+            outbox.update()
+            .where(
+                outbox.c.account_id == sa.bindparam("written_account"),
+                outbox.c.conversation_id == sa.bindparam("written_conversation"),
+                outbox.c.key == sa.bindparam("written_key"),
+                outbox.c.payload == sa.bindparam("written"),
             )
+            .values(state="done", updated_at=now)
+        )
+        with self.engine.begin() as connection:
+            connection.execute(statement, rows)
 
     def fail_intents(self, key: ConversationKey, now: datetime) -> int:
         """Mark every intent of a conversation still to write as failed; returns how many."""

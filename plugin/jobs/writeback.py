@@ -6,8 +6,9 @@ queue, and a round works for at most ``ROUND_SECONDS`` before it hands over to t
 account's backlog or slow helpdesk holds a worker for one round at a time, and every other account's round
 gets its turn (docs/accounts.md). Within an account, a round's writers work side by side (up to the account's
 write-back concurrency, a Redis semaphore), each taking the next owed conversation as soon as it is done with
-one, and every call takes its place in the account's budget of calls per minute (plugin/adapters/request_budget.py), which keeps under the helpdesk's rate limit and makes every
-writer wait after a 429. Everything is idempotent:
+one, and every call takes its place in the account's budget of calls per minute
+(plugin/adapters/request_budget.py), which keeps under the helpdesk's rate limit and makes every writer wait
+after a 429. Everything is idempotent:
 - labels are merged (only the plugin's own titles are touched) into the list the latest webhook (or our
   own write) showed, and written: one call; only when no webhook told them are they read first. A retry
   recomputes. A list that changed since that webhook (an agent's label in flight) is restored from the
@@ -51,7 +52,6 @@ ROUND_SECONDS = 5.0
 HOST_RETRY_SECONDS = 5  # after a helpdesk failure, the account's next round waits this long
 ROUND_MARKER_TTL_SECONDS = 60
 STALE_AFTER = timedelta(minutes=2)
-MAX_ROUNDS = 5  # a conversation whose intents keep changing is finished by the next job
 # After a refused token, one attempt per this period until an operator fixes it.
 AUTH_BACKOFF_SECONDS = 300
 # How long the labels we wrote are remembered: the echo webhook arrives within seconds.
@@ -209,6 +209,8 @@ class Writer:
         self.runtime = runtime
         self.client = client
         self.clock = clock
+        # Label and attribute intents written in this round, marked done together at its end; None: at once.
+        self._written: list[tuple[tuple[int, int], str, str]] | None = None
 
     def deliver_owed(self, account_id: int, monotonic: Callable[[], float] = time.monotonic) -> int:
         """Write the conversations owed in the account's queue, longest-waiting first, for at most
@@ -252,12 +254,17 @@ class Writer:
             return done
 
         writers = self._concurrency(account_id)
+        self._written = []
         try:
             with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="sla-writeback") as pool:
                 done = sum(pool.map(lambda _: write_owed(), range(writers)))
         finally:
             if later:  # back into the queue, in their places, whatever ends the round
                 redis.zadd(owed, later, lt=True)
+            written, self._written = self._written, None
+            # One short transaction for the round's labels (they are idempotent: if it is lost, a later
+            # round finds them written and makes no call).
+            self.runtime.store.finish_intents_if_unchanged(written, self.clock())
         if failures:
             log.warning(
                 "write-back round of this account stopped by a helpdesk failure: %r",
@@ -323,14 +330,11 @@ class Writer:
         )
 
     def _deliver(self, account_id: int, conversation_id: int) -> int:
-        """Deliver until nothing is pending: an intent recorded while we wrote is delivered in the next round."""
-        done = 0
-        for _ in range(MAX_ROUNDS):
-            rows = self.runtime.store.pending_intents((account_id, conversation_id))
-            if not rows:
-                break
-            done += self._deliver_rows(account_id, conversation_id, rows)
-        return done
+        """Deliver what is pending. An intent recorded while we write owes the conversation again (the event
+        worker queues it after its commit), so it is delivered when the conversation's turn comes."""
+        return self._deliver_rows(
+            account_id, conversation_id, self.runtime.store.pending_intents((account_id, conversation_id))
+        )
 
     def _deliver_rows(self, account_id: int, conversation_id: int, rows) -> int:
         done = 0
@@ -364,10 +368,13 @@ class Writer:
         self._set_state(row.account_id, row.conversation_id, row.key, state, **values)
 
     def _finish_labels(self, row) -> None:
-        """Mark a label (or attributes) intent done only if it is still the one we wrote; a newer one stays
-        pending."""
-        key = (row.account_id, row.conversation_id)
-        self.runtime.store.finish_intent_if_unchanged(key, row.key, row.payload, self.clock())
+        """Mark a label (or attributes) intent done only if it is still the one we wrote (a newer one stays
+        pending): at once, or in a round at the round's end."""
+        written = ((row.account_id, row.conversation_id), row.key, row.payload)
+        if self._written is not None:
+            self._written.append(written)
+        else:
+            self.runtime.store.finish_intents_if_unchanged([written], self.clock())
 
     def _cancel(self, account_id: int, conversation_id: int, key: str) -> None:
         self._set_state(account_id, conversation_id, key, "cancelled")

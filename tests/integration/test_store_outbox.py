@@ -51,10 +51,16 @@ def test_stale_and_pending_intents(store):
 def test_a_label_intent_changed_meanwhile_stays_pending(store):
     record(store, (1, 7), "labels", "pending", NOW, payload='{"label": "at_risk"}')
 
-    store.finish_intent_if_unchanged((1, 7), "labels", '{"label": "running"}', NOW)  # we wrote an older one
+    record(store, (1, 8), "labels", "pending", NOW, payload='{"label": "missed"}')
+
+    store.finish_intents_if_unchanged([((1, 7), "labels", '{"label": "running"}')], NOW)  # we wrote an older one
     assert store.intent_state((1, 7), "labels") == "pending"
-    store.finish_intent_if_unchanged((1, 7), "labels", '{"label": "at_risk"}', NOW)
+    store.finish_intents_if_unchanged(
+        [((1, 7), "labels", '{"label": "at_risk"}'), ((1, 8), "labels", '{"label": "at_risk"}')], NOW
+    )
     assert store.intent_state((1, 7), "labels") == "done"
+    assert store.intent_state((1, 8), "labels") == "pending"  # several at once, each judged on its own
+    store.finish_intents_if_unchanged([], NOW)
 
 
 def test_failing_a_conversations_intents_leaves_written_ones_and_other_conversations(store):
