@@ -293,6 +293,21 @@ def load_scenario(redis, fixture_payload: Callable[[str], dict]) -> None:
     deliver_and_work(redis, late)
 
 
+def stretch_first_responses(store, policy_id: str, seconds: int) -> None:
+    """Every stored first response of ``policy_id`` took ``seconds`` of working time (written around the
+    store: the rollups are rebuilt)."""
+    from plugin.adapters.rollups import rebuild
+    from plugin.adapters.store import applied
+
+    with store.engine.begin() as connection:
+        connection.execute(
+            applied.update()
+            .where(applied.c.policy_id == policy_id, applied.c.frt_working_seconds.is_not(None))
+            .values(frt_working_seconds=seconds)
+        )
+        rebuild(connection)
+
+
 @pytest.fixture
 def report_runtime(runtime_factory, report_rules):
     """The workers' runtime on ``report_rules`` and the test's database (import both fixtures into a test

@@ -18,7 +18,7 @@ from plugin.adapters.store import Store
 from plugin.core.reports.csv_export import csv_lines
 from plugin.core.reports.figures import BUCKETS, MODES, ReportError, parse_page, percent, row_values, table
 from plugin.core.reports.filters import Filters, resolve_names
-from plugin.core.reports.targets import duration_text
+from plugin.core.reports.targets import CAP, duration_text
 
 # The columns a terminal has room for; --format csv and json carry every figure.
 TERMINAL_FIGURES = (
@@ -155,7 +155,11 @@ def _target_cells(record: dict[str, Any]) -> dict[str, Any]:
     return {
         **record,
         "target": duration_text(record["target_seconds"]),
-        **{share: duration_text(record[share]) for share in ("p50", "p90", "p95")},
+        # Without a value despite clocks: over the cap (the JSON names them in over_cap).
+        **{
+            share: f"over {CAP}x" if record[share] is None and record["count"] else duration_text(record[share])
+            for share in ("p50", "p90", "p95")
+        },
         **{f"at {factor}": percent(record[f"hit_rate_at_{factor}"]) for factor in ("0.5x", "1x", "2x")},
     }
 

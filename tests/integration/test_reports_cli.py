@@ -10,7 +10,12 @@ from click.testing import CliRunner
 
 from plugin.cli.report import rebuild_rollups, report
 
-from report_timelines import load_scenario, report_rules, report_runtime  # noqa: F401 (fixtures)
+from report_timelines import (  # noqa: F401 (fixtures)
+    load_scenario,
+    report_rules,
+    report_runtime,
+    stretch_first_responses,
+)
 
 WEEK = ["--since", "2026-03-02", "--until", "2026-03-08"]
 
@@ -142,3 +147,10 @@ def test_rebuild_rollups_restores_the_totals_the_reports_read(report_runtime, fi
     assert result.stdout.startswith("rebuilt the report rollups: ")
     assert json.loads(run("--format", "json")) == before
     assert json.loads(run("--format", "json", "--report", "targets")) == targets and targets["policies"]
+
+
+def test_a_percentile_over_ten_times_the_target_reads_so_in_the_terminal(report_runtime, fixture_payload):
+    load_scenario(report_runtime.redis, fixture_payload)
+    stretch_first_responses(report_runtime.store, "standard", 11 * 7200)  # 11 x the 2 h target
+    (line,) = [line for line in run("--report", "targets").splitlines() if line.startswith("standard ")][:1]
+    assert line.split()[3:11] == ["5", "2h", "over", "10x", "over", "10x", "over", "10x"]

@@ -13,7 +13,13 @@ from plugin.adapters.rollups import rebuild as rebuild_rollups
 from plugin.adapters.store import Store, applied
 from plugin.core.reports.csv_export import neutralise, to_csv
 
-from report_timelines import load_scenario, report_rules, report_runtime, synthetic_rows  # noqa: F401 (fixtures)
+from report_timelines import (  # noqa: F401 (fixtures)
+    load_scenario,
+    report_rules,
+    report_runtime,
+    stretch_first_responses,
+    synthetic_rows,
+)
 
 ADMIN = "admin-token-0123456789"
 SIDEBAR = "sidebar-token-9876543210"
@@ -326,6 +332,18 @@ def test_targets_that_fit_in_json_csv_and_on_the_page(client):
     html = client.get(f"/reports?{WEEK}&token={ADMIN}").get_data(as_text=True)
     row = html.split('<tr data-policy="standard" data-metric="first_response">')[1].split("</tr>")[0]
     assert "<td>2h</td>" in row and '<td class="p90">3h</td>' in row and "80.0 %" in row
+
+
+def test_a_percentile_over_ten_times_the_target_says_so(client, report_runtime):
+    stretch_first_responses(report_runtime.store, "standard", 11 * 7200)  # 11 x the 2 h target
+    data = client.get(f"/api/reports/targets?{WEEK}", headers=BEARER).get_json()
+    (standard,) = [row["first_response"] for row in data["policies"] if row["policy"] == "standard"]
+    assert (data["percentile_step"], data["percentile_cap"]) == (0.05, 10)
+    assert (standard["count"], standard["p50"], standard["over_cap"]) == (5, None, ["p50", "p90", "p95"])
+    assert [rate["hit_rate"] for rate in standard["hit_rates"]] == [0, 0, 0, 0, 0]
+    html = client.get(f"/reports?{WEEK}&token={ADMIN}").get_data(as_text=True)
+    row = html.split('<tr data-policy="standard" data-metric="first_response">')[1].split("</tr>")[0]
+    assert '<td class="p90">over 10x</td>' in row
 
 
 def test_a_range_longer_than_an_hourly_series_still_shows_the_page(client):
