@@ -105,7 +105,6 @@ def synthetic(rows: int) -> tuple[list[tuple], list[tuple]]:
             "policy_id": policy_id,
             "policy_name": name,
             "policy_version": "0" * 64,
-            "policy_snapshot": "{}",
             "rule": "bench",
             "mode": mode,
             "target": target,

@@ -218,7 +218,6 @@ def synthetic_rows(
                 "policy_id": policy,
                 "policy_name": policy,
                 "policy_version": "v1",
-                "policy_snapshot": "{}",
                 "mode": mode,
                 "target": target,
                 "applied_at": moment,

@@ -51,7 +51,7 @@ from plugin.adapters.rollups import (
     rollup_total_columns,
     total_columns,
 )
-from plugin.adapters.store import Store, applied, as_utc, misses
+from plugin.adapters.store import Store, applied, as_utc, misses, policy_versions
 from plugin.core.events import format_time
 from plugin.core.reports.figures import (
     BUCKETS,
@@ -612,9 +612,8 @@ class Reports:
     def _drilldown_page(
         self, connection: Connection, conditions: list, offset: int, limit: int
     ) -> list[dict[str, Any]]:
-        columns = [column for column in applied.c if column.name != "policy_snapshot"]
         rows = connection.execute(
-            sa.select(*columns)
+            sa.select(applied)
             .where(*conditions)
             .order_by(applied.c.applied_at.desc(), applied.c.account_id, applied.c.conversation_id)
             .offset(offset)
@@ -666,9 +665,17 @@ class Reports:
             return None  # beyond the BIGINT columns: no such conversation (and no overflow in the driver)
         with self.engine.connect() as connection:
             row = connection.execute(
-                sa.select(applied).where(
-                    applied.c.account_id == account_id, applied.c.conversation_id == conversation_id
+                sa.select(applied, policy_versions.c.snapshot.label("policy_snapshot"))
+                .select_from(
+                    applied.outerjoin(
+                        policy_versions,
+                        sa.and_(
+                            policy_versions.c.policy_id == applied.c.policy_id,
+                            policy_versions.c.policy_version == applied.c.policy_version,
+                        ),
+                    )
                 )
+                .where(applied.c.account_id == account_id, applied.c.conversation_id == conversation_id)
             ).first()
             if row is None:
                 return None
@@ -693,7 +700,7 @@ class Reports:
             ],
             self._directory.names([account_id]),
         )
-        data["policy_snapshot"] = json.loads(row.policy_snapshot)
+        data["policy_snapshot"] = json.loads(row.policy_snapshot) if row.policy_snapshot is not None else None
         data["log"] = self._store.log_entries((account_id, conversation_id))
         return data
 

@@ -9,6 +9,8 @@ Tables:
   decision the rules made on it), read back only when a late event makes the fold start again.
 - ``sla_applied``: one row per conversation under an SLA, denormalised for reports (policy, version, status,
   per-metric outcome, inbox, team, agent, channel, priority, labels).
+- ``sla_policy_versions``: the snapshot of each policy version ever applied, once (an applied SLA names its
+  policy id and version; the version is the hash of the snapshot).
 - ``sla_misses``: one row per miss (metric and clock instance), corrected rather than deleted.
 - ``sla_log``: the append-only SLA event log (applied, paused, resumed, at_risk, hit, missed, ...).
 - ``sla_names``: the names of inboxes, teams, agents and policies, for reports (plugin/adapters/directory.py).
@@ -97,8 +99,7 @@ applied = sa.Table(
     sa.Column("conversation_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("policy_id", sa.String(200), nullable=False),
     sa.Column("policy_name", sa.String(200), nullable=False),
-    sa.Column("policy_version", sa.String(64), nullable=False),
-    sa.Column("policy_snapshot", sa.Text, nullable=False),
+    sa.Column("policy_version", sa.String(64), nullable=False),  # its snapshot: sla_policy_versions
     sa.Column("rule", sa.String(500)),
     sa.Column("mode", sa.String(10), nullable=False),
     sa.Column("target", sa.Float),
@@ -134,6 +135,14 @@ applied = sa.Table(
     sa.Column("evaluated_at", UTCDateTime, nullable=False),
     sa.Index("ix_sla_applied_account_applied", "account_id", "applied_at"),
     sa.Index("ix_sla_applied_policy_applied", "policy_id", "applied_at"),
+)
+
+policy_versions = sa.Table(
+    "sla_policy_versions",
+    metadata,
+    sa.Column("policy_id", sa.String(200), primary_key=True),
+    sa.Column("policy_version", sa.String(64), primary_key=True),
+    sa.Column("snapshot", sa.Text, nullable=False),  # JSON: plugin.core.policy.policy_snapshot
 )
 
 misses = sa.Table(
@@ -377,6 +386,21 @@ def _pack_states(connection: Connection, page: int = 1000) -> None:
         connection.exec_driver_sql(f"ALTER TABLE {conversations.name} ALTER COLUMN packed_head SET NOT NULL")
 
 
+def _shared_policy_snapshots(connection: Connection) -> None:
+    """Version 13: an applied SLA's policy snapshot, until now copied into each of its ``sla_applied`` rows,
+    is stored once per policy version in ``sla_policy_versions`` (the version is the snapshot's hash: the
+    rows of one version hold the same snapshot)."""
+    policy_versions.create(connection, checkfirst=True)
+    if "policy_snapshot" not in {column["name"] for column in sa.inspect(connection).get_columns(applied.name)}:
+        return  # created by this version
+    connection.exec_driver_sql(
+        f"INSERT INTO {policy_versions.name} (policy_id, policy_version, snapshot)"
+        f" SELECT policy_id, policy_version, MIN(policy_snapshot) FROM {applied.name}"
+        " GROUP BY policy_id, policy_version"
+    )
+    connection.exec_driver_sql(f"ALTER TABLE {applied.name} DROP COLUMN policy_snapshot")
+
+
 def convert_legacy_state(data: Mapping[str, Any]) -> tuple[Head, list[EventRecord]]:
     """A state as stored before version 8 -> its head (no checkpoint) and its event records."""
     state = state_from_json(data)
@@ -405,6 +429,7 @@ MIGRATIONS: tuple = (
     _rollup_misses_by_dimension,  # version 10
     _pack_states,  # version 11
     _rollup_durations,  # version 12
+    _shared_policy_snapshots,  # version 13
 )
 
 
@@ -1004,8 +1029,15 @@ class Batch:
             "next_check_at": evaluation.next_check_at,
             "updated_at": now,
         }
-        if evaluation.policy is not None:
-            rows.applied.append(_storable(applied, _applied_row(evaluation, evaluation.policy, now)))
+        policy = evaluation.policy
+        if policy is not None:
+            rows.applied.append(_storable(applied, _applied_row(evaluation, policy, now)))
+            snapshot = {
+                "policy_id": policy.id,
+                "policy_version": policy.version,
+                "snapshot": json.dumps(dict(policy.snapshot)),
+            }
+            rows.policy_versions.append(_storable(policy_versions, snapshot))
         for change in changes:
             rows.log.append(
                 _storable(
@@ -1142,6 +1174,9 @@ class Batch:
                 )
         rollups_before = _rollup_snapshot(connection, batch)
         upsert(connection, applied, [row for rows in batch for row in rows.applied], ("account_id", "conversation_id"))
+        # A version's snapshot is written once: the hash names it, a row seen again adds nothing.
+        versions = {(row["policy_id"], row["policy_version"]): row for rows in batch for row in rows.policy_versions}
+        upsert(connection, policy_versions, list(versions.values()), ("policy_id", "policy_version"), update=())
         # A miss seen again (same metric and instance) keeps its first record; a disproved one is corrected.
         upsert(
             connection,
@@ -1224,6 +1259,7 @@ class _ConversationRows:
     new_records: list[EventRecord] = field(default_factory=list)
     changed_records: list[EventRecord] = field(default_factory=list)
     applied: list[dict] = field(default_factory=list)
+    policy_versions: list[dict] = field(default_factory=list)
     misses: list[dict] = field(default_factory=list)
     corrections: list[dict] = field(default_factory=list)
     log: list[dict] = field(default_factory=list)
@@ -1282,7 +1318,6 @@ def _applied_row(evaluation: Evaluation, policy: Policy, now: datetime) -> dict[
         "policy_id": policy.id,
         "policy_name": policy.name,
         "policy_version": policy.version,
-        "policy_snapshot": json.dumps(dict(policy.snapshot)),
         "rule": evaluation.rule,
         "mode": policy.mode,
         "target": policy.target,

@@ -75,7 +75,6 @@ def conversation(number: int, draw: Any) -> dict[str, Any]:
         "policy_id": policy_id,
         "policy_name": name,
         "policy_version": "v1",
-        "policy_snapshot": "{}",
         "mode": mode,
         "target": target,
         "applied_at": moment,

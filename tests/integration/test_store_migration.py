@@ -1,7 +1,8 @@
 """A store written by an earlier version is converted losing nothing, on SQLite and PostgreSQL: one from
 before compact event records (its timelines become event records and a head), one from before packed
-states (its JSON text heads and summaries become compressed); the next evaluation equals what that version
-stored (and replay). The old store is made by the old code itself, taken from the repository's history."""
+states (its JSON text heads and summaries become compressed, its policy snapshots are stored once per
+version); the next evaluation equals what that version stored (and replay). The old store is made by the
+old code itself, taken from the repository's history."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 
 from connectors import get_connector
 from plugin.adapters.rule_files import load_rules
-from plugin.adapters.store import MIGRATIONS, Store, conversations, events
+from plugin.adapters.store import MIGRATIONS, Store, applied, conversations, events, policy_versions
 from plugin.cli.replay import replay
 from plugin.core.engine import add_events, evaluate
 from plugin.core.engine.effects import changes, summary, writeback_intents
@@ -132,6 +133,10 @@ def test_a_store_written_by_the_previous_version_is_converted_losing_nothing(dat
         assert connection.execute(sa.select(sa.func.count()).select_from(events)).scalar() == len(lines)
         columns = {column["name"] for column in sa.inspect(connection).get_columns(conversations.name)}
         assert {"packed_head", "packed_summary"} <= columns and not {"state", "summary"} & columns
+        assert "policy_snapshot" not in {column["name"] for column in sa.inspect(connection).get_columns(applied.name)}
+        snapshots = connection.execute(sa.select(policy_versions)).all()
+    # Both conversations' rows held one snapshot of the one policy version: stored once, as it was.
+    assert [(row.policy_id, json.loads(row.snapshot)["id"]) for row in snapshots] == [("standard", "standard")]
     rules = load_rules(ROOT / "rules")
     at = parse_time(AT)
     replayed = {
