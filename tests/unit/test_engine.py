@@ -378,3 +378,25 @@ def test_stopped_clocks_carry_their_working_time_and_target():
     running = _TIMELINE.evaluate("09:30", always(_PAUSING)).metrics["first_response"]
     assert (running.working_seconds, running.target_seconds) == (None, None)
     assert evaluation.metrics["next_response"].working_seconds is None
+
+
+def test_a_message_record_names_its_sender_kind_in_one_letter_and_one_stored_with_the_name_reads_the_same():
+    import json
+
+    policy = make_policy(first_response="1h")
+    timeline = Timeline().customer("09:05").agent("09:20").agent("09:30", sender_kind=BOT)
+    store = MemoryStore()
+    for event in timeline.events:
+        store.deliver([event], always(policy), "rules-v1", event.occurred_at)
+    items = [json.loads(text)["body"]["m"] for text in store.records.values() if '"m"' in text]
+    assert [item[:2] for item in items] == [["i", "c"], ["o", "h"], ["o", "b"]]
+    expected = store.deliver([], always(policy), "rules-v1", t("12:00"))
+    # Records stored before the letters held the names: rewritten so, they read back to the same evaluation.
+    names = {"c": "contact", "h": "human", "b": "bot"}
+    for key, text in store.records.items():
+        record = json.loads(text)
+        if "m" in record["body"]:
+            record["body"]["m"][1] = names[record["body"]["m"][1]]
+            store.records[key] = json.dumps(record)
+    store.head_json = json.dumps(dict(json.loads(store.head_json), checkpoint=None))  # fold every record again
+    assert store.deliver([], always(policy), "rules-v1", t("12:00")).to_replay_json() == expected.to_replay_json()

@@ -32,10 +32,17 @@ from plugin.core.engine.facts import (
 )
 from plugin.core.engine.state import ConversationState, Decision, TimelineEntry
 from plugin.core.events import (
+    AUTOMATION,
+    BOT,
+    CAMPAIGN,
+    CONTACT,
     CONTACT_UPDATED,
     CONVERSATION_CREATED,
     CONVERSATION_UPDATED,
+    HUMAN,
+    INCOMING,
     MESSAGE_CREATED,
+    OUTGOING,
     STATUS_CHANGED,
     Contact,
     Conversation,
@@ -57,8 +64,11 @@ _KIND_CODES = {
     CONTACT_UPDATED: "p",
 }
 _KINDS = {code: kind for kind, code in _KIND_CODES.items()}
-_DIRECTIONS = {"incoming": "i", "outgoing": "o"}
+_DIRECTIONS = {INCOMING: "i", OUTGOING: "o"}
 _DIRECTION_NAMES = {code: name for name, code in _DIRECTIONS.items()}
+# Written as one letter; a record stored before holds the whole name, which reads as it is (no name is a code).
+_SENDER_KINDS = {CONTACT: "c", HUMAN: "h", BOT: "b", AUTOMATION: "a", CAMPAIGN: "p"}
+_SENDER_KIND_NAMES = {code: name for name, code in _SENDER_KINDS.items()}
 _CONVERSATION_FIELDS = tuple(
     item.name for item in dataclasses.fields(Conversation) if item.name not in ("account_id", "conversation_id")
 )
@@ -121,7 +131,10 @@ def compact_event(
             body["c"] = changes
     message = event.message
     if message is not None:
-        item: list[Any] = [_DIRECTIONS.get(message.direction, message.direction), message.sender_kind]
+        item: list[Any] = [
+            _DIRECTIONS.get(message.direction, message.direction),
+            _SENDER_KINDS.get(message.sender_kind, message.sender_kind),
+        ]
         item.append(1 if message.private else 0)
         if message.content and message.is_customer_message:  # the only text rules read
             item.append(message.content)
@@ -174,7 +187,7 @@ def expand_records(
                 id=0,  # not stored
                 created_at=from_timestamp(body["mt"]) if "mt" in body else occurred_at,
                 direction=_DIRECTION_NAMES.get(item[0], item[0]),
-                sender_kind=item[1],
+                sender_kind=_SENDER_KIND_NAMES.get(item[1], item[1]),
                 private=bool(item[2]),
                 content=item[3] if len(item) > 3 else None,
             )
