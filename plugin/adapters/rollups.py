@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from plugin.adapters.store import UTCDateTime, applied, misses
+from plugin.adapters.store import UTCDateTime, applied, as_utc, misses
 from plugin.core.engine.clocks import AT_RISK, HIT, MISSED, NOT_STARTED, PAUSED, RUNNING
 from plugin.core.reports.figures import METRIC_PREFIXES, TOTAL_NAMES
 from plugin.core.reports.targets import CAP, OVER, STEPS
@@ -107,6 +107,7 @@ rollup_durations = sa.Table(
 )
 DURATION_METRICS = ("frt", "rt")  # the clocks whose working time is stored (sla_applied.<metric>_working_seconds)
 _HOUR, _DAY = timedelta(hours=1), timedelta(days=1)
+Span = tuple[datetime, datetime]  # [start, end) of applied_at
 
 
 @dataclass(frozen=True)
@@ -210,11 +211,13 @@ def _dimension_keys(dimension: str, policy_keys: Sequence[sa.Column]) -> tuple[l
 
 
 def _contribution_queries(
-    connection: Connection, conversations: Mapping[int, Sequence[int]] | None
+    connection: Connection, conversations: Mapping[int, Sequence[int]] | None, span: Span | None = None
 ) -> dict[str, sa.CompoundSelect]:
     """The rollup rows (without key) of the applied SLAs of these conversations (account -> conversation ids;
-    None: of all): one query per table name."""
+    None: of all) applied within ``span`` (None: whenever): one query per table name."""
     where = [] if conversations is None else [_of(applied, conversations)]
+    if span is not None:
+        where += [applied.c.applied_at >= span[0], applied.c.applied_at < span[1]]
     # The misses' side gets the conversations too: a join does not carry an IN over to the other table, and
     # without it PostgreSQL reads every miss of the account for each snapshot.
     misses_where = [] if conversations is None else [_of(misses, conversations)]
@@ -312,9 +315,12 @@ def _of(table: sa.Table, conversations: Mapping[int, Sequence[int]]) -> sa.Colum
 
 
 def _contributions(
-    connection: Connection, conversations: Mapping[int, Sequence[int]] | None, kept: Sequence[Kept] = KEPT
+    connection: Connection,
+    conversations: Mapping[int, Sequence[int]] | None,
+    kept: Sequence[Kept] = KEPT,
+    span: Span | None = None,
 ) -> Contributions:
-    queries = _contribution_queries(connection, conversations)
+    queries = _contribution_queries(connection, conversations, span)
     found: Contributions = {}
     for table in kept:
         rows: dict[str, dict[str, Any]] = {}
@@ -373,9 +379,10 @@ def _add(connection: Connection, table: sa.Table, measures: Sequence[str], rows:
     connection.execute(statement, rows)
 
 
-def rebuild(connection: Connection, kept: Sequence[Kept] = KEPT) -> int:
+def rebuild(connection: Connection, kept: Sequence[Kept] = KEPT, days: int = 7) -> int:
     """Compute rollup tables (by default all) again from ``sla_applied`` and ``sla_misses``; returns the rows
-    written."""
+    written. The applied SLAs are read ``days`` whole UTC days at a time (every rollup row lies within one
+    day), so the rows held in memory are those of a week, not of the whole store."""
     tables = [table.table for table in kept]
     rollup_metadata.create_all(connection, tables=tables)
     if connection.dialect.name == "postgresql":
@@ -384,10 +391,17 @@ def rebuild(connection: Connection, kept: Sequence[Kept] = KEPT) -> int:
         connection.exec_driver_sql(f"LOCK TABLE {', '.join(table.name for table in tables)} IN EXCLUSIVE MODE")
     for table in tables:
         connection.execute(table.delete())
+    first, last = connection.execute(
+        sa.select(sa.func.min(applied.c.applied_at), sa.func.max(applied.c.applied_at))
+    ).one()
     written = 0
-    for name, rows in _contributions(connection, None, kept).items():
-        batch = list(rows.values())
-        for first in range(0, len(batch), 5000):
-            connection.execute(rollup_metadata.tables[name].insert(), batch[first : first + 5000])
-        written += len(batch)
+    start = None if first is None else as_utc(first).astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    while start is not None and start <= as_utc(last):
+        span = (start, start + timedelta(days=days))
+        for name, rows in _contributions(connection, None, kept, span).items():
+            batch = list(rows.values())
+            for offset in range(0, len(batch), 5000):
+                connection.execute(rollup_metadata.tables[name].insert(), batch[offset : offset + 5000])
+            written += len(batch)
+        start = span[1]
     return written
