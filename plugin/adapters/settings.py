@@ -132,6 +132,14 @@ SETTINGS: tuple[SettingSpec, ...] = (
         kind="integer",
     ),
     SettingSpec(
+        "SLA_DELIVERED_RETENTION_DAYS",
+        7,
+        "How many days a delivered notification and a written write-back intent are kept before the sweeper "
+        "deletes them (0: kept forever). A miss that comes back after its correction, later than this, gets "
+        "a new note; within it, none.",
+        kind="integer",
+    ),
+    SettingSpec(
         "SLA_QUEUE_STUCK_SECONDS",
         300,
         "`/healthz` reports the event queue as stuck (503) when its oldest unprocessed event is older than this.",
@@ -186,6 +194,7 @@ class Settings:
     SLA_CLAIM_IDLE_SECONDS: int
     SLA_RECONCILE_SECONDS: int
     SLA_HELPDESK_REQUESTS_PER_MINUTE: int
+    SLA_DELIVERED_RETENTION_DAYS: int
     SLA_QUEUE_STUCK_SECONDS: int
     SLA_NAMES_REFRESH_SECONDS: int
     SLA_REPORT_TIMEZONE: str
@@ -215,6 +224,11 @@ class Settings:
             raise SettingsError(
                 "SLA_HELPDESK_REQUESTS_PER_MINUTE must be a positive number of calls, "
                 f"got {values['SLA_HELPDESK_REQUESTS_PER_MINUTE']}"
+            )
+        if values["SLA_DELIVERED_RETENTION_DAYS"] < 0:
+            raise SettingsError(
+                "SLA_DELIVERED_RETENTION_DAYS must be a number of days (0: kept forever), "
+                f"got {values['SLA_DELIVERED_RETENTION_DAYS']}"
             )
         if values["SLA_MAX_BODY_BYTES"] <= 0:
             raise SettingsError(

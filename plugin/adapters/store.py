@@ -763,6 +763,19 @@ class Store:
                 .values(state="failed", updated_at=now)
             ).rowcount
 
+    def prune_delivered(self, before: datetime, limit: int = 5_000) -> int:
+        """Delete delivered notifications and written write-back intents last changed before *before*, at
+        most *limit* of each (one short transaction: SQLite has one write lock); returns how many."""
+        deleted = 0
+        with self.engine.begin() as connection:
+            for table, key in (
+                (notifications, (notifications.c.event_id, notifications.c.destination)),
+                (outbox, (outbox.c.account_id, outbox.c.conversation_id, outbox.c.key)),
+            ):
+                chosen = sa.select(*key).where(table.c.state == "done", table.c.updated_at < before).limit(limit)
+                deleted += connection.execute(table.delete().where(sa.tuple_(*key).in_(chosen))).rowcount
+        return deleted
+
     # --- the reconciler's view (plugin.jobs.reconciler) -------------------------------------------------
 
     def unresolved_conversations(self, account_id: int) -> set[int]:

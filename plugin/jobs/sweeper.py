@@ -37,6 +37,10 @@ NOTIFICATIONS_REQUEUE_EVERY = timedelta(seconds=5)
 # A drain left stalled by a killed worker can only be taken over after the claim idle time anyway; checking
 # on every wake (up to 50 a second with dense deadlines) would only queue empty drains beside a running one.
 STALLED_DRAIN_CHECK_EVERY = timedelta(seconds=2)
+# Delivered notifications and written intents past their retention, deleted a page a minute (up to 7.2
+# million a day per table): a year's backlog after an upgrade goes without one long write lock.
+PRUNE_EVERY = timedelta(minutes=1)
+PRUNE_PAGE = 5_000
 
 
 class Sweeper:
@@ -92,6 +96,9 @@ class Sweeper:
             from plugin.jobs.notify import requeue_due
 
             requeue_due(self.runtime, now)
+        retention = self.runtime.settings.SLA_DELIVERED_RETENTION_DAYS
+        if retention > 0 and self._every("prune", PRUNE_EVERY, now):
+            self.runtime.store.prune_delivered(now - timedelta(days=retention), PRUNE_PAGE)
         helpdesks = [account for account in self.runtime.accounts.all() if account.chatwoot_url]
         if helpdesks and self._every("outbox", OUTBOX_REQUEUE_EVERY, now):
             from plugin.jobs.writeback import requeue_stale_outbox

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
-from plugin.adapters.store import Store, outbox
+from plugin.adapters.store import Store, notifications, outbox
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -75,3 +76,56 @@ def test_failing_a_conversations_intents_leaves_written_ones_and_other_conversat
     assert store.intent_state((1, 8), "labels") == "pending"
     store.set_intent_state((1, 8), "labels", "done", NOW, remote_id="42")
     assert store.intent_state((1, 8), "labels") == "done"
+
+
+def notification(store: Store, event_id: str, state: str, updated_at: datetime) -> None:
+    with store.engine.begin() as connection:
+        connection.execute(
+            notifications.insert().values(
+                event_id=event_id,
+                destination="ops",
+                account_id=1,
+                conversation_id=7,
+                event="sla.missed",
+                occurred_at=updated_at,
+                payload="{}",
+                state=state,
+                attempts=1,
+                next_attempt_at=updated_at,
+                created_at=updated_at,
+                updated_at=updated_at,
+            )
+        )
+
+
+def test_delivered_notifications_and_written_intents_are_deleted_after_their_retention_a_page_at_a_time(store):
+    old, recent = NOW - timedelta(days=8), NOW - timedelta(days=6)
+    record(store, (1, 7), "labels", "done", old)
+    record(store, (1, 8), "labels", "done", old)
+    record(store, (1, 7), "note:first_response#0", "done", recent)
+    record(store, (1, 9), "labels", "pending", old)  # still owed, however old
+    record(store, (1, 9), "note:first_response#0", "failed", old)
+    for event_id, state, updated_at in (
+        ("a", "done", old),
+        ("b", "done", old),
+        ("c", "done", recent),
+        ("d", "pending", old),
+        ("e", "dropped", old),  # given up: /healthz counts these
+    ):
+        notification(store, event_id, state, updated_at)
+
+    before = NOW - timedelta(days=7)
+    assert store.prune_delivered(before, limit=1) == 2  # one of each table
+    assert store.prune_delivered(before, limit=1) == 2
+    assert store.prune_delivered(before, limit=1) == 0
+
+    with store.engine.connect() as connection:
+        intents = connection.execute(sa.select(outbox.c.conversation_id, outbox.c.key, outbox.c.state)).all()
+        deliveries = connection.execute(sa.select(notifications.c.event_id)).scalars().all()
+    assert sorted(intents) == [
+        (7, "note:first_response#0", "done"),
+        (9, "labels", "pending"),
+        (9, "note:first_response#0", "failed"),
+    ]
+    assert sorted(deliveries) == ["c", "d", "e"]
+    assert store.notification_backlog() == {"ops": {"pending": 1, "dropped": 1}}

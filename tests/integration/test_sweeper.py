@@ -7,10 +7,12 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 from rq import Queue, SimpleWorker
 
 from plugin.adapters import deadlines, redis_keys
 from plugin.adapters import streams as ingest
+from plugin.adapters.store import outbox
 from plugin.jobs import sweeper as sweeper_module
 from plugin.jobs.sweeper import Sweeper
 
@@ -105,3 +107,29 @@ def test_the_minute_refresh_restores_lost_checks_but_not_one_just_due(runtime, f
     now += sweeper_module.INDEX_REFRESH_EVERY
     sweeper.step()
     assert ticked() == {201, 202}  # a minute later 202 is overdue too: restored and ticked
+
+
+@pytest.mark.parametrize("retention", ["7", "0"])
+def test_the_leader_deletes_written_intents_older_than_the_retention_unless_it_is_zero(runtime_factory, retention):
+    runtime = runtime_factory(RULES, SLA_DELIVERED_RETENTION_DAYS=retention)
+    now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    with runtime.store.engine.begin() as connection:
+        for conversation_id, age in ((7, timedelta(days=8)), (8, timedelta(days=6))):
+            connection.execute(
+                outbox.insert().values(
+                    account_id=1,
+                    conversation_id=conversation_id,
+                    key="labels",
+                    payload="{}",
+                    state="done",
+                    attempts=1,
+                    created_at=now - age,
+                    updated_at=now - age,
+                )
+            )
+
+    Sweeper(runtime, lambda: now).step()
+
+    with runtime.store.engine.connect() as connection:
+        kept = connection.execute(sa.select(outbox.c.conversation_id)).scalars().all()
+    assert sorted(kept) == ([8] if retention == "7" else [7, 8])
