@@ -210,17 +210,37 @@ def _dimension_keys(dimension: str, policy_keys: Sequence[sa.Column]) -> tuple[l
     return [column], [*nulls, value_id.label("value_id"), text.label("value")]
 
 
+# (dialect, accounts, spanned) -> the queries of _contribution_queries. Built once: building them (a few
+# hundred expressions) cost more than running them, and each batch of the workers snapshots twice.
+_QUERIES: dict[tuple[str, int | None, bool], dict[str, sa.CompoundSelect]] = {}
+
+
 def _contribution_queries(
-    connection: Connection, conversations: Mapping[int, Sequence[int]] | None, span: Span | None = None
+    connection: Connection, accounts: int | None, spanned: bool = False
 ) -> dict[str, sa.CompoundSelect]:
-    """The rollup rows (without key) of the applied SLAs of these conversations (account -> conversation ids;
-    None: of all) applied within ``span`` (None: whenever): one query per table name."""
-    where = [] if conversations is None else [_of(applied, conversations)]
-    if span is not None:
-        where += [applied.c.applied_at >= span[0], applied.c.applied_at < span[1]]
+    """The rollup rows (without key) of the applied SLAs of the conversations of ``accounts`` accounts (None:
+    of all), applied within a span when ``spanned`` (else whenever), the conversations and the span given
+    when run (:func:`_parameters`): one query per table name."""
+    built = (connection.dialect.name, accounts, spanned)
+    if built not in _QUERIES:
+        _QUERIES[built] = _build_contribution_queries(connection, accounts, spanned)
+    return _QUERIES[built]
+
+
+def _build_contribution_queries(
+    connection: Connection, accounts: int | None, spanned: bool
+) -> dict[str, sa.CompoundSelect]:
+    chosen: list[tuple[sa.BindParameter, sa.BindParameter]] | None = None
+    if accounts is not None:
+        chosen = [
+            (sa.bindparam(f"account_{n}"), sa.bindparam(f"conversations_{n}", expanding=True)) for n in range(accounts)
+        ]
+    where = [] if chosen is None else [_of(applied, chosen)]
+    if spanned:
+        where += [applied.c.applied_at >= sa.bindparam("span_start"), applied.c.applied_at < sa.bindparam("span_end")]
     # The misses' side gets the conversations too: a join does not carry an IN over to the other table, and
     # without it PostgreSQL reads every miss of the account for each snapshot.
-    misses_where = [] if conversations is None else [_of(misses, conversations)]
+    misses_where = [] if chosen is None else [_of(misses, chosen)]
     hour = _period_start(connection, applied.c.applied_at, "hour").label("hour_at")
     due_hour = _period_start(connection, misses.c.due_at, "hour").label("due_hour_at")
     day = _period_start(connection, applied.c.applied_at, "day").label("day_at")
@@ -303,15 +323,22 @@ def _key(row: dict[str, Any], names: Sequence[str]) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
-def _of(table: sa.Table, conversations: Mapping[int, Sequence[int]]) -> sa.ColumnElement[bool]:
-    """The rows of ``table`` of these conversations: per account, its conversation ids by IN (PostgreSQL turns
-    a tuple IN into an OR of every pair, tested on every row of the account; this is an index lookup)."""
+def _of(table: sa.Table, chosen: Sequence[tuple[sa.BindParameter, sa.BindParameter]]) -> sa.ColumnElement[bool]:
+    """The rows of ``table`` of the chosen conversations: per account, its conversation ids by IN (PostgreSQL
+    turns a tuple IN into an OR of every pair, tested on every row of the account; this is an index lookup)."""
     return sa.or_(
-        *(
-            sa.and_(table.c.account_id == account_id, table.c.conversation_id.in_(ids))
-            for account_id, ids in conversations.items()
-        )
+        *(sa.and_(table.c.account_id == account, table.c.conversation_id.in_(ids)) for account, ids in chosen)
     )
+
+
+def _parameters(conversations: Mapping[int, Sequence[int]] | None, span: Span | None = None) -> dict[str, Any]:
+    """The values of :func:`_contribution_queries`' parameters for these conversations (account -> ids) and
+    span."""
+    parameters: dict[str, Any] = {} if span is None else {"span_start": span[0], "span_end": span[1]}
+    for n, (account_id, ids) in enumerate((conversations or {}).items()):
+        parameters[f"account_{n}"] = account_id
+        parameters[f"conversations_{n}"] = list(ids)
+    return parameters
 
 
 def _contributions(
@@ -320,11 +347,12 @@ def _contributions(
     kept: Sequence[Kept] = KEPT,
     span: Span | None = None,
 ) -> Contributions:
-    queries = _contribution_queries(connection, conversations, span)
+    queries = _contribution_queries(connection, None if conversations is None else len(conversations), span is not None)
+    parameters = _parameters(conversations, span)
     found: Contributions = {}
     for table in kept:
         rows: dict[str, dict[str, Any]] = {}
-        for result in connection.execute(queries[table.table.name]).mappings():
+        for result in connection.execute(queries[table.table.name], parameters).mappings():
             row = dict(result)
             for name in ("hour_at", "due_hour_at", "day_at"):
                 if name in row:
