@@ -9,7 +9,8 @@ file with the shipped rules (which test message content, so customer texts are k
 One conversation grows to the longest length; the CPU time of the ``--window`` events that take it past
 each length is the cost per event at that length, printed as a ratio to the shortest length's (target:
 at most 1.5x at 5,000). Bytes per event: ``--conversations`` conversations of 20 events each in another
-database, vacuumed, divided by the events stored (target: at most 300), and the same for the long one.
+database, vacuumed, divided by the events stored (target: at most 300), and the same for the long one;
+with ``--tables``, the short database's bytes per table and index (SQLite's ``dbstat``), per conversation.
 """
 
 from __future__ import annotations
@@ -88,6 +89,17 @@ def stored_bytes(database: Path) -> int:
     return page_count * page_size
 
 
+def btree_bytes(database: Path) -> list[tuple[str, int]]:
+    """Bytes of each table and index (its pages), largest first; empty when SQLite lacks ``dbstat``."""
+    connection = sqlite3.connect(database)
+    try:
+        rows = connection.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC").fetchall()
+    except sqlite3.OperationalError:  # built without SQLITE_ENABLE_DBSTAT_VTAB
+        rows = []
+    connection.close()
+    return rows
+
+
 def runtime_on(database: Path, redis_url: str):
     """A worker runtime on its own database."""
     os.environ.update(REDIS_URL=redis_url, DATABASE_URL=f"sqlite:///{database}", SLA_RULES_DIR=str(ROOT / "rules"))
@@ -103,6 +115,7 @@ def main() -> None:
     parser.add_argument("--lengths", default="20,1000,5000")
     parser.add_argument("--window", type=int, default=40, help="events timed at each length")
     parser.add_argument("--conversations", type=int, default=500, help="20-event conversations for bytes/event")
+    parser.add_argument("--tables", action="store_true", help="bytes per table and index of the short database")
     arguments = parser.parse_args()
     lengths = sorted(int(value) for value in arguments.lengths.split(","))
     from plugin.jobs.drain import process_entries
@@ -142,6 +155,7 @@ def main() -> None:
                 send(item)
         short_events = 20 * arguments.conversations
         short_bytes = stored_bytes(Path(folder) / "short.sqlite3")
+        tables = btree_bytes(Path(folder) / "short.sqlite3") if arguments.tables else []
 
     base = cpu[lengths[0]]
     print("CPU per event (worker path: normalise, fold, store on SQLite), one event per transaction:")
@@ -157,6 +171,10 @@ def main() -> None:
     )
     print(f"  one conversation of {long_events} events: {long_bytes / long_events:7.0f} bytes/event")
     print("  target: at most 300 bytes/event")
+    if tables:
+        print(f"bytes per conversation of 20 events, by table and index ({arguments.conversations} conversations):")
+        for name, size in tables:
+            print(f"  {name:45s} {size / arguments.conversations:8.0f}")
 
 
 if __name__ == "__main__":
