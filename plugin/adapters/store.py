@@ -436,6 +436,10 @@ MIGRATIONS: tuple = (
 MIGRATION_LOCK_KEY = 0x534C41  # "SLA": the PostgreSQL advisory lock that serialises migrations
 
 
+# An execution option: the connection only reads, and on SQLite begins no transaction (see make_engine).
+UNLOCKED_READ = "sla_unlocked_read"
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` transactions so
     several worker processes can write one file safely."""
@@ -457,6 +461,8 @@ def make_engine(url: str) -> Engine:
 
     @sa_event.listens_for(engine, "begin")
     def _begin_immediate(connection):
+        if connection.get_execution_options().get(UNLOCKED_READ):
+            return  # each statement reads the last commit (WAL) without the write lock
         # A writer must take the write lock up front: upgrading a read lock later can deadlock two workers.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
@@ -706,8 +712,10 @@ class Store:
         return [(row.account_id, row.conversation_id) for row in rows]
 
     def pending_intents(self, key: ConversationKey) -> list[Any]:
-        """A conversation's intents still to write (pending, or sending when a job died mid-call), oldest first."""
-        with self.engine.connect() as connection:
+        """A conversation's intents still to write (pending, or sending when a job died mid-call), oldest first.
+        Read without SQLite's write lock: the write-back reads this for every conversation, and waiting for the
+        event worker's batches there starved it."""
+        with self.engine.connect().execution_options(**{UNLOCKED_READ: True}) as connection:
             return list(
                 connection.execute(
                     sa.select(outbox)
