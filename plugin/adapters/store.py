@@ -595,16 +595,14 @@ class Store:
 
     def ping(self) -> None:
         """Raise when the database cannot be reached."""
-        # A bare DBAPI connection, outside any transaction: the store begins SQLite transactions with BEGIN
-        # IMMEDIATE, which would wait for (and time out on) the write lock a worker's batch holds.
-        connection = self.engine.raw_connection()
-        try:
-            cursor = connection.cursor()
-            cursor.execute("SELECT 1")
-            cursor.fetchall()
-            cursor.close()
-        finally:
-            connection.close()
+        # Outside any transaction: the store begins SQLite transactions with BEGIN IMMEDIATE, which would wait
+        # for (and time out on) the write lock a worker's batch holds.
+        with self._unlocked_reader() as connection:
+            connection.exec_driver_sql("SELECT 1").all()
+
+    def _unlocked_reader(self) -> sa.Connection:
+        """A connection that only reads, outside any transaction (on SQLite: without the write lock)."""
+        return self.engine.connect().execution_options(**{UNLOCKED_READ: True})
 
     def has_schema(self) -> bool:
         """Whether the plugin's tables exist (False for a database it never migrated)."""
@@ -715,7 +713,7 @@ class Store:
         """A conversation's intents still to write (pending, or sending when a job died mid-call), oldest first.
         Read without SQLite's write lock: the write-back reads this for every conversation, and waiting for the
         event worker's batches there starved it."""
-        with self.engine.connect().execution_options(**{UNLOCKED_READ: True}) as connection:
+        with self._unlocked_reader() as connection:
             return list(
                 connection.execute(
                     sa.select(outbox)
@@ -801,23 +799,16 @@ class Store:
     def notification_backlog(self) -> dict[str, dict[str, int]]:
         """Per destination, how many deliveries wait (pending, sending) or were given up (dropped, skipped).
 
-        Read on a bare DBAPI connection, outside any transaction, as the health check reads: the store begins
-        SQLite transactions with BEGIN IMMEDIATE, which would wait for the write lock a worker's batch holds.
+        Read outside any transaction, as the health check reads: the store begins SQLite transactions with BEGIN
+        IMMEDIATE, which would wait for the write lock a worker's batch holds.
         """
         query = (
             sa.select(notifications.c.destination, notifications.c.state, sa.func.count())
             .where(notifications.c.state != "done")
             .group_by(notifications.c.destination, notifications.c.state)
         )
-        compiled = query.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True})
-        connection = self.engine.raw_connection()
-        try:
-            cursor = connection.cursor()
-            cursor.execute(str(compiled))
-            rows = cursor.fetchall()
-            cursor.close()
-        finally:
-            connection.close()
+        with self._unlocked_reader() as connection:
+            rows = connection.execute(query).all()
         backlog: dict[str, dict[str, int]] = {}
         for destination, state, count in rows:
             backlog.setdefault(destination, {})[state] = int(count)

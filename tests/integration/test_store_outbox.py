@@ -131,8 +131,11 @@ def test_delivered_notifications_and_written_intents_are_deleted_after_their_ret
     assert store.notification_backlog() == {"ops": {"pending": 1, "dropped": 1}}
 
 
-def test_pending_intents_are_read_while_a_batch_of_the_event_worker_holds_the_write_lock(store):
+def test_pending_intents_health_and_backlog_are_read_while_a_batch_of_the_event_worker_holds_the_write_lock(store):
     record(store, (1, 7), "labels", "pending", NOW, payload='{"label": "at_risk"}')
+    notification(store, "a", "pending", NOW)
 
     with store.batch([(1, 8)]):  # on SQLite: BEGIN IMMEDIATE, the one write lock, until the batch commits
         assert [row.payload for row in store.pending_intents((1, 7))] == ['{"label": "at_risk"}']
+        store.ping()
+        assert store.notification_backlog() == {"ops": {"pending": 1}}
