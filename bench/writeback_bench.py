@@ -13,10 +13,13 @@ most 5 s); the write-back keeps under the limit with its request budget (SLA_HEL
 ``--stages`` runs the workers under ``bench/stage_trace.py`` and prints when conversations reached each stage
 (drain batch picked, committed, owed to the write-back, writer started, request budget passed, label written).
 
-Measured here (2 shared cores), 50 conversations a second for 60 s: on PostgreSQL (``--database-url``) p50
-0.54 s, p99 8.1 s, no label read, no 429; on SQLite the event worker's transactions hold the one write lock
-nearly all the time at this rate, and the write-back's waits for it push p50 to tens of seconds: run
-PostgreSQL for this traffic (docs/scaling.md).
+Measured here (2 shared cores, load 1-2), 50 conversations a second for 60 s, before and after in one
+sitting: on PostgreSQL (``--database-url``) p50 0.69 s, p99 10.0 s before, p50 0.21 s, p99 1.48 s after; on
+SQLite p50 57 s, p99 109 s before, p50 0.06 s, p99 1.34 s after; no label read, no 429. ``--stages`` showed
+the tail between owed and a writer starting: a set popped at random (some waited many rounds), a pool barrier
+every ten conversations, a second round losing its slots and retrying a second later, a budget counted per
+second (49 a second at 2,940 a minute, below the load, a lost second lost for good) and, on SQLite, every
+read of the write-back taking the one write lock behind the event worker's batches (docs/writeback.md).
 """
 
 from __future__ import annotations
