@@ -22,8 +22,10 @@ worker, 81 MB for the sweeper's process. Before the sweeper queued a sweep's tic
 rollup queries were reused, 20,000 clocks at the same rate gave p99 51 s (on a more loaded machine).
 The same on PostgreSQL (``--database-url``): set up in 35 s; p50 1.83 s, p99 19.1 s, 549 misses a second:
 p99 per 10 s was 0.77-0.92 s in the first and last 30 s but a backlog built up to 21 s in between and
-drained (cause not established; autovacuum of the freshly loaded tables is the suspect, so the setup now
-runs VACUUM ANALYZE); 120 bytes of Redis per clock, peak RSS 93 MB per event worker.
+drained. Again after VACUUM ANALYZE in the setup: p50 3.89 s, p99 24.1 s, the same shape (0.85 s, then up
+to 24.6 s, then 0.92-1.00 s). Not SQLite's pattern and not autovacuum; cause not established (suspects: a
+checkpoint's full-page writes as the misses touch a million cold rows, or a periodic duty of the sweeper
+process). 120 bytes of Redis per clock, peak RSS 93 MB per event worker.
 """
 
 from __future__ import annotations
