@@ -23,9 +23,9 @@ rollup queries were reused, 20,000 clocks at the same rate gave p99 51 s (on a m
 The same on PostgreSQL (``--database-url``): set up in 35 s; p50 1.83 s, p99 19.1 s, 549 misses a second:
 p99 per 10 s was 0.77-0.92 s in the first and last 30 s but a backlog built up to 21 s in between and
 drained. Again after VACUUM ANALYZE in the setup: p50 3.89 s, p99 24.1 s, the same shape (0.85 s, then up
-to 24.6 s, then 0.92-1.00 s). Not SQLite's pattern and not autovacuum; cause not established (suspects: a
-checkpoint's full-page writes as the misses touch a million cold rows, or a periodic duty of the sweeper
-process). 120 bytes of Redis per clock, peak RSS 93 MB per event worker.
+to 24.6 s, then 0.92-1.00 s). Not SQLite's pattern, not autovacuum, and no checkpoint ran in the window
+(PostgreSQL's log); cause not established (suspects: the two workers' batches waiting on each other's locks
+of the same report-rollup rows, or a periodic duty of the sweeper process). 120 bytes of Redis per clock, peak RSS 93 MB per event worker.
 """
 
 from __future__ import annotations
