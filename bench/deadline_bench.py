@@ -25,7 +25,8 @@ p99 per 10 s was 0.77-0.92 s in the first and last 30 s but a backlog built up t
 drained. Again after VACUUM ANALYZE in the setup: p50 3.89 s, p99 24.1 s, the same shape (0.85 s, then up
 to 24.6 s, then 0.92-1.00 s). Not SQLite's pattern, not autovacuum, and no checkpoint ran in the window
 (PostgreSQL's log); cause not established (suspects: the two workers' batches waiting on each other's locks
-of the same report-rollup rows, or a periodic duty of the sweeper process). 120 bytes of Redis per clock, peak RSS 93 MB per event worker.
+of the same report-rollup rows, or a periodic duty of the sweeper process). 120 bytes of Redis per clock,
+peak RSS 93 MB per event worker.
 """
 
 from __future__ import annotations
