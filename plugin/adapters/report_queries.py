@@ -207,7 +207,8 @@ def filter_conditions(filters: Filters) -> list[sa.ColumnElement[bool]]:
 # serve the whole hours of a range in a zone whose offsets are whole hours (the histogram, grouped by no time,
 # the whole days in any zone); the rest of the range at either end is read from sla_applied. Each rollup row
 # is keyed by one dimension: a request filtered on one of them (an inbox, say) is read from that dimension's
-# rows, so it can be grouped by nothing else; two such filters, or a policy filter with one, need the base.
+# rows, so it can be grouped by nothing else; two such filters, a policy filter with one, or a filter on a
+# dimension the rollup keeps no rows of (the histogram keeps channel and priority only) need the base.
 
 ROLLUP_FILTERS = ("inbox", "team", "agent", "channel", "priority", "label")
 
@@ -245,7 +246,7 @@ def rollup_plan(
     if periods is None or len(chosen) > 1:
         return None
     dimension = chosen[0] if chosen else (need or "all")
-    if need not in (None, dimension) or (filters.policy and dimension != "all"):
+    if need not in (None, dimension) or (filters.policy and dimension != "all") or dimension not in kept.dimensions:
         return None
     start, end = periods
     table = kept.table
@@ -506,11 +507,12 @@ class Reports:
         (percentiles) and the hit rate the same conversations would have had at other targets
         (:func:`plugin.core.reports.targets.target_fit`). Only stopped clocks count (answered, resolved).
         Their duration histogram is read from ``sla_rollup_durations`` for the whole UTC days of the range
-        and from ``sla_applied`` for the rest (or all of it, with a filter the rollup does not keep), with
-        the same buckets."""
+        (its rows of dimension ``all``, or of the one channel or priority filter) and from ``sla_applied`` for
+        the rest (or all of it, with a filter the rollup does not keep), with the same buckets."""
         parts = [filter_conditions(filters)]
-        # Not zoned: the cohort is a range of instants; nothing is grouped by local time.
-        plan = rollup_plan(filters, "all", ROLLUP_DURATIONS, zoned=False)
+        # Not zoned: the cohort is a range of instants; nothing is grouped by local time. Grouped by the
+        # policy, which the rows of every dimension of the histogram carry: no dimension is needed.
+        plan = rollup_plan(filters, None, ROLLUP_DURATIONS, zoned=False)
         histogram = rollup_durations
         queries: list[sa.Select | sa.CompoundSelect] = []
         if plan is not None:

@@ -9,8 +9,10 @@ reports over a long range read thousands of rows instead of millions (docs/repor
 - ``sla_rollup_misses``: per UTC hour of ``applied_at``, UTC hour of the miss's due time, account, mode
   and one dimension (``all`` keyed by the policy id), the misses not corrected (the weekday x hour grid).
 - ``sla_rollup_durations``: per UTC day of ``applied_at``, account, mode, policy, metric (``frt``, ``rt``),
-  the clock's own target and duration bucket (:func:`plugin.core.reports.targets.bucket_of`), the stopped
-  clocks (the targets that fit). Whole days: per hour the buckets would be nearly one row per clock.
+  the clock's own target and duration bucket (:func:`plugin.core.reports.targets.bucket_of`) and one of the
+  dimensions ``all``, ``channel`` and ``priority`` (``value``; null for ``all``), the stopped clocks (the
+  targets that fit). Whole days: per hour the buckets would be nearly one row per clock; the dimensions of
+  few values only (:data:`DURATION_DIMENSIONS`).
 
 One SQL definition (:func:`_contribution_queries`) gives the rollup rows of any set of applied SLAs. A
 store batch reads the rows of its conversations before and after its writes and adds the difference in
@@ -102,10 +104,15 @@ rollup_durations = sa.Table(
     sa.Column("metric", sa.String(10), nullable=False),
     sa.Column("target_seconds", sa.BigInteger, nullable=False),
     sa.Column("bucket", sa.Integer, nullable=False),
+    sa.Column("value", sa.Text),  # the channel or priority (version 14); null in dimension "all"
     sa.Column("clocks", sa.BigInteger, nullable=False),
     sa.Index("ix_sla_rollup_durations_dimension_day", "dimension", "day_at"),
 )
 DURATION_METRICS = ("frt", "rt")  # the clocks whose working time is stored (sla_applied.<metric>_working_seconds)
+# The histogram's dimensions: those of few values. Per inbox, agent or label it would hold nearly a row per clock
+# (at a million applied SLAs, 30 days: 12,000 "all" rows, 221,000 per inbox, 393,000 per agent), so a targets
+# report filtered on one of those reads sla_applied (inbox, team and agent through its indexes), same buckets.
+DURATION_DIMENSIONS = ("all", "channel", "priority")
 _HOUR, _DAY = timedelta(hours=1), timedelta(days=1)
 Span = tuple[datetime, datetime]  # [start, end) of applied_at
 
@@ -118,6 +125,7 @@ class Kept:
     measures: tuple[str, ...]
     period: str  # the column of the period's start (UTC)
     step: timedelta  # the period's length
+    dimensions: tuple[str, ...] = tuple(ROLLUP_DIMENSIONS)  # the dimensions it keeps rows of
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -134,7 +142,7 @@ class Kept:
 
 ROLLUP = Kept(rollup, TOTAL_NAMES, "hour_at", _HOUR)
 ROLLUP_MISSES = Kept(rollup_misses, ("misses",), "hour_at", _HOUR)
-ROLLUP_DURATIONS = Kept(rollup_durations, ("clocks",), "day_at", _DAY)
+ROLLUP_DURATIONS = Kept(rollup_durations, ("clocks",), "day_at", _DAY, DURATION_DIMENSIONS)
 KEPT = (ROLLUP, ROLLUP_MISSES, ROLLUP_DURATIONS)
 
 
@@ -266,52 +274,62 @@ def _build_contribution_queries(
             .where(*where, *misses_where, misses.c.corrected_at.is_(None))
             .group_by(hour, due_hour, applied.c.account_id, applied.c.mode, *keys)
         )
-    # Only dimension "all" (keyed by the policy): per inbox, agent or label the histogram would hold nearly a
-    # row per clock (at a million applied SLAs, 30 days: 12,000 "all" rows, 221,000 per inbox, 393,000 per
-    # agent), so a report filtered on a dimension reads sla_applied, through its indexes, with the same buckets.
-    everything = sa.literal("all", sa.String(20)).label("dimension")
     return {
         rollup.name: sa.union_all(*totals),
         rollup_misses.name: sa.union_all(*counted),
-        rollup_durations.name: duration_histogram(where, [everything, day, applied.c.account_id.label("account_id")]),
+        rollup_durations.name: duration_histogram(
+            where, [day, applied.c.account_id.label("account_id")], DURATION_DIMENSIONS
+        ),
     }
 
 
 def duration_histogram(
-    where: Sequence[sa.ColumnElement[bool]], keys: Sequence[sa.Label[Any]] = ()
+    where: Sequence[sa.ColumnElement[bool]], keys: Sequence[sa.Label[Any]] = (), dimensions: Sequence[str] = ()
 ) -> sa.CompoundSelect:
     """The stopped clocks of the applied SLAs matching ``where``, counted per ``keys`` (labelled expressions
     over ``sla_applied``, selected first), mode, policy, metric (``frt``, ``rt``), the clock's target and its
     duration bucket: the rows of ``sla_rollup_durations``, and what the targets report reads from
-    ``sla_applied`` where the rollup cannot answer, so a figure never depends on which answered. The
-    cohort is read once (a materialised CTE) and grouped once per metric."""
+    ``sla_applied`` where the rollup cannot answer, so a figure never depends on which answered. With
+    ``dimensions`` (of :data:`DURATION_DIMENSIONS`), every clock is counted once per dimension, by its value
+    (columns ``dimension`` and ``value`` selected after ``keys``). The cohort is read once (a materialised
+    CTE) and grouped once per metric and dimension."""
     timed = [
         applied.c[f"{metric}_{name}"] for metric in DURATION_METRICS for name in ("working_seconds", "target_seconds")
     ]
+    valued = [name for name in dimensions if name != "all"]
     cohort = (
-        sa.select(*keys, applied.c.mode, applied.c.policy_id, *timed)
+        sa.select(*keys, *(applied.c[name] for name in valued), applied.c.mode, applied.c.policy_id, *timed)
         .where(*where)
         .cte("timed_cohort")
         .prefix_with("MATERIALIZED")
     )
     grouped = [cohort.c[key.name] for key in keys]
     parts = []
-    for metric in DURATION_METRICS:
-        seconds, target = cohort.c[f"{metric}_working_seconds"], cohort.c[f"{metric}_target_seconds"]
-        bucket = duration_bucket(cohort.name, metric)
-        parts.append(
-            sa.select(
-                *grouped,
-                cohort.c.mode,
-                cohort.c.policy_id,
-                sa.literal(metric, sa.String(10)).label("metric"),
-                sa.cast(target, sa.BigInteger).label("target_seconds"),
-                bucket.label("bucket"),
-                sa.func.count().label("clocks"),
+    # Per dimension: its name and value selected, and the value grouped by (nothing without dimensions).
+    splits: list[tuple[list[sa.ColumnElement[Any]], list[sa.ColumnElement[Any]]]] = [([], [])]
+    if dimensions:
+        splits = []
+        for dimension in dimensions:
+            value = sa.cast(sa.null() if dimension == "all" else cohort.c[dimension], sa.Text)
+            splits.append(([sa.literal(dimension, sa.String(20)).label("dimension"), value.label("value")], [value]))
+    for by, values in splits:
+        for metric in DURATION_METRICS:
+            seconds, target = cohort.c[f"{metric}_working_seconds"], cohort.c[f"{metric}_target_seconds"]
+            bucket = duration_bucket(cohort.name, metric)
+            parts.append(
+                sa.select(
+                    *grouped,
+                    *by,
+                    cohort.c.mode,
+                    cohort.c.policy_id,
+                    sa.literal(metric, sa.String(10)).label("metric"),
+                    sa.cast(target, sa.BigInteger).label("target_seconds"),
+                    bucket.label("bucket"),
+                    sa.func.count().label("clocks"),
+                )
+                .where(seconds.is_not(None), target > 0)
+                .group_by(*grouped, *values, cohort.c.mode, cohort.c.policy_id, target, bucket)
             )
-            .where(seconds.is_not(None), target > 0)
-            .group_by(*grouped, cohort.c.mode, cohort.c.policy_id, target, bucket)
-        )
     return sa.union_all(*parts)
 
 

@@ -386,6 +386,17 @@ def _pack_states(connection: Connection, page: int = 1000) -> None:
         connection.exec_driver_sql(f"ALTER TABLE {conversations.name} ALTER COLUMN packed_head SET NOT NULL")
 
 
+def _durations_by_dimension(connection: Connection) -> None:
+    """Version 14: the duration histogram gets rows per channel and per priority (column ``value``): a targets
+    report filtered on one of them is read from it, not from every stopped clock of the range. Every row's
+    key changes with the new column, so the table is filled again."""
+    from plugin.adapters import rollups
+
+    if "value" not in {column["name"] for column in sa.inspect(connection).get_columns(rollups.rollup_durations.name)}:
+        connection.exec_driver_sql(f"ALTER TABLE {rollups.rollup_durations.name} ADD COLUMN value TEXT")
+    rollups.rebuild(connection, (rollups.ROLLUP_DURATIONS,))
+
+
 def _shared_policy_snapshots(connection: Connection) -> None:
     """Version 13: an applied SLA's policy snapshot, until now copied into each of its ``sla_applied`` rows,
     is stored once per policy version in ``sla_policy_versions`` (the version is the snapshot's hash: the
@@ -430,6 +441,7 @@ MIGRATIONS: tuple = (
     _pack_states,  # version 11
     _rollup_durations,  # version 12
     _shared_policy_snapshots,  # version 13
+    _durations_by_dimension,  # version 14
 )
 
 

@@ -1,7 +1,8 @@
 """The report rollups answer exactly what the base tables answer, on SQLite and PostgreSQL: on random data
 written through the store's write path, and again after rows change (a miss corrected, a status changed,
 a conversation moved to another inbox, a clock stopped later), with the maintained rollups equal to rebuilt
-ones. The targets that fit (the duration histogram) included."""
+ones. The targets that fit (the duration histogram) included, unfiltered and filtered by a channel or a
+priority (the histogram's rows of those dimensions)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from plugin.adapters.store import (
     MIGRATIONS,
     Store,
     _ConversationRows,
+    _durations_by_dimension,
     _rollup_durations,
     applied,
     misses,
@@ -37,6 +39,7 @@ FILTERS = [
     {"agent": "7,8"},
     {"label": "billing"},
     {"priority": "high"},
+    {"channel": "Channel::Email"},
     {"policy": "standard"},
     {"mode": "live"},
     {"inbox": "2", "team": "1"},  # two dimensions: the base tables answer
@@ -158,7 +161,12 @@ def assert_rollups_answer_as_the_base(store: Store, monkeypatch: pytest.MonkeyPa
     reports = Reports(store.engine)
     used = [filters for filters in ranges if report_queries.rollup_plan(filters, None) is not None]
     assert used  # some requests are answered from the rollups
-    assert any(report_queries.rollup_plan(filters, "all", ROLLUP_DURATIONS, zoned=False) for filters in ranges)
+    histogram = [
+        (filters.channel, filters.priority)
+        for filters in ranges
+        if report_queries.rollup_plan(filters, None, ROLLUP_DURATIONS, zoned=False)
+    ]
+    assert {((), ()), (("Channel::Email",), ()), ((), ("high",))} <= set(histogram)  # unfiltered, by one dimension
     from_rollups = [answers(reports, filters) for filters in ranges]
     with monkeypatch.context() as patch:
         patch.setattr(report_queries, "rollup_plan", lambda *arguments, **named: None)
@@ -204,12 +212,19 @@ def test_rollups_answer_as_the_base_tables_before_and_after_changes(store, monke
         )
         for index, chosen in enumerate(FILTERS)
     ]
-    # Whole UTC days inside, in a half-hour zone: the duration histogram answers for them.
-    ranges.append(
+    # Whole UTC days inside, in a half-hour zone: the duration histogram answers for them, also by channel
+    # and by priority.
+    ranges += [
         Filters.from_params(
-            {"since": since.isoformat(), "until": (since + timedelta(days=3)).isoformat(), "tz": "Asia/Kolkata"}
+            {
+                "since": since.isoformat(),
+                "until": (since + timedelta(days=3)).isoformat(),
+                "tz": "Asia/Kolkata",
+                **chosen,
+            }
         )
-    )
+        for chosen in ({}, {"channel": "Channel::Email"}, {"priority": "high"})
+    ]
     assert_rollups_answer_as_the_base(store, monkeypatch, ranges)
 
     # Changes: a miss corrected, a status changed, a conversation moved to another inbox and label.
@@ -232,9 +247,8 @@ def test_rollups_answer_as_the_base_tables_before_and_after_changes(store, monke
     assert_rollups_answer_as_the_base(store, monkeypatch, ranges)
 
 
-@settings(max_examples=3, **WRITING)
-@given(data=st.data())
-def test_the_migration_to_the_histogram_fills_it_from_the_stored_clocks(store, data):
+def stopped_clocks(store: Store, data: Any) -> dict[tuple[int, int], _ConversationRows]:
+    """An empty store given 5 to 30 random applied SLAs, each with a stopped first-response clock."""
     with store.engine.begin() as connection:
         for table in (applied, misses, rollup, rollup_misses, rollup_durations):
             connection.execute(table.delete())
@@ -243,6 +257,13 @@ def test_the_migration_to_the_histogram_fills_it_from_the_stored_clocks(store, d
         row = {**conversation(number, data.draw), "frt_working_seconds": number * 300, "frt_target_seconds": 3600}
         rows[(row["account_id"], number)] = _ConversationRows((row["account_id"], number), applied=[row])
     write(store, rows)
+    return rows
+
+
+@settings(max_examples=3, **WRITING)
+@given(data=st.data())
+def test_the_migration_to_the_histogram_fills_it_from_the_stored_clocks(store, data):
+    rows = stopped_clocks(store, data)
     week = Filters.from_params({"since": START.isoformat(), "until": (START + timedelta(days=5)).isoformat()})
     reports = Reports(store.engine)
     expected = reports.targets(week)
@@ -252,10 +273,44 @@ def test_the_migration_to_the_histogram_fills_it_from_the_stored_clocks(store, d
         connection.execute(schema_version.delete().where(schema_version.c.version >= version))
     assert store.migrate() == len(MIGRATIONS) >= version
     with store.engine.connect() as connection:
-        clocks = connection.execute(sa.select(sa.func.sum(rollup_durations.c.clocks))).scalar()
+        clocks = connection.execute(
+            sa.select(sa.func.sum(rollup_durations.c.clocks)).where(rollup_durations.c.dimension == "all")
+        ).scalar()
     assert clocks == len(rows) + sum(
         1
         for key in rows
         if rows[key].applied[0]["rt_working_seconds"] is not None and rows[key].applied[0]["rt_target_seconds"]
     )
     assert reports.targets(week) == expected and expected["policies"]
+
+
+@settings(max_examples=3, **WRITING)
+@given(data=st.data())
+def test_the_migration_to_the_histogram_by_channel_and_priority_fills_their_rows(store, monkeypatch, data):
+    stopped_clocks(store, data)
+    week = {"since": START.isoformat(), "until": (START + timedelta(days=5)).isoformat()}
+    ranges = [
+        Filters.from_params({**week, **chosen}) for chosen in ({"channel": "Channel::Email"}, {"priority": "high"})
+    ]
+    reports = Reports(store.engine)
+    with monkeypatch.context() as patch:
+        patch.setattr(report_queries, "rollup_plan", lambda *arguments, **named: None)
+        expected = [reports.targets(filters) for filters in ranges]
+    version = MIGRATIONS.index(_durations_by_dimension) + 1
+    with store.engine.begin() as connection:  # the store as the version before left it: dimension "all" only
+        connection.execute(rollup_durations.delete().where(rollup_durations.c.dimension != "all"))
+        connection.exec_driver_sql(f"ALTER TABLE {rollup_durations.name} DROP COLUMN value")
+        connection.execute(schema_version.delete().where(schema_version.c.version >= version))
+    assert store.migrate() == len(MIGRATIONS) >= version
+    with store.engine.connect() as connection:
+        clocks = dict(
+            connection.execute(
+                sa.select(rollup_durations.c.dimension, sa.func.sum(rollup_durations.c.clocks)).group_by(
+                    rollup_durations.c.dimension
+                )
+            ).all()
+        )
+    # Every stopped clock is counted once in each dimension (a conversation without a channel under null).
+    assert set(clocks) == {"all", "channel", "priority"} and len(set(clocks.values())) == 1
+    assert all(report_queries.rollup_plan(filters, None, ROLLUP_DURATIONS, zoned=False) for filters in ranges)
+    assert [reports.targets(filters) for filters in ranges] == expected
