@@ -24,9 +24,12 @@ The same on PostgreSQL (``--database-url``): set up in 35 s; p50 1.83 s, p99 19.
 p99 per 10 s was 0.77-0.92 s in the first and last 30 s but a backlog built up to 21 s in between and
 drained. Again after VACUUM ANALYZE in the setup: p50 3.89 s, p99 24.1 s, the same shape (0.85 s, then up
 to 24.6 s, then 0.92-1.00 s). Not SQLite's pattern, not autovacuum, and no checkpoint ran in the window
-(PostgreSQL's log); cause not established (suspects: the two workers' batches waiting on each other's locks
-of the same report-rollup rows, or a periodic duty of the sweeper process). 120 bytes of Redis per clock,
-peak RSS 93 MB per event worker.
+(PostgreSQL's log). A third run (p99 24.3 s, the same shape) sampled pg_stat_activity every 0.5 s: no worker
+ever waited on a lock and no sweeper query was caught running; the workers' transactions grew from 0.1 s to
+4.6 s, mostly in the rollup snapshot read twice per batch, whose misses part reads every miss of the account
+through ix_sla_misses_due (the planner, without statistics of sla_misses and with autovacuum off on this
+server, expects 64 rows): a batch costs more with every miss recorded (docs/scaling.md). 120 bytes of Redis per
+clock, peak RSS 93 MB per event worker.
 """
 
 from __future__ import annotations
