@@ -18,6 +18,7 @@ from rq import Queue
 
 from plugin.adapters import deadlines, locks, redis_keys
 from plugin.adapters import streams as ingest
+from plugin.adapters.accounts import Account
 from plugin.jobs.drain import backlog
 from plugin.jobs.runtime import Runtime
 
@@ -109,26 +110,10 @@ class Sweeper:
         queue = Queue(redis_keys.WRITEBACK_QUEUE, connection=self.runtime.redis)
         names_every = self.runtime.settings.SLA_NAMES_REFRESH_SECONDS
         if helpdesks and names_every > 0 and self._every("names", timedelta(seconds=names_every), now):
-            for account in helpdesks:
-                queue.enqueue(
-                    "plugin.jobs.names.run",
-                    account.id,
-                    job_id=redis_keys.per_account_job("sla-names", account.id),
-                    job_timeout=120,
-                    result_ttl=0,
-                    failure_ttl=24 * 3600,
-                )
+            _enqueue_per_account(queue, helpdesks, "plugin.jobs.names.run", "sla-names", timeout=120)
         reconcile_every = self.runtime.settings.SLA_RECONCILE_SECONDS
         if helpdesks and reconcile_every > 0 and self._every("reconciler", timedelta(seconds=reconcile_every), now):
-            for account in helpdesks:
-                queue.enqueue(
-                    "plugin.jobs.reconciler.run",
-                    account.id,
-                    job_id=redis_keys.per_account_job(redis_keys.RECONCILER_JOB, account.id),
-                    job_timeout=600,
-                    result_ttl=0,
-                    failure_ttl=24 * 3600,
-                )
+            _enqueue_per_account(queue, helpdesks, "plugin.jobs.reconciler.run", redis_keys.RECONCILER_JOB, timeout=600)
         return len(due)
 
     def _every(self, duty: str, period: timedelta, now: datetime) -> bool:
@@ -169,3 +154,17 @@ class Sweeper:
         if earliest is None:
             return interval
         return min(interval, max(MINIMUM_WAIT_SECONDS, earliest - self.clock().timestamp()))
+
+
+def _enqueue_per_account(queue: Queue, accounts: list[Account], function: str, job: str, timeout: int) -> None:
+    """One job of ``function`` per account, each under that account's job id (:func:`redis_keys.per_account_job`);
+    a failed one is kept a day for inspection."""
+    for account in accounts:
+        queue.enqueue(
+            function,
+            account.id,
+            job_id=redis_keys.per_account_job(job, account.id),
+            job_timeout=timeout,
+            result_ttl=0,
+            failure_ttl=24 * 3600,
+        )
