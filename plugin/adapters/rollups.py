@@ -204,13 +204,17 @@ def duration_bucket(source: str, metric: str) -> sa.ColumnElement[int]:
     )
 
 
-def _dimension_keys(dimension: str, policy_keys: Sequence[sa.Column]) -> tuple[list[sa.Column], list[Any]]:
-    """A dimension's GROUP BY columns and its key columns as selected: ``all`` is keyed by ``policy_keys``
-    (the others null), the others by their value (the policy's columns null)."""
-    column = ROLLUP_DIMENSIONS[dimension]
-    if column is None:
+def _dimension_keys(
+    dimension: str, policy_keys: Sequence[sa.ColumnElement[Any]], source: sa.FromClause = applied
+) -> tuple[list[sa.ColumnElement[Any]], list[Any]]:
+    """A dimension's GROUP BY columns and its key columns as selected from ``source`` (``sla_applied`` or a
+    CTE of its columns): ``all`` is keyed by ``policy_keys`` (the others null), the others by their value (the
+    policy's columns null)."""
+    kept = ROLLUP_DIMENSIONS[dimension]
+    if kept is None:
         values = [sa.cast(sa.null(), sa.BigInteger).label("value_id"), sa.cast(sa.null(), sa.Text).label("value")]
         return list(policy_keys), [*policy_keys, *values]
+    column = source.c[kept.name]
     nulls = [sa.cast(sa.null(), key.type).label(key.name) for key in policy_keys]
     value = sa.cast(column, sa.BigInteger if dimension in ID_DIMENSIONS else sa.Text)
     other = sa.cast(sa.null(), sa.Text if dimension in ID_DIMENSIONS else sa.BigInteger)
@@ -243,20 +247,14 @@ def _build_contribution_queries(
         chosen = [
             (sa.bindparam(f"account_{n}"), sa.bindparam(f"conversations_{n}", expanding=True)) for n in range(accounts)
         ]
-    where = [] if chosen is None else [_of(applied, chosen)]
+    span = []
     if spanned:
-        where += [applied.c.applied_at >= sa.bindparam("span_start"), applied.c.applied_at < sa.bindparam("span_end")]
-    # The misses' side gets the conversations too: a join does not carry an IN over to the other table, and
-    # without it PostgreSQL reads every miss of the account for each snapshot.
-    misses_where = [] if chosen is None else [_of(misses, chosen)]
+        span = [applied.c.applied_at >= sa.bindparam("span_start"), applied.c.applied_at < sa.bindparam("span_end")]
+    where = span if chosen is None else [_of(applied, chosen), *span]
     hour = _period_start(connection, applied.c.applied_at, "hour").label("hour_at")
-    due_hour = _period_start(connection, misses.c.due_at, "hour").label("due_hour_at")
     day = _period_start(connection, applied.c.applied_at, "day").label("day_at")
-    with_misses = applied.join(
-        misses,
-        sa.and_(misses.c.account_id == applied.c.account_id, misses.c.conversation_id == applied.c.conversation_id),
-    )
     totals, counted = [], []
+    missed = _missed_cohort(connection, chosen, span)
     for dimension in ROLLUP_DIMENSIONS:
         name = sa.literal(dimension, sa.String(20)).label("dimension")
         keys, selected = _dimension_keys(dimension, (applied.c.policy_id, applied.c.policy_name, applied.c.target))
@@ -265,15 +263,9 @@ def _build_contribution_queries(
             .where(*where)
             .group_by(hour, applied.c.account_id, applied.c.mode, *keys)
         )
-        keys, selected = _dimension_keys(dimension, (applied.c.policy_id,))
-        counted.append(
-            sa.select(
-                name, hour, due_hour, applied.c.account_id, applied.c.mode, *selected, sa.func.count().label("misses")
-            )
-            .select_from(with_misses)
-            .where(*where, *misses_where, misses.c.corrected_at.is_(None))
-            .group_by(hour, due_hour, applied.c.account_id, applied.c.mode, *keys)
-        )
+        keys, selected = _dimension_keys(dimension, (missed.c.policy_id,), missed)
+        grouped = [missed.c.hour_at, missed.c.due_hour_at, missed.c.account_id, missed.c.mode]
+        counted.append(sa.select(name, *grouped, *selected, sa.func.count().label("misses")).group_by(*grouped, *keys))
     return {
         rollup.name: sa.union_all(*totals),
         rollup_misses.name: sa.union_all(*counted),
@@ -281,6 +273,62 @@ def _build_contribution_queries(
             where, [day, applied.c.account_id.label("account_id")], DURATION_DIMENSIONS
         ),
     }
+
+
+def _missed_cohort(
+    connection: Connection,
+    chosen: Sequence[tuple[sa.BindParameter, sa.BindParameter]] | None,
+    span: Sequence[sa.ColumnElement[bool]],
+) -> sa.CTE:
+    """The misses not corrected of the applied SLAs of the chosen conversations (None: of all) within the
+    span, one row each with its applied SLA's columns that key the misses' rollup rows: read once (a
+    materialised CTE) for the rollup's seven dimensions.
+
+    On PostgreSQL each chosen conversation is looked up by itself: the batch's ids are unnested and joined
+    laterally to its applied SLA and misses by their primary keys (the lookup's ``OFFSET 0`` keeps the
+    planner from flattening it into a join it could hash). An IN list looks unselective to the planner
+    without statistics (500 ids of 200 assumed distinct values), so it read every miss of the account
+    through an index on the account alone, a cost growing with every miss recorded, until an ANALYZE;
+    looked up by a whole key prefix, no other plan is cheaper, statistics or not. SQLite's planner takes
+    the primary keys for the IN lists."""
+    hour = _period_start(connection, applied.c.applied_at, "hour").label("hour_at")
+    due_hour = _period_start(connection, misses.c.due_at, "hour").label("due_hour_at")
+    columns = [
+        hour,
+        due_hour,
+        applied.c.account_id,
+        applied.c.mode,
+        applied.c.policy_id,
+        *(column for column in ROLLUP_DIMENSIONS.values() if column is not None),
+    ]
+    with_misses = applied.join(
+        misses,
+        sa.and_(misses.c.account_id == applied.c.account_id, misses.c.conversation_id == applied.c.conversation_id),
+    )
+    uncorrected = sa.select(*columns).select_from(with_misses).where(*span, misses.c.corrected_at.is_(None))
+    if chosen is None:
+        return uncorrected.cte("missed_cohort").prefix_with("MATERIALIZED")
+    if connection.dialect.name != "postgresql":
+        # The misses' side gets the conversations too: a join does not carry an IN over to the other table.
+        found = uncorrected.where(_of(applied, chosen), _of(misses, chosen))
+        return found.cte("missed_cohort").prefix_with("MATERIALIZED")
+    parts = []
+    for n, (account, ids) in enumerate(chosen):
+        # The same ids as one array (the IN lists expand them into a parameter each); distinct (snapshot).
+        listed = sa.bindparam(ids.key, type_=postgresql.ARRAY(sa.BigInteger))
+        batch = sa.func.unnest(listed).table_valued("conversation_id").render_derived(name=f"batch_{n}")
+        lookup = (
+            uncorrected.where(
+                applied.c.account_id == account,
+                applied.c.conversation_id == batch.c.conversation_id,
+                misses.c.account_id == account,
+                misses.c.conversation_id == batch.c.conversation_id,
+            )
+            .offset(sa.literal_column("0"))
+            .lateral(f"missed_{n}")
+        )
+        parts.append(sa.select(*lookup.c).select_from(batch.join(lookup, sa.true())))
+    return sa.union_all(*parts).cte("missed_cohort").prefix_with("MATERIALIZED")
 
 
 def duration_histogram(

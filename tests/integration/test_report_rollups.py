@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from plugin.adapters import report_queries
 from plugin.adapters.report_queries import PAGE_BREAKDOWNS, Reports
-from plugin.adapters.rollups import ROLLUP_DURATIONS, rebuild, rollup, rollup_durations, rollup_misses
+from plugin.adapters.rollups import ROLLUP_DURATIONS, rebuild, rollup, rollup_durations, rollup_misses, snapshot
 from plugin.adapters.store import (
     MIGRATIONS,
     Store,
@@ -28,6 +28,8 @@ from plugin.adapters.store import (
     schema_version,
 )
 from plugin.core.reports.filters import Filters
+
+from report_timelines import synthetic_rows
 
 START = datetime(2026, 3, 27, tzinfo=UTC)  # Europe's clocks go forward on the 29th
 POLICIES = [("standard", "Standard", 0.9, "live"), ("trial", "Trial", None, "shadow"), ("vip", "VIP", 0.8, "live")]
@@ -314,3 +316,64 @@ def test_the_migration_to_the_histogram_by_channel_and_priority_fills_their_rows
     assert set(clocks) == {"all", "channel", "priority"} and len(set(clocks.values())) == 1
     assert all(report_queries.rollup_plan(filters, None, ROLLUP_DURATIONS, zoned=False) for filters in ranges)
     assert [reports.targets(filters) for filters in ranges] == expected
+
+
+def plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    """A PostgreSQL JSON plan node and every node under it (CTEs and subqueries included)."""
+    return [node, *(found for child in node.get("Plans", []) for found in plan_nodes(child))]
+
+
+def test_a_batch_snapshot_looks_up_its_misses_once_by_key_without_statistics(store):
+    """The rollup snapshot of a worker's batch reads the misses of the batch's conversations once, not once
+    per dimension, by the primary key, also when the tables were never analysed (PostgreSQL's autovacuum off)
+    and the account has many misses. An IN list of the batch's ids looked unselective to PostgreSQL without
+    statistics, so each of the seven dimensions read every miss of the account through ix_sla_misses_due, a
+    cost growing with every miss recorded (issue 13)."""
+    recorded, batch = 5_000, 500  # a drain batch holds up to 500 conversations
+    postgres = store.engine.dialect.name == "postgresql"
+    with store.engine.begin() as connection:
+        if postgres:
+            for table in (applied, misses):
+                connection.exec_driver_sql(f"ALTER TABLE {table.name} SET (autovacuum_enabled = false)")
+        rows = synthetic_rows(recorded, recorded)
+        connection.execute(applied.insert(), rows)
+        connection.execute(
+            misses.insert(),
+            [
+                {
+                    "account_id": 1,
+                    "conversation_id": row["conversation_id"],
+                    "miss": "frt#1",
+                    "metric": "frt",
+                    "due_at": row["frt_due_at"],
+                    "policy_id": row["policy_id"],
+                    "policy_version": row["policy_version"],
+                    "recorded_at": row["frt_due_at"],
+                }
+                for row in rows
+            ],
+        )
+    executed: list[tuple[str, Any]] = []
+    sa.event.listen(
+        store.engine,
+        "before_cursor_execute",
+        lambda _c, _cursor, sql, parameters, *_: executed.append((sql, parameters)),
+    )
+    with store.engine.connect() as connection:
+        snapshot(connection, [(1, n) for n in range(recorded - batch + 1, recorded + 1)])
+    ((statement, parameters),) = [query for query in executed if misses.name in query[0]]
+    with store.engine.connect() as connection:
+        if not postgres:
+            plan = [row[-1] for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
+            assert [step for step in plan if misses.name in step] == [
+                "SEARCH sla_misses USING INDEX sqlite_autoindex_sla_misses_1 (account_id=? AND conversation_id=?)"
+            ]
+            return
+        explained = connection.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters).scalar()
+    reads = [node for node in plan_nodes(explained[0]["Plan"]) if node.get("Relation Name") == misses.name]
+    # Per node: the index and the rows it read (per loop found and filtered out, times the loops).
+    assert [
+        (node.get("Index Name"), (node["Actual Rows"] + node.get("Rows Removed by Filter", 0)) * node["Actual Loops"])
+        for node in reads
+    ] == [("sla_misses_pkey", batch)]
+    assert "conversation_id" in reads[0]["Index Cond"]
