@@ -20,17 +20,14 @@ Measured here (2 shared cores, load 3-4 from other jobs), ``--clocks 1000000 --s
 552 misses a second folded; 120 bytes of Redis per running clock (sorted set 102); peak RSS 88 MB per event
 worker, 81 MB for the sweeper's process. Before the sweeper queued a sweep's ticks in one round trip and the
 rollup queries were reused, 20,000 clocks at the same rate gave p99 51 s (on a more loaded machine).
-The same on PostgreSQL (``--database-url``): set up in 35 s; p50 1.83 s, p99 19.1 s, 549 misses a second:
-p99 per 10 s was 0.77-0.92 s in the first and last 30 s but a backlog built up to 21 s in between and
-drained. Again after VACUUM ANALYZE in the setup: p50 3.89 s, p99 24.1 s, the same shape (0.85 s, then up
-to 24.6 s, then 0.92-1.00 s). Not SQLite's pattern, not autovacuum, and no checkpoint ran in the window
-(PostgreSQL's log). A third run (p99 24.3 s, the same shape) sampled pg_stat_activity every 0.5 s: no worker
-ever waited on a lock and no sweeper query was caught running; the workers' transactions grew from 0.1 s to
-4.6 s, mostly in the rollup snapshot read twice per batch, whose misses part reads every miss of the account
-through ix_sla_misses_due (the planner, without statistics of sla_misses and with autovacuum off on this
-server, expects 64 rows): a batch costs more with every miss recorded (docs/scaling.md). With ANALYZE of
-sla_misses every 10 s beside the run (as autovacuum would): p50 0.64 s, p99 1.16 s, no backlog. 120 bytes of
-Redis per clock, peak RSS 93 MB per event worker.
+The same on PostgreSQL (``--database-url``; the setup's VACUUM ANALYZE runs while sla_misses is empty and
+this server runs with autovacuum off, so the run has no statistics of the misses): set up in 31 s; from the
+first missed instant p50 0.37 s, p99 0.60 s (p99 per 10 s 0.44-0.71 s), 551 misses a second; 120 bytes of
+Redis per clock, peak RSS 91 MB per event worker (load average 0.1-0.4 during the window). Before the
+rollup snapshot read the batch's misses once and by primary key, the same run built a backlog mid-run (p99
+24.3 s): each of the snapshot's seven dimensions read every miss of the account through ix_sla_misses_due
+(the planner, without statistics, expected 64 rows), so a batch cost more with every miss recorded; with
+ANALYZE of sla_misses every 10 s beside it, p99 1.16 s (docs/scaling.md).
 """
 
 from __future__ import annotations
