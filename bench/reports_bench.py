@@ -260,8 +260,7 @@ def measure_page(store: Store, repeat: int) -> dict[str, float]:
         {"since": (END - timedelta(days=30, hours=12)).isoformat(), "until": (END - timedelta(hours=12)).isoformat()}
     )
     found["ending at noon: targets"] = timed(lambda: reports.targets(noon), repeat)
-    # Filtered on a channel or a priority, the targets read the histogram's rows of that dimension; on a label,
-    # every stopped clock of the range from sla_applied.
+    # Filtered on a channel, a priority or a label, the targets read the histogram's rows of that dimension.
     for name, value in (("channel", CHANNELS[0]), ("priority", "high"), ("label", "vip")):
         filtered = Filters.from_params({**month, name: value})
         found[f"{name} filter: targets"] = timed(lambda filtered=filtered: reports.targets(filtered), repeat)
@@ -274,7 +273,9 @@ def page_verdicts(results: dict[str, dict[str, float]]) -> list[str]:
     for database, figures in results.items():
         scan = figures["full scan: daily over all rows"]
         total = sum(value for name, value in figures.items() if name.startswith("no filter: "))
-        slowest = max((value, name) for name, value in figures.items() if name.startswith("inbox: "))
+        slowest = max(
+            (value, name) for name, value in figures.items() if name.startswith("inbox: ") or " filter: " in name
+        )
         slowest_ok = slowest[0] < FILTERED_CALL_TARGET_MS
         lines.append(
             f"{database}: the unfiltered page's calls together {total:.0f} ms "

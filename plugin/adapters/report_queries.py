@@ -207,8 +207,9 @@ def filter_conditions(filters: Filters) -> list[sa.ColumnElement[bool]]:
 # serve the whole hours of a range in a zone whose offsets are whole hours (the histogram, grouped by no time,
 # the whole days in any zone); the rest of the range at either end is read from sla_applied. Each rollup row
 # is keyed by one dimension: a request filtered on one of them (an inbox, say) is read from that dimension's
-# rows, so it can be grouped by nothing else; two such filters, a policy filter with one, or a filter on a
-# dimension the rollup keeps no rows of (the histogram keeps channel and priority only) need the base.
+# rows, so it can be grouped by nothing else; two such filters, a policy filter with one, a filter on a
+# dimension the rollup keeps no rows of (the histogram keeps channel, priority and label only) or on several
+# labels where the rows are per label (a conversation with two of them would count twice) need the base.
 
 ROLLUP_FILTERS = ("inbox", "team", "agent", "channel", "priority", "label")
 
@@ -248,6 +249,8 @@ def rollup_plan(
     dimension = chosen[0] if chosen else (need or "all")
     if need not in (None, dimension) or (filters.policy and dimension != "all") or dimension not in kept.dimensions:
         return None
+    if kept.one_label_rows and len(filters.label) > 1:
+        return None
     start, end = periods
     table = kept.table
     conditions = [table.c.dimension == dimension, table.c[kept.period] >= start, table.c[kept.period] < end]
@@ -257,7 +260,9 @@ def rollup_plan(
         conditions.append(table.c.mode == filters.mode)
     if filters.policy:
         conditions.append(table.c.policy_id.in_(filters.policy))
-    if chosen == ["label"]:
+    if chosen == ["label"] and kept.one_label_rows:
+        conditions.append(table.c.value == filters.label[0])
+    elif chosen == ["label"]:
         conditions.append(sa.or_(*(table.c.value.contains(f",{label},", autoescape=True) for label in filters.label)))
     elif chosen:
         column = table.c.value_id if dimension in ID_DIMENSIONS else table.c.value
@@ -507,8 +512,9 @@ class Reports:
         (percentiles) and the hit rate the same conversations would have had at other targets
         (:func:`plugin.core.reports.targets.target_fit`). Only stopped clocks count (answered, resolved).
         Their duration histogram is read from ``sla_rollup_durations`` for the whole UTC days of the range
-        (its rows of dimension ``all``, or of the one channel or priority filter) and from ``sla_applied`` for
-        the rest (or all of it, with a filter the rollup does not keep), with the same buckets."""
+        (its rows of dimension ``all``, or of the one channel, priority or label filter) and from
+        ``sla_applied`` for the rest (or all of it, with a filter the rollup does not keep), with the same
+        buckets."""
         parts = [filter_conditions(filters)]
         # Not zoned: the cohort is a range of instants; nothing is grouped by local time. Grouped by the
         # policy, which the rows of every dimension of the histogram carry: no dimension is needed.

@@ -10,9 +10,10 @@ reports over a long range read thousands of rows instead of millions (docs/repor
   and one dimension (``all`` keyed by the policy id), the misses not corrected (the weekday x hour grid).
 - ``sla_rollup_durations``: per UTC day of ``applied_at``, account, mode, policy, metric (``frt``, ``rt``),
   the clock's own target and duration bucket (:func:`plugin.core.reports.targets.bucket_of`) and one of the
-  dimensions ``all``, ``channel`` and ``priority`` (``value``; null for ``all``), the stopped clocks (the
-  targets that fit). Whole days: per hour the buckets would be nearly one row per clock; the dimensions of
-  few values only (:data:`DURATION_DIMENSIONS`).
+  dimensions ``all``, ``channel``, ``priority`` and ``label`` (``value``; null for ``all``), the stopped
+  clocks (the targets that fit). Whole days: per hour the buckets would be nearly one row per clock; the
+  dimensions of few values only (:data:`DURATION_DIMENSIONS`). Its ``label`` rows are keyed by *one* label:
+  a clock counts once under each label of its conversation (label lists are many, labels few).
 
 One SQL definition (:func:`_contribution_queries`) gives the rollup rows of any set of applied SLAs. A
 store batch reads the rows of its conversations before and after its writes and adds the difference in
@@ -109,10 +110,11 @@ rollup_durations = sa.Table(
     sa.Index("ix_sla_rollup_durations_dimension_day", "dimension", "day_at"),
 )
 DURATION_METRICS = ("frt", "rt")  # the clocks whose working time is stored (sla_applied.<metric>_working_seconds)
-# The histogram's dimensions: those of few values. Per inbox, agent or label it would hold nearly a row per clock
-# (at a million applied SLAs, 30 days: 12,000 "all" rows, 221,000 per inbox, 393,000 per agent), so a targets
-# report filtered on one of those reads sla_applied (inbox, team and agent through its indexes), same buckets.
-DURATION_DIMENSIONS = ("all", "channel", "priority")
+# The histogram's dimensions: those of few values. Per inbox, agent or label list it would hold nearly a row per
+# clock (at a million applied SLAs, 30 days: 12,000 "all" rows, 221,000 per inbox, 393,000 per agent), so a
+# targets report filtered on one of those reads sla_applied (inbox, team and agent through its indexes), same
+# buckets. Labels are few where label lists are many, so the label rows are per label (Kept.one_label_rows).
+DURATION_DIMENSIONS = ("all", "channel", "priority", "label")
 _HOUR, _DAY = timedelta(hours=1), timedelta(days=1)
 Span = tuple[datetime, datetime]  # [start, end) of applied_at
 
@@ -126,6 +128,9 @@ class Kept:
     period: str  # the column of the period's start (UTC)
     step: timedelta  # the period's length
     dimensions: tuple[str, ...] = tuple(ROLLUP_DIMENSIONS)  # the dimensions it keeps rows of
+    # Label rows keyed by one label, each SLA counted under each of its labels (none: under no label row),
+    # instead of by the whole label list: a filter on one label reads its rows, on several (an OR) the base.
+    one_label_rows: bool = False
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -142,7 +147,7 @@ class Kept:
 
 ROLLUP = Kept(rollup, TOTAL_NAMES, "hour_at", _HOUR)
 ROLLUP_MISSES = Kept(rollup_misses, ("misses",), "hour_at", _HOUR)
-ROLLUP_DURATIONS = Kept(rollup_durations, ("clocks",), "day_at", _DAY, DURATION_DIMENSIONS)
+ROLLUP_DURATIONS = Kept(rollup_durations, ("clocks",), "day_at", _DAY, DURATION_DIMENSIONS, one_label_rows=True)
 KEPT = (ROLLUP, ROLLUP_MISSES, ROLLUP_DURATIONS)
 
 
@@ -339,14 +344,15 @@ def duration_histogram(
     duration bucket: the rows of ``sla_rollup_durations``, and what the targets report reads from
     ``sla_applied`` where the rollup cannot answer, so a figure never depends on which answered. With
     ``dimensions`` (of :data:`DURATION_DIMENSIONS`), every clock is counted once per dimension, by its value
-    (columns ``dimension`` and ``value`` selected after ``keys``). The cohort is read once (a materialised
-    CTE) and grouped once per metric and dimension."""
+    (columns ``dimension`` and ``value`` selected after ``keys``; for ``label``, the whole label list: see
+    :func:`_one_label_rows`). The cohort is read once (a materialised CTE) and grouped once per metric and
+    dimension."""
     timed = [
         applied.c[f"{metric}_{name}"] for metric in DURATION_METRICS for name in ("working_seconds", "target_seconds")
     ]
-    valued = [name for name in dimensions if name != "all"]
+    valued = {name: column for name in dimensions if (column := ROLLUP_DIMENSIONS[name]) is not None}
     cohort = (
-        sa.select(*keys, *(applied.c[name] for name in valued), applied.c.mode, applied.c.policy_id, *timed)
+        sa.select(*keys, *valued.values(), applied.c.mode, applied.c.policy_id, *timed)
         .where(*where)
         .cte("timed_cohort")
         .prefix_with("MATERIALIZED")
@@ -358,7 +364,8 @@ def duration_histogram(
     if dimensions:
         splits = []
         for dimension in dimensions:
-            value = sa.cast(sa.null() if dimension == "all" else cohort.c[dimension], sa.Text)
+            column = valued.get(dimension)
+            value = sa.cast(sa.null() if column is None else cohort.c[column.name], sa.Text)
             splits.append(([sa.literal(dimension, sa.String(20)).label("dimension"), value.label("value")], [value]))
     for by, values in splits:
         for metric in DURATION_METRICS:
@@ -425,10 +432,24 @@ def _contributions(
                     row[name] = _as_utc_start(row[name])
             for name in table.measures:
                 row[name] = row[name] or 0
-            row["key"] = _key(row, table.keys)
-            rows[row["key"]] = row
+            for split in _one_label_rows(row) if table.one_label_rows else [row]:
+                split["key"] = _key(split, table.keys)
+                held = rows.get(split["key"])
+                if held is None:
+                    rows[split["key"]] = split
+                else:  # two label lists sharing a label add to one row
+                    for name in table.measures:
+                        held[name] += split[name]
         found[table.table.name] = rows
     return found
+
+
+def _one_label_rows(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """A row of dimension ``label`` keyed by a label list (``,a,b,``, as ``sla_applied`` keeps it) as one row
+    per label of the list (none for no label); a row of another dimension as it is."""
+    if row["dimension"] != "label":
+        return [row]
+    return [{**row, "value": label} for label in (row["value"] or "").split(",") if label]
 
 
 def snapshot(connection: Connection, keys: Iterable[tuple[int, int]]) -> Contributions:

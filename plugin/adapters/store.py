@@ -397,6 +397,15 @@ def _durations_by_dimension(connection: Connection) -> None:
     rollups.rebuild(connection, (rollups.ROLLUP_DURATIONS,))
 
 
+def _durations_by_label(connection: Connection) -> None:
+    """Version 15: the duration histogram gets rows per label (one label each, a clock counted under each
+    label of its conversation): a targets report filtered on one label is read from it, not from every
+    stopped clock of the range."""
+    from plugin.adapters import rollups
+
+    rollups.rebuild(connection, (rollups.ROLLUP_DURATIONS,))
+
+
 def _shared_policy_snapshots(connection: Connection) -> None:
     """Version 13: an applied SLA's policy snapshot, until now copied into each of its ``sla_applied`` rows,
     is stored once per policy version in ``sla_policy_versions`` (the version is the snapshot's hash: the
@@ -442,6 +451,7 @@ MIGRATIONS: tuple = (
     _rollup_durations,  # version 12
     _shared_policy_snapshots,  # version 13
     _durations_by_dimension,  # version 14
+    _durations_by_label,  # version 15
 )
 
 

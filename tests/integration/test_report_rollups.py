@@ -1,8 +1,8 @@
 """The report rollups answer exactly what the base tables answer, on SQLite and PostgreSQL: on random data
 written through the store's write path, and again after rows change (a miss corrected, a status changed,
 a conversation moved to another inbox, a clock stopped later), with the maintained rollups equal to rebuilt
-ones. The targets that fit (the duration histogram) included, unfiltered and filtered by a channel or a
-priority (the histogram's rows of those dimensions)."""
+ones. The targets that fit (the duration histogram) included, unfiltered and filtered by a channel, a
+priority or a label (the histogram's rows of those dimensions; per label, not per label list)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from plugin.adapters.store import (
     Store,
     _ConversationRows,
     _durations_by_dimension,
+    _durations_by_label,
     _rollup_durations,
     applied,
     misses,
@@ -164,11 +165,13 @@ def assert_rollups_answer_as_the_base(store: Store, monkeypatch: pytest.MonkeyPa
     used = [filters for filters in ranges if report_queries.rollup_plan(filters, None) is not None]
     assert used  # some requests are answered from the rollups
     histogram = [
-        (filters.channel, filters.priority)
+        (filters.channel, filters.priority, filters.label)
         for filters in ranges
         if report_queries.rollup_plan(filters, None, ROLLUP_DURATIONS, zoned=False)
     ]
-    assert {((), ()), (("Channel::Email",), ()), ((), ("high",))} <= set(histogram)  # unfiltered, by one dimension
+    # Unfiltered and by one dimension; never by two labels (the rows are per label).
+    assert {((), (), ()), (("Channel::Email",), (), ()), ((), ("high",), ()), ((), (), ("billing",))} <= set(histogram)
+    assert not [labels for _, _, labels in histogram if len(labels) > 1]
     from_rollups = [answers(reports, filters) for filters in ranges]
     with monkeypatch.context() as patch:
         patch.setattr(report_queries, "rollup_plan", lambda *arguments, **named: None)
@@ -214,8 +217,8 @@ def test_rollups_answer_as_the_base_tables_before_and_after_changes(store, monke
         )
         for index, chosen in enumerate(FILTERS)
     ]
-    # Whole UTC days inside, in a half-hour zone: the duration histogram answers for them, also by channel
-    # and by priority.
+    # Whole UTC days inside, in a half-hour zone: the duration histogram answers for them, also by channel,
+    # by priority and by one label (two labels: the base).
     ranges += [
         Filters.from_params(
             {
@@ -225,7 +228,13 @@ def test_rollups_answer_as_the_base_tables_before_and_after_changes(store, monke
                 **chosen,
             }
         )
-        for chosen in ({}, {"channel": "Channel::Email"}, {"priority": "high"})
+        for chosen in (
+            {},
+            {"channel": "Channel::Email"},
+            {"priority": "high"},
+            {"label": "billing"},
+            {"label": "vip,billing"},
+        )
     ]
     assert_rollups_answer_as_the_base(store, monkeypatch, ranges)
 
@@ -312,8 +321,46 @@ def test_the_migration_to_the_histogram_by_channel_and_priority_fills_their_rows
                 )
             ).all()
         )
-    # Every stopped clock is counted once in each dimension (a conversation without a channel under null).
-    assert set(clocks) == {"all", "channel", "priority"} and len(set(clocks.values())) == 1
+    # Every stopped clock is counted once in each of these dimensions (a conversation without a channel under
+    # null); per label, once under each of its labels.
+    assert len({clocks[dimension] for dimension in ("all", "channel", "priority")}) == 1
+    assert all(report_queries.rollup_plan(filters, None, ROLLUP_DURATIONS, zoned=False) for filters in ranges)
+    assert [reports.targets(filters) for filters in ranges] == expected
+
+
+@settings(max_examples=3, **WRITING)
+@given(data=st.data())
+def test_the_migration_to_the_histogram_by_label_counts_each_clock_under_each_of_its_labels(store, monkeypatch, data):
+    rows = stopped_clocks(store, data)
+    week = {"since": START.isoformat(), "until": (START + timedelta(days=5)).isoformat()}
+    labels = ("billing", "vip", "sla-missed")
+    ranges = [Filters.from_params({**week, "label": label}) for label in labels]
+    reports = Reports(store.engine)
+    with monkeypatch.context() as patch:
+        patch.setattr(report_queries, "rollup_plan", lambda *arguments, **named: None)
+        expected = [reports.targets(filters) for filters in ranges]
+    version = MIGRATIONS.index(_durations_by_label) + 1
+    with store.engine.begin() as connection:  # the store as the version before left it: no label rows
+        connection.execute(rollup_durations.delete().where(rollup_durations.c.dimension == "label"))
+        connection.execute(schema_version.delete().where(schema_version.c.version >= version))
+    assert store.migrate() == len(MIGRATIONS) >= version
+    with store.engine.connect() as connection:
+        clocks = dict(
+            connection.execute(
+                sa.select(rollup_durations.c.value, sa.func.sum(rollup_durations.c.clocks))
+                .where(rollup_durations.c.dimension == "label")
+                .group_by(rollup_durations.c.value)
+            ).all()
+        )
+    stopped = {
+        key: 1 + bool(row.applied[0]["rt_working_seconds"] is not None and row.applied[0]["rt_target_seconds"])
+        for key, row in rows.items()
+    }
+    assert clocks == {
+        label: sum(count for key, count in stopped.items() if f",{label}," in (rows[key].applied[0]["labels"] or ""))
+        for label in labels
+        if any(f",{label}," in (row.applied[0]["labels"] or "") for row in rows.values())
+    }
     assert all(report_queries.rollup_plan(filters, None, ROLLUP_DURATIONS, zoned=False) for filters in ranges)
     assert [reports.targets(filters) for filters in ranges] == expected
 
