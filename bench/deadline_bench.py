@@ -14,12 +14,14 @@ A miss exists from the first second after the due time (docs/contracts.md sectio
 shown from that instant. ``--window`` measures the misses of the first seconds of the spread only, with every
 other clock still running. Also prints Redis memory per running clock and each process's peak RSS.
 
-Measured here (2 shared cores, load 3-4 from other jobs), ``--clocks 1000000 --spread 1800 --window 120``
-(556 misses a second, the default's rate; 66,667 measured while 933,000 clocks still ran), SQLite: set up in
-205 s, index rebuilt from SQL in 4.6 s; from the first missed instant p50 0.42 s, p99 0.91 s (target 1 s),
-552 misses a second folded; 120 bytes of Redis per running clock (sorted set 102); peak RSS 88 MB per event
-worker, 81 MB for the sweeper's process. Before the sweeper queued a sweep's ticks in one round trip and the
-rollup queries were reused, 20,000 clocks at the same rate gave p99 51 s (on a more loaded machine).
+Measured here (2 shared cores; load average 0.2-0.8 by /proc/loadavg during the window), ``--clocks 1000000
+--spread 1800 --window 120`` (556 misses a second, the default's rate; 66,667 measured while 933,000 clocks
+still ran), SQLite: set up in 107 s, index rebuilt from SQL in 1.7 s; from the first missed instant p50
+0.27 s, p99 0.42 s (target 1 s; p99 per 10 s 0.33-0.54 s), 552 misses a second folded; 120 bytes of Redis
+per running clock (sorted set 102); peak RSS 86 MB per event worker, 81 MB for the sweeper's process.
+Before the rollup snapshot read a batch's misses once rather than once per dimension, at load 3-4: p50
+0.42 s, p99 0.91 s. Before the sweeper queued a sweep's ticks in one round trip and the rollup queries were
+reused, 20,000 clocks at the same rate gave p99 51 s (on a more loaded machine).
 The same on PostgreSQL (``--database-url``; the setup's VACUUM ANALYZE runs while sla_misses is empty and
 this server runs with autovacuum off, so the run has no statistics of the misses): set up in 31 s; from the
 first missed instant p50 0.37 s, p99 0.60 s (p99 per 10 s 0.44-0.71 s), 551 misses a second; 120 bytes of
