@@ -25,7 +25,8 @@ reused, 20,000 clocks at the same rate gave p99 51 s (on a more loaded machine).
 The same on PostgreSQL (``--database-url``; the setup's VACUUM ANALYZE runs while sla_misses is empty and
 this server runs with autovacuum off, so the run has no statistics of the misses): set up in 31 s; from the
 first missed instant p50 0.37 s, p99 0.60 s (p99 per 10 s 0.44-0.71 s), 551 misses a second; 120 bytes of
-Redis per clock, peak RSS 91 MB per event worker (load average 0.1-0.4 during the window). Before the
+Redis per clock, peak RSS 91 MB per event worker (load average 0.1-0.4 during the window); again with the
+duration histogram's per-label rows (schema version 15), at load 1.1-1.4: p50 0.41 s, p99 0.56 s. Before the
 rollup snapshot read the batch's misses once and by primary key, the same run built a backlog mid-run (p99
 24.3 s): each of the snapshot's seven dimensions read every miss of the account through ix_sla_misses_due
 (the planner, without statistics, expected 64 rows), so a batch cost more with every miss recorded; with
