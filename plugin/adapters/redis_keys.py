@@ -43,6 +43,7 @@ NOTIFICATIONS_QUEUE = "notifications"
 QUEUES = (EVENTS_QUEUE, WRITEBACK_QUEUE, NOTIFICATIONS_QUEUE)
 """Every queue a worker serves, in the order it serves them."""
 RECONCILER_JOB = "sla-reconciler"
+REPORT_PAIRS_JOB = "sla-report-pairs"  # plugin/jobs/report_pairs.py: one at a time
 
 
 def per_account_job(job: str, account_id: int | None) -> str:

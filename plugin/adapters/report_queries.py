@@ -36,7 +36,9 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from plugin.adapters import rollup_pairs
 from plugin.adapters.directory import Directory, Names, name_of
+from plugin.adapters.rollup_pairs import ROLLUP_PAIRS
 from plugin.adapters.rollups import (
     DURATION_METRICS,
     ID_DIMENSIONS,
@@ -254,21 +256,83 @@ def rollup_plan(
     start, end = periods
     table = kept.table
     conditions = [table.c.dimension == dimension, table.c[kept.period] >= start, table.c[kept.period] < end]
+    conditions += _scope_conditions(table, filters)
+    if chosen:
+        conditions.append(_value_condition(filters, dimension, table, one_label=kept.one_label_rows))
+    return conditions, _spans(filters, [(filters.since, start), (end, filters.until)])  # type: ignore[list-item]
+
+
+def pairs_plan(
+    connection: Connection, filters: Filters, need: str | None
+) -> tuple[list[sa.ColumnElement[bool]], list[Filters]] | None:
+    """How to answer a request filtered on one dimension and grouped by another (``need``) from the pair
+    rollup (plugin/adapters/rollup_pairs.py): the conditions on it for the range's whole UTC days that are
+    paired, and the filters of the rest (the range's ends, the days not paired), read from ``sla_applied``;
+    None when it cannot answer. Not grouped by time, so whole UTC days serve any zone."""
+    chosen = [name for name in ROLLUP_FILTERS if getattr(filters, name)]
+    periods = _whole_periods(filters, ROLLUP_PAIRS.step, zoned=False)
+    if need is None or periods is None or len(chosen) != 1 or need == chosen[0]:
+        return None
+    if filters.policy and need != "all":
+        return None
+    start, end = periods
+    paired, stale = rollup_pairs.paired_days(connection, filters.account, start, end)
+    if not paired:
+        return None
+    table = rollup_pairs.rollup_pairs
+    conditions = [
+        table.c.dimension == need,
+        table.c.filter_dimension == chosen[0],
+        table.c.day_at >= start,
+        table.c.day_at < end,
+        *_scope_conditions(table, filters),
+        _value_condition(filters, chosen[0], table, prefix="filter_"),
+    ]
+    if stale:
+        conditions.append(table.c.day_at.not_in(stale))
+    spans = [(filters.since, start), *((day, day + ROLLUP_PAIRS.step) for day in stale), (end, filters.until)]
+    return conditions, _spans(filters, spans)  # type: ignore[arg-type]
+
+
+def _scope_conditions(table: sa.Table, filters: Filters) -> list[sa.ColumnElement[bool]]:
+    """A rollup table's conditions for the account, mode and policy filters."""
+    conditions: list[sa.ColumnElement[bool]] = []
     if filters.account:
         conditions.append(table.c.account_id.in_(filters.account))
     if filters.mode is not None:
         conditions.append(table.c.mode == filters.mode)
     if filters.policy:
         conditions.append(table.c.policy_id.in_(filters.policy))
-    if chosen == ["label"] and kept.one_label_rows:
-        conditions.append(table.c.value == filters.label[0])
-    elif chosen == ["label"]:
-        conditions.append(sa.or_(*(table.c.value.contains(f",{label},", autoescape=True) for label in filters.label)))
-    elif chosen:
-        column = table.c.value_id if dimension in ID_DIMENSIONS else table.c.value
-        conditions.append(column.in_(getattr(filters, dimension)))
-    edges = [replace(filters, since=filters.since, until=start), replace(filters, since=end, until=filters.until)]
-    return conditions, [edge for edge in edges if edge.since < edge.until]  # type: ignore[operator]
+    return conditions
+
+
+def _value_condition(
+    filters: Filters, dimension: str, table: sa.Table, prefix: str = "", one_label: bool = False
+) -> sa.ColumnElement[bool]:
+    """A rollup table's condition for the filter on ``dimension``, kept in its column ``<prefix>value_id``
+    (ids) or ``<prefix>value``; a label filter matches label lists (``,a,b,``), or single labels when
+    ``one_label``."""
+    value = table.c[f"{prefix}value"]
+    if dimension == "label" and one_label:
+        return value == filters.label[0]
+    if dimension == "label":
+        return sa.or_(*(value.contains(f",{label},", autoescape=True) for label in filters.label))
+    column = table.c[f"{prefix}value_id"] if dimension in ID_DIMENSIONS else value
+    return column.in_(getattr(filters, dimension))
+
+
+def _spans(filters: Filters, spans: Sequence[tuple[datetime, datetime]]) -> list[Filters]:
+    """The filters of these spans of the range (``since`` and ``until`` replaced), empty ones left out and
+    adjacent ones joined."""
+    joined: list[tuple[datetime, datetime]] = []
+    for start, end in spans:
+        if start >= end:
+            continue
+        if joined and joined[-1][1] == start:
+            joined[-1] = (joined[-1][0], end)
+        else:
+            joined.append((start, end))
+    return [replace(filters, since=start, until=end) for start, end in joined]
 
 
 # --- the reports -------------------------------------------------------------------------------------------
@@ -310,14 +374,16 @@ class Reports:
         require (``all`` for the policy, a breakdown's dimension, None for none). The whole hours of the
         range are read from the rollups when they can answer (:func:`rollup_plan`), the rest from
         ``sla_applied``; every figure is a sum, so the parts are added."""
-        plan = rollup_plan(filters, need)
-        parts = [(applied, total_columns(), filter_conditions(filters))]
-        if plan is not None:
-            conditions, edges = plan
-            parts = [(rollup, rollup_total_columns(), conditions)]
-            parts += [(applied, total_columns(), filter_conditions(edge)) for edge in edges]
         found: dict[tuple, Totals] = {}
         with self.engine.connect() as connection:
+            parts = [(applied, total_columns(), filter_conditions(filters))]
+            source, plan = rollup, rollup_plan(filters, need)
+            if plan is None:
+                source, plan = rollup_pairs.rollup_pairs, pairs_plan(connection, filters, need)
+            if plan is not None:
+                conditions, edges = plan
+                parts = [(source, rollup_total_columns(source), conditions)]
+                parts += [(applied, total_columns(), filter_conditions(edge)) for edge in edges]
             for source, totals, conditions in parts:
                 labelled = [key.label(f"k{index}") for index, key in enumerate(keys(source))]
                 query = sa.select(*labelled, *totals).where(*conditions)

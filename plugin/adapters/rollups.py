@@ -54,7 +54,7 @@ ROLLUP_DIMENSIONS: dict[str, sa.Column | None] = {
 ID_DIMENSIONS = ("inbox", "team", "agent")  # kept in value_id; the others in value
 
 
-def _leading(period: str) -> list[sa.Column]:
+def leading_columns(period: str) -> list[sa.Column]:
     """The first columns of a rollup table: its key (a hash of the key columns, some of which are null),
     dimension and period start."""
     return [
@@ -64,12 +64,12 @@ def _leading(period: str) -> list[sa.Column]:
     ]
 
 
-_TOTAL_TYPES = {name: (sa.Float if name == "target_sum" else sa.BigInteger) for name in TOTAL_NAMES}
+TOTAL_TYPES = {name: (sa.Float if name == "target_sum" else sa.BigInteger) for name in TOTAL_NAMES}
 
 rollup = sa.Table(
     "sla_rollup",
     rollup_metadata,
-    *_leading("hour_at"),
+    *leading_columns("hour_at"),
     sa.Column("account_id", sa.BigInteger, nullable=False),
     sa.Column("mode", sa.String(10), nullable=False),
     sa.Column("policy_id", sa.String(200)),
@@ -77,14 +77,14 @@ rollup = sa.Table(
     sa.Column("target", sa.Float),
     sa.Column("value_id", sa.BigInteger),
     sa.Column("value", sa.Text),
-    *[sa.Column(name, kind, nullable=False) for name, kind in _TOTAL_TYPES.items()],
+    *[sa.Column(name, kind, nullable=False) for name, kind in TOTAL_TYPES.items()],
     sa.Index("ix_sla_rollup_dimension_hour", "dimension", "hour_at"),
 )
 
 rollup_misses = sa.Table(
     "sla_rollup_misses",
     rollup_metadata,
-    *_leading("hour_at"),
+    *leading_columns("hour_at"),
     sa.Column("due_hour_at", UTCDateTime, nullable=False),
     sa.Column("account_id", sa.BigInteger, nullable=False),
     sa.Column("mode", sa.String(10), nullable=False),
@@ -98,7 +98,7 @@ rollup_misses = sa.Table(
 rollup_durations = sa.Table(
     "sla_rollup_durations",
     rollup_metadata,
-    *_leading("day_at"),
+    *leading_columns("day_at"),
     sa.Column("account_id", sa.BigInteger, nullable=False),
     sa.Column("mode", sa.String(10), nullable=False),
     sa.Column("policy_id", sa.String(200), nullable=False),
@@ -181,10 +181,10 @@ def total_columns() -> list[sa.ColumnElement]:
 def rollup_total_columns(table: sa.Table = rollup) -> list[sa.ColumnElement]:
     """The same totals summed over rollup rows."""
     # Cast: PostgreSQL sums BIGINT as NUMERIC, which the driver reads as Decimal.
-    return [sa.cast(sa.func.sum(table.c[name]), _TOTAL_TYPES[name]).label(name) for name in TOTAL_NAMES]
+    return [sa.cast(sa.func.sum(table.c[name]), TOTAL_TYPES[name]).label(name) for name in TOTAL_NAMES]
 
 
-def _period_start(connection: Connection, column: sa.Column, unit: str) -> sa.ColumnElement[Any]:
+def period_start(connection: Connection, column: sa.Column, unit: str) -> sa.ColumnElement[Any]:
     """The UTC hour or day (``unit``) of a stored time, as text (SQLite) or a timestamp without zone
     (PostgreSQL)."""
     name = f"{column.table.name}.{column.name}"
@@ -193,7 +193,7 @@ def _period_start(connection: Connection, column: sa.Column, unit: str) -> sa.Co
     return sa.literal_column(f"date_trunc('{unit}', {name} AT TIME ZONE 'UTC')")
 
 
-def _as_utc_start(value: Any) -> datetime:
+def as_utc_start(value: Any) -> datetime:
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
     return moment.replace(tzinfo=UTC)
 
@@ -209,7 +209,7 @@ def duration_bucket(source: str, metric: str) -> sa.ColumnElement[int]:
     )
 
 
-def _dimension_keys(
+def dimension_keys(
     dimension: str, policy_keys: Sequence[sa.ColumnElement[Any]], source: sa.FromClause = applied
 ) -> tuple[list[sa.ColumnElement[Any]], list[Any]]:
     """A dimension's GROUP BY columns and its key columns as selected from ``source`` (``sla_applied`` or a
@@ -256,19 +256,19 @@ def _build_contribution_queries(
     if spanned:
         span = [applied.c.applied_at >= sa.bindparam("span_start"), applied.c.applied_at < sa.bindparam("span_end")]
     where = span if chosen is None else [_of(applied, chosen), *span]
-    hour = _period_start(connection, applied.c.applied_at, "hour").label("hour_at")
-    day = _period_start(connection, applied.c.applied_at, "day").label("day_at")
+    hour = period_start(connection, applied.c.applied_at, "hour").label("hour_at")
+    day = period_start(connection, applied.c.applied_at, "day").label("day_at")
     totals, counted = [], []
     missed = _missed_cohort(connection, chosen, span)
     for dimension in ROLLUP_DIMENSIONS:
         name = sa.literal(dimension, sa.String(20)).label("dimension")
-        keys, selected = _dimension_keys(dimension, (applied.c.policy_id, applied.c.policy_name, applied.c.target))
+        keys, selected = dimension_keys(dimension, (applied.c.policy_id, applied.c.policy_name, applied.c.target))
         totals.append(
             sa.select(name, hour, applied.c.account_id, applied.c.mode, *selected, *total_columns())
             .where(*where)
             .group_by(hour, applied.c.account_id, applied.c.mode, *keys)
         )
-        keys, selected = _dimension_keys(dimension, (missed.c.policy_id,), missed)
+        keys, selected = dimension_keys(dimension, (missed.c.policy_id,), missed)
         grouped = [missed.c.hour_at, missed.c.due_hour_at, missed.c.account_id, missed.c.mode]
         counted.append(sa.select(name, *grouped, *selected, sa.func.count().label("misses")).group_by(*grouped, *keys))
     return {
@@ -296,8 +296,8 @@ def _missed_cohort(
     through an index on the account alone, a cost growing with every miss recorded, until an ANALYZE;
     looked up by a whole key prefix, no other plan is cheaper, statistics or not. SQLite's planner takes
     the primary keys for the IN lists."""
-    hour = _period_start(connection, applied.c.applied_at, "hour").label("hour_at")
-    due_hour = _period_start(connection, misses.c.due_at, "hour").label("due_hour_at")
+    hour = period_start(connection, applied.c.applied_at, "hour").label("hour_at")
+    due_hour = period_start(connection, misses.c.due_at, "hour").label("due_hour_at")
     columns = [
         hour,
         due_hour,
@@ -422,26 +422,32 @@ def _contributions(
 ) -> Contributions:
     queries = _contribution_queries(connection, None if conversations is None else len(conversations), span is not None)
     parameters = _parameters(conversations, span)
-    found: Contributions = {}
-    for table in kept:
-        rows: dict[str, dict[str, Any]] = {}
-        for result in connection.execute(queries[table.table.name], parameters).mappings():
-            row = dict(result)
-            for name in ("hour_at", "due_hour_at", "day_at"):
-                if name in row:
-                    row[name] = _as_utc_start(row[name])
-            for name in table.measures:
-                row[name] = row[name] or 0
-            for split in _one_label_rows(row) if table.one_label_rows else [row]:
-                split["key"] = _key(split, table.keys)
-                held = rows.get(split["key"])
-                if held is None:
-                    rows[split["key"]] = split
-                else:  # two label lists sharing a label add to one row
-                    for name in table.measures:
-                        held[name] += split[name]
-        found[table.table.name] = rows
-    return found
+    return {
+        table.table.name: keyed_rows(table, connection.execute(queries[table.table.name], parameters).mappings())
+        for table in kept
+    }
+
+
+def keyed_rows(table: Kept, results: Iterable[sa.RowMapping]) -> dict[str, dict[str, Any]]:
+    """Rows of ``table`` as its queries select them (periods as stored text or naive UTC, sums perhaps null),
+    as the table keeps them: periods as UTC datetimes, sums 0 for null, keyed by the hash of their keys."""
+    rows: dict[str, dict[str, Any]] = {}
+    for result in results:
+        row = dict(result)
+        for name in ("hour_at", "due_hour_at", "day_at"):
+            if name in row:
+                row[name] = as_utc_start(row[name])
+        for name in table.measures:
+            row[name] = row[name] or 0
+        for split in _one_label_rows(row) if table.one_label_rows else [row]:
+            split["key"] = _key(split, table.keys)
+            held = rows.get(split["key"])
+            if held is None:
+                rows[split["key"]] = split
+            else:  # two label lists sharing a label add to one row
+                for name in table.measures:
+                    held[name] += split[name]
+    return rows
 
 
 def _one_label_rows(row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -462,8 +468,10 @@ def snapshot(connection: Connection, keys: Iterable[tuple[int, int]]) -> Contrib
     return _contributions(connection, by_account)
 
 
-def apply_change(connection: Connection, before: Contributions, after: Contributions) -> None:
-    """Add ``after - before`` to the rollups (in the caller's transaction); rows left with nothing go."""
+def apply_change(connection: Connection, before: Contributions, after: Contributions) -> set[tuple[int, datetime]]:
+    """Add ``after - before`` to the rollups (in the caller's transaction); rows left with nothing go. Returns
+    the UTC days (with their account) of the applied SLAs before and after."""
+    changed: set[tuple[int, datetime]] = set()
     for kept in KEPT:
         table, measures = kept.table, kept.measures
         old, new = before.get(table.name, {}), after.get(table.name, {})
@@ -481,6 +489,9 @@ def apply_change(connection: Connection, before: Contributions, after: Contribut
         if changes:
             counted = table.c[kept.counted]
             connection.execute(table.delete().where(table.c.key.in_([row["key"] for row in changes]), counted == 0))
+        if kept is ROLLUP:  # every row the batch's SLAs were or are in, changed or not (two may swap values)
+            changed |= {(row["account_id"], row["hour_at"].replace(hour=0)) for row in (*old.values(), *new.values())}
+    return changed
 
 
 def _add(connection: Connection, table: sa.Table, measures: Sequence[str], rows: list[dict[str, Any]]) -> None:

@@ -406,6 +406,15 @@ def _durations_by_label(connection: Connection) -> None:
     rollups.rebuild(connection, (rollups.ROLLUP_DURATIONS,))
 
 
+def _rollup_pairs(connection: Connection) -> None:
+    """Version 16: the pair rollup (plugin/adapters/rollup_pairs.py) and its days, every day with applied SLAs
+    marked not paired: the sweeper's refresh computes them, and reports read ``sla_applied`` until then."""
+    from plugin.adapters import rollup_pairs
+
+    rollup_pairs.rollup_metadata.create_all(connection, tables=[rollup_pairs.rollup_pairs, rollup_pairs.rollup_days])
+    rollup_pairs.reset(connection)
+
+
 def _shared_policy_snapshots(connection: Connection) -> None:
     """Version 13: an applied SLA's policy snapshot, until now copied into each of its ``sla_applied`` rows,
     is stored once per policy version in ``sla_policy_versions`` (the version is the snapshot's hash: the
@@ -452,6 +461,7 @@ MIGRATIONS: tuple = (
     _shared_policy_snapshots,  # version 13
     _durations_by_dimension,  # version 14
     _durations_by_label,  # version 15
+    _rollup_pairs,  # version 16
 )
 
 
@@ -630,12 +640,25 @@ class Store:
         """Whether the plugin's tables exist (False for a database it never migrated)."""
         return sa.inspect(self.engine).has_table(applied.name)
 
-    def rebuild_rollups(self) -> int:
-        """Compute the report rollups again from the applied SLAs and misses; returns the rows written."""
-        from plugin.adapters import rollups  # built on this module's tables
+    def rebuild_rollups(self, now: datetime | None = None) -> int:
+        """Compute the report rollups again from the applied SLAs and misses, the pairs of the days before
+        ``now``'s UTC day included; returns the rows written (but the pairs')."""
+        from plugin.adapters import rollup_pairs, rollups  # built on this module's tables
 
         with self.engine.begin() as connection:
-            return rollups.rebuild(connection)
+            written = rollups.rebuild(connection)
+            rollup_pairs.reset(connection)
+        while self.refresh_rollup_pairs(now or _utcnow()):
+            pass
+        return written
+
+    def refresh_rollup_pairs(self, now: datetime, limit: int = 1000) -> int:
+        """Compute the pair rollup of up to ``limit`` days before ``now``'s UTC day that changed since it was
+        last computed (plugin/adapters/rollup_pairs.py); returns how many days."""
+        from plugin.adapters import rollup_pairs
+
+        today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        return rollup_pairs.refresh(self._unlocked_reader, self.engine.begin, today, limit)
 
     def has_applied_slas(self) -> bool:
         """Whether any SLA was ever applied in this database."""
@@ -1277,11 +1300,12 @@ def _rollup_snapshot(connection: Connection, batch: Sequence[_ConversationRows])
 
 def _update_rollups(connection: Connection, batch: Sequence[_ConversationRows], before: Any) -> None:
     """Add the change of the batch's applied SLAs and misses to the report rollups (same transaction)."""
-    from plugin.adapters import rollups
+    from plugin.adapters import rollup_pairs, rollups
 
     if before is not None:
         touched, rows = before
-        rollups.apply_change(connection, rows, rollups.snapshot(connection, touched))
+        changed = rollups.apply_change(connection, rows, rollups.snapshot(connection, touched))
+        rollup_pairs.mark_changed(connection, changed)  # its days' pair rows no longer hold
 
 
 @dataclass

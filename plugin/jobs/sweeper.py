@@ -41,6 +41,7 @@ STALLED_DRAIN_CHECK_EVERY = timedelta(seconds=2)
 # Delivered notifications and written intents past their retention, deleted a page a minute (up to 7.2
 # million a day per table): a year's backlog after an upgrade goes without one long write lock.
 PRUNE_EVERY = timedelta(minutes=1)
+REPORT_PAIRS_EVERY = timedelta(minutes=1)
 PRUNE_PAGE = 5_000
 
 
@@ -108,6 +109,14 @@ class Sweeper:
         # On the write-back queue: these call the helpdesk's API, like the write-back, not the engine. One job per
         # account, so one slow helpdesk does not hold another's pass back.
         queue = Queue(redis_keys.WRITEBACK_QUEUE, connection=self.runtime.redis)
+        if self._every("report pairs", REPORT_PAIRS_EVERY, now):
+            queue.enqueue(
+                "plugin.jobs.report_pairs.run",
+                job_id=redis_keys.REPORT_PAIRS_JOB,
+                job_timeout=600,
+                result_ttl=0,
+                failure_ttl=24 * 3600,
+            )
         names_every = self.runtime.settings.SLA_NAMES_REFRESH_SECONDS
         if helpdesks and names_every > 0 and self._every("names", timedelta(seconds=names_every), now):
             _enqueue_per_account(queue, helpdesks, "plugin.jobs.names.run", "sla-names", timeout=120)

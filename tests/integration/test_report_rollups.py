@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from plugin.adapters import report_queries
+from plugin.adapters import report_queries, rollup_pairs
 from plugin.adapters.report_queries import PAGE_BREAKDOWNS, Reports
 from plugin.adapters.rollups import ROLLUP_DURATIONS, rebuild, rollup, rollup_durations, rollup_misses, snapshot
 from plugin.adapters.store import (
@@ -23,8 +23,10 @@ from plugin.adapters.store import (
     _ConversationRows,
     _durations_by_dimension,
     _durations_by_label,
+    _rollup_pairs,
     _rollup_durations,
     applied,
+    as_utc,
     misses,
     schema_version,
 )
@@ -33,6 +35,7 @@ from plugin.core.reports.filters import Filters
 from report_timelines import synthetic_rows
 
 START = datetime(2026, 3, 27, tzinfo=UTC)  # Europe's clocks go forward on the 29th
+PAIR_TABLES = (rollup_pairs.rollup_pairs, rollup_pairs.rollup_days)
 POLICIES = [("standard", "Standard", 0.9, "live"), ("trial", "Trial", None, "shadow"), ("vip", "VIP", 0.8, "live")]
 STATUSES = ["hit", "missed", "running", "at_risk", "paused", "not_started", None]
 LABELS = [None, ",billing,", ",vip,", ",billing,vip,", ",sla-missed,"]
@@ -152,6 +155,21 @@ def rounded(value: Any) -> Any:
     return value
 
 
+LATER = START + timedelta(days=30)  # every day of the data closed: its pairs can be computed
+
+
+def days_of(written: Any) -> set[tuple[int, datetime]]:
+    """The (account, UTC day) of the applied SLAs of these rows."""
+    return {
+        (row["account_id"], row["applied_at"].replace(hour=0, minute=0)) for rows in written for row in rows.applied
+    }
+
+
+def pair_rows(store: Store) -> list[Any]:
+    with store.engine.connect() as connection:
+        return sorted(tuple(rounded(list(row))) for row in connection.execute(sa.select(rollup_pairs.rollup_pairs)))
+
+
 def rollup_rows(store: Store) -> dict[str, Any]:
     with store.engine.connect() as connection:
         return {
@@ -162,19 +180,10 @@ def rollup_rows(store: Store) -> dict[str, Any]:
 
 def assert_rollups_answer_as_the_base(store: Store, monkeypatch: pytest.MonkeyPatch, ranges: list[Filters]) -> None:
     reports = Reports(store.engine)
-    used = [filters for filters in ranges if report_queries.rollup_plan(filters, None) is not None]
-    assert used  # some requests are answered from the rollups
-    histogram = [
-        (filters.channel, filters.priority, filters.label)
-        for filters in ranges
-        if report_queries.rollup_plan(filters, None, ROLLUP_DURATIONS, zoned=False)
-    ]
-    # Unfiltered and by one dimension; never by two labels (the rows are per label).
-    assert {((), (), ()), (("Channel::Email",), (), ()), ((), ("high",), ()), ((), (), ("billing",))} <= set(histogram)
-    assert not [labels for _, _, labels in histogram if len(labels) > 1]
     from_rollups = [answers(reports, filters) for filters in ranges]
     with monkeypatch.context() as patch:
         patch.setattr(report_queries, "rollup_plan", lambda *arguments, **named: None)
+        patch.setattr(report_queries, "pairs_plan", lambda *arguments, **named: None)
         from_base = [answers(reports, filters) for filters in ranges]
     assert from_rollups == from_base
     maintained = rollup_rows(store)
@@ -195,7 +204,7 @@ WRITING = {
 @given(data=st.data())
 def test_rollups_answer_as_the_base_tables_before_and_after_changes(store, monkeypatch, data):
     with store.engine.begin() as connection:
-        for table in (applied, misses, rollup, rollup_misses, rollup_durations):
+        for table in (applied, misses, rollup, rollup_misses, rollup_durations, *PAIR_TABLES):
             connection.execute(table.delete())
     draw = data.draw
     rows = {}
@@ -205,6 +214,7 @@ def test_rollups_answer_as_the_base_tables_before_and_after_changes(store, monke
             (row["account_id"], number), applied=[row], misses=miss_rows(row, draw)
         )
     write(store, rows)
+    assert store.refresh_rollup_pairs(LATER) == len(days_of(rows.values()))
     since = START + timedelta(minutes=draw(st.integers(0, 600)))
     ranges = [
         Filters.from_params(
@@ -234,9 +244,21 @@ def test_rollups_answer_as_the_base_tables_before_and_after_changes(store, monke
             {"priority": "high"},
             {"label": "billing"},
             {"label": "vip,billing"},
+            {"team": "1"},
         )
     ]
+    assert [filters for filters in ranges if report_queries.rollup_plan(filters, None) is not None]
+    histogram = [
+        (filters.channel, filters.priority, filters.label)
+        for filters in ranges
+        if report_queries.rollup_plan(filters, None, ROLLUP_DURATIONS, zoned=False)
+    ]
+    # Unfiltered and by one dimension; never by two labels (the rows are per label).
+    assert {((), (), ()), (("Channel::Email",), (), ()), ((), ("high",), ()), ((), (), ("billing",))} <= set(histogram)
+    assert not [labels for _, _, labels in histogram if len(labels) > 1]
     assert_rollups_answer_as_the_base(store, monkeypatch, ranges)
+    with store.engine.connect() as connection:  # filtered on one dimension, grouped by another: the pairs
+        assert all(report_queries.pairs_plan(connection, filters, "agent") for filters in ranges[-5:])
 
     # Changes: a miss corrected, a status changed, a conversation moved to another inbox and label.
     changed = {}
@@ -255,13 +277,24 @@ def test_rollups_answer_as_the_base_tables_before_and_after_changes(store, monke
         changed[key] = _ConversationRows(key, applied=[new], corrections=corrections)
     if changed:
         write(store, changed)
+        with store.engine.connect() as connection:  # the days changed are read from sla_applied until paired
+            stale = rollup_pairs.stale_days(connection, LATER, 100)
+        assert {(account_id, day) for account_id, day, _ in stale} == days_of(changed.values())
     assert_rollups_answer_as_the_base(store, monkeypatch, ranges)
+    paired = pair_rows(store)
+    assert store.refresh_rollup_pairs(LATER) == len(days_of(changed.values()))
+    assert_rollups_answer_as_the_base(store, monkeypatch, ranges)
+    with store.engine.begin() as connection:  # computed again from nothing: the same rows
+        rollup_pairs.reset(connection)
+    store.refresh_rollup_pairs(LATER)
+    if not changed:
+        assert pair_rows(store) == paired
 
 
 def stopped_clocks(store: Store, data: Any) -> dict[tuple[int, int], _ConversationRows]:
     """An empty store given 5 to 30 random applied SLAs, each with a stopped first-response clock."""
     with store.engine.begin() as connection:
-        for table in (applied, misses, rollup, rollup_misses, rollup_durations):
+        for table in (applied, misses, rollup, rollup_misses, rollup_durations, *PAIR_TABLES):
             connection.execute(table.delete())
     rows = {}
     for number in range(1, data.draw(st.integers(5, 30)) + 1):
@@ -424,3 +457,47 @@ def test_a_batch_snapshot_looks_up_its_misses_once_by_key_without_statistics(sto
         for node in reads
     ] == [("sla_misses_pkey", batch)]
     assert "conversation_id" in reads[0]["Index Cond"]
+
+
+@settings(max_examples=2, **WRITING)
+@given(data=st.data())
+def test_the_pairs_of_a_day_changed_after_its_changes_were_read_are_not_stored(store, data):
+    rows = stopped_clocks(store, data)
+    ((account_id, day, changes), *_) = sorted(days(store))
+    with store.engine.begin() as connection:  # a batch commits between the read of changes and the write
+        rollup_pairs.mark_changed(connection, [(account_id, day)])
+
+    assert not rollup_pairs.refresh_day(store._unlocked_reader, store.engine.begin, account_id, day, changes)
+    assert pair_rows(store) == []
+    assert store.refresh_rollup_pairs(LATER) == len(days_of(rows.values()))  # read again: stored
+    assert all(paired == changes for _, _, changes, paired in days(store, paired=True))
+
+
+@settings(max_examples=2, **WRITING)
+@given(data=st.data())
+def test_the_migration_to_the_pairs_marks_every_day_for_the_refresh(store, monkeypatch, data):
+    rows = stopped_clocks(store, data)
+    version = MIGRATIONS.index(_rollup_pairs) + 1
+    with store.engine.begin() as connection:  # the store as the version before left it: no pair tables
+        for table in PAIR_TABLES:
+            table.drop(connection)
+        connection.execute(schema_version.delete().where(schema_version.c.version >= version))
+    assert store.migrate() == len(MIGRATIONS) >= version
+    assert {(account_id, day) for account_id, day, _ in days(store)} == days_of(rows.values())
+    week = {"since": START.isoformat(), "until": (START + timedelta(days=5)).isoformat()}
+    ranges = [Filters.from_params({**week, **chosen}) for chosen in ({"team": "1"}, {"channel": "Channel::Api"})]
+    with store.engine.connect() as connection:  # until the refresh, every day with SLAs is read from sla_applied
+        _, stale = rollup_pairs.paired_days(connection, [], START, START + timedelta(days=5))
+    assert set(stale) == {day for _, day in days_of(rows.values())}
+    store.refresh_rollup_pairs(LATER)
+    assert_rollups_answer_as_the_base(store, monkeypatch, ranges)
+    with store.engine.connect() as connection:
+        assert all(report_queries.pairs_plan(connection, filters, "agent") for filters in ranges)
+
+
+def days(store: Store, paired: bool = False) -> list[tuple]:
+    """The rows of sla_rollup_days: (account, day, changes), with paired when asked."""
+    table = rollup_pairs.rollup_days
+    columns = [table.c.account_id, table.c.day_at, table.c.changes, *([table.c.paired] if paired else [])]
+    with store.engine.connect() as connection:
+        return [(row[0], as_utc(row[1]), *row[2:]) for row in connection.execute(sa.select(*columns))]

@@ -1,5 +1,5 @@
 """The deadline sweeper (plugin.jobs.sweeper) on a real Redis and SQLite / PostgreSQL: what one sweep queues,
-and how a new leader rebuilds the deadline index from SQL."""
+how a new leader rebuilds the deadline index from SQL, and the periodic jobs it queues."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 import sqlalchemy as sa
 from rq import Queue, SimpleWorker
 
-from plugin.adapters import deadlines, redis_keys
+from plugin.adapters import deadlines, redis_keys, rollup_pairs
 from plugin.adapters import streams as ingest
-from plugin.adapters.store import outbox
+from plugin.adapters.store import applied, outbox
 from plugin.jobs import sweeper as sweeper_module
 from plugin.jobs.sweeper import Sweeper
 
@@ -133,3 +133,24 @@ def test_the_leader_deletes_written_intents_older_than_the_retention_unless_it_i
     with runtime.store.engine.connect() as connection:
         kept = connection.execute(sa.select(outbox.c.conversation_id)).scalars().all()
     assert sorted(kept) == ([8] if retention == "7" else [7, 8])
+
+
+def test_the_leader_queues_the_report_pairs_job_which_pairs_the_closed_days(runtime, fixture_payload):
+    store_conversations(runtime, fixture_payload, range(301, 304))
+    yesterday = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    with runtime.store.engine.begin() as connection:  # applied yesterday, changed outside the store
+        connection.execute(applied.update().values(applied_at=yesterday + timedelta(hours=9)))
+        assert rollup_pairs.reset(connection) == 1
+    now = datetime.now(UTC)
+    sweeper = Sweeper(runtime, lambda: now)
+
+    sweeper.step()
+    sweeper.step()  # within the minute: not queued again
+
+    queue = Queue(redis_keys.WRITEBACK_QUEUE, connection=runtime.redis)
+    assert queue.job_ids == [redis_keys.REPORT_PAIRS_JOB]
+    SimpleWorker([queue], connection=runtime.redis).work(burst=True)
+    with runtime.store.engine.connect() as connection:
+        paired, stale = rollup_pairs.paired_days(connection, [1], yesterday, yesterday + timedelta(days=1))
+        rows = connection.execute(sa.select(sa.func.count()).select_from(rollup_pairs.rollup_pairs)).scalar()
+    assert (paired, stale) == ([yesterday], []) and rows > 0
