@@ -322,11 +322,17 @@ def _rollup_durations(connection: Connection) -> None:
     from plugin.adapters import rollups
 
     rollups.rebuild(connection, (rollups.ROLLUP_DURATIONS,))
-    connection.exec_driver_sql("DROP INDEX IF EXISTS ix_sla_applied_inbox_applied")
+    _covering_timed_index(connection, "inbox")
+
+
+def _covering_timed_index(connection: Connection, dimension: str) -> None:
+    """Replace the index ``ix_sla_applied_<dimension>_applied`` (``<dimension>_id, applied_at``) by one that
+    also holds what the targets read (``ix_sla_applied_<dimension>_timed``)."""
+    connection.exec_driver_sql(f"DROP INDEX IF EXISTS ix_sla_applied_{dimension}_applied")
     timed = ", ".join(f"{metric}_{name}" for metric in ("frt", "rt") for name in ("working_seconds", "target_seconds"))
     connection.exec_driver_sql(
-        f"CREATE INDEX IF NOT EXISTS ix_sla_applied_inbox_timed ON sla_applied"
-        f" (inbox_id, applied_at, policy_id, mode, {timed})"
+        f"CREATE INDEX IF NOT EXISTS ix_sla_applied_{dimension}_timed ON sla_applied"
+        f" ({dimension}_id, applied_at, policy_id, mode, {timed})"
     )
 
 
@@ -462,6 +468,9 @@ MIGRATIONS: tuple = (
     _durations_by_dimension,  # version 14
     _durations_by_label,  # version 15
     _rollup_pairs,  # version 16
+    # version 17: a team filter's targets (as an inbox's since version 12) read from the team index alone: a
+    # team may hold a large share of the traffic (37,000 of 333,000 SLAs in 30 days: 160 ms from the table)
+    lambda connection: _covering_timed_index(connection, "team"),
 )
 
 
