@@ -8,7 +8,8 @@ in sla_misses. SQLite gets a file in /tmp; PostgreSQL a fresh database (created 
 ``--postgres``, default ``$SLA_BENCH_POSTGRES_URL`` or 127.0.0.1:5432, and dropped afterwards). The schema is
 the store's own (``Store.migrate``, report indexes included); rows are loaded with executemany (SQLite) and
 COPY (PostgreSQL), then PostgreSQL is ANALYZEd as its autovacuum would. SQLite runs without ANALYZE, as a
-default install does.
+default install does. The rollups are then computed as ``sla-plugin rebuild-rollups`` does (the pairs of every
+day included: the data lies in closed days, as the sweeper's job would have left them).
 
 Timed (median of ``--repeat`` runs after one warm-up), each through :class:`plugin.adapters.report_queries.Reports`:
 the daily and hourly series for the last 30 days with one filter (an inbox), the summary and the
@@ -19,9 +20,9 @@ daily and hourly reports on both databases.
 With ``--page``, times instead the whole set of calls the reports page makes
 (:meth:`plugin.adapters.report_queries.Reports.page_calls`: summary, daily and hourly series, grid, six
 breakdowns, the drill-down page, targets), each call's median, for the last 30 days without a filter and
-with one (an inbox, a team, an agent), beside the same full-scan baseline, the targets for 30 days ending at noon (whole
-UTC days come from their rollup, the ends from the base table) and the targets for 30 days filtered by a
-channel, a priority, a label. Targets: the unfiltered page under 1 s in total, each filtered call under 100 ms.
+with one (an inbox, a team, an agent), beside the same full-scan baseline, the targets for 30 days ending at
+noon (whole UTC days come from their rollup, the ends from the base table) and the targets for 30 days
+filtered by a channel, a priority, a label. Targets: the unfiltered page under 1 s in total, each filtered call under 100 ms.
 
 With ``--sizes``, prints the SQLite store's bytes per table and index of the reports (base tables, rollups),
 also per applied SLA.
