@@ -27,7 +27,6 @@ from sqlalchemy.engine import Connection
 
 from plugin.adapters.rollups import (
     ROLLUP_DIMENSIONS,
-    TOTAL_TYPES,
     Kept,
     as_utc_start,
     dimension_keys,
@@ -36,6 +35,7 @@ from plugin.adapters.rollups import (
     period_start,
     rollup_metadata,
     total_columns,
+    totals_columns,
 )
 from plugin.adapters.store import UTCDateTime, applied, as_utc
 from plugin.core.reports.figures import TOTAL_NAMES
@@ -47,17 +47,11 @@ rollup_pairs = sa.Table(
     "sla_rollup_pairs",
     rollup_metadata,
     *leading_columns("day_at"),  # key, dimension (the grouped one), day_at
-    sa.Column("account_id", sa.BigInteger, nullable=False),
-    sa.Column("mode", sa.String(10), nullable=False),
-    sa.Column("filter_dimension", sa.String(20), nullable=False),
-    sa.Column("filter_value_id", sa.BigInteger),
-    sa.Column("filter_value", sa.Text),
-    sa.Column("policy_id", sa.String(200)),
-    sa.Column("policy_name", sa.String(200)),
-    sa.Column("target", sa.Float),
-    sa.Column("value_id", sa.BigInteger),
-    sa.Column("value", sa.Text),
-    *[sa.Column(name, kind, nullable=False) for name, kind in TOTAL_TYPES.items()],
+    *totals_columns(
+        sa.Column("filter_dimension", sa.String(20), nullable=False),
+        sa.Column("filter_value_id", sa.BigInteger),
+        sa.Column("filter_value", sa.Text),
+    ),
     sa.Index("ix_sla_rollup_pairs_filter_day", "filter_dimension", "dimension", "day_at"),
 )
 

@@ -66,18 +66,28 @@ def leading_columns(period: str) -> list[sa.Column]:
 
 TOTAL_TYPES = {name: (sa.Float if name == "target_sum" else sa.BigInteger) for name in TOTAL_NAMES}
 
+
+def totals_columns(*filter_columns: sa.Column) -> list[sa.Column]:
+    """The columns of a table of totals after its leading ones: account and mode, ``filter_columns``, the
+    grouped key (the policy's id, name and target in dimension ``all``, else the value) and the totals."""
+    return [
+        sa.Column("account_id", sa.BigInteger, nullable=False),
+        sa.Column("mode", sa.String(10), nullable=False),
+        *filter_columns,
+        sa.Column("policy_id", sa.String(200)),
+        sa.Column("policy_name", sa.String(200)),
+        sa.Column("target", sa.Float),
+        sa.Column("value_id", sa.BigInteger),
+        sa.Column("value", sa.Text),
+        *[sa.Column(name, kind, nullable=False) for name, kind in TOTAL_TYPES.items()],
+    ]
+
+
 rollup = sa.Table(
     "sla_rollup",
     rollup_metadata,
     *leading_columns("hour_at"),
-    sa.Column("account_id", sa.BigInteger, nullable=False),
-    sa.Column("mode", sa.String(10), nullable=False),
-    sa.Column("policy_id", sa.String(200)),
-    sa.Column("policy_name", sa.String(200)),
-    sa.Column("target", sa.Float),
-    sa.Column("value_id", sa.BigInteger),
-    sa.Column("value", sa.Text),
-    *[sa.Column(name, kind, nullable=False) for name, kind in TOTAL_TYPES.items()],
+    *totals_columns(),
     sa.Index("ix_sla_rollup_dimension_hour", "dimension", "hour_at"),
 )
 
