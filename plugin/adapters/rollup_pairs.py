@@ -65,6 +65,7 @@ rollup_days = sa.Table(
 )
 
 ROLLUP_PAIRS = Kept(rollup_pairs, TOTAL_NAMES, "day_at", _DAY)
+_NOT_PAIRED = sa.or_(rollup_days.c.paired.is_(None), rollup_days.c.paired != rollup_days.c.changes)
 
 # dialect -> the query of the pair rows of one account's applied SLAs within a span (built once).
 _QUERIES: dict[str, sa.CompoundSelect] = {}
@@ -126,10 +127,7 @@ def stale_days(connection: Connection, before: datetime, limit: int) -> list[tup
     days the reports read most)."""
     query = (
         sa.select(rollup_days.c.account_id, rollup_days.c.day_at, rollup_days.c.changes)
-        .where(
-            rollup_days.c.day_at < before,
-            sa.or_(rollup_days.c.paired.is_(None), rollup_days.c.paired != rollup_days.c.changes),
-        )
+        .where(rollup_days.c.day_at < before, _NOT_PAIRED)
         .order_by(rollup_days.c.day_at.desc(), rollup_days.c.account_id)
         .limit(limit)
     )
@@ -193,9 +191,7 @@ def paired_days(
     """The UTC days in ``[start, end)`` that are paired for every account of ``accounts`` (every account when
     empty), and those that are not."""
     query = sa.select(rollup_days.c.day_at).where(
-        rollup_days.c.day_at >= start,
-        rollup_days.c.day_at < end,
-        sa.or_(rollup_days.c.paired.is_(None), rollup_days.c.paired != rollup_days.c.changes),
+        rollup_days.c.day_at >= start, rollup_days.c.day_at < end, _NOT_PAIRED
     )
     if accounts:
         query = query.where(rollup_days.c.account_id.in_(accounts))
