@@ -15,6 +15,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 
 from plugin.adapters import deadlines, locks, redis_keys
 from plugin.adapters import streams as ingest
@@ -106,17 +108,12 @@ class Sweeper:
             from plugin.jobs.writeback import requeue_stale_outbox
 
             requeue_stale_outbox(self.runtime, now)
-        # On the write-back queue: these call the helpdesk's API, like the write-back, not the engine. One job per
-        # account, so one slow helpdesk does not hold another's pass back.
+        # On the write-back queue, away from the events queue whose latency the deadlines need.
         queue = Queue(redis_keys.WRITEBACK_QUEUE, connection=self.runtime.redis)
         if self._every("report pairs", REPORT_PAIRS_EVERY, now):
-            queue.enqueue(
-                "plugin.jobs.report_pairs.run",
-                job_id=redis_keys.REPORT_PAIRS_JOB,
-                job_timeout=600,
-                result_ttl=0,
-                failure_ttl=24 * 3600,
-            )
+            _enqueue_periodic(queue, "plugin.jobs.report_pairs.run", redis_keys.REPORT_PAIRS_JOB, timeout=600)
+        # These call the helpdesk's API, like the write-back. One job per account, so one slow helpdesk does not
+        # hold another's pass back.
         names_every = self.runtime.settings.SLA_NAMES_REFRESH_SECONDS
         if helpdesks and names_every > 0 and self._every("names", timedelta(seconds=names_every), now):
             _enqueue_per_account(queue, helpdesks, "plugin.jobs.names.run", "sla-names", timeout=120)
@@ -166,14 +163,18 @@ class Sweeper:
 
 
 def _enqueue_per_account(queue: Queue, accounts: list[Account], function: str, job: str, timeout: int) -> None:
-    """One job of ``function`` per account, each under that account's job id (:func:`redis_keys.per_account_job`);
-    a failed one is kept a day for inspection."""
+    """One job of ``function`` per account, each under that account's job id (:func:`redis_keys.per_account_job`)."""
     for account in accounts:
-        queue.enqueue(
-            function,
-            account.id,
-            job_id=redis_keys.per_account_job(job, account.id),
-            job_timeout=timeout,
-            result_ttl=0,
-            failure_ttl=24 * 3600,
-        )
+        _enqueue_periodic(queue, function, redis_keys.per_account_job(job, account.id), timeout, account.id)
+
+
+def _enqueue_periodic(queue: Queue, function: str, job_id: str, timeout: int, *arguments: object) -> None:
+    """Queue a periodic pass under its job id unless the previous one still waits or runs (a pool that is
+    stopped would otherwise collect one per period); a failed one is kept a day for inspection."""
+    try:
+        status = Job.fetch(job_id, connection=queue.connection).get_status()
+    except NoSuchJobError:
+        status = None
+    if status in (JobStatus.QUEUED, JobStatus.STARTED):
+        return
+    queue.enqueue(function, *arguments, job_id=job_id, job_timeout=timeout, result_ttl=0, failure_ttl=24 * 3600)

@@ -146,6 +146,8 @@ def test_the_leader_queues_the_report_pairs_job_which_pairs_the_closed_days(runt
 
     sweeper.step()
     sweeper.step()  # within the minute: not queued again
+    now += sweeper_module.REPORT_PAIRS_EVERY
+    sweeper.step()  # a minute later, still waiting for a worker: not queued twice
 
     queue = Queue(redis_keys.WRITEBACK_QUEUE, connection=runtime.redis)
     assert queue.job_ids == [redis_keys.REPORT_PAIRS_JOB]
