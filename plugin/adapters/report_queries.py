@@ -51,6 +51,7 @@ from plugin.adapters.rollups import (
     rollup_durations,
     rollup_misses,
     rollup_total_columns,
+    timed_cohort,
     total_columns,
 )
 from plugin.adapters.store import Store, applied, as_utc, misses, policy_versions
@@ -596,7 +597,7 @@ class Reports:
                 .where(*conditions)
                 .group_by(*keys, histogram.c.bucket)
             )
-        queries += [duration_histogram(where) for where in parts]
+        queries += [duration_histogram(timed_cohort(where)) for where in parts]
         rows: dict[tuple[str, str], dict[str, list[Bucket]]] = {}
         with self.engine.connect() as connection:
             for query in queries:

@@ -120,6 +120,7 @@ rollup_durations = sa.Table(
     sa.Index("ix_sla_rollup_durations_dimension_day", "dimension", "day_at"),
 )
 DURATION_METRICS = ("frt", "rt")  # the clocks whose working time is stored (sla_applied.<metric>_working_seconds)
+TIMED = tuple(f"{metric}_{name}" for metric in DURATION_METRICS for name in ("working_seconds", "target_seconds"))
 # The histogram's dimensions: those of few values. Per inbox, agent or label list it would hold nearly a row per
 # clock (at a million applied SLAs, 30 days: 12,000 "all" rows, 221,000 per inbox, 393,000 per agent), so a
 # targets report filtered on one of those reads sla_applied (inbox, team and agent through its indexes), same
@@ -165,26 +166,36 @@ def _sum(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
     return sa.func.sum(sa.case((condition, 1), else_=0))
 
 
-def total_columns() -> list[sa.ColumnElement]:
-    """The aggregate columns of :data:`TOTAL_NAMES` over ``sla_applied`` rows; all of them are sums, so
-    groups merge by addition (the reports and the rollups select the same)."""
+# The sla_applied columns that total_columns() sums (besides counting rows).
+TOTALLED = (
+    "any_miss",
+    "target",
+    *(f"{prefix}_{name}" for prefix in METRIC_PREFIXES.values() for name in ("status", "misses")),
+    "nrt_misses_per_message",
+)
+
+
+def total_columns(source: sa.FromClause = applied) -> list[sa.ColumnElement]:
+    """The aggregate columns of :data:`TOTAL_NAMES` over ``sla_applied`` rows (or the rows of ``source``, a CTE
+    of its :data:`TOTALLED` columns); all of them are sums, so groups merge by addition (the reports and the
+    rollups select the same)."""
     columns: list[sa.ColumnElement] = [
         sa.func.count().label("applied"),
-        _sum(applied.c.any_miss).label("conversations_missed"),
-        sa.func.sum(applied.c.target).label("target_sum"),
-        sa.func.count(applied.c.target).label("target_count"),
+        _sum(source.c.any_miss).label("conversations_missed"),
+        sa.func.sum(source.c.target).label("target_sum"),
+        sa.func.count(source.c.target).label("target_count"),
     ]
     for prefix in METRIC_PREFIXES.values():
-        status = applied.c[f"{prefix}_status"]
+        status = source.c[f"{prefix}_status"]
         columns += [
             # A next response that never started was never tracked (nothing waited for an answer).
             sa.func.count(sa.case((status != NOT_STARTED, 1))).label(f"{prefix}_tracked"),
             _sum(status == HIT).label(f"{prefix}_hit"),
             _sum(status == MISSED).label(f"{prefix}_missed"),
             _sum(status.in_((RUNNING, AT_RISK, PAUSED))).label(f"{prefix}_open"),
-            sa.func.sum(applied.c[f"{prefix}_misses"]).label(f"{prefix}_misses"),
+            sa.func.sum(source.c[f"{prefix}_misses"]).label(f"{prefix}_misses"),
         ]
-    columns.append(sa.func.sum(applied.c.nrt_misses_per_message).label("nrt_misses_per_message"))
+    columns.append(sa.func.sum(source.c.nrt_misses_per_message).label("nrt_misses_per_message"))
     return columns
 
 
@@ -265,116 +276,111 @@ def _build_contribution_queries(
     span = []
     if spanned:
         span = [applied.c.applied_at >= sa.bindparam("span_start"), applied.c.applied_at < sa.bindparam("span_end")]
-    where = span if chosen is None else [_of(applied, chosen), *span]
+    valued = [column for column in ROLLUP_DIMENSIONS.values() if column is not None]
     hour = period_start(connection, applied.c.applied_at, "hour").label("hour_at")
     day = period_start(connection, applied.c.applied_at, "day").label("day_at")
+    timed = [applied.c[name] for name in TIMED]
+    # Every column the totals and the histogram group or add: each of their two queries reads the cohort once.
+    keyed = [applied.c.account_id, applied.c.mode, applied.c.policy_id, applied.c.policy_name, *valued]
+    cohort = _batch_cohort(
+        connection,
+        "applied_cohort",
+        sa.select(hour, day, *keyed, *(applied.c[name] for name in TOTALLED), *timed).where(*span),
+        (applied,),
+        chosen,
+    )
+    due_hour = period_start(connection, misses.c.due_at, "hour").label("due_hour_at")
+    with_misses = applied.join(
+        misses,
+        sa.and_(misses.c.account_id == applied.c.account_id, misses.c.conversation_id == applied.c.conversation_id),
+    )
+    missed = _batch_cohort(
+        connection,
+        "missed_cohort",
+        sa.select(hour, due_hour, applied.c.account_id, applied.c.mode, applied.c.policy_id, *valued)
+        .select_from(with_misses)
+        .where(*span, misses.c.corrected_at.is_(None)),
+        (applied, misses),
+        chosen,
+    )
     totals, counted = [], []
-    missed = _missed_cohort(connection, chosen, span)
     for dimension in ROLLUP_DIMENSIONS:
         name = sa.literal(dimension, sa.String(20)).label("dimension")
-        keys, selected = dimension_keys(dimension, (applied.c.policy_id, applied.c.policy_name, applied.c.target))
-        totals.append(
-            sa.select(name, hour, applied.c.account_id, applied.c.mode, *selected, *total_columns())
-            .where(*where)
-            .group_by(hour, applied.c.account_id, applied.c.mode, *keys)
-        )
+        keys, selected = dimension_keys(dimension, (cohort.c.policy_id, cohort.c.policy_name, cohort.c.target), cohort)
+        grouped = [cohort.c.hour_at, cohort.c.account_id, cohort.c.mode]
+        totals.append(sa.select(name, *grouped, *selected, *total_columns(cohort)).group_by(*grouped, *keys))
         keys, selected = dimension_keys(dimension, (missed.c.policy_id,), missed)
         grouped = [missed.c.hour_at, missed.c.due_hour_at, missed.c.account_id, missed.c.mode]
         counted.append(sa.select(name, *grouped, *selected, sa.func.count().label("misses")).group_by(*grouped, *keys))
     return {
         rollup.name: sa.union_all(*totals),
         rollup_misses.name: sa.union_all(*counted),
-        rollup_durations.name: duration_histogram(
-            where, [day, applied.c.account_id.label("account_id")], DURATION_DIMENSIONS
-        ),
+        rollup_durations.name: duration_histogram(cohort, ("day_at", "account_id"), DURATION_DIMENSIONS),
     }
 
 
-def _missed_cohort(
+def _batch_cohort(
     connection: Connection,
+    name: str,
+    query: sa.Select,
+    tables: Sequence[sa.Table],
     chosen: Sequence[tuple[sa.BindParameter, sa.BindParameter]] | None,
-    span: Sequence[sa.ColumnElement[bool]],
 ) -> sa.CTE:
-    """The misses not corrected of the applied SLAs of the chosen conversations (None: of all) within the
-    span, one row each with its applied SLA's columns that key the misses' rollup rows: read once (a
-    materialised CTE) for the rollup's seven dimensions.
+    """The rows of ``query`` (over ``tables``, keyed by account and conversation first) of the chosen
+    conversations (None: of all), read once: a materialised CTE, which the rollup's seven dimensions (and the
+    histogram's four) group.
 
     On PostgreSQL each chosen conversation is looked up by itself: the batch's ids are unnested and joined
-    laterally to its applied SLA and misses by their primary keys (the lookup's ``OFFSET 0`` keeps the
-    planner from flattening it into a join it could hash). An IN list looks unselective to the planner
-    without statistics (500 ids of 200 assumed distinct values), so it read every miss of the account
-    through an index on the account alone, a cost growing with every miss recorded, until an ANALYZE;
-    looked up by a whole key prefix, no other plan is cheaper, statistics or not. SQLite's planner takes
-    the primary keys for the IN lists."""
-    hour = period_start(connection, applied.c.applied_at, "hour").label("hour_at")
-    due_hour = period_start(connection, misses.c.due_at, "hour").label("due_hour_at")
-    columns = [
-        hour,
-        due_hour,
-        applied.c.account_id,
-        applied.c.mode,
-        applied.c.policy_id,
-        *(column for column in ROLLUP_DIMENSIONS.values() if column is not None),
-    ]
-    with_misses = applied.join(
-        misses,
-        sa.and_(misses.c.account_id == applied.c.account_id, misses.c.conversation_id == applied.c.conversation_id),
-    )
-    uncorrected = sa.select(*columns).select_from(with_misses).where(*span, misses.c.corrected_at.is_(None))
+    laterally to the rows of each table by its primary key (the lookup's ``OFFSET 0`` keeps the planner from
+    flattening it into a join it could hash). An IN list looks unselective to the planner without statistics
+    (500 ids of 200 assumed distinct values), so it read every row of the account through an index on the
+    account (``ix_sla_applied_account_applied``, ``ix_sla_misses_due``), a cost growing with every SLA
+    recorded, until an ANALYZE; looked up by a whole key prefix, no other plan is cheaper, statistics or not.
+    SQLite's planner takes the primary keys for the IN lists (given for each table: a join does not carry an
+    IN over to the other table)."""
     if chosen is None:
-        return uncorrected.cte("missed_cohort").prefix_with("MATERIALIZED")
+        return query.cte(name).prefix_with("MATERIALIZED")
     if connection.dialect.name != "postgresql":
-        # The misses' side gets the conversations too: a join does not carry an IN over to the other table.
-        found = uncorrected.where(_of(applied, chosen), _of(misses, chosen))
-        return found.cte("missed_cohort").prefix_with("MATERIALIZED")
+        return query.where(*(_of(table, chosen) for table in tables)).cte(name).prefix_with("MATERIALIZED")
     parts = []
     for n, (account, ids) in enumerate(chosen):
         # The same ids as one array (the IN lists expand them into a parameter each); distinct (snapshot).
         listed = sa.bindparam(ids.key, type_=postgresql.ARRAY(sa.BigInteger))
         batch = sa.func.unnest(listed).table_valued("conversation_id").render_derived(name=f"batch_{n}")
-        lookup = (
-            uncorrected.where(
-                applied.c.account_id == account,
-                applied.c.conversation_id == batch.c.conversation_id,
-                misses.c.account_id == account,
-                misses.c.conversation_id == batch.c.conversation_id,
-            )
-            .offset(sa.literal_column("0"))
-            .lateral(f"missed_{n}")
-        )
+        by_key = [
+            condition
+            for table in tables
+            for condition in (table.c.account_id == account, table.c.conversation_id == batch.c.conversation_id)
+        ]
+        lookup = query.where(*by_key).offset(sa.literal_column("0")).lateral(f"{name}_{n}")
         parts.append(sa.select(*lookup.c).select_from(batch.join(lookup, sa.true())))
-    return sa.union_all(*parts).cte("missed_cohort").prefix_with("MATERIALIZED")
+    return sa.union_all(*parts).cte(name).prefix_with("MATERIALIZED")
 
 
-def duration_histogram(
-    where: Sequence[sa.ColumnElement[bool]], keys: Sequence[sa.Label[Any]] = (), dimensions: Sequence[str] = ()
-) -> sa.CompoundSelect:
-    """The stopped clocks of the applied SLAs matching ``where``, counted per ``keys`` (labelled expressions
-    over ``sla_applied``, selected first), mode, policy, metric (``frt``, ``rt``), the clock's target and its
-    duration bucket: the rows of ``sla_rollup_durations``, and what the targets report reads from
-    ``sla_applied`` where the rollup cannot answer, so a figure never depends on which answered. With
-    ``dimensions`` (of :data:`DURATION_DIMENSIONS`), every clock is counted once per dimension, by its value
-    (columns ``dimension`` and ``value`` selected after ``keys``; for ``label``, the whole label list: see
-    :func:`_one_label_rows`). The cohort is read once (a materialised CTE) and grouped once per metric and
-    dimension."""
-    timed = [
-        applied.c[f"{metric}_{name}"] for metric in DURATION_METRICS for name in ("working_seconds", "target_seconds")
-    ]
-    valued = {name: column for name in dimensions if (column := ROLLUP_DIMENSIONS[name]) is not None}
-    cohort = (
-        sa.select(*keys, *valued.values(), applied.c.mode, applied.c.policy_id, *timed)
-        .where(*where)
-        .cte("timed_cohort")
-        .prefix_with("MATERIALIZED")
-    )
-    grouped = [cohort.c[key.name] for key in keys]
+def timed_cohort(where: Sequence[sa.ColumnElement[bool]]) -> sa.CTE:
+    """What :func:`duration_histogram` counts of the applied SLAs matching ``where``, read once (a
+    materialised CTE)."""
+    columns = [applied.c.mode, applied.c.policy_id, *(applied.c[name] for name in TIMED)]
+    return sa.select(*columns).where(*where).cte("timed_cohort").prefix_with("MATERIALIZED")
+
+
+def duration_histogram(cohort: sa.CTE, keys: Sequence[str] = (), dimensions: Sequence[str] = ()) -> sa.CompoundSelect:
+    """The stopped clocks of ``cohort`` (a CTE of ``sla_applied`` columns: mode, policy, :data:`TIMED`, and
+    those of ``keys`` and ``dimensions``; :func:`timed_cohort`), counted per ``keys`` (selected first), mode,
+    policy, metric (``frt``, ``rt``), the clock's target and its duration bucket: the rows of
+    ``sla_rollup_durations``, and what the targets report reads from ``sla_applied`` where the rollup cannot
+    answer, so a figure never depends on which answered. With ``dimensions`` (of
+    :data:`DURATION_DIMENSIONS`), every clock is counted once per dimension, by its value (columns
+    ``dimension`` and ``value`` selected after ``keys``; for ``label``, the whole label list: see
+    :func:`_one_label_rows`). The cohort is grouped once per metric and dimension."""
+    grouped = [cohort.c[key] for key in keys]
     parts = []
     # Per dimension: its name and value selected, and the value grouped by (nothing without dimensions).
     splits: list[tuple[list[sa.ColumnElement[Any]], list[sa.ColumnElement[Any]]]] = [([], [])]
     if dimensions:
         splits = []
         for dimension in dimensions:
-            column = valued.get(dimension)
+            column = ROLLUP_DIMENSIONS[dimension]
             value = sa.cast(sa.null() if column is None else cohort.c[column.name], sa.Text)
             splits.append(([sa.literal(dimension, sa.String(20)).label("dimension"), value.label("value")], [value]))
     for by, values in splits:
