@@ -334,8 +334,9 @@ def _batch_cohort(
     laterally to the rows of each table by its primary key (the lookup's ``OFFSET 0`` keeps the planner from
     flattening it into a join it could hash). An IN list looks unselective to the planner without statistics
     (500 ids of 200 assumed distinct values), so it read every row of the account through an index on the
-    account (``ix_sla_applied_account_applied``, ``ix_sla_misses_due``), a cost growing with every SLA
-    recorded, until an ANALYZE; looked up by a whole key prefix, no other plan is cheaper, statistics or not.
+    account (``ix_sla_applied_account_applied``; ``ix_sla_misses_due`` until version 18), a cost growing
+    with every SLA recorded, until an ANALYZE; looked up by a whole key prefix, no other plan is cheaper,
+    statistics or not.
     SQLite's planner takes the primary keys for the IN lists (given for each table: a join does not carry an
     IN over to the other table)."""
     if chosen is None:

@@ -157,7 +157,6 @@ misses = sa.Table(
     sa.Column("policy_version", sa.String(64), nullable=False),
     sa.Column("recorded_at", UTCDateTime, nullable=False),
     sa.Column("corrected_at", UTCDateTime),
-    sa.Index("ix_sla_misses_due", "account_id", "due_at"),
 )
 
 log = sa.Table(
@@ -421,6 +420,14 @@ def _rollup_pairs(connection: Connection) -> None:
     rollup_pairs.reset(connection)
 
 
+def _drop_misses_due_index(connection: Connection) -> None:
+    """Version 18: the index of misses by account and due time (up to version 17 declared with the table)
+    goes. No query reads misses by due time (the grid groups the misses of applied SLAs by it; the others look
+    misses up by conversation, through the primary key), every miss written updated it, and without statistics
+    the planner took it to read every miss of an account where a batch's were looked up by key (issue 13)."""
+    connection.exec_driver_sql("DROP INDEX IF EXISTS ix_sla_misses_due")
+
+
 def _shared_policy_snapshots(connection: Connection) -> None:
     """Version 13: an applied SLA's policy snapshot, until now copied into each of its ``sla_applied`` rows,
     is stored once per policy version in ``sla_policy_versions`` (the version is the snapshot's hash: the
@@ -471,6 +478,7 @@ MIGRATIONS: tuple = (
     # version 17: a team filter's targets (as an inbox's since version 12) read from the team index alone: a
     # team may hold a large share of the traffic (37,000 of 333,000 SLAs in 30 days: 160 ms from the table)
     lambda connection: _covering_timed_index(connection, "team"),
+    _drop_misses_due_index,  # version 18
 )
 
 

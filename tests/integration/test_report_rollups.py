@@ -21,6 +21,7 @@ from plugin.adapters.store import (
     MIGRATIONS,
     Store,
     _ConversationRows,
+    _drop_misses_due_index,
     _durations_by_dimension,
     _durations_by_label,
     _rollup_durations,
@@ -506,6 +507,38 @@ def test_the_migration_to_the_pairs_marks_every_day_for_the_refresh(store, monke
     assert_rollups_answer_as_the_base(store, monkeypatch, ranges)
     with store.engine.connect() as connection:
         assert all(report_queries.pairs_plan(connection, filters, "agent") for filters in ranges)
+
+
+@settings(max_examples=2, **WRITING)
+@given(data=st.data())
+def test_the_migration_drops_the_index_of_misses_by_due_time_and_reports_answer_the_same(store, data):
+    rows = {}
+    for number in range(1, data.draw(st.integers(5, 30)) + 1):
+        row = conversation(number, data.draw)
+        rows[(row["account_id"], number)] = _ConversationRows(
+            (row["account_id"], number), applied=[row], misses=miss_rows(row, data.draw)
+        )
+    write(store, rows)
+    week = {"since": START.isoformat(), "until": (START + timedelta(days=5)).isoformat()}
+    ranges = [Filters.from_params({**week, **chosen}) for chosen in ({}, {"inbox": "1"}, {"label": "billing"})]
+    reports = Reports(store.engine)
+    expected = [answers(reports, filters) for filters in ranges]
+    version = MIGRATIONS.index(_drop_misses_due_index) + 1
+    with store.engine.begin() as connection:  # the store as the version before left it: misses by due time
+        connection.exec_driver_sql(f"CREATE INDEX {MISSES_DUE} ON {misses.name} (account_id, due_at)")
+        connection.execute(schema_version.delete().where(schema_version.c.version >= version))
+    assert MISSES_DUE in indexes(store, misses)
+    assert store.migrate() == len(MIGRATIONS) >= version
+    assert MISSES_DUE not in indexes(store, misses)
+    assert [answers(reports, filters) for filters in ranges] == expected
+
+
+MISSES_DUE = "ix_sla_misses_due"
+
+
+def indexes(store: Store, table: sa.Table) -> set[str]:
+    with store.engine.connect() as connection:
+        return {index["name"] for index in sa.inspect(connection).get_indexes(table.name)}
 
 
 def days(store: Store, paired: bool = False) -> list[tuple]:

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from connectors import get_connector
 from plugin.adapters.rule_files import load_rules
-from plugin.adapters.store import MIGRATIONS, Store, applied, conversations, events, policy_versions
+from plugin.adapters.store import MIGRATIONS, Store, applied, conversations, events, misses, policy_versions
 from plugin.cli.replay import replay
 from plugin.core.engine import add_events, evaluate
 from plugin.core.engine.effects import changes, summary, writeback_intents
@@ -134,6 +134,7 @@ def test_a_store_written_by_the_previous_version_is_converted_losing_nothing(dat
         columns = {column["name"] for column in sa.inspect(connection).get_columns(conversations.name)}
         assert {"packed_head", "packed_summary"} <= columns and not {"state", "summary"} & columns
         assert "policy_snapshot" not in {column["name"] for column in sa.inspect(connection).get_columns(applied.name)}
+        assert "ix_sla_misses_due" not in {index["name"] for index in sa.inspect(connection).get_indexes(misses.name)}
         snapshots = connection.execute(sa.select(policy_versions)).all()
     # Both conversations' rows held one snapshot of the one policy version: stored once, as it was.
     assert [(row.policy_id, json.loads(row.snapshot)["id"]) for row in snapshots] == [("standard", "standard")]
