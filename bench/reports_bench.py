@@ -22,7 +22,8 @@ With ``--page``, times instead the whole set of calls the reports page makes
 breakdowns, the drill-down page, targets), each call's median, for the last 30 days without a filter and
 with one (an inbox, a team, an agent), beside the same full-scan baseline, the targets for 30 days ending at
 noon (whole UTC days come from their rollup, the ends from the base table) and the targets for 30 days
-filtered by a channel, a priority, a label. Targets: the unfiltered page under 1 s in total, each filtered call under 100 ms.
+filtered by a channel, a priority, a label. Targets: the unfiltered page under 1 s in total, each filtered
+call under 100 ms.
 
 With ``--sizes``, prints the SQLite store's bytes per table and index of the reports (base tables, rollups),
 also per applied SLA.
