@@ -14,23 +14,23 @@ A miss exists from the first second after the due time (docs/contracts.md sectio
 shown from that instant. ``--window`` measures the misses of the first seconds of the spread only, with every
 other clock still running. Also prints Redis memory per running clock and each process's peak RSS.
 
-Measured here (2 shared cores; load average 0.2-0.8 by /proc/loadavg during the window), ``--clocks 1000000
---spread 1800 --window 120`` (556 misses a second, the default's rate; 66,667 measured while 933,000 clocks
-still ran), SQLite: set up in 107 s, index rebuilt from SQL in 1.7 s; from the first missed instant p50
-0.27 s, p99 0.42 s (target 1 s; p99 per 10 s 0.33-0.54 s), 552 misses a second folded; 120 bytes of Redis
-per running clock (sorted set 102); peak RSS 86 MB per event worker, 81 MB for the sweeper's process.
-Before the rollup snapshot read a batch's misses once rather than once per dimension, at load 3-4: p50
-0.42 s, p99 0.91 s. Before the sweeper queued a sweep's ticks in one round trip and the rollup queries were
-reused, 20,000 clocks at the same rate gave p99 51 s (on a more loaded machine).
+Measured here (2 shared cores; load average by /proc/loadavg during the window), ``--clocks 1000000 --spread
+1800 --window 120`` (556 misses a second, the default's rate; 66,667 measured while 933,000 clocks still ran),
+SQLite, schema version 18: set up in 115 s, index rebuilt from SQL in 1.7 s; from the first missed instant p50
+0.31 s, p99 0.50 s (target 1 s; p99 per 10 s 0.38-0.66 s; load 1.0-1.8), 553 misses a second folded; 120
+bytes of Redis per running clock (sorted set 102); peak RSS 85 MB per event worker, 81 MB for the sweeper's
+process. The code before (the snapshot's applied SLAs read per dimension by IN lists) right after, at load
+0.8-1.8: the same p50 0.31 s, p99 0.50 s (an earlier run at load 0.2-0.8: p99 0.42 s). Before the snapshot read
+a batch's misses once rather than once per dimension, at load 3-4: p99 0.91 s; before the sweeper queued a
+sweep's ticks in one round trip and the rollup queries were reused, 20,000 clocks gave p99 51 s.
 The same on PostgreSQL (``--database-url``; the setup's VACUUM ANALYZE runs while sla_misses is empty and
-this server runs with autovacuum off, so the run has no statistics of the misses): set up in 31 s; from the
-first missed instant p50 0.37 s, p99 0.60 s (p99 per 10 s 0.44-0.71 s), 551 misses a second; 120 bytes of
-Redis per clock, peak RSS 91 MB per event worker (load average 0.1-0.4 during the window); again with the
-duration histogram's per-label rows (schema version 15), at load 1.1-1.4: p50 0.41 s, p99 0.56 s. Before the
-rollup snapshot read the batch's misses once and by primary key, the same run built a backlog mid-run (p99
-24.3 s): each of the snapshot's seven dimensions read every miss of the account through ix_sla_misses_due
-(the planner, without statistics, expected 64 rows), so a batch cost more with every miss recorded; with
-ANALYZE of sla_misses every 10 s beside it, p99 1.16 s (docs/scaling.md).
+this server runs with autovacuum off, so the run has no statistics of the misses; sla_applied, loaded, is
+analysed): set up in 31 s; from the first missed instant p50 0.32 s, p99 0.53 s (p99 per 10 s 0.39-0.67 s;
+load 0.2-0.3), 553 misses a second; peak RSS 89 MB per event worker (earlier, schema 15 to 17: p50
+0.37-0.41 s, p99 0.56-0.60 s). Before the rollup snapshot read the batch's misses once and by primary key,
+the same run built a backlog mid-run (p99 24.3 s): each of the snapshot's seven dimensions read every miss of
+the account through ix_sla_misses_due (dropped in version 18), so a batch cost more with every miss recorded
+(docs/scaling.md).
 """
 
 from __future__ import annotations
