@@ -17,11 +17,12 @@ Measured here (2 shared cores, load 1-2), 50 conversations a second for 60 s, be
 sitting: on PostgreSQL (``--database-url``) p50 0.69 s, p99 10.0 s before, p50 0.21 s, p99 1.48 s after; on
 SQLite p50 57 s, p99 109 s before, p50 0.06 s, p99 1.34 s after; no label read, no 429. Again on the next
 release (the rollup snapshot's misses read once, the per-label histogram, the pairs' day marks; the test suite
-running niced beside the SQLite run): SQLite p50 0.06 s, p99 1.37 s; PostgreSQL p50 0.12 s, p99 1.42 s. ``--stages`` showed
-the tail between owed and a writer starting: a set popped at random (some waited many rounds), a pool barrier
-every ten conversations, a second round losing its slots and retrying a second later, a budget counted per
-second (49 a second at 2,940 a minute, below the load, a lost second lost for good) and, on SQLite, every
-read of the write-back taking the one write lock behind the event worker's batches (docs/writeback.md).
+running niced beside the SQLite run): SQLite p50 0.06 s, p99 1.37 s; PostgreSQL p50 0.12 s, p99 1.42 s.
+``--stages`` showed the tail between owed and a writer starting: a set popped at random (some waited many
+rounds), a pool barrier every ten conversations, a second round losing its slots and retrying a second later,
+a budget counted per second (49 a second at 2,940 a minute, below the load, a lost second lost for good) and,
+on SQLite, every read of the write-back taking the one write lock behind the event worker's batches
+(docs/writeback.md).
 """
 
 from __future__ import annotations
