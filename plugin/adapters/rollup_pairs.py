@@ -22,12 +22,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from plugin.adapters.rollups import (
     ROLLUP_DIMENSIONS,
     Kept,
+    add_measures,
     as_utc_start,
     dimension_keys,
     keyed_rows,
@@ -110,16 +110,7 @@ def _pairs_query(connection: Connection) -> sa.CompoundSelect:
 def mark_changed(connection: Connection, days: Iterable[tuple[int, datetime]]) -> None:
     """Count a change of these (account, UTC day) totals (in the caller's transaction: the batch that made it)."""
     rows = [{"account_id": account_id, "day_at": day, "changes": 1} for account_id, day in sorted(set(days))]
-    if not rows:
-        return
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(rollup_days)
-    connection.execute(
-        statement.on_conflict_do_update(
-            index_elements=["account_id", "day_at"], set_={"changes": rollup_days.c.changes + 1}
-        ),
-        rows,
-    )
+    add_measures(connection, rollup_days, ("changes",), rows, keys=("account_id", "day_at"))
 
 
 def stale_days(connection: Connection, before: datetime, limit: int) -> list[tuple[int, datetime, int]]:

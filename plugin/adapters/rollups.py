@@ -502,7 +502,7 @@ def apply_change(connection: Connection, before: Contributions, after: Contribut
                 changes.append(
                     {**{column.name: base[column.name] for column in table.c if column.name not in measures}, **change}
                 )
-        _add(connection, table, measures, changes)
+        add_measures(connection, table, measures, changes)
         if changes:
             counted = table.c[kept.counted]
             connection.execute(table.delete().where(table.c.key.in_([row["key"] for row in changes]), counted == 0))
@@ -511,13 +511,21 @@ def apply_change(connection: Connection, before: Contributions, after: Contribut
     return changed
 
 
-def _add(connection: Connection, table: sa.Table, measures: Sequence[str], rows: list[dict[str, Any]]) -> None:
+def add_measures(
+    connection: Connection,
+    table: sa.Table,
+    measures: Sequence[str],
+    rows: list[dict[str, Any]],
+    keys: Sequence[str] = ("key",),
+) -> None:
+    """Insert ``rows`` into ``table``, or add their ``measures`` to the row of the same ``keys`` (its primary
+    key) where there is one."""
     if not rows:
         return
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     statement = dialect.insert(table)
     statement = statement.on_conflict_do_update(
-        index_elements=["key"], set_={name: table.c[name] + statement.excluded[name] for name in measures}
+        index_elements=list(keys), set_={name: table.c[name] + statement.excluded[name] for name in measures}
     )
     connection.execute(statement, rows)
 

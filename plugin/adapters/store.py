@@ -327,11 +327,12 @@ def _rollup_durations(connection: Connection) -> None:
 def _covering_timed_index(connection: Connection, dimension: str) -> None:
     """Replace the index ``ix_sla_applied_<dimension>_applied`` (``<dimension>_id, applied_at``) by one that
     also holds what the targets read (``ix_sla_applied_<dimension>_timed``)."""
+    from plugin.adapters.rollups import TIMED  # built on this module's tables
+
     connection.exec_driver_sql(f"DROP INDEX IF EXISTS ix_sla_applied_{dimension}_applied")
-    timed = ", ".join(f"{metric}_{name}" for metric in ("frt", "rt") for name in ("working_seconds", "target_seconds"))
     connection.exec_driver_sql(
         f"CREATE INDEX IF NOT EXISTS ix_sla_applied_{dimension}_timed ON sla_applied"
-        f" ({dimension}_id, applied_at, policy_id, mode, {timed})"
+        f" ({dimension}_id, applied_at, policy_id, mode, {', '.join(TIMED)})"
     )
 
 

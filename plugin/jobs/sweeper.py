@@ -43,8 +43,8 @@ STALLED_DRAIN_CHECK_EVERY = timedelta(seconds=2)
 # Delivered notifications and written intents past their retention, deleted a page a minute (up to 7.2
 # million a day per table): a year's backlog after an upgrade goes without one long write lock.
 PRUNE_EVERY = timedelta(minutes=1)
-REPORT_PAIRS_EVERY = timedelta(minutes=1)
 PRUNE_PAGE = 5_000
+REPORT_PAIRS_EVERY = timedelta(minutes=1)  # plugin/jobs/report_pairs.py
 
 
 class Sweeper:
